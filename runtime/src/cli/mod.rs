@@ -1,0 +1,71 @@
+//! Command-line parsing and the top-level error report (the one place `anyhow` is used).
+
+mod sim;
+
+use clap::{Parser, Subcommand};
+
+/// Server-side Microsoft 365 email and calendar sync for CRMs.
+#[derive(Parser)]
+#[command(name = "m365sync", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format: human or json.
+    #[arg(
+        long,
+        global = true,
+        default_value = "human",
+        env = "M365SYNC_LOG_FORMAT"
+    )]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The local Microsoft Graph + identity simulator (the sandbox).
+    Sim {
+        #[command(subcommand)]
+        command: sim::SimCommand,
+    },
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("M365SYNC_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Parses arguments, runs the command, and reports errors with their causes.
+pub fn run() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        match cli.command {
+            Command::Sim { command } => sim::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

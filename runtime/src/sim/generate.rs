@@ -1,0 +1,738 @@
+//! A seeded, deterministic generator of realistic tenants.
+//!
+//! Each mailbox gets mail across more than six months: clients writing in, the user writing
+//! out, colleagues writing to each other (one copy per mailbox under one internetMessageId),
+//! newsletters and automated senders, threads with replies, HTML bodies, and attachments from a
+//! few bytes to beyond the inline limit. Calendars are filled by [`super::calendar`]. The same
+//! options always give the same ids, counts and contents (dates are relative to `now`).
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+use super::ids::{message_id, mix64, Rng};
+use super::model::{
+    App, AppSecret, Attachment, AttachmentKind, Content, Group, MailboxKind, MessageContent,
+    Recipient, Room, Tenant, User, World,
+};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    pub seed: u64,
+    pub tenants: usize,
+    /// People per tenant.
+    pub users: usize,
+    /// Shared mailboxes per tenant.
+    pub shared: usize,
+    /// Messages each mailbox starts (internal mail also lands in colleagues' mailboxes).
+    pub messages: usize,
+    /// Calendar items per person.
+    pub events: usize,
+    /// The instant "now" for the generated history; `None` means the real now.
+    pub now: Option<DateTime<Utc>>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            seed: 1,
+            tenants: 1,
+            users: 5,
+            shared: 1,
+            messages: 200,
+            events: 20,
+            now: None,
+        }
+    }
+}
+
+/// A generated world.
+pub struct Generated {
+    pub world: World,
+}
+
+const FIRST: [&str; 24] = [
+    "Adele",
+    "Alex",
+    "Diego",
+    "Grady",
+    "Henrietta",
+    "Isaiah",
+    "Johanna",
+    "Joni",
+    "Lee",
+    "Lidia",
+    "Lynne",
+    "Megan",
+    "Miriam",
+    "Nestor",
+    "Patti",
+    "Pradeep",
+    "Sofia",
+    "Tomas",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Yara",
+    "Zoe",
+    "Omar",
+];
+const LAST: [&str; 16] = [
+    "Vance",
+    "Wilber",
+    "Siciliani",
+    "Archie",
+    "Gonzalez",
+    "Lambert",
+    "Nguyen",
+    "Sherman",
+    "Holt",
+    "Patel",
+    "Kim",
+    "Okafor",
+    "Rossi",
+    "Berg",
+    "Castro",
+    "Moreau",
+];
+const TENANT_NAMES: [(&str, &str); 6] = [
+    ("Contoso Wealth", "contoso.example"),
+    ("Fabrikam Advisors", "fabrikam.example"),
+    ("Northwind Partners", "northwind.example"),
+    ("Tailspin Capital", "tailspin.example"),
+    ("Woodgrove Family Office", "woodgrove.example"),
+    ("Litware Planning", "litware.example"),
+];
+const CLIENT_DOMAINS: [&str; 6] = [
+    "acme-holdings.example",
+    "globex.example",
+    "initech.example",
+    "umbrella-trust.example",
+    "mail.example",
+    "hooli.example",
+];
+const AUTOMATED: [(&str, &str); 5] = [
+    ("Market Weekly", "newsletter@marketweekly.example"),
+    ("Salesforce", "notifications@salesforce.example"),
+    ("DocuSign", "no-reply@docusign.example"),
+    ("LinkedIn", "messages-noreply@linkedin.example"),
+    ("Microsoft 365", "no-reply@microsoft.example"),
+];
+const TOPICS: [&str; 16] = [
+    "Quarterly portfolio review",
+    "Trust documents",
+    "Rebalancing proposal",
+    "Tax loss harvesting",
+    "Estate plan update",
+    "Meeting follow-up",
+    "Account transfer",
+    "Retirement income plan",
+    "Insurance renewal",
+    "Beneficiary forms",
+    "College savings",
+    "Fee schedule",
+    "Risk questionnaire",
+    "Charitable giving",
+    "Onboarding checklist",
+    "Market outlook",
+];
+const WORDS: [&str; 32] = [
+    "portfolio",
+    "allocation",
+    "review",
+    "client",
+    "meeting",
+    "proposal",
+    "documents",
+    "signature",
+    "trust",
+    "estate",
+    "quarter",
+    "performance",
+    "fees",
+    "transfer",
+    "account",
+    "income",
+    "tax",
+    "plan",
+    "update",
+    "schedule",
+    "attached",
+    "please",
+    "confirm",
+    "thanks",
+    "regards",
+    "next",
+    "week",
+    "call",
+    "details",
+    "questions",
+    "forms",
+    "balance",
+];
+
+fn person(
+    rng: &mut Rng,
+    domain: &str,
+    taken: &mut std::collections::HashSet<String>,
+) -> (String, String, String) {
+    loop {
+        let first = *rng.pick(&FIRST);
+        let last = *rng.pick(&LAST);
+        let local = format!(
+            "{}.{}",
+            first.to_ascii_lowercase(),
+            last.to_ascii_lowercase()
+        );
+        if taken.insert(local.clone()) {
+            return (
+                first.to_string(),
+                last.to_string(),
+                format!("{local}@{domain}"),
+            );
+        }
+        if taken.len() >= FIRST.len() * LAST.len() {
+            let n = taken.len();
+            let local = format!("user{n}");
+            taken.insert(local.clone());
+            return ("User".into(), n.to_string(), format!("{local}@{domain}"));
+        }
+    }
+}
+
+fn html_body(rng: &mut Rng, greeting: &str, signer: &str) -> String {
+    let paragraphs = 1 + rng.below(4) as usize;
+    let mut body = format!("<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body><p>Hi {greeting},</p>");
+    for _ in 0..paragraphs {
+        body.push_str("<p>");
+        let words = 12 + rng.below(50) as usize;
+        for i in 0..words {
+            if i > 0 {
+                body.push(' ');
+            }
+            body.push_str(*rng.pick(&WORDS));
+        }
+        body.push_str(".</p>");
+    }
+    body.push_str(&format!("<p>Best regards,<br>{signer}</p></body></html>"));
+    body
+}
+
+fn attachments(rng: &mut Rng, seq: u64, at: DateTime<Utc>) -> Vec<Attachment> {
+    if !rng.chance(0.18) {
+        return Vec::new();
+    }
+    let count = 1 + rng.below(3) as usize;
+    (0..count)
+        .map(|i| {
+            let id = format!(
+                "AAMkAGAtt{}",
+                STANDARD.encode(mix64(seq * 7 + i as u64).to_be_bytes())
+            );
+            let roll = rng.unit();
+            let (name, kind) = if roll < 0.04 {
+                (
+                    "Forwarded message.eml".to_string(),
+                    AttachmentKind::Item {
+                        subject: "Original request".into(),
+                        body: "<p>Please see below.</p>".into(),
+                    },
+                )
+            } else if roll < 0.10 {
+                (
+                    "Shared folder".to_string(),
+                    AttachmentKind::Reference {
+                        source_url: format!(
+                            "https://contoso.sharepoint.example/sites/clients/doc{seq}.docx"
+                        ),
+                    },
+                )
+            } else {
+                let size = if rng.chance(0.03) {
+                    3 * 1024 * 1024 + rng.below(3 * 1024 * 1024)
+                } else if rng.chance(0.1) {
+                    1 + rng.below(64)
+                } else {
+                    2_000 + rng.below(400_000)
+                };
+                let (ext, ct) = *rng.pick(&[
+                    ("pdf", "application/pdf"),
+                    (
+                        "docx",
+                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    ),
+                    (
+                        "xlsx",
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    ),
+                    ("png", "image/png"),
+                    ("txt", "text/plain"),
+                ]);
+                let inline = ext == "png" && rng.chance(0.5);
+                (
+                    format!("{}-{seq}.{ext}", rng.pick(&WORDS)),
+                    AttachmentKind::File {
+                        content_type: ct.to_string(),
+                        content: Content::Generated {
+                            seed: mix64(seq ^ (i as u64) << 48),
+                            len: size,
+                        },
+                        is_inline: inline,
+                        content_id: inline.then(|| format!("image{i}@{seq}")),
+                    },
+                )
+            };
+            Attachment {
+                id,
+                name,
+                kind,
+                last_modified: at,
+            }
+        })
+        .collect()
+}
+
+/// Builds a tenant's directory: an app with two valid secrets, people, shared mailboxes,
+/// groups and rooms.
+fn directory(world: &mut World, rng: &mut Rng, opts: &GenerateOptions, index: usize) -> usize {
+    let (name, domain) = TENANT_NAMES[index % TENANT_NAMES.len()];
+    let domain = if index < TENANT_NAMES.len() {
+        domain.to_string()
+    } else {
+        format!("t{index}.{domain}")
+    };
+    let tenant_id = rng.guid();
+    let t = world.tenants.len();
+    world.tenants.push(Tenant::new(
+        tenant_id,
+        domain.clone(),
+        name.to_string(),
+        format!("admin@{domain}"),
+    ));
+    world.tenants[t].apps.push(App {
+        client_id: rng.guid(),
+        display_name: "m365sync".into(),
+        secrets: (0..2)
+            .map(|_| AppSecret {
+                value: format!(
+                    "sim~{}",
+                    STANDARD.encode(rng.bytes(24)).replace(['+', '/', '='], "x")
+                ),
+                expires_at: None,
+            })
+            .collect(),
+        roles: [
+            "Mail.ReadWrite",
+            "Mail.Send",
+            "Calendars.ReadWrite",
+            "User.Read.All",
+            "Group.Read.All",
+            "Place.Read.All",
+        ]
+        .map(String::from)
+        .to_vec(),
+        redirect_uris: vec![
+            "http://localhost/callback".into(),
+            "http://localhost:8400/callback".into(),
+        ],
+        access_policy: None,
+    });
+    let mut taken = std::collections::HashSet::new();
+    let add = |world: &mut World,
+               rng: &mut Rng,
+               given: &str,
+               surname: &str,
+               upn: String,
+               kind: MailboxKind,
+               title: Option<&str>| {
+        let display = if surname.is_empty() {
+            given.to_string()
+        } else {
+            format!("{given} {surname}")
+        };
+        let user = User {
+            id: rng.guid(),
+            mail: upn.clone(),
+            upn,
+            display_name: display,
+            given_name: given.to_string(),
+            surname: surname.to_string(),
+            job_title: title.map(str::to_string),
+            kind,
+            folders: Vec::new(),
+            sync_generation: 0,
+            calendar: Default::default(),
+        };
+        world.add_user(t, user)
+    };
+    taken.insert("admin".to_string());
+    add(
+        world,
+        rng,
+        "Adele",
+        "Admin",
+        format!("admin@{domain}"),
+        MailboxKind::Person,
+        Some("IT administrator"),
+    );
+    for _ in 1..opts.users.max(1) {
+        let (g, s, upn) = person(rng, &domain, &mut taken);
+        let title = *rng.pick(&[
+            "Wealth advisor",
+            "Client associate",
+            "Paraplanner",
+            "Operations",
+        ]);
+        add(world, rng, &g, &s, upn, MailboxKind::Person, Some(title));
+    }
+    for i in 0..opts.shared {
+        let local = ["info", "support", "clientservices", "billing"]
+            .get(i)
+            .map(|s| s.to_string())
+            .unwrap_or(format!("shared{i}"));
+        add(
+            world,
+            rng,
+            &format!("{}{}", local[..1].to_uppercase(), &local[1..]),
+            "",
+            format!("{local}@{domain}"),
+            MailboxKind::Shared,
+            None,
+        );
+    }
+    world.tenants[t].groups = vec![
+        Group {
+            id: rng.guid(),
+            display_name: "All Staff".into(),
+            mail: format!("allstaff@{domain}"),
+            mail_enabled: true,
+            security_enabled: false,
+            group_types: vec!["Unified".into()],
+        },
+        Group {
+            id: rng.guid(),
+            display_name: "Advisors".into(),
+            mail: format!("advisors@{domain}"),
+            mail_enabled: true,
+            security_enabled: true,
+            group_types: vec![],
+        },
+    ];
+    world.tenants[t].rooms = ["Boardroom", "Harbour View", "Focus Room"]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Room {
+            id: rng.guid(),
+            display_name: r.to_string(),
+            email_address: format!("{}@{domain}", r.to_ascii_lowercase().replace(' ', "")),
+            capacity: [12, 8, 4][i],
+            building: "Head office".into(),
+        })
+        .collect();
+    t
+}
+
+fn recipient(name: &str, address: &str) -> Recipient {
+    Recipient {
+        name: name.to_string(),
+        address: address.to_string(),
+    }
+}
+
+/// Generates a world.
+pub fn generate(opts: &GenerateOptions) -> Generated {
+    let now = opts.now.unwrap_or_else(Utc::now);
+    let mut rng = Rng::new(opts.seed);
+    let mut world = World::new(mix64(opts.seed) as u32);
+    for ti in 0..opts.tenants.max(1) {
+        let t = directory(&mut world, &mut rng, opts, ti);
+        fill_mail(&mut world, &mut rng, t, opts, now);
+        let people: Vec<usize> = (0..world.tenants[t].users.len())
+            .filter(|&u| world.tenants[t].users[u].kind == MailboxKind::Person)
+            .collect();
+        for u in people {
+            super::calendar::generate_events(&mut world, t, u, &mut rng, opts.events, now);
+        }
+    }
+    Generated { world }
+}
+
+fn fill_mail(
+    world: &mut World,
+    rng: &mut Rng,
+    t: usize,
+    opts: &GenerateOptions,
+    now: DateTime<Utc>,
+) {
+    let users = world.tenants[t].users.len();
+    let domain = world.tenants[t].domain.clone();
+    let span = Duration::days(200);
+    // Conversations started so far: (conversation id, subject, participants' addresses).
+    let mut threads: Vec<(String, String, Recipient)> = Vec::new();
+    let mut seq = 0u64;
+    for u in 0..users {
+        let me = {
+            let user = &world.tenants[t].users[u];
+            (recipient(&user.display_name, &user.mail), user.kind)
+        };
+        let step = span.num_seconds() / opts.messages.max(1) as i64;
+        let mut at = now - span;
+        for _ in 0..opts.messages {
+            seq += 1;
+            at += Duration::seconds(1 + rng.below(step.max(2) as u64 * 2) as i64 / 1)
+                .min(Duration::seconds(step.max(1) * 2));
+            if at > now {
+                at = now - Duration::seconds(rng.below(3600) as i64);
+            }
+            let client = {
+                let (g, s) = (*rng.pick(&FIRST), *rng.pick(&LAST));
+                let d = rng.pick(&CLIENT_DOMAINS);
+                recipient(
+                    &format!("{g} {s}"),
+                    &format!("{}.{}@{d}", g.to_ascii_lowercase(), s.to_ascii_lowercase()),
+                )
+            };
+            let colleague = {
+                let c = (u + 1 + rng.below(users.max(2) as u64 - 1) as usize) % users;
+                let cu = &world.tenants[t].users[c];
+                (c, recipient(&cu.display_name, &cu.mail))
+            };
+            let roll = rng.unit();
+            let shared = me.1 == MailboxKind::Shared;
+            let (kind, mut from, mut to, mut cc, folder) = if roll < 0.45 || shared {
+                let folder = if rng.chance(0.1) {
+                    "archive"
+                } else if rng.chance(0.02) {
+                    "junkemail"
+                } else {
+                    "inbox"
+                };
+                let cc = if rng.chance(0.15) && colleague.0 != u {
+                    vec![colleague.1.clone()]
+                } else {
+                    vec![]
+                };
+                ("in", client.clone(), vec![me.0.clone()], cc, folder)
+            } else if roll < 0.65 {
+                (
+                    "out",
+                    me.0.clone(),
+                    vec![client.clone()],
+                    vec![],
+                    "sentitems",
+                )
+            } else if roll < 0.80 && colleague.0 != u {
+                (
+                    "internal",
+                    me.0.clone(),
+                    vec![colleague.1.clone()],
+                    vec![],
+                    "sentitems",
+                )
+            } else if roll < 0.92 {
+                let (n, a) = *rng.pick(&AUTOMATED);
+                (
+                    "automated",
+                    recipient(n, a),
+                    vec![me.0.clone()],
+                    vec![],
+                    "inbox",
+                )
+            } else {
+                ("reply", client.clone(), vec![me.0.clone()], vec![], "inbox")
+            };
+            let (conversation_id, subject) = if kind == "reply" && !threads.is_empty() {
+                let (cid, subj, other) = threads[rng.below(threads.len() as u64) as usize].clone();
+                from = other;
+                to = vec![me.0.clone()];
+                cc.clear();
+                (cid, format!("RE: {subj}"))
+            } else {
+                let subject = if kind == "automated" {
+                    format!(
+                        "{} #{}",
+                        rng.pick(&[
+                            "Your weekly digest",
+                            "New sign-in",
+                            "Document completed",
+                            "You appeared in searches",
+                            "Report ready"
+                        ]),
+                        seq
+                    )
+                } else {
+                    format!("{} - {}", rng.pick(&TOPICS), client.name)
+                };
+                let cid = format!(
+                    "AAQkADAw{}",
+                    STANDARD
+                        .encode(mix64(seq ^ 0xc0).to_be_bytes())
+                        .trim_end_matches('=')
+                );
+                if kind != "automated" {
+                    threads.push((
+                        cid.clone(),
+                        subject.clone(),
+                        if kind == "in" {
+                            from.clone()
+                        } else {
+                            to[0].clone()
+                        },
+                    ));
+                }
+                (cid, subject)
+            };
+            let mut headers = vec![
+                (
+                    "Received".to_string(),
+                    format!(
+                        "from mail.{domain} by EXCH01.{domain} with Microsoft SMTP Server; {}",
+                        at.to_rfc2822()
+                    ),
+                ),
+                ("MIME-Version".to_string(), "1.0".to_string()),
+            ];
+            if kind == "automated" {
+                headers.push(("Auto-Submitted".into(), "auto-generated".into()));
+                headers.push((
+                    "List-Unsubscribe".into(),
+                    format!(
+                        "<mailto:unsubscribe@{}>",
+                        from.address.split('@').nth(1).unwrap_or("x")
+                    ),
+                ));
+                headers.push(("Precedence".into(), "bulk".into()));
+            }
+            let internet_message_id = format!(
+                "<{:016x}.{seq}@{}>",
+                mix64(seq ^ opts.seed),
+                from.address.split('@').nth(1).unwrap_or("example")
+            );
+            headers.push(("Message-ID".into(), internet_message_id.clone()));
+            let content = MessageContent {
+                internet_message_id,
+                conversation_id,
+                conversation_index: STANDARD.encode(mix64(seq).to_be_bytes()),
+                subject,
+                body: Arc::from(html_body(
+                    rng,
+                    to[0].name.split(' ').next().unwrap_or("there"),
+                    &from.name,
+                )),
+                body_is_html: true,
+                from: Some(from.clone()),
+                to: to.clone(),
+                cc: cc.clone(),
+                bcc: vec![],
+                reply_to: if kind == "automated" && rng.chance(0.3) {
+                    vec![recipient("Support", "support@marketweekly.example")]
+                } else {
+                    vec![]
+                },
+                received: at,
+                sent: at - Duration::seconds(rng.below(90) as i64),
+                is_draft: false,
+                is_read: rng.chance(0.8),
+                importance: if rng.chance(0.05) { "high" } else { "normal" },
+                inference_classification: if kind == "automated" {
+                    "other"
+                } else {
+                    "focused"
+                },
+                categories: if rng.chance(0.1) {
+                    vec![rng.pick(&["Client", "Follow up", "Compliance"]).to_string()]
+                } else {
+                    vec![]
+                },
+                flagged: rng.chance(0.05),
+                headers,
+                attachments: attachments(rng, seq, at),
+            };
+            let f = world.tenants[t].users[u]
+                .folder_index(folder)
+                .expect("well-known folder");
+            // Internal mail: one copy per mailbox under one internetMessageId.
+            let internal_rcpts: Vec<usize> = content
+                .to
+                .iter()
+                .chain(&content.cc)
+                .filter_map(|r| world.tenants[t].user_by_key(&r.address))
+                .filter(|&r| r != u)
+                .collect();
+            world.add_message(t, u, f, content.clone(), false);
+            if kind == "internal" || kind == "in" {
+                for r in internal_rcpts {
+                    let inbox = world.tenants[t].users[r]
+                        .folder_index("inbox")
+                        .expect("inbox");
+                    let mut c = content.clone();
+                    c.is_read = rng.chance(0.7);
+                    world.add_message(t, r, inbox, c, false);
+                }
+            }
+        }
+    }
+    let _ = message_id::immutable;
+}
+
+/// Per mailbox and folder: the immutable ids and counts a full sync must end with.
+pub fn ground_truth(world: &World) -> Value {
+    let tenants: Vec<Value> = world
+        .tenants
+        .iter()
+        .map(|t| {
+            let mailboxes: Vec<Value> = t
+                .users
+                .iter()
+                .map(|u| {
+                    let folders: serde_json::Map<String, Value> = u
+                        .folders
+                        .iter()
+                        .map(|f| {
+                            let ids: Vec<String> = f
+                                .items
+                                .values()
+                                .map(|k| message_id::immutable(*k, world.salt))
+                                .collect();
+                            (
+                                f.well_known.clone().unwrap_or_else(|| f.id.clone()),
+                                json!({"count": ids.len(), "ids": ids}),
+                            )
+                        })
+                        .collect();
+                    let events = super::calendar::event_ids(&u.calendar);
+                    json!({
+                        "id": u.id, "upn": u.upn, "kind": u.kind,
+                        "folders": folders,
+                        "events": {"count": events.len(), "ids": events},
+                    })
+                })
+                .collect();
+            json!({"id": t.id, "domain": t.domain, "mailboxes": mailboxes})
+        })
+        .collect();
+    json!({"tenants": tenants})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_world() {
+        let opts = GenerateOptions {
+            messages: 30,
+            now: Some(Utc::now()),
+            ..Default::default()
+        };
+        let a = ground_truth(&generate(&opts).world);
+        let b = ground_truth(&generate(&opts).world);
+        assert_eq!(a, b);
+        let c = ground_truth(&generate(&GenerateOptions { seed: 2, ..opts }).world);
+        assert_ne!(a, c);
+    }
+}

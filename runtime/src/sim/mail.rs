@@ -1,0 +1,988 @@
+//! Mail: folders, messages (read, change, move, copy, delete), attachments and sendMail.
+//!
+//! Messages are rendered straight from the model through [`MessageView`], which writes only
+//! the `$select`ed properties; delta, listings and single reads all share it.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use super::graph::Ctx;
+use super::ids::message_id;
+use super::model::{
+    html_to_text, Attachment, AttachmentKind, Content, Message, MessageContent, OutboundMail,
+    Recipient, World,
+};
+use super::request::{GraphError, GraphResult, SimResponse};
+
+/// Message properties in the order Graph writes them. The bit of each is its index.
+pub const MESSAGE_FIELDS: [&str; 30] = [
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "receivedDateTime",
+    "sentDateTime",
+    "hasAttachments",
+    "internetMessageId",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "parentFolderId",
+    "conversationId",
+    "conversationIndex",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "isRead",
+    "isDraft",
+    "webLink",
+    "inferenceClassification",
+    "body",
+    "sender",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "flag",
+    "uniqueBody",
+    "internetMessageHeaders",
+];
+
+/// Properties sent when no `$select` is given: all but those Graph sends only on request.
+pub const DEFAULT_FIELDS: u64 = (1 << 28) - 1;
+
+const fn bit(name_index: usize) -> u64 {
+    1 << name_index
+}
+
+/// Parses `$select` into a field mask, refusing unknown properties as Graph does.
+pub fn parse_select(select: Option<&str>) -> Result<u64, GraphError> {
+    let Some(select) = select.filter(|s| !s.trim().is_empty()) else {
+        return Ok(DEFAULT_FIELDS);
+    };
+    let mut mask = 0;
+    for name in select.split(',').map(str::trim) {
+        if name.eq_ignore_ascii_case("id") {
+            continue;
+        }
+        match MESSAGE_FIELDS
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case(name))
+        {
+            Some(i) => mask |= bit(i),
+            None => {
+                return Err(GraphError::bad_request(format!(
+                    "Could not find a property named '{name}' on type 'microsoft.graph.message'."
+                )))
+            }
+        }
+    }
+    Ok(mask)
+}
+
+/// Renders a message as Graph does, honouring `$select`, the id form and the body type.
+pub struct MessageView<'a> {
+    pub message: &'a Message,
+    pub folder_id: &'a str,
+    pub salt: u32,
+    pub mask: u64,
+    pub immutable_ids: bool,
+    pub text_body: bool,
+    /// Delta items carry `@odata.type`.
+    pub with_type: bool,
+}
+
+/// `{"emailAddress":{"name":..,"address":..}}`.
+struct Addr<'a>(&'a Recipient);
+
+impl Serialize for Addr<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            name: &'a str,
+            address: &'a str,
+        }
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(
+            "emailAddress",
+            &Inner {
+                name: &self.0.name,
+                address: &self.0.address,
+            },
+        )?;
+        m.end()
+    }
+}
+
+struct Addrs<'a>(&'a [Recipient]);
+
+impl Serialize for Addrs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Addr))
+    }
+}
+
+/// Graph's date format: `2026-01-01T10:00:00Z`.
+pub fn graph_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The change key (and etag) of a version.
+pub fn change_key(key: u64, version: u32) -> String {
+    STANDARD.encode(format!("CQAAABYAAAD{key:x}v{version}"))
+}
+
+/// The id a client sees for a message, in the form it asked for.
+pub fn visible_id(m: &Message, salt: u32, immutable: bool) -> String {
+    if immutable {
+        message_id::immutable(m.key, salt)
+    } else {
+        message_id::default(m.key, m.moves, salt)
+    }
+}
+
+impl Serialize for MessageView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.message;
+        let c = &m.content;
+        let has = |name: usize| self.mask & bit(name) != 0;
+        let mut map = s.serialize_map(None)?;
+        if self.with_type {
+            map.serialize_entry("@odata.type", "#microsoft.graph.message")?;
+        }
+        let ck = change_key(m.key, m.version);
+        map.serialize_entry("@odata.etag", &format!("W/\"{ck}\""))?;
+        map.serialize_entry("id", &visible_id(m, self.salt, self.immutable_ids))?;
+        let body = |map: &mut S::SerializeMap, name: &str| -> Result<(), S::Error> {
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Body<'a> {
+                content_type: &'a str,
+                content: &'a str,
+            }
+            if c.body_is_html && self.text_body {
+                let text = html_to_text(&c.body);
+                map.serialize_entry(
+                    name,
+                    &Body {
+                        content_type: "text",
+                        content: &text,
+                    },
+                )
+            } else {
+                map.serialize_entry(
+                    name,
+                    &Body {
+                        content_type: if c.body_is_html { "html" } else { "text" },
+                        content: &c.body,
+                    },
+                )
+            }
+        };
+        for (i, name) in MESSAGE_FIELDS.iter().enumerate() {
+            if !has(i) {
+                continue;
+            }
+            match *name {
+                "createdDateTime" => map.serialize_entry(name, &graph_time(&m.created))?,
+                "lastModifiedDateTime" => map.serialize_entry(name, &graph_time(&m.last_modified))?,
+                "changeKey" => map.serialize_entry(name, &ck)?,
+                "categories" => map.serialize_entry(name, &c.categories)?,
+                "receivedDateTime" => map.serialize_entry(name, &graph_time(&c.received))?,
+                "sentDateTime" => map.serialize_entry(name, &graph_time(&c.sent))?,
+                "hasAttachments" => map.serialize_entry(
+                    name,
+                    &c.attachments.iter().any(|a| {
+                        !matches!(a.kind, AttachmentKind::File { is_inline: true, .. })
+                    }),
+                )?,
+                "internetMessageId" => map.serialize_entry(name, &c.internet_message_id)?,
+                "subject" => map.serialize_entry(name, &c.subject)?,
+                "bodyPreview" => map.serialize_entry(name, &m.body_preview)?,
+                "importance" => map.serialize_entry(name, c.importance)?,
+                "parentFolderId" => map.serialize_entry(name, self.folder_id)?,
+                "conversationId" => map.serialize_entry(name, &c.conversation_id)?,
+                "conversationIndex" => map.serialize_entry(name, &c.conversation_index)?,
+                "isDeliveryReceiptRequested" | "isReadReceiptRequested" => {
+                    map.serialize_entry(name, &false)?
+                }
+                "isRead" => map.serialize_entry(name, &c.is_read)?,
+                "isDraft" => map.serialize_entry(name, &c.is_draft)?,
+                "webLink" => map.serialize_entry(
+                    name,
+                    &format!(
+                        "https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem",
+                        message_id::default(m.key, m.moves, self.salt)
+                    ),
+                )?,
+                "inferenceClassification" => map.serialize_entry(name, c.inference_classification)?,
+                "body" | "uniqueBody" => body(&mut map, name)?,
+                "sender" | "from" => match &c.from {
+                    Some(f) => map.serialize_entry(name, &Addr(f))?,
+                    None => map.serialize_entry(name, &Option::<()>::None)?,
+                },
+                "toRecipients" => map.serialize_entry(name, &Addrs(&c.to))?,
+                "ccRecipients" => map.serialize_entry(name, &Addrs(&c.cc))?,
+                "bccRecipients" => map.serialize_entry(name, &Addrs(&c.bcc))?,
+                "replyTo" => map.serialize_entry(name, &Addrs(&c.reply_to))?,
+                "flag" => map.serialize_entry(
+                    name,
+                    &serde_json::json!({"flagStatus": if c.flagged { "flagged" } else { "notFlagged" }}),
+                )?,
+                "internetMessageHeaders" => {
+                    let headers: Vec<_> = c
+                        .headers
+                        .iter()
+                        .map(|(n, v)| serde_json::json!({"name": n, "value": v}))
+                        .collect();
+                    map.serialize_entry(name, &headers)?
+                }
+                _ => {}
+            }
+        }
+        map.end()
+    }
+}
+
+/// Routes `/users/{u}/mailFolders...`, `/users/{u}/messages...` and `/users/{u}/sendMail`.
+pub fn handle(ctx: &Ctx, world: &mut World, t: usize, u: usize, rest: &[String]) -> GraphResult {
+    let method = ctx.req.method.as_str();
+    let seg = |i: usize| rest.get(i).map(String::as_str);
+    match (method, seg(0), rest.len()) {
+        ("GET", Some("mailFolders"), 1) => {
+            ctx.require("Mail.Read")?;
+            list_folders(ctx, world, t, u)
+        }
+        (_, Some("mailFolders"), _) => {
+            let name = seg(1).unwrap_or_default();
+            let f = world.tenants[t].users[u]
+                .folder_index(name)
+                .ok_or_else(|| {
+                    GraphError::not_found("ErrorInvalidIdMalformed", "Id is malformed.")
+                })?;
+            match (method, seg(2), seg(3)) {
+                ("GET", None, _) => {
+                    ctx.require("Mail.Read")?;
+                    Ok(SimResponse::json(200, &folder_json(ctx, world, t, u, f)))
+                }
+                ("GET", Some("childFolders"), None) => {
+                    ctx.require("Mail.Read")?;
+                    Ok(SimResponse::json(200, &serde_json::json!({"value": []})))
+                }
+                ("GET", Some("messages"), Some("delta" | "delta()")) if rest.len() == 4 => {
+                    ctx.require("Mail.Read")?;
+                    super::delta::messages_delta(ctx, world, t, u, f)
+                }
+                (_, Some("messages"), None) if method == "GET" => {
+                    ctx.require("Mail.Read")?;
+                    list_messages(ctx, world, t, u, Some(f))
+                }
+                (_, Some("messages"), Some(id)) => message_routes(ctx, world, t, u, id, &rest[4..]),
+                _ => Err(unsupported(ctx)),
+            }
+        }
+        ("GET", Some("messages"), 1) => {
+            ctx.require("Mail.Read")?;
+            list_messages(ctx, world, t, u, None)
+        }
+        ("POST", Some("messages"), 1) => {
+            ctx.require("Mail.ReadWrite")?;
+            create_draft(ctx, world, t, u)
+        }
+        (_, Some("messages"), n) if n >= 2 => {
+            let id = seg(1).unwrap_or_default().to_string();
+            message_routes(ctx, world, t, u, &id, &rest[2..])
+        }
+        ("POST", Some("sendMail"), 1) => {
+            ctx.require("Mail.Send")?;
+            send_mail(ctx, world, t, u)
+        }
+        _ => Err(unsupported(ctx)),
+    }
+}
+
+/// The 400 Graph gives for a path it has no resource for.
+pub fn unsupported(ctx: &Ctx) -> GraphError {
+    GraphError::bad_request(format!(
+        "Resource not found for the segment '{}'.",
+        ctx.req.segments.last().map(String::as_str).unwrap_or("")
+    ))
+}
+
+fn item_not_found() -> GraphError {
+    GraphError::not_found(
+        "ErrorItemNotFound",
+        "The specified object was not found in the store.",
+    )
+}
+
+fn folder_json(ctx: &Ctx, world: &World, t: usize, u: usize, f: usize) -> serde_json::Value {
+    let folder = &world.tenants[t].users[u].folders[f];
+    let unread = folder
+        .items
+        .values()
+        .filter(|k| world.messages.get(k).is_some_and(|m| !m.content.is_read))
+        .count();
+    serde_json::json!({
+        "@odata.context": format!("{}/$metadata#users('{}')/mailFolders/$entity", ctx.graph_base, world.tenants[t].users[u].id),
+        "id": folder.id,
+        "displayName": folder.display_name,
+        "parentFolderId": format!("AQMkADroot{}", world.tenants[t].users[u].id),
+        "childFolderCount": 0,
+        "unreadItemCount": unread,
+        "totalItemCount": folder.items.len(),
+        "sizeInBytes": folder.items.len() * 4096,
+        "isHidden": false,
+    })
+}
+
+fn list_folders(ctx: &Ctx, world: &World, t: usize, u: usize) -> GraphResult {
+    let user = &world.tenants[t].users[u];
+    let value: Vec<_> = (0..user.folders.len())
+        .map(|f| {
+            let mut v = folder_json(ctx, world, t, u, f);
+            v.as_object_mut().map(|o| o.remove("@odata.context"));
+            v
+        })
+        .collect();
+    Ok(SimResponse::json(
+        200,
+        &serde_json::json!({
+            "@odata.context": format!("{}/$metadata#users('{}')/mailFolders", ctx.graph_base, user.id),
+            "value": value,
+        }),
+    ))
+}
+
+/// `$filter` forms the simulator understands on message listings.
+fn listing_filter(filter: Option<&str>) -> Result<impl Fn(&Message) -> bool, GraphError> {
+    let parsed = match filter.map(str::trim).filter(|f| !f.is_empty()) {
+        None => None,
+        Some(f) => {
+            let parts: Vec<&str> = f.splitn(3, ' ').collect();
+            if parts.len() != 3 {
+                return Err(GraphError::bad_request(format!(
+                    "Invalid filter clause: {f}"
+                )));
+            }
+            let (field, op, value) = (
+                parts[0],
+                parts[1].to_ascii_lowercase(),
+                parts[2].trim_matches('\''),
+            );
+            match field {
+                f if f.eq_ignore_ascii_case("receivedDateTime") => {
+                    let at = DateTime::parse_from_rfc3339(value)
+                        .map_err(|_| {
+                            GraphError::bad_request(format!(
+                                "Invalid filter clause: bad date '{value}'"
+                            ))
+                        })?
+                        .with_timezone(&Utc);
+                    Some((0u8, op, at.timestamp(), false))
+                }
+                f if f.eq_ignore_ascii_case("isRead") => Some((1u8, op, 0, value == "true")),
+                _ => {
+                    return Err(GraphError::bad_request(format!(
+                        "The query filter contains one or more invalid nodes: {field}"
+                    )))
+                }
+            }
+        }
+    };
+    if let Some((_, op, _, _)) = &parsed {
+        if !matches!(op.as_str(), "ge" | "gt" | "le" | "lt" | "eq" | "ne") {
+            return Err(GraphError::bad_request(format!(
+                "Invalid filter operator '{op}'."
+            )));
+        }
+    }
+    Ok(move |m: &Message| match &parsed {
+        None => true,
+        Some((0, op, at, _)) => {
+            let r = m.content.received.timestamp();
+            match op.as_str() {
+                "ge" => r >= *at,
+                "gt" => r > *at,
+                "le" => r <= *at,
+                "lt" => r < *at,
+                "eq" => r == *at,
+                _ => r != *at,
+            }
+        }
+        Some((_, op, _, want)) => (m.content.is_read == *want) == (op == "eq"),
+    })
+}
+
+fn list_messages(
+    ctx: &Ctx,
+    world: &World,
+    t: usize,
+    u: usize,
+    folder: Option<usize>,
+) -> GraphResult {
+    let mask = parse_select(ctx.req.query("$select"))?;
+    let top: usize = match ctx.req.query("$top") {
+        Some(v) => v
+            .parse()
+            .map_err(|_| GraphError::bad_request(format!("Invalid $top value '{v}'.")))?,
+        None => 10,
+    };
+    let top = top.clamp(1, 1000);
+    let skip: usize = ctx
+        .req
+        .query("$skip")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let keep = listing_filter(ctx.req.query("$filter"))?;
+    let user = &world.tenants[t].users[u];
+    let mut found: Vec<&Message> = match folder {
+        Some(f) => user.folders[f]
+            .items
+            .values()
+            .filter_map(|k| world.messages.get(k))
+            .filter(|m| keep(m))
+            .collect(),
+        None => user
+            .folders
+            .iter()
+            .flat_map(|f| f.items.values())
+            .filter_map(|k| world.messages.get(k))
+            .filter(|m| keep(m))
+            .collect(),
+    };
+    let ascending = ctx
+        .req
+        .query("$orderby")
+        .is_some_and(|o| o.to_ascii_lowercase().ends_with(" asc"));
+    found.sort_by_key(|m| (m.content.received, m.arrival));
+    if !ascending {
+        found.reverse();
+    }
+    let page: Vec<_> = found
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|m| MessageView {
+            message: m,
+            folder_id: &user.folders[m.folder].id,
+            salt: world.salt,
+            mask,
+            immutable_ids: ctx.prefer.immutable_ids,
+            text_body: ctx.prefer.text_body,
+            with_type: false,
+        })
+        .collect();
+    let mut body = serde_json::json!({
+        "@odata.context": format!("{}/$metadata#users('{}')/messages", ctx.graph_base, user.id),
+        "value": page,
+    });
+    if skip + top < found.len() {
+        body["@odata.nextLink"] = ctx.same_url_with("$skip", &(skip + top).to_string()).into();
+    }
+    if ctx.req.query("$count").is_some_and(|c| c == "true") {
+        body["@odata.count"] = found.len().into();
+    }
+    Ok(SimResponse::json(200, &body))
+}
+
+fn message_routes(
+    ctx: &Ctx,
+    world: &mut World,
+    t: usize,
+    u: usize,
+    id: &str,
+    rest: &[String],
+) -> GraphResult {
+    let key = world
+        .message_in_mailbox(t, u, id)
+        .ok_or_else(item_not_found)?;
+    let method = ctx.req.method.as_str();
+    let seg = |i: usize| rest.get(i).map(String::as_str);
+    match (method, seg(0), seg(1), seg(2)) {
+        ("GET", None, _, _) => {
+            ctx.require("Mail.Read")?;
+            let mask = parse_select(ctx.req.query("$select"))?;
+            Ok(render_one(ctx, world, key, mask))
+        }
+        ("PATCH", None, _, _) => {
+            ctx.require("Mail.ReadWrite")?;
+            patch_message(ctx, world, key)
+        }
+        ("DELETE", None, _, _) => {
+            ctx.require("Mail.ReadWrite")?;
+            world.delete_message(key);
+            Ok(SimResponse::empty(204))
+        }
+        ("POST", Some(action @ ("move" | "copy")), None, _) => {
+            ctx.require("Mail.ReadWrite")?;
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Dest {
+                destination_id: String,
+            }
+            let dest: Dest = ctx.req.json()?;
+            let f = world.tenants[t].users[u]
+                .folder_index(&dest.destination_id)
+                .ok_or_else(|| GraphError::bad_request("Id is malformed."))?;
+            let key = if action == "move" {
+                world.move_message(key, f);
+                key
+            } else {
+                world.copy_message(key, f).ok_or_else(item_not_found)?
+            };
+            let mut resp = render_one(ctx, world, key, DEFAULT_FIELDS);
+            resp.status = 201;
+            Ok(resp)
+        }
+        ("GET", Some("attachments"), None, _) => {
+            ctx.require("Mail.Read")?;
+            let m = &world.messages[&key];
+            let limit = ctx.sim.protocol().inline_attachment_limit;
+            let value: Vec<_> = m
+                .content
+                .attachments
+                .iter()
+                .map(|a| attachment_json(a, limit, ctx.req.query("$expand").is_some()))
+                .collect();
+            Ok(SimResponse::json(
+                200,
+                &serde_json::json!({
+                    "@odata.context": format!("{}/$metadata#users('{}')/messages('{}')/attachments", ctx.graph_base, world.tenants[t].users[u].id, id),
+                    "value": value,
+                }),
+            ))
+        }
+        ("GET", Some("attachments"), Some(aid), value) => {
+            ctx.require("Mail.Read")?;
+            let m = &world.messages[&key];
+            let a = m
+                .content
+                .attachments
+                .iter()
+                .find(|a| a.id == aid)
+                .ok_or_else(item_not_found)?;
+            match value {
+                None => {
+                    let limit = ctx.sim.protocol().inline_attachment_limit;
+                    Ok(SimResponse::json(200, &attachment_json(a, limit, true)))
+                }
+                Some("$value") => Ok(attachment_value(a)),
+                Some(_) => Err(unsupported(ctx)),
+            }
+        }
+        _ => Err(unsupported(ctx)),
+    }
+}
+
+fn render_one(ctx: &Ctx, world: &World, key: u64, mask: u64) -> SimResponse {
+    let m = &world.messages[&key];
+    let user = &world.tenants[m.tenant].users[m.user];
+    let view = MessageView {
+        message: m,
+        folder_id: &user.folders[m.folder].id,
+        salt: world.salt,
+        mask,
+        immutable_ids: ctx.prefer.immutable_ids,
+        text_body: ctx.prefer.text_body,
+        with_type: false,
+    };
+    let mut value = serde_json::to_value(&view).expect("message serialises");
+    if let Some(o) = value.as_object_mut() {
+        let ctx_url = format!(
+            "{}/$metadata#users('{}')/messages/$entity",
+            ctx.graph_base, user.id
+        );
+        o.insert("@odata.context".into(), ctx_url.into());
+    }
+    SimResponse::json(200, &value)
+}
+
+fn attachment_json(a: &Attachment, inline_limit: u64, with_item: bool) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": a.id,
+        "lastModifiedDateTime": graph_time(&a.last_modified),
+        "name": a.name,
+        "size": a.size(),
+    });
+    match &a.kind {
+        AttachmentKind::File {
+            content_type,
+            content,
+            is_inline,
+            content_id,
+        } => {
+            v["@odata.type"] = "#microsoft.graph.fileAttachment".into();
+            v["contentType"] = content_type.as_str().into();
+            v["isInline"] = (*is_inline).into();
+            v["contentId"] = content_id.clone().into();
+            v["contentLocation"] = serde_json::Value::Null;
+            if content.len() <= inline_limit {
+                v["contentBytes"] = STANDARD.encode(content.bytes()).into();
+            }
+        }
+        AttachmentKind::Item { subject, body } => {
+            v["@odata.type"] = "#microsoft.graph.itemAttachment".into();
+            v["contentType"] = serde_json::Value::Null;
+            v["isInline"] = false.into();
+            if with_item {
+                v["item"] = serde_json::json!({
+                    "@odata.type": "#microsoft.graph.message",
+                    "subject": subject,
+                    "body": {"contentType": "html", "content": body},
+                });
+            }
+        }
+        AttachmentKind::Reference { source_url } => {
+            v["@odata.type"] = "#microsoft.graph.referenceAttachment".into();
+            v["contentType"] = serde_json::Value::Null;
+            v["isInline"] = false.into();
+            v["sourceUrl"] = source_url.as_str().into();
+            v["providerType"] = "oneDriveBusiness".into();
+            v["permission"] = "view".into();
+            v["isFolder"] = false.into();
+        }
+    }
+    v
+}
+
+fn attachment_value(a: &Attachment) -> SimResponse {
+    match &a.kind {
+        AttachmentKind::File {
+            content_type,
+            content,
+            ..
+        } => SimResponse::bytes(200, content_type, content.bytes()),
+        AttachmentKind::Item { subject, body } => SimResponse::bytes(
+            200,
+            "message/rfc822",
+            format!("Subject: {subject}\r\nContent-Type: text/html\r\n\r\n{body}").into_bytes(),
+        ),
+        AttachmentKind::Reference { source_url } => {
+            SimResponse::bytes(200, "text/plain", source_url.clone().into_bytes())
+        }
+    }
+}
+
+/// Properties a client may change with PATCH.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessagePatch {
+    subject: Option<String>,
+    is_read: Option<bool>,
+    categories: Option<Vec<String>>,
+    importance: Option<String>,
+    flag: Option<serde_json::Value>,
+    body: Option<IncomingBody>,
+}
+
+fn patch_message(ctx: &Ctx, world: &mut World, key: u64) -> GraphResult {
+    let p: MessagePatch = ctx.req.json()?;
+    let importance = match p.importance.as_deref() {
+        None => None,
+        Some(i) => Some(importance_of(i)?),
+    };
+    world.update_message(key, |c| {
+        if let Some(s) = p.subject {
+            c.subject = s;
+        }
+        if let Some(r) = p.is_read {
+            c.is_read = r;
+        }
+        if let Some(cats) = p.categories {
+            c.categories = cats;
+        }
+        if let Some(i) = importance {
+            c.importance = i;
+        }
+        if let Some(f) = p.flag {
+            c.flagged = f["flagStatus"] == "flagged";
+        }
+        if let Some(b) = p.body {
+            c.body_is_html = !b.content_type.eq_ignore_ascii_case("text");
+            c.body = Arc::from(b.content);
+        }
+    });
+    Ok(render_one(ctx, world, key, DEFAULT_FIELDS))
+}
+
+fn importance_of(i: &str) -> Result<&'static str, GraphError> {
+    match i.to_ascii_lowercase().as_str() {
+        "low" => Ok("low"),
+        "normal" => Ok("normal"),
+        "high" => Ok("high"),
+        _ => Err(GraphError::bad_request(format!(
+            "Invalid importance '{i}'."
+        ))),
+    }
+}
+
+/// A body as clients send it.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct IncomingBody {
+    #[serde(default = "html")]
+    pub content_type: String,
+    #[serde(default)]
+    pub content: String,
+}
+
+fn html() -> String {
+    "html".into()
+}
+
+#[derive(Deserialize, Debug)]
+struct IncomingAddr {
+    #[serde(rename = "emailAddress")]
+    email_address: IncomingAddrInner,
+}
+
+#[derive(Deserialize, Debug)]
+struct IncomingAddrInner {
+    #[serde(default)]
+    name: Option<String>,
+    address: String,
+}
+
+impl From<IncomingAddr> for Recipient {
+    fn from(a: IncomingAddr) -> Self {
+        Recipient {
+            name: a
+                .email_address
+                .name
+                .unwrap_or_else(|| a.email_address.address.clone()),
+            address: a.email_address.address,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct IncomingAttachment {
+    #[serde(rename = "@odata.type", default)]
+    odata_type: String,
+    name: String,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    content_bytes: Option<String>,
+    #[serde(default)]
+    is_inline: bool,
+    #[serde(default)]
+    content_id: Option<String>,
+}
+
+/// A message as clients send it to `sendMail` or to create a draft.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct IncomingMessage {
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    body: Option<IncomingBody>,
+    #[serde(default)]
+    to_recipients: Vec<IncomingAddr>,
+    #[serde(default)]
+    cc_recipients: Vec<IncomingAddr>,
+    #[serde(default)]
+    bcc_recipients: Vec<IncomingAddr>,
+    #[serde(default)]
+    reply_to: Vec<IncomingAddr>,
+    #[serde(default)]
+    importance: Option<String>,
+    #[serde(default)]
+    categories: Vec<String>,
+    #[serde(default)]
+    attachments: Vec<IncomingAttachment>,
+    #[serde(default)]
+    internet_message_headers: Vec<serde_json::Value>,
+    #[serde(default)]
+    conversation_id: Option<String>,
+}
+
+fn build_content(
+    world: &mut World,
+    t: usize,
+    u: usize,
+    msg: IncomingMessage,
+) -> Result<MessageContent, GraphError> {
+    let now = Utc::now();
+    let seq = world.bump();
+    let user = &world.tenants[t].users[u];
+    let body = msg.body.unwrap_or(IncomingBody {
+        content_type: "html".into(),
+        content: String::new(),
+    });
+    let mut attachments = Vec::new();
+    for (i, a) in msg.attachments.into_iter().enumerate() {
+        if !a.odata_type.is_empty() && !a.odata_type.ends_with("fileAttachment") {
+            return Err(GraphError::bad_request(format!(
+                "Unsupported attachment type '{}'.",
+                a.odata_type
+            )));
+        }
+        let bytes = STANDARD
+            .decode(a.content_bytes.unwrap_or_default())
+            .map_err(|_| {
+                GraphError::bad_request(format!(
+                    "Attachment '{}' has contentBytes that are not base64.",
+                    a.name
+                ))
+            })?;
+        attachments.push(Attachment {
+            id: format!("AAMkAtt{seq:x}_{i}"),
+            name: a.name,
+            kind: AttachmentKind::File {
+                content_type: a
+                    .content_type
+                    .unwrap_or_else(|| "application/octet-stream".into()),
+                content: Content::Bytes(Arc::from(bytes)),
+                is_inline: a.is_inline,
+                content_id: a.content_id,
+            },
+            last_modified: now,
+        });
+    }
+    let headers = msg
+        .internet_message_headers
+        .iter()
+        .filter_map(|h| {
+            Some((
+                h["name"].as_str()?.to_string(),
+                h["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    Ok(MessageContent {
+        internet_message_id: format!(
+            "<{}{:x}@{}>",
+            now.format("%Y%m%d%H%M%S"),
+            seq,
+            world.tenants[t].domain.to_ascii_uppercase()
+        ),
+        conversation_id: msg
+            .conversation_id
+            .unwrap_or_else(|| format!("AAQkAD{seq:016x}")),
+        conversation_index: STANDARD.encode(seq.to_be_bytes()),
+        subject: msg.subject,
+        body_is_html: !body.content_type.eq_ignore_ascii_case("text"),
+        body: Arc::from(body.content),
+        from: Some(Recipient {
+            name: user.display_name.clone(),
+            address: user.mail.clone(),
+        }),
+        to: msg.to_recipients.into_iter().map(Into::into).collect(),
+        cc: msg.cc_recipients.into_iter().map(Into::into).collect(),
+        bcc: msg.bcc_recipients.into_iter().map(Into::into).collect(),
+        reply_to: msg.reply_to.into_iter().map(Into::into).collect(),
+        received: now,
+        sent: now,
+        is_draft: false,
+        is_read: true,
+        importance: match msg.importance.as_deref() {
+            Some(i) => importance_of(i)?,
+            None => "normal",
+        },
+        inference_classification: "focused",
+        categories: msg.categories,
+        flagged: false,
+        headers,
+        attachments,
+    })
+}
+
+fn create_draft(ctx: &Ctx, world: &mut World, t: usize, u: usize) -> GraphResult {
+    let msg: IncomingMessage = ctx.req.json()?;
+    let mut content = build_content(world, t, u, msg)?;
+    content.is_draft = true;
+    let drafts = world.tenants[t].users[u]
+        .folder_index("drafts")
+        .expect("every mailbox has drafts");
+    let key = world.add_message(t, u, drafts, content, true);
+    let mut resp = render_one(ctx, world, key, DEFAULT_FIELDS);
+    resp.status = 201;
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMailRequest {
+    message: IncomingMessage,
+    #[serde(default = "yes")]
+    save_to_sent_items: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /users/{u}/sendMail`: the sent copy in the sender's sentitems, a received copy in the
+/// inbox of every recipient inside the tenant, all under one internetMessageId; mail for
+/// outside addresses is logged.
+fn send_mail(ctx: &Ctx, world: &mut World, t: usize, u: usize) -> GraphResult {
+    let req: SendMailRequest = ctx.req.json()?;
+    if req.message.to_recipients.is_empty()
+        && req.message.cc_recipients.is_empty()
+        && req.message.bcc_recipients.is_empty()
+    {
+        return Err(GraphError::bad_request(
+            "At least one recipient is required, but none were found.",
+        ));
+    }
+    let content = build_content(world, t, u, req.message)?;
+    deliver(world, t, u, content, req.save_to_sent_items);
+    Ok(SimResponse::empty(202))
+}
+
+/// Delivers a sent message: sender's sentitems (when `save_sent`), internal recipients' inboxes,
+/// and the outbound log for the rest. Returns the (user, key) of every copy.
+pub fn deliver(
+    world: &mut World,
+    t: usize,
+    sender: usize,
+    content: MessageContent,
+    save_sent: bool,
+) -> Vec<(usize, u64)> {
+    let mut copies = Vec::new();
+    if save_sent {
+        let sent = world.tenants[t].users[sender]
+            .folder_index("sentitems")
+            .expect("every mailbox has sentitems");
+        let mut c = content.clone();
+        c.is_read = true;
+        copies.push((sender, world.add_message(t, sender, sent, c, true)));
+    }
+    let mut external = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in content.to.iter().chain(&content.cc).chain(&content.bcc) {
+        match world.tenants[t].user_by_key(&r.address) {
+            Some(rcpt) if seen.insert(rcpt) => {
+                let inbox = world.tenants[t].users[rcpt]
+                    .folder_index("inbox")
+                    .expect("every mailbox has an inbox");
+                let mut c = content.clone();
+                c.is_read = false;
+                c.bcc.clear();
+                copies.push((rcpt, world.add_message(t, rcpt, inbox, c, true)));
+            }
+            Some(_) => {}
+            None => external.push(r.address.clone()),
+        }
+    }
+    if !external.is_empty() {
+        let from = world.tenants[t].users[sender].mail.clone();
+        world.outbound_mail.push(OutboundMail {
+            tenant: world.tenants[t].id.clone(),
+            from,
+            to: external,
+            subject: content.subject.clone(),
+            internet_message_id: content.internet_message_id.clone(),
+        });
+    }
+    copies
+}

@@ -1,0 +1,623 @@
+//! The simulated Microsoft 365 world: tenants, their apps, users, mailboxes, folders and messages.
+//!
+//! Every folder keeps a change log next to its contents. Delta queries are answered from these
+//! two alone: an initial round walks the folder's contents in arrival order, a later round walks
+//! the log between the sequence numbers sealed into its token. All mutation goes through
+//! [`World`]'s methods so the log can never disagree with the contents.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::calendar::Calendar;
+use super::ids::{message_id, Rng};
+
+/// The well-known mail folders every mailbox has, in display order: (name, display name).
+pub const WELL_KNOWN_FOLDERS: [(&str, &str); 7] = [
+    ("inbox", "Inbox"),
+    ("drafts", "Drafts"),
+    ("sentitems", "Sent Items"),
+    ("deleteditems", "Deleted Items"),
+    ("archive", "Archive"),
+    ("junkemail", "Junk Email"),
+    ("outbox", "Outbox"),
+];
+
+/// What kind of directory object a mailbox is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailboxKind {
+    /// A person who signs in.
+    Person,
+    /// A shared mailbox: a user object with sign-in disabled.
+    Shared,
+}
+
+/// An app registration in a tenant, with the application permissions an admin consented to.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub client_id: String,
+    pub display_name: String,
+    pub secrets: Vec<AppSecret>,
+    /// Application permissions (app roles) such as `Mail.ReadWrite`.
+    pub roles: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    /// An Exchange application access policy: when set, only these mailboxes (UPNs, lowercase)
+    /// may be read with app-only tokens; the rest answer 403 ErrorAccessDenied.
+    pub access_policy: Option<Vec<String>>,
+}
+
+/// One client secret. Several may be valid at once, which is how secrets rotate.
+#[derive(Debug, Clone)]
+pub struct AppSecret {
+    pub value: String,
+    /// Unix seconds after which the secret answers AADSTS7000222.
+    pub expires_at: Option<i64>,
+}
+
+/// A Microsoft 365 group: has an address, but is not a mailbox m365sync may sync.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub id: String,
+    pub display_name: String,
+    pub mail: String,
+    pub mail_enabled: bool,
+    pub security_enabled: bool,
+    pub group_types: Vec<String>,
+}
+
+/// A room (resource calendar).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Room {
+    pub id: String,
+    pub display_name: String,
+    pub email_address: String,
+    pub capacity: u32,
+    pub building: String,
+}
+
+/// A directory user with a mailbox.
+#[derive(Debug)]
+pub struct User {
+    pub id: String,
+    pub upn: String,
+    pub mail: String,
+    pub display_name: String,
+    pub given_name: String,
+    pub surname: String,
+    pub job_title: Option<String>,
+    pub kind: MailboxKind,
+    pub folders: Vec<Folder>,
+    /// Bumped to invalidate every delta token of this mailbox (control API).
+    pub sync_generation: u64,
+    pub calendar: Calendar,
+}
+
+impl User {
+    /// Finds a folder by id or by well-known name (case-insensitive, as Graph does).
+    pub fn folder_index(&self, name_or_id: &str) -> Option<usize> {
+        let wanted = name_or_id
+            .strip_prefix("('")
+            .and_then(|s| s.strip_suffix("')"))
+            .unwrap_or(name_or_id);
+        self.folders.iter().position(|f| {
+            f.id == wanted
+                || f.well_known
+                    .as_deref()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(wanted))
+        })
+    }
+}
+
+/// A mail folder: its contents in arrival order plus the log of changes that delta replays.
+#[derive(Debug)]
+pub struct Folder {
+    pub id: String,
+    pub display_name: String,
+    pub well_known: Option<String>,
+    /// arrival sequence -> message key.
+    pub items: BTreeMap<u64, u64>,
+    /// change sequence -> change.
+    pub log: BTreeMap<u64, FolderChange>,
+    /// message key -> sequence of its latest change in this folder (to fold repeated changes).
+    pub last_change: HashMap<u64, u64>,
+}
+
+/// One entry of a folder's change log.
+#[derive(Debug, Clone)]
+pub enum FolderChange {
+    /// The message was created, arrived or changed; delta sends its current state.
+    Upsert { key: u64 },
+    /// The message was deleted or moved out; delta sends `@removed` with the ids it had here.
+    Removed {
+        key: u64,
+        immutable_id: String,
+        default_id: String,
+        received: DateTime<Utc>,
+    },
+}
+
+/// An address as Graph writes it: `{"emailAddress":{"name":..,"address":..}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Recipient {
+    pub name: String,
+    pub address: String,
+}
+
+/// Where an attachment's bytes come from. Generated content is produced on demand from a seed,
+/// so a tenant with gigabytes of attachments costs no memory.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Bytes(Arc<[u8]>),
+    Generated { seed: u64, len: u64 },
+}
+
+impl Content {
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Generated { len, .. } => *len,
+        }
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes themselves.
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Content::Bytes(b) => b.to_vec(),
+            Content::Generated { seed, len } => Rng::new(*seed).bytes(*len as usize),
+        }
+    }
+}
+
+/// The three attachment kinds Graph has.
+#[derive(Debug, Clone)]
+pub enum AttachmentKind {
+    File {
+        content_type: String,
+        content: Content,
+        is_inline: bool,
+        content_id: Option<String>,
+    },
+    /// An attached message (subject and body are enough for the simulator).
+    Item { subject: String, body: String },
+    /// A link to a file in OneDrive or SharePoint.
+    Reference { source_url: String },
+}
+
+/// One attachment of a message.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub id: String,
+    pub name: String,
+    pub kind: AttachmentKind,
+    pub last_modified: DateTime<Utc>,
+}
+
+impl Attachment {
+    /// The size Graph reports.
+    pub fn size(&self) -> u64 {
+        match &self.kind {
+            AttachmentKind::File { content, .. } => content.len(),
+            AttachmentKind::Item { subject, body } => (subject.len() + body.len() + 400) as u64,
+            AttachmentKind::Reference { .. } => 0,
+        }
+    }
+}
+
+/// The content of a message, before the world gives it an identity and a place.
+#[derive(Debug, Clone)]
+pub struct MessageContent {
+    pub internet_message_id: String,
+    pub conversation_id: String,
+    pub conversation_index: String,
+    pub subject: String,
+    pub body: Arc<str>,
+    pub body_is_html: bool,
+    pub from: Option<Recipient>,
+    pub to: Vec<Recipient>,
+    pub cc: Vec<Recipient>,
+    pub bcc: Vec<Recipient>,
+    pub reply_to: Vec<Recipient>,
+    pub received: DateTime<Utc>,
+    pub sent: DateTime<Utc>,
+    pub is_draft: bool,
+    pub is_read: bool,
+    pub importance: &'static str,
+    pub inference_classification: &'static str,
+    pub categories: Vec<String>,
+    pub flagged: bool,
+    pub headers: Vec<(String, String)>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A message in a mailbox.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub key: u64,
+    pub tenant: usize,
+    pub user: usize,
+    pub folder: usize,
+    pub arrival: u64,
+    pub moves: u32,
+    pub version: u32,
+    pub created: DateTime<Utc>,
+    pub last_modified: DateTime<Utc>,
+    /// The first 255 characters of the body as text, kept because every listing sends it.
+    pub body_preview: String,
+    pub content: MessageContent,
+}
+
+/// A mail sent through `sendMail` to an address outside the simulated tenants.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboundMail {
+    pub tenant: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub internet_message_id: String,
+}
+
+/// A tenant: its directory, its apps, and the lines that invalidate tokens issued before them.
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub domain: String,
+    pub display_name: String,
+    /// The admin who consents in the authorization-code flow.
+    pub admin_upn: String,
+    pub apps: Vec<App>,
+    pub users: Vec<User>,
+    /// Lowercase object id, UPN and mail -> index into `users`.
+    pub user_index: HashMap<String, usize>,
+    pub groups: Vec<Group>,
+    pub rooms: Vec<Room>,
+    /// Access tokens issued before this instant (unix seconds) are expired.
+    pub access_tokens_valid_after: i64,
+    /// Refresh tokens issued before this instant answer AADSTS700082.
+    pub refresh_tokens_valid_after: i64,
+}
+
+impl Tenant {
+    /// A new tenant with no users.
+    pub fn new(id: String, domain: String, display_name: String, admin_upn: String) -> Self {
+        Tenant {
+            id,
+            domain,
+            display_name,
+            admin_upn,
+            apps: Vec::new(),
+            users: Vec::new(),
+            user_index: HashMap::new(),
+            groups: Vec::new(),
+            rooms: Vec::new(),
+            access_tokens_valid_after: 0,
+            refresh_tokens_valid_after: 0,
+        }
+    }
+
+    /// Resolves a user by object id, UPN or mail, case-insensitively.
+    pub fn user_by_key(&self, key: &str) -> Option<usize> {
+        self.user_index.get(&key.to_ascii_lowercase()).copied()
+    }
+
+    /// The app with this client id.
+    pub fn app(&self, client_id: &str) -> Option<&App> {
+        self.apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    /// Mutable access to the app with this client id.
+    pub fn app_mut(&mut self, client_id: &str) -> Option<&mut App> {
+        self.apps
+            .iter_mut()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    /// True when `address` belongs to a user of this tenant.
+    pub fn is_internal(&self, address: &str) -> bool {
+        self.user_by_key(address).is_some()
+    }
+}
+
+/// Everything the simulator holds. Guarded by one mutex in [`super::Sim`].
+#[derive(Debug)]
+pub struct World {
+    pub tenants: Vec<Tenant>,
+    pub messages: HashMap<u64, Message>,
+    /// The sequence that orders every arrival and change in the world.
+    pub seq: u64,
+    next_key: u64,
+    /// Mixed into ids so ids of one world are not valid in another.
+    pub salt: u32,
+    pub outbound_mail: Vec<OutboundMail>,
+    /// Every invitation, update and cancellation a real server would have emailed.
+    pub invitations: Vec<super::calendar::Invitation>,
+    /// Bumped by a reset: delta tokens of an earlier world answer 410.
+    pub epoch: u64,
+    /// Changes to report to subscriptions, drained by the notifier.
+    pub pending_changes: Vec<Change>,
+}
+
+/// A change a subscription may want to hear about.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub tenant: usize,
+    pub user: usize,
+    /// `Some(folder)` for messages, `None` for events.
+    pub folder: Option<usize>,
+    pub change_type: &'static str,
+    pub id: String,
+    pub is_event: bool,
+}
+
+impl World {
+    /// An empty world.
+    pub fn new(salt: u32) -> Self {
+        World {
+            tenants: Vec::new(),
+            messages: HashMap::new(),
+            seq: 0,
+            next_key: 1,
+            salt,
+            outbound_mail: Vec::new(),
+            invitations: Vec::new(),
+            epoch: 0,
+            pending_changes: Vec::new(),
+        }
+    }
+
+    /// The next sequence number.
+    pub fn bump(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Adds a user with the standard folders and registers its lookup keys.
+    pub fn add_user(&mut self, tenant: usize, mut user: User) -> usize {
+        let t = &mut self.tenants[tenant];
+        let idx = t.users.len();
+        if user.folders.is_empty() {
+            let mut rng = super::ids::Rng::new(super::ids::mix64(
+                (tenant as u64) << 32 | idx as u64 ^ self.salt as u64,
+            ));
+            user.folders = WELL_KNOWN_FOLDERS
+                .iter()
+                .map(|(name, display)| Folder {
+                    id: format!(
+                        "AQMkAD{}",
+                        base64::Engine::encode(
+                            &base64::engine::general_purpose::URL_SAFE,
+                            rng.bytes(24)
+                        )
+                    ),
+                    display_name: display.to_string(),
+                    well_known: Some(name.to_string()),
+                    items: BTreeMap::new(),
+                    log: BTreeMap::new(),
+                    last_change: HashMap::new(),
+                })
+                .collect();
+        }
+        for key in [&user.id, &user.upn, &user.mail] {
+            t.user_index.insert(key.to_ascii_lowercase(), idx);
+        }
+        t.users.push(user);
+        idx
+    }
+
+    /// Stores a new message in a folder. `logged` is false only while generating the initial
+    /// world, when no delta token can exist yet and the log would be dead weight.
+    pub fn add_message(
+        &mut self,
+        tenant: usize,
+        user: usize,
+        folder: usize,
+        content: MessageContent,
+        logged: bool,
+    ) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        let arrival = self.bump();
+        let created = content.received;
+        self.messages.insert(
+            key,
+            Message {
+                key,
+                tenant,
+                user,
+                folder,
+                arrival,
+                moves: 0,
+                version: 0,
+                created,
+                last_modified: created,
+                body_preview: preview_of(&content),
+                content,
+            },
+        );
+        let f = &mut self.tenants[tenant].users[user].folders[folder];
+        f.items.insert(arrival, key);
+        if logged {
+            self.log_upsert(key, "created");
+        }
+        key
+    }
+
+    fn log_upsert(&mut self, key: u64, change_type: &'static str) {
+        let seq = self.bump();
+        let m = &self.messages[&key];
+        let (tenant, user, folder) = (m.tenant, m.user, m.folder);
+        let id = message_id::immutable(key, self.salt);
+        let f = &mut self.tenants[tenant].users[user].folders[folder];
+        f.log.insert(seq, FolderChange::Upsert { key });
+        f.last_change.insert(key, seq);
+        self.pending_changes.push(Change {
+            tenant,
+            user,
+            folder: Some(folder),
+            change_type,
+            id,
+            is_event: false,
+        });
+    }
+
+    fn log_removed(&mut self, key: u64) {
+        let seq = self.bump();
+        let m = &self.messages[&key];
+        let (tenant, user, folder, arrival) = (m.tenant, m.user, m.folder, m.arrival);
+        let immutable_id = message_id::immutable(key, self.salt);
+        let default_id = message_id::default(key, m.moves, self.salt);
+        let received = m.content.received;
+        let f = &mut self.tenants[tenant].users[user].folders[folder];
+        f.items.remove(&arrival);
+        f.log.insert(
+            seq,
+            FolderChange::Removed {
+                key,
+                immutable_id: immutable_id.clone(),
+                default_id,
+                received,
+            },
+        );
+        f.last_change.insert(key, seq);
+        self.pending_changes.push(Change {
+            tenant,
+            user,
+            folder: Some(folder),
+            change_type: "deleted",
+            id: immutable_id,
+            is_event: false,
+        });
+    }
+
+    /// Applies `edit` to a message and records the change.
+    pub fn update_message(&mut self, key: u64, edit: impl FnOnce(&mut MessageContent)) {
+        if let Some(m) = self.messages.get_mut(&key) {
+            edit(&mut m.content);
+            m.body_preview = preview_of(&m.content);
+            m.version += 1;
+            m.last_modified = Utc::now();
+            self.log_upsert(key, "updated");
+        }
+    }
+
+    /// Moves a message; with default ids it gets a new id, as in Exchange.
+    pub fn move_message(&mut self, key: u64, dest: usize) {
+        let Some(m) = self.messages.get(&key) else {
+            return;
+        };
+        if m.folder == dest {
+            return;
+        }
+        self.log_removed(key);
+        let arrival = self.bump();
+        let m = self.messages.get_mut(&key).expect("checked above");
+        m.folder = dest;
+        m.moves += 1;
+        m.arrival = arrival;
+        m.version += 1;
+        m.last_modified = Utc::now();
+        let (t, u) = (m.tenant, m.user);
+        self.tenants[t].users[u].folders[dest]
+            .items
+            .insert(arrival, key);
+        self.log_upsert(key, "created");
+    }
+
+    /// Copies a message into a folder as a new message.
+    pub fn copy_message(&mut self, key: u64, dest: usize) -> Option<u64> {
+        let m = self.messages.get(&key)?;
+        let (t, u, content) = (m.tenant, m.user, m.content.clone());
+        Some(self.add_message(t, u, dest, content, true))
+    }
+
+    /// Deletes a message.
+    pub fn delete_message(&mut self, key: u64) {
+        if self.messages.contains_key(&key) {
+            self.log_removed(key);
+            self.messages.remove(&key);
+        }
+    }
+
+    /// Finds the tenant a tenant id or verified domain names.
+    pub fn tenant_by_key(&self, key: &str) -> Option<usize> {
+        self.tenants
+            .iter()
+            .position(|t| t.id.eq_ignore_ascii_case(key) || t.domain.eq_ignore_ascii_case(key))
+    }
+
+    /// Resolves a message id (either form) within one mailbox.
+    ///
+    /// A default id from before the message's last move no longer resolves, as in Exchange.
+    pub fn message_in_mailbox(&self, tenant: usize, user: usize, id: &str) -> Option<u64> {
+        let (key, moves) = message_id::parse(id, self.salt)?;
+        let m = self.messages.get(&key)?;
+        if m.tenant != tenant || m.user != user {
+            return None;
+        }
+        match moves {
+            Some(n) if n != m.moves => None,
+            _ => Some(key),
+        }
+    }
+}
+
+/// Graph's `bodyPreview`: the body as plain text, cut at 255 characters.
+pub fn preview_of(content: &MessageContent) -> String {
+    let text = if content.body_is_html {
+        html_to_text(&content.body)
+    } else {
+        content.body.to_string()
+    };
+    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.chars().take(255).collect()
+}
+
+/// Plain text of an HTML fragment: tags dropped, block ends become line breaks, common
+/// entities decoded. Enough for previews and `outlook.body-content-type="text"`.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in html.chars() {
+        match (in_tag, c) {
+            (false, '<') => {
+                in_tag = true;
+                tag.clear();
+            }
+            (true, '>') => {
+                in_tag = false;
+                let name = tag
+                    .trim_start_matches('/')
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("");
+                if matches!(
+                    name.to_ascii_lowercase().as_str(),
+                    "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3"
+                ) {
+                    out.push('\n');
+                }
+            }
+            (true, c) => tag.push(c),
+            (false, c) => out.push(c),
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}

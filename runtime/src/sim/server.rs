@@ -1,0 +1,243 @@
+//! The simulator's HTTP(S) server: accepts connections, turns each request into a
+//! [`SimRequest`], and routes it to identity, Graph or the control API.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::request::{GraphError, SimRequest, SimResponse};
+use super::Sim;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    /// Serve https with the local CA kept in this directory.
+    pub tls_dir: Option<PathBuf>,
+    /// Base of every link; default `{scheme}://localhost:{port}`.
+    pub public_url: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}; pick another --bind address or port")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] super::tls::TlsError),
+}
+
+/// A running simulator. Dropping it does not stop it; call [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub ca_cert: Option<PathBuf>,
+    pub sim: Arc<Sim>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts serving `sim` and returns once the socket is listening.
+pub async fn serve(sim: Arc<Sim>, opts: ServeOptions) -> Result<Running, ServeError> {
+    let listener = TcpListener::bind(opts.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: opts.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: opts.bind,
+        source,
+    })?;
+    let tls = opts
+        .tls_dir
+        .as_deref()
+        .map(super::tls::load_or_create)
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base_url = opts
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port()));
+    sim.set_public_base(&base_url);
+    let ca_cert = tls.as_ref().map(|t| t.ca_cert_path.clone());
+    *sim.ca_cert.write().expect("ca lock") = ca_cert.clone();
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
+    let (stop, mut stopped) = watch::channel(false);
+    let server_sim = Arc::clone(&sim);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                _ = stopped.changed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let sim = Arc::clone(&server_sim);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(Arc::clone(&sim), req));
+                let builder = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    Some(acceptor) => {
+                        if let Ok(tls) = acceptor.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    Ok(Running {
+        addr,
+        base_url,
+        ca_cert,
+        sim,
+        stop,
+    })
+}
+
+/// The error hyper sees when a fault asks for the connection to be dropped.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset by fault injection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+async fn handle(
+    sim: Arc<Sim>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let req = SimRequest::new(parts.method, path_and_query, parts.headers, body);
+    let request_id =
+        super::ids::Rng::new(sim.request_seq.load(std::sync::atomic::Ordering::Relaxed) ^ 0xabc)
+            .guid();
+    let resp = dispatch(&sim, req.clone(), &request_id).await;
+    if resp.reset {
+        return Err(DropConnection);
+    }
+    let mut builder = Response::builder().status(resp.status);
+    for (k, v) in &resp.headers {
+        builder = builder.header(k, v);
+    }
+    if req
+        .segments
+        .first()
+        .is_some_and(|s| s == "v1.0" || s == "beta")
+    {
+        builder = builder
+            .header("request-id", &request_id)
+            .header("odata-version", "4.0");
+        if let Some(c) = req.header("client-request-id") {
+            builder = builder.header("client-request-id", c);
+        }
+    }
+    Ok(builder
+        .body(Full::new(resp.body))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// Routes any request to identity, Graph or control.
+pub async fn dispatch(sim: &Arc<Sim>, req: SimRequest, request_id: &str) -> SimResponse {
+    let seg = |i: usize| req.segments.get(i).map(String::as_str);
+    match (seg(0), seg(1), seg(2), seg(3)) {
+        (Some("_sim"), ..) => super::control::handle(sim, &req).await,
+        (Some("v1.0" | "beta"), ..) => graph(sim, req, request_id).await,
+        (Some(tenant), Some("oauth2"), Some("v2.0"), Some("token"))
+            if req.method == hyper::Method::POST =>
+        {
+            super::stats::Stats::inc(&sim.stats.token_requests);
+            super::identity::token(sim, tenant, &req)
+        }
+        (Some(tenant), Some("oauth2"), Some("v2.0"), Some("authorize")) => {
+            super::identity::authorize(sim, tenant, &req)
+        }
+        (Some(tenant), Some("v2.0"), Some(".well-known"), Some("openid-configuration")) => {
+            super::identity::discovery(sim, tenant)
+        }
+        (Some(_), Some("discovery"), ..) => match seg(2) {
+            Some("instance") => instance_discovery(sim),
+            _ => super::identity::jwks(),
+        },
+        _ => SimResponse::json(
+            404,
+            &serde_json::json!({"error": "not_found", "error_description": "No such endpoint on the simulator."}),
+        ),
+    }
+}
+
+fn instance_discovery(sim: &Sim) -> SimResponse {
+    let host = sim.public_base();
+    let host = host.split("://").nth(1).unwrap_or("localhost");
+    SimResponse::json(
+        200,
+        &serde_json::json!({
+            "tenant_discovery_endpoint": format!("{}/common/v2.0/.well-known/openid-configuration", sim.public_base()),
+            "api-version": "1.1",
+            "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+        }),
+    )
+}
+
+async fn graph(sim: &Arc<Sim>, req: SimRequest, request_id: &str) -> SimResponse {
+    let client_request_id = req.header("client-request-id").map(str::to_string);
+    let fail = |e: GraphError| e.into_response(request_id, client_request_id.as_deref());
+    let caller = match super::identity::authenticate(sim, &req) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if req.segments.get(1).is_some_and(|s| s == "$batch") && req.method == hyper::Method::POST {
+        return super::batch::handle(sim, &caller, &req, request_id)
+            .await
+            .unwrap_or_else(fail);
+    }
+    if super::subscriptions::is_create(&req) {
+        return super::subscriptions::create(sim, &caller, &req)
+            .await
+            .unwrap_or_else(fail);
+    }
+    super::graph::execute(sim, &caller, req, request_id.to_string()).await
+}
+
+/// Keeps the type checker honest about the service's error type.
+#[allow(dead_code)]
+fn _assert_infallible(_: Infallible) {}

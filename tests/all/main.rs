@@ -1,0 +1,5 @@
+//! End-to-end tests: one binary, one module per feature (as wasmtime does).
+
+mod support;
+
+mod sim_delta;
