@@ -3,3 +3,6 @@
 mod support;
 
 mod sim_delta;
+mod sim_identity;
+mod sim_mail;
+mod sim_throttle;

@@ -24,6 +24,19 @@ pub enum SimCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Measure the simulator: generate one mailbox and serve every folder's delta round to one
+    /// client over loopback; prints JSON.
+    Bench {
+        /// Messages in the mailbox.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Delta page size (Prefer: odata.maxpagesize).
+        #[arg(long, default_value_t = 100)]
+        page_size: usize,
+        /// Parse every page as JSON in the client (otherwise only find the link and count).
+        #[arg(long)]
+        parse: bool,
+    },
     /// Call a running simulator's control API, e.g. `ctl GET stats` or
     /// `ctl POST deliver '{"from":..,"to":[..],"subject":..}'`.
     Ctl {
@@ -142,6 +155,15 @@ pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
                 "generated {messages} messages in {:.2} s",
                 elapsed.as_secs_f64()
             );
+            Ok(())
+        }
+        SimCommand::Bench {
+            messages,
+            page_size,
+            parse,
+        } => {
+            let report = m365sync::sim::bench::delta_throughput(messages, page_size, parse).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         SimCommand::Ctl {

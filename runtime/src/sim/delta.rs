@@ -186,66 +186,53 @@ pub fn messages_delta(ctx: &Ctx, world: &mut World, t: usize, u: usize, f: usize
 
     let user = &world.tenants[t].users[u];
     let folder_id = &user.folders[f].id;
-    let mut items: Vec<serde_json::Value> = Vec::with_capacity(keys.len() + removed.len() + 1);
-    let render = |key: u64| {
-        world.messages.get(&key).map(|m| {
-            serde_json::to_value(MessageView {
-                message: m,
-                folder_id,
-                salt: world.salt,
-                mask: state.sel,
-                immutable_ids: ctx.prefer.immutable_ids,
-                text_body: ctx.prefer.text_body,
-                with_type: true,
-            })
-            .expect("message serialises")
+    let view = |key: u64| {
+        world.messages.get(&key).map(|m| MessageView {
+            message: m,
+            folder_id,
+            salt: world.salt,
+            mask: state.sel,
+            immutable_ids: ctx.prefer.immutable_ids,
+            text_body: ctx.prefer.text_body,
+            with_type: true,
         })
     };
+    let mut items: Vec<DeltaItem> = Vec::with_capacity(keys.len() + removed.len() + 1);
     if let Some(again) = state.replay.take() {
         if world
             .messages
             .get(&again)
             .is_some_and(|m| m.folder == f && m.user == u && m.tenant == t)
         {
-            items.extend(render(again));
+            items.extend(view(again).map(DeltaItem::Message));
         }
     }
     let mut next_replay = None;
-    for (key, removed_ids) in keys
-        .iter()
-        .map(|k| (*k, None))
-        .chain(removed.iter().map(|r| (r.0, Some(r))))
-    {
-        match removed_ids {
-            None => {
-                if let Some(v) = render(key) {
-                    items.push(v);
-                    if next_replay.is_none()
-                        && replay_rate > 0.0
-                        && unit_hash(key ^ state.end.unwrap_or(0) ^ ctx.sim.faults().seed)
-                            < replay_rate
-                    {
-                        next_replay = Some(key);
-                    }
-                }
+    let replay_seed = state.end.unwrap_or(0) ^ ctx.sim.faults().seed;
+    for key in keys {
+        if let Some(v) = view(key) {
+            items.push(DeltaItem::Message(v));
+            if next_replay.is_none()
+                && replay_rate > 0.0
+                && unit_hash(key ^ replay_seed) < replay_rate
+            {
+                next_replay = Some(key);
             }
-            Some((_, imm, def)) => items.push(serde_json::json!({
-                "@odata.type": "#microsoft.graph.message",
-                "id": if ctx.prefer.immutable_ids { imm } else { def },
-                "@removed": {"reason": "deleted"},
-            })),
         }
+    }
+    for (_, imm, def) in &removed {
+        items.push(DeltaItem::Removed(if ctx.prefer.immutable_ids {
+            imm
+        } else {
+            def
+        }));
     }
     ctx.sim
         .stats
         .delta_items_served
         .fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let mut body = serde_json::Map::new();
-    body.insert(
-        "@odata.context".into(),
-        format!("{}/$metadata#Collection(message)", ctx.graph_base).into(),
-    );
-    if done {
+    let context = format!("{}/$metadata#Collection(message)", ctx.graph_base);
+    let link = if done {
         let next = DeltaState {
             base: state.end,
             end: None,
@@ -256,19 +243,65 @@ pub fn messages_delta(ctx: &Ctx, world: &mut World, t: usize, u: usize, f: usize
             iat: now,
             ..state
         };
-        body.insert(
-            "@odata.deltaLink".into(),
-            format!("{location}?$deltatoken={}", ctx.sim.sealer.seal(&next)).into(),
-        );
+        (
+            "@odata.deltaLink",
+            format!("{location}?$deltatoken={}", ctx.sim.sealer.seal(&next)),
+        )
     } else {
         state.replay = next_replay;
-        body.insert(
-            "@odata.nextLink".into(),
-            format!("{location}?$skiptoken={}", ctx.sim.sealer.seal(&state)).into(),
-        );
+        (
+            "@odata.nextLink",
+            format!("{location}?$skiptoken={}", ctx.sim.sealer.seal(&state)),
+        )
+    };
+    let page = DeltaPage {
+        context: &context,
+        link,
+        items: &items,
+    };
+    let body = serde_json::to_vec(&page).expect("page serialises");
+    Ok(SimResponse::raw_json(200, body))
+}
+
+/// One entry of a delta page.
+enum DeltaItem<'a> {
+    Message(MessageView<'a>),
+    /// `{"@odata.type":..,"id":..,"@removed":{"reason":"deleted"}}`
+    Removed(&'a str),
+}
+
+impl Serialize for DeltaItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            DeltaItem::Message(v) => v.serialize(s),
+            DeltaItem::Removed(id) => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("@odata.type", "#microsoft.graph.message")?;
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("@removed", &serde_json::json!({"reason": "deleted"}))?;
+                m.end()
+            }
+        }
     }
-    body.insert("value".into(), items.into());
-    Ok(SimResponse::json(200, &body))
+}
+
+/// A delta page, written in Graph's order: context, the link, then the items.
+struct DeltaPage<'a> {
+    context: &'a str,
+    link: (&'static str, String),
+    items: &'a [DeltaItem<'a>],
+}
+
+impl Serialize for DeltaPage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("@odata.context", self.context)?;
+        m.serialize_entry(self.link.0, &self.link.1)?;
+        m.serialize_entry("value", self.items)?;
+        m.end()
+    }
 }
 
 fn unit_hash(x: u64) -> f64 {

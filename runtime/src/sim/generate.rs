@@ -214,7 +214,8 @@ fn html_body(rng: &mut Rng, greeting: &str, signer: &str) -> String {
             if i > 0 {
                 body.push(' ');
             }
-            body.push_str(*rng.pick(&WORDS));
+            let word = *rng.pick(&WORDS);
+            body.push_str(word);
         }
         body.push_str(".</p>");
     }
@@ -483,7 +484,7 @@ fn fill_mail(
         let mut at = now - span;
         for _ in 0..opts.messages {
             seq += 1;
-            at += Duration::seconds(1 + rng.below(step.max(2) as u64 * 2) as i64 / 1)
+            at += Duration::seconds(1 + rng.below(step.max(2) as u64 * 2) as i64)
                 .min(Duration::seconds(step.max(1) * 2));
             if at > now {
                 at = now - Duration::seconds(rng.below(3600) as i64);
@@ -676,7 +677,6 @@ fn fill_mail(
             }
         }
     }
-    let _ = message_id::immutable;
 }
 
 /// Per mailbox and folder: the immutable ids and counts a full sync must end with.

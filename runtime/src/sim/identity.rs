@@ -405,7 +405,7 @@ fn delegated(
         })
         .map(|s| s.rsplit('/').next().unwrap_or(s))
         .collect();
-    let granted = if scopes.iter().any(|s| *s == ".default") {
+    let granted = if scopes.contains(&".default") {
         "Mail.ReadWrite Mail.Send Calendars.ReadWrite User.Read.All".to_string()
     } else {
         scopes.join(" ")

@@ -11,6 +11,7 @@
 //! [`control`] is the test harness's API; [`generate`] and [`scenario`] build worlds.
 
 pub mod batch;
+pub mod bench;
 pub mod calendar;
 pub mod config;
 pub mod control;

@@ -573,15 +573,63 @@ impl World {
     }
 }
 
-/// Graph's `bodyPreview`: the body as plain text, cut at 255 characters.
+/// Graph's `bodyPreview`: the body as plain text with whitespace collapsed, cut at 255
+/// characters. One pass that stops early, since every stored message needs one.
 pub fn preview_of(content: &MessageContent) -> String {
-    let text = if content.body_is_html {
-        html_to_text(&content.body)
-    } else {
-        content.body.to_string()
-    };
-    let collapsed: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    collapsed.chars().take(255).collect()
+    const LIMIT: usize = 255;
+    let mut out = String::with_capacity(LIMIT + 8);
+    let (mut count, mut in_tag, mut in_head, mut pending_space) = (0, false, false, false);
+    let mut tag_start = 0;
+    let body: &str = &content.body;
+    for (i, c) in body.char_indices() {
+        if content.body_is_html {
+            if in_tag {
+                if c == '>' {
+                    in_tag = false;
+                    let tag = body[tag_start..i].to_ascii_lowercase();
+                    if tag.starts_with("head") || tag.starts_with("style") {
+                        in_head = true;
+                    } else if tag.starts_with("/head") || tag.starts_with("/style") {
+                        in_head = false;
+                    }
+                    pending_space = true;
+                }
+                continue;
+            }
+            if c == '<' {
+                in_tag = true;
+                tag_start = i + 1;
+                continue;
+            }
+            if in_head {
+                continue;
+            }
+        }
+        if c.is_whitespace() {
+            pending_space = true;
+            continue;
+        }
+        if pending_space && count > 0 {
+            out.push(' ');
+            count += 1;
+        }
+        pending_space = false;
+        if count >= LIMIT {
+            break;
+        }
+        out.push(c);
+        count += 1;
+    }
+    if content.body_is_html && out.contains('&') {
+        out = out
+            .replace("&nbsp;", " ")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&");
+    }
+    out.chars().take(LIMIT).collect()
 }
 
 /// Plain text of an HTML fragment: tags dropped, block ends become line breaks, common

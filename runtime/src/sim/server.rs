@@ -1,7 +1,6 @@
 //! The simulator's HTTP(S) server: accepts connections, turns each request into a
 //! [`SimRequest`], and routes it to identity, Graph or the control API.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -237,7 +236,3 @@ async fn graph(sim: &Arc<Sim>, req: SimRequest, request_id: &str) -> SimResponse
     }
     super::graph::execute(sim, &caller, req, request_id.to_string()).await
 }
-
-/// Keeps the type checker honest about the service's error type.
-#[allow(dead_code)]
-fn _assert_infallible(_: Infallible) {}
