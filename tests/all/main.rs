@@ -3,6 +3,7 @@
 mod support;
 
 mod sim_delta;
+mod sim_https_subscriptions;
 mod sim_identity;
 mod sim_mail;
 mod sim_throttle;
