@@ -149,3 +149,49 @@ async fn injected_faults_follow_their_rates() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn batch_sub_requests_are_throttled_one_by_one() {
+    let s = TestSim::start(small()).await;
+    s.ctl(
+        Method::PUT,
+        "throttle",
+        json!({"window_secs": 60, "limit": 3, "concurrency": 4}),
+    )
+    .await;
+    let token = s.token().await;
+    let upn = enc(s.mailbox(1)["upn"].as_str().unwrap());
+    let requests: Vec<_> = (0..5).map(|i| json!({"id": i.to_string(), "method": "GET", "url": format!("/users/{upn}/mailFolders/inbox")})).collect();
+    let (status, answer) = s
+        .send(
+            Method::POST,
+            &format!("{}/$batch", s.graph),
+            &token,
+            Some(json!({"requests": requests})),
+        )
+        .await;
+    assert_eq!(status, 200, "a 429 sits inside a 200");
+    let statuses: Vec<u64> = answer["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{statuses:?}"
+    );
+    let throttled = answer["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == 429)
+        .unwrap();
+    assert!(throttled["headers"]["retry-after"].is_string());
+}
