@@ -132,14 +132,28 @@ async fn folders_by_well_known_name_in_any_case_and_unknown_names() {
         )
         .await;
     assert!(list["value"].as_array().unwrap().len() >= 6);
-    let (status, _, _) = s
+    let (status, _, body) = s
         .get(
             &format!("{}/users/{}/mailFolders/nosuch", s.graph, upn),
             &token,
             "",
         )
         .await;
-    assert_eq!(status, 404);
+    assert_eq!(
+        (status, body["error"]["code"].as_str().unwrap()),
+        (400, "ErrorInvalidIdMalformed")
+    );
+    let (status, _, body) = s
+        .get(
+            &format!("{}/users/{}/messages/AAMkAGI2TG93AAAxyz", s.graph, upn),
+            &token,
+            "",
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str().unwrap()),
+        (404, "ErrorItemNotFound")
+    );
     let (status, _, body) = s
         .get(
             &format!("{}/users/nobody@contoso.example/messages", s.graph),

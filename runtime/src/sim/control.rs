@@ -314,13 +314,14 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             match tenant_filter(&world, a.tenant.as_deref()) {
                 Err(r) => r,
                 Ok(ts) => {
-                    // Tokens carry whole seconds; the line is drawn just after this second.
-                    let line = Utc::now().timestamp() + 1;
+                    // Tokens carry the sequence they were issued at; everything issued so far
+                    // falls below the line.
+                    let line = world.bump();
                     for t in ts {
                         if path[0] == "tokens" {
-                            world.tenants[t].access_tokens_valid_after = line;
+                            world.tenants[t].access_tokens_min_seq = line;
                         } else {
-                            world.tenants[t].refresh_tokens_valid_after = line;
+                            world.tenants[t].refresh_tokens_min_seq = line;
                         }
                     }
                     ok(json!({"ok": true}))

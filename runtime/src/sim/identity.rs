@@ -37,6 +37,8 @@ pub struct AccessClaims {
     pub oid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upn: Option<String>,
+    /// Unique token id: the world sequence at issue, which expiry lines are drawn against.
+    pub uti: String,
     pub ver: String,
 }
 
@@ -233,7 +235,7 @@ pub fn token(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
     let scope = field("scope").unwrap_or_default();
     let tid = tenant.id.clone();
     let roles = app.roles.clone();
-    let refresh_valid_after = tenant.refresh_tokens_valid_after;
+    let refresh_min_seq = tenant.refresh_tokens_min_seq;
     let nonce = world.bump();
     drop(world);
     match grant.as_str() {
@@ -297,7 +299,7 @@ pub fn token(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
                 return aad_error(400, "invalid_grant", 70000, "The provided authorization code or refresh token was issued to another client or tenant.");
             }
             let idle = sim.protocol().refresh_token_idle_secs;
-            if rt.iat <= refresh_valid_after || rt.iat + idle < now {
+            if rt.nonce < refresh_min_seq || rt.iat + idle < now {
                 return aad_error(400, "invalid_grant", 700082, &format!("The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {} days.", chrono::DateTime::from_timestamp(rt.iat, 0).unwrap_or_default().to_rfc3339(), idle / 86400));
             }
             delegated(sim, &tid, &client_id, &rt.scope, &rt.upn, nonce)
@@ -356,7 +358,8 @@ fn issue(
         scp: scp.clone(),
         oid,
         upn,
-        ver: format!("1.0.{nonce}"),
+        uti: nonce.to_string(),
+        ver: "1.0".into(),
     };
     let mut body = serde_json::json!({
         "token_type": "Bearer",
@@ -530,7 +533,8 @@ pub fn authenticate(sim: &Sim, req: &SimRequest) -> Result<Caller, super::reques
         .tenant_by_key(&claims.tid)
         .ok_or_else(|| unauthorized("Access token validation failure. Invalid audience."))?;
     let now = Utc::now().timestamp();
-    if claims.exp <= now || claims.iat < world.tenants[tenant].access_tokens_valid_after {
+    let issued_at_seq: u64 = claims.uti.parse().unwrap_or(0);
+    if claims.exp <= now || issued_at_seq < world.tenants[tenant].access_tokens_min_seq {
         return Err(unauthorized(
             "Lifetime validation failed, the token is expired.",
         ));

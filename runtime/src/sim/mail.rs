@@ -263,7 +263,13 @@ pub fn handle(ctx: &Ctx, world: &mut World, t: usize, u: usize, rest: &[String])
             let f = world.tenants[t].users[u]
                 .folder_index(name)
                 .ok_or_else(|| {
-                    GraphError::not_found("ErrorInvalidIdMalformed", "Id is malformed.")
+                    // Graph tells a well-formed unknown id from something that is no id at all.
+                    if name.starts_with("AQMk") {
+                        item_not_found()
+                    } else {
+                        GraphError::bad_request("Id is malformed.")
+                            .with_code("ErrorInvalidIdMalformed")
+                    }
                 })?;
             match (method, seg(2), seg(3)) {
                 ("GET", None, _) => {
@@ -499,9 +505,13 @@ fn message_routes(
     id: &str,
     rest: &[String],
 ) -> GraphResult {
-    let key = world
-        .message_in_mailbox(t, u, id)
-        .ok_or_else(item_not_found)?;
+    let key = world.message_in_mailbox(t, u, id).ok_or_else(|| {
+        if id.starts_with("AA") {
+            item_not_found()
+        } else {
+            GraphError::bad_request("Id is malformed.").with_code("ErrorInvalidIdMalformed")
+        }
+    })?;
     let method = ctx.req.method.as_str();
     let seg = |i: usize| rest.get(i).map(String::as_str);
     match (method, seg(0), seg(1), seg(2)) {

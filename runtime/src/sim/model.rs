@@ -281,10 +281,11 @@ pub struct Tenant {
     pub user_index: HashMap<String, usize>,
     pub groups: Vec<Group>,
     pub rooms: Vec<Room>,
-    /// Access tokens issued before this instant (unix seconds) are expired.
-    pub access_tokens_valid_after: i64,
-    /// Refresh tokens issued before this instant answer AADSTS700082.
-    pub refresh_tokens_valid_after: i64,
+    /// Access tokens issued at a world sequence below this one are expired. A sequence, not a
+    /// time, so a token fetched right after an expiry is valid at once.
+    pub access_tokens_min_seq: u64,
+    /// Refresh tokens issued at a world sequence below this one answer AADSTS700082.
+    pub refresh_tokens_min_seq: u64,
 }
 
 impl Tenant {
@@ -300,8 +301,8 @@ impl Tenant {
             user_index: HashMap::new(),
             groups: Vec::new(),
             rooms: Vec::new(),
-            access_tokens_valid_after: 0,
-            refresh_tokens_valid_after: 0,
+            access_tokens_min_seq: 0,
+            refresh_tokens_min_seq: 0,
         }
     }
 

@@ -235,6 +235,12 @@ impl GraphError {
         self
     }
 
+    /// The same error with another Graph error code.
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = code.to_string();
+        self
+    }
+
     /// 404 for a resource that does not exist.
     pub fn not_found(code: &str, message: impl Into<String>) -> Self {
         Self::new(404, code, message)
