@@ -2,4 +2,5 @@
 
 mod support;
 
+mod sim_calendar;
 mod sim_delta;

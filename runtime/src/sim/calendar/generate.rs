@@ -122,7 +122,8 @@ pub fn generate(
             address: c.mail.clone(),
         })
         .collect();
-    let zone = Zone::parse(*rng.pick(&ZONES)).expect("known zone");
+    let zone_name = ZONES[rng.below(ZONES.len() as u64) as usize];
+    let zone = Zone::parse(zone_name).expect("known zone");
     for i in 0..count {
         let kind = if i < SPECIAL.len() {
             SPECIAL[(i + u) % SPECIAL.len()]

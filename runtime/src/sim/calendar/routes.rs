@@ -64,10 +64,11 @@ pub fn handle(ctx: &Ctx, world: &mut World, t: usize, u: usize, rest: &[String])
         ("POST", ["events"]) => {
             ctx.require("Calendars.ReadWrite")?;
             let body: Value = ctx.req.json()?;
-            let (key, created) = writes::create(world, t, u, &body, Utc::now(), Mode::Live)?;
+            // A repeated transactionId answers like the first POST: the same event, 201.
+            let (key, _) = writes::create(world, t, u, &body, Utc::now(), Mode::Live)?;
             let id = super::event_id::encode(key, None, world.salt);
             let mut resp = get_event(ctx, world, t, u, &id)?;
-            resp.status = if created { 201 } else { 200 };
+            resp.status = 201;
             Ok(resp)
         }
         ("GET", ["events", id]) => {
