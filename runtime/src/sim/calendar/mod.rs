@@ -167,3 +167,94 @@ pub fn control(world: &mut World, op: &str, body: &Value) -> Result<Value, Strin
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::expand::Kind;
+    use crate::sim::generate::{generate, GenerateOptions};
+    use crate::sim::scenario::Scenario;
+
+    #[test]
+    fn generated_calendars_hold_every_kind_the_product_rules_need() {
+        let world = generate(&GenerateOptions {
+            users: 3,
+            messages: 5,
+            events: 12,
+            now: Some(chrono::Utc::now()),
+            ..Default::default()
+        })
+        .world;
+        let events: Vec<_> = world.tenants[0]
+            .users
+            .iter()
+            .flat_map(|u| u.calendar.events.values())
+            .collect();
+        let d = |e: &&super::model::Event| e.details.clone();
+        assert!(events.iter().any(|e| d(e).sensitivity == "private"));
+        assert!(events.iter().any(|e| d(e).when.is_all_day()));
+        assert!(events.iter().any(|e| e.is_draft));
+        assert!(events.iter().any(|e| d(e).is_cancelled));
+        assert!(events.iter().any(|e| d(e).attendees.len() > 50));
+        assert!(events.iter().any(|e| d(e).join_url.is_some()));
+        assert!(events.iter().any(|e| d(e)
+            .locations
+            .iter()
+            .any(|l| l.location_type == "conferenceRoom")));
+        assert!(events.iter().any(|e| !e.is_organizer), "attendees' copies");
+        let series = events
+            .iter()
+            .find(|e| !e.exceptions.is_empty() && !e.deleted.is_empty())
+            .expect("a series with an exception and a deleted occurrence");
+        let (from, to) = (series.created, series.created + chrono::Duration::days(400));
+        let kinds: Vec<Kind> = super::expand::instances(series, from, to)
+            .iter()
+            .map(|i| i.kind)
+            .collect();
+        assert!(kinds.contains(&Kind::Exception) && kinds.contains(&Kind::Occurrence));
+    }
+
+    const SCENARIO: &str = r#"
+[[tenant]]
+name = "C"
+domain = "c.example"
+[[tenant.user]]
+upn = "a@c.example"
+name = "A"
+[[tenant.event]]
+mailbox = "a@c.example"
+subject = "Kick-off"
+start = { dateTime = "2026-05-04T09:00:00", timeZone = "Pacific Standard Time" }
+end = { dateTime = "2026-05-04T10:00:00", timeZone = "Pacific Standard Time" }
+[[tenant.event]]
+mailbox = "a@c.example"
+subject = "Broken"
+start = { dateTime = "2026-05-04T09:00:00", timeZone = "Mars Standard Time" }
+end = { dateTime = "2026-05-04T10:00:00", timeZone = "UTC" }
+"#;
+
+    #[test]
+    fn scenario_events_are_checked_and_built() {
+        let err = Scenario::parse(SCENARIO, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 13") && err.contains("start.timeZone"),
+            "{err}"
+        );
+        let good = SCENARIO
+            .split("[[tenant.event]]\nmailbox = \"a@c.example\"\nsubject = \"Broken\"")
+            .next()
+            .unwrap();
+        let world = Scenario::parse(good, Path::new("s.toml")).unwrap().build();
+        let cal = &world.tenants[0].users[0].calendar;
+        assert_eq!(super::event_ids(cal).len(), 1);
+        let e = cal.events.values().next().unwrap();
+        assert_eq!(e.details.subject, "Kick-off");
+        assert_eq!(
+            e.details.when.span().0.to_rfc3339(),
+            "2026-05-04T16:00:00+00:00"
+        );
+    }
+}
