@@ -592,8 +592,16 @@ async fn delta_refuses_query_options_and_unknown_tokens() {
         .contains("calendarView/delta"));
     s.ctl(Method::POST, "sync-state/expire", json!({"user": who}))
         .await;
-    let (status, _, _) = s.get(&delta_link, &token, "").await;
+    let (status, headers, _) = s.get(&delta_link, &token, "").await;
     assert_eq!(status, 410);
+    // A stale token's Location restarts the same window.
+    let restart = headers["location"].to_str().unwrap().to_string();
+    assert!(
+        restart.contains("startDateTime=2026-07-01T00:00:00Z"),
+        "{restart}"
+    );
+    let (items, _, _) = s.delta_round(&restart, &token, "").await;
+    assert_eq!(items.len(), s.delta_round(&url, &token, "").await.0.len());
     let other = upn(&s, 2);
     let foreign = delta_link.replace(
         &s.mailbox(1)["id"].as_str().unwrap().to_string(),

@@ -224,13 +224,30 @@ struct ViewState {
     co: i64,
 }
 
-fn sync_state_not_found(ctx: &Ctx, location: &str) -> GraphError {
+/// 410 with a `Location` to restart from: the sealed window when the token still opens (a
+/// stale one), so following it starts a full round over the same window.
+fn sync_state_not_found(ctx: &Ctx, location: &str, stale: Option<&ViewState>) -> GraphError {
+    let window = stale
+        .and_then(|s| {
+            Some((
+                DateTime::from_timestamp(s.from, 0)?,
+                DateTime::from_timestamp(s.to, 0)?,
+            ))
+        })
+        .map(|(from, to)| {
+            format!(
+                "startDateTime={}&endDateTime={}&",
+                from.format("%Y-%m-%dT%H:%M:%SZ"),
+                to.format("%Y-%m-%dT%H:%M:%SZ")
+            )
+        })
+        .unwrap_or_default();
     GraphError::new(
         410,
         "SyncStateNotFound",
         "The sync state generation is not found; it may have expired or been reset. resyncRequired",
     )
-    .with_header("location", format!("{location}?$deltatoken="))
+    .with_header("location", format!("{location}?{window}$deltatoken="))
     .with_header("request-id", ctx.request_id.clone())
 }
 
@@ -276,14 +293,14 @@ pub fn delta(ctx: &Ctx, world: &World, t: usize, u: usize) -> GraphResult {
                 .sim
                 .sealer
                 .open(tok)
-                .ok_or_else(|| sync_state_not_found(ctx, &location))?;
+                .ok_or_else(|| sync_state_not_found(ctx, &location, None))?;
             if s.t != world.tenants[t].id
                 || s.u != u
                 || s.ep != world.epoch
                 || s.g != user.sync_generation
                 || s.iat + ctx.sim.protocol().sync_state_secs < now
             {
-                return Err(sync_state_not_found(ctx, &location));
+                return Err(sync_state_not_found(ctx, &location, Some(&s)));
             }
             s
         }

@@ -252,7 +252,7 @@ pub fn update(
                 log_change(world, &about, &old.attendees, &details.attendees, changed);
                 sync_copies(world, t, u, &event, &[], false, Mode::Live);
             }
-            Ok(occurrence_id_or(key, Some(o), world.salt))
+            Ok(event_id::encode(key, Some(o), world.salt))
         }
         None => {
             let when = patch.when(Some(&event.details.when))?;
@@ -278,13 +278,9 @@ pub fn update(
             event.version += 1;
             event.last_modified = now;
             publish(world, t, u, event, Some(&before), Mode::Live);
-            Ok(occurrence_id_or(key, None, world.salt))
+            Ok(event_id::encode(key, None, world.salt))
         }
     }
-}
-
-fn occurrence_id_or(key: u64, original: Option<chrono::NaiveDateTime>, salt: u32) -> String {
-    event_id::encode(key, original, salt)
 }
 
 /// Deletes an event, a whole series, or one occurrence. The organizer's delete cancels the
