@@ -2,6 +2,7 @@
 
 mod support;
 
+mod sim_calendar;
 mod sim_cli;
 mod sim_delta;
 mod sim_https_subscriptions;

@@ -147,7 +147,10 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
         conversation_id: d
             .conversation_id
             .unwrap_or_else(|| format!("AAQkCtl{seq:012x}")),
-        conversation_index: format!("AQ{seq:012x}"),
+        conversation_index: base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            seq.to_be_bytes(),
+        ),
         subject: d.subject,
         body_is_html: !d.body.is_empty() && d.body.trim_start().starts_with('<'),
         body: Arc::from(d.body.as_str()),

@@ -377,7 +377,10 @@ impl Scenario {
                         .conversation_id
                         .clone()
                         .unwrap_or_else(|| format!("AAQkScenario{i}")),
-                    conversation_index: format!("AQ{i:08}"),
+                    conversation_index: base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        (i as u64).to_be_bytes(),
+                    ),
                     subject: m.subject.clone(),
                     body: Arc::from(m.body.as_str()),
                     body_is_html: m.body.trim_start().starts_with('<'),
