@@ -150,7 +150,17 @@ async fn handle(
     let request_id =
         super::ids::Rng::new(sim.request_seq.load(std::sync::atomic::Ordering::Relaxed) ^ 0xabc)
             .guid();
+    let started = std::time::Instant::now();
     let resp = dispatch(&sim, req.clone(), &request_id).await;
+    // The path only: query strings carry delta tokens and authorization codes.
+    tracing::debug!(
+        method = %req.method,
+        path = %parts.uri.path(),
+        status = resp.status,
+        micros = started.elapsed().as_micros() as u64,
+        reset = resp.reset,
+        "sim request"
+    );
     if resp.reset {
         return Err(DropConnection);
     }
