@@ -88,6 +88,11 @@ fn serve_writes_the_ready_file_and_ctl_talks_to_it() {
             "--tls-dir",
         ])
         .arg(dir.join("tls"))
+        .args(["--faults", r#"{"latency_ms": 1}"#])
+        .args([
+            "--throttle",
+            r#"{"window_secs": 60, "limit": 600, "concurrency": 4}"#,
+        ])
         .arg("--ready-file")
         .arg(&ready)
         .stdout(Stdio::piped())
@@ -125,6 +130,14 @@ fn serve_writes_the_ready_file_and_ctl_talks_to_it() {
     );
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["violations"], 0);
+    let out = bin()
+        .args(["sim", "ctl", "--ready-file"])
+        .arg(&ready)
+        .args(["GET", "throttle"])
+        .output()
+        .unwrap();
+    let throttle: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(throttle["limit"], 600, "--throttle applied at start");
     let out = bin()
         .args(["sim", "ctl", "--ready-file"])
         .arg(&ready)

@@ -27,7 +27,6 @@ class Sim:
     info: dict  # the ready file
     truth_at_start: dict  # the --ground-truth file
     ssl_context: ssl.SSLContext
-    log_path: Path
 
     @property
     def tenant(self) -> dict:
@@ -108,7 +107,7 @@ def sim(tmp_path_factory):
         deadline = time.monotonic() + 30
         while not truth.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        yield Sim(info, json.loads(truth.read_text()), ssl.create_default_context(cafile=ca), log)
+        yield Sim(info, json.loads(truth.read_text()), ssl.create_default_context(cafile=ca))
     finally:
         proc.terminate()
         try:

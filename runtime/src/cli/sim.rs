@@ -126,6 +126,13 @@ pub struct ServeArgs {
     /// Delta state lifetime in seconds (older tokens answer 410).
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     sync_state_secs: i64,
+    /// Faults to inject from the start, as JSON, e.g. '{"rate_503":0.05,"latency_ms":20}'
+    /// (the same fields as PUT /_sim/faults).
+    #[arg(long)]
+    faults: Option<String>,
+    /// Throttling limits, as JSON, e.g. '{"window_secs":60,"limit":600,"concurrency":4}'.
+    #[arg(long)]
+    throttle: Option<String>,
 }
 
 fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
@@ -185,6 +192,21 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let sim = Sim::new(origin, protocol);
+    if let Some(json) = &args.faults {
+        let faults: m365sync::sim::config::FaultConfig = serde_json::from_str(json)
+            .context("--faults must be JSON with the fields of PUT /_sim/faults")?;
+        faults
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("--faults")?;
+        sim.set_faults(faults);
+    }
+    if let Some(json) = &args.throttle {
+        let throttle: m365sync::sim::config::ThrottleConfig = serde_json::from_str(json).context(
+            "--throttle must be JSON: {\"window_secs\":..,\"limit\":..,\"concurrency\":..}",
+        )?;
+        sim.throttle.set_config(throttle);
+    }
     let messages = sim.world.lock().expect("world lock").messages.len();
     tracing::info!(
         messages,
