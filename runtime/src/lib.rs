@@ -4,3 +4,4 @@
 //! identity simulator ([`sim`]), the sandbox every test, benchmark and new user starts on.
 
 pub mod sim;
+pub mod store;

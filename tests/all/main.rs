@@ -9,3 +9,4 @@ mod sim_https_subscriptions;
 mod sim_identity;
 mod sim_mail;
 mod sim_throttle;
+mod store;

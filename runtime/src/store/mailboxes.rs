@@ -1,0 +1,155 @@
+//! CRM users and the mailboxes they are linked to (own and shared, E2, E14).
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+
+/// A person's mailbox or a shared one; groups are never mailboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailboxKind {
+    Person,
+    Shared,
+}
+
+/// A mailbox to register.
+#[derive(Debug, Clone)]
+pub struct NewMailbox {
+    pub tenant_id: i64,
+    /// The Graph user object id.
+    pub graph_id: String,
+    pub address: String,
+    pub display_name: String,
+    pub kind: MailboxKind,
+}
+
+/// A stored mailbox with its health (E16).
+#[derive(Debug, Clone, Serialize)]
+pub struct Mailbox {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub user_id: Option<i64>,
+    pub graph_id: String,
+    pub address: String,
+    pub display_name: String,
+    pub kind: MailboxKind,
+    pub enabled: bool,
+    pub health: String,
+    pub health_detail: Option<String>,
+    pub consecutive_failures: i64,
+    pub added_ms: i64,
+}
+
+fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
+    Ok(Mailbox {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        user_id: r.try_get("user_id")?,
+        graph_id: r.try_get("graph_id")?,
+        address: r.try_get("address")?,
+        display_name: r.try_get("display_name")?,
+        kind: if r.try_get::<String, _>("kind")? == "shared" {
+            MailboxKind::Shared
+        } else {
+            MailboxKind::Person
+        },
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        health: r.try_get("health")?,
+        health_detail: r.try_get("health_detail")?,
+        consecutive_failures: r.try_get("consecutive_failures")?,
+        added_ms: r.try_get("added_ms")?,
+    })
+}
+
+impl Store {
+    /// Creates or updates a CRM user of a tenant; returns its id.
+    pub async fn upsert_user(
+        &self,
+        tenant_id: i64,
+        email: &str,
+        display_name: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "INSERT INTO users (tenant_id, email, display_name) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, email) DO UPDATE SET display_name = excluded.display_name RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(email.trim().to_ascii_lowercase())
+        .bind(display_name)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("id")?)
+    }
+
+    /// Registers a mailbox (idempotent on the tenant and address); returns its id.
+    pub async fn upsert_mailbox(&self, m: &NewMailbox) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "INSERT INTO mailboxes (tenant_id, graph_id, address, display_name, kind, added_ms) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, address) DO UPDATE SET graph_id = excluded.graph_id, display_name = excluded.display_name, kind = excluded.kind
+             RETURNING id",
+        )
+        .bind(m.tenant_id)
+        .bind(&m.graph_id)
+        .bind(m.address.trim().to_ascii_lowercase())
+        .bind(&m.display_name)
+        .bind(match m.kind {
+            MailboxKind::Person => "person",
+            MailboxKind::Shared => "shared",
+        })
+        .bind(now_ms())
+        .fetch_one(self.pool())
+        .await?
+        .try_get("id")?)
+    }
+
+    /// Links a mailbox to the user who owns it (or, for a shared mailbox, its nominated user).
+    /// Both must be in the same tenant (T1).
+    pub async fn link_mailbox(&self, mailbox_id: i64, user_id: i64) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE mailboxes SET user_id = $1 WHERE id = $2 AND tenant_id = (SELECT tenant_id FROM users WHERE id = $1)")
+            .bind(user_id)
+            .bind(mailbox_id)
+            .execute(self.pool())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Invalid(format!(
+                "mailbox {mailbox_id} and user {user_id} are not in the same tenant"
+            )));
+        }
+        sqlx::query(
+            "UPDATE users SET primary_mailbox_id = $1 WHERE id = $2 AND primary_mailbox_id IS NULL",
+        )
+        .bind(mailbox_id)
+        .bind(user_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A tenant's mailboxes, by address.
+    pub async fn mailboxes(&self, tenant_id: i64) -> Result<Vec<Mailbox>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM mailboxes WHERE tenant_id = $1 ORDER BY address")
+            .bind(tenant_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(mailbox_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Records a mailbox's health after a run: `healthy`, `backing_off`, `failing` or `disabled`.
+    pub async fn set_mailbox_health(
+        &self,
+        mailbox_id: i64,
+        health: &str,
+        detail: Option<&str>,
+        consecutive_failures: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mailboxes SET health = $1, health_detail = $2, consecutive_failures = $3 WHERE id = $4")
+            .bind(health)
+            .bind(detail)
+            .bind(consecutive_failures)
+            .bind(mailbox_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

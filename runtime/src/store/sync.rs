@@ -1,0 +1,358 @@
+//! Sync state: cursors per mailbox folder, runs and their logs, and the per-page commit.
+//!
+//! [`Store::commit_page`] is where "nothing lost, nothing twice" is made true: the records of a
+//! delta page and the cursor that follows it are written in one transaction, so a crash replays
+//! at most that page, and every write is an upsert so the replay is harmless.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+
+/// Where a folder's delta stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cursor {
+    /// The link to follow next: a nextLink mid-round, or the deltaLink after a round.
+    pub link: String,
+    /// True when `link` is a deltaLink (the round finished).
+    pub complete: bool,
+    pub round_started_ms: i64,
+}
+
+/// An email as the pipeline stores it: the Graph facts the store indexes, plus the CRM record
+/// the mapping plugin produced.
+#[derive(Debug, Clone)]
+pub struct EmailRecord {
+    /// The Graph immutable id in this mailbox.
+    pub graph_id: String,
+    pub internet_message_id: String,
+    pub conversation_id: String,
+    pub subject: String,
+    pub sender: String,
+    pub sent_ms: i64,
+    pub received_ms: i64,
+    /// (role, address, name)
+    pub recipients: Vec<(String, String, String)>,
+    /// The CRM email record (JSON) from the mapping plugin.
+    pub record: String,
+    /// Plugin name, version and digest that decided and mapped it (P5).
+    pub decided_by: String,
+}
+
+impl EmailRecord {
+    /// The key that makes the same message in several mailboxes one email: internetMessageId
+    /// plus sender plus sent second (internetMessageId alone is not unique).
+    pub fn correlation_key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.internet_message_id,
+            self.sender.to_ascii_lowercase(),
+            self.sent_ms / 1000
+        )
+    }
+}
+
+/// An item the exclusion stage dropped, with the rule that decided.
+#[derive(Debug, Clone)]
+pub struct Exclusion {
+    pub graph_id: String,
+    pub rule: String,
+    pub decided_by: String,
+}
+
+/// An item a stage could not process: kept with its error and retried.
+#[derive(Debug, Clone)]
+pub struct FailedRecord {
+    pub graph_id: String,
+    pub stage: String,
+    pub error: String,
+    /// The Graph JSON, so a retry needs no refetch.
+    pub payload: String,
+}
+
+/// Everything one delta page changes.
+#[derive(Debug, Clone)]
+pub struct PageCommit {
+    pub org_id: i64,
+    pub tenant_id: i64,
+    pub mailbox_id: i64,
+    pub folder: String,
+    pub upserts: Vec<EmailRecord>,
+    /// Graph ids reported `@removed` from this folder.
+    pub removals: Vec<String>,
+    pub exclusions: Vec<Exclusion>,
+    pub failures: Vec<FailedRecord>,
+    pub cursor: Cursor,
+}
+
+/// A run of a tenant or mailbox, as the log shows it (E10).
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub mailbox_id: Option<i64>,
+    pub trigger_kind: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub status: String,
+    pub processed: i64,
+    pub synced: i64,
+    pub errors: i64,
+}
+
+impl Store {
+    /// A folder's cursor, if it has synced before.
+    pub async fn cursor(
+        &self,
+        mailbox_id: i64,
+        folder: &str,
+    ) -> Result<Option<Cursor>, StoreError> {
+        let row = sqlx::query("SELECT link, complete, round_started_ms FROM sync_cursors WHERE mailbox_id = $1 AND folder = $2")
+            .bind(mailbox_id)
+            .bind(folder)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            None => None,
+            Some(r) => Some(Cursor {
+                link: r.try_get("link")?,
+                complete: r.try_get::<i64, _>("complete")? != 0,
+                round_started_ms: r.try_get("round_started_ms")?,
+            }),
+        })
+    }
+
+    /// Forgets a folder's cursor so its next run is a full round (after a 410).
+    pub async fn reset_cursor(&self, mailbox_id: i64, folder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sync_cursors WHERE mailbox_id = $1 AND folder = $2")
+            .bind(mailbox_id)
+            .bind(folder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Writes one page's records and advances the cursor, atomically.
+    pub async fn commit_page(&self, page: &PageCommit) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        for e in &page.upserts {
+            let email_id: i64 = sqlx::query(
+                "INSERT INTO emails (org_id, tenant_id, correlation_key, internet_message_id, conversation_id, subject, sender,
+                     sent_ms, received_ms, record, decided_by, created_ms, updated_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                 ON CONFLICT (tenant_id, correlation_key) DO UPDATE SET subject = excluded.subject, record = excluded.record,
+                     decided_by = excluded.decided_by, updated_ms = excluded.updated_ms
+                 RETURNING id",
+            )
+            .bind(page.org_id)
+            .bind(page.tenant_id)
+            .bind(e.correlation_key())
+            .bind(&e.internet_message_id)
+            .bind(&e.conversation_id)
+            .bind(&e.subject)
+            .bind(e.sender.to_ascii_lowercase())
+            .bind(e.sent_ms)
+            .bind(e.received_ms)
+            .bind(&e.record)
+            .bind(&e.decided_by)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+            for (role, address, name) in &e.recipients {
+                sqlx::query("INSERT INTO email_recipients (email_id, role, address, name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                    .bind(email_id)
+                    .bind(role)
+                    .bind(address.to_ascii_lowercase())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms) VALUES ($1, $2, $3, $4, 0, $5)
+                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET email_id = excluded.email_id, folder = excluded.folder,
+                     removed = 0, updated_ms = excluded.updated_ms",
+            )
+            .bind(page.mailbox_id)
+            .bind(&e.graph_id)
+            .bind(email_id)
+            .bind(&page.folder)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
+                .bind(page.mailbox_id)
+                .bind(&e.graph_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for graph_id in &page.removals {
+            // Only this folder's copy: with immutable ids a message moved to another folder
+            // keeps its id, and that folder's round may already have recorded the arrival.
+            sqlx::query("UPDATE email_mailboxes SET removed = 1, updated_ms = $1 WHERE mailbox_id = $2 AND graph_id = $3 AND folder = $4")
+                .bind(now)
+                .bind(page.mailbox_id)
+                .bind(graph_id)
+                .bind(&page.folder)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for x in &page.exclusions {
+            sqlx::query(
+                "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by, at_ms = excluded.at_ms",
+            )
+            .bind(page.mailbox_id)
+            .bind(&x.graph_id)
+            .bind(&x.rule)
+            .bind(&x.decided_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for f in &page.failures {
+            sqlx::query(
+                "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)
+                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
+                     payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms",
+            )
+            .bind(page.mailbox_id)
+            .bind(&f.graph_id)
+            .bind(&page.folder)
+            .bind(&f.stage)
+            .bind(&f.error)
+            .bind(&f.payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
+                 round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
+        )
+        .bind(page.mailbox_id)
+        .bind(&page.folder)
+        .bind(&page.cursor.link)
+        .bind(page.cursor.complete as i64)
+        .bind(page.cursor.round_started_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The Graph ids a mailbox currently holds (not removed), for comparing with a ground truth.
+    pub async fn mailbox_graph_ids(
+        &self,
+        mailbox_id: i64,
+        folder: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT graph_id FROM email_mailboxes WHERE mailbox_id = $1 AND removed = 0 AND ($2 = '' OR folder = $2) ORDER BY graph_id")
+            .bind(mailbox_id)
+            .bind(folder.unwrap_or(""))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("graph_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// How many distinct emails a tenant has stored.
+    pub async fn email_count(&self, tenant_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    /// The mailboxes (ids) an email is linked to.
+    pub async fn email_links(
+        &self,
+        tenant_id: i64,
+        internet_message_id: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT em.mailbox_id FROM emails e JOIN email_mailboxes em ON em.email_id = e.id
+             WHERE e.tenant_id = $1 AND e.internet_message_id = $2 AND em.removed = 0 ORDER BY em.mailbox_id",
+        )
+        .bind(tenant_id)
+        .bind(internet_message_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("mailbox_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Records that a run started; returns its id.
+    pub async fn begin_run(
+        &self,
+        tenant_id: i64,
+        mailbox_id: Option<i64>,
+        trigger: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query("INSERT INTO runs (tenant_id, mailbox_id, trigger_kind, started_ms) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(tenant_id)
+            .bind(mailbox_id)
+            .bind(trigger)
+            .bind(now_ms())
+            .fetch_one(self.pool())
+            .await?
+            .try_get("id")?)
+    }
+
+    /// Records how a run ended.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        processed: i64,
+        synced: i64,
+        errors: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET finished_ms = $1, status = $2, processed = $3, synced = $4, errors = $5 WHERE id = $6")
+            .bind(now_ms())
+            .bind(status)
+            .bind(processed)
+            .bind(synced)
+            .bind(errors)
+            .bind(run_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A tenant's runs, newest first.
+    pub async fn runs(&self, tenant_id: i64, limit: i64) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(tenant_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Run {
+                    id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    mailbox_id: r.try_get("mailbox_id")?,
+                    trigger_kind: r.try_get("trigger_kind")?,
+                    started_ms: r.try_get("started_ms")?,
+                    finished_ms: r.try_get("finished_ms")?,
+                    status: r.try_get("status")?,
+                    processed: r.try_get("processed")?,
+                    synced: r.try_get("synced")?,
+                    errors: r.try_get("errors")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,364 @@
+//! Orgs, tenants, their encrypted credentials and their settings.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+
+/// How a tenant authenticates (A1, A2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Client credentials with application permissions.
+    App,
+    /// Authorization code with refresh tokens, through an admin account.
+    Delegated,
+}
+
+impl AuthMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::App => "app",
+            AuthMode::Delegated => "delegated",
+        }
+    }
+
+    fn parse(s: &str) -> AuthMode {
+        if s == "delegated" {
+            AuthMode::Delegated
+        } else {
+            AuthMode::App
+        }
+    }
+}
+
+/// What declares a tenant.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub org: String,
+    pub name: String,
+    /// Entra tenant id or verified domain.
+    pub ms_tenant: String,
+    /// Identity authority, `https://login.microsoftonline.com` in production.
+    pub authority: String,
+    /// Graph base, `https://graph.microsoft.com/v1.0` in production.
+    pub graph_url: String,
+    pub client_id: String,
+    pub auth_mode: AuthMode,
+}
+
+/// A stored tenant (no secrets: those are read on purpose through [`Store::client_secrets`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: i64,
+    pub org_id: i64,
+    pub org: String,
+    pub name: String,
+    pub ms_tenant: String,
+    pub authority: String,
+    pub graph_url: String,
+    pub client_id: String,
+    pub auth_mode: AuthMode,
+    pub enabled: bool,
+    pub activated_ms: Option<i64>,
+    pub initial_sync_ms: Option<i64>,
+}
+
+/// Per-tenant settings (E3, E4, E5, E7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    /// Minutes between runs: 15 (recommended) to 10,080 (weekly).
+    pub cadence_minutes: i64,
+    /// The oldest mail to sync; `None` means six months before activation.
+    pub commencement_ms: Option<i64>,
+    pub internal_domains: Vec<String>,
+    pub attachment_cap_bytes: i64,
+    pub folders: Vec<String>,
+    pub page_size: i64,
+    pub max_concurrency: i64,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        TenantSettings {
+            cadence_minutes: 15,
+            commencement_ms: None,
+            internal_domains: Vec::new(),
+            attachment_cap_bytes: 5 * 1024 * 1024,
+            folders: vec!["inbox".into(), "sentitems".into()],
+            page_size: 100,
+            max_concurrency: 8,
+        }
+    }
+}
+
+impl TenantSettings {
+    /// Refuses values the product does not allow, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(15..=10_080).contains(&self.cadence_minutes) {
+            return Err(format!(
+                "cadence_minutes must be between 15 and 10080 (weekly), got {}",
+                self.cadence_minutes
+            ));
+        }
+        if !(0..=128 * 1024 * 1024).contains(&self.attachment_cap_bytes) {
+            return Err(format!(
+                "attachment_cap_bytes must be between 0 and 128 MB, got {}",
+                self.attachment_cap_bytes
+            ));
+        }
+        if self.folders.is_empty() {
+            return Err("folders must name at least one folder".into());
+        }
+        if !(1..=1000).contains(&self.page_size) {
+            return Err(format!(
+                "page_size must be between 1 and 1000, got {}",
+                self.page_size
+            ));
+        }
+        if !(1..=256).contains(&self.max_concurrency) {
+            return Err(format!(
+                "max_concurrency must be between 1 and 256, got {}",
+                self.max_concurrency
+            ));
+        }
+        Ok(())
+    }
+}
+
+const TENANT_COLUMNS: &str = "t.id, t.org_id, o.name AS org, t.name, t.ms_tenant, t.authority, t.graph_url, t.client_id, t.auth_mode, t.enabled, t.activated_ms, t.initial_sync_ms";
+
+fn tenant_from(row: &sqlx::any::AnyRow) -> Result<Tenant, sqlx::Error> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        org: row.try_get("org")?,
+        name: row.try_get("name")?,
+        ms_tenant: row.try_get("ms_tenant")?,
+        authority: row.try_get("authority")?,
+        graph_url: row.try_get("graph_url")?,
+        client_id: row.try_get("client_id")?,
+        auth_mode: AuthMode::parse(&row.try_get::<String, _>("auth_mode")?),
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        activated_ms: row.try_get("activated_ms")?,
+        initial_sync_ms: row.try_get("initial_sync_ms")?,
+    })
+}
+
+impl Store {
+    /// The id of org `name`, creating it if needed.
+    pub async fn ensure_org(&self, name: &str) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO orgs (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(sqlx::query("SELECT id FROM orgs WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.pool())
+            .await?
+            .try_get("id")?)
+    }
+
+    /// Creates or updates a tenant, idempotently (what `apply` relies on). Settings get their
+    /// defaults the first time.
+    pub async fn upsert_tenant(&self, t: &NewTenant) -> Result<Tenant, StoreError> {
+        let org_id = self.ensure_org(&t.org).await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO tenants (org_id, name, ms_tenant, authority, graph_url, client_id, auth_mode, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (org_id, name) DO UPDATE SET ms_tenant = excluded.ms_tenant, authority = excluded.authority,
+                 graph_url = excluded.graph_url, client_id = excluded.client_id, auth_mode = excluded.auth_mode
+             RETURNING id",
+        )
+        .bind(org_id)
+        .bind(&t.name)
+        .bind(&t.ms_tenant)
+        .bind(&t.authority)
+        .bind(&t.graph_url)
+        .bind(&t.client_id)
+        .bind(t.auth_mode.as_str())
+        .bind(now_ms())
+        .fetch_one(self.pool())
+        .await?
+        .try_get("id")?;
+        sqlx::query("INSERT INTO tenant_settings (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        self.tenant_by_id(id).await
+    }
+
+    /// A tenant by id.
+    pub async fn tenant_by_id(&self, id: i64) -> Result<Tenant, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants t JOIN orgs o ON o.id = t.org_id WHERE t.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no tenant with id {id}")))?;
+        Ok(tenant_from(&row)?)
+    }
+
+    /// A tenant by org and name.
+    pub async fn tenant(&self, org: &str, name: &str) -> Result<Tenant, StoreError> {
+        let row = sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants t JOIN orgs o ON o.id = t.org_id WHERE o.name = $1 AND t.name = $2"))
+            .bind(org)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no tenant '{name}' in org '{org}'; `m365sync tenant list` shows the tenants")))?;
+        Ok(tenant_from(&row)?)
+    }
+
+    /// All tenants, or those of one org.
+    pub async fn tenants(&self, org: Option<&str>) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants t JOIN orgs o ON o.id = t.org_id WHERE ($1 = '' OR o.name = $1) ORDER BY o.name, t.name"))
+            .bind(org.unwrap_or(""))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(tenant_from).collect::<Result<_, _>>()?)
+    }
+
+    /// Enables or disables a tenant's sync (T4: only that tenant stops).
+    pub async fn set_tenant_enabled(
+        &self,
+        tenant_id: i64,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET enabled = $1 WHERE id = $2")
+            .bind(enabled as i64)
+            .bind(tenant_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a client secret under `label`, encrypted; several may be valid at once (A1).
+    pub async fn put_secret(
+        &self,
+        tenant_id: i64,
+        kind: SecretKind,
+        label: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_secrets (tenant_id, kind, label, ciphertext, created_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, kind, label) DO UPDATE SET ciphertext = excluded.ciphertext, created_ms = excluded.created_ms",
+        )
+        .bind(tenant_id)
+        .bind(kind.as_str())
+        .bind(label)
+        .bind(self.key().seal(value))
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a secret (for example a rotated-out client secret).
+    pub async fn remove_secret(
+        &self,
+        tenant_id: i64,
+        kind: SecretKind,
+        label: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM tenant_secrets WHERE tenant_id = $1 AND kind = $2 AND label = $3",
+        )
+        .bind(tenant_id)
+        .bind(kind.as_str())
+        .bind(label)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The tenant's secrets of one kind, decrypted, newest first: (label, value).
+    pub async fn secrets(
+        &self,
+        tenant_id: i64,
+        kind: SecretKind,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT label, ciphertext FROM tenant_secrets WHERE tenant_id = $1 AND kind = $2 ORDER BY created_ms DESC, id DESC")
+            .bind(tenant_id)
+            .bind(kind.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("label")?,
+                    self.key().open(&r.try_get::<Vec<u8>, _>("ciphertext")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// A tenant's settings.
+    pub async fn settings(&self, tenant_id: i64) -> Result<TenantSettings, StoreError> {
+        let r = sqlx::query("SELECT * FROM tenant_settings WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no settings for tenant {tenant_id}")))?;
+        let list = |col: &str| -> Result<Vec<String>, StoreError> {
+            let text: String = r.try_get(col)?;
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Invalid(format!("stored {col} is not a JSON list: {e}")))
+        };
+        Ok(TenantSettings {
+            cadence_minutes: r.try_get("cadence_minutes")?,
+            commencement_ms: r.try_get("commencement_ms")?,
+            internal_domains: list("internal_domains")?,
+            attachment_cap_bytes: r.try_get("attachment_cap_bytes")?,
+            folders: list("folders")?,
+            page_size: r.try_get("page_size")?,
+            max_concurrency: r.try_get("max_concurrency")?,
+        })
+    }
+
+    /// Replaces a tenant's settings after validating them.
+    pub async fn set_settings(&self, tenant_id: i64, s: &TenantSettings) -> Result<(), StoreError> {
+        s.validate().map_err(StoreError::Invalid)?;
+        let domains: Vec<String> = s
+            .internal_domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect();
+        sqlx::query(
+            "UPDATE tenant_settings SET cadence_minutes = $1, commencement_ms = $2, internal_domains = $3,
+                 attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7 WHERE tenant_id = $8",
+        )
+        .bind(s.cadence_minutes)
+        .bind(s.commencement_ms)
+        .bind(serde_json::to_string(&domains).expect("strings serialise"))
+        .bind(s.attachment_cap_bytes)
+        .bind(serde_json::to_string(&s.folders).expect("strings serialise"))
+        .bind(s.page_size)
+        .bind(s.max_concurrency)
+        .bind(tenant_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}
+
+/// The kinds of stored secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    ClientSecret,
+    RefreshToken,
+}
+
+impl SecretKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::ClientSecret => "client_secret",
+            SecretKind::RefreshToken => "refresh_token",
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! The store on SQLite and PostgreSQL: migrations, tenants and settings, secrets at rest, and
+//! the per-page commit's guarantees (one email across mailboxes, harmless replays, atomicity).
+
+use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync::store::sync::{Cursor, EmailRecord, Exclusion, FailedRecord, PageCommit};
+use m365sync::store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
+use m365sync::store::{SecretKey, Store};
+
+use crate::support::TestDb;
+
+fn tenant(name: &str) -> NewTenant {
+    NewTenant {
+        org: "acme".into(),
+        name: name.into(),
+        ms_tenant: "contoso.example".into(),
+        authority: "https://localhost:8765".into(),
+        graph_url: "https://localhost:8765/v1.0".into(),
+        client_id: "11111111-2222-4333-8444-555555555555".into(),
+        auth_mode: AuthMode::App,
+    }
+}
+
+fn email(graph_id: &str, imid: &str) -> EmailRecord {
+    EmailRecord {
+        graph_id: graph_id.into(),
+        internet_message_id: imid.into(),
+        conversation_id: "conv".into(),
+        subject: "Quarterly review".into(),
+        sender: "Client@Acme.example".into(),
+        sent_ms: 1_760_000_000_000,
+        received_ms: 1_760_000_001_000,
+        recipients: vec![("to".into(), "alice@contoso.example".into(), "Alice".into())],
+        record: r#"{"subject":"Quarterly review"}"#.into(),
+        decided_by: "field-mapping 0.1.0 sha256:abc".into(),
+    }
+}
+
+async fn mailbox(store: &Store, tenant_id: i64, address: &str) -> i64 {
+    store
+        .upsert_mailbox(&NewMailbox {
+            tenant_id,
+            graph_id: format!("gid-{address}"),
+            address: address.into(),
+            display_name: address.into(),
+            kind: MailboxKind::Person,
+        })
+        .await
+        .unwrap()
+}
+
+fn page(org_id: i64, tenant_id: i64, mailbox_id: i64, folder: &str, link: &str) -> PageCommit {
+    PageCommit {
+        org_id,
+        tenant_id,
+        mailbox_id,
+        folder: folder.into(),
+        upserts: vec![],
+        removals: vec![],
+        exclusions: vec![],
+        failures: vec![],
+        cursor: Cursor {
+            link: link.into(),
+            complete: false,
+            round_started_ms: 1,
+        },
+    }
+}
+
+#[tokio::test]
+async fn tenants_are_idempotent_and_settings_validated() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let a = s.upsert_tenant(&tenant("main")).await.unwrap();
+        let again = s
+            .upsert_tenant(&NewTenant {
+                client_id: "changed".into(),
+                ..tenant("main")
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.id, again.id, "{}", db.url);
+        assert_eq!(again.client_id, "changed");
+        s.upsert_tenant(&tenant("second")).await.unwrap();
+        assert_eq!(s.tenants(Some("acme")).await.unwrap().len(), 2);
+        assert!(s
+            .tenant("acme", "nope")
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("tenant list"));
+        let defaults = s.settings(a.id).await.unwrap();
+        assert_eq!(defaults, TenantSettings::default());
+        let mut changed = defaults.clone();
+        changed.internal_domains = vec!["Contoso.example ".into()];
+        changed.cadence_minutes = 60;
+        s.set_settings(a.id, &changed).await.unwrap();
+        assert_eq!(
+            s.settings(a.id).await.unwrap().internal_domains,
+            vec!["contoso.example"]
+        );
+        let bad = TenantSettings {
+            cadence_minutes: 5,
+            ..changed
+        };
+        assert!(s
+            .set_settings(a.id, &bad)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("cadence_minutes"));
+        s.set_tenant_enabled(a.id, false).await.unwrap();
+        assert!(!s.tenant_by_id(a.id).await.unwrap().enabled);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_rotate() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+        s.put_secret(
+            t.id,
+            SecretKind::ClientSecret,
+            "2026-01",
+            "first-secret-value",
+        )
+        .await
+        .unwrap();
+        s.put_secret(
+            t.id,
+            SecretKind::ClientSecret,
+            "2026-06",
+            "second-secret-value",
+        )
+        .await
+        .unwrap();
+        let secrets = s.secrets(t.id, SecretKind::ClientSecret).await.unwrap();
+        assert_eq!(secrets.len(), 2);
+        assert!(secrets.iter().any(|(_, v)| v == "first-secret-value"));
+        // Nothing readable in the database itself.
+        let raw: Vec<Vec<u8>> =
+            sqlx::query_scalar::<_, Vec<u8>>("SELECT ciphertext FROM tenant_secrets")
+                .fetch_all(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+                .await
+                .unwrap();
+        assert!(raw
+            .iter()
+            .all(|c| !String::from_utf8_lossy(c).contains("secret-value")));
+        assert!(s
+            .remove_secret(t.id, SecretKind::ClientSecret, "2026-01")
+            .await
+            .unwrap());
+        assert_eq!(
+            s.secrets(t.id, SecretKind::ClientSecret).await.unwrap(),
+            vec![("2026-06".to_string(), "second-secret-value".to_string())]
+        );
+        // Another key cannot open them, and says what to do.
+        let other = Store::open(&db.url, SecretKey::generate()).await.unwrap();
+        let err = other
+            .secrets(t.id, SecretKind::ClientSecret)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another key"), "{err}");
+        other.close().await;
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn one_email_across_mailboxes_and_replays_are_harmless() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+        let (alice, bob) = (
+            mailbox(s, t.id, "alice@contoso.example").await,
+            mailbox(s, t.id, "bob@contoso.example").await,
+        );
+        let mut p = page(t.org_id, t.id, alice, "inbox", "next-1");
+        p.upserts = vec![email("A1", "<m1@acme>"), email("A2", "<m2@acme>")];
+        s.commit_page(&p).await.unwrap();
+        s.commit_page(&p).await.unwrap(); // a replayed page
+        let mut q = page(t.org_id, t.id, bob, "inbox", "delta-1");
+        q.upserts = vec![email("B1", "<m1@acme>")];
+        q.cursor.complete = true;
+        s.commit_page(&q).await.unwrap();
+        assert_eq!(s.email_count(t.id).await.unwrap(), 2, "{}", db.url);
+        assert_eq!(
+            s.email_links(t.id, "<m1@acme>").await.unwrap(),
+            vec![alice, bob]
+        );
+        assert_eq!(
+            s.cursor(alice, "inbox").await.unwrap().unwrap().link,
+            "next-1"
+        );
+        assert!(s.cursor(bob, "inbox").await.unwrap().unwrap().complete);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn removals_touch_only_their_folder_and_failures_are_kept() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+        let alice = mailbox(s, t.id, "alice@contoso.example").await;
+        let mut p = page(t.org_id, t.id, alice, "inbox", "l1");
+        p.upserts = vec![email("A1", "<m1@acme>"), email("A2", "<m2@acme>")];
+        p.exclusions = vec![Exclusion {
+            graph_id: "A3".into(),
+            rule: "org: *@newsletter.example".into(),
+            decided_by: "exclusion-rules 0.1.0".into(),
+        }];
+        p.failures = vec![FailedRecord {
+            graph_id: "A4".into(),
+            stage: "map".into(),
+            error: "plugin trapped".into(),
+            payload: "{}".into(),
+        }];
+        s.commit_page(&p).await.unwrap();
+        // A1 moved to archive (same immutable id): archive's round records the arrival first...
+        let mut a = page(t.org_id, t.id, alice, "archive", "l2");
+        a.upserts = vec![email("A1", "<m1@acme>")];
+        s.commit_page(&a).await.unwrap();
+        // ...then the inbox's round reports it removed: it must stay, in archive.
+        let mut r = page(t.org_id, t.id, alice, "inbox", "l3");
+        r.removals = vec!["A1".into(), "A2".into()];
+        s.commit_page(&r).await.unwrap();
+        assert_eq!(s.mailbox_graph_ids(alice, None).await.unwrap(), vec!["A1"]);
+        assert_eq!(
+            s.mailbox_graph_ids(alice, Some("archive")).await.unwrap(),
+            vec!["A1"]
+        );
+        // The failed record stays until a later page stores it, then it is cleared.
+        let count = |sql: &'static str| {
+            let url = db.url.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(&sqlx::AnyPool::connect(&url).await.unwrap())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM failed_records").await, 1);
+        let mut retry = page(t.org_id, t.id, alice, "inbox", "l4");
+        retry.upserts = vec![email("A4", "<m4@acme>")];
+        s.commit_page(&retry).await.unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM failed_records").await, 0);
+        assert_eq!(count("SELECT COUNT(*) FROM exclusions").await, 1);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_page_stores_nothing_and_keeps_the_old_cursor() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+        let alice = mailbox(s, t.id, "alice@contoso.example").await;
+        s.commit_page(&page(t.org_id, t.id, alice, "inbox", "before"))
+            .await
+            .unwrap();
+        // A page whose last write breaks a constraint (an unknown mailbox for the cursor).
+        let mut bad = page(t.org_id, t.id, alice, "inbox", "after");
+        bad.upserts = vec![email("A1", "<m1@acme>")];
+        bad.exclusions = vec![Exclusion {
+            graph_id: "X".into(),
+            rule: "r".into(),
+            decided_by: "p".into(),
+        }];
+        let mut broken = bad.clone();
+        broken.mailbox_id = 999_999;
+        assert!(s.commit_page(&broken).await.is_err(), "{}", db.url);
+        assert_eq!(
+            s.email_count(t.id).await.unwrap(),
+            0,
+            "nothing of the failed page is stored"
+        );
+        assert_eq!(
+            s.cursor(alice, "inbox").await.unwrap().unwrap().link,
+            "before"
+        );
+        s.commit_page(&bad).await.unwrap();
+        assert_eq!(s.email_count(t.id).await.unwrap(), 1);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn runs_are_recorded_and_listed_newest_first() {
+    for db in TestDb::both().await {
+        let s = &db.store;
+        let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+        let first = s.begin_run(t.id, None, "schedule").await.unwrap();
+        s.finish_run(first, "succeeded", 10, 9, 1).await.unwrap();
+        let second = s.begin_run(t.id, None, "manual").await.unwrap();
+        let runs = s.runs(t.id, 10).await.unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![second, first]
+        );
+        assert_eq!(
+            (runs[1].processed, runs[1].synced, runs[1].errors),
+            (10, 9, 1)
+        );
+        assert_eq!(runs[0].status, "running");
+        db.drop_db().await;
+    }
+}
