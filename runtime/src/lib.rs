@@ -3,5 +3,6 @@
 //! The library holds everything the `m365sync` binary runs. Today that is the Graph and
 //! identity simulator ([`sim`]), the sandbox every test, benchmark and new user starts on.
 
+pub mod graph;
 pub mod sim;
 pub mod store;

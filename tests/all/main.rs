@@ -2,6 +2,7 @@
 
 mod support;
 
+mod graph_client;
 mod sim_calendar;
 mod sim_cli;
 mod sim_delta;

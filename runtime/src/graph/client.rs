@@ -1,0 +1,325 @@
+//! The Graph HTTP client: bearer tokens from the tenant's cache, at most a few requests in
+//! flight per mailbox and per tenant (Outlook allows 4 per app and mailbox), `Retry-After`
+//! honoured on 429 and 503, exponential backoff with jitter on other 5xx, network errors and
+//! cut-short bodies, and one silent token renewal on 401.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng as _;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use super::auth::TokenCache;
+use super::error::GraphError;
+
+/// Limits and retry policy.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://graph.microsoft.com/v1.0` or the simulator's.
+    pub graph_url: String,
+    /// Requests in flight per mailbox (Outlook's limit is 4).
+    pub per_mailbox: usize,
+    /// Requests in flight for the whole tenant.
+    pub per_tenant: usize,
+    /// Attempts per request before giving up.
+    pub max_attempts: u32,
+    /// First backoff step; doubles each attempt, with jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            graph_url: "https://graph.microsoft.com/v1.0".into(),
+            per_mailbox: 4,
+            per_tenant: 16,
+            max_attempts: 8,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the client did, for logs, health and benchmarks.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub network_errors: AtomicU64,
+    pub token_renewals: AtomicU64,
+}
+
+/// A copy of [`ClientStats`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClientStatsSnapshot {
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub network_errors: u64,
+    pub token_renewals: u64,
+}
+
+/// One tenant's Graph client.
+pub struct GraphClient {
+    http: reqwest::Client,
+    tokens: Arc<TokenCache>,
+    cfg: ClientConfig,
+    tenant_slots: Arc<Semaphore>,
+    mailbox_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub stats: ClientStats,
+}
+
+enum Attempt {
+    Done(Value),
+    Retry {
+        after: Option<Duration>,
+        status: u16,
+        message: String,
+    },
+    Fail(GraphError),
+}
+
+impl GraphClient {
+    /// A client for one tenant.
+    pub fn new(http: reqwest::Client, tokens: Arc<TokenCache>, cfg: ClientConfig) -> GraphClient {
+        GraphClient {
+            http,
+            tokens,
+            tenant_slots: Arc::new(Semaphore::new(cfg.per_tenant.max(1))),
+            cfg,
+            mailbox_slots: Mutex::new(HashMap::new()),
+            stats: ClientStats::default(),
+        }
+    }
+
+    /// The Graph base URL this client talks to.
+    pub fn graph_url(&self) -> &str {
+        &self.cfg.graph_url
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> ClientStatsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let s = &self.stats;
+        ClientStatsSnapshot {
+            requests: g(&s.requests),
+            retries: g(&s.retries),
+            throttled: g(&s.throttled),
+            server_errors: g(&s.server_errors),
+            network_errors: g(&s.network_errors),
+            token_renewals: g(&s.token_renewals),
+        }
+    }
+
+    fn mailbox_slot(&self, mailbox: &str) -> Arc<Semaphore> {
+        let mut slots = self.mailbox_slots.lock().expect("slots lock");
+        slots
+            .entry(mailbox.to_ascii_lowercase())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_mailbox.max(1))))
+            .clone()
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .cfg
+            .base_backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.cfg.max_backoff);
+        exp.mul_f64(rand::thread_rng().gen_range(0.5..1.0))
+    }
+
+    /// GETs a Graph URL (absolute, or a path below the Graph base) for `mailbox`, with retries.
+    pub async fn get(
+        &self,
+        mailbox: &str,
+        url: &str,
+        prefer: Option<&str>,
+    ) -> Result<Value, GraphError> {
+        let url = if url.starts_with("http://") || url.starts_with("https://") {
+            url.to_string()
+        } else {
+            format!("{}/{}", self.cfg.graph_url, url.trim_start_matches('/'))
+        };
+        let mut renewed = false;
+        let mut last = (0u16, String::new());
+        for attempt in 0..self.cfg.max_attempts {
+            if attempt > 0 {
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            match self.attempt(mailbox, &url, prefer, &mut renewed).await {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry {
+                    after,
+                    status,
+                    message,
+                } => {
+                    last = (status, message);
+                    // Sleep with no slot held, so other work for the mailbox can go on.
+                    tokio::time::sleep(after.unwrap_or_else(|| self.backoff(attempt))).await;
+                }
+            }
+        }
+        Err(GraphError::Exhausted {
+            mailbox: mailbox.to_string(),
+            status: last.0,
+            attempts: self.cfg.max_attempts,
+            message: last.1,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        mailbox: &str,
+        url: &str,
+        prefer: Option<&str>,
+        renewed: &mut bool,
+    ) -> Attempt {
+        let _tenant = self
+            .tenant_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        let _mailbox = self
+            .mailbox_slot(mailbox)
+            .acquire_owned()
+            .await
+            .expect("semaphore never closes");
+        let token = match self.tokens.token().await {
+            Ok(t) => t,
+            Err(e) if e.is_transient() => {
+                return Attempt::Retry {
+                    after: None,
+                    status: 0,
+                    message: e.to_string(),
+                }
+            }
+            Err(e) => return Attempt::Fail(e.into()),
+        };
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut req = self.http.get(url).bearer_auth(&token);
+        if let Some(p) = prefer {
+            req = req.header("Prefer", p);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.network_errors.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Retry {
+                    after: None,
+                    status: 0,
+                    message: format!("network: {e}"),
+                };
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.network_errors.fetch_add(1, Ordering::Relaxed);
+                return Attempt::Retry {
+                    after: None,
+                    status,
+                    message: format!("network: {e}"),
+                };
+            }
+        };
+        if (200..300).contains(&status) {
+            return match serde_json::from_slice(&body) {
+                Ok(v) => Attempt::Done(v),
+                // A body cut short in transit: ask again.
+                Err(e) => Attempt::Retry {
+                    after: None,
+                    status,
+                    message: format!("unreadable body: {e}"),
+                },
+            };
+        }
+        let (code, message) = error_parts(&body);
+        let mailbox = mailbox.to_string();
+        match status {
+            401 if !*renewed => {
+                *renewed = true;
+                self.stats.token_renewals.fetch_add(1, Ordering::Relaxed);
+                self.tokens.invalidate(&token).await;
+                Attempt::Retry {
+                    after: Some(Duration::ZERO),
+                    status,
+                    message,
+                }
+            }
+            429 | 503 => {
+                self.stats
+                    .throttled
+                    .fetch_add((status == 429) as u64, Ordering::Relaxed);
+                self.stats
+                    .server_errors
+                    .fetch_add((status == 503) as u64, Ordering::Relaxed);
+                Attempt::Retry {
+                    after: retry_after,
+                    status,
+                    message,
+                }
+            }
+            500 | 502 | 504 => {
+                self.stats.server_errors.fetch_add(1, Ordering::Relaxed);
+                Attempt::Retry {
+                    after: retry_after,
+                    status,
+                    message,
+                }
+            }
+            403 => Attempt::Fail(GraphError::AccessDenied {
+                mailbox,
+                code,
+                message,
+            }),
+            404 => Attempt::Fail(GraphError::NotFound {
+                mailbox,
+                code,
+                message,
+            }),
+            410 => Attempt::Fail(GraphError::SyncStateNotFound { mailbox, location }),
+            _ => Attempt::Fail(GraphError::Other {
+                mailbox,
+                status,
+                code,
+                message,
+            }),
+        }
+    }
+}
+
+/// `error.code` and `error.message` of a Graph error body.
+fn error_parts(body: &[u8]) -> (String, String) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    (
+        v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| std::str::from_utf8(body).unwrap_or(""))
+            .chars()
+            .take(300)
+            .collect(),
+    )
+}
