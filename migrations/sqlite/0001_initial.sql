@@ -40,6 +40,7 @@ CREATE TABLE tenant_settings (
     cadence_minutes      BIGINT NOT NULL DEFAULT 15 CHECK (cadence_minutes BETWEEN 15 AND 10080),
     commencement_ms      BIGINT,
     internal_domains     TEXT NOT NULL DEFAULT '[]',
+    skip_internal_only   BIGINT NOT NULL DEFAULT 1,
     attachment_cap_bytes BIGINT NOT NULL DEFAULT 5242880,
     folders              TEXT NOT NULL DEFAULT '["inbox","sentitems"]',
     page_size            BIGINT NOT NULL DEFAULT 100,
@@ -76,14 +77,15 @@ CREATE TABLE mailboxes (
     UNIQUE (tenant_id, address)
 );
 
--- Exclusion rules at org, tenant (instance) or user (personal) level (E6).
+-- Exclusion rules at org, tenant (instance) or user (personal) level (E6); the level is
+-- which of tenant_id / user_id is set. Same vocabulary as the plugin contract (wit/).
 CREATE TABLE rules (
     id          INTEGER PRIMARY KEY,
     org_id      BIGINT NOT NULL REFERENCES orgs(id),
     tenant_id   BIGINT REFERENCES tenants(id),
     user_id     BIGINT REFERENCES users(id),
-    action      TEXT NOT NULL CHECK (action IN ('exclude', 'include')),
-    field       TEXT NOT NULL CHECK (field IN ('address', 'domain', 'subject', 'internal_only')),
+    effect      TEXT NOT NULL CHECK (effect IN ('exclude', 'include')),
+    target      TEXT NOT NULL CHECK (target IN ('any_address', 'sender', 'recipient', 'subject')),
     pattern     TEXT NOT NULL,
     created_ms  BIGINT NOT NULL
 );

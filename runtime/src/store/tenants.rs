@@ -72,6 +72,8 @@ pub struct TenantSettings {
     /// The oldest mail to sync; `None` means six months before activation.
     pub commencement_ms: Option<i64>,
     pub internal_domains: Vec<String>,
+    /// E7: do not sync an email whose every address is in the internal domains.
+    pub skip_internal_only: bool,
     pub attachment_cap_bytes: i64,
     pub folders: Vec<String>,
     pub page_size: i64,
@@ -84,6 +86,7 @@ impl Default for TenantSettings {
             cadence_minutes: 15,
             commencement_ms: None,
             internal_domains: Vec::new(),
+            skip_internal_only: true,
             attachment_cap_bytes: 5 * 1024 * 1024,
             folders: vec!["inbox".into(), "sentitems".into()],
             page_size: 100,
@@ -314,6 +317,7 @@ impl Store {
             cadence_minutes: r.try_get("cadence_minutes")?,
             commencement_ms: r.try_get("commencement_ms")?,
             internal_domains: list("internal_domains")?,
+            skip_internal_only: r.try_get::<i64, _>("skip_internal_only")? != 0,
             attachment_cap_bytes: r.try_get("attachment_cap_bytes")?,
             folders: list("folders")?,
             page_size: r.try_get("page_size")?,
@@ -331,7 +335,8 @@ impl Store {
             .collect();
         sqlx::query(
             "UPDATE tenant_settings SET cadence_minutes = $1, commencement_ms = $2, internal_domains = $3,
-                 attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7 WHERE tenant_id = $8",
+                 attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7, skip_internal_only = $8
+             WHERE tenant_id = $9",
         )
         .bind(s.cadence_minutes)
         .bind(s.commencement_ms)
@@ -340,6 +345,7 @@ impl Store {
         .bind(serde_json::to_string(&s.folders).expect("strings serialise"))
         .bind(s.page_size)
         .bind(s.max_concurrency)
+        .bind(s.skip_internal_only as i64)
         .bind(tenant_id)
         .execute(self.pool())
         .await?;
