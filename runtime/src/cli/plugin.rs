@@ -29,14 +29,31 @@ pub enum PluginCommand {
         /// Artifact cache used for the warm load (emptied first).
         #[arg(long, default_value = "bench-out/plugin-cache")]
         cache_dir: PathBuf,
+        /// Also measure these components, each as KIND=FILE (e.g. exclusion=my.wasm).
+        #[arg(long = "also", value_name = "KIND=FILE")]
+        also: Vec<String>,
     },
 }
 
 pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Test { file, cases } => test(&file, cases),
-        PluginCommand::Bench { batches, cache_dir } => {
-            let figures = m365sync::plugin::bench::run(&cache_dir, batches.max(10))?;
+        PluginCommand::Bench {
+            batches,
+            cache_dir,
+            also,
+        } => {
+            let mut extra = Vec::new();
+            for spec in also {
+                let (kind, file) = spec
+                    .split_once('=')
+                    .context("--also takes KIND=FILE, e.g. exclusion=my.wasm")?;
+                let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
+                let bytes = std::fs::read(file)
+                    .with_context(|| format!("cannot read the plugin {file}"))?;
+                extra.push((file.to_string(), kind, bytes));
+            }
+            let figures = m365sync::plugin::bench::run(&cache_dir, batches.max(10), &extra)?;
             println!("{}", serde_json::to_string_pretty(&figures)?);
             Ok(())
         }

@@ -228,108 +228,155 @@ pub fn synthetic_event(i: usize) -> Event {
     }
 }
 
-/// Measures every default plugin. `cache_dir` is emptied first (the cold load must compile).
-pub fn run(cache_dir: &Path, batches: usize) -> Result<Vec<PluginFigures>, PluginError> {
+/// The synthetic batches every plugin is measured on.
+struct Inputs {
+    ctx: CallContext,
+    emails: Vec<Email>,
+    events: Vec<Event>,
+    matches: Vec<MatchInput>,
+}
+
+/// Measures every default plugin, then each of `extra` (a name, kind and component bytes, e.g.
+/// a firm's plugin or a test component). `cache_dir` is emptied first (a cold load compiles).
+pub fn run(
+    cache_dir: &Path,
+    batches: usize,
+    extra: &[(String, Kind, Vec<u8>)],
+) -> Result<Vec<PluginFigures>, PluginError> {
     let _ = std::fs::remove_dir_all(cache_dir);
     let cold_engine = PluginEngine::new(EngineConfig::default())?;
     let warm_engine = PluginEngine::new(EngineConfig {
         cache_dir: Some(cache_dir.to_path_buf()),
         ..EngineConfig::default()
     })?;
-    let ctx = CallContext::new(synthetic_tenant(), BTreeMap::new());
     let batch = 100;
     let emails: Vec<Email> = (0..batch).map(synthetic_email).collect();
-    let events: Vec<Event> = (0..batch).map(synthetic_event).collect();
-    let inputs: Vec<MatchInput> = emails
-        .iter()
-        .map(|e| MatchInput {
-            record_id: e.id.clone(),
-            user: e.user.clone(),
-            addresses: e.addresses.clone(),
-        })
-        .collect();
-
+    let inputs = Inputs {
+        ctx: CallContext::new(synthetic_tenant(), BTreeMap::new()),
+        events: (0..batch).map(synthetic_event).collect(),
+        matches: emails
+            .iter()
+            .map(|e| MatchInput {
+                record_id: e.id.clone(),
+                user: e.user.clone(),
+                addresses: e.addresses.clone(),
+            })
+            .collect(),
+        emails,
+    };
     let mut figures = Vec::new();
-    for builtin in &BUILTINS {
-        let cold = (0..3)
-            .map(|_| time(|| Plugin::load(&cold_engine, builtin.kind, builtin.wasm)))
-            .map(|(p, t)| p.map(|_| t))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Populate the cache, then measure loads that find it.
-        Plugin::load(&warm_engine, builtin.kind, builtin.wasm)?;
-        let warm = (0..5)
-            .map(|_| time(|| Plugin::load(&warm_engine, builtin.kind, builtin.wasm)))
-            .map(|(p, t)| p.map(|_| t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let plugin = Plugin::load(&warm_engine, builtin.kind, builtin.wasm)?;
+    for b in &BUILTINS {
+        figures.push(measure(
+            &cold_engine,
+            &warm_engine,
+            b.name,
+            b.kind,
+            b.wasm,
+            &inputs,
+            batches,
+        )?);
+    }
+    for (name, kind, wasm) in extra {
+        figures.push(measure(
+            &cold_engine,
+            &warm_engine,
+            name,
+            *kind,
+            wasm,
+            &inputs,
+            batches,
+        )?);
+    }
+    Ok(figures)
+}
 
-        for _ in 0..200 {
-            let _ = plugin.instantiate_only(&ctx);
+fn measure(
+    cold_engine: &PluginEngine,
+    warm_engine: &PluginEngine,
+    name: &str,
+    kind: Kind,
+    wasm: &[u8],
+    inputs: &Inputs,
+    batches: usize,
+) -> Result<PluginFigures, PluginError> {
+    let ctx = &inputs.ctx;
+    let batch = inputs.emails.len();
+    let cold = (0..3)
+        .map(|_| time(|| Plugin::load(cold_engine, kind, wasm)))
+        .map(|(p, t)| p.map(|_| t))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Populate the cache, then measure loads that find it.
+    Plugin::load(warm_engine, kind, wasm)?;
+    let warm = (0..5)
+        .map(|_| time(|| Plugin::load(warm_engine, kind, wasm)))
+        .map(|(p, t)| p.map(|_| t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plugin = Plugin::load(warm_engine, kind, wasm)?;
+
+    for _ in 0..200 {
+        let _ = plugin.instantiate_only(ctx);
+    }
+    let n = 2000;
+    let (_, inst) = time(|| {
+        for _ in 0..n {
+            let _ = plugin.instantiate_only(ctx);
         }
-        let n = 2000;
-        let (_, inst) = time(|| {
-            for _ in 0..n {
-                let _ = plugin.instantiate_only(&ctx);
-            }
-        });
-        let instance = inst / n;
+    });
+    let instance = inst / n;
 
-        let one_batch = || match builtin.kind {
-            Kind::Exclusion => plugin
-                .exclude_emails(&ctx, &emails)
+    let one_batch = || match kind {
+        Kind::Exclusion => plugin
+            .exclude_emails(ctx, &inputs.emails)
+            .results
+            .iter()
+            .all(Result::is_ok),
+        Kind::Mapping => {
+            plugin
+                .map_emails(ctx, &inputs.emails)
                 .results
                 .iter()
-                .all(Result::is_ok),
-            Kind::Mapping => {
-                plugin
-                    .map_emails(&ctx, &emails)
+                .all(Result::is_ok)
+                && plugin
+                    .map_events(ctx, &inputs.events)
                     .results
                     .iter()
                     .all(Result::is_ok)
-                    && plugin
-                        .map_events(&ctx, &events)
-                        .results
-                        .iter()
-                        .all(Result::is_ok)
-            }
-            Kind::Matching => plugin
-                .match_records(&ctx, &inputs)
-                .results
-                .iter()
-                .all(Result::is_ok),
-        };
-        // Mapping runs an email batch and an event batch per round.
-        let records_per_round = if builtin.kind == Kind::Mapping {
-            2 * batch
-        } else {
-            batch
-        };
-        let instances_per_round = if builtin.kind == Kind::Mapping { 2 } else { 1 };
-        assert!(
-            one_batch(),
-            "{} fails on the synthetic records",
-            builtin.name
-        );
-        for _ in 0..batches / 10 {
-            one_batch();
         }
-        let rounds: Vec<Duration> = (0..batches).map(|_| time(one_batch).1).collect();
-        let round = median(rounds);
-        let per_record = round.as_secs_f64() * 1e6 / records_per_round as f64;
-        let call_only = (round.as_secs_f64() - instance.as_secs_f64() * instances_per_round as f64)
-            * 1e6
-            / records_per_round as f64;
-        figures.push(PluginFigures {
-            plugin: builtin.name.to_string(),
-            component_bytes: builtin.wasm.len(),
-            cold_load_ms: median(cold).as_secs_f64() * 1e3,
-            warm_load_ms: median(warm).as_secs_f64() * 1e3,
-            fresh_instance_us: instance.as_secs_f64() * 1e6,
-            per_record_us: per_record,
-            per_record_call_only_us: call_only,
-            batch,
-            batches,
-        });
+        Kind::Matching => plugin
+            .match_records(ctx, &inputs.matches)
+            .results
+            .iter()
+            .all(Result::is_ok),
+    };
+    // Mapping runs an email batch and an event batch per round.
+    let (records_per_round, instances_per_round) = if kind == Kind::Mapping {
+        (2 * batch, 2)
+    } else {
+        (batch, 1)
+    };
+    if !one_batch() {
+        return Err(PluginError::Describe(format!(
+            "{name} fails on the synthetic records"
+        )));
     }
-    Ok(figures)
+    for _ in 0..batches / 10 {
+        one_batch();
+    }
+    let rounds: Vec<Duration> = (0..batches).map(|_| time(one_batch).1).collect();
+    let round = median(rounds);
+    let per_record = round.as_secs_f64() * 1e6 / records_per_round as f64;
+    let call_only = (round.as_secs_f64() - instance.as_secs_f64() * instances_per_round as f64)
+        * 1e6
+        / records_per_round as f64;
+    Ok(PluginFigures {
+        plugin: name.to_string(),
+        component_bytes: wasm.len(),
+        cold_load_ms: median(cold).as_secs_f64() * 1e3,
+        warm_load_ms: median(warm).as_secs_f64() * 1e3,
+        fresh_instance_us: instance.as_secs_f64() * 1e6,
+        per_record_us: per_record,
+        per_record_call_only_us: call_only,
+        batch,
+        batches,
+    })
 }
