@@ -240,3 +240,40 @@ fn the_default_plugins_import_only_the_host_and_inert_wasi() {
         }
     }
 }
+
+#[test]
+fn plugin_output_is_captured_bounded_and_never_fails_the_call() {
+    let plugin = load(Kind::Exclusion, HOSTILE);
+    let ctx = hostile_ctx();
+    let out = plugin.exclude_emails(&ctx, &[email("chatty", "x@c.example")]);
+    assert!(out.results[0].is_ok(), "{:?}", out.results[0]);
+    let kept: usize = out.log.iter().map(|l| l.message.len()).sum();
+    assert!(kept <= ctx.limits.max_log_bytes + 200, "kept {kept} bytes");
+    assert!(out.log.iter().any(|l| l.message.starts_with("0000 yyy")));
+    assert!(
+        out.log.iter().any(|l| l
+            .message
+            .contains("bytes of output over the limit were dropped")),
+        "{:?}",
+        out.log.last()
+    );
+}
+
+#[test]
+fn asking_the_host_for_more_than_the_bound_traps_that_record() {
+    let plugin = load(Kind::Exclusion, HOSTILE);
+    let ctx = hostile_ctx();
+    let out = plugin.exclude_emails(
+        &ctx,
+        &[email("greedy", "x@c.example"), email("ok", "x@c.example")],
+    );
+    match &out.results[0] {
+        Err(RecordError::Trap { message }) => assert!(
+            message
+                .contains("host.contacts-by-email was asked for 20000 items; the limit is 10000"),
+            "{message}"
+        ),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(out.results[1].is_ok());
+}

@@ -288,17 +288,23 @@ impl Plugin {
     }
 
     /// Collects the Store's log and captured output into `out`.
-    fn drain_log(store: &mut Store<HostState>, log: &mut Vec<LogLine>, dropped: &mut usize) {
+    fn drain_log(store: &mut Store<HostState>, log: &mut Vec<LogLine>, dropped_lines: &mut usize) {
         let data = store.data_mut();
         log.append(&mut data.log.lines);
-        *dropped += data.log.dropped;
-        let (stdout, stderr) = data.wasi.output();
-        for (level, bytes) in [(LogLevel::Info, stdout), (LogLevel::Warn, stderr)] {
+        *dropped_lines += data.log.dropped;
+        let [stdout, stderr] = data.wasi.output();
+        for (level, (bytes, dropped)) in [(LogLevel::Info, stdout), (LogLevel::Warn, stderr)] {
             let text = String::from_utf8_lossy(&bytes);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 log.push(LogLine {
                     level,
                     message: line.to_string(),
+                });
+            }
+            if dropped > 0 {
+                log.push(LogLine {
+                    level: LogLevel::Warn,
+                    message: format!("{dropped} bytes of output over the limit were dropped"),
                 });
             }
         }

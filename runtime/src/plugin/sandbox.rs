@@ -19,11 +19,19 @@
 //! `wasi:http` and every interface not listed are refused the same way. The linker defines
 //! only the allowed interfaces, so even a check bypassed could not link anything else.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use wasmtime::component::{types::ComponentItem, Component, HasData, Linker, ResourceTable};
 use wasmtime_wasi::cli::WasiCliView;
 use wasmtime_wasi::clocks::WasiClocksView;
-use wasmtime_wasi::p2::pipe::{ClosedInputStream, MemoryOutputPipe};
+
+use bytes::{Bytes, BytesMut};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_io::poll::Pollable;
+use wasmtime_wasi_io::streams::{OutputStream, StreamError};
 
 use super::host::HostState;
 use super::{Kind, PluginError, CONTRACT_MAJOR_MINOR, CONTRACT_PACKAGE};
@@ -128,20 +136,108 @@ pub fn check(component: &Component, kind: Kind) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// stdout or stderr of a plugin: keeps the first `capacity` bytes and silently drops the rest.
+/// (wasmtime-wasi's `MemoryOutputPipe` traps the writer when full, and Rust's `println!`
+/// panics on a failed write: a chatty plugin would fail its records for logging too much.)
+#[derive(Clone)]
+pub struct BoundedOutput {
+    capacity: usize,
+    inner: Arc<Mutex<(BytesMut, usize)>>,
+}
+
+impl BoundedOutput {
+    pub fn new(capacity: usize) -> Self {
+        BoundedOutput {
+            capacity,
+            inner: Arc::new(Mutex::new((BytesMut::new(), 0))),
+        }
+    }
+
+    fn keep(&self, bytes: &[u8]) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.capacity.saturating_sub(inner.0.len());
+        let kept = room.min(bytes.len());
+        inner.0.extend_from_slice(&bytes[..kept]);
+        inner.1 += bytes.len() - kept;
+    }
+
+    /// What was kept, and how many bytes were dropped.
+    pub fn contents(&self) -> (Bytes, usize) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (inner.0.clone().freeze(), inner.1)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for BoundedOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.keep(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for BoundedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for BoundedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.keep(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for BoundedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for BoundedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
 /// The WASI side of a Store: a context granting nothing and the captured output.
 pub struct WasiState {
     ctx: WasiCtx,
     table: ResourceTable,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: BoundedOutput,
+    stderr: BoundedOutput,
 }
 
 impl WasiState {
     /// No preopens, no environment, no arguments, no network, empty stdin; stdout and stderr
-    /// into buffers of `capacity` bytes each (a plugin writing more gets a write error).
+    /// into buffers keeping `capacity` bytes each (more is dropped and counted).
     pub fn new(capacity: usize) -> Self {
-        let stdout = MemoryOutputPipe::new(capacity);
-        let stderr = MemoryOutputPipe::new(capacity);
+        let stdout = BoundedOutput::new(capacity);
+        let stderr = BoundedOutput::new(capacity);
         let ctx = WasiCtx::builder()
             .stdin(ClosedInputStream)
             .stdout(stdout.clone())
@@ -156,9 +252,9 @@ impl WasiState {
         }
     }
 
-    /// What the plugin wrote to stdout and stderr.
-    pub fn output(&self) -> (bytes::Bytes, bytes::Bytes) {
-        (self.stdout.contents(), self.stderr.contents())
+    /// What the plugin wrote to stdout and stderr (kept, dropped bytes).
+    pub fn output(&self) -> [(Bytes, usize); 2] {
+        [self.stdout.contents(), self.stderr.contents()]
     }
 }
 

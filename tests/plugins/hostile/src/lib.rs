@@ -1,12 +1,14 @@
 //! An exclusion plugin that misbehaves on purpose, chosen per record by its subject:
 //! `loop` spins forever, `bomb` allocates until refused, `trap` panics (a trap), `huge` answers
-//! a 4 MiB reason, `extra` answers more verdicts than records; anything else is kept.
+//! a 4 MiB reason, `extra` answers more verdicts than records, `chatty` prints 1 MiB to stdout,
+//! `greedy` asks the host for the contacts of 20,000 addresses; anything else is kept.
 
 mod bindings {
     wit_bindgen::generate!({ world: "exclusion", path: "../../../wit" });
 }
 
 use bindings::exports::m365sync::plugin::exclusion_plugin::Guest;
+use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{Decision, Descriptor, Email, Event, PluginKind, Verdict};
 
 struct Plugin;
@@ -51,6 +53,22 @@ impl Guest for Plugin {
                     rule: None,
                     reason: "x".repeat(4 << 20),
                 })),
+                "chatty" => {
+                    for i in 0..1024 {
+                        println!("{i:04} {}", "y".repeat(1019));
+                    }
+                    out.push(Ok(keep()));
+                }
+                "greedy" => {
+                    let many: Vec<String> =
+                        (0..20_000).map(|i| format!("a{i}@x.example")).collect();
+                    let found = host::contacts_by_email(&many);
+                    out.push(Ok(Verdict {
+                        decision: Decision::Keep,
+                        rule: None,
+                        reason: format!("{}", found.len()),
+                    }));
+                }
                 "extra" => {
                     out.push(Ok(keep()));
                     out.push(Ok(keep()));
