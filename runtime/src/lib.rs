@@ -1,8 +1,10 @@
 //! m365sync: server-side Microsoft 365 email and calendar sync for CRMs.
 //!
 //! The library holds everything the `m365sync` binary runs. Today that is the Graph and
-//! identity simulator ([`sim`]), the sandbox every test, benchmark and new user starts on.
+//! identity simulator ([`sim`]), the sandbox every test, benchmark and new user starts on; the
+//! WebAssembly plugin host ([`plugin`]); the Graph client ([`graph`]) and the store ([`store`]).
 
 pub mod graph;
+pub mod plugin;
 pub mod sim;
 pub mod store;

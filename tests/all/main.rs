@@ -1,8 +1,11 @@
 //! End-to-end tests: one binary, one module per feature (as wasmtime does).
 
-mod support;
-
 mod graph_client;
+mod plugin_cache;
+mod plugin_cases;
+mod plugin_sandbox;
+mod plugin_scope;
+mod plugin_support;
 mod sim_calendar;
 mod sim_cli;
 mod sim_delta;
@@ -11,3 +14,4 @@ mod sim_identity;
 mod sim_mail;
 mod sim_throttle;
 mod store;
+mod support;

@@ -1,7 +1,9 @@
 //! Command-line parsing and the top-level error report (the one place `anyhow` is used).
 
+mod plugin;
 mod sim;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Server-side Microsoft 365 email and calendar sync for CRMs.
@@ -20,12 +22,19 @@ struct Cli {
     log_format: String,
 }
 
+// Parsed once per process, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// The local Microsoft Graph + identity simulator (the sandbox).
     Sim {
         #[command(subcommand)]
         command: sim::SimCommand,
+    },
+    /// WebAssembly plugins: run a plugin on its cases, measure the default plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
     },
 }
 
@@ -59,6 +68,12 @@ pub fn run() -> std::process::ExitCode {
     let result: anyhow::Result<()> = runtime.block_on(async {
         match cli.command {
             Command::Sim { command } => sim::run(command).await,
+            // Plugin calls are synchronous CPU work: keep them off the async workers.
+            Command::Plugin { command } => {
+                tokio::task::spawn_blocking(move || plugin::run(command))
+                    .await
+                    .context("the plugin command panicked")?
+            }
         }
     });
     match result {

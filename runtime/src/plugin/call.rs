@@ -1,0 +1,536 @@
+//! Loading a plugin and calling it on a batch, with per-record results.
+//!
+//! [`Plugin::load`] compiles (or loads from the cache), checks the sandbox and the world,
+//! pre-links (`InstancePre`: imports are resolved once) and asks `describe()`. Each batch call
+//! then gets a fresh Store and instance (a Store is an arena: nothing a plugin did survives
+//! the batch, and nothing leaks across tenants).
+//!
+//! Failure is per record. A record too large to hand over fails alone, before any call. When
+//! a whole call fails (trap, timeout, memory limit, an answer of the wrong length) the host
+//! re-runs that batch's records one by one on fresh instances, within
+//! [`Limits::isolation_budget`], so only the records that cause the failure fail; records not
+//! reached within the budget carry the batch's error. The caller keeps failed records with
+//! their error and retries them on the next run.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+
+use super::bindings::exclusion::ExclusionPre;
+use super::bindings::mapping::MappingPre;
+use super::bindings::matching::MatchingPre;
+use super::bindings::types::{
+    ContactMatch, CrmEmail, CrmEvent, Descriptor, Email, Event, LogLevel, MatchInput, PluginKind,
+    Verdict,
+};
+use super::cache::{self, Source};
+use super::engine::PluginEngine;
+use super::host::{HostState, LogLine, TenantData, TenantView};
+use super::limits::Limits;
+use super::sandbox;
+use super::{Kind, PluginError};
+
+/// Why one record has no result. The record is kept with this error and retried later.
+#[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "error", rename_all = "kebab-case")]
+pub enum RecordError {
+    #[error("the plugin did not finish within {ms} ms")]
+    Timeout { ms: u64 },
+    #[error("the plugin reached its memory limit of {bytes} bytes")]
+    MemoryLimit { bytes: usize },
+    #[error("the plugin trapped: {message}")]
+    Trap { message: String },
+    #[error("the plugin refused the record: {message}")]
+    Refused { message: String },
+    #[error("the plugin's answer is malformed: {message}")]
+    Malformed { message: String },
+    #[error("the record is too large to hand to a plugin ({bytes} bytes; the limit is {limit})")]
+    InputTooLarge { bytes: usize, limit: usize },
+    #[error(
+        "the plugin's answer for this record is too large ({bytes} bytes; the limit is {limit})"
+    )]
+    OutputTooLarge { bytes: usize, limit: usize },
+    #[error("no plugin instance could be made: {message}")]
+    Instantiate { message: String },
+    #[error("this is a {actual} plugin; it cannot be called as {called}")]
+    WrongKind { actual: Kind, called: Kind },
+}
+
+/// What a call needs besides its records: whose data, which configuration, what bounds.
+#[derive(Clone)]
+pub struct CallContext {
+    pub tenant: Arc<dyn TenantView>,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub limits: Limits,
+}
+
+impl CallContext {
+    /// A context over an in-memory tenant with default limits.
+    pub fn new(tenant: TenantData, config: BTreeMap<String, String>) -> Self {
+        CallContext {
+            tenant: Arc::new(tenant.indexed()),
+            config: Arc::new(config),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The results of one batch, in input order, and what the plugin logged.
+#[derive(Debug)]
+pub struct BatchOutcome<T> {
+    pub results: Vec<Result<T, RecordError>>,
+    pub log: Vec<LogLine>,
+    /// Log lines dropped because the per-call bound was reached.
+    pub log_dropped: usize,
+    /// Instances made (1 per chunk, plus one per record re-run after a failed call).
+    pub instances: usize,
+}
+
+enum Pre {
+    Exclusion(ExclusionPre<HostState>),
+    Mapping(MappingPre<HostState>),
+    Matching(MatchingPre<HostState>),
+}
+
+/// A loaded, checked plugin, ready to be called any number of times from any thread.
+pub struct Plugin {
+    kind: Kind,
+    digest: String,
+    descriptor: Descriptor,
+    source: Source,
+    engine: PluginEngine,
+    pre: Pre,
+}
+
+/// The estimated bytes a value occupies when copied across the boundary.
+pub trait Weigh {
+    fn weigh(&self) -> usize;
+}
+
+impl Weigh for String {
+    fn weigh(&self) -> usize {
+        self.len() + 8
+    }
+}
+
+impl<T: Weigh> Weigh for Option<T> {
+    fn weigh(&self) -> usize {
+        8 + self.as_ref().map_or(0, Weigh::weigh)
+    }
+}
+
+impl<T: Weigh> Weigh for Vec<T> {
+    fn weigh(&self) -> usize {
+        8 + self.iter().map(Weigh::weigh).sum::<usize>()
+    }
+}
+
+macro_rules! weigh_fields {
+    ($ty:ty => $($field:ident),*) => {
+        impl Weigh for $ty {
+            fn weigh(&self) -> usize {
+                32 $(+ Weigh::weigh(&self.$field))*
+            }
+        }
+    };
+}
+
+use super::bindings::types::{
+    Address, AttachmentInfo, Attendee, Body, CrmAttendee, Header, Location,
+};
+weigh_fields!(Address => email, name);
+weigh_fields!(Body => content);
+weigh_fields!(Header => name, value);
+weigh_fields!(AttachmentInfo => name, content_type);
+weigh_fields!(Attendee => email, name);
+weigh_fields!(Location => display_name, email, location_type);
+weigh_fields!(CrmAttendee => email, name);
+weigh_fields!(Email => id, mailbox, user, folder, addresses, subject, body, preview, sent,
+    received, categories, headers, attachments, internet_message_id, conversation_id);
+weigh_fields!(Event => id, mailbox, user, subject, body, start, end, organizer, attendees,
+    location, locations, recurrence, online_meeting_provider, online_meeting_url, categories);
+weigh_fields!(MatchInput => record_id, user, addresses);
+weigh_fields!(Verdict => rule, reason);
+weigh_fields!(CrmEmail => external_id, internet_message_id, conversation_id, mailbox, from, to,
+    cc, bcc, subject, description, sent, received, categories);
+weigh_fields!(CrmEvent => external_id, subject, description, start, end, assigned_to, attendees,
+    location, resources, recurring, reminder_at, teams_url);
+weigh_fields!(ContactMatch => contact, entity, address, reason);
+weigh_fields!(Descriptor => name, version);
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
+
+impl Plugin {
+    /// Loads a plugin of `kind` from component bytes. Fails if it does not compile, imports
+    /// anything outside the sandbox, exports another world or contract version, cannot be
+    /// linked, or does not answer `describe()` as a plugin of `kind`.
+    pub fn load(engine: &PluginEngine, kind: Kind, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let digest = cache::digest(bytes);
+        let (component, source) = cache::load(
+            &engine.engine,
+            engine.config.cache_dir.as_deref(),
+            &digest,
+            bytes,
+        )?;
+        sandbox::check(&component, kind)?;
+        let instance_pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
+        let inst = |e: wasmtime::Error| PluginError::Instantiate(format!("{e:#}"));
+        let pre = match kind {
+            Kind::Exclusion => Pre::Exclusion(ExclusionPre::new(instance_pre).map_err(inst)?),
+            Kind::Mapping => Pre::Mapping(MappingPre::new(instance_pre).map_err(inst)?),
+            Kind::Matching => Pre::Matching(MatchingPre::new(instance_pre).map_err(inst)?),
+        };
+        let mut plugin = Plugin {
+            kind,
+            digest,
+            descriptor: Descriptor {
+                name: String::new(),
+                version: String::new(),
+                kind: PluginKind::Exclusion,
+                config: Vec::new(),
+            },
+            source,
+            engine: engine.clone(),
+            pre,
+        };
+        let ctx = CallContext::new(TenantData::default(), BTreeMap::new());
+        let descriptor = plugin
+            .describe(&ctx)
+            .map_err(|e| PluginError::Describe(e.to_string()))?;
+        let found_kind = match descriptor.kind {
+            PluginKind::Exclusion => Kind::Exclusion,
+            PluginKind::Mapping => Kind::Mapping,
+            PluginKind::Matching => Kind::Matching,
+        };
+        if found_kind != kind {
+            return Err(PluginError::KindMismatch {
+                expected: kind,
+                found: descriptor.kind,
+            });
+        }
+        plugin.descriptor = descriptor;
+        Ok(plugin)
+    }
+
+    /// Reads and loads a plugin file.
+    pub fn load_file(
+        engine: &PluginEngine,
+        kind: Kind,
+        path: &std::path::Path,
+    ) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Plugin::load(engine, kind, &bytes)
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// SHA-256 of the component bytes (hex).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// What the plugin answered to `describe()` when loaded.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.descriptor
+    }
+
+    /// Whether the load compiled the component or found it in the artifact cache.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// A fresh Store for one call of `ctx`'s tenant, with its limits armed.
+    fn store(&self, ctx: &CallContext) -> Store<HostState> {
+        let state = HostState::new(ctx.tenant.clone(), ctx.config.clone(), &ctx.limits);
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.engine.ticks(ctx.limits.call_timeout));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Turns a failed call into the error of its records.
+    fn classify(ctx: &CallContext, store: &Store<HostState>, e: wasmtime::Error) -> RecordError {
+        if store.data().limiter.hit {
+            return RecordError::MemoryLimit {
+                bytes: ctx.limits.max_memory_bytes,
+            };
+        }
+        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+            return RecordError::Timeout {
+                ms: ctx.limits.call_timeout.as_millis() as u64,
+            };
+        }
+        RecordError::Trap {
+            message: truncate(format!("{e:#}"), 2048),
+        }
+    }
+
+    /// Collects the Store's log and captured output into `out`.
+    fn drain_log(store: &mut Store<HostState>, log: &mut Vec<LogLine>, dropped_lines: &mut usize) {
+        let data = store.data_mut();
+        log.append(&mut data.log.lines);
+        *dropped_lines += data.log.dropped;
+        let [stdout, stderr] = data.wasi.output();
+        for (level, (bytes, dropped)) in [(LogLevel::Info, stdout), (LogLevel::Warn, stderr)] {
+            let text = String::from_utf8_lossy(&bytes);
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                log.push(LogLine {
+                    level,
+                    message: line.to_string(),
+                });
+            }
+            if dropped > 0 {
+                log.push(LogLine {
+                    level: LogLevel::Warn,
+                    message: format!("{dropped} bytes of output over the limit were dropped"),
+                });
+            }
+        }
+    }
+
+    /// The plugin's self-description.
+    pub fn describe(&self, ctx: &CallContext) -> Result<Descriptor, RecordError> {
+        let mut store = self.store(ctx);
+        let result = match &self.pre {
+            Pre::Exclusion(pre) => pre.instantiate(&mut store).and_then(|i| {
+                i.m365sync_plugin_exclusion_plugin()
+                    .call_describe(&mut store)
+            }),
+            Pre::Mapping(pre) => pre
+                .instantiate(&mut store)
+                .and_then(|i| i.m365sync_plugin_mapping_plugin().call_describe(&mut store)),
+            Pre::Matching(pre) => pre.instantiate(&mut store).and_then(|i| {
+                i.m365sync_plugin_matching_plugin()
+                    .call_describe(&mut store)
+            }),
+        };
+        let descriptor = result.map_err(|e| Self::classify(ctx, &store, e))?;
+        let bytes = descriptor.weigh();
+        if bytes > ctx.limits.max_output_record_bytes {
+            return Err(RecordError::OutputTooLarge {
+                bytes,
+                limit: ctx.limits.max_output_record_bytes,
+            });
+        }
+        Ok(descriptor)
+    }
+
+    /// Makes a fresh Store and instance and drops them (what every batch pays; for benchmarks).
+    pub fn instantiate_only(&self, ctx: &CallContext) -> Result<(), RecordError> {
+        let mut store = self.store(ctx);
+        let r = match &self.pre {
+            Pre::Exclusion(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::Mapping(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::Matching(pre) => pre.instantiate(&mut store).map(drop),
+        };
+        r.map_err(|e| RecordError::Instantiate {
+            message: format!("{e:#}"),
+        })
+    }
+
+    /// Runs `call` over `items` in chunks, each on a fresh instance, isolating failures.
+    fn run<I, O, F>(&self, ctx: &CallContext, items: &[I], call: F) -> BatchOutcome<O>
+    where
+        I: Clone + Weigh,
+        O: Weigh,
+        F: Fn(&mut Store<HostState>, &[I]) -> wasmtime::Result<Vec<Result<O, String>>>,
+    {
+        let limits = &ctx.limits;
+        let mut out = BatchOutcome {
+            results: Vec::with_capacity(items.len()),
+            log: Vec::new(),
+            log_dropped: 0,
+            instances: 0,
+        };
+        let mut slots: Vec<Option<Result<O, RecordError>>> =
+            (0..items.len()).map(|_| None).collect();
+        let mut ready = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let bytes = item.weigh();
+            if bytes > limits.max_record_bytes {
+                slots[i] = Some(Err(RecordError::InputTooLarge {
+                    bytes,
+                    limit: limits.max_record_bytes,
+                }));
+            } else {
+                ready.push(i);
+            }
+        }
+
+        // One call: fresh store, instance, call, checks. Err means the whole call failed.
+        let once = |idx: &[usize],
+                    out: &mut BatchOutcome<O>|
+         -> Result<Vec<Result<O, RecordError>>, RecordError> {
+            let contiguous = idx.windows(2).all(|w| w[1] == w[0] + 1);
+            let chunk: Cow<'_, [I]> = match (idx.first(), idx.last()) {
+                (Some(&a), Some(&b)) if contiguous => Cow::Borrowed(&items[a..=b]),
+                _ => Cow::Owned(idx.iter().map(|&i| items[i].clone()).collect()),
+            };
+            let mut store = self.store(ctx);
+            out.instances += 1;
+            let result = call(&mut store, &chunk);
+            Self::drain_log(&mut store, &mut out.log, &mut out.log_dropped);
+            let answers = result.map_err(|e| Self::classify(ctx, &store, e))?;
+            if answers.len() != chunk.len() {
+                return Err(RecordError::Malformed {
+                    message: format!("{} answers for {} records", answers.len(), chunk.len()),
+                });
+            }
+            Ok(answers
+                .into_iter()
+                .map(|a| match a {
+                    Ok(o) => {
+                        let bytes = o.weigh();
+                        if bytes > limits.max_output_record_bytes {
+                            Err(RecordError::OutputTooLarge {
+                                bytes,
+                                limit: limits.max_output_record_bytes,
+                            })
+                        } else {
+                            Ok(o)
+                        }
+                    }
+                    Err(message) => Err(RecordError::Refused {
+                        message: truncate(message, 2048),
+                    }),
+                })
+                .collect())
+        };
+
+        for chunk in ready.chunks(limits.max_batch.max(1)) {
+            match once(chunk, &mut out) {
+                Ok(answers) => {
+                    for (&i, a) in chunk.iter().zip(answers) {
+                        slots[i] = Some(a);
+                    }
+                }
+                Err(batch_error) if chunk.len() == 1 => slots[chunk[0]] = Some(Err(batch_error)),
+                Err(batch_error) => {
+                    let started = Instant::now();
+                    for &i in chunk {
+                        if started.elapsed() >= limits.isolation_budget {
+                            slots[i] = Some(Err(batch_error.clone()));
+                            continue;
+                        }
+                        slots[i] = Some(match once(&[i], &mut out) {
+                            Ok(mut answers) => answers.pop().expect("one answer for one record"),
+                            Err(e) => Err(e),
+                        });
+                    }
+                }
+            }
+        }
+        out.results = slots
+            .into_iter()
+            .map(|s| s.expect("every record has a result"))
+            .collect();
+        out
+    }
+
+    fn wrong_kind<O>(&self, called: Kind, n: usize) -> BatchOutcome<O> {
+        BatchOutcome {
+            results: (0..n)
+                .map(|_| {
+                    Err(RecordError::WrongKind {
+                        actual: self.kind,
+                        called,
+                    })
+                })
+                .collect(),
+            log: Vec::new(),
+            log_dropped: 0,
+            instances: 0,
+        }
+    }
+
+    /// Exclusion: a verdict per email.
+    pub fn exclude_emails(&self, ctx: &CallContext, batch: &[Email]) -> BatchOutcome<Verdict> {
+        let Pre::Exclusion(pre) = &self.pre else {
+            return self.wrong_kind(Kind::Exclusion, batch.len());
+        };
+        self.run(ctx, batch, |store, items| {
+            let i = pre.instantiate(&mut *store)?;
+            i.m365sync_plugin_exclusion_plugin()
+                .call_exclude_emails(&mut *store, items)
+        })
+    }
+
+    /// Exclusion: a verdict per event.
+    pub fn exclude_events(&self, ctx: &CallContext, batch: &[Event]) -> BatchOutcome<Verdict> {
+        let Pre::Exclusion(pre) = &self.pre else {
+            return self.wrong_kind(Kind::Exclusion, batch.len());
+        };
+        self.run(ctx, batch, |store, items| {
+            let i = pre.instantiate(&mut *store)?;
+            i.m365sync_plugin_exclusion_plugin()
+                .call_exclude_events(&mut *store, items)
+        })
+    }
+
+    /// Mapping: the CRM email record per email.
+    pub fn map_emails(&self, ctx: &CallContext, batch: &[Email]) -> BatchOutcome<CrmEmail> {
+        let Pre::Mapping(pre) = &self.pre else {
+            return self.wrong_kind(Kind::Mapping, batch.len());
+        };
+        self.run(ctx, batch, |store, items| {
+            let i = pre.instantiate(&mut *store)?;
+            i.m365sync_plugin_mapping_plugin()
+                .call_map_emails(&mut *store, items)
+        })
+    }
+
+    /// Mapping: the CRM event record per event.
+    pub fn map_events(&self, ctx: &CallContext, batch: &[Event]) -> BatchOutcome<CrmEvent> {
+        let Pre::Mapping(pre) = &self.pre else {
+            return self.wrong_kind(Kind::Mapping, batch.len());
+        };
+        self.run(ctx, batch, |store, items| {
+            let i = pre.instantiate(&mut *store)?;
+            i.m365sync_plugin_mapping_plugin()
+                .call_map_events(&mut *store, items)
+        })
+    }
+
+    /// Matching: the contact matches per stored record.
+    pub fn match_records(
+        &self,
+        ctx: &CallContext,
+        batch: &[MatchInput],
+    ) -> BatchOutcome<Vec<ContactMatch>> {
+        let Pre::Matching(pre) = &self.pre else {
+            return self.wrong_kind(Kind::Matching, batch.len());
+        };
+        self.run(ctx, batch, |store, items| {
+            let i = pre.instantiate(&mut *store)?;
+            i.m365sync_plugin_matching_plugin()
+                .call_match_records(&mut *store, items)
+        })
+    }
+}
+
+/// How long a call may take at most, given the engine's tick (for messages and tests).
+pub fn effective_timeout(engine: &PluginEngine, limits: &Limits) -> Duration {
+    engine.config.epoch_tick * engine.ticks(limits.call_timeout) as u32
+}
