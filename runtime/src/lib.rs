@@ -4,6 +4,8 @@
 //! identity simulator ([`sim`]), the sandbox every test, benchmark and new user starts on; the
 //! WebAssembly plugin host ([`plugin`]); the Graph client ([`graph`]) and the store ([`store`]).
 
+pub mod apply;
+pub mod config;
 pub mod graph;
 pub mod plugin;
 pub mod sim;

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per feature (as wasmtime does).
 
+mod apply;
 mod graph_client;
 mod plugin_cache;
 mod plugin_cases;

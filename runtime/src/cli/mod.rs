@@ -1,5 +1,6 @@
 //! Command-line parsing and the top-level error report (the one place `anyhow` is used).
 
+mod admin;
 mod plugin;
 mod sim;
 
@@ -20,6 +21,9 @@ struct Cli {
         env = "M365SYNC_LOG_FORMAT"
     )]
     log_format: String,
+    /// The service configuration (default: ./m365sync.toml if present).
+    #[arg(long, global = true, env = "M365SYNC_CONFIG")]
+    config: Option<std::path::PathBuf>,
 }
 
 // Parsed once per process, so variant sizes do not matter.
@@ -30,6 +34,19 @@ enum Command {
     Sim {
         #[command(subcommand)]
         command: sim::SimCommand,
+    },
+    /// Declare orgs, tenants, secrets, settings, users, mailboxes and rules from a TOML file
+    /// (idempotent).
+    Apply { file: std::path::PathBuf },
+    /// Tenants in the database.
+    Tenant {
+        #[command(subcommand)]
+        command: admin::TenantCommand,
+    },
+    /// The key that seals stored secrets.
+    Key {
+        #[command(subcommand)]
+        command: admin::KeyCommand,
     },
     /// WebAssembly plugins: run a plugin on its cases, measure the default plugins.
     Plugin {
@@ -65,9 +82,13 @@ pub fn run() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let config = cli.config.clone();
     let result: anyhow::Result<()> = runtime.block_on(async {
         match cli.command {
             Command::Sim { command } => sim::run(command).await,
+            Command::Apply { file } => admin::apply(config.as_deref(), &file).await,
+            Command::Tenant { command } => admin::tenant(config.as_deref(), command).await,
+            Command::Key { command } => admin::key(command),
             // Plugin calls are synchronous CPU work: keep them off the async workers.
             Command::Plugin { command } => {
                 tokio::task::spawn_blocking(move || plugin::run(command))
