@@ -4,6 +4,7 @@ mod apply;
 mod graph_client;
 mod plugin_cache;
 mod plugin_cases;
+mod plugin_registry;
 mod plugin_sandbox;
 mod plugin_scope;
 mod plugin_support;

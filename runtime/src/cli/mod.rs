@@ -4,7 +4,6 @@ mod admin;
 mod plugin;
 mod sim;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Server-side Microsoft 365 email and calendar sync for CRMs.
@@ -89,12 +88,7 @@ pub fn run() -> std::process::ExitCode {
             Command::Apply { file } => admin::apply(config.as_deref(), &file).await,
             Command::Tenant { command } => admin::tenant(config.as_deref(), command).await,
             Command::Key { command } => admin::key(command),
-            // Plugin calls are synchronous CPU work: keep them off the async workers.
-            Command::Plugin { command } => {
-                tokio::task::spawn_blocking(move || plugin::run(command))
-                    .await
-                    .context("the plugin command panicked")?
-            }
+            Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
         }
     });
     match result {

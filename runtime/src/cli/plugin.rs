@@ -1,12 +1,15 @@
-//! `m365sync plugin test|bench`.
+//! `m365sync plugin test|bench|install|rollback|list|history`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use m365sync::config::ServiceConfig;
 use m365sync::plugin::cases::CaseFile;
 use m365sync::plugin::engine::{EngineConfig, PluginEngine};
 use m365sync::plugin::{builtin, Kind, Plugin};
+use m365sync::store::plugins::{NewPlugin, PluginScope};
+use m365sync::store::Store;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
@@ -19,6 +22,48 @@ pub enum PluginCommand {
         /// The case file (TOML; see plugins/*/cases.toml). Defaults to the builtin's own cases.
         #[arg(long)]
         cases: Option<PathBuf>,
+    },
+    /// Validate a component (it compiles, exports the slot's world at a compatible version,
+    /// `describe()` answers, the given cases pass) and only then make it the active plugin of
+    /// the org (its tenants' default) or of one tenant, in one transaction.
+    Install {
+        /// The component (.wasm), or `builtin:exclusion|mapping|matching`.
+        file: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// exclusion, mapping or matching.
+        #[arg(long)]
+        slot: Kind,
+        /// Cases that must pass before activation (a builtin's own cases by default).
+        #[arg(long)]
+        cases: Option<PathBuf>,
+    },
+    /// Return a slot to the version active before the current one.
+    Rollback {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        slot: Kind,
+    },
+    /// The active plugins of an org: its defaults and the tenants' overrides.
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A slot's installs and rollbacks, oldest first.
+    History {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        slot: Kind,
     },
     /// Measure the default plugins: cold and warm load, fresh instance, per-record cost in
     /// batches of 100; prints JSON (the figures of BENCHMARKS.md).
@@ -35,7 +80,191 @@ pub enum PluginCommand {
     },
 }
 
-pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
+/// Runs a plugin command. Loading and calling plugins is synchronous CPU work, so it runs on a
+/// blocking thread; the registry commands talk to the database.
+pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::Install {
+            file,
+            org,
+            tenant,
+            slot,
+            cases,
+        } => install(config, &file, &org, tenant.as_deref(), slot, cases).await,
+        PluginCommand::Rollback { org, tenant, slot } => {
+            let (store, scope) = scope(config, &org, tenant.as_deref()).await?;
+            let now = store.rollback_plugin(scope, slot.world()).await?;
+            println!(
+                "rolled back the {slot} plugin of {}: now {} {} (sha256 {})",
+                place(&org, tenant.as_deref()),
+                now.name,
+                now.version,
+                &now.digest[..16]
+            );
+            Ok(())
+        }
+        PluginCommand::List { org, json } => {
+            let (store, scope) = scope(config, &org, None).await?;
+            let active = store.active_plugins(scope.org_id).await?;
+            let names: std::collections::HashMap<i64, String> = store
+                .tenants(Some(&org))
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t.name))
+                .collect();
+            if json {
+                let rows: Vec<_> = active.iter().map(|(t, p)| serde_json::json!({"tenant": t.and_then(|id| names.get(&id)), "plugin": p})).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<16} {:<10} {:<24} {:<10} SHA256",
+                    "LEVEL", "SLOT", "NAME", "VERSION"
+                );
+                for (t, p) in active {
+                    let level = t
+                        .and_then(|id| names.get(&id).cloned())
+                        .map(|n| format!("tenant {n}"))
+                        .unwrap_or_else(|| "org default".into());
+                    println!(
+                        "{:<16} {:<10} {:<24} {:<10} {}",
+                        level,
+                        p.slot,
+                        p.name,
+                        p.version,
+                        &p.digest[..16]
+                    );
+                }
+            }
+            Ok(())
+        }
+        PluginCommand::History { org, tenant, slot } => {
+            let (store, scope) = scope(config, &org, tenant.as_deref()).await?;
+            for h in store.plugin_history(scope, slot.world()).await? {
+                let at = chrono::DateTime::from_timestamp_millis(h.at_ms).unwrap_or_default();
+                println!(
+                    "{}  {:<8} {} {} (sha256 {})",
+                    at.format("%Y-%m-%d %H:%M:%S"),
+                    h.action,
+                    h.name,
+                    h.version,
+                    &h.digest[..16]
+                );
+            }
+            Ok(())
+        }
+        other => tokio::task::spawn_blocking(move || run_local(other))
+            .await
+            .context("the plugin command panicked")?,
+    }
+}
+
+fn place(org: &str, tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("tenant {t} of org {org}"),
+        None => format!("org {org}"),
+    }
+}
+
+async fn scope(
+    config: Option<&Path>,
+    org: &str,
+    tenant: Option<&str>,
+) -> anyhow::Result<(Store, PluginScope)> {
+    let cfg = ServiceConfig::load(config)?;
+    let store = Store::open(&cfg.database_url, cfg.secret_key()?).await?;
+    let org_id = store.org_id(org).await?;
+    let tenant_id = match tenant {
+        Some(t) => Some(store.tenant(org, t).await?.id),
+        None => None,
+    };
+    Ok((store, PluginScope { org_id, tenant_id }))
+}
+
+async fn install(
+    config: Option<&Path>,
+    file: &str,
+    org: &str,
+    tenant: Option<&str>,
+    slot: Kind,
+    cases: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let (store, scope) = scope(config, org, tenant).await?;
+    let (bytes, builtin_cases) = read_component(file)?;
+    let cases_text = match (&cases, builtin_cases) {
+        (Some(path), _) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the case file {}", path.display()))?,
+        ),
+        (None, Some(text)) => Some(text.to_string()),
+        (None, None) => None,
+    };
+    let file_name = file.to_string();
+    let checked = bytes.clone();
+    // Validation: compile, world and version, describe(), and the cases, before any write.
+    let (digest, name, version) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String, String)> {
+            let engine = PluginEngine::new(EngineConfig::default())?;
+            let plugin = Plugin::load(&engine, slot, &checked)
+                .with_context(|| format!("{file_name} is not a usable {slot} plugin"))?;
+            if let Some(text) = cases_text {
+                let case_file = CaseFile::parse(&text).context("the case file is not valid")?;
+                if case_file.kind != slot {
+                    bail!("the cases are for the {} slot, not {slot}", case_file.kind);
+                }
+                let report = case_file.run(&plugin)?;
+                if !report.ok() {
+                    println!("{report}");
+                    bail!(
+                        "{file_name}: {} of {} cases differ; nothing was installed",
+                        report.failures.len(),
+                        report.failures.len() + report.passed
+                    );
+                }
+            }
+            let d = plugin.descriptor();
+            Ok((
+                plugin.digest().to_string(),
+                d.name.clone(),
+                d.version.clone(),
+            ))
+        })
+        .await
+        .context("plugin validation panicked")??;
+    store
+        .install_plugin(
+            scope,
+            &NewPlugin {
+                slot: slot.world(),
+                digest: &digest,
+                name: &name,
+                version: &version,
+                wasm: &bytes,
+            },
+        )
+        .await?;
+    println!(
+        "installed {name} {version} (sha256 {}) as the {slot} plugin of {}",
+        &digest[..16],
+        place(org, tenant)
+    );
+    Ok(())
+}
+
+fn read_component(file: &str) -> anyhow::Result<(Vec<u8>, Option<&'static str>)> {
+    Ok(match file.strip_prefix("builtin:") {
+        Some(kind) => {
+            let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
+            let b = builtin::builtin(kind);
+            (b.wasm.to_vec(), Some(b.cases))
+        }
+        None => (
+            std::fs::read(file).with_context(|| format!("cannot read the plugin {file}"))?,
+            None,
+        ),
+    })
+}
+
+fn run_local(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Test { file, cases } => test(&file, cases),
         PluginCommand::Bench {
@@ -57,22 +286,13 @@ pub fn run(cmd: PluginCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&figures)?);
             Ok(())
         }
+        _ => unreachable!("registry commands are handled in run"),
     }
 }
 
 fn test(file: &str, cases: Option<PathBuf>) -> anyhow::Result<()> {
     let engine = PluginEngine::new(EngineConfig::default())?;
-    let (bytes, builtin_cases) = match file.strip_prefix("builtin:") {
-        Some(kind) => {
-            let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
-            let b = builtin::builtin(kind);
-            (b.wasm.to_vec(), Some(b.cases))
-        }
-        None => (
-            std::fs::read(file).with_context(|| format!("cannot read the plugin {file}"))?,
-            None,
-        ),
-    };
+    let (bytes, builtin_cases) = read_component(file)?;
     let text = match (&cases, builtin_cases) {
         (Some(path), _) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the case file {}", path.display()))?,

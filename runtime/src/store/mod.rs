@@ -11,6 +11,7 @@
 //! per-page commit that upserts records and advances the cursor in one transaction.
 
 pub mod mailboxes;
+pub mod plugins;
 pub mod rules;
 pub mod secrets;
 pub mod sync;

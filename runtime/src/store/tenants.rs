@@ -165,6 +165,18 @@ impl Store {
             .try_get("id")?)
     }
 
+    /// The id of an existing org.
+    pub async fn org_id(&self, name: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT id FROM orgs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("no org '{name}'; declare it with `m365sync apply`"))
+            })?;
+        Ok(row.try_get("id")?)
+    }
+
     /// Creates or updates a tenant, idempotently (what `apply` relies on). Settings get their
     /// defaults the first time.
     pub async fn upsert_tenant(&self, t: &NewTenant) -> Result<Tenant, StoreError> {

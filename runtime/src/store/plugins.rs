@@ -1,0 +1,253 @@
+//! The plugin registry: component blobs by digest, the active version per (org or tenant,
+//! slot), and the history of installs and rollbacks (P1, P3, P5).
+//!
+//! An org-level plugin is the default for its tenants; a tenant-level one overrides it. The
+//! history is a stack: an install pushes, a rollback pops, so rolling back twice after two
+//! installs returns to the version before both.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+
+/// Where a plugin is active: the org's default (`tenant_id` None) or one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PluginScope {
+    pub org_id: i64,
+    pub tenant_id: Option<i64>,
+}
+
+impl PluginScope {
+    fn tenant_scope(self) -> i64 {
+        self.tenant_id.unwrap_or(0)
+    }
+}
+
+/// A validated component to install.
+#[derive(Debug, Clone)]
+pub struct NewPlugin<'a> {
+    pub slot: &'a str,
+    pub digest: &'a str,
+    pub name: &'a str,
+    pub version: &'a str,
+    pub wasm: &'a [u8],
+}
+
+/// The plugin active for a slot, and where it was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivePlugin {
+    pub slot: String,
+    pub digest: String,
+    pub name: String,
+    pub version: String,
+    /// True when set for the tenant, false when it is the org's default.
+    pub tenant_level: bool,
+    pub activated_ms: i64,
+}
+
+/// One line of a slot's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub action: String,
+    pub digest: String,
+    pub name: String,
+    pub version: String,
+    pub at_ms: i64,
+}
+
+fn check_slot(slot: &str) -> Result<(), StoreError> {
+    match slot {
+        "exclusion" | "mapping" | "matching" => Ok(()),
+        other => Err(StoreError::Invalid(format!(
+            "unknown plugin slot '{other}': use exclusion, mapping or matching"
+        ))),
+    }
+}
+
+impl Store {
+    /// Stores the blob (once per digest), makes it active at `scope`, and records the install,
+    /// all in one transaction: a running service sees the old version or the new, never a mix.
+    pub async fn install_plugin(
+        &self,
+        scope: PluginScope,
+        p: &NewPlugin<'_>,
+    ) -> Result<(), StoreError> {
+        check_slot(p.slot)?;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("INSERT INTO plugin_blobs (digest, name, version, kind, wasm, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING")
+            .bind(p.digest)
+            .bind(p.name)
+            .bind(p.version)
+            .bind(p.slot)
+            .bind(p.wasm)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        activate(&mut tx, scope, p.slot, p.digest, "install", now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Returns `scope`'s slot to the version before the current one.
+    pub async fn rollback_plugin(
+        &self,
+        scope: PluginScope,
+        slot: &str,
+    ) -> Result<HistoryEntry, StoreError> {
+        check_slot(slot)?;
+        let stack = self.activation_stack(scope, slot).await?;
+        if stack.len() < 2 {
+            return Err(StoreError::Invalid(format!(
+                "nothing to roll back to: the {slot} slot has had {} install(s) at this level",
+                stack.len()
+            )));
+        }
+        let previous = stack[stack.len() - 2].clone();
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        activate(&mut tx, scope, slot, &previous, "rollback", now).await?;
+        tx.commit().await?;
+        self.plugin_history(scope, slot)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound("history vanished".into()))
+    }
+
+    async fn activation_stack(
+        &self,
+        scope: PluginScope,
+        slot: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stack = Vec::new();
+        for h in self.plugin_history(scope, slot).await? {
+            if h.action == "rollback" {
+                stack.pop();
+            } else {
+                stack.push(h.digest);
+            }
+        }
+        Ok(stack)
+    }
+
+    /// A slot's history at `scope`, oldest first.
+    pub async fn plugin_history(
+        &self,
+        scope: PluginScope,
+        slot: &str,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.action, h.digest, b.name, b.version, h.at_ms FROM plugin_history h JOIN plugin_blobs b ON b.digest = h.digest
+             WHERE h.org_id = $1 AND h.tenant_scope = $2 AND h.slot = $3 ORDER BY h.id",
+        )
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(slot)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HistoryEntry {
+                    action: r.try_get("action")?,
+                    digest: r.try_get("digest")?,
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    at_ms: r.try_get("at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The plugin a tenant uses for `slot`: its own, else the org's default.
+    pub async fn active_plugin(
+        &self,
+        org_id: i64,
+        tenant_id: i64,
+        slot: &str,
+    ) -> Result<Option<ActivePlugin>, StoreError> {
+        let row = sqlx::query(
+            "SELECT a.slot, a.digest, b.name, b.version, a.tenant_scope, a.activated_ms FROM plugin_active a JOIN plugin_blobs b ON b.digest = a.digest
+             WHERE a.org_id = $1 AND a.slot = $2 AND (a.tenant_scope = $3 OR a.tenant_scope = 0) ORDER BY a.tenant_scope DESC LIMIT 1",
+        )
+        .bind(org_id)
+        .bind(slot)
+        .bind(tenant_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| active_from(&r)).transpose()
+    }
+
+    /// Everything active in an org: (tenant id or None for the org default, plugin).
+    pub async fn active_plugins(
+        &self,
+        org_id: i64,
+    ) -> Result<Vec<(Option<i64>, ActivePlugin)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.slot, a.digest, b.name, b.version, a.tenant_scope, a.activated_ms FROM plugin_active a JOIN plugin_blobs b ON b.digest = a.digest
+             WHERE a.org_id = $1 ORDER BY a.tenant_scope, a.slot",
+        )
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let scope: i64 = r.try_get("tenant_scope")?;
+                Ok(((scope != 0).then_some(scope), active_from(r)?))
+            })
+            .collect()
+    }
+
+    /// A stored component's bytes.
+    pub async fn plugin_wasm(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let row = sqlx::query("SELECT wasm FROM plugin_blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("no stored plugin with digest {digest}"))
+            })?;
+        Ok(row.try_get("wasm")?)
+    }
+}
+
+fn active_from(r: &sqlx::any::AnyRow) -> Result<ActivePlugin, StoreError> {
+    Ok(ActivePlugin {
+        slot: r.try_get("slot")?,
+        digest: r.try_get("digest")?,
+        name: r.try_get("name")?,
+        version: r.try_get("version")?,
+        tenant_level: r.try_get::<i64, _>("tenant_scope")? != 0,
+        activated_ms: r.try_get("activated_ms")?,
+    })
+}
+
+async fn activate(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    scope: PluginScope,
+    slot: &str,
+    digest: &str,
+    action: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO plugin_active (org_id, tenant_scope, slot, digest, activated_ms) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (org_id, tenant_scope, slot) DO UPDATE SET digest = excluded.digest, activated_ms = excluded.activated_ms",
+    )
+    .bind(scope.org_id)
+    .bind(scope.tenant_scope())
+    .bind(slot)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO plugin_history (org_id, tenant_scope, slot, digest, action, at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(slot)
+        .bind(digest)
+        .bind(action)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
