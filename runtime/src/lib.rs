@@ -10,3 +10,4 @@ pub mod graph;
 pub mod plugin;
 pub mod sim;
 pub mod store;
+pub mod sync;

@@ -17,3 +17,4 @@ mod sim_mail;
 mod sim_throttle;
 mod store;
 mod support;
+mod sync_email;

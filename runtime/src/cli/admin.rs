@@ -20,6 +20,24 @@ pub enum TenantCommand {
     },
 }
 
+/// `m365sync sync ...`
+#[derive(Subcommand)]
+pub enum SyncCommand {
+    /// Sync one tenant (or one of its mailboxes) now, through its plugins, and record the run.
+    Run {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Only this mailbox (its address).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Print the run report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `m365sync key ...`
 #[derive(Subcommand)]
 pub enum KeyCommand {
@@ -108,4 +126,57 @@ pub fn key(cmd: KeyCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `m365sync sync ...`.
+pub async fn sync(config: Option<&Path>, cmd: SyncCommand) -> anyhow::Result<()> {
+    let SyncCommand::Run {
+        org,
+        tenant,
+        mailbox,
+        json,
+    } = cmd;
+    let cfg = ServiceConfig::load(config)?;
+    let store = Store::open(&cfg.database_url, cfg.secret_key()?).await?;
+    let tenant = store.tenant(&org, &tenant).await?;
+    if !tenant.enabled {
+        anyhow::bail!(
+            "tenant {} of org {org} is disabled; enable it first",
+            tenant.name
+        );
+    }
+    let ca = cfg.extra_ca()?;
+    let env = m365sync::sync::run::SyncEnv {
+        store: store.clone(),
+        engine: m365sync::plugin::engine::PluginEngine::new(
+            m365sync::plugin::engine::EngineConfig::default(),
+        )?,
+        http: m365sync::graph::http_client(ca.as_deref())?,
+    };
+    let report =
+        m365sync::sync::run::run_tenant(&env, &tenant, mailbox.as_deref(), "manual").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "run {}: {} processed, {} synced, {} excluded, {} removed, {} failed records, {} pages",
+            report.run_id,
+            report.processed,
+            report.synced,
+            report.excluded,
+            report.removed,
+            report.failed,
+            report.pages
+        );
+        for (mailbox, error) in &report.mailbox_errors {
+            println!("  {mailbox}: {error}");
+        }
+    }
+    if !report.mailbox_errors.is_empty() {
+        anyhow::bail!(
+            "{} mailbox(es) could not be synced; see above",
+            report.mailbox_errors.len()
+        );
+    }
+    Ok(())
 }

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::TenantCommand,
     },
+    /// Email sync.
+    Sync {
+        #[command(subcommand)]
+        command: admin::SyncCommand,
+    },
     /// The key that seals stored secrets.
     Key {
         #[command(subcommand)]
@@ -88,6 +93,7 @@ pub fn run() -> std::process::ExitCode {
             Command::Apply { file } => admin::apply(config.as_deref(), &file).await,
             Command::Tenant { command } => admin::tenant(config.as_deref(), command).await,
             Command::Key { command } => admin::key(command),
+            Command::Sync { command } => admin::sync(config.as_deref(), command).await,
             Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
         }
     });

@@ -153,3 +153,17 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// A tenant's CRM users: (id, email).
+    pub async fn users(&self, tenant_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT id, email FROM users WHERE tenant_id = $1 ORDER BY email")
+            .bind(tenant_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("email")?)))
+            .collect::<Result<_, _>>()?)
+    }
+}

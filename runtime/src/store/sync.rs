@@ -293,6 +293,27 @@ impl Store {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Adds a line to a run's log (E10).
+    pub async fn log(
+        &self,
+        run_id: i64,
+        tenant_id: i64,
+        mailbox_id: Option<i64>,
+        level: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO run_log (run_id, tenant_id, mailbox_id, level, message, at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(run_id)
+            .bind(tenant_id)
+            .bind(mailbox_id)
+            .bind(level)
+            .bind(message)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Records that a run started; returns its id.
     pub async fn begin_run(
         &self,

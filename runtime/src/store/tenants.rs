@@ -238,6 +238,18 @@ impl Store {
         Ok(rows.iter().map(tenant_from).collect::<Result<_, _>>()?)
     }
 
+    /// Remembers when the tenant first synced, so mailboxes added later reach back as far (E4).
+    pub async fn mark_initial_sync(&self, tenant_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE tenants SET initial_sync_ms = $1 WHERE id = $2 AND initial_sync_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(tenant_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Enables or disables a tenant's sync (T4: only that tenant stops).
     pub async fn set_tenant_enabled(
         &self,

@@ -1,0 +1,7 @@
+//! Email sync: Graph delta pages through the tenant's exclusion and mapping plugins into the
+//! store. [`convert`] turns Graph JSON into contract records, [`pipeline`] syncs one folder,
+//! [`run`] one tenant.
+
+pub mod convert;
+pub mod pipeline;
+pub mod run;

@@ -1,0 +1,241 @@
+//! One mailbox folder's sync: delta pages through the exclusion and mapping plugins into the
+//! store, each page committed with its cursor in one transaction (so a crash replays at most
+//! one page, harmlessly). A 410 restarts the folder's round; upserts make the overlap harmless.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::graph::delta::initial_url;
+use crate::graph::{GraphClient, GraphError};
+use crate::plugin::bindings::types::{Decision, Email};
+use crate::plugin::call::CallContext;
+use crate::plugin::Plugin;
+use crate::store::sync::{Cursor, Exclusion, FailedRecord, PageCommit};
+use crate::store::{now_ms, Store, StoreError};
+
+use super::convert::{email_from_graph, record_for_store, Origin};
+
+/// Why a folder's sync stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Plugin(String),
+}
+
+/// The plugins a tenant's records go through, with what their decisions are stamped with (P5).
+pub struct Stages {
+    pub exclusion: Arc<Plugin>,
+    pub mapping: Arc<Plugin>,
+    pub ctx: CallContext,
+}
+
+/// `name version sha256:digest`, the stamp of a decision.
+pub fn stamp(p: &Plugin) -> String {
+    let d = p.descriptor();
+    format!("{} {} sha256:{}", d.name, d.version, p.digest())
+}
+
+/// Everything a folder's sync needs.
+pub struct FolderJob<'a> {
+    pub store: &'a Store,
+    pub client: &'a GraphClient,
+    pub stages: &'a Stages,
+    pub org_id: i64,
+    pub tenant_id: i64,
+    pub mailbox_id: i64,
+    /// The mailbox's Graph id (or UPN) and primary address.
+    pub mailbox_graph_id: &'a str,
+    pub mailbox_address: &'a str,
+    pub user: Option<&'a str>,
+    pub folder: &'a str,
+    pub page_size: usize,
+    /// The commencement date: the first round reaches back this far (E4).
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// What a folder's sync did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub pages: u64,
+    pub processed: u64,
+    pub synced: u64,
+    pub excluded: u64,
+    pub removed: u64,
+    pub failed: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.pages += o.pages;
+        self.processed += o.processed;
+        self.synced += o.synced;
+        self.excluded += o.excluded;
+        self.removed += o.removed;
+        self.failed += o.failed;
+    }
+}
+
+/// Runs one delta round of a folder to its deltaLink (resuming a round a crash interrupted).
+pub async fn sync_folder(job: &FolderJob<'_>) -> Result<Counts, SyncError> {
+    let mut counts = Counts::default();
+    let mut restarted = false;
+    let mut round_started = now_ms();
+    loop {
+        let cursor = job.store.cursor(job.mailbox_id, job.folder).await?;
+        let url = match &cursor {
+            Some(c) => {
+                if !c.complete {
+                    round_started = c.round_started_ms;
+                }
+                c.link.clone()
+            }
+            None => initial_url(
+                job.client.graph_url(),
+                job.mailbox_graph_id,
+                job.folder,
+                job.since,
+            ),
+        };
+        let page = match job
+            .client
+            .delta_page(job.mailbox_address, &url, job.page_size)
+            .await
+        {
+            Ok(p) => p,
+            Err(GraphError::SyncStateNotFound { .. }) if !restarted => {
+                // The state is gone: start the folder's round again; upserts absorb the overlap.
+                restarted = true;
+                job.store.reset_cursor(job.mailbox_id, job.folder).await?;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        counts.pages += 1;
+        let done = page.delta_link.is_some();
+        let link = page.cursor_link().expect("a page has one link").to_string();
+        let commit = process_page(
+            job,
+            page.items,
+            Cursor {
+                link,
+                complete: done,
+                round_started_ms: round_started,
+            },
+            &mut counts,
+        )
+        .await?;
+        job.store.commit_page(&commit).await?;
+        if done {
+            return Ok(counts);
+        }
+    }
+}
+
+async fn process_page(
+    job: &FolderJob<'_>,
+    items: Vec<Value>,
+    cursor: Cursor,
+    counts: &mut Counts,
+) -> Result<PageCommit, SyncError> {
+    let origin = Origin {
+        mailbox: job.mailbox_address,
+        user: job.user,
+        folder: job.folder,
+    };
+    let mut commit = PageCommit {
+        org_id: job.org_id,
+        tenant_id: job.tenant_id,
+        mailbox_id: job.mailbox_id,
+        folder: job.folder.to_string(),
+        upserts: Vec::new(),
+        removals: Vec::new(),
+        exclusions: Vec::new(),
+        failures: Vec::new(),
+        cursor,
+    };
+    let mut emails: Vec<Email> = Vec::new();
+    let mut payloads: Vec<Value> = Vec::new();
+    for item in items {
+        match email_from_graph(&item, &origin) {
+            Some(e) => {
+                emails.push(e);
+                payloads.push(item);
+            }
+            None => {
+                if let Some(id) = item["id"].as_str() {
+                    commit.removals.push(id.to_string());
+                    counts.removed += 1;
+                }
+            }
+        }
+    }
+    counts.processed += emails.len() as u64;
+    if emails.is_empty() {
+        return Ok(commit);
+    }
+    // Plugin calls are synchronous CPU work: off the async workers.
+    let stages_excl = Arc::clone(&job.stages.exclusion);
+    let stages_map = Arc::clone(&job.stages.mapping);
+    let ctx = job.stages.ctx.clone();
+    let (emails, verdicts, mapped) = tokio::task::spawn_blocking(move || {
+        let verdicts = stages_excl.exclude_emails(&ctx, &emails).results;
+        let kept: Vec<Email> = emails
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Ok(v) if v.decision == Decision::Keep))
+            .map(|(e, _)| e.clone())
+            .collect();
+        let mapped = stages_map.map_emails(&ctx, &kept).results;
+        (emails, verdicts, mapped)
+    })
+    .await
+    .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
+    let (excl_stamp, map_stamp) = (stamp(&job.stages.exclusion), stamp(&job.stages.mapping));
+    let decided_by = format!("{excl_stamp}; {map_stamp}");
+    let mut mapped = mapped.into_iter();
+    for ((email, verdict), payload) in emails.iter().zip(verdicts).zip(payloads) {
+        match verdict {
+            Err(e) => {
+                counts.failed += 1;
+                commit.failures.push(FailedRecord {
+                    graph_id: email.id.clone(),
+                    stage: "exclude".into(),
+                    error: e.to_string(),
+                    payload: payload.to_string(),
+                });
+            }
+            Ok(v) if v.decision == Decision::Drop => {
+                counts.excluded += 1;
+                commit.exclusions.push(Exclusion {
+                    graph_id: email.id.clone(),
+                    rule: v.rule.unwrap_or_else(|| "(no rule)".into()),
+                    decided_by: excl_stamp.clone(),
+                });
+            }
+            Ok(_) => match mapped.next().expect("one mapping result per kept email") {
+                Ok(crm) => {
+                    counts.synced += 1;
+                    commit
+                        .upserts
+                        .push(record_for_store(email, &crm, &decided_by));
+                }
+                Err(e) => {
+                    counts.failed += 1;
+                    commit.failures.push(FailedRecord {
+                        graph_id: email.id.clone(),
+                        stage: "map".into(),
+                        error: e.to_string(),
+                        payload: payload.to_string(),
+                    });
+                }
+            },
+        }
+    }
+    Ok(commit)
+}

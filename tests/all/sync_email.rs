@@ -1,0 +1,340 @@
+//! Email sync end to end: the simulator, the real default plugins, and the store on SQLite and
+//! PostgreSQL. A backfill equals the ground truth minus what the rules exclude; the next run
+//! sees new mail, deletions and moves; a 410 recovers with nothing lost or doubled.
+
+use std::collections::{BTreeSet, HashMap};
+
+use m365sync::plugin::engine::{EngineConfig, PluginEngine};
+use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync::store::rules::{Effect, RuleScope, RuleSpec, Target};
+use m365sync::store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
+use m365sync::store::Store;
+use m365sync::sync::run::{run_tenant, SyncEnv};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{small, TestDb, TestSim};
+
+const FOLDERS: [&str; 3] = ["inbox", "sentitems", "archive"];
+
+/// Declares the simulator's tenant in the store: every mailbox, internal domains, one org rule.
+async fn declare(
+    store: &Store,
+    s: &TestSim,
+) -> (m365sync::store::tenants::Tenant, HashMap<String, i64>) {
+    let t = store
+        .upsert_tenant(&NewTenant {
+            org: "acme".into(),
+            name: "main".into(),
+            ms_tenant: s.tenant_id.clone(),
+            authority: s.base.clone(),
+            graph_url: s.graph.clone(),
+            client_id: s.client_id.clone(),
+            auth_mode: AuthMode::App,
+        })
+        .await
+        .unwrap();
+    store
+        .put_secret(t.id, SecretKind::ClientSecret, "sim", &s.secret)
+        .await
+        .unwrap();
+    let settings = TenantSettings {
+        internal_domains: vec!["contoso.example".into()],
+        folders: FOLDERS.iter().map(|f| f.to_string()).collect(),
+        commencement_ms: Some(
+            (chrono::Utc::now() - chrono::Duration::days(400)).timestamp_millis(),
+        ),
+        page_size: 7,
+        ..TenantSettings::default()
+    };
+    store.set_settings(t.id, &settings).await.unwrap();
+    store
+        .add_rule(
+            RuleScope::Org { org_id: t.org_id },
+            &RuleSpec {
+                effect: Effect::Exclude,
+                target: Target::Sender,
+                pattern: "*@marketweekly.example".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut ids = HashMap::new();
+    for mb in s.truth()["tenants"][0]["mailboxes"].as_array().unwrap() {
+        let upn = mb["upn"].as_str().unwrap();
+        let kind = if mb["kind"] == "shared" {
+            MailboxKind::Shared
+        } else {
+            MailboxKind::Person
+        };
+        let id = store
+            .upsert_mailbox(&NewMailbox {
+                tenant_id: t.id,
+                graph_id: upn.into(),
+                address: upn.into(),
+                display_name: upn.into(),
+                kind,
+            })
+            .await
+            .unwrap();
+        let user = store.upsert_user(t.id, upn, upn).await.unwrap();
+        store.link_mailbox(id, user).await.unwrap();
+        ids.insert(upn.to_string(), id);
+    }
+    (t, ids)
+}
+
+async fn excluded(url: &str) -> HashMap<(i64, String), String> {
+    let rows: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT mailbox_id, graph_id, rule FROM exclusions")
+            .fetch_all(&sqlx::AnyPool::connect(url).await.unwrap())
+            .await
+            .unwrap();
+    rows.into_iter().map(|(m, g, r)| ((m, g), r)).collect()
+}
+
+/// Every synced folder holds exactly the ground truth minus the excluded items.
+async fn assert_matches_truth(db: &TestDb, s: &TestSim, ids: &HashMap<String, i64>) {
+    let excl = excluded(&db.url).await;
+    for mb in s.truth()["tenants"][0]["mailboxes"].as_array().unwrap() {
+        let mailbox_id = ids[mb["upn"].as_str().unwrap()];
+        for folder in FOLDERS {
+            let truth: BTreeSet<String> = mb["folders"][folder]["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            let stored: BTreeSet<String> = db
+                .store
+                .mailbox_graph_ids(mailbox_id, Some(folder))
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+            let dropped: BTreeSet<String> = truth
+                .iter()
+                .filter(|g| excl.contains_key(&(mailbox_id, (*g).clone())))
+                .cloned()
+                .collect();
+            assert!(
+                stored.is_disjoint(&dropped),
+                "{} {folder}: an excluded message was stored",
+                mb["upn"]
+            );
+            let expected: BTreeSet<String> = truth.difference(&dropped).cloned().collect();
+            assert_eq!(stored, expected, "{} {folder} on {}", mb["upn"], db.url);
+        }
+    }
+}
+
+fn env(store: &Store) -> SyncEnv {
+    SyncEnv {
+        store: store.clone(),
+        engine: PluginEngine::new(EngineConfig::default()).unwrap(),
+        http: m365sync::graph::http_client(None).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn backfill_then_changes_then_410_on_both_databases() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(small()).await;
+        let (tenant, ids) = declare(&db.store, &s).await;
+        let env = env(&db.store);
+        let first = run_tenant(&env, &tenant, None, "manual").await.unwrap();
+        assert!(
+            first.mailbox_errors.is_empty(),
+            "{:?}",
+            first.mailbox_errors
+        );
+        assert!(
+            first.synced > 0 && first.excluded > 0 && first.failed == 0,
+            "{first:?}"
+        );
+        assert_matches_truth(&db, &s, &ids).await;
+        // Both exclusion reasons are at work: the org rule and E7's internal-only.
+        let rules: BTreeSet<String> = excluded(&db.url).await.into_values().collect();
+        assert!(
+            rules.iter().any(|r| r.starts_with("org-")) && rules.contains("internal-only"),
+            "{rules:?}"
+        );
+        // The same internal message in two mailboxes is one email: count distinct correlation keys.
+        let runs = db.store.runs(tenant.id, 5).await.unwrap();
+        assert_eq!(
+            (runs[0].status.as_str(), runs[0].synced as u64),
+            ("succeeded", first.synced)
+        );
+
+        // New mail, a deletion and a move, then the next run.
+        let upn = s.mailbox(1)["upn"].as_str().unwrap().to_string();
+        let inbox: Vec<String> = s.mailbox(1)["folders"]["inbox"]["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let kept: Vec<String> = db
+            .store
+            .mailbox_graph_ids(ids[&upn], Some("inbox"))
+            .await
+            .unwrap();
+        let (gone, moved) = (kept[0].clone(), kept[1].clone());
+        assert!(inbox.contains(&gone));
+        let delivered = s.ctl(Method::POST, "deliver", json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "Trust documents"})).await;
+        let new_id = delivered["messages"][0]["id"].as_str().unwrap().to_string();
+        s.ctl(
+            Method::POST,
+            "messages/delete",
+            json!({"user": upn, "id": gone}),
+        )
+        .await;
+        s.ctl(
+            Method::POST,
+            "messages/move",
+            json!({"user": upn, "id": moved, "destination": "archive"}),
+        )
+        .await;
+        let emails_before = db.store.email_count(tenant.id).await.unwrap();
+        let second = run_tenant(&env, &tenant, None, "manual").await.unwrap();
+        assert!(second.mailbox_errors.is_empty());
+        assert_matches_truth(&db, &s, &ids).await;
+        assert!(db
+            .store
+            .mailbox_graph_ids(ids[&upn], Some("inbox"))
+            .await
+            .unwrap()
+            .contains(&new_id));
+        assert!(
+            db.store
+                .mailbox_graph_ids(ids[&upn], Some("archive"))
+                .await
+                .unwrap()
+                .contains(&moved),
+            "the moved message is in archive under its immutable id"
+        );
+        assert_eq!(
+            db.store.email_count(tenant.id).await.unwrap(),
+            emails_before + 1,
+            "a move is not a new email"
+        );
+
+        // The delta state expires: the next run restarts the rounds, losing and doubling nothing.
+        s.ctl(Method::POST, "sync-state/expire", json!({})).await;
+        run_tenant(&env, &tenant, None, "manual").await.unwrap();
+        assert_matches_truth(&db, &s, &ids).await;
+        assert_eq!(
+            db.store.email_count(tenant.id).await.unwrap(),
+            emails_before + 1
+        );
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_mailbox_outside_the_access_policy_fails_alone() {
+    let db = TestDb::sqlite().await;
+    let s = TestSim::start(small()).await;
+    let (tenant, ids) = declare(&db.store, &s).await;
+    let allowed: Vec<String> = ids
+        .keys()
+        .filter(|u| !u.starts_with("info@"))
+        .cloned()
+        .collect();
+    s.sim.world.lock().unwrap().tenants[0].apps[0].access_policy =
+        Some(allowed.iter().map(|u| u.to_ascii_lowercase()).collect());
+    let report = run_tenant(&env(&db.store), &tenant, None, "manual")
+        .await
+        .unwrap();
+    assert_eq!(
+        report.mailbox_errors.len(),
+        1,
+        "{:?}",
+        report.mailbox_errors
+    );
+    let (mailbox, error) = &report.mailbox_errors[0];
+    assert!(
+        mailbox.starts_with("info@")
+            && error.contains("access denied")
+            && error.contains("application access policy"),
+        "{error}"
+    );
+    assert!(report.synced > 0, "the other mailboxes synced");
+    let health: Value = serde_json::to_value(db.store.mailboxes(tenant.id).await.unwrap()).unwrap();
+    let info = health
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["address"].as_str().unwrap().starts_with("info@"))
+        .unwrap();
+    assert_eq!(info["health"], "failing");
+    assert_eq!(
+        db.store.runs(tenant.id, 1).await.unwrap()[0].status,
+        "completed_with_errors"
+    );
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_applies_a_tenant_and_runs_a_sync_from_the_cli() {
+    let s = TestSim::start(small()).await;
+    let dir = std::env::temp_dir().join(format!("m365sync-sync-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("m365sync.toml"),
+        "database_url = \"sqlite://state.db\"\n",
+    )
+    .unwrap();
+    let upn = s.mailbox(1)["upn"].as_str().unwrap().to_string();
+    let declaration = format!(
+        "[[org]]\nname = \"acme\"\n[[org.tenant]]\nname = \"main\"\nms_tenant = \"{}\"\nclient_id = \"{}\"\nauthority = \"{}\"\ngraph_url = \"{}\"\nsecrets = [{{ label = \"sim\", value = \"{}\" }}]\nsettings = {{ internal_domains = [\"contoso.example\"], commencement = \"2020-01-01\" }}\n[[org.tenant.user]]\nemail = \"{upn}\"\nname = \"Someone\"\nmailboxes = [\"{upn}\"]\n",
+        s.tenant_id, s.client_id, s.base, s.graph, s.secret
+    );
+    std::fs::write(dir.join("acme.toml"), declaration).unwrap();
+    let key = m365sync::store::SecretKey::generate().to_base64();
+    let run = move |args: Vec<&'static str>, dir: std::path::PathBuf, key: String| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
+            .current_dir(&dir)
+            .env("M365SYNC_SECRET_KEY", key)
+            .env_remove("M365SYNC_CONFIG")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (d, k) = (dir.clone(), key.clone());
+    let (ok, _, err) = tokio::task::spawn_blocking(move || run(vec!["apply", "acme.toml"], d, k))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    let (d, k) = (dir.clone(), key.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        run(
+            vec!["sync", "run", "--org", "acme", "--tenant", "main", "--json"],
+            d,
+            k,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let truth = s.mailbox(1);
+    let in_truth = truth["folders"]["inbox"]["count"].as_u64().unwrap()
+        + truth["folders"]["sentitems"]["count"].as_u64().unwrap();
+    assert_eq!(
+        report["processed"].as_u64().unwrap(),
+        in_truth,
+        "inbox and sent items by default: {report}"
+    );
+    assert_eq!(
+        report["synced"].as_u64().unwrap() + report["excluded"].as_u64().unwrap(),
+        in_truth
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
