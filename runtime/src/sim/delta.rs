@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::graph::Ctx;
-use super::ids::mix64;
+use super::ids::unit_hash;
 use super::mail::{parse_select, MessageView};
 use super::model::{FolderChange, World};
 use super::request::{GraphError, GraphResult, SimResponse};
@@ -302,10 +302,6 @@ impl Serialize for DeltaPage<'_> {
         m.serialize_entry("value", self.items)?;
         m.end()
     }
-}
-
-fn unit_hash(x: u64) -> f64 {
-    (mix64(x) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Removed entries of a page: (key, immutable id, default id).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::identity::Caller;
-use super::ids::mix64;
+use super::ids::{mix64, unit_hash};
 use super::model::World;
 use super::request::{GraphError, GraphResult, Prefer, SimRequest, SimResponse};
 use super::stats::Stats;
@@ -100,7 +100,7 @@ enum Fault {
 
 fn draw_fault(sim: &Sim, n: u64) -> (Fault, u64, u64) {
     let f = sim.faults();
-    let unit = |salt: u64| (mix64(f.seed ^ mix64(n ^ salt)) >> 11) as f64 / (1u64 << 53) as f64;
+    let unit = |salt: u64| unit_hash(f.seed ^ mix64(n ^ salt));
     let fault = if unit(1) < f.rate_429 {
         Fault::Throttle
     } else if unit(2) < f.rate_503 {

@@ -73,6 +73,11 @@ impl Rng {
     }
 }
 
+/// A hash of `x` as a float in `[0, 1)`: how seeded decisions (faults, replays) draw a chance.
+pub fn unit_hash(x: u64) -> f64 {
+    (mix64(x) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// The SplitMix64 finaliser: a good 64-bit hash of a 64-bit value.
 pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

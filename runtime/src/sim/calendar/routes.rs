@@ -129,17 +129,7 @@ fn list_events(ctx: &Ctx, world: &World, t: usize, u: usize) -> GraphResult {
     let zone = preferred_zone(ctx)?;
     let user = &world.tenants[t].users[u];
     let events = &user.calendar.events;
-    let top = ctx
-        .req
-        .query("$top")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10usize)
-        .clamp(1, ctx.sim.protocol().max_page);
-    let skip: usize = ctx
-        .req
-        .query("$skip")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let (top, skip) = view::paging(ctx, 10);
     let select = ctx.req.query("$select");
     let items: Vec<Value> = events
         .values()

@@ -92,6 +92,16 @@ pub fn all_instances(cal: &Calendar, from: DateTime<Utc>, to: DateTime<Utc>) -> 
     all.into_iter().map(|(_, i)| i).collect()
 }
 
+/// `$top` (clamped to the protocol's largest page) and `$skip` of a listing.
+pub(super) fn paging(ctx: &Ctx, default_top: usize) -> (usize, usize) {
+    let skip = ctx
+        .req
+        .query("$skip")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (page_size(ctx, default_top), skip)
+}
+
 fn page_size(ctx: &Ctx, default: usize) -> usize {
     let max = ctx.sim.protocol().max_page;
     ctx.req
@@ -160,12 +170,7 @@ pub fn calendar_view(
             .map(|e| instances(e, from, to))
             .unwrap_or_default(),
     };
-    let top = page_size(ctx, 10);
-    let skip: usize = ctx
-        .req
-        .query("$skip")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let (top, skip) = paging(ctx, 10);
     let select = ctx.req.query("$select");
     let items: Vec<Value> = all
         .iter()
