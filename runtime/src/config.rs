@@ -41,6 +41,11 @@ pub struct ServiceConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// Mailboxes synced at once by this process.
     pub workers: usize,
+    /// A file holding the admin API's bearer token; without it, `M365SYNC_ADMIN_TOKEN`.
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds a mailbox lease lasts without renewal: how soon another process takes over
+    /// the mailboxes of one that died.
+    pub lease_secs: u64,
 }
 
 impl Default for ServiceConfig {
@@ -51,6 +56,8 @@ impl Default for ServiceConfig {
             key_file: None,
             extra_ca_file: None,
             workers: 8,
+            admin_token_file: None,
+            lease_secs: 30,
         }
     }
 }
@@ -84,6 +91,29 @@ impl ServiceConfig {
             Some(file) => SecretKey::from_file(file)?,
             None => SecretKey::from_env()?,
         })
+    }
+
+    /// The admin API's token: from `admin_token_file`, else `M365SYNC_ADMIN_TOKEN`; `None`
+    /// when neither is set (the service then refuses to start its API).
+    pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(file) = &self.admin_token_file {
+            let token = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            let token = token.trim().to_string();
+            if token.len() < 16 {
+                return Err(ConfigError::Parse {
+                    path: file.clone(),
+                    message: "the admin token must be at least 16 characters".into(),
+                });
+            }
+            return Ok(Some(token));
+        }
+        Ok(std::env::var("M365SYNC_ADMIN_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
     }
 
     /// The extra CA certificate's bytes, if one is configured.

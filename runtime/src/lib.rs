@@ -8,6 +8,7 @@ pub mod apply;
 pub mod config;
 pub mod graph;
 pub mod plugin;
+pub mod service;
 pub mod sim;
 pub mod store;
 pub mod sync;

@@ -8,6 +8,7 @@ mod plugin_registry;
 mod plugin_sandbox;
 mod plugin_scope;
 mod plugin_support;
+mod service;
 mod sim_calendar;
 mod sim_cli;
 mod sim_delta;

@@ -58,11 +58,13 @@ fn page(org_id: i64, tenant_id: i64, mailbox_id: i64, folder: &str, link: &str) 
         removals: vec![],
         exclusions: vec![],
         failures: vec![],
-        cursor: Cursor {
+        cursor: Some(Cursor {
             link: link.into(),
             complete: false,
             round_started_ms: 1,
-        },
+        }),
+        run_id: None,
+        lease: None,
     }
 }
 
@@ -183,7 +185,7 @@ async fn one_email_across_mailboxes_and_replays_are_harmless() {
         s.commit_page(&p).await.unwrap(); // a replayed page
         let mut q = page(t.org_id, t.id, bob, "inbox", "delta-1");
         q.upserts = vec![email("B1", "<m1@acme>")];
-        q.cursor.complete = true;
+        q.cursor.as_mut().unwrap().complete = true;
         s.commit_page(&q).await.unwrap();
         assert_eq!(s.email_count(t.id).await.unwrap(), 2, "{}", db.url);
         assert_eq!(

@@ -237,6 +237,8 @@ pub fn enc(s: &str) -> String {
 pub struct TestDb {
     pub url: String,
     pub store: m365sync::store::Store,
+    /// The key sealing the store's secrets, base64, for service processes the test starts.
+    pub key_base64: String,
     cleanup: Option<(String, String)>,
     dir: Option<std::path::PathBuf>,
 }
@@ -255,12 +257,13 @@ impl TestDb {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}", dir.join("test.db").display());
-        let store = m365sync::store::Store::open(&url, m365sync::store::SecretKey::generate())
-            .await
-            .unwrap();
+        let key = m365sync::store::SecretKey::generate();
+        let key_base64 = key.to_base64();
+        let store = m365sync::store::Store::open(&url, key).await.unwrap();
         TestDb {
             url,
             store,
+            key_base64,
             cleanup: None,
             dir: Some(dir),
         }
@@ -285,12 +288,13 @@ impl TestDb {
             .unwrap();
         conn.close().await.unwrap();
         let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        let store = m365sync::store::Store::open(&url, m365sync::store::SecretKey::generate())
-            .await
-            .unwrap();
+        let key = m365sync::store::SecretKey::generate();
+        let key_base64 = key.to_base64();
+        let store = m365sync::store::Store::open(&url, key).await.unwrap();
         TestDb {
             url,
             store,
+            key_base64,
             cleanup: Some((admin, name)),
             dir: None,
         }

@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 
 use crate::support::{small, TestDb, TestSim};
 
-const FOLDERS: [&str; 3] = ["inbox", "sentitems", "archive"];
+pub const FOLDERS: [&str; 3] = ["inbox", "sentitems", "archive"];
 
 /// Declares the simulator's tenant in the store: every mailbox, internal domains, one org rule.
-async fn declare(
+pub async fn declare(
     store: &Store,
     s: &TestSim,
 ) -> (m365sync::store::tenants::Tenant, HashMap<String, i64>) {
@@ -94,7 +94,7 @@ async fn excluded(url: &str) -> HashMap<(i64, String), String> {
 }
 
 /// Every synced folder holds exactly the ground truth minus the excluded items.
-async fn assert_matches_truth(db: &TestDb, s: &TestSim, ids: &HashMap<String, i64>) {
+pub async fn assert_matches_truth(db: &TestDb, s: &TestSim, ids: &HashMap<String, i64>) {
     let excl = excluded(&db.url).await;
     for mb in s.truth()["tenants"][0]["mailboxes"].as_array().unwrap() {
         let mailbox_id = ids[mb["upn"].as_str().unwrap()];

@@ -1,7 +1,9 @@
 //! Command-line parsing and the top-level error report (the one place `anyhow` is used).
 
 mod admin;
+mod ops;
 mod plugin;
+mod serve;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,15 @@ enum Command {
         #[command(subcommand)]
         command: admin::SyncCommand,
     },
+    /// Run the service: the scheduler, the workers and the admin API (`--sandbox`: on the
+    /// built-in simulator, a SQLite file and the default plugins).
+    Serve(serve::ServeArgs),
+    /// A tenant's runs, newest first.
+    Runs(ops::RunsArgs),
+    /// Run log lines, filtered by org, tenant, run, age, and to errors.
+    Logs(ops::LogsArgs),
+    /// Sync again what failed: one run's errors, or every error since an age.
+    Retry(ops::RetryArgs),
     /// The key that seals stored secrets.
     Key {
         #[command(subcommand)]
@@ -95,6 +106,10 @@ pub fn run() -> std::process::ExitCode {
             Command::Key { command } => admin::key(command),
             Command::Sync { command } => admin::sync(config.as_deref(), command).await,
             Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
+            Command::Serve(args) => serve::run(config.as_deref(), args).await,
+            Command::Runs(args) => ops::runs(config.as_deref(), args).await,
+            Command::Logs(args) => ops::logs(config.as_deref(), args).await,
+            Command::Retry(args) => ops::retry(config.as_deref(), args).await,
         }
     });
     match result {

@@ -135,7 +135,7 @@ pub struct ServeArgs {
     throttle: Option<String>,
 }
 
-fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))

@@ -57,7 +57,7 @@ pub struct ClientStats {
 }
 
 /// A copy of [`ClientStats`].
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ClientStatsSnapshot {
     pub requests: u64,
     pub retries: u64,

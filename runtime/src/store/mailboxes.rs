@@ -41,7 +41,7 @@ pub struct Mailbox {
     pub added_ms: i64,
 }
 
-fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
+pub(crate) fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
     Ok(Mailbox {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,

@@ -10,9 +10,11 @@
 //! secrets and settings; [`mailboxes`] users and mailboxes; [`sync`] cursors, runs and the
 //! per-page commit that upserts records and advances the cursor in one transaction.
 
+pub mod logs;
 pub mod mailboxes;
 pub mod plugins;
 pub mod rules;
+pub mod schedule;
 pub mod secrets;
 pub mod sync;
 pub mod tenants;
@@ -49,6 +51,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// A worker's lease on a mailbox ran out and another worker took the mailbox over.
+    #[error("mailbox {mailbox_id}: this worker's lease ran out and another worker took the mailbox over; its page was not stored")]
+    LeaseLost { mailbox_id: i64 },
     #[error("cannot decrypt a stored secret: {0}")]
     Secret(#[from] secrets::SecretError),
 }
@@ -140,7 +145,7 @@ impl Store {
                 source,
             })?;
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 10 })
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _| {
                 Box::pin(async move {

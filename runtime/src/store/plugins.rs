@@ -251,3 +251,28 @@ async fn activate(
         .await?;
     Ok(())
 }
+
+impl Store {
+    /// A digest of every active plugin choice, cheap to poll: it changes exactly when an
+    /// install or rollback changed what some tenant runs, which is how a running service
+    /// notices a swap within its poll interval.
+    pub async fn plugin_fingerprint(&self) -> Result<String, StoreError> {
+        let rows = sqlx::query(
+            "SELECT org_id, tenant_scope, slot, digest, activated_ms FROM plugin_active ORDER BY org_id, tenant_scope, slot",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut text = String::new();
+        for r in rows {
+            let (org, scope, slot, digest, at): (i64, i64, String, String, i64) = (
+                r.try_get("org_id")?,
+                r.try_get("tenant_scope")?,
+                r.try_get("slot")?,
+                r.try_get("digest")?,
+                r.try_get("activated_ms")?,
+            );
+            text.push_str(&format!("{org}/{scope}/{slot}={digest}@{at};"));
+        }
+        Ok(text)
+    }
+}

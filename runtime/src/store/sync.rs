@@ -82,7 +82,12 @@ pub struct PageCommit {
     pub removals: Vec<String>,
     pub exclusions: Vec<Exclusion>,
     pub failures: Vec<FailedRecord>,
-    pub cursor: Cursor,
+    /// Where the folder stands after this page; `None` when retrying failed records.
+    pub cursor: Option<Cursor>,
+    /// The run this work counts toward.
+    pub run_id: Option<i64>,
+    /// The worker's lease: renewed in the page's transaction, which fails if it was lost.
+    pub lease: Option<super::schedule::Lease>,
 }
 
 /// A run of a tenant or mailbox, as the log shows it (E10).
@@ -136,6 +141,25 @@ impl Store {
     pub async fn commit_page(&self, page: &PageCommit) -> Result<(), StoreError> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        if let Some(lease) = &page.lease {
+            // Fencing: a worker whose lease ran out (and was taken over) must not commit.
+            let held = sqlx::query(
+                "UPDATE leases SET expires_ms = $1 WHERE mailbox_id = $2 AND holder = $3",
+            )
+            .bind(now + lease.ttl_ms)
+            .bind(page.mailbox_id)
+            .bind(&lease.holder)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if held != 1 {
+                // Explicitly: SQLite holds its write lock until the rollback actually runs.
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost {
+                    mailbox_id: page.mailbox_id,
+                });
+            }
+        }
         for e in &page.upserts {
             let email_id: i64 = sqlx::query(
                 "INSERT INTO emails (org_id, tenant_id, correlation_key, internet_message_id, conversation_id, subject, sender,
@@ -197,6 +221,13 @@ impl Store {
                 .bind(&page.folder)
                 .execute(&mut *tx)
                 .await?;
+            // A record that failed before and is gone now is no longer owed a retry.
+            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2 AND folder = $3")
+                .bind(page.mailbox_id)
+                .bind(graph_id)
+                .bind(&page.folder)
+                .execute(&mut *tx)
+                .await?;
         }
         for x in &page.exclusions {
             sqlx::query(
@@ -210,13 +241,19 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
+                .bind(page.mailbox_id)
+                .bind(&x.graph_id)
+                .execute(&mut *tx)
+                .await?;
         }
         for f in &page.failures {
             sqlx::query(
-                "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)
+                "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)
                  ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
-                     payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms",
+                     payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms,
+                     run_id = excluded.run_id",
             )
             .bind(page.mailbox_id)
             .bind(&f.graph_id)
@@ -225,22 +262,25 @@ impl Store {
             .bind(&f.error)
             .bind(&f.payload)
             .bind(now)
+            .bind(page.run_id)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
+        if let Some(cursor) = &page.cursor {
+            sqlx::query(
             "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
                  round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
         )
         .bind(page.mailbox_id)
         .bind(&page.folder)
-        .bind(&page.cursor.link)
-        .bind(page.cursor.complete as i64)
-        .bind(page.cursor.round_started_ms)
+        .bind(&cursor.link)
+        .bind(cursor.complete as i64)
+        .bind(cursor.round_started_ms)
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -359,21 +399,39 @@ impl Store {
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Run {
-                    id: r.try_get("id")?,
-                    tenant_id: r.try_get("tenant_id")?,
-                    mailbox_id: r.try_get("mailbox_id")?,
-                    trigger_kind: r.try_get("trigger_kind")?,
-                    started_ms: r.try_get("started_ms")?,
-                    finished_ms: r.try_get("finished_ms")?,
-                    status: r.try_get("status")?,
-                    processed: r.try_get("processed")?,
-                    synced: r.try_get("synced")?,
-                    errors: r.try_get("errors")?,
-                })
-            })
-            .collect()
+        Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
     }
+
+    /// The stored Graph JSON of a folder's records that a stage failed on, oldest first.
+    pub async fn failed_payloads(
+        &self,
+        mailbox_id: i64,
+        folder: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT payload FROM failed_records WHERE mailbox_id = $1 AND folder = $2 ORDER BY first_ms, graph_id")
+            .bind(mailbox_id)
+            .bind(folder)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("payload"))
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// A `runs` row as a [`Run`].
+pub(crate) fn run_from(r: &sqlx::any::AnyRow) -> Result<Run, sqlx::Error> {
+    Ok(Run {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        mailbox_id: r.try_get("mailbox_id")?,
+        trigger_kind: r.try_get("trigger_kind")?,
+        started_ms: r.try_get("started_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        status: r.try_get("status")?,
+        processed: r.try_get("processed")?,
+        synced: r.try_get("synced")?,
+        errors: r.try_get("errors")?,
+    })
 }

@@ -1,7 +1,14 @@
 //! Email sync: Graph delta pages through the tenant's exclusion and mapping plugins into the
 //! store. [`convert`] turns Graph JSON into contract records, [`pipeline`] syncs one folder,
-//! [`run`] one tenant.
+//! [`mailbox`] one mailbox's share of a run, [`tenant`] builds what a tenant's run needs,
+//! [`run`] drives one-off runs from the CLI (the service drives scheduled ones, see
+//! [`crate::service`]), and [`stop`] carries SIGTERM to the work.
 
 pub mod convert;
+pub mod mailbox;
 pub mod pipeline;
 pub mod run;
+pub mod stop;
+pub mod tenant;
+
+pub use tenant::{SyncEnv, TenantContext};

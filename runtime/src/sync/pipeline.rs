@@ -1,8 +1,13 @@
 //! One mailbox folder's sync: delta pages through the exclusion and mapping plugins into the
 //! store, each page committed with its cursor in one transaction (so a crash replays at most
 //! one page, harmlessly). A 410 restarts the folder's round; upserts make the overlap harmless.
+//!
+//! The plugins are taken afresh for every page from a [`StageSlot`], so a plugin swapped on a
+//! running service is used from the next page while the page in flight finishes on the version
+//! it started with. A worker's lease is renewed inside each page's transaction, so a worker
+//! that lost its lease can never commit over the one that took the mailbox over.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -12,10 +17,12 @@ use crate::graph::{GraphClient, GraphError};
 use crate::plugin::bindings::types::{Decision, Email};
 use crate::plugin::call::CallContext;
 use crate::plugin::Plugin;
+use crate::store::schedule::Lease;
 use crate::store::sync::{Cursor, Exclusion, FailedRecord, PageCommit};
 use crate::store::{now_ms, Store, StoreError};
 
 use super::convert::{email_from_graph, record_for_store, Origin};
+use super::stop::StopSignal;
 
 /// Why a folder's sync stopped.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +33,30 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Plugin(String),
+    /// The service is stopping; the work left is still owed and resumes from the cursor.
+    #[error("stopped before the folder's round finished; it resumes from its cursor")]
+    Stopped,
+}
+
+impl SyncError {
+    /// True when trying again later may succeed on its own: throttling, 5xx, network, the
+    /// database, a lost lease. False for what needs an admin (credentials, permissions).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Graph(GraphError::Auth(a)) => a.is_transient(),
+            SyncError::Graph(GraphError::Exhausted { .. }) => true,
+            SyncError::Graph(GraphError::SyncStateNotFound { .. }) => true,
+            SyncError::Graph(_) => false,
+            SyncError::Store(_) | SyncError::Stopped => true,
+            SyncError::Plugin(_) => false,
+        }
+    }
+
+    /// True for failures of this mailbox alone that repeat until an admin acts (A3): access
+    /// denied or mailbox not found. Enough of them in a row disable the mailbox (E16).
+    pub fn is_mailbox_permanent(&self) -> bool {
+        matches!(self, SyncError::Graph(g) if g.is_mailbox_scoped())
+    }
 }
 
 /// The plugins a tenant's records go through, with what their decisions are stamped with (P5).
@@ -33,6 +64,27 @@ pub struct Stages {
     pub exclusion: Arc<Plugin>,
     pub mapping: Arc<Plugin>,
     pub ctx: CallContext,
+}
+
+/// The tenant's current plugins. Replaced whole when an admin swaps a plugin; readers keep the
+/// `Arc` they took, so work in flight finishes on the version it started with.
+pub struct StageSlot(RwLock<Arc<Stages>>);
+
+impl StageSlot {
+    /// A slot holding `stages`.
+    pub fn new(stages: Stages) -> StageSlot {
+        StageSlot(RwLock::new(Arc::new(stages)))
+    }
+
+    /// The plugins to use for the next page.
+    pub fn current(&self) -> Arc<Stages> {
+        Arc::clone(&self.0.read().expect("stage slot lock"))
+    }
+
+    /// Installs new plugins for every page that starts from now on.
+    pub fn replace(&self, stages: Stages) {
+        *self.0.write().expect("stage slot lock") = Arc::new(stages);
+    }
 }
 
 /// `name version sha256:digest`, the stamp of a decision.
@@ -45,7 +97,7 @@ pub fn stamp(p: &Plugin) -> String {
 pub struct FolderJob<'a> {
     pub store: &'a Store,
     pub client: &'a GraphClient,
-    pub stages: &'a Stages,
+    pub stages: &'a StageSlot,
     pub org_id: i64,
     pub tenant_id: i64,
     pub mailbox_id: i64,
@@ -57,6 +109,12 @@ pub struct FolderJob<'a> {
     pub page_size: usize,
     /// The commencement date: the first round reaches back this far (E4).
     pub since: Option<DateTime<Utc>>,
+    /// The run the work counts toward (failed records remember it for `m365sync retry`).
+    pub run_id: Option<i64>,
+    /// The worker's lease on the mailbox, renewed with every page.
+    pub lease: Option<&'a Lease>,
+    /// Stops the round between pages.
+    pub stop: &'a StopSignal,
 }
 
 /// What a folder's sync did.
@@ -102,11 +160,14 @@ pub async fn sync_folder(job: &FolderJob<'_>) -> Result<Counts, SyncError> {
                 job.since,
             ),
         };
-        let page = match job
-            .client
-            .delta_page(job.mailbox_address, &url, job.page_size)
-            .await
-        {
+        if job.stop.is_stopping() {
+            return Err(SyncError::Stopped);
+        }
+        let fetched = tokio::select! {
+            page = job.client.delta_page(job.mailbox_address, &url, job.page_size) => page,
+            _ = job.stop.stopped() => return Err(SyncError::Stopped),
+        };
+        let page = match fetched {
             Ok(p) => p,
             Err(GraphError::SyncStateNotFound { .. }) if !restarted => {
                 // The state is gone: start the folder's round again; upserts absorb the overlap.
@@ -122,11 +183,11 @@ pub async fn sync_folder(job: &FolderJob<'_>) -> Result<Counts, SyncError> {
         let commit = process_page(
             job,
             page.items,
-            Cursor {
+            Some(Cursor {
                 link,
                 complete: done,
                 round_started_ms: round_started,
-            },
+            }),
             &mut counts,
         )
         .await?;
@@ -137,12 +198,33 @@ pub async fn sync_folder(job: &FolderJob<'_>) -> Result<Counts, SyncError> {
     }
 }
 
+/// Passes the records that failed in earlier runs through the stages again (E10), before the
+/// folder's round goes on. Their stored Graph JSON is used, so no refetch is needed; a record
+/// changed or removed since was already replaced by the delta round that saw the change.
+pub async fn retry_failed(job: &FolderJob<'_>) -> Result<Counts, SyncError> {
+    let mut counts = Counts::default();
+    let failed = job
+        .store
+        .failed_payloads(job.mailbox_id, job.folder)
+        .await?;
+    for chunk in failed.chunks(job.page_size.max(1)) {
+        let items = chunk
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .collect();
+        let commit = process_page(job, items, None, &mut counts).await?;
+        job.store.commit_page(&commit).await?;
+    }
+    Ok(counts)
+}
+
 async fn process_page(
     job: &FolderJob<'_>,
     items: Vec<Value>,
-    cursor: Cursor,
+    cursor: Option<Cursor>,
     counts: &mut Counts,
 ) -> Result<PageCommit, SyncError> {
+    let stages = job.stages.current();
     let origin = Origin {
         mailbox: job.mailbox_address,
         user: job.user,
@@ -158,6 +240,8 @@ async fn process_page(
         exclusions: Vec::new(),
         failures: Vec::new(),
         cursor,
+        run_id: job.run_id,
+        lease: job.lease.cloned(),
     };
     let mut emails: Vec<Email> = Vec::new();
     let mut payloads: Vec<Value> = Vec::new();
@@ -180,9 +264,9 @@ async fn process_page(
         return Ok(commit);
     }
     // Plugin calls are synchronous CPU work: off the async workers.
-    let stages_excl = Arc::clone(&job.stages.exclusion);
-    let stages_map = Arc::clone(&job.stages.mapping);
-    let ctx = job.stages.ctx.clone();
+    let stages_excl = Arc::clone(&stages.exclusion);
+    let stages_map = Arc::clone(&stages.mapping);
+    let ctx = stages.ctx.clone();
     let (emails, verdicts, mapped) = tokio::task::spawn_blocking(move || {
         let verdicts = stages_excl.exclude_emails(&ctx, &emails).results;
         let kept: Vec<Email> = emails
@@ -196,7 +280,7 @@ async fn process_page(
     })
     .await
     .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
-    let (excl_stamp, map_stamp) = (stamp(&job.stages.exclusion), stamp(&job.stages.mapping));
+    let (excl_stamp, map_stamp) = (stamp(&stages.exclusion), stamp(&stages.mapping));
     let decided_by = format!("{excl_stamp}; {map_stamp}");
     let mut mapped = mapped.into_iter();
     for ((email, verdict), payload) in emails.iter().zip(verdicts).zip(payloads) {

@@ -1,0 +1,136 @@
+//! `m365sync serve`: the long-running service. A scheduler starts each tenant's runs on its
+//! cadence; workers take mailboxes that owe a run work under database leases (so several
+//! processes on one PostgreSQL share the work and take over a dead one's mailboxes); a watcher
+//! picks up plugin swaps; the admin API serves health, metrics, runs, logs and retries.
+//!
+//! Stopping (SIGTERM, SIGINT): every worker finishes the page it is committing, abandons the
+//! fetch in flight, gives its lease back, and the process exits; the next start resumes from
+//! the stored cursors.
+
+mod api;
+mod contexts;
+pub mod metrics;
+mod plugin_watch;
+pub mod retry;
+pub mod sandbox;
+mod scheduler;
+mod workers;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sync::stop::StopSignal;
+use crate::sync::SyncEnv;
+
+pub use api::ApiBindError;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Mailboxes this process syncs at once.
+    pub workers: usize,
+    /// How long a lease lasts without renewal: how soon another process takes over the
+    /// mailboxes of one that died.
+    pub lease_ttl: Duration,
+    /// How often the scheduler ticks and idle workers look for work.
+    pub poll: Duration,
+    /// How often the plugin registry is checked for swaps.
+    pub plugin_poll: Duration,
+    /// Where the admin API listens (`None`: no API).
+    pub admin_listen: Option<SocketAddr>,
+    /// The admin API's bearer token.
+    pub admin_token: String,
+    /// This process's name in leases: host, pid and a random part.
+    pub holder: String,
+}
+
+impl ServiceOptions {
+    /// Defaults: 8 workers, 30 s leases, a 1 s tick, plugin swaps seen within 500 ms.
+    pub fn new(admin_listen: Option<SocketAddr>, admin_token: String) -> ServiceOptions {
+        ServiceOptions {
+            workers: 8,
+            lease_ttl: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            plugin_poll: Duration::from_millis(500),
+            admin_listen,
+            admin_token,
+            holder: default_holder(),
+        }
+    }
+}
+
+/// `host-pid-random`: unique per process, readable in the leases table.
+pub fn default_holder() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// What the service's tasks share.
+pub(crate) struct Shared {
+    pub env: SyncEnv,
+    pub opts: ServiceOptions,
+    pub stop: StopSignal,
+    pub contexts: contexts::Contexts,
+    pub metrics: metrics::Metrics,
+}
+
+impl Shared {
+    fn lease_ttl_ms(&self) -> i64 {
+        self.opts.lease_ttl.as_millis() as i64
+    }
+}
+
+/// A started service.
+pub struct Service {
+    /// Where the admin API listens, once bound.
+    pub admin_addr: Option<SocketAddr>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Service {
+    /// Binds the admin API and starts the scheduler, the workers and the plugin watcher.
+    pub async fn start(
+        env: SyncEnv,
+        opts: ServiceOptions,
+        stop: StopSignal,
+    ) -> Result<Service, ApiBindError> {
+        let listener = match opts.admin_listen {
+            Some(addr) => Some(api::bind(addr).await?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            env,
+            opts,
+            stop,
+            contexts: contexts::Contexts::default(),
+            metrics: metrics::Metrics::default(),
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(scheduler::scheduler(Arc::clone(&shared)));
+        tasks.spawn(plugin_watch::plugin_watch(Arc::clone(&shared)));
+        for i in 0..shared.opts.workers.max(1) {
+            tasks.spawn(workers::worker(Arc::clone(&shared), i));
+        }
+        let admin_addr = listener.as_ref().map(|(_, a)| *a);
+        if let Some((listener, _)) = listener {
+            tasks.spawn(api::serve(Arc::clone(&shared), listener));
+        }
+        tracing::info!(holder = %shared.opts.holder, workers = shared.opts.workers, admin = ?admin_addr, "service started");
+        Ok(Service { admin_addr, tasks })
+    }
+
+    /// Waits until every task has stopped (after the stop signal fired).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,419 @@
+//! Sharing the work between service processes: which tenant runs are due, which mailboxes still
+//! owe work to a run, and the leases that make sure one worker at a time syncs a mailbox.
+//!
+//! Everything here is a single conditional statement or one short transaction, written once for
+//! SQLite and PostgreSQL: a run is started by whichever process wins the conditional `UPDATE` of
+//! the tenant's `next_run_ms`; a mailbox is worked on by whichever worker wins the conditional
+//! upsert of its lease. A process that dies leaves leases that simply run out, and the mailbox's
+//! `pending_run_id` tells the next worker the work is still owed.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::mailboxes::Mailbox;
+use super::{now_ms, Store, StoreError};
+
+/// A worker's claim on a mailbox: who holds it and for how long each renewal extends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub ttl_ms: i64,
+}
+
+/// A mailbox with work owed to a run, as a worker claims it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMailbox {
+    pub mailbox_id: i64,
+    pub tenant_id: i64,
+    pub run_id: i64,
+}
+
+/// What a worker did for a run in one mailbox, added to the run's totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunProgress {
+    pub processed: i64,
+    pub synced: i64,
+    pub errors: i64,
+}
+
+/// A mailbox's health after a sync attempt (E16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxOutcome {
+    /// Synced: healthy again.
+    Healthy,
+    /// A transient failure (throttling, 5xx, network): try again after `until_ms`.
+    BackingOff { detail: String, until_ms: i64 },
+    /// A permanent failure (403, 404, credentials); `disable` stops it being scheduled.
+    Failing { detail: String, disable: bool },
+}
+
+impl Store {
+    /// Marks a tenant activated (E13): its initial sync date is fixed now (E4) and its first
+    /// run is due at once. Idempotent: activating again keeps the first dates.
+    pub async fn activate_tenant(&self, tenant_id: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE tenants SET activated_ms = COALESCE(activated_ms, $1),
+                 initial_sync_ms = COALESCE(initial_sync_ms, $1), next_run_ms = NULL WHERE id = $2",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Makes a tenant's next run due now (a retry, or an admin's "sync now").
+    pub async fn request_run(&self, tenant_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET next_run_ms = NULL WHERE id = $1")
+            .bind(tenant_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Enabled, activated tenants whose next run is due and that owe no work to a previous run.
+    pub async fn due_tenants(&self, now: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT t.id FROM tenants t WHERE t.enabled = 1 AND t.activated_ms IS NOT NULL
+                 AND (t.next_run_ms IS NULL OR t.next_run_ms <= $1)
+                 AND NOT EXISTS (SELECT 1 FROM mailboxes m WHERE m.tenant_id = t.id AND m.pending_run_id IS NOT NULL AND m.enabled = 1)
+             ORDER BY t.id",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Starts a scheduled run of `tenant_id` if this process is first to claim it: moves the
+    /// tenant's next run `cadence_ms` ahead, records the run, and marks every enabled mailbox
+    /// as owing it work, in one transaction. `None` when another process got there first.
+    pub async fn start_scheduled_run(
+        &self,
+        tenant_id: i64,
+        now: i64,
+        cadence_ms: i64,
+        trigger: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE tenants SET next_run_ms = $1 WHERE id = $2 AND enabled = 1
+                 AND (next_run_ms IS NULL OR next_run_ms <= $3)",
+        )
+        .bind(now + cadence_ms)
+        .bind(tenant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed != 1 {
+            // Explicitly: SQLite holds its write lock until the rollback actually runs.
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let run_id: i64 = sqlx::query(
+            "INSERT INTO runs (tenant_id, mailbox_id, trigger_kind, started_ms) VALUES ($1, NULL, $2, $3) RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(trigger)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        // A disabled mailbox owes nothing (it may have been disabled mid-run).
+        sqlx::query(
+            "UPDATE mailboxes SET pending_run_id = NULL WHERE tenant_id = $1 AND enabled = 0",
+        )
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE mailboxes SET pending_run_id = $1 WHERE tenant_id = $2 AND enabled = 1 AND pending_run_id IS NULL",
+        )
+        .bind(run_id)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE tenants SET initial_sync_ms = COALESCE(initial_sync_ms, $1) WHERE id = $2",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(run_id))
+    }
+
+    /// Marks the given mailboxes as owing work to `run_id` (a one-off run or a retry), unless
+    /// they owe another run work already; an admin asking now ends any back-off. Returns how
+    /// many were assigned.
+    pub async fn assign_to_run(&self, run_id: i64, mailbox_ids: &[i64]) -> Result<u64, StoreError> {
+        let mut assigned = 0;
+        for id in mailbox_ids {
+            assigned += sqlx::query(
+                "UPDATE mailboxes SET pending_run_id = $1, backoff_until_ms = NULL WHERE id = $2 AND pending_run_id IS NULL",
+            )
+            .bind(run_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(assigned)
+    }
+
+    /// Takes back an assignment this process could not work on.
+    pub async fn unassign_from_run(&self, run_id: i64, mailbox_id: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mailboxes SET pending_run_id = NULL WHERE id = $1 AND pending_run_id = $2",
+        )
+        .bind(mailbox_id)
+        .bind(run_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Mailboxes owing work, not leased by a live worker and not backing off; oldest run first.
+    /// `run_id` restricts to one run.
+    pub async fn pending_mailboxes(
+        &self,
+        now: i64,
+        run_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<PendingMailbox>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.tenant_id, m.pending_run_id FROM mailboxes m
+                 JOIN tenants t ON t.id = m.tenant_id
+                 LEFT JOIN leases l ON l.mailbox_id = m.id
+             WHERE m.pending_run_id IS NOT NULL AND t.enabled = 1 AND m.enabled = 1
+                 AND ($1 = 0 OR m.pending_run_id = $1)
+                 AND (l.expires_ms IS NULL OR l.expires_ms < $2)
+                 AND (m.backoff_until_ms IS NULL OR m.backoff_until_ms <= $2)
+             ORDER BY m.pending_run_id, m.id LIMIT $3",
+        )
+        .bind(run_id.unwrap_or(0))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingMailbox {
+                    mailbox_id: r.try_get("id")?,
+                    tenant_id: r.try_get("tenant_id")?,
+                    run_id: r.try_get("pending_run_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the lease on a mailbox for `ttl_ms` if it is free, expired, or already `holder`'s.
+    /// True when `holder` now holds it. One statement, so two workers never both win.
+    pub async fn claim_lease(
+        &self,
+        mailbox_id: i64,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let won = sqlx::query(
+            "INSERT INTO leases (mailbox_id, holder, expires_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (mailbox_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                 WHERE leases.expires_ms < $4 OR leases.holder = excluded.holder
+             RETURNING mailbox_id",
+        )
+        .bind(mailbox_id)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(won.is_some())
+    }
+
+    /// Extends `holder`'s lease; false when the lease was lost (it ran out and another took it).
+    pub async fn renew_lease(
+        &self,
+        mailbox_id: i64,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n =
+            sqlx::query("UPDATE leases SET expires_ms = $1 WHERE mailbox_id = $2 AND holder = $3")
+                .bind(now_ms() + ttl_ms)
+                .bind(mailbox_id)
+                .bind(holder)
+                .execute(self.pool())
+                .await?
+                .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Gives a lease back so another worker need not wait for it to run out.
+    pub async fn release_lease(&self, mailbox_id: i64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE mailbox_id = $1 AND holder = $2")
+            .bind(mailbox_id)
+            .bind(holder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Who holds each live lease (for the admin API and tests).
+    pub async fn live_leases(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT mailbox_id, holder FROM leases WHERE expires_ms >= $1 ORDER BY mailbox_id",
+        )
+        .bind(now_ms())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("mailbox_id")?, r.try_get("holder")?)))
+            .collect()
+    }
+
+    /// Records a worker's result for one mailbox of a run: its progress joins the run's totals,
+    /// its health becomes `outcome` (unchanged when `None`: the work was interrupted), and when
+    /// `settled` it no longer owes the run work.
+    pub async fn finish_mailbox_work(
+        &self,
+        run_id: i64,
+        mailbox_id: i64,
+        progress: RunProgress,
+        outcome: Option<&MailboxOutcome>,
+        settled: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE runs SET processed = processed + $1, synced = synced + $2, errors = errors + $3 WHERE id = $4",
+        )
+        .bind(progress.processed)
+        .bind(progress.synced)
+        .bind(progress.errors)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        let Some(outcome) = outcome else {
+            // Interrupted work: health unknown, the work still owed.
+            tx.commit().await?;
+            return Ok(());
+        };
+        let (health, detail, until, failed, disable) = match outcome {
+            MailboxOutcome::Healthy => ("healthy", None, None, false, false),
+            MailboxOutcome::BackingOff { detail, until_ms } => (
+                "backing_off",
+                Some(detail.as_str()),
+                Some(*until_ms),
+                true,
+                false,
+            ),
+            MailboxOutcome::Failing { detail, disable } => (
+                if *disable { "disabled" } else { "failing" },
+                Some(detail.as_str()),
+                None,
+                true,
+                *disable,
+            ),
+        };
+        sqlx::query(
+            "UPDATE mailboxes SET health = $1, health_detail = $2, backoff_until_ms = $3,
+                 consecutive_failures = CASE WHEN $4 = 1 THEN consecutive_failures + 1 ELSE 0 END,
+                 enabled = CASE WHEN $5 = 1 THEN 0 ELSE enabled END,
+                 pending_run_id = CASE WHEN $6 = 1 AND pending_run_id = $8 THEN NULL ELSE pending_run_id END
+             WHERE id = $7",
+        )
+        .bind(health)
+        .bind(detail)
+        .bind(until)
+        .bind(failed as i64)
+        .bind(disable as i64)
+        .bind(settled as i64)
+        .bind(mailbox_id)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes every running run that no mailbox owes work to any more; returns their ids.
+    pub async fn close_finished_runs(&self) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.id FROM runs r WHERE r.status = 'running' AND r.mailbox_id IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM mailboxes m JOIN tenants t ON t.id = m.tenant_id
+                     WHERE m.pending_run_id = r.id AND m.enabled = 1 AND t.enabled = 1)",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut closed = Vec::new();
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            let n = sqlx::query(
+                "UPDATE runs SET finished_ms = $1,
+                     status = CASE WHEN errors = 0 THEN 'succeeded' ELSE 'completed_with_errors' END
+                 WHERE id = $2 AND status = 'running'",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if n == 1 {
+                closed.push(id);
+            }
+        }
+        Ok(closed)
+    }
+
+    /// One run by id.
+    pub async fn run(&self, run_id: i64) -> Result<super::sync::Run, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "no run {run_id}; `m365sync logs` lists the recent runs"
+                ))
+            })?;
+        Ok(super::sync::run_from(&row)?)
+    }
+
+    /// One mailbox by id.
+    pub async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Mailbox, StoreError> {
+        let row = sqlx::query("SELECT * FROM mailboxes WHERE id = $1")
+            .bind(mailbox_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no mailbox with id {mailbox_id}")))?;
+        Ok(super::mailboxes::mailbox_from(&row)?)
+    }
+
+    /// Mailboxes per health, across every tenant (the service's gauges).
+    pub async fn health_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT health, COUNT(*) AS n FROM mailboxes GROUP BY health ORDER BY health",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("health")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// How many mailboxes owe a run work, across every tenant.
+    pub async fn pending_count(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM mailboxes WHERE pending_run_id IS NOT NULL")
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
+    }
+}

@@ -1,0 +1,646 @@
+//! `m365sync serve` as a user runs it: real processes against the simulator and a real
+//! database. The sandbox syncs and answers its API; a process killed with SIGKILL mid-backfill
+//! is resumed by the next one to exactly the ground truth; two processes on one PostgreSQL
+//! share the mailboxes and never sync one at once; plugins swapped under load decide every
+//! record exactly once; failed records are retried; SIGTERM stops cleanly.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use m365sync::sim::config::FaultConfig;
+use m365sync::sim::generate::GenerateOptions;
+use m365sync::store::tenants::Tenant;
+use m365sync::store::Store;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{TestDb, TestSim};
+use crate::sync_email::{assert_matches_truth, declare};
+
+const BIN: &str = env!("CARGO_BIN_EXE_m365sync");
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("m365sync-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a service configuration for `db` into `dir`; returns its path.
+fn write_config(dir: &Path, db: &TestDb) -> PathBuf {
+    std::fs::write(dir.join("key"), &db.key_base64).unwrap();
+    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    let cfg = dir.join("m365sync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database_url = {:?}\nkey_file = {:?}\nadmin_token_file = {:?}\nworkers = 3\n",
+            db.url,
+            dir.join("key").display().to_string(),
+            dir.join("token").display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// A `m365sync serve` child process.
+struct Serve {
+    child: Child,
+    log_path: PathBuf,
+    admin: String,
+    holder: String,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    fn start(args: &[&str], ready: &Path) -> Serve {
+        let _ = std::fs::remove_file(ready);
+        let log = std::fs::File::create(ready.with_extension("log")).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--poll-secs",
+                "0.2",
+            ])
+            .args(["--ready-file", ready.to_str().unwrap()])
+            .args(args)
+            .env("M365SYNC_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let info: Value = loop {
+            if let Ok(text) = std::fs::read_to_string(ready) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    break v;
+                }
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Serve {
+            child,
+            log_path: ready.with_extension("log"),
+            admin: info["admin_url"].as_str().unwrap().to_string(),
+            holder: info["holder"].as_str().unwrap().to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn api(&self, method: Method, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut req = self.http.request(method, format!("{}{path}", self.admin));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status and what it wrote to stderr.
+    fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        (status.success(), self.log())
+    }
+
+    /// What the process wrote to stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it answers true or `secs` pass.
+async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync::store::sync::Run> {
+    store
+        .runs(tenant.id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.finished_ms.is_some())
+        .collect()
+}
+
+/// A simulator slow enough (latency per answer) that a backfill spans seconds.
+async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
+    let s = TestSim::start(GenerateOptions {
+        users: 4,
+        shared: 1,
+        messages,
+        events: 0,
+        ..GenerateOptions::default()
+    })
+    .await;
+    s.sim.set_faults(FaultConfig {
+        latency_ms,
+        ..FaultConfig::default()
+    });
+    s
+}
+
+async fn email_count(store: &Store, tenant: &Tenant) -> i64 {
+    store.email_count(tenant.id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
+    let dir = Scratch::new("sandbox");
+    let sandbox = dir.0.join("sb");
+    let serve = Serve::start(
+        &[
+            "--sandbox",
+            "--sandbox-dir",
+            sandbox.to_str().unwrap(),
+            "--sim-bind",
+            "127.0.0.1:0",
+            "--users",
+            "3",
+            "--messages",
+            "30",
+        ],
+        &dir.0.join("ready"),
+    );
+    let token = std::fs::read_to_string(sandbox.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (status, body) = serve.api(Method::GET, "/health", None).await;
+    assert_eq!(status, 200, "{body}");
+    // Everything else needs the token, and a wrong one is refused without a hint of the right one.
+    let (status, body) = serve
+        .api(Method::GET, "/api/tenants", Some("wrong-token-123456"))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains(&token));
+    let runs_path = "/api/tenants/sandbox/contoso/runs";
+    wait_for(60, "the sandbox's first run", || {
+        let serve = &serve;
+        let token = token.clone();
+        async move {
+            let (_, body) = serve.api(Method::GET, runs_path, Some(&token)).await;
+            let runs: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            runs.as_array()
+                .and_then(|r| r.last())
+                .is_some_and(|r| r["status"] == "succeeded")
+        }
+    })
+    .await;
+    let (_, body) = serve.api(Method::GET, runs_path, Some(&token)).await;
+    let runs: Value = serde_json::from_str(&body).unwrap();
+    let first = runs.as_array().unwrap().last().unwrap();
+    assert!(first["synced"].as_i64().unwrap() > 0, "{first}");
+    let (status, body) = serve
+        .api(
+            Method::GET,
+            "/api/tenants/sandbox/contoso/mailboxes",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mailboxes: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(mailboxes.len(), 4, "3 people and a shared mailbox");
+    assert!(mailboxes.iter().all(|m| m["health"] == "healthy"), "{body}");
+    let (status, metrics) = serve.api(Method::GET, "/metrics", Some(&token)).await;
+    assert_eq!(status, 200);
+    for line in [
+        "m365sync_runs_started_total 1",
+        "m365sync_mailbox_syncs_ok_total 4",
+        "m365sync_mailboxes{health=\"healthy\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    assert!(!metrics.contains(&token));
+    // Sync now: a second run starts and finishes.
+    let (status, _) = serve
+        .api(
+            Method::POST,
+            "/api/tenants/sandbox/contoso/sync",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 202);
+    wait_for(30, "the requested run", || {
+        let serve = &serve;
+        let token = token.clone();
+        async move {
+            let (_, body) = serve.api(Method::GET, runs_path, Some(&token)).await;
+            let runs: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+            runs.len() == 2 && runs.iter().all(|r| r["status"] == "succeeded")
+        }
+    })
+    .await;
+    // The CLI reads the same sandbox through the configuration it wrote.
+    let out = Command::new(BIN)
+        .args(["--config", sandbox.join("m365sync.toml").to_str().unwrap()])
+        .args(["runs", "--org", "sandbox", "--tenant", "contoso", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 2);
+    let (clean, stderr) = serve.terminate();
+    assert!(clean, "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    let secret_free = std::fs::read_to_string(sandbox.join("m365sync.toml")).unwrap();
+    assert!(!secret_free.contains(&token));
+}
+
+/// SIGKILL in the middle of a backfill, then a new process: the store ends exactly at the
+/// ground truth (nothing lost, nothing doubled), on SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backfill_is_resumed_to_the_ground_truth() {
+    for db in TestDb::both().await {
+        let s = slow_sim(120, 40).await;
+        let (tenant, ids) = declare(&db.store, &s).await;
+        db.store.activate_tenant(tenant.id).await.unwrap();
+        let dir = Scratch::new(&format!("kill9-{}", db.store.backend() as u8));
+        let cfg = write_config(&dir.0, &db);
+        let args = ["--config", cfg.to_str().unwrap(), "--lease-secs", "3"];
+        let ready = dir.0.join("ready");
+        let first = Serve::start(&args, &ready);
+        let total_hint = 50;
+        wait_for(60, "the backfill to be under way", || {
+            let (store, tenant) = (&db.store, &tenant);
+            async move { email_count(store, tenant).await >= total_hint }
+        })
+        .await;
+        assert!(
+            finished_runs(&db.store, &tenant).await.is_empty(),
+            "the backfill finished before the kill; slow the simulator down"
+        );
+        first.kill9();
+        let stored_at_kill = email_count(&db.store, &tenant).await;
+        let second = Serve::start(&args, &ready);
+        wait_for(120, "the resumed backfill to finish", || {
+            let (store, tenant) = (&db.store, &tenant);
+            async move { !finished_runs(store, tenant).await.is_empty() }
+        })
+        .await;
+        assert!(email_count(&db.store, &tenant).await > stored_at_kill);
+        let run = &finished_runs(&db.store, &tenant).await[0];
+        assert_eq!(run.status, "succeeded", "{run:?}");
+        assert_matches_truth(&db, &s, &ids).await;
+        let (clean, stderr) = second.terminate();
+        assert!(clean, "{stderr}");
+        db.drop_db().await;
+    }
+}
+
+/// "synced by H from S to E" lines of the run log, per mailbox.
+async fn sync_intervals(store: &Store) -> HashMap<String, Vec<(String, i64, i64)>> {
+    let lines = store
+        .logs(&m365sync::store::logs::LogFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out: HashMap<String, Vec<(String, i64, i64)>> = HashMap::new();
+    for l in lines {
+        let Some(rest) = l.message.split(" synced by ").nth(1) else {
+            continue;
+        };
+        // "HOLDER from S to E ms"
+        let parts: Vec<&str> = rest.split_whitespace().collect();
+        let (holder, from, to) = (parts[0], parts[2], parts[4]);
+        out.entry(l.mailbox.unwrap()).or_default().push((
+            holder.to_string(),
+            from.parse().unwrap(),
+            to.parse().unwrap(),
+        ));
+    }
+    out
+}
+
+/// Two processes on one PostgreSQL share a tenant's mailboxes, never working on one at once;
+/// when one is killed, the other takes its mailboxes over once their leases run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_the_work_and_one_takes_over_from_the_other() {
+    let db = TestDb::postgres().await;
+    let s = slow_sim(100, 10).await;
+    let (tenant, ids) = declare(&db.store, &s).await;
+    let dir = Scratch::new("two-procs");
+    let cfg = write_config(&dir.0, &db);
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--lease-secs",
+        "2",
+        "--workers",
+        "2",
+    ];
+    let a = Serve::start(&args, &dir.0.join("ready-a"));
+    let b = Serve::start(&args, &dir.0.join("ready-b"));
+    db.store.activate_tenant(tenant.id).await.unwrap();
+    // Both take leases: the work is shared.
+    let mut holders = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while holders.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both processes never held leases: {holders:?}"
+        );
+        for (_, h) in db.store.live_leases().await.unwrap() {
+            // Workers hold leases as PROCESS/wN.
+            holders.insert(h.split('/').next().unwrap().to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(holders.contains(&a.holder) && holders.contains(&b.holder));
+    a.kill9();
+    wait_for(120, "the run to finish", || {
+        let (store, tenant) = (&db.store, &tenant);
+        async move { !finished_runs(store, tenant).await.is_empty() }
+    })
+    .await;
+    assert_matches_truth(&db, &s, &ids).await;
+    // Never two workers on one mailbox at once: the completed syncs of a mailbox do not overlap.
+    for (mailbox, mut spans) in sync_intervals(&db.store).await {
+        spans.sort_by_key(|s| s.1);
+        for w in spans.windows(2) {
+            assert!(
+                w[0].2 <= w[1].1,
+                "{mailbox} synced twice at once: {spans:?}"
+            );
+        }
+    }
+    let (clean, stderr) = b.terminate();
+    assert!(clean, "{stderr}");
+    db.drop_db().await;
+}
+
+/// The default exclusion plugin with an extra custom section: a valid component with the same
+/// behaviour and a different digest, i.e. a new version as far as the registry can tell.
+fn variant_of_builtin_exclusion(dir: &Path, tag: u8) -> PathBuf {
+    let mut wasm = m365sync::plugin::builtin::builtin(m365sync::plugin::Kind::Exclusion)
+        .wasm
+        .to_vec();
+    let name = b"m365sync-test-variant";
+    let payload_len = 1 + name.len() + 1;
+    wasm.push(0); // custom section id
+    wasm.push(payload_len as u8);
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.push(tag);
+    let path = dir.join(format!("variant-{tag}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
+}
+
+/// Batches flow while the exclusion plugin is swapped twice and rolled back once: every record
+/// is decided by exactly one version, none is lost, and the swaps were used mid-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_swapped_under_load_decide_every_record_exactly_once() {
+    let db = TestDb::sqlite().await;
+    let s = slow_sim(150, 200).await;
+    let (tenant, ids) = declare(&db.store, &s).await;
+    let dir = Scratch::new("swap");
+    let cfg = write_config(&dir.0, &db);
+    let serve = Serve::start(&["--config", cfg.to_str().unwrap()], &dir.0.join("ready"));
+    db.store.activate_tenant(tenant.id).await.unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["--config", cfg.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let v2 = variant_of_builtin_exclusion(&dir.0, 2);
+    let v3 = variant_of_builtin_exclusion(&dir.0, 3);
+    let install = |path: &Path| {
+        cli(&[
+            "plugin",
+            "install",
+            path.to_str().unwrap(),
+            "--org",
+            "acme",
+            "--slot",
+            "exclusion",
+            "--cases",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../plugins/exclusion-rules/cases.toml"
+            ),
+        ])
+    };
+    let mut seen = 0;
+    for step in 0..3 {
+        seen += 40;
+        let target = seen;
+        wait_for(60, "more records to be synced", || {
+            let (store, tenant) = (&db.store, &tenant);
+            async move { email_count(store, tenant).await >= target }
+        })
+        .await;
+        match step {
+            0 => install(&v2),
+            1 => install(&v3),
+            _ => cli(&["plugin", "rollback", "--org", "acme", "--slot", "exclusion"]),
+        }
+        // The service picks a swap up within a second.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert!(
+        finished_runs(&db.store, &tenant).await.is_empty(),
+        "the run ended before the swaps; slow the simulator down"
+    );
+    wait_for(120, "the run to finish", || {
+        let (store, tenant) = (&db.store, &tenant);
+        async move { !finished_runs(store, tenant).await.is_empty() }
+    })
+    .await;
+    assert_matches_truth(&db, &s, &ids).await;
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let stamps: Vec<(String,)> = sqlx::query_as("SELECT decided_by FROM emails")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let digest = |p: &Path| m365sync::plugin::cache::digest(&std::fs::read(p).unwrap());
+    let v1 = m365sync::plugin::cache::digest(
+        m365sync::plugin::builtin::builtin(m365sync::plugin::Kind::Exclusion).wasm,
+    );
+    let versions: BTreeSet<String> = stamps
+        .iter()
+        .map(|(d,)| {
+            let excl = d.split(';').next().unwrap();
+            excl.rsplit("sha256:").next().unwrap().to_string()
+        })
+        .collect();
+    let known: BTreeSet<String> = [v1, digest(&v2), digest(&v3)].into_iter().collect();
+    assert!(
+        versions.is_subset(&known),
+        "{versions:?} not within {known:?}"
+    );
+    assert!(
+        versions.len() >= 2,
+        "the swaps were not used mid-run: {versions:?}"
+    );
+    let (clean, stderr) = serve.terminate();
+    assert!(clean, "{stderr}");
+    pool.close().await;
+    db.drop_db().await;
+}
+
+/// A record a plugin fails on is kept with its error (the rest goes on) and synced by
+/// `m365sync retry RUN` once the plugin is fixed (E10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_plugin_failed_on_are_retried() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(crate::support::small()).await;
+        let (tenant, ids) = declare(&db.store, &s).await;
+        let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
+        s.ctl(
+            Method::POST,
+            "deliver",
+            json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "trap"}),
+        )
+        .await;
+        let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
+        let digest = m365sync::plugin::cache::digest(&hostile);
+        let scope = m365sync::store::plugins::PluginScope {
+            org_id: tenant.org_id,
+            tenant_id: None,
+        };
+        db.store
+            .install_plugin(
+                scope,
+                &m365sync::store::plugins::NewPlugin {
+                    slot: "exclusion",
+                    digest: &digest,
+                    name: "hostile",
+                    version: "0.0.1",
+                    wasm: &hostile,
+                },
+            )
+            .await
+            .unwrap();
+        let dir = Scratch::new(&format!("retry-{}", db.store.backend() as u8));
+        let cfg = write_config(&dir.0, &db);
+        let cli = |args: &[&str]| {
+            Command::new(BIN)
+                .args(["--config", cfg.to_str().unwrap()])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = cli(&["sync", "run", "--org", "acme", "--tenant", "main", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["failed"], 1, "{report}");
+        let run_id = report["run_id"].as_i64().unwrap();
+        let run = db.store.run(run_id).await.unwrap();
+        assert_eq!(run.status, "completed_with_errors");
+        assert_eq!(db.store.failed_record_count(tenant.id).await.unwrap(), 1);
+        let out = cli(&[
+            "logs",
+            "--org",
+            "acme",
+            "--tenant",
+            "main",
+            "--run",
+            &run_id.to_string(),
+        ]);
+        let logs = String::from_utf8_lossy(&out.stdout);
+        assert!(logs.contains("failed in a plugin stage"), "{logs}");
+        // Fix the plugin (back to the default), then retry the run.
+        db.store.rollback_plugin(scope, "exclusion").await.ok();
+        sqlx::query("DELETE FROM plugin_active")
+            .execute(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+            .await
+            .unwrap();
+        let out = cli(&["retry", &run_id.to_string()]);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(db.store.failed_record_count(tenant.id).await.unwrap(), 0);
+        assert_matches_truth(&db, &s, &ids).await;
+        let out = cli(&["retry", "--errors", "--since", "30d"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to retry"));
+        db.drop_db().await;
+    }
+}
+
+/// A configuration with a mistake names the file and the line, and nothing starts.
+#[test]
+fn a_bad_configuration_is_named_with_its_line() {
+    let dir = Scratch::new("badcfg");
+    let cfg = dir.0.join("m365sync.toml");
+    std::fs::write(&cfg, "database_url = \"sqlite://x.db\"\nworkerz = 3\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("m365sync.toml") && err.contains("line 2") && err.contains("workerz"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "database_url = \"sqlite://x.db\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .env_remove("M365SYNC_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("admin_token_file"), "{err}");
+}
