@@ -18,4 +18,5 @@ mod sim_mail;
 mod sim_throttle;
 mod store;
 mod support;
+mod sync_attachments;
 mod sync_email;

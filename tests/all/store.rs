@@ -32,6 +32,7 @@ fn email(graph_id: &str, imid: &str) -> EmailRecord {
         recipients: vec![("to".into(), "alice@contoso.example".into(), "Alice".into())],
         record: r#"{"subject":"Quarterly review"}"#.into(),
         decided_by: "field-mapping 0.1.0 sha256:abc".into(),
+        attachments: Default::default(),
     }
 }
 

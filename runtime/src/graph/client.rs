@@ -67,6 +67,14 @@ pub struct ClientStatsSnapshot {
     pub token_renewals: u64,
 }
 
+/// A successful answer's raw bytes: what `$value` endpoints (attachment contents) return.
+#[derive(Debug, Clone)]
+pub struct RawBody {
+    pub bytes: bytes::Bytes,
+    /// The answer's `Content-Type`, when it had one.
+    pub content_type: Option<String>,
+}
+
 /// One tenant's Graph client.
 pub struct GraphClient {
     http: reqwest::Client,
@@ -77,8 +85,11 @@ pub struct GraphClient {
     pub stats: ClientStats,
 }
 
-enum Attempt {
-    Done(Value),
+/// Turns a 2xx answer's `Content-Type` and body into a result, or says why to ask again.
+type Accept<T> = dyn Fn(Option<String>, bytes::Bytes) -> Result<T, String> + Send + Sync;
+
+enum Attempt<T> {
+    Done(T),
     Retry {
         after: Option<Duration>,
         status: u16,
@@ -143,6 +154,39 @@ impl GraphClient {
         url: &str,
         prefer: Option<&str>,
     ) -> Result<Value, GraphError> {
+        self.request(mailbox, url, prefer, &|_, body| {
+            // A body cut short in transit does not parse: ask again.
+            serde_json::from_slice(&body).map_err(|e| format!("unreadable body: {e}"))
+        })
+        .await
+    }
+
+    /// GETs raw bytes (an attachment's `$value`), with the same slots, retries and token
+    /// renewal as [`GraphClient::get`]; a body cut short in transit is asked for again.
+    pub async fn get_bytes(
+        &self,
+        mailbox: &str,
+        url: &str,
+        prefer: Option<&str>,
+    ) -> Result<RawBody, GraphError> {
+        self.request(mailbox, url, prefer, &|content_type, bytes| {
+            Ok(RawBody {
+                bytes,
+                content_type,
+            })
+        })
+        .await
+    }
+
+    /// One GET with retries; `accept` turns a 2xx answer (its `Content-Type` and body) into
+    /// the result, or says why the body is unusable (then the request is retried).
+    async fn request<T>(
+        &self,
+        mailbox: &str,
+        url: &str,
+        prefer: Option<&str>,
+        accept: &Accept<T>,
+    ) -> Result<T, GraphError> {
         let url = if url.starts_with("http://") || url.starts_with("https://") {
             url.to_string()
         } else {
@@ -154,7 +198,10 @@ impl GraphClient {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
-            match self.attempt(mailbox, &url, prefer, &mut renewed).await {
+            match self
+                .attempt(mailbox, &url, prefer, &mut renewed, accept)
+                .await
+            {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry {
@@ -176,13 +223,14 @@ impl GraphClient {
         })
     }
 
-    async fn attempt(
+    async fn attempt<T>(
         &self,
         mailbox: &str,
         url: &str,
         prefer: Option<&str>,
         renewed: &mut bool,
-    ) -> Attempt {
+        accept: &Accept<T>,
+    ) -> Attempt<T> {
         let _tenant = self
             .tenant_slots
             .clone()
@@ -228,11 +276,13 @@ impl GraphClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let location = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (location, content_type) = (header("location"), header("content-type"));
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -245,13 +295,12 @@ impl GraphClient {
             }
         };
         if (200..300).contains(&status) {
-            return match serde_json::from_slice(&body) {
+            return match accept(content_type, body) {
                 Ok(v) => Attempt::Done(v),
-                // A body cut short in transit: ask again.
-                Err(e) => Attempt::Retry {
+                Err(message) => Attempt::Retry {
                     after: None,
                     status,
-                    message: format!("unreadable body: {e}"),
+                    message,
                 },
             };
         }

@@ -8,7 +8,7 @@ pub mod delta;
 pub mod error;
 
 pub use auth::{AppCredentials, TokenCache};
-pub use client::{ClientConfig, GraphClient};
+pub use client::{ClientConfig, GraphClient, RawBody};
 pub use error::{AuthError, GraphError};
 
 /// An HTTP client for Graph and the identity platform, trusting `extra_ca` (PEM) besides the

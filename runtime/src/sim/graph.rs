@@ -232,7 +232,12 @@ pub async fn execute(
         Ok(r) => r,
         Err(e) => fail(e),
     };
-    if fault == Fault::Malformed && !resp.body.is_empty() {
+    // Only JSON is cut short: the fault stands for a body a JSON parser must refuse. Raw bytes
+    // (`$value`) halved behind a matching Content-Length could not be told apart by any client.
+    let is_json = resp.headers.iter().any(|(name, value)| {
+        *name == hyper::header::CONTENT_TYPE && value.as_bytes().starts_with(b"application/json")
+    });
+    if fault == Fault::Malformed && is_json && !resp.body.is_empty() {
         Stats::inc(&sim.stats.injected_malformed);
         resp.body = resp.body.slice(..resp.body.len() / 2);
     }

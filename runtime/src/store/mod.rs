@@ -8,8 +8,10 @@
 //!
 //! Layout: [`secrets`] encrypts credentials at rest; [`tenants`] holds orgs, tenants, their
 //! secrets and settings; [`mailboxes`] users and mailboxes; [`sync`] cursors, runs and the
-//! per-page commit that upserts records and advances the cursor in one transaction.
+//! per-page commit that upserts records and advances the cursor in one transaction;
+//! [`attachments`] the attachments written with it, their bytes content-addressed.
 
+pub mod attachments;
 pub mod logs;
 pub mod mailboxes;
 pub mod plugins;

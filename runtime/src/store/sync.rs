@@ -7,6 +7,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::attachments::{write_attachments, AttachmentSet};
 use super::{now_ms, Store, StoreError};
 
 /// Where a folder's delta stands.
@@ -37,6 +38,8 @@ pub struct EmailRecord {
     pub record: String,
     /// Plugin name, version and digest that decided and mapped it (P5).
     pub decided_by: String,
+    /// Its attachments as fetched on this pass (E5), written with the email.
+    pub attachments: AttachmentSet,
 }
 
 impl EmailRecord {
@@ -205,6 +208,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            write_attachments(&mut tx, email_id, &e.attachments).await?;
             sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
                 .bind(page.mailbox_id)
                 .bind(&e.graph_id)

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::plugin::bindings::types::{
     Address, AddressRole, Body, BodyType, CrmEmail, Direction, Email, Header, Importance,
 };
+use crate::store::attachments::AttachmentSet;
 use crate::store::sync::EmailRecord;
 
 /// Where a message was read: the mailbox, its CRM user, and the folder.
@@ -160,5 +161,7 @@ pub fn record_for_store(email: &Email, crm: &CrmEmail, decided_by: &str) -> Emai
             .collect(),
         record: serde_json::to_string(crm).expect("CRM records serialise"),
         decided_by: decided_by.to_string(),
+        // Fetched after mapping, for kept emails only (sync::attachments).
+        attachments: AttachmentSet::Untouched,
     }
 }

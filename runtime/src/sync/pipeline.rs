@@ -21,6 +21,7 @@ use crate::store::schedule::Lease;
 use crate::store::sync::{Cursor, Exclusion, FailedRecord, PageCommit};
 use crate::store::{now_ms, Store, StoreError};
 
+use super::attachments;
 use super::convert::{email_from_graph, record_for_store, Origin};
 use super::stop::StopSignal;
 
@@ -283,6 +284,7 @@ async fn process_page(
     let (excl_stamp, map_stamp) = (stamp(&stages.exclusion), stamp(&stages.mapping));
     let decided_by = format!("{excl_stamp}; {map_stamp}");
     let mut mapped = mapped.into_iter();
+    let mut with_attachments = Vec::new();
     for ((email, verdict), payload) in emails.iter().zip(verdicts).zip(payloads) {
         match verdict {
             Err(e) => {
@@ -305,6 +307,9 @@ async fn process_page(
             Ok(_) => match mapped.next().expect("one mapping result per kept email") {
                 Ok(crm) => {
                     counts.synced += 1;
+                    if attachments::has_attachments(&payload) {
+                        with_attachments.push(commit.upserts.len());
+                    }
                     commit
                         .upserts
                         .push(record_for_store(email, &crm, &decided_by));
@@ -321,5 +326,7 @@ async fn process_page(
             },
         }
     }
+    // Kept emails only: nothing is downloaded for mail the rules drop (E5).
+    attachments::fetch_for_page(job, &mut commit.upserts, &with_attachments).await?;
     Ok(commit)
 }
