@@ -8,14 +8,14 @@ use chrono::{Duration, TimeZone, Utc};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::graph::{AppCredentials, ClientConfig, GraphClient, TokenCache};
+use crate::graph::{token_cache_for, ClientConfig, GraphClient};
 use crate::plugin::bindings::types::{Effect as PEffect, Level, Rule, RuleTarget};
 use crate::plugin::call::CallContext;
 use crate::plugin::engine::PluginEngine;
 use crate::plugin::host::{RuleDef, TenantData};
 use crate::plugin::{builtin, Kind, Plugin};
 use crate::store::rules::{Effect, RuleScope, Target};
-use crate::store::tenants::{SecretKind, Tenant};
+use crate::store::tenants::Tenant;
 use crate::store::Store;
 
 use super::pipeline::{sync_folder, Counts, FolderJob, Stages, SyncError};
@@ -145,20 +145,7 @@ pub async fn run_tenant(
 ) -> Result<RunReport, SyncError> {
     let store = &env.store;
     let settings = store.settings(tenant.id).await?;
-    let secrets: Vec<String> = store
-        .secrets(tenant.id, SecretKind::ClientSecret)
-        .await?
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let creds = AppCredentials {
-        tenant_name: format!("{}/{}", tenant.org, tenant.name),
-        authority: tenant.authority.clone(),
-        ms_tenant: tenant.ms_tenant.clone(),
-        client_id: tenant.client_id.clone(),
-        secrets,
-    };
-    let tokens = Arc::new(TokenCache::new(creds, env.http.clone()));
+    let tokens = token_cache_for(store, tenant, env.http.clone()).await?;
     let client = Arc::new(GraphClient::new(
         env.http.clone(),
         tokens,
