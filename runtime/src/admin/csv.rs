@@ -14,7 +14,7 @@ pub struct Record {
 /// A CSV file that cannot be read as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CsvError {
-    #[error("line {line}: a quoted field is never closed")]
+    #[error("line {line}: a quoted field is never closed (the rest of the file is inside it)")]
     UnclosedQuote { line: usize },
     #[error(
         "line {line}: a quote inside an unquoted field; quote the whole field and double the quote"
@@ -24,8 +24,36 @@ pub enum CsvError {
     AfterQuote { line: usize },
 }
 
+impl CsvError {
+    /// The line the problem is on.
+    pub fn line(&self) -> usize {
+        match self {
+            CsvError::UnclosedQuote { line }
+            | CsvError::StrayQuote { line }
+            | CsvError::AfterQuote { line } => *line,
+        }
+    }
+
+    /// The problem without its line (for reports that name the line themselves).
+    pub fn problem(&self) -> &'static str {
+        match self {
+            CsvError::UnclosedQuote { .. } => {
+                "a quoted field is never closed (the rest of the file is inside it)"
+            }
+            CsvError::StrayQuote { .. } => {
+                "a quote inside an unquoted field; quote the whole field and double the quote"
+            }
+            CsvError::AfterQuote { .. } => {
+                "text after a closing quote; fields are separated by commas"
+            }
+        }
+    }
+}
+
 /// Splits CSV text into records (RFC 4180, lenient about line endings). Blank lines are skipped.
-pub fn records(text: &str) -> Result<Vec<Record>, CsvError> {
+/// A malformed record is an `Err` naming its line, and reading goes on with the next line, so
+/// one bad row does not hide the others (an unclosed quote takes the rest of the file with it).
+pub fn records(text: &str) -> Vec<Result<Record, CsvError>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let mut line = 1;
@@ -36,13 +64,22 @@ pub fn records(text: &str) -> Result<Vec<Record>, CsvError> {
         let mut field = String::new();
         let mut quoted = false;
         let mut was_quoted = false;
+        let mut error = None;
         loop {
             let Some(c) = chars.next() else {
                 if quoted {
-                    return Err(CsvError::UnclosedQuote { line: start });
+                    error = Some(CsvError::UnclosedQuote { line: start });
                 }
                 break;
             };
+            if error.is_some() {
+                // Skip the rest of a malformed line.
+                if c == '\n' {
+                    line += 1;
+                    break;
+                }
+                continue;
+            }
             if quoted {
                 match c {
                     '"' if chars.peek() == Some(&'"') => {
@@ -51,9 +88,8 @@ pub fn records(text: &str) -> Result<Vec<Record>, CsvError> {
                     }
                     '"' => {
                         quoted = false;
-                        match chars.peek() {
-                            None | Some(',') | Some('\n') | Some('\r') => {}
-                            Some(_) => return Err(CsvError::AfterQuote { line }),
+                        if !matches!(chars.peek(), None | Some(',') | Some('\n') | Some('\r')) {
+                            error = Some(CsvError::AfterQuote { line });
                         }
                     }
                     '\n' => {
@@ -73,7 +109,7 @@ pub fn records(text: &str) -> Result<Vec<Record>, CsvError> {
                     quoted = true;
                     was_quoted = true;
                 }
-                '"' => return Err(CsvError::StrayQuote { line }),
+                '"' => error = Some(CsvError::StrayQuote { line }),
                 '\r' if chars.peek() == Some(&'\n') => {}
                 '\r' | '\n' => {
                     line += 1;
@@ -82,15 +118,19 @@ pub fn records(text: &str) -> Result<Vec<Record>, CsvError> {
                 c => field.push(c),
             }
         }
+        if let Some(e) = error {
+            out.push(Err(e));
+            continue;
+        }
         fields.push(field);
         if !(fields.len() == 1 && fields[0].trim().is_empty()) {
-            out.push(Record {
+            out.push(Ok(Record {
                 line: start,
                 fields,
-            });
+            }));
         }
     }
-    Ok(out)
+    out
 }
 
 /// The columns the import uses, wherever they are.
@@ -234,24 +274,37 @@ fn is_address(s: &str) -> bool {
 /// Reads the users of an Entra "Download users" file: the header (after an optional
 /// `version:` line, as bulk templates have), then one [`Row`] per record.
 pub fn entra_users(text: &str) -> Result<Vec<Row>, EntraCsvError> {
-    let mut recs = records(text)
-        .map_err(EntraCsvError::Csv)?
-        .into_iter()
-        .peekable();
+    let mut recs = records(text).into_iter().peekable();
     if recs.peek().is_some_and(|r| {
-        r.fields[0]
-            .trim()
-            .to_ascii_lowercase()
-            .starts_with("version:")
+        r.as_ref().is_ok_and(|r| {
+            r.fields[0]
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("version:")
+        })
     }) {
         recs.next();
     }
-    let header = recs.next().ok_or(EntraCsvError::Empty)?;
+    let header = recs
+        .next()
+        .ok_or(EntraCsvError::Empty)?
+        .map_err(EntraCsvError::Csv)?;
     let cols = Columns::from_header(&header.fields)
         .ok_or(EntraCsvError::NoUserColumn { line: header.line })?;
     let mut seen = std::collections::HashMap::new();
     let mut rows = Vec::new();
     for r in recs {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.line();
+                rows.push(Row::Bad {
+                    line,
+                    message: e.problem().to_string(),
+                });
+                continue;
+            }
+        };
         let get = |i: Option<usize>| {
             i.and_then(|i| r.fields.get(i))
                 .map(|s| s.trim().to_string())
@@ -362,16 +415,23 @@ mod tests {
 
     #[test]
     fn quotes_line_breaks_and_bom() {
-        let r =
-            records("\u{feff}a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\n\"multi\nline\",z\n").unwrap();
+        let r: Vec<Record> =
+            records("\u{feff}a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\n\"multi\nline\",z\n")
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
         assert_eq!(r.len(), 3);
         assert_eq!(r[0].fields, ["a", "b"]);
         assert_eq!(r[1].fields, ["x, y", "say \"hi\""]);
         assert_eq!((r[2].line, r[2].fields[0].as_str()), (4, "multi\nline"));
+        let r = records("a\nb\"c,d\ne\n\"open\n");
+        assert_eq!(r[1], Err(CsvError::StrayQuote { line: 2 }));
         assert_eq!(
-            records("a\n\"open\n").unwrap_err(),
-            CsvError::UnclosedQuote { line: 2 }
+            r[2].as_ref().unwrap().fields,
+            ["e"],
+            "reading goes on after a bad line"
         );
+        assert_eq!(r[3], Err(CsvError::UnclosedQuote { line: 4 }));
     }
 
     #[test]

@@ -19,18 +19,15 @@ use crate::store::{Store, StoreError};
 /// Why a whole import (or a single add) could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    File {
-        path: PathBuf,
-        source: EntraCsvError,
-    },
-    #[error("tenant {tenant}: {source}")]
-    Lookup { tenant: String, source: LookupError },
+    #[error("{path}: {error}")]
+    File { path: PathBuf, error: EntraCsvError },
+    #[error("tenant {tenant}: {error}")]
+    Lookup { tenant: String, error: LookupError },
     #[error("tenant {tenant}: '{address}' is not an email address")]
     NotAnAddress { tenant: String, address: String },
     #[error(transparent)]
@@ -116,15 +113,15 @@ pub async fn import_csv(
     path: &Path,
     http: Option<reqwest::Client>,
 ) -> Result<ImportReport, ImportError> {
-    let text = std::fs::read(path).map_err(|source| ImportError::Read {
+    let text = std::fs::read(path).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     // Excel sometimes saves as Windows-1252: keep what is readable rather than refuse the file.
     let text = String::from_utf8_lossy(&text);
-    let rows = entra_users(&text).map_err(|source| ImportError::File {
+    let rows = entra_users(&text).map_err(|error| ImportError::File {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let (mut resolver, note) = resolver(store, tenant, http).await?;
     let mut report = ImportReport {
@@ -284,10 +281,10 @@ pub async fn add_mailbox(
                 };
                 (d.id, addr.to_ascii_lowercase(), d.display_name)
             }
-            Err(source) => {
+            Err(error) => {
                 return Err(ImportError::Lookup {
                     tenant: tenant_name,
-                    source,
+                    error,
                 })
             }
         },

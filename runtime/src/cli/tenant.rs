@@ -232,12 +232,12 @@ pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()
                 println!("{}", serde_json::to_string_pretty(&tenants)?);
             } else {
                 println!(
-                    "{:<16} {:<16} {:<28} {:<9} {:<8} {:<10} CLIENT ID",
+                    "{:<16} {:<16} {:<36} {:<9} {:<8} {:<10} CLIENT ID",
                     "ORG", "TENANT", "MICROSOFT TENANT", "AUTH", "ENABLED", "ACTIVATED"
                 );
                 for t in tenants {
                     println!(
-                        "{:<16} {:<16} {:<28} {:<9} {:<8} {:<10} {}",
+                        "{:<16} {:<16} {:<36} {:<9} {:<8} {:<10} {}",
                         t.org,
                         t.name,
                         t.ms_tenant,
@@ -313,8 +313,12 @@ fn date(ms: i64) -> String {
 
 fn print_checklist(report: &Report) {
     println!(
-        "connectivity of tenant {} ({:?})",
-        report.tenant, report.auth_mode
+        "connectivity of tenant {} ({})",
+        report.tenant,
+        match report.auth_mode {
+            AuthMode::App => "app-only",
+            AuthMode::Delegated => "delegated",
+        }
     );
     for s in &report.steps {
         let mark = match s.status {

@@ -25,10 +25,10 @@ pub const CALLBACK_PATH: &str = "/callback";
 /// Why an authorization did not produce a refresh token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
-    #[error("tenant {tenant}: cannot listen on the loopback interface for the redirect: {source}")]
+    #[error("tenant {tenant}: cannot listen on the loopback interface for the redirect: {error}")]
     Listen {
         tenant: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("tenant {tenant}: no answer from the browser within {secs} s; run `m365sync tenant authorize` again and open the address it prints")]
     Timeout { tenant: String, secs: u64 },
@@ -84,15 +84,15 @@ impl PendingAuthorization {
         let listener =
             TcpListener::bind("127.0.0.1:0")
                 .await
-                .map_err(|source| AuthorizeError::Listen {
+                .map_err(|error| AuthorizeError::Listen {
                     tenant: app.tenant_name.clone(),
-                    source,
+                    error,
                 })?;
         let port = listener
             .local_addr()
-            .map_err(|source| AuthorizeError::Listen {
+            .map_err(|error| AuthorizeError::Listen {
                 tenant: app.tenant_name.clone(),
-                source,
+                error,
             })?
             .port();
         let redirect = RedirectUrl::new(format!("http://127.0.0.1:{port}{CALLBACK_PATH}"))
