@@ -187,27 +187,32 @@ fn auth_failure(e: &AuthError, tenant: &Tenant) -> Failure {
 }
 
 fn graph_failure(e: GraphError, tenant: &Tenant) -> Failure {
+    let graph = |status, code, message| Failure::Graph {
+        status,
+        code,
+        message,
+    };
     match e {
         GraphError::Auth(a) => auth_failure(&a, tenant),
-        GraphError::AccessDenied { code, message, .. }
-        | GraphError::NotFound { code, message, .. }
-        | GraphError::Other { code, message, .. } => Failure::Graph {
-            status: 0,
+        GraphError::AccessDenied { code, message, .. } => graph(403, code, message),
+        GraphError::NotFound { code, message, .. } => graph(404, code, message),
+        GraphError::Other {
+            status,
             code,
             message,
-        },
+            ..
+        } => graph(status, code, message),
         GraphError::Exhausted {
-            status, message, ..
-        } => Failure::Graph {
             status,
-            code: "retries exhausted".into(),
+            attempts,
             message,
-        },
-        other => Failure::Graph {
-            status: 0,
-            code: "unexpected".into(),
-            message: other.to_string(),
-        },
+            ..
+        } => graph(
+            status,
+            format!("still failing after {attempts} attempts"),
+            message,
+        ),
+        other => graph(0, "unexpected answer".into(), other.to_string()),
     }
 }
 
