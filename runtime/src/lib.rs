@@ -2,8 +2,10 @@
 //!
 //! The library holds everything the `m365sync` binary runs. Today that is the Graph and
 //! identity simulator ([`sim`]), the sandbox every test, benchmark and new user starts on; the
-//! WebAssembly plugin host ([`plugin`]); the Graph client ([`graph`]) and the store ([`store`]).
+//! WebAssembly plugin host ([`plugin`]); the Graph client ([`graph`]), the store ([`store`]) and the
+//! administration logic behind the CLI ([`admin`]).
 
+pub mod admin;
 pub mod apply;
 pub mod config;
 pub mod graph;

@@ -1,5 +1,8 @@
 //! End-to-end tests: one binary, one module per feature (as wasmtime does).
 
+mod admin_auth;
+mod admin_cli;
+mod admin_support;
 mod apply;
 mod graph_client;
 mod plugin_cache;

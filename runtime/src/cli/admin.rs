@@ -1,4 +1,5 @@
-//! Administration commands over the database: `apply`, `tenant list`, `key generate`.
+//! Administration commands over the database: `apply`, `key generate`, `sync run` (tenants,
+//! mailboxes and rules have their own modules).
 
 use std::path::{Path, PathBuf};
 
@@ -6,19 +7,6 @@ use anyhow::Context;
 use clap::Subcommand;
 use m365sync::config::ServiceConfig;
 use m365sync::store::{SecretKey, Store};
-
-/// `m365sync tenant ...`
-#[derive(Subcommand)]
-pub enum TenantCommand {
-    /// List tenants (all orgs, or one with --org).
-    List {
-        #[arg(long)]
-        org: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 /// `m365sync sync ...`
 #[derive(Subcommand)]
@@ -48,10 +36,22 @@ pub enum KeyCommand {
     },
 }
 
-async fn open(config: Option<&Path>) -> anyhow::Result<Store> {
+/// Opens the store the configuration names.
+pub(super) async fn open(config: Option<&Path>) -> anyhow::Result<Store> {
     let cfg = ServiceConfig::load(config)?;
     let key = cfg.secret_key()?;
     Ok(Store::open(&cfg.database_url, key).await?)
+}
+
+/// Opens the store and an HTTP client for Graph and the identity platform (trusting the
+/// configured extra CA, such as the simulator's).
+pub(super) async fn open_with_http(
+    config: Option<&Path>,
+) -> anyhow::Result<(Store, reqwest::Client)> {
+    let cfg = ServiceConfig::load(config)?;
+    let store = Store::open(&cfg.database_url, cfg.secret_key()?).await?;
+    let ca = cfg.extra_ca()?;
+    Ok((store, m365sync::graph::http_client(ca.as_deref())?))
 }
 
 /// `m365sync apply FILE`.
@@ -69,35 +69,6 @@ pub async fn apply(config: Option<&Path>, file: &Path) -> anyhow::Result<()> {
         report.rules_added,
         report.rules_removed
     );
-    Ok(())
-}
-
-/// `m365sync tenant ...`.
-pub async fn tenant(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()> {
-    let store = open(config).await?;
-    match cmd {
-        TenantCommand::List { org, json } => {
-            let tenants = store.tenants(org.as_deref()).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&tenants)?);
-            } else {
-                println!(
-                    "{:<16} {:<16} {:<28} {:<8} CLIENT ID",
-                    "ORG", "TENANT", "MICROSOFT TENANT", "ENABLED"
-                );
-                for t in tenants {
-                    println!(
-                        "{:<16} {:<16} {:<28} {:<8} {}",
-                        t.org,
-                        t.name,
-                        t.ms_tenant,
-                        if t.enabled { "yes" } else { "no" },
-                        t.client_id
-                    );
-                }
-            }
-        }
-    }
     Ok(())
 }
 

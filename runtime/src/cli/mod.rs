@@ -1,10 +1,13 @@
 //! Command-line parsing and the top-level error report (the one place `anyhow` is used).
 
 mod admin;
+mod mailbox;
 mod ops;
 mod plugin;
+mod rules;
 mod serve;
 mod sim;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 
@@ -39,10 +42,39 @@ enum Command {
     /// Declare orgs, tenants, secrets, settings, users, mailboxes and rules from a TOML file
     /// (idempotent).
     Apply { file: std::path::PathBuf },
-    /// Tenants in the database.
+    /// Connected Microsoft 365 tenants: add, list, enable, disable, test, authorize, secrets.
     Tenant {
         #[command(subcommand)]
-        command: admin::TenantCommand,
+        command: tenant::TenantCommand,
+    },
+    /// A tenant's mailboxes: import from Entra's CSV, add, list with health, enable, disable.
+    Mailbox {
+        #[command(subcommand)]
+        command: mailbox::MailboxCommand,
+    },
+    /// CRM users: link a shared mailbox to its nominated user, list.
+    User {
+        #[command(subcommand)]
+        command: mailbox::UserCommand,
+    },
+    /// Exclusion rules at org, tenant and user level.
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
+    },
+    /// Confirm a tenant's settings and activate it: connectivity is tested, then its initial
+    /// sync is due now and its schedule starts (E13).
+    Activate {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Activate even if the connectivity test fails or no mailbox is enabled.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Email sync.
     Sync {
@@ -102,7 +134,16 @@ pub fn run() -> std::process::ExitCode {
         match cli.command {
             Command::Sim { command } => sim::run(command).await,
             Command::Apply { file } => admin::apply(config.as_deref(), &file).await,
-            Command::Tenant { command } => admin::tenant(config.as_deref(), command).await,
+            Command::Tenant { command } => tenant::run(config.as_deref(), command).await,
+            Command::Mailbox { command } => mailbox::run(config.as_deref(), command).await,
+            Command::User { command } => mailbox::user(config.as_deref(), command).await,
+            Command::Rules { command } => rules::run(config.as_deref(), command).await,
+            Command::Activate {
+                org,
+                tenant,
+                force,
+                json,
+            } => rules::activate_tenant(config.as_deref(), &org, &tenant, force, json).await,
             Command::Key { command } => admin::key(command),
             Command::Sync { command } => admin::sync(config.as_deref(), command).await,
             Command::Plugin { command } => plugin::run(command, config.as_deref()).await,

@@ -1,12 +1,17 @@
-//! Access tokens per tenant: client credentials through the `oauth2` crate, several secrets
-//! tried newest first (so rotation needs no downtime), cached until shortly before expiry and
-//! dropped on a 401. A cache belongs to one tenant, so a token never serves another (T2).
+//! Access tokens per tenant through the `oauth2` crate: client credentials for app-only tenants
+//! (A1), the refresh-token grant for delegated ones (A2). Client secrets are tried newest first
+//! (so rotation needs no downtime); tokens are cached until shortly before expiry and dropped on
+//! a 401. A cache belongs to one tenant, so a token never serves another (T2).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AuthType, AuthUrl, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, ClientId, ClientSecret, HttpClientError, RefreshToken, RequestTokenError,
+    Scope, TokenResponse, TokenUrl,
 };
 use tokio::sync::Mutex;
 
@@ -15,7 +20,13 @@ use super::error::AuthError;
 /// Renew this long before a token expires, so a request never starts with a dying token.
 const EARLY_RENEWAL: Duration = Duration::from_secs(120);
 
-/// How one tenant authenticates with client credentials.
+/// The scope of every Graph token we ask for: the permissions an admin consented to.
+pub const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+
+/// Asked for with delegated tokens, so the identity platform answers with a refresh token.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// How one tenant's app identifies itself: the same for app-only and delegated tenants.
 #[derive(Clone)]
 pub struct AppCredentials {
     /// Our name for the tenant, used in errors.
@@ -41,14 +52,138 @@ impl std::fmt::Debug for AppCredentials {
     }
 }
 
+impl AppCredentials {
+    /// `{authority}/{tenant}/oauth2/v2.0/token`.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority.trim_end_matches('/'),
+            self.ms_tenant
+        )
+    }
+
+    /// `{authority}/{tenant}/oauth2/v2.0/authorize`.
+    pub fn authorize_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/authorize",
+            self.authority.trim_end_matches('/'),
+            self.ms_tenant
+        )
+    }
+
+    /// An `oauth2` client for one of the secrets (sent in the body, as Entra expects).
+    pub(crate) fn oauth_client(
+        &self,
+        secret: &str,
+    ) -> Result<
+        oauth2::basic::BasicClient<
+            oauth2::EndpointSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointSet,
+        >,
+        AuthError,
+    > {
+        let token_url =
+            TokenUrl::new(self.token_url()).map_err(|e| self.unreachable(e.to_string()))?;
+        let auth_url =
+            AuthUrl::new(self.authorize_url()).map_err(|e| self.unreachable(e.to_string()))?;
+        Ok(BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_client_secret(ClientSecret::new(secret.to_string()))
+            .set_auth_uri(auth_url)
+            .set_token_uri(token_url)
+            .set_auth_type(AuthType::RequestBody))
+    }
+
+    pub(crate) fn unreachable(&self, detail: String) -> AuthError {
+        AuthError::Unreachable {
+            tenant: self.tenant_name.clone(),
+            authority: self.authority.clone(),
+            detail,
+        }
+    }
+
+    /// Turns a failed token request into the precise error, or `None` when the secret was wrong
+    /// or expired and an older secret may still work (the code is returned for the last resort).
+    pub(crate) fn classify(
+        &self,
+        e: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>,
+    ) -> Result<AuthError, u32> {
+        match e {
+            RequestTokenError::ServerResponse(e) => {
+                let code = aadsts_code(e.error_description().map(String::as_str));
+                match code {
+                    7000215 | 7000222 => Err(code),
+                    700016 => Ok(AuthError::UnknownApp {
+                        tenant: self.tenant_name.clone(),
+                        client_id: self.client_id.clone(),
+                    }),
+                    90002 => Ok(AuthError::UnknownTenant {
+                        tenant: self.tenant_name.clone(),
+                    }),
+                    _ if e.error().as_ref() == "invalid_grant" => Ok(AuthError::RefreshExpired {
+                        tenant: self.tenant_name.clone(),
+                        code,
+                    }),
+                    _ => Ok(AuthError::Refused {
+                        tenant: self.tenant_name.clone(),
+                        error: e.error().to_string(),
+                        code,
+                    }),
+                }
+            }
+            RequestTokenError::Request(e) => Ok(self.unreachable(e.to_string())),
+            e => Ok(self.unreachable(e.to_string())),
+        }
+    }
+}
+
+/// Where a delegated tenant's rotated refresh token goes (the store, sealed). Called before the
+/// new token is used, so a process that stops right after still finds the newest one stored.
+pub type RotationSink =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// A delegated tenant: its app plus the refresh token an admin's authorization produced (A2).
+#[derive(Clone)]
+pub struct DelegatedCredentials {
+    pub app: AppCredentials,
+    pub refresh_token: String,
+    /// Told about every new refresh token the identity platform hands out.
+    pub on_rotate: Option<RotationSink>,
+}
+
+impl std::fmt::Debug for DelegatedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelegatedCredentials")
+            .field("app", &self.app)
+            .field("refresh_token", &"[hidden]")
+            .finish()
+    }
+}
+
 struct Cached {
     token: String,
     renew_at: Instant,
 }
 
+enum Grant {
+    App(AppCredentials),
+    Delegated {
+        app: AppCredentials,
+        /// The newest refresh token; only touched while `cached` is locked.
+        refresh_token: std::sync::Mutex<String>,
+        on_rotate: Option<RotationSink>,
+    },
+    /// A delegated tenant nobody has authorized yet: every request says so.
+    Unauthorized {
+        tenant: String,
+    },
+}
+
 /// A tenant's token cache.
 pub struct TokenCache {
-    creds: AppCredentials,
+    grant: Grant,
     http: reqwest::Client,
     cached: Mutex<Option<Cached>>,
 }
@@ -63,13 +198,46 @@ fn aadsts_code(description: Option<&str>) -> u32 {
 }
 
 impl TokenCache {
-    /// A cache for one tenant. `http` must not follow redirects (token endpoints never need to).
+    /// A client-credentials cache for one tenant. `http` must not follow redirects (token
+    /// endpoints never need to).
     pub fn new(creds: AppCredentials, http: reqwest::Client) -> TokenCache {
+        Self::with_grant(Grant::App(creds), http)
+    }
+
+    /// A refresh-token cache for one delegated tenant.
+    pub fn delegated(creds: DelegatedCredentials, http: reqwest::Client) -> TokenCache {
+        Self::with_grant(
+            Grant::Delegated {
+                app: creds.app,
+                refresh_token: std::sync::Mutex::new(creds.refresh_token),
+                on_rotate: creds.on_rotate,
+            },
+            http,
+        )
+    }
+
+    /// A cache for a delegated tenant without a refresh token: every token request fails with
+    /// [`AuthError::NotAuthorized`], so a sync run reports what to do instead of crashing.
+    pub fn unauthorized(tenant_name: String, http: reqwest::Client) -> TokenCache {
+        Self::with_grant(
+            Grant::Unauthorized {
+                tenant: tenant_name,
+            },
+            http,
+        )
+    }
+
+    fn with_grant(grant: Grant, http: reqwest::Client) -> TokenCache {
         TokenCache {
-            creds,
+            grant,
             http,
             cached: Mutex::new(None),
         }
+    }
+
+    /// True for a delegated tenant's cache.
+    pub fn is_delegated(&self) -> bool {
+        !matches!(self.grant, Grant::App(_))
     }
 
     /// A valid access token, from the cache or freshly requested.
@@ -80,7 +248,19 @@ impl TokenCache {
                 return Ok(c.token.clone());
             }
         }
-        let (token, lifetime) = self.request().await?;
+        let (token, lifetime) = match &self.grant {
+            Grant::App(c) => self.client_credentials(c).await?,
+            Grant::Delegated {
+                app,
+                refresh_token,
+                on_rotate,
+            } => self.refresh(app, refresh_token, on_rotate.as_ref()).await?,
+            Grant::Unauthorized { tenant } => {
+                return Err(AuthError::NotAuthorized {
+                    tenant: tenant.clone(),
+                })
+            }
+        };
         *cached = Some(Cached {
             token: token.clone(),
             renew_at: Instant::now()
@@ -99,78 +279,90 @@ impl TokenCache {
         }
     }
 
-    async fn request(&self) -> Result<(String, Duration), AuthError> {
-        let c = &self.creds;
+    async fn client_credentials(
+        &self,
+        c: &AppCredentials,
+    ) -> Result<(String, Duration), AuthError> {
         if c.secrets.is_empty() {
             return Err(AuthError::NoSecret {
                 tenant: c.tenant_name.clone(),
             });
         }
-        let base = c.authority.trim_end_matches('/');
-        let token_url = TokenUrl::new(format!("{base}/{}/oauth2/v2.0/token", c.ms_tenant))
-            .map_err(|e| self.unreachable(e.to_string()))?;
-        let auth_url = AuthUrl::new(format!("{base}/{}/oauth2/v2.0/authorize", c.ms_tenant))
-            .map_err(|e| self.unreachable(e.to_string()))?;
-        let mut last_wrong_secret = None;
+        let mut last_wrong_secret = 7000215;
         for secret in &c.secrets {
-            let client = BasicClient::new(ClientId::new(c.client_id.clone()))
-                .set_client_secret(ClientSecret::new(secret.clone()))
-                .set_auth_uri(auth_url.clone())
-                .set_token_uri(token_url.clone())
-                .set_auth_type(AuthType::RequestBody);
-            let result = client
+            let result = c
+                .oauth_client(secret)?
                 .exchange_client_credentials()
-                .add_scope(Scope::new("https://graph.microsoft.com/.default".into()))
+                .add_scope(Scope::new(GRAPH_SCOPE.into()))
                 .request_async(&self.http)
                 .await;
             match result {
-                Ok(answer) => {
-                    let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(3599));
-                    return Ok((answer.access_token().secret().clone(), lifetime));
-                }
-                Err(RequestTokenError::ServerResponse(e)) => {
-                    let code = aadsts_code(e.error_description().map(String::as_str));
-                    match code {
-                        7000215 | 7000222 => {
-                            // This secret is wrong or expired: an older one may still work.
-                            last_wrong_secret = Some(code);
-                            continue;
-                        }
-                        700016 => {
-                            return Err(AuthError::UnknownApp {
-                                tenant: c.tenant_name.clone(),
-                                client_id: c.client_id.clone(),
-                            })
-                        }
-                        90002 => {
-                            return Err(AuthError::UnknownTenant {
-                                tenant: c.tenant_name.clone(),
-                            })
-                        }
-                        _ => {
-                            return Err(AuthError::Refused {
-                                tenant: c.tenant_name.clone(),
-                                error: e.error().to_string(),
-                                code,
-                            })
-                        }
-                    }
-                }
-                Err(RequestTokenError::Request(e)) => return Err(self.unreachable(e.to_string())),
-                Err(e) => return Err(self.unreachable(e.to_string())),
+                Ok(answer) => return Ok(access(&answer)),
+                Err(e) => match c.classify(e) {
+                    Ok(err) => return Err(err),
+                    // This secret is wrong or expired: an older one may still work.
+                    Err(code) => last_wrong_secret = code,
+                },
             }
         }
         Err(AuthError::WrongSecret {
             tenant: c.tenant_name.clone(),
-            code: last_wrong_secret.unwrap_or(7000215),
+            code: last_wrong_secret,
         })
     }
 
-    fn unreachable(&self, detail: String) -> AuthError {
-        AuthError::Unreachable {
-            tenant: self.creds.tenant_name.clone(),
-            authority: self.creds.authority.clone(),
-            detail,
+    async fn refresh(
+        &self,
+        c: &AppCredentials,
+        refresh_token: &std::sync::Mutex<String>,
+        on_rotate: Option<&RotationSink>,
+    ) -> Result<(String, Duration), AuthError> {
+        if c.secrets.is_empty() {
+            return Err(AuthError::NoSecret {
+                tenant: c.tenant_name.clone(),
+            });
         }
+        let current = RefreshToken::new(refresh_token.lock().expect("token lock").clone());
+        let mut last_wrong_secret = 7000215;
+        for secret in &c.secrets {
+            let result = c
+                .oauth_client(secret)?
+                .exchange_refresh_token(&current)
+                .add_scope(Scope::new(GRAPH_SCOPE.into()))
+                .add_scope(Scope::new(OFFLINE_ACCESS.into()))
+                .request_async(&self.http)
+                .await;
+            match result {
+                Ok(answer) => {
+                    if let Some(new) = answer.refresh_token() {
+                        let new = new.secret().clone();
+                        if new != *current.secret() {
+                            if let Some(sink) = on_rotate {
+                                // The old token stays valid a while, so a failed save is a
+                                // warning: this process goes on, the next one uses the old one.
+                                if let Err(e) = sink(new.clone()).await {
+                                    tracing::warn!(tenant = %c.tenant_name, "the rotated refresh token could not be stored: {e}");
+                                }
+                            }
+                            *refresh_token.lock().expect("token lock") = new;
+                        }
+                    }
+                    return Ok(access(&answer));
+                }
+                Err(e) => match c.classify(e) {
+                    Ok(err) => return Err(err),
+                    Err(code) => last_wrong_secret = code,
+                },
+            }
+        }
+        Err(AuthError::WrongSecret {
+            tenant: c.tenant_name.clone(),
+            code: last_wrong_secret,
+        })
     }
+}
+
+fn access(answer: &BasicTokenResponse) -> (String, Duration) {
+    let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(3599));
+    (answer.access_token().secret().clone(), lifetime)
 }

@@ -4,7 +4,7 @@
 /// Why getting a token failed, as precisely as Entra says (E11).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("tenant {tenant}: the client secret is wrong or expired (AADSTS{code}); add a current secret with `m365sync tenant secret add`")]
+    #[error("tenant {tenant}: {} (AADSTS{code}); add a current secret with `m365sync tenant secret add`", wrong_secret(code))]
     WrongSecret { tenant: String, code: u32 },
     #[error("tenant {tenant}: no app with client id {client_id} in that directory (AADSTS700016); check the client id and that an admin consented to the app")]
     UnknownApp { tenant: String, client_id: String },
@@ -16,6 +16,8 @@ pub enum AuthError {
         "tenant {tenant}: no client secret is stored; add one with `m365sync tenant secret add`"
     )]
     NoSecret { tenant: String },
+    #[error("tenant {tenant}: delegated, but no admin has authorized it yet; run `m365sync tenant authorize`")]
+    NotAuthorized { tenant: String },
     #[error(
         "tenant {tenant}: the identity platform refused the token request: {error} (AADSTS{code})"
     )]
@@ -32,7 +34,27 @@ pub enum AuthError {
     },
 }
 
+fn wrong_secret(code: &u32) -> &'static str {
+    if *code == 7000222 {
+        "every stored client secret has expired"
+    } else {
+        "the client secret is wrong (no stored secret is valid for this app)"
+    }
+}
+
 impl AuthError {
+    /// The AADSTS code Entra answered with, when there was one.
+    pub fn aadsts(&self) -> Option<u32> {
+        match self {
+            AuthError::WrongSecret { code, .. }
+            | AuthError::RefreshExpired { code, .. }
+            | AuthError::Refused { code, .. } => Some(*code),
+            AuthError::UnknownApp { .. } => Some(700016),
+            AuthError::UnknownTenant { .. } => Some(90002),
+            _ => None,
+        }
+    }
+
     /// True when retrying later may help (network trouble), false for configuration problems.
     pub fn is_transient(&self) -> bool {
         matches!(self, AuthError::Unreachable { .. })

@@ -1,14 +1,18 @@
-//! The Microsoft Graph client: tokens per tenant ([`auth`]), requests with Outlook-aware
+//! The Microsoft Graph client: tokens per tenant ([`auth`], built from the store by
+//! [`credentials`]; delegated consent through [`authorize`]), requests with Outlook-aware
 //! throttling and retries ([`client`]), and delta paging ([`delta`]). Errors ([`error`]) say
 //! which tenant or mailbox failed and what to do.
 
 pub mod auth;
+pub mod authorize;
 pub mod client;
+pub mod credentials;
 pub mod delta;
 pub mod error;
 
-pub use auth::{AppCredentials, TokenCache};
+pub use auth::{AppCredentials, DelegatedCredentials, TokenCache};
 pub use client::{ClientConfig, GraphClient, RawBody};
+pub use credentials::token_cache_for;
 pub use error::{AuthError, GraphError};
 
 /// An HTTP client for Graph and the identity platform, trusting `extra_ca` (PEM) besides the

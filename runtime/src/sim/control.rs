@@ -376,7 +376,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
                 }
             }
         }
-        ("POST", ["secrets", op @ ("revoke" | "add")]) => {
+        ("POST", ["secrets", op @ ("revoke" | "add" | "expire")]) => {
             let a = body!(TenantArg);
             let mut world = sim.world.lock().expect("world lock");
             let Some(t) = a.tenant.as_deref().and_then(|k| world.tenant_by_key(k)) else {
@@ -387,7 +387,18 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             else {
                 return bad("no such client_id in that tenant");
             };
-            if *op == "revoke" {
+            if *op == "expire" {
+                // The secret stays registered but is past its end date: AADSTS7000222.
+                let Some(s) = app
+                    .secrets
+                    .iter_mut()
+                    .find(|s| Some(&s.value) == a.secret.as_ref())
+                else {
+                    return bad("no such secret");
+                };
+                s.expires_at = Some(Utc::now().timestamp() - 1);
+                ok(json!({"ok": true}))
+            } else if *op == "revoke" {
                 let before = app.secrets.len();
                 app.secrets.retain(|s| Some(&s.value) != a.secret.as_ref());
                 if app.secrets.len() == before {

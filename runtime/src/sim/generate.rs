@@ -339,6 +339,8 @@ fn directory(world: &mut World, rng: &mut Rng, opts: &GenerateOptions, index: us
         redirect_uris: vec![
             "http://localhost/callback".into(),
             "http://localhost:8400/callback".into(),
+            // What `m365sync tenant authorize` listens on (any port: loopback ports are ignored).
+            "http://127.0.0.1/callback".into(),
         ],
         access_policy: None,
     });

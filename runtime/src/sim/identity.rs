@@ -463,7 +463,12 @@ pub fn authorize(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
             "The request body must contain the following parameter: 'redirect_uri'.",
         );
     };
-    if !app.redirect_uris.is_empty() && !app.redirect_uris.contains(&redirect_uri) {
+    if !app.redirect_uris.is_empty()
+        && !app
+            .redirect_uris
+            .iter()
+            .any(|r| redirect_matches(r, &redirect_uri))
+    {
         return aad_error(400, "invalid_request", 50011, &format!("The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'."));
     }
     let state = q("state");
@@ -504,6 +509,34 @@ pub fn authorize(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
         );
     }
     SimResponse::empty(302).with_header("location", &loc)
+}
+
+/// Whether `requested` matches the registered redirect URI. Entra ignores the port of a
+/// loopback redirect URI (`http://localhost`, `http://127.0.0.1`, `http://[::1]`), as RFC 8252
+/// asks, because native apps and CLIs listen on whatever port the system gives them; scheme,
+/// host and path must still match. Every other URI must match exactly.
+fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let loopback = |uri: &str| -> Option<(String, String)> {
+        let rest = uri.strip_prefix("http://")?;
+        let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let host = match authority.strip_prefix('[') {
+            Some(v6) => format!("[{}]", v6.split(']').next()?),
+            None => authority.split(':').next()?.to_string(),
+        };
+        matches!(
+            host.to_ascii_lowercase().as_str(),
+            "localhost" | "127.0.0.1" | "[::1]"
+        )
+        .then(|| (host.to_ascii_lowercase(), path.to_string()))
+    };
+    let path = |p: &str| p.trim_end_matches('/').to_string();
+    match (loopback(registered), loopback(requested)) {
+        (Some((h1, p1)), Some((h2, p2))) => h1 == h2 && path(&p1) == path(&p2),
+        _ => false,
+    }
 }
 
 /// Checks a Graph request's bearer token and returns who is calling, or Graph's 401.
@@ -557,4 +590,27 @@ pub fn authenticate(sim: &Sim, req: &SimRequest) -> Result<Caller, super::reques
             .unwrap_or_default(),
         user,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect_matches;
+
+    #[test]
+    fn loopback_redirects_match_on_any_port_and_nothing_else_does() {
+        let r = "http://127.0.0.1/callback";
+        assert!(redirect_matches(r, "http://127.0.0.1:53123/callback"));
+        assert!(redirect_matches(r, r));
+        assert!(!redirect_matches(r, "http://127.0.0.1:53123/other"));
+        assert!(!redirect_matches(r, "http://localhost:53123/callback"));
+        assert!(redirect_matches("http://[::1]/cb", "http://[::1]:9/cb"));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:8443/cb"
+        ));
+        assert!(!redirect_matches(
+            r,
+            "http://127.0.0.1.evil.example:80/callback"
+        ));
+    }
 }

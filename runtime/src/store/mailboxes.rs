@@ -38,6 +38,8 @@ pub struct Mailbox {
     pub health: String,
     pub health_detail: Option<String>,
     pub consecutive_failures: i64,
+    /// While set and in the future, the mailbox is resting after throttling or failures.
+    pub backoff_until_ms: Option<i64>,
     pub added_ms: i64,
 }
 
@@ -58,6 +60,7 @@ pub(crate) fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error
         health: r.try_get("health")?,
         health_detail: r.try_get("health_detail")?,
         consecutive_failures: r.try_get("consecutive_failures")?,
+        backoff_until_ms: r.try_get("backoff_until_ms")?,
         added_ms: r.try_get("added_ms")?,
     })
 }
@@ -165,5 +168,55 @@ impl Store {
             .iter()
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("email")?)))
             .collect::<Result<_, _>>()?)
+    }
+
+    /// A tenant's user by email (case-insensitive): its id.
+    pub async fn user_id(&self, tenant_id: i64, email: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query("SELECT id FROM users WHERE tenant_id = $1 AND email = $2")
+                .bind(tenant_id)
+                .bind(email.trim().to_ascii_lowercase())
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get("id"))
+                .transpose()?,
+        )
+    }
+
+    /// A tenant's mailbox by address (case-insensitive).
+    pub async fn mailbox_by_address(
+        &self,
+        tenant_id: i64,
+        address: &str,
+    ) -> Result<Option<Mailbox>, StoreError> {
+        Ok(
+            sqlx::query("SELECT * FROM mailboxes WHERE tenant_id = $1 AND address = $2")
+                .bind(tenant_id)
+                .bind(address.trim().to_ascii_lowercase())
+                .fetch_optional(self.pool())
+                .await?
+                .as_ref()
+                .map(mailbox_from)
+                .transpose()?,
+        )
+    }
+
+    /// Enables or disables one mailbox's sync; enabling also clears its failure state, so an
+    /// admin who fixed the cause gets a fresh start.
+    pub async fn set_mailbox_enabled(
+        &self,
+        mailbox_id: i64,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        let sql = if enabled {
+            "UPDATE mailboxes SET enabled = 1, health = 'healthy', health_detail = NULL, consecutive_failures = 0, backoff_until_ms = NULL WHERE id = $1"
+        } else {
+            "UPDATE mailboxes SET enabled = 0 WHERE id = $1"
+        };
+        sqlx::query(sql)
+            .bind(mailbox_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 }

@@ -48,21 +48,6 @@ pub enum MailboxOutcome {
 }
 
 impl Store {
-    /// Marks a tenant activated (E13): its initial sync date is fixed now (E4) and its first
-    /// run is due at once. Idempotent: activating again keeps the first dates.
-    pub async fn activate_tenant(&self, tenant_id: i64) -> Result<(), StoreError> {
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE tenants SET activated_ms = COALESCE(activated_ms, $1),
-                 initial_sync_ms = COALESCE(initial_sync_ms, $1), next_run_ms = NULL WHERE id = $2",
-        )
-        .bind(now)
-        .bind(tenant_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Makes a tenant's next run due now (a retry, or an admin's "sync now").
     pub async fn request_run(&self, tenant_id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE tenants SET next_run_ms = NULL WHERE id = $1")

@@ -264,6 +264,37 @@ impl Store {
         Ok(())
     }
 
+    /// Marks a tenant activated (E13): its first sync is due now and its schedule starts.
+    /// Returns false when it already was (activation is idempotent).
+    pub async fn activate_tenant(&self, tenant_id: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE tenants SET activated_ms = $1, next_run_ms = NULL WHERE id = $2 AND activated_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(tenant_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The labels and creation times of a tenant's secrets of one kind, newest first, without
+    /// opening them: what an admin may see.
+    pub async fn secret_labels(
+        &self,
+        tenant_id: i64,
+        kind: SecretKind,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT label, created_ms FROM tenant_secrets WHERE tenant_id = $1 AND kind = $2 ORDER BY created_ms DESC, id DESC")
+            .bind(tenant_id)
+            .bind(kind.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("label")?, r.try_get("created_ms")?)))
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Stores a client secret under `label`, encrypted; several may be valid at once (A1).
     pub async fn put_secret(
         &self,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use crate::graph::{AppCredentials, ClientConfig, GraphClient, TokenCache};
+use crate::graph::{token_cache_for, ClientConfig, GraphClient};
 use crate::plugin::bindings::types::{Effect as PEffect, Level, Rule, RuleTarget};
 use crate::plugin::call::CallContext;
 use crate::plugin::engine::PluginEngine;
@@ -18,7 +18,7 @@ use crate::plugin::host::{RuleDef, TenantData};
 use crate::plugin::{builtin, Kind, Plugin};
 use crate::store::mailboxes::Mailbox;
 use crate::store::rules::{Effect, RuleScope, Target};
-use crate::store::tenants::{SecretKind, Tenant, TenantSettings};
+use crate::store::tenants::{Tenant, TenantSettings};
 use crate::store::Store;
 
 use super::pipeline::{StageSlot, Stages, SyncError};
@@ -146,20 +146,7 @@ impl TenantContext {
     pub async fn build(env: &SyncEnv, tenant: Tenant) -> Result<TenantContext, SyncError> {
         let store = &env.store;
         let settings = store.settings(tenant.id).await?;
-        let secrets: Vec<String> = store
-            .secrets(tenant.id, SecretKind::ClientSecret)
-            .await?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect();
-        let creds = AppCredentials {
-            tenant_name: format!("{}/{}", tenant.org, tenant.name),
-            authority: tenant.authority.clone(),
-            ms_tenant: tenant.ms_tenant.clone(),
-            client_id: tenant.client_id.clone(),
-            secrets,
-        };
-        let tokens = Arc::new(TokenCache::new(creds, env.http.clone()));
+        let tokens = token_cache_for(store, &tenant, env.http.clone()).await?;
         let client = Arc::new(GraphClient::new(
             env.http.clone(),
             tokens,
