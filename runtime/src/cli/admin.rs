@@ -24,6 +24,20 @@ pub enum SyncCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Measure a backfill: a generated tenant (simulator in this process) into a fresh SQLite
+    /// file, through the default plugins and with the plugin stages bypassed.
+    Bench {
+        #[arg(long, default_value_t = 20)]
+        mailboxes: usize,
+        /// Messages each mailbox starts with.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// plugins, bypass, or both (each in its own process, so peak memory is its own).
+        #[arg(long, default_value = "both")]
+        variant: String,
+        #[arg(long, default_value_t = 100)]
+        page_size: i64,
+    },
 }
 
 /// `m365sync key ...`
@@ -101,15 +115,33 @@ pub fn key(cmd: KeyCommand) -> anyhow::Result<()> {
 
 /// `m365sync sync ...`.
 pub async fn sync(config: Option<&Path>, cmd: SyncCommand) -> anyhow::Result<()> {
-    let SyncCommand::Run {
-        org,
-        tenant,
-        mailbox,
-        json,
-    } = cmd;
+    match cmd {
+        SyncCommand::Run {
+            org,
+            tenant,
+            mailbox,
+            json,
+        } => sync_run(config, &org, &tenant, mailbox.as_deref(), json).await,
+        SyncCommand::Bench {
+            mailboxes,
+            messages,
+            variant,
+            page_size,
+        } => sync_bench(mailboxes, messages, &variant, page_size).await,
+    }
+}
+
+async fn sync_run(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    mailbox: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     let cfg = ServiceConfig::load(config)?;
     let store = Store::open(&cfg.database_url, cfg.secret_key()?).await?;
-    let tenant = store.tenant(&org, &tenant).await?;
+    let tenant = store.tenant(org, tenant).await?;
     if !tenant.enabled {
         anyhow::bail!(
             "tenant {} of org {org} is disabled; enable it first",
@@ -117,15 +149,38 @@ pub async fn sync(config: Option<&Path>, cmd: SyncCommand) -> anyhow::Result<()>
         );
     }
     let ca = cfg.extra_ca()?;
-    let env = m365sync::sync::run::SyncEnv {
+    let env = m365sync::sync::SyncEnv {
         store: store.clone(),
         engine: m365sync::plugin::engine::PluginEngine::new(
             m365sync::plugin::engine::EngineConfig::default(),
         )?,
         http: m365sync::graph::http_client(ca.as_deref())?,
     };
+    // A progress line on a terminal; nothing when piped (scripts read the report).
+    let progress: Option<m365sync::sync::run::Progress> =
+        std::io::stderr().is_terminal().then(|| {
+            Box::new(
+                |done: usize, total: usize, mailbox: &str, c: &m365sync::sync::pipeline::Counts| {
+                    let width = 24;
+                    let filled = done * width / total.max(1);
+                    eprint!(
+                        "\r[{}{}] {done}/{total} mailboxes  {mailbox}: {} synced\x1b[K",
+                        "#".repeat(filled),
+                        " ".repeat(width - filled),
+                        c.synced
+                    );
+                    if done == total {
+                        eprintln!();
+                    }
+                },
+            ) as m365sync::sync::run::Progress
+        });
+    let opts = m365sync::sync::run::RunOptions {
+        bypass_plugins: false,
+        progress,
+    };
     let report =
-        m365sync::sync::run::run_tenant(&env, &tenant, mailbox.as_deref(), "manual").await?;
+        m365sync::sync::run::run_tenant_with(&env, &tenant, mailbox, "manual", &opts).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -142,6 +197,9 @@ pub async fn sync(config: Option<&Path>, cmd: SyncCommand) -> anyhow::Result<()>
         for (mailbox, error) in &report.mailbox_errors {
             println!("  {mailbox}: {error}");
         }
+        for (mailbox, why) in &report.skipped {
+            println!("  {mailbox}: skipped: {why}");
+        }
     }
     if !report.mailbox_errors.is_empty() {
         anyhow::bail!(
@@ -150,4 +208,60 @@ pub async fn sync(config: Option<&Path>, cmd: SyncCommand) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+async fn sync_bench(
+    mailboxes: usize,
+    messages: usize,
+    variant: &str,
+    page_size: i64,
+) -> anyhow::Result<()> {
+    use m365sync::sync::bench::{backfill, SyncBenchOptions};
+    let one = |bypass: bool| SyncBenchOptions {
+        mailboxes,
+        messages,
+        bypass_plugins: bypass,
+        page_size,
+    };
+    match variant {
+        "plugins" | "bypass" => {
+            let report = backfill(&one(variant == "bypass")).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        "both" => {
+            // Each variant in its own process: peak memory is a per-process figure.
+            let exe = std::env::current_exe().context("cannot find this program")?;
+            let mut reports = Vec::new();
+            for v in ["plugins", "bypass"] {
+                let out = std::process::Command::new(&exe)
+                    .args(["sync", "bench", "--variant", v])
+                    .args(["--mailboxes", &mailboxes.to_string()])
+                    .args(["--messages", &messages.to_string()])
+                    .args(["--page-size", &page_size.to_string()])
+                    .output()
+                    .context("cannot start the benchmark's child process")?;
+                if !out.status.success() {
+                    anyhow::bail!(
+                        "the {v} variant failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .context("the benchmark's child printed no report")?;
+                reports.push(report);
+            }
+            let rate = |r: &serde_json::Value| r["messages_per_second"].as_f64().unwrap_or(0.0);
+            let cost = 1.0 - rate(&reports[0]) / rate(&reports[1]).max(f64::MIN_POSITIVE);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "runs": reports,
+                    "plugin_stage_cost_percent": (cost * 1000.0).round() / 10.0,
+                }))?
+            );
+            Ok(())
+        }
+        other => anyhow::bail!("--variant must be plugins, bypass or both, not '{other}'"),
+    }
 }

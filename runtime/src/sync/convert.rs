@@ -165,3 +165,35 @@ pub fn record_for_store(email: &Email, crm: &CrmEmail, decided_by: &str) -> Emai
         attachments: AttachmentSet::Untouched,
     }
 }
+
+/// The CRM record built natively, without the mapping plugin: the baseline the benchmark
+/// compares the plugin stages against (`m365sync sync bench`), never used by a tenant.
+pub fn crm_email_native(email: &Email) -> CrmEmail {
+    let of = |role: AddressRole| -> Vec<String> {
+        email
+            .addresses
+            .iter()
+            .filter(|a| a.role == role)
+            .map(|a| a.email.clone())
+            .collect()
+    };
+    CrmEmail {
+        external_id: email.id.clone(),
+        internet_message_id: email.internet_message_id.clone(),
+        conversation_id: email.conversation_id.clone(),
+        mailbox: email.mailbox.clone(),
+        direction: email.direction,
+        from: of(AddressRole::From).into_iter().next(),
+        to: of(AddressRole::To),
+        cc: of(AddressRole::Cc),
+        bcc: of(AddressRole::Bcc),
+        subject: email.subject.clone(),
+        description: email.preview.clone(),
+        sent: email.sent.clone(),
+        received: email.received.clone(),
+        importance: email.importance,
+        categories: email.categories.clone(),
+        attachment_count: email.attachments.len() as u32,
+        attachment_bytes: email.attachments.iter().map(|a| a.size).sum(),
+    }
+}

@@ -6,6 +6,7 @@
 //! [`stop`] carries SIGTERM to the work.
 
 pub mod attachments;
+pub mod bench;
 pub mod convert;
 pub mod mailbox;
 pub mod pipeline;

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::graph::delta::initial_url;
 use crate::graph::{GraphClient, GraphError};
-use crate::plugin::bindings::types::{Decision, Email};
+use crate::plugin::bindings::types::{Decision, Email, Verdict};
 use crate::plugin::call::CallContext;
 use crate::plugin::Plugin;
 use crate::store::schedule::Lease;
@@ -22,7 +22,7 @@ use crate::store::sync::{Cursor, Exclusion, FailedRecord, PageCommit};
 use crate::store::{now_ms, Store, StoreError};
 
 use super::attachments;
-use super::convert::{email_from_graph, record_for_store, Origin};
+use super::convert::{crm_email_native, email_from_graph, record_for_store, Origin};
 use super::stop::StopSignal;
 
 /// Why a folder's sync stopped.
@@ -65,6 +65,9 @@ pub struct Stages {
     pub exclusion: Arc<Plugin>,
     pub mapping: Arc<Plugin>,
     pub ctx: CallContext,
+    /// Keep everything and map natively, skipping both plugins: only the benchmark's
+    /// baseline (`m365sync sync bench --variant bypass`) sets it.
+    pub bypass: bool,
 }
 
 /// The tenant's current plugins. Replaced whole when an admin swaps a plugin; readers keep the
@@ -268,7 +271,18 @@ async fn process_page(
     let stages_excl = Arc::clone(&stages.exclusion);
     let stages_map = Arc::clone(&stages.mapping);
     let ctx = stages.ctx.clone();
+    let bypass = stages.bypass;
     let (emails, verdicts, mapped) = tokio::task::spawn_blocking(move || {
+        if bypass {
+            let keep = || Verdict {
+                decision: Decision::Keep,
+                rule: None,
+                reason: "bypass".into(),
+            };
+            let verdicts = emails.iter().map(|_| Ok(keep())).collect();
+            let mapped = emails.iter().map(|e| Ok(crm_email_native(e))).collect();
+            return (emails, verdicts, mapped);
+        }
         let verdicts = stages_excl.exclude_emails(&ctx, &emails).results;
         let kept: Vec<Email> = emails
             .iter()

@@ -46,6 +46,17 @@ pub async fn run_tenant(
     only_mailbox: Option<&str>,
     trigger: &str,
 ) -> Result<RunReport, SyncError> {
+    run_tenant_with(env, tenant, only_mailbox, trigger, &RunOptions::default()).await
+}
+
+/// [`run_tenant`] with options.
+pub async fn run_tenant_with(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    only_mailbox: Option<&str>,
+    trigger: &str,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
     let mailboxes: Vec<Mailbox> = env
         .store
         .mailboxes(tenant.id)
@@ -61,7 +72,19 @@ pub async fn run_tenant(
             )));
         }
     }
-    run_mailboxes(env, tenant, mailboxes, trigger).await
+    run_mailboxes_with(env, tenant, mailboxes, trigger, opts).await
+}
+
+/// Called as each mailbox finishes: (mailboxes done, mailboxes in the run, the mailbox's
+/// address, its counts). The CLI draws its progress line with it.
+pub type Progress = Box<dyn Fn(usize, usize, &str, &Counts) + Send + Sync>;
+
+/// How a one-off run goes.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Skip the plugin stages (keep all, map natively): the benchmark's baseline only.
+    pub bypass_plugins: bool,
+    pub progress: Option<Progress>,
 }
 
 /// Runs one sync of the given mailboxes of `tenant`: their failed records are retried and
@@ -72,9 +95,30 @@ pub async fn run_mailboxes(
     mailboxes: Vec<Mailbox>,
     trigger: &str,
 ) -> Result<RunReport, SyncError> {
+    run_mailboxes_with(env, tenant, mailboxes, trigger, &RunOptions::default()).await
+}
+
+/// [`run_mailboxes`] with options.
+pub async fn run_mailboxes_with(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    mailboxes: Vec<Mailbox>,
+    trigger: &str,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
     let store = &env.store;
     store.mark_initial_sync(tenant.id).await?;
-    let ctx = Arc::new(TenantContext::build(env, store.tenant_by_id(tenant.id).await?).await?);
+    let ctx = TenantContext::build(env, store.tenant_by_id(tenant.id).await?).await?;
+    if opts.bypass_plugins {
+        let s = ctx.stages.current();
+        ctx.stages.replace(super::pipeline::Stages {
+            exclusion: Arc::clone(&s.exclusion),
+            mapping: Arc::clone(&s.mapping),
+            ctx: s.ctx.clone(),
+            bypass: true,
+        });
+    }
+    let ctx = Arc::new(ctx);
     let run_id = store.begin_run(tenant.id, None, trigger).await?;
     let holder = format!("cli-{}", std::process::id());
     let mut report = RunReport {
@@ -109,6 +153,8 @@ pub async fn run_mailboxes(
     };
     let stop = StopSignal::never();
     let mut total = Counts::default();
+    let in_run = mine.len();
+    let mut done = 0;
     let mut queue = mine.into_iter();
     let mut set = JoinSet::new();
     loop {
@@ -135,6 +181,10 @@ pub async fn run_mailboxes(
             joined.map_err(|e| SyncError::Plugin(format!("a mailbox task panicked: {e}")))?;
         recorded?;
         total += result.counts;
+        done += 1;
+        if let Some(progress) = &opts.progress {
+            progress(done, in_run, &m.address, &result.counts);
+        }
         if let Some(e) = result.error {
             report
                 .mailbox_errors

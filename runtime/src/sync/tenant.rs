@@ -256,6 +256,7 @@ async fn load_stages(
             exclusion,
             mapping,
             ctx: CallContext::new(data, config),
+            bypass: false,
         },
         digests,
     ))

@@ -1,0 +1,149 @@
+//! The email sync benchmark (`m365sync sync bench`): a generated tenant served by the simulator
+//! in this process, backfilled into a fresh SQLite file through the default plugins, or with
+//! the plugin stages bypassed (the baseline that prices them). End to end: the simulator's own
+//! work is inside the figure, as it is in the goal.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::plugin::engine::{EngineConfig, PluginEngine};
+use crate::service::sandbox;
+use crate::sim::config::ProtocolConfig;
+use crate::sim::generate::GenerateOptions;
+use crate::sim::server::{serve, ServeOptions};
+use crate::sim::{Origin, Sim};
+use crate::store::{SecretKey, Store};
+
+use super::run::{run_mailboxes_with, RunOptions};
+use super::SyncEnv;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct SyncBenchOptions {
+    pub mailboxes: usize,
+    pub messages: usize,
+    pub bypass_plugins: bool,
+    pub page_size: i64,
+}
+
+/// One measured backfill.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncBenchReport {
+    pub variant: &'static str,
+    pub mailboxes: usize,
+    /// Messages the simulator holds in the synced folders.
+    pub processed: u64,
+    pub stored_emails: i64,
+    pub excluded: u64,
+    pub seconds: f64,
+    pub messages_per_second: f64,
+    /// The process's peak resident memory (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncBenchError {
+    #[error("benchmark setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Sync(#[from] super::pipeline::SyncError),
+}
+
+fn setup<E: std::fmt::Display>(e: E) -> SyncBenchError {
+    SyncBenchError::Setup(e.to_string())
+}
+
+/// Peak resident memory of this process, from /proc (0 where there is none).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Generates the tenant, then times one backfill of every mailbox.
+pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBenchError> {
+    let sim = Sim::new(
+        Origin::Generated(GenerateOptions {
+            users: opts.mailboxes,
+            shared: 0,
+            messages: opts.messages,
+            events: 0,
+            ..GenerateOptions::default()
+        }),
+        ProtocolConfig::default(),
+    );
+    let running = serve(
+        sim,
+        ServeOptions {
+            bind: "127.0.0.1:0".parse().expect("literal address"),
+            tls_dir: None,
+            public_url: None,
+        },
+    )
+    .await
+    .map_err(setup)?;
+    let dir = std::env::temp_dir().join(format!("m365sync-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(setup)?;
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let store = Store::open(&url, SecretKey::generate())
+        .await
+        .map_err(setup)?;
+    let tenant = sandbox::declare(&store, &running.sim)
+        .await
+        .map_err(setup)?;
+    let mut settings = store.settings(tenant.id).await.map_err(setup)?;
+    // Everything the simulator generated, however old.
+    settings.commencement_ms = Some(0);
+    settings.page_size = opts.page_size;
+    store
+        .set_settings(tenant.id, &settings)
+        .await
+        .map_err(setup)?;
+    let env = SyncEnv {
+        store: store.clone(),
+        engine: PluginEngine::new(EngineConfig::default()).map_err(setup)?,
+        http: crate::graph::http_client(None).map_err(setup)?,
+    };
+    let mailboxes = store.mailboxes(tenant.id).await.map_err(setup)?;
+    let run_opts = RunOptions {
+        bypass_plugins: opts.bypass_plugins,
+        progress: None,
+    };
+    let started = Instant::now();
+    let report = run_mailboxes_with(&env, &tenant, mailboxes, "bench", &run_opts).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let stored_emails = store.email_count(tenant.id).await.map_err(setup)?;
+    store.close().await;
+    running.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !report.mailbox_errors.is_empty() {
+        return Err(SyncBenchError::Setup(format!(
+            "mailboxes failed: {:?}",
+            report.mailbox_errors
+        )));
+    }
+    Ok(SyncBenchReport {
+        variant: if opts.bypass_plugins {
+            "plugin stages bypassed"
+        } else {
+            "default plugins"
+        },
+        mailboxes: opts.mailboxes,
+        processed: report.processed,
+        stored_emails,
+        excluded: report.excluded,
+        seconds,
+        messages_per_second: report.processed as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
