@@ -37,6 +37,10 @@ pub enum SyncCommand {
         variant: String,
         #[arg(long, default_value_t = 100)]
         page_size: i64,
+        /// Share of messages with attachments: 0 prices the message pipeline alone, 0.18 is
+        /// the simulator's usual mail.
+        #[arg(long, default_value_t = 0.0)]
+        attachment_rate: f64,
     },
 }
 
@@ -127,7 +131,8 @@ pub async fn sync(config: Option<&Path>, cmd: SyncCommand) -> anyhow::Result<()>
             messages,
             variant,
             page_size,
-        } => sync_bench(mailboxes, messages, &variant, page_size).await,
+            attachment_rate,
+        } => sync_bench(mailboxes, messages, &variant, page_size, attachment_rate).await,
     }
 }
 
@@ -215,6 +220,7 @@ async fn sync_bench(
     messages: usize,
     variant: &str,
     page_size: i64,
+    attachment_rate: f64,
 ) -> anyhow::Result<()> {
     use m365sync::sync::bench::{backfill, SyncBenchOptions};
     let one = |bypass: bool| SyncBenchOptions {
@@ -222,6 +228,7 @@ async fn sync_bench(
         messages,
         bypass_plugins: bypass,
         page_size,
+        attachment_rate,
     };
     match variant {
         "plugins" | "bypass" => {
@@ -239,6 +246,7 @@ async fn sync_bench(
                     .args(["--mailboxes", &mailboxes.to_string()])
                     .args(["--messages", &messages.to_string()])
                     .args(["--page-size", &page_size.to_string()])
+                    .args(["--attachment-rate", &attachment_rate.to_string()])
                     .output()
                     .context("cannot start the benchmark's child process")?;
                 if !out.status.success() {

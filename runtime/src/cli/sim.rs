@@ -92,7 +92,7 @@ impl WorldArgs {
                 shared: self.shared,
                 messages: self.messages,
                 events: self.events,
-                now: None,
+                ..GenerateOptions::default()
             }),
         })
     }

@@ -284,6 +284,16 @@ impl Store {
             .try_get("n")?)
     }
 
+    /// Bytes held in blobs (each distinct attachment once), for the benchmark and monitoring.
+    pub async fn blob_bytes(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM blobs")
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
+    }
+
     /// Of the emails with these correlation keys, those whose attachments need no new fetch:
     /// already listed, and nothing failed or was over a cap that now allows it. The pipeline
     /// asks before fetching, so the same message in ten mailboxes, or a message whose flags

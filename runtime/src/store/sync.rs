@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::attachments::{write_attachments, AttachmentSet};
-use super::{now_ms, Store, StoreError};
+use super::{now_ms, Backend, Store, StoreError};
 
 /// Where a folder's delta stands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -163,58 +163,7 @@ impl Store {
                 });
             }
         }
-        for e in &page.upserts {
-            let email_id: i64 = sqlx::query(
-                "INSERT INTO emails (org_id, tenant_id, correlation_key, internet_message_id, conversation_id, subject, sender,
-                     sent_ms, received_ms, record, decided_by, created_ms, updated_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-                 ON CONFLICT (tenant_id, correlation_key) DO UPDATE SET subject = excluded.subject, record = excluded.record,
-                     decided_by = excluded.decided_by, updated_ms = excluded.updated_ms
-                 RETURNING id",
-            )
-            .bind(page.org_id)
-            .bind(page.tenant_id)
-            .bind(e.correlation_key())
-            .bind(&e.internet_message_id)
-            .bind(&e.conversation_id)
-            .bind(&e.subject)
-            .bind(e.sender.to_ascii_lowercase())
-            .bind(e.sent_ms)
-            .bind(e.received_ms)
-            .bind(&e.record)
-            .bind(&e.decided_by)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?;
-            for (role, address, name) in &e.recipients {
-                sqlx::query("INSERT INTO email_recipients (email_id, role, address, name) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
-                    .bind(email_id)
-                    .bind(role)
-                    .bind(address.to_ascii_lowercase())
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms) VALUES ($1, $2, $3, $4, 0, $5)
-                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET email_id = excluded.email_id, folder = excluded.folder,
-                     removed = 0, updated_ms = excluded.updated_ms",
-            )
-            .bind(page.mailbox_id)
-            .bind(&e.graph_id)
-            .bind(email_id)
-            .bind(&page.folder)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            write_attachments(&mut tx, email_id, &e.attachments).await?;
-            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
-                .bind(page.mailbox_id)
-                .bind(&e.graph_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        write_upserts(&mut tx, self.backend(), page, now).await?;
         for graph_id in &page.removals {
             // Only this folder's copy: with immutable ids a message moved to another folder
             // keeps its id, and that folder's round may already have recorded the arrival.
@@ -438,4 +387,159 @@ pub(crate) fn run_from(r: &sqlx::any::AnyRow) -> Result<Run, sqlx::Error> {
         synced: r.try_get("synced")?,
         errors: r.try_get("errors")?,
     })
+}
+
+/// Rows per multi-row statement: far below SQLite's and PostgreSQL's parameter limits.
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// The `n`th (from 1) parameter marker. SQLite gets anonymous `?`: it finds a numbered
+/// parameter's name by a linear scan, which makes binding a statement of thousands of `$n`
+/// quadratic; anonymous markers bind in order at no cost. PostgreSQL needs `$n`.
+fn marker(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
+/// `($1, $2, ..), (..)` for `rows` rows of `cols` parameters, numbered from `first`.
+fn value_rows(backend: Backend, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| marker(backend, r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes a page's emails, recipients, mailbox links and attachments with a few multi-row
+/// statements per page instead of several per email: the page commit is the sync's hot path.
+/// Within a page the same message may appear twice (Graph replays); the last copy wins, as the
+/// row-at-a-time upserts did, and no statement touches one row twice (PostgreSQL refuses that).
+async fn write_upserts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    page: &PageCommit,
+    now: i64,
+) -> Result<(), StoreError> {
+    use std::collections::HashMap;
+    if page.upserts.is_empty() {
+        return Ok(());
+    }
+    // The last copy of each correlation key and of each Graph id.
+    let mut by_key: HashMap<String, &EmailRecord> = HashMap::new();
+    let mut key_order: Vec<String> = Vec::new();
+    for e in &page.upserts {
+        let key = e.correlation_key();
+        if by_key.insert(key.clone(), e).is_none() {
+            key_order.push(key);
+        }
+    }
+    let mut email_ids: HashMap<String, i64> = HashMap::new();
+    for chunk in key_order.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO emails (org_id, tenant_id, correlation_key, internet_message_id, conversation_id, subject, sender,
+                 sent_ms, received_ms, record, decided_by, created_ms, updated_ms)
+             VALUES {}
+             ON CONFLICT (tenant_id, correlation_key) DO UPDATE SET subject = excluded.subject, record = excluded.record,
+                 decided_by = excluded.decided_by, updated_ms = excluded.updated_ms
+             RETURNING id, correlation_key",
+            value_rows(backend, chunk.len(), 13)
+        );
+        let mut q = sqlx::query(&sql);
+        for key in chunk {
+            let e = by_key[key];
+            q = q
+                .bind(page.org_id)
+                .bind(page.tenant_id)
+                .bind(key.clone())
+                .bind(&e.internet_message_id)
+                .bind(&e.conversation_id)
+                .bind(&e.subject)
+                .bind(e.sender.to_ascii_lowercase())
+                .bind(e.sent_ms)
+                .bind(e.received_ms)
+                .bind(&e.record)
+                .bind(&e.decided_by)
+                .bind(now)
+                .bind(now);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            email_ids.insert(row.try_get("correlation_key")?, row.try_get("id")?);
+        }
+    }
+    let mut recipients: Vec<(i64, &str, String, &str)> = Vec::new();
+    for key in &key_order {
+        let e = by_key[key];
+        let id = email_ids[key];
+        for (role, address, name) in &e.recipients {
+            recipients.push((id, role, address.to_ascii_lowercase(), name));
+        }
+    }
+    recipients.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    recipients.dedup_by(|a, b| (a.0, a.1, &a.2) == (b.0, b.1, &b.2));
+    for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO email_recipients (email_id, role, address, name) VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(backend, chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, role, address, name) in chunk {
+            q = q.bind(*id).bind(*role).bind(address.clone()).bind(*name);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    let mut by_graph_id: HashMap<&str, i64> = HashMap::new();
+    let mut graph_order: Vec<&str> = Vec::new();
+    for e in &page.upserts {
+        let id = email_ids[&e.correlation_key()];
+        if by_graph_id.insert(&e.graph_id, id).is_none() {
+            graph_order.push(&e.graph_id);
+        }
+    }
+    for chunk in graph_order.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms) VALUES {}
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET email_id = excluded.email_id, folder = excluded.folder,
+                 removed = 0, updated_ms = excluded.updated_ms",
+            value_rows(backend, chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for graph_id in chunk {
+            q = q
+                .bind(page.mailbox_id)
+                .bind(*graph_id)
+                .bind(by_graph_id[graph_id])
+                .bind(&page.folder)
+                .bind(0i64)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for key in &key_order {
+        write_attachments(tx, email_ids[key], &by_key[key].attachments).await?;
+    }
+    // A record stored now is no longer owed a retry; most mailboxes have none to forget.
+    let owed: i64 = sqlx::query("SELECT COUNT(*) AS n FROM failed_records WHERE mailbox_id = $1")
+        .bind(page.mailbox_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    if owed > 0 {
+        for chunk in graph_order.chunks(ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| marker(backend, i + 2)).collect();
+            let sql = format!(
+                "DELETE FROM failed_records WHERE mailbox_id = {} AND graph_id IN ({})",
+                marker(backend, 1),
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(page.mailbox_id);
+            for graph_id in chunk {
+                q = q.bind(*graph_id);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
 }

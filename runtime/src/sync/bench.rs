@@ -25,6 +25,8 @@ pub struct SyncBenchOptions {
     pub messages: usize,
     pub bypass_plugins: bool,
     pub page_size: i64,
+    /// Share of messages with attachments (their bytes dominate when present).
+    pub attachment_rate: f64,
 }
 
 /// One measured backfill.
@@ -40,6 +42,26 @@ pub struct SyncBenchReport {
     pub messages_per_second: f64,
     /// The process's peak resident memory (VmHWM), MiB.
     pub peak_rss_mib: f64,
+    /// Attachment bytes stored (deduplicated), MiB.
+    pub attachment_mib: f64,
+    /// CPU seconds of the whole process (simulator, store, plugins), from /proc.
+    pub cpu_seconds: f64,
+    /// Seconds inside the exclusion and mapping stages (plugins, or the native baseline).
+    pub stage_seconds: f64,
+    /// The stages' share of the process's CPU time, percent.
+    pub stage_cpu_percent: f64,
+}
+
+/// User plus system CPU seconds of this process so far (0 where /proc is missing).
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Why the benchmark could not run.
@@ -77,6 +99,7 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
             shared: 0,
             messages: opts.messages,
             events: 0,
+            attachment_rate: opts.attachment_rate,
             ..GenerateOptions::default()
         }),
         ProtocolConfig::default(),
@@ -120,9 +143,13 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
         progress: None,
     };
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let report = run_mailboxes_with(&env, &tenant, mailboxes, "bench", &run_opts).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let stage_seconds = report.stage_micros as f64 / 1e6;
     let stored_emails = store.email_count(tenant.id).await.map_err(setup)?;
+    let attachment_mib = store.blob_bytes().await.map_err(setup)? as f64 / (1024.0 * 1024.0);
     store.close().await;
     running.stop();
     let _ = std::fs::remove_dir_all(&dir);
@@ -145,5 +172,9 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
         seconds,
         messages_per_second: report.processed as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
+        attachment_mib,
+        cpu_seconds: cpu,
+        stage_seconds,
+        stage_cpu_percent: 100.0 * stage_seconds / cpu.max(f64::MIN_POSITIVE),
     })
 }

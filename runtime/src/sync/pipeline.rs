@@ -130,6 +130,8 @@ pub struct Counts {
     pub excluded: u64,
     pub removed: u64,
     pub failed: u64,
+    /// Time spent inside the exclusion and mapping stages, microseconds (their price).
+    pub stage_micros: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -140,6 +142,7 @@ impl std::ops::AddAssign for Counts {
         self.excluded += o.excluded;
         self.removed += o.removed;
         self.failed += o.failed;
+        self.stage_micros += o.stage_micros;
     }
 }
 
@@ -272,7 +275,9 @@ async fn process_page(
     let stages_map = Arc::clone(&stages.mapping);
     let ctx = stages.ctx.clone();
     let bypass = stages.bypass;
-    let (emails, verdicts, mapped) = tokio::task::spawn_blocking(move || {
+    let (emails, verdicts, mapped, micros) = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let micros = || started.elapsed().as_micros() as u64;
         if bypass {
             let keep = || Verdict {
                 decision: Decision::Keep,
@@ -281,7 +286,8 @@ async fn process_page(
             };
             let verdicts = emails.iter().map(|_| Ok(keep())).collect();
             let mapped = emails.iter().map(|e| Ok(crm_email_native(e))).collect();
-            return (emails, verdicts, mapped);
+            let spent = micros();
+            return (emails, verdicts, mapped, spent);
         }
         let verdicts = stages_excl.exclude_emails(&ctx, &emails).results;
         let kept: Vec<Email> = emails
@@ -291,10 +297,12 @@ async fn process_page(
             .map(|(e, _)| e.clone())
             .collect();
         let mapped = stages_map.map_emails(&ctx, &kept).results;
-        (emails, verdicts, mapped)
+        let spent = micros();
+        (emails, verdicts, mapped, spent)
     })
     .await
     .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
+    counts.stage_micros += micros;
     let (excl_stamp, map_stamp) = (stamp(&stages.exclusion), stamp(&stages.mapping));
     let decided_by = format!("{excl_stamp}; {map_stamp}");
     let mut mapped = mapped.into_iter();

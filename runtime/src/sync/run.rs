@@ -33,6 +33,8 @@ pub struct RunReport {
     pub excluded: u64,
     pub removed: u64,
     pub failed: u64,
+    /// Time inside the exclusion and mapping stages, summed over mailboxes, microseconds.
+    pub stage_micros: u64,
     /// (mailbox, error) for mailboxes that could not be synced.
     pub mailbox_errors: Vec<(String, String)>,
     /// (mailbox, why) for mailboxes another process is working on.
@@ -129,6 +131,7 @@ pub async fn run_mailboxes_with(
         excluded: 0,
         removed: 0,
         failed: 0,
+        stage_micros: 0,
         mailbox_errors: Vec::new(),
         skipped: Vec::new(),
     };
@@ -198,5 +201,6 @@ pub async fn run_mailboxes_with(
     report.excluded = total.excluded;
     report.removed = total.removed;
     report.failed = total.failed;
+    report.stage_micros = total.stage_micros;
     Ok(report)
 }
