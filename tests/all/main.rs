@@ -23,3 +23,4 @@ mod store;
 mod support;
 mod sync_attachments;
 mod sync_email;
+mod sync_storms;

@@ -398,11 +398,29 @@ async fn two_processes_share_the_work_and_one_takes_over_from_the_other() {
     }
     assert!(holders.contains(&a.holder) && holders.contains(&b.holder));
     a.kill9();
-    wait_for(120, "the run to finish", || {
-        let (store, tenant) = (&db.store, &tenant);
-        async move { !finished_runs(store, tenant).await.is_empty() }
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while finished_runs(&db.store, &tenant).await.is_empty() {
+        if Instant::now() > deadline {
+            let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+            let state: Vec<(i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT id, health, pending_run_id, backoff_until_ms FROM mailboxes ORDER BY id",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            let leases: Vec<(i64, String, i64)> =
+                sqlx::query_as("SELECT mailbox_id, holder, expires_ms FROM leases")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            panic!(
+                "the survivor did not finish the run\nmailboxes {state:?}\nleases {leases:?}\nnow {}\nits log:\n{}",
+                chrono::Utc::now().timestamp_millis(),
+                b.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_matches_truth(&db, &s, &ids).await;
     // Never two workers on one mailbox at once: the completed syncs of a mailbox do not overlap.
     for (mailbox, mut spans) in sync_intervals(&db.store).await {

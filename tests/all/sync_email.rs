@@ -128,7 +128,7 @@ pub async fn assert_matches_truth(db: &TestDb, s: &TestSim, ids: &HashMap<String
     }
 }
 
-fn env(store: &Store) -> SyncEnv {
+pub fn env(store: &Store) -> SyncEnv {
     SyncEnv {
         store: store.clone(),
         engine: PluginEngine::new(EngineConfig::default()).unwrap(),

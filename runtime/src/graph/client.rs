@@ -1,7 +1,7 @@
 //! The Graph HTTP client: bearer tokens from the tenant's cache, at most a few requests in
 //! flight per mailbox and per tenant (Outlook allows 4 per app and mailbox), `Retry-After`
 //! honoured on 429 and 503, exponential backoff with jitter on other 5xx, network errors and
-//! cut-short bodies, and one silent token renewal on 401.
+//! cut-short bodies, and a silent token renewal on 401 (a few per request).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,9 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::auth::TokenCache;
+
+/// Token renewals one request may make on 401 answers before the 401 is its error.
+const MAX_RENEWALS_PER_REQUEST: u32 = 3;
 use super::error::GraphError;
 
 /// Limits and retry policy.
@@ -192,14 +195,14 @@ impl GraphClient {
         } else {
             format!("{}/{}", self.cfg.graph_url, url.trim_start_matches('/'))
         };
-        let mut renewed = false;
+        let mut renewals = 0u32;
         let mut last = (0u16, String::new());
         for attempt in 0..self.cfg.max_attempts {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
             match self
-                .attempt(mailbox, &url, prefer, &mut renewed, accept)
+                .attempt(mailbox, &url, prefer, &mut renewals, accept)
                 .await
             {
                 Attempt::Done(v) => return Ok(v),
@@ -228,7 +231,7 @@ impl GraphClient {
         mailbox: &str,
         url: &str,
         prefer: Option<&str>,
-        renewed: &mut bool,
+        renewals: &mut u32,
         accept: &Accept<T>,
     ) -> Attempt<T> {
         let _tenant = self
@@ -307,8 +310,10 @@ impl GraphClient {
         let (code, message) = error_parts(&body);
         let mailbox = mailbox.to_string();
         match status {
-            401 if !*renewed => {
-                *renewed = true;
+            // A token can expire (or be revoked) again while a request waits out throttling:
+            // renew on each 401, a few times, before calling it an authentication failure.
+            401 if *renewals < MAX_RENEWALS_PER_REQUEST => {
+                *renewals += 1;
                 self.stats.token_renewals.fetch_add(1, Ordering::Relaxed);
                 self.tokens.invalidate(&token).await;
                 Attempt::Retry {

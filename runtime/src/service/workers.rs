@@ -121,6 +121,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
         ttl_ms: shared.lease_ttl_ms(),
     };
     let started_ms = now_ms();
+    tracing::info!(mailbox = %mailbox.address, run = p.run_id, holder, "mailbox claimed");
     let span = tracing::info_span!("mailbox", tenant = %ctx.tenant.name, mailbox = %mailbox.address, run = p.run_id);
     let work = sync_mailbox(env, &ctx, &mailbox, p.run_id, Some(&lease), &shared.stop)
         .instrument(span.clone());
