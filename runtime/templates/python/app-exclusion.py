@@ -6,7 +6,9 @@ What it does (change it to your policy):
 - drops a record whose subject contains the configured `drop-subject` text, if set.
 
 The plugin runs in a sandbox with no files, network or clocks: `print()` fails the record, so
-log through `host.log(LogLevel.INFO, "...")`, which goes to the tenant's log.
+log through `host.log(LogLevel.INFO, "...")`, which goes to the tenant's log; and import modules
+at the top of a file (they are loaded when the component is built: an import while a batch runs
+looks for files and fails the record).
 """
 
 from typing import Iterable, List, Optional

@@ -5,7 +5,9 @@ HTML body is replaced by Graph's plain-text preview rather than converted, and t
 date is left for you to compute from `start` and the minutes.
 
 The plugin runs in a sandbox with no files, network or clocks: `print()` fails the record, so
-log through `host.log(LogLevel.INFO, "...")`, which goes to the tenant's log.
+log through `host.log(LogLevel.INFO, "...")`, which goes to the tenant's log; and import modules
+at the top of a file (they are loaded when the component is built: an import while a batch runs
+looks for files and fails the record).
 """
 
 from typing import List

@@ -3,7 +3,9 @@ Email, Alternate Email or contact-point email is one of its addresses. A sync us
 never matches, and each contact is matched once, through its first address.
 
 The plugin runs in a sandbox with no files, network or clocks: `print()` fails the record, so
-log through `host.log(LogLevel.INFO, "...")`, which goes to the tenant's log.
+log through `host.log(LogLevel.INFO, "...")`, which goes to the tenant's log; and import modules
+at the top of a file (they are loaded when the component is built: an import while a batch runs
+looks for files and fails the record).
 """
 
 from typing import List, Optional, Tuple
