@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Creates (idempotently) the repo's .venv and installs tests/python/requirements.txt into it.
-# The install is skipped while .venv/.requirements.stamp matches the requirements file and the
-# venv's Python version. Needs only python3 (3.11); PYTHON=... picks another interpreter.
+# Creates (idempotently) the repo's .venv and installs into it tests/python/requirements.txt
+# (the real-client tests) and examples/python-exclusion/requirements.txt (componentize-py, which
+# the plugin tests use to build Python components). The install is skipped while
+# .venv/.requirements.stamp matches the requirements files and the venv's Python version.
+# Needs only python3 (3.11); PYTHON=... picks another interpreter.
 # Usage: bash scripts/python-env.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
-req="$root/tests/python/requirements.txt"
+reqs=("$root/tests/python/requirements.txt" "$root/examples/python-exclusion/requirements.txt")
 stamp="$venv/.requirements.stamp"
 python="${PYTHON:-python3}"
 
@@ -32,11 +34,13 @@ if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     make_venv
 fi
 
-want="$(sha256sum "$req" | cut -d' ' -f1) $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
+want="$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1) $("$venv/bin/python" -c 'import sys; print(sys.version.split()[0])')"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req"
+args=()
+for req in "${reqs[@]}"; do args+=(-r "$req"); done
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "${args[@]}"
 echo "$want" > "$stamp"
-echo "python-env: installed $(grep -c '==' "$req") pinned packages into $venv"
+echo "python-env: installed $(cat "${reqs[@]}" | grep -c '==') pinned packages into $venv"

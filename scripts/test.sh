@@ -5,9 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --locked --bins
+
+# The Python tools come first: the plugin tests build Python components with componentize-py
+# (the example exclusion plugin and `plugin new --lang python` projects).
+bash scripts/python-env.sh
+export M365SYNC_COMPONENTIZE_PY="$PWD/.venv/bin/componentize-py"
+M365SYNC_PY_PLUGIN="$(bash scripts/build-python-plugin.sh)"
+export M365SYNC_PY_PLUGIN
+
 cargo test --locked --workspace -- --test-threads 2
 
 if [ -f tests/python/requirements.txt ]; then
-  bash scripts/python-env.sh
-  M365SYNC_BIN="$PWD/target/debug/m365sync" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
+  M365SYNC_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/m365sync" .venv/bin/python -m pytest tests/python -q -p no:cacheprovider
 fi

@@ -1,4 +1,4 @@
-//! `m365sync plugin test|bench|install|rollback|list|history`.
+//! `m365sync plugin new|test|bench|install|rollback|list|history`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,12 +7,29 @@ use clap::Subcommand;
 use m365sync::config::ServiceConfig;
 use m365sync::plugin::cases::CaseFile;
 use m365sync::plugin::engine::{EngineConfig, PluginEngine};
-use m365sync::plugin::{builtin, Kind, Plugin};
+use m365sync::plugin::scaffold::{self, Lang};
+use m365sync::plugin::{builtin, Kind, Plugin, PluginError};
 use m365sync::store::plugins::{NewPlugin, PluginScope};
 use m365sync::store::Store;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
+    /// Create a plugin project (Rust or Python) that builds and passes its own cases: a
+    /// minimal working implementation, the contract (wit/), cases.toml and a README with the
+    /// build and test commands. Refuses an existing directory.
+    New {
+        /// The plugin's name (lower-case letters, digits, '-'): its crate and describe() name.
+        name: String,
+        /// rust (cargo, wit-bindgen, wasm32-wasip2) or python (componentize-py).
+        #[arg(long)]
+        lang: Lang,
+        /// The slot: exclusion, mapping or matching.
+        #[arg(long, default_value = "exclusion")]
+        kind: Kind,
+        /// The project directory to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run a plugin on a case file and print what differs from the expected outputs; exits
     /// non-zero on any mismatch. FILE is a component (.wasm), or `builtin:exclusion`,
     /// `builtin:mapping`, `builtin:matching` for the default plugins.
@@ -205,7 +222,7 @@ async fn install(
         tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String, String)> {
             let engine = PluginEngine::new(EngineConfig::default())?;
             let plugin = Plugin::load(&engine, slot, &checked)
-                .with_context(|| format!("{file_name} is not a usable {slot} plugin"))?;
+                .map_err(|e| load_error(e, format!("{file_name} is not a usable {slot} plugin")))?;
             if let Some(text) = cases_text {
                 let case_file = CaseFile::parse(&text).context("the case file is not valid")?;
                 if case_file.kind != slot {
@@ -267,6 +284,12 @@ fn read_component(file: &str) -> anyhow::Result<(Vec<u8>, Option<&'static str>)>
 fn run_local(cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Test { file, cases } => test(&file, cases),
+        PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        } => new(name, lang, kind, dir),
         PluginCommand::Bench {
             batches,
             cache_dir,
@@ -290,6 +313,53 @@ fn run_local(cmd: PluginCommand) -> anyhow::Result<()> {
     }
 }
 
+fn new(name: String, lang: Lang, kind: Kind, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+    let project = scaffold::create(&scaffold::Options {
+        name: name.clone(),
+        lang,
+        kind,
+        dir,
+    })?;
+    let dir = project.dir.display();
+    println!("created the {lang} {kind} plugin {name} in {dir}:");
+    for f in &project.files {
+        println!("  {}", f.display());
+    }
+    let wasm = project.wasm.display();
+    println!("\nbuild and test it:\n  cd {dir}");
+    if lang == Lang::Python {
+        println!("  python3 -m venv .venv && .venv/bin/pip install -r requirements.txt");
+        println!(
+            "  .venv/{}",
+            project
+                .build
+                .replacen("componentize-py", "bin/componentize-py", 1)
+        );
+    } else {
+        println!("  {}", project.build);
+    }
+    println!("  m365sync plugin test {wasm} --cases cases.toml");
+    Ok(())
+}
+
+/// A load error with a hint for the usual cause: a componentize-py build without
+/// `--stub-wasi` imports filesystem and sockets, which the sandbox refuses.
+fn load_error(err: PluginError, what: String) -> anyhow::Error {
+    let python = matches!(&err, PluginError::ForbiddenImports(names)
+        if names.iter().any(|n| n.starts_with("wasi:filesystem/"))
+            && names.iter().any(|n| n.starts_with("wasi:sockets/")));
+    let err = anyhow::Error::new(err).context(what);
+    if python {
+        anyhow::anyhow!(
+            "{err:#}\nhint: built with componentize-py? `componentize --stub-wasi` builds a \
+             component that imports no files or sockets"
+        )
+    } else {
+        err
+    }
+}
+
 fn test(file: &str, cases: Option<PathBuf>) -> anyhow::Result<()> {
     let engine = PluginEngine::new(EngineConfig::default())?;
     let (bytes, builtin_cases) = read_component(file)?;
@@ -300,8 +370,12 @@ fn test(file: &str, cases: Option<PathBuf>) -> anyhow::Result<()> {
         (None, None) => bail!("say which cases to run: --cases cases.toml"),
     };
     let case_file = CaseFile::parse(&text).context("the case file is not valid")?;
-    let plugin = Plugin::load(&engine, case_file.kind, &bytes)
-        .with_context(|| format!("cannot load {file} as a {} plugin", case_file.kind))?;
+    let plugin = Plugin::load(&engine, case_file.kind, &bytes).map_err(|e| {
+        load_error(
+            e,
+            format!("cannot load {file} as a {} plugin", case_file.kind),
+        )
+    })?;
     let d = plugin.descriptor();
     println!(
         "{} {} ({} plugin, sha256 {})",

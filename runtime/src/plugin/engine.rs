@@ -72,15 +72,18 @@ impl PluginEngine {
     /// Builds the engine and starts its ticker thread.
     pub fn new(config: EngineConfig) -> Result<PluginEngine, PluginError> {
         let mut pool = PoolingAllocationConfig::default();
-        // A Rust or Python component has one to a few core instances, one memory, a few tables.
+        // A Rust component has a few core instances, one memory, a few tables. A Python one
+        // (componentize-py: CPython, its libc and the app as dynamically linked modules) has 38
+        // core instances: the pool allows 64 per component and counts are cheap (no memory is
+        // reserved per core instance), so every slot can hold a Python plugin.
         pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
+            .total_core_instances(config.max_instances * 64)
             .total_memories(config.max_instances * 2)
             .total_tables(config.max_instances * 8)
             .total_stacks(config.max_instances)
             .max_memories_per_component(4)
             .max_tables_per_component(16)
-            .max_core_instances_per_component(32)
+            .max_core_instances_per_component(64)
             .max_memory_size(config.max_memory_bytes);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)

@@ -16,6 +16,7 @@
 //! | [`cases`] | case files: run a plugin on inputs and diff against expected outputs |
 //! | [`bench`] | the figures of BENCHMARKS.md |
 //! | [`builtin`] | the default plugins, embedded in the binary |
+//! | [`scaffold`] | `plugin new`: a Rust or Python plugin project that builds and passes its cases |
 
 pub mod bench;
 pub mod bindings;
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod host;
 pub mod limits;
 pub mod sandbox;
+pub mod scaffold;
 
 pub use call::{Plugin, RecordError};
 pub use engine::{EngineConfig, PluginEngine};
