@@ -46,6 +46,9 @@ pub struct ServiceConfig {
     /// Seconds a mailbox lease lasts without renewal: how soon another process takes over
     /// the mailboxes of one that died.
     pub lease_secs: u64,
+    /// Where compiled plugins are kept, so a restart does not recompile them (default:
+    /// `$XDG_CACHE_HOME/m365sync/plugins`, else `~/.cache/m365sync/plugins`).
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 impl Default for ServiceConfig {
@@ -58,6 +61,7 @@ impl Default for ServiceConfig {
             workers: 8,
             admin_token_file: None,
             lease_secs: 30,
+            plugin_cache_dir: None,
         }
     }
 }
@@ -114,6 +118,20 @@ impl ServiceConfig {
             .ok()
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty()))
+    }
+
+    /// The plugin engine's settings: the defaults with the artifact cache directory.
+    pub fn engine_config(&self) -> crate::plugin::engine::EngineConfig {
+        let cache_dir = self.plugin_cache_dir.clone().or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|c| c.join("m365sync").join("plugins"))
+        });
+        crate::plugin::engine::EngineConfig {
+            cache_dir,
+            ..crate::plugin::engine::EngineConfig::default()
+        }
     }
 
     /// The extra CA certificate's bytes, if one is configured.

@@ -86,6 +86,8 @@ impl Serve {
             .args(["--ready-file", ready.to_str().unwrap()])
             .args(args)
             .env("M365SYNC_LOG", "info")
+            // One artifact cache for every test process: plugins compile once per build.
+            .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -591,6 +593,7 @@ async fn records_a_plugin_failed_on_are_retried() {
         let cfg = write_config(&dir.0, &db);
         let cli = |args: &[&str]| {
             Command::new(BIN)
+                .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
                 .args(["--config", cfg.to_str().unwrap()])
                 .args(args)
                 .output()

@@ -156,9 +156,7 @@ async fn sync_run(
     let ca = cfg.extra_ca()?;
     let env = m365sync::sync::SyncEnv {
         store: store.clone(),
-        engine: m365sync::plugin::engine::PluginEngine::new(
-            m365sync::plugin::engine::EngineConfig::default(),
-        )?,
+        engine: m365sync::plugin::engine::PluginEngine::new(cfg.engine_config())?,
         http: m365sync::graph::http_client(ca.as_deref())?,
     };
     // A progress line on a terminal; nothing when piped (scripts read the report).

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use m365sync::config::ServiceConfig;
 use m365sync::graph::http_client;
-use m365sync::plugin::engine::{EngineConfig, PluginEngine};
+use m365sync::plugin::engine::PluginEngine;
 use m365sync::store::logs::LogFilter;
 use m365sync::store::{now_ms, Store};
 use m365sync::sync::run::run_mailboxes;
@@ -189,7 +189,7 @@ pub async fn retry(config: Option<&Path>, a: RetryArgs) -> anyhow::Result<()> {
     let ca = cfg.extra_ca()?;
     let env = SyncEnv {
         store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default())?,
+        engine: PluginEngine::new(cfg.engine_config())?,
         http: http_client(ca.as_deref())?,
     };
     let mut reports = Vec::new();

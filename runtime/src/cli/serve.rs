@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use m365sync::config::ServiceConfig;
 use m365sync::graph::http_client;
-use m365sync::plugin::engine::{EngineConfig, PluginEngine};
+use m365sync::plugin::engine::PluginEngine;
 use m365sync::service::sandbox::{self, SandboxFiles};
 use m365sync::service::{Service, ServiceOptions};
 use m365sync::sim::config::ProtocolConfig;
@@ -112,7 +112,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     let ca = cfg.extra_ca()?;
     let env = SyncEnv {
         store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default())?,
+        engine: PluginEngine::new(cfg.engine_config())?,
         http: http_client(ca.as_deref())?,
     };
     let mut opts = ServiceOptions::new(Some(args.admin_listen.unwrap_or(cfg.admin_listen)), token);

@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::bindings::host;
 use super::host::HostState;
 use super::sandbox;
-use super::PluginError;
+use super::{Kind, Plugin, PluginError};
 
 /// Engine-wide settings: the pooling allocator's size and the epoch tick.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +66,9 @@ pub struct PluginEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<HostState>>,
     pub(crate) config: Arc<EngineConfig>,
+    /// Plugins already loaded, by slot and digest: every tenant run asks for its plugins, and
+    /// a loaded plugin (compiled code, `InstancePre`) serves any number of tenants.
+    loaded: Arc<std::sync::Mutex<std::collections::HashMap<(&'static str, String), Arc<Plugin>>>>,
 }
 
 impl PluginEngine {
@@ -114,7 +117,23 @@ impl PluginEngine {
             engine,
             linker: Arc::new(linker),
             config: Arc::new(config),
+            loaded: Arc::default(),
         })
+    }
+
+    /// The plugin of `bytes` for `kind`, loaded once per process and shared. Loading compiles
+    /// (or reads the artifact cache): CPU work for a blocking thread, not an async one.
+    pub fn load_shared(&self, kind: Kind, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        let key = (kind.world(), super::cache::digest(bytes));
+        if let Some(p) = self.loaded.lock().expect("plugin memo lock").get(&key) {
+            return Ok(Arc::clone(p));
+        }
+        let plugin = Arc::new(Plugin::load(self, kind, bytes)?);
+        self.loaded
+            .lock()
+            .expect("plugin memo lock")
+            .insert(key, Arc::clone(&plugin));
+        Ok(plugin)
     }
 
     /// Epoch ticks that cover `timeout` (at least one).

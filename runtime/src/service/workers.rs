@@ -123,21 +123,32 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
     let started_ms = now_ms();
     tracing::info!(mailbox = %mailbox.address, run = p.run_id, holder, "mailbox claimed");
     let span = tracing::info_span!("mailbox", tenant = %ctx.tenant.name, mailbox = %mailbox.address, run = p.run_id);
-    let work = sync_mailbox(env, &ctx, &mailbox, p.run_id, Some(&lease), &shared.stop)
-        .instrument(span.clone());
-    tokio::pin!(work);
-    let mut heartbeat = tokio::time::interval(shared.opts.lease_ttl / 3);
-    heartbeat.tick().await;
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            _ = heartbeat.tick() => {
-                if let Ok(false) = store.renew_lease(mailbox.id, &lease.holder, lease.ttl_ms).await {
-                    tracing::warn!("lease lost; the next commit will be refused and another worker goes on");
+    // The heartbeat is a task of its own: it must never wait inside this task, because its
+    // UPDATE can wait for the row lock that this task's open page transaction holds.
+    let heartbeat = {
+        let (store, lease) = (store.clone(), lease.clone());
+        let every = shared.opts.lease_ttl / 3;
+        let mailbox_id = mailbox.id;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(false) = store
+                    .renew_lease(mailbox_id, &lease.holder, lease.ttl_ms)
+                    .await
+                {
+                    tracing::warn!(
+                        mailbox = mailbox_id,
+                        "lease lost; the next commit will be refused and another worker goes on"
+                    );
+                    return;
                 }
             }
-        }
+        })
     };
+    let result = sync_mailbox(env, &ctx, &mailbox, p.run_id, Some(&lease), &shared.stop)
+        .instrument(span.clone())
+        .await;
+    heartbeat.abort();
     let _enter = span.enter();
     shared.metrics.add_counts(&result.counts);
     match &result.error {

@@ -80,8 +80,11 @@ impl Store {
         .bind(tenant_id)
         .bind(email.trim().to_ascii_lowercase())
         .bind(display_name)
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
         .try_get("id")?)
     }
 
@@ -101,8 +104,11 @@ impl Store {
             MailboxKind::Shared => "shared",
         })
         .bind(now_ms())
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
         .try_get("id")?)
     }
 

@@ -11,6 +11,11 @@
 //! per-page commit that upserts records and advances the cursor in one transaction;
 //! [`attachments`] the attachments written with it, their bytes content-addressed.
 
+// A rule for every module here: a statement with RETURNING is read with `fetch_all`, never
+// `fetch_one`/`fetch_optional`. SQLite completes (and, outside a transaction, commits) such a
+// statement only when it is stepped to the end; a half-read one leaves its connection holding
+// the write lock while it idles in the pool, and every other writer waits out busy_timeout.
+
 pub mod attachments;
 pub mod logs;
 pub mod mailboxes;

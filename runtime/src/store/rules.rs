@@ -98,8 +98,11 @@ impl Store {
             .bind(text(spec.target))
             .bind(spec.pattern.trim().to_ascii_lowercase())
             .bind(now_ms())
-            .fetch_one(self.pool())
+            .fetch_all(self.pool())
             .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
             .try_get("id")?)
     }
 

@@ -106,8 +106,11 @@ impl Store {
         .bind(tenant_id)
         .bind(trigger)
         .bind(now)
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
         .try_get("id")?;
         // A disabled mailbox owes nothing (it may have been disabled mid-run).
         sqlx::query(
@@ -217,8 +220,10 @@ impl Store {
         .bind(holder)
         .bind(now + ttl_ms)
         .bind(now)
-        .fetch_optional(self.pool())
-        .await?;
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .next();
         Ok(won.is_some())
     }
 

@@ -319,8 +319,11 @@ impl Store {
             .bind(mailbox_id)
             .bind(trigger)
             .bind(now_ms())
-            .fetch_one(self.pool())
+            .fetch_all(self.pool())
             .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
             .try_get("id")?)
     }
 

@@ -196,8 +196,11 @@ impl Store {
         .bind(&t.client_id)
         .bind(t.auth_mode.as_str())
         .bind(now_ms())
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
         .try_get("id")?;
         sqlx::query("INSERT INTO tenant_settings (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING")
             .bind(id)

@@ -43,13 +43,18 @@ async fn load_plugin(env: &SyncEnv, tenant: &Tenant, kind: Kind) -> Result<Arc<P
         Some(active) => env.store.plugin_wasm(&active.digest).await?,
         None => builtin::builtin(kind).wasm.to_vec(),
     };
-    let plugin = Plugin::load(&env.engine, kind, &bytes).map_err(|e| {
-        SyncError::Plugin(format!(
-            "tenant {}: the {kind} plugin cannot be loaded: {e}",
-            tenant.name
-        ))
-    })?;
-    Ok(Arc::new(plugin))
+    // Compiling is CPU work (seconds for a cold, unoptimised build): a blocking thread, so
+    // the service's heartbeats and API go on meanwhile.
+    let engine = env.engine.clone();
+    tokio::task::spawn_blocking(move || engine.load_shared(kind, &bytes))
+        .await
+        .map_err(|e| SyncError::Plugin(format!("loading a plugin panicked: {e}")))?
+        .map_err(|e| {
+            SyncError::Plugin(format!(
+                "tenant {}: the {kind} plugin cannot be loaded: {e}",
+                tenant.name
+            ))
+        })
 }
 
 async fn tenant_data(
