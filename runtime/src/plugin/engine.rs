@@ -68,8 +68,11 @@ pub struct PluginEngine {
     pub(crate) config: Arc<EngineConfig>,
     /// Plugins already loaded, by slot and digest: every tenant run asks for its plugins, and
     /// a loaded plugin (compiled code, `InstancePre`) serves any number of tenants.
-    loaded: Arc<std::sync::Mutex<std::collections::HashMap<(&'static str, String), Arc<Plugin>>>>,
+    loaded: Arc<std::sync::Mutex<LoadedPlugins>>,
 }
+
+/// Loaded plugins by (slot, digest).
+type LoadedPlugins = std::collections::HashMap<(&'static str, String), Arc<Plugin>>;
 
 impl PluginEngine {
     /// Builds the engine and starts its ticker thread.
