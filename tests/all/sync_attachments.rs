@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m365sync::graph::{http_client, AppCredentials, ClientConfig, GraphClient, TokenCache};
-use m365sync::plugin::engine::{EngineConfig, PluginEngine};
 use m365sync::sim::generate::GenerateOptions;
 use m365sync::sim::model::{AttachmentKind, Content};
 use m365sync::store::attachments::{
@@ -17,10 +16,10 @@ use m365sync::store::attachments::{
 };
 use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
 use m365sync::store::sync::{Cursor, EmailRecord, PageCommit};
-use m365sync::store::tenants::{AuthMode, NewTenant, SecretKind, Tenant, TenantSettings};
+use m365sync::store::tenants::{AuthMode, NewTenant, Tenant, TenantSettings};
 use m365sync::store::Store;
 use m365sync::sync::attachments::Fetcher;
-use m365sync::sync::run::{run_tenant, SyncEnv};
+use m365sync::sync::run::run_tenant;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -48,63 +47,14 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Declares the simulator's tenant (inbox only, the cap at 5 MB) and its people's mailboxes.
 async fn declare(store: &Store, s: &TestSim) -> (Tenant, HashMap<String, i64>) {
-    let t = store
-        .upsert_tenant(&NewTenant {
-            org: "acme".into(),
-            name: "main".into(),
-            ms_tenant: s.tenant_id.clone(),
-            authority: s.base.clone(),
-            graph_url: s.graph.clone(),
-            client_id: s.client_id.clone(),
-            auth_mode: AuthMode::App,
-        })
-        .await
-        .unwrap();
-    store
-        .put_secret(t.id, SecretKind::ClientSecret, "sim", &s.secret)
-        .await
-        .unwrap();
-    store
-        .set_settings(
-            t.id,
-            &TenantSettings {
-                internal_domains: vec!["contoso.example".into()],
-                folders: vec!["inbox".into()],
-                commencement_ms: Some(
-                    (chrono::Utc::now() - chrono::Duration::days(30)).timestamp_millis(),
-                ),
-                attachment_cap_bytes: CAP,
-                ..TenantSettings::default()
-            },
-        )
-        .await
-        .unwrap();
-    let mut ids = HashMap::new();
-    for mb in s.truth()["tenants"][0]["mailboxes"].as_array().unwrap() {
-        let upn = mb["upn"].as_str().unwrap();
-        let id = store
-            .upsert_mailbox(&NewMailbox {
-                tenant_id: t.id,
-                graph_id: upn.into(),
-                address: upn.into(),
-                display_name: upn.into(),
-                kind: MailboxKind::Person,
-            })
-            .await
-            .unwrap();
-        let user = store.upsert_user(t.id, upn, upn).await.unwrap();
-        store.link_mailbox(id, user).await.unwrap();
-        ids.insert(upn.to_string(), id);
-    }
-    (t, ids)
-}
-
-fn env(store: &Store) -> SyncEnv {
-    SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).unwrap(),
-        http: http_client(None).unwrap(),
-    }
+    let settings = TenantSettings {
+        internal_domains: vec!["contoso.example".into()],
+        folders: vec!["inbox".into()],
+        commencement_ms: Some((chrono::Utc::now() - chrono::Duration::days(30)).timestamp_millis()),
+        attachment_cap_bytes: CAP,
+        ..TenantSettings::default()
+    };
+    crate::sync_email::declare_with(store, s, &settings).await
 }
 
 /// The simulator's own bytes of a file attachment (its ground truth), by attachment name.
@@ -212,7 +162,7 @@ async fn attachments_are_stored_by_digest_skipped_with_reasons_and_fetched_once_
         assert_eq!(first_copies.len(), 2, "one copy per recipient: {first}");
         let (_, second_id) = copies(&second)[0].clone();
 
-        let env = env(&db.store);
+        let env = crate::sync_email::env(&db.store);
         let report = run_tenant(&env, &tenant, None, "manual").await.unwrap();
         assert!(
             report.mailbox_errors.is_empty(),
@@ -688,7 +638,7 @@ async fn attachments_come_through_faults_within_the_mailbox_limit_on_both_databa
             "rate_malformed": 0.2, "latency_ms": 5, "seed": 7}),
         )
         .await;
-        let report = run_tenant(&env(&db.store), &tenant, None, "manual")
+        let report = run_tenant(&crate::sync_email::env(&db.store), &tenant, None, "manual")
             .await
             .unwrap();
         assert!(

@@ -22,6 +22,37 @@ pub async fn declare(
     store: &Store,
     s: &TestSim,
 ) -> (m365sync::store::tenants::Tenant, HashMap<String, i64>) {
+    let settings = TenantSettings {
+        internal_domains: vec!["contoso.example".into()],
+        folders: FOLDERS.iter().map(|f| f.to_string()).collect(),
+        commencement_ms: Some(
+            (chrono::Utc::now() - chrono::Duration::days(400)).timestamp_millis(),
+        ),
+        page_size: 7,
+        ..TenantSettings::default()
+    };
+    let (t, ids) = declare_with(store, s, &settings).await;
+    store
+        .add_rule(
+            RuleScope::Org { org_id: t.org_id },
+            &RuleSpec {
+                effect: Effect::Exclude,
+                target: Target::Sender,
+                pattern: "*@marketweekly.example".into(),
+            },
+        )
+        .await
+        .unwrap();
+    (t, ids)
+}
+
+/// Declares the simulator's tenant with `settings` and no rules: its app secret and every
+/// mailbox, each linked to a user of its own address. Returns the mailbox ids by address.
+pub async fn declare_with(
+    store: &Store,
+    s: &TestSim,
+    settings: &TenantSettings,
+) -> (m365sync::store::tenants::Tenant, HashMap<String, i64>) {
     let t = store
         .upsert_tenant(&NewTenant {
             org: "acme".into(),
@@ -38,27 +69,7 @@ pub async fn declare(
         .put_secret(t.id, SecretKind::ClientSecret, "sim", &s.secret)
         .await
         .unwrap();
-    let settings = TenantSettings {
-        internal_domains: vec!["contoso.example".into()],
-        folders: FOLDERS.iter().map(|f| f.to_string()).collect(),
-        commencement_ms: Some(
-            (chrono::Utc::now() - chrono::Duration::days(400)).timestamp_millis(),
-        ),
-        page_size: 7,
-        ..TenantSettings::default()
-    };
-    store.set_settings(t.id, &settings).await.unwrap();
-    store
-        .add_rule(
-            RuleScope::Org { org_id: t.org_id },
-            &RuleSpec {
-                effect: Effect::Exclude,
-                target: Target::Sender,
-                pattern: "*@marketweekly.example".into(),
-            },
-        )
-        .await
-        .unwrap();
+    store.set_settings(t.id, settings).await.unwrap();
     let mut ids = HashMap::new();
     for mb in s.truth()["tenants"][0]["mailboxes"].as_array().unwrap() {
         let upn = mb["upn"].as_str().unwrap();

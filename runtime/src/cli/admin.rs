@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use m365sync::config::ServiceConfig;
+use m365sync::plugin::engine::PluginEngine;
 use m365sync::store::{SecretKey, Store};
+use m365sync::sync::SyncEnv;
 
 /// `m365sync sync ...`
 #[derive(Subcommand)]
@@ -70,6 +72,17 @@ pub(super) async fn open_with_http(
     let store = Store::open(&cfg.database_url, cfg.secret_key()?).await?;
     let ca = cfg.extra_ca()?;
     Ok((store, m365sync::graph::http_client(ca.as_deref())?))
+}
+
+/// What sync work needs, as the configuration describes it: the store, the plugin engine
+/// with its artifact cache, and an HTTP client trusting the configured extra CA.
+pub(super) fn sync_env(cfg: &ServiceConfig, store: Store) -> anyhow::Result<SyncEnv> {
+    let ca = cfg.extra_ca()?;
+    Ok(SyncEnv {
+        store,
+        engine: PluginEngine::new(cfg.engine_config())?,
+        http: m365sync::graph::http_client(ca.as_deref())?,
+    })
 }
 
 /// `m365sync apply FILE`.
@@ -153,12 +166,7 @@ async fn sync_run(
             tenant.name
         );
     }
-    let ca = cfg.extra_ca()?;
-    let env = m365sync::sync::SyncEnv {
-        store: store.clone(),
-        engine: m365sync::plugin::engine::PluginEngine::new(cfg.engine_config())?,
-        http: m365sync::graph::http_client(ca.as_deref())?,
-    };
+    let env = sync_env(&cfg, store)?;
     // A progress line on a terminal; nothing when piped (scripts read the report).
     let progress: Option<m365sync::sync::run::Progress> =
         std::io::stderr().is_terminal().then(|| {

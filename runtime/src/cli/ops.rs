@@ -5,12 +5,9 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Args;
 use m365sync::config::ServiceConfig;
-use m365sync::graph::http_client;
-use m365sync::plugin::engine::PluginEngine;
 use m365sync::store::logs::LogFilter;
 use m365sync::store::{now_ms, Store};
 use m365sync::sync::run::run_mailboxes;
-use m365sync::sync::SyncEnv;
 
 async fn open(config: Option<&Path>) -> anyhow::Result<(ServiceConfig, Store)> {
     let cfg = ServiceConfig::load(config)?;
@@ -186,12 +183,7 @@ pub async fn retry(config: Option<&Path>, a: RetryArgs) -> anyhow::Result<()> {
         println!("nothing to retry");
         return Ok(());
     }
-    let ca = cfg.extra_ca()?;
-    let env = SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(cfg.engine_config())?,
-        http: http_client(ca.as_deref())?,
-    };
+    let env = super::admin::sync_env(&cfg, store.clone())?;
     let mut reports = Vec::new();
     let mut failures = 0;
     for (tenant_id, ids, trigger) in plans {

@@ -8,8 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use m365sync::config::ServiceConfig;
-use m365sync::graph::http_client;
-use m365sync::plugin::engine::PluginEngine;
 use m365sync::service::sandbox::{self, SandboxFiles};
 use m365sync::service::{Service, ServiceOptions};
 use m365sync::sim::config::ProtocolConfig;
@@ -18,7 +16,6 @@ use m365sync::sim::server::{serve as serve_sim, ServeOptions};
 use m365sync::sim::{Origin, Sim};
 use m365sync::store::Store;
 use m365sync::sync::stop::{stop_pair, StopHandle};
-use m365sync::sync::SyncEnv;
 
 /// `m365sync serve` options.
 #[derive(Args)]
@@ -87,34 +84,23 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
             sandbox::prepare_files(&files, admin_listen, running.ca_cert.as_deref())?;
         let cfg = ServiceConfig::load(Some(&files.config))?;
         sim_running = Some(running);
-        (cfg, key, Some(token))
+        (cfg, key, token)
     } else {
         let cfg = ServiceConfig::load(config)?;
-        let token = cfg.admin_token()?;
-        if token.is_none() {
-            anyhow::bail!(
-                "the admin API needs a token: set admin_token_file in m365sync.toml (a file \
-                 holding at least 16 random characters) or M365SYNC_ADMIN_TOKEN"
-            );
-        }
+        // The token before the key: without a token nothing else is worth checking.
+        let token = cfg.admin_token()?.context(
+            "the admin API needs a token: set admin_token_file in m365sync.toml (a file \
+             holding at least 16 random characters) or M365SYNC_ADMIN_TOKEN",
+        )?;
         let key = cfg.secret_key()?;
         (cfg, key, token)
     };
-    let token = token.context(
-        "the admin API needs a token: set admin_token_file in m365sync.toml (a file holding \
-         at least 16 random characters) or M365SYNC_ADMIN_TOKEN",
-    )?;
     let store = Store::open(&cfg.database_url, key).await?;
     if let Some(running) = &sim_running {
         let tenant = sandbox::declare(&store, &running.sim).await?;
         tracing::info!(org = %tenant.org, tenant = %tenant.name, "sandbox tenant declared and activated");
     }
-    let ca = cfg.extra_ca()?;
-    let env = SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(cfg.engine_config())?,
-        http: http_client(ca.as_deref())?,
-    };
+    let env = super::admin::sync_env(&cfg, store.clone())?;
     let mut opts = ServiceOptions::new(Some(args.admin_listen.unwrap_or(cfg.admin_listen)), token);
     opts.workers = args.workers.unwrap_or(cfg.workers).max(1);
     opts.lease_ttl = Duration::from_secs(args.lease_secs.unwrap_or(cfg.lease_secs).max(2));

@@ -101,6 +101,17 @@ enum Attempt<T> {
     Fail(GraphError),
 }
 
+impl std::ops::AddAssign<&ClientStatsSnapshot> for ClientStatsSnapshot {
+    fn add_assign(&mut self, o: &ClientStatsSnapshot) {
+        self.requests += o.requests;
+        self.retries += o.retries;
+        self.throttled += o.throttled;
+        self.server_errors += o.server_errors;
+        self.network_errors += o.network_errors;
+        self.token_renewals += o.token_renewals;
+    }
+}
+
 impl GraphClient {
     /// A client for one tenant.
     pub fn new(http: reqwest::Client, tokens: Arc<TokenCache>, cfg: ClientConfig) -> GraphClient {

@@ -69,13 +69,7 @@ impl Contexts {
     pub async fn live_graph_stats(&self) -> ClientStatsSnapshot {
         let mut total = ClientStatsSnapshot::default();
         for ctx in self.all().await {
-            let s = ctx.client.stats();
-            total.requests += s.requests;
-            total.retries += s.retries;
-            total.throttled += s.throttled;
-            total.server_errors += s.server_errors;
-            total.network_errors += s.network_errors;
-            total.token_renewals += s.token_renewals;
+            total += &ctx.client.stats();
         }
         total
     }

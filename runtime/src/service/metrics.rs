@@ -26,12 +26,8 @@ pub struct Metrics {
     pub failed_records: AtomicU64,
     pub plugin_swaps: AtomicU64,
     pub workers_busy: AtomicU64,
-    pub graph_requests: AtomicU64,
-    pub graph_retries: AtomicU64,
-    pub graph_throttled: AtomicU64,
-    pub graph_server_errors: AtomicU64,
-    pub graph_network_errors: AtomicU64,
-    pub token_renewals: AtomicU64,
+    /// Graph counters of the clients of runs that are over (live ones are added at scrape).
+    retired_graph: std::sync::Mutex<ClientStatsSnapshot>,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -51,12 +47,7 @@ impl Metrics {
 
     /// Adds a retired Graph client's request counters.
     pub fn add_graph(&self, s: &ClientStatsSnapshot) {
-        add(&self.graph_requests, s.requests);
-        add(&self.graph_retries, s.retries);
-        add(&self.graph_throttled, s.throttled);
-        add(&self.graph_server_errors, s.server_errors);
-        add(&self.graph_network_errors, s.network_errors);
-        add(&self.token_renewals, s.token_renewals);
+        *self.retired_graph.lock().expect("metrics lock") += s;
     }
 
     /// The Prometheus exposition: counters plus `live_graph` (clients still in use) and the
@@ -68,6 +59,8 @@ impl Metrics {
         pending: i64,
     ) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut graph = self.retired_graph.lock().expect("metrics lock").clone();
+        graph += live_graph;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -134,32 +127,32 @@ impl Metrics {
         counter(
             "graph_requests_total",
             "Graph requests sent.",
-            g(&self.graph_requests) + live_graph.requests,
+            graph.requests,
         );
         counter(
             "graph_retries_total",
             "Graph requests retried.",
-            g(&self.graph_retries) + live_graph.retries,
+            graph.retries,
         );
         counter(
             "graph_throttled_total",
             "Graph answers of 429.",
-            g(&self.graph_throttled) + live_graph.throttled,
+            graph.throttled,
         );
         counter(
             "graph_server_errors_total",
             "Graph answers of 5xx.",
-            g(&self.graph_server_errors) + live_graph.server_errors,
+            graph.server_errors,
         );
         counter(
             "graph_network_errors_total",
             "Graph requests that failed in the network.",
-            g(&self.graph_network_errors) + live_graph.network_errors,
+            graph.network_errors,
         );
         counter(
             "token_renewals_total",
             "Access tokens requested.",
-            g(&self.token_renewals) + live_graph.token_renewals,
+            graph.token_renewals,
         );
         let _ = writeln!(
             out,

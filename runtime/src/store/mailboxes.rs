@@ -43,7 +43,7 @@ pub struct Mailbox {
     pub added_ms: i64,
 }
 
-pub(crate) fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
+fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
     Ok(Mailbox {
         id: r.try_get("id")?,
         tenant_id: r.try_get("tenant_id")?,
@@ -133,6 +133,16 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// One mailbox by id.
+    pub async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Mailbox, StoreError> {
+        let row = sqlx::query("SELECT * FROM mailboxes WHERE id = $1")
+            .bind(mailbox_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no mailbox with id {mailbox_id}")))?;
+        Ok(mailbox_from(&row)?)
     }
 
     /// A tenant's mailboxes, by address.

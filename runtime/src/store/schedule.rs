@@ -10,7 +10,6 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::mailboxes::Mailbox;
 use super::{now_ms, Store, StoreError};
 
 /// A worker's claim on a mailbox: who holds it and for how long each renewal extends it.
@@ -373,16 +372,6 @@ impl Store {
                 ))
             })?;
         Ok(super::sync::run_from(&row)?)
-    }
-
-    /// One mailbox by id.
-    pub async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Mailbox, StoreError> {
-        let row = sqlx::query("SELECT * FROM mailboxes WHERE id = $1")
-            .bind(mailbox_id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no mailbox with id {mailbox_id}")))?;
-        Ok(super::mailboxes::mailbox_from(&row)?)
     }
 
     /// Mailboxes per health, across every tenant (the service's gauges).

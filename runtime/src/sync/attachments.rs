@@ -56,12 +56,7 @@ pub async fn fetch_for_page(
     if wanted.is_empty() {
         return Ok(());
     }
-    // Read per page, so a changed cap applies from the next page on.
-    let cap = job
-        .store
-        .settings(job.tenant_id)
-        .await?
-        .attachment_cap_bytes;
+    let cap = job.attachment_cap;
     let keys: Vec<String> = wanted
         .iter()
         .map(|&i| upserts[i].correlation_key())

@@ -51,6 +51,7 @@ pub async fn sync_mailbox(
             user: ctx.mailbox_user(mailbox),
             folder,
             page_size: ctx.settings.page_size as usize,
+            attachment_cap: ctx.settings.attachment_cap_bytes,
             since: Some(ctx.since),
             run_id: Some(run_id),
             lease,

@@ -111,6 +111,8 @@ pub struct FolderJob<'a> {
     pub user: Option<&'a str>,
     pub folder: &'a str,
     pub page_size: usize,
+    /// The tenant's `attachment_cap_bytes`, as the run's settings say (E5).
+    pub attachment_cap: i64,
     /// The commencement date: the first round reaches back this far (E4).
     pub since: Option<DateTime<Utc>>,
     /// The run the work counts toward (failed records remember it for `m365sync retry`).

@@ -142,8 +142,6 @@ pub struct TenantContext {
     pub since: DateTime<Utc>,
     /// CRM user id to address, for records' owning user.
     pub user_email: HashMap<i64, String>,
-    /// The plugin digests the stages hold, to notice a swap.
-    pub plugin_digests: Vec<String>,
 }
 
 impl TenantContext {
@@ -163,7 +161,7 @@ impl TenantContext {
         ));
         let users = store.users(tenant.id).await?;
         let user_email: HashMap<i64, String> = users.iter().cloned().collect();
-        let (stages, plugin_digests) = load_stages(env, &tenant, &settings).await?;
+        let stages = load_stages(env, &tenant, &settings).await?;
         let anchor = tenant
             .initial_sync_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
@@ -179,7 +177,6 @@ impl TenantContext {
             stages: StageSlot::new(stages),
             since,
             user_email,
-            plugin_digests,
         })
     }
 
@@ -207,7 +204,7 @@ impl TenantContext {
         if digests == current {
             return Ok(false);
         }
-        let (stages, _) = load_stages(env, &self.tenant, &self.settings).await?;
+        let stages = load_stages(env, &self.tenant, &self.settings).await?;
         self.stages.replace(stages);
         Ok(true)
     }
@@ -231,7 +228,7 @@ async fn load_stages(
     env: &SyncEnv,
     tenant: &Tenant,
     settings: &TenantSettings,
-) -> Result<(Stages, Vec<String>), SyncError> {
+) -> Result<Stages, SyncError> {
     let store = &env.store;
     let users = store.users(tenant.id).await?;
     let sync_users = store
@@ -255,14 +252,10 @@ async fn load_stages(
     )]);
     let exclusion = load_plugin(env, tenant, Kind::Exclusion).await?;
     let mapping = load_plugin(env, tenant, Kind::Mapping).await?;
-    let digests = vec![exclusion.digest().to_string(), mapping.digest().to_string()];
-    Ok((
-        Stages {
-            exclusion,
-            mapping,
-            ctx: CallContext::new(data, config),
-            bypass: false,
-        },
-        digests,
-    ))
+    Ok(Stages {
+        exclusion,
+        mapping,
+        ctx: CallContext::new(data, config),
+        bypass: false,
+    })
 }
