@@ -101,6 +101,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0002_service.sql"),
         include_str!("../../../migrations/postgres/0002_service.sql"),
     ),
+    (
+        3,
+        "crm",
+        include_str!("../../../migrations/sqlite/0003_crm.sql"),
+        include_str!("../../../migrations/postgres/0003_crm.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
