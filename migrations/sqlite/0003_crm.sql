@@ -36,6 +36,14 @@ CREATE TABLE match_queue (
 );
 INSERT INTO match_queue (tenant_id, kind, record_id) SELECT tenant_id, 'email', id FROM emails;
 
+-- Who runs an org's matching job now (a lease that runs out can be taken over), so two
+-- processes never match the same org's records at once.
+CREATE TABLE match_leases (
+    org_id      BIGINT PRIMARY KEY REFERENCES orgs(id),
+    holder      TEXT NOT NULL,
+    expires_ms  BIGINT NOT NULL
+);
+
 -- A record the matching plugin failed on: kept out of the review list and retried by the next
 -- job.
 CREATE TABLE match_failures (

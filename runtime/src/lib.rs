@@ -9,6 +9,7 @@ pub mod admin;
 pub mod apply;
 pub mod config;
 pub mod graph;
+pub mod matching;
 pub mod plugin;
 pub mod service;
 pub mod sim;

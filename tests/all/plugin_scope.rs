@@ -53,6 +53,8 @@ fn a_tenant_a_plugin_cannot_see_tenant_b_contacts() {
             address(AddressRole::From, "kim@other.example"),
             address(AddressRole::To, "pat@client.example"),
         ],
+        conversation_id: None,
+        thread_matches: vec![],
     };
     let for_a = plugin.match_records(&a, std::slice::from_ref(&record));
     let ids: Vec<_> = for_a.results[0]
@@ -105,6 +107,8 @@ fn a_tenant_a_plugin_cannot_see_tenant_b_rules_or_sync_users() {
         record_id: "r".into(),
         user: None,
         addresses: vec![address(AddressRole::From, "user@b.example")],
+        conversation_id: None,
+        thread_matches: vec![],
     };
     let in_a = matching.match_records(&a, std::slice::from_ref(&record));
     assert_eq!(in_a.results[0].as_ref().unwrap().len(), 1);

@@ -4,6 +4,11 @@
 //! One host call per batch for the sync users and one for the contacts. A sync user's own
 //! address never makes a match (E9); when a contact carries one, the plugin logs a warning so
 //! the admin can fix the contact.
+//!
+//! Threads: a record that matches nothing by its own addresses inherits its thread's matches
+//! (those the host passes in `thread-matches`, or those of an earlier record of the same
+//! conversation in this batch), so a reply from a colleague's new address lands on the same
+//! timeline. The `inherit-thread` setting (default `true`) turns that off.
 
 mod bindings {
     wit_bindgen::generate!({ world: "matching", path: "../../wit" });
@@ -14,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use bindings::exports::m365sync::plugin::matching_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
-    AddressRole, ContactMatch, Descriptor, LogLevel, MatchField, MatchInput, PluginKind,
+    AddressRole, ConfigOption, ContactMatch, Descriptor, LogLevel, MatchField, MatchInput, PluginKind,
 };
 
 struct Plugin;
@@ -35,6 +40,7 @@ fn field_name(field: MatchField) -> &'static str {
         MatchField::Email => "Email",
         MatchField::AlternateEmail => "Alternate Email",
         MatchField::ContactPoint => "a contact-point email",
+        MatchField::Thread => "thread",
     }
 }
 
@@ -51,7 +57,12 @@ impl Guest for Plugin {
             name: "contact-matching".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Matching,
-            config: Vec::new(),
+            config: vec![ConfigOption {
+                key: "inherit-thread".into(),
+                description: "A record matching no contact by itself takes its thread's matches"
+                    .into(),
+                default: Some("true".into()),
+            }],
         }
     }
 
@@ -105,6 +116,9 @@ impl Guest for Plugin {
             }
         }
 
+        let inherit = host::config("inherit-thread").as_deref() != Some("false");
+        // The matches of each conversation seen so far in this batch, for replies later in it.
+        let mut threads: HashMap<String, Vec<ContactMatch>> = HashMap::new();
         batch
             .into_iter()
             .map(|input| {
@@ -131,10 +145,36 @@ impl Guest for Plugin {
                         });
                     }
                 }
+                if let Some(conversation) = input.conversation_id.as_deref().filter(|c| !c.is_empty()) {
+                    if matched.is_empty() && inherit {
+                        let known = threads.get(conversation).cloned();
+                        let from_thread = known.unwrap_or_else(|| input.thread_matches.clone());
+                        matched = inherited(from_thread);
+                    }
+                    if !matched.is_empty() {
+                        threads.insert(conversation.to_string(), matched.clone());
+                    }
+                }
                 Ok(matched)
             })
             .collect()
     }
+}
+
+/// A thread's matches as a reply's own: one per contact, marked as inherited.
+fn inherited(from_thread: Vec<ContactMatch>) -> Vec<ContactMatch> {
+    let mut out: Vec<ContactMatch> = Vec::new();
+    for m in from_thread {
+        if out.iter().any(|o| o.contact == m.contact) {
+            continue;
+        }
+        out.push(ContactMatch {
+            reason: format!("its thread is linked to contact {} ({})", m.contact, m.address),
+            field: MatchField::Thread,
+            ..m
+        });
+    }
+    out
 }
 
 bindings::export!(Plugin with_types_in bindings);

@@ -2,12 +2,14 @@
 
 mod admin;
 mod mailbox;
+mod matching;
 mod ops;
 mod plugin;
 mod rules;
 mod serve;
 mod sim;
 mod tenant;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 
@@ -100,6 +102,21 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
+    /// The matching job (E8): link stored emails to contacts now; measure it.
+    Match {
+        #[command(subcommand)]
+        command: matching::MatchCommand,
+    },
+    /// A user's review list of unmatched emails, and mapping them to a contact in bulk.
+    Review {
+        #[command(subcommand)]
+        command: matching::ReviewCommand,
+    },
+    /// Admin API tokens: an org's admin token, users' tokens (E12).
+    Token {
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -151,6 +168,9 @@ pub fn run() -> std::process::ExitCode {
             Command::Runs(args) => ops::runs(config.as_deref(), args).await,
             Command::Logs(args) => ops::logs(config.as_deref(), args).await,
             Command::Retry(args) => ops::retry(config.as_deref(), args).await,
+            Command::Match { command } => matching::run_match(config.as_deref(), command).await,
+            Command::Review { command } => matching::run_review(config.as_deref(), command).await,
+            Command::Token { command } => tokens::run(config.as_deref(), command).await,
         }
     });
     match result {

@@ -260,6 +260,8 @@ pub fn run(
                 record_id: e.id.clone(),
                 user: e.user.clone(),
                 addresses: e.addresses.clone(),
+                conversation_id: e.conversation_id.clone(),
+                thread_matches: Vec::new(),
             })
             .collect(),
         emails,

@@ -152,7 +152,7 @@ weigh_fields!(Email => id, mailbox, user, folder, addresses, subject, body, prev
     received, categories, headers, attachments, internet_message_id, conversation_id);
 weigh_fields!(Event => id, mailbox, user, subject, body, start, end, organizer, attendees,
     location, locations, recurrence, online_meeting_provider, online_meeting_url, categories);
-weigh_fields!(MatchInput => record_id, user, addresses);
+weigh_fields!(MatchInput => record_id, user, addresses, conversation_id, thread_matches);
 weigh_fields!(Verdict => rule, reason);
 weigh_fields!(CrmEmail => external_id, internet_message_id, conversation_id, mailbox, from, to,
     cc, bcc, subject, description, sent, received, categories);

@@ -1,6 +1,8 @@
 //! The admin HTTP API: health (open, for load balancers), Prometheus metrics, tenants,
-//! mailboxes with health, runs, logs, "sync now" and retries, all but health behind the admin
-//! bearer token. JSON in, JSON out; errors are `{"error": "..."}` with a fitting status.
+//! mailboxes with health, runs, logs, "sync now" and retries here; contacts, matching, review
+//! lists and tokens in [`super::api_crm`]. All but health need a bearer token, and what a
+//! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
+//! `{"error": "..."}` with a fitting status.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +18,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::store::logs::LogFilter;
-use crate::store::{now_ms, StoreError};
+use crate::store::{now_ms, Store, StoreError};
+
+use super::access::{authenticate, AccessError, Actor};
 
 use super::retry::{retry_run, retry_since};
 use super::Shared;
@@ -61,9 +65,9 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-type Answer = Response<Full<Bytes>>;
+pub(super) type Answer = Response<Full<Bytes>>;
 
-fn respond(status: StatusCode, body: Value) -> Answer {
+pub(super) fn respond(status: StatusCode, body: Value) -> Answer {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -71,11 +75,11 @@ fn respond(status: StatusCode, body: Value) -> Answer {
         .expect("static response parts")
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Answer {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Answer {
     respond(status, json!({ "error": message.into() }))
 }
 
-fn store_error(e: StoreError) -> Answer {
+pub(super) fn store_error(e: StoreError) -> Answer {
     match e {
         StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
         StoreError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
@@ -89,13 +93,13 @@ fn store_error(e: StoreError) -> Answer {
     }
 }
 
-/// Compares in time independent of where the strings differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// The answer to a refused request.
+pub(super) fn access_error(e: AccessError) -> Answer {
+    match e {
+        AccessError::Unauthenticated => error(StatusCode::UNAUTHORIZED, e.to_string()),
+        AccessError::Forbidden(m) => error(StatusCode::FORBIDDEN, m),
+        AccessError::Store(s) => store_error(s),
+    }
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
@@ -132,24 +136,33 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     if req.method() == Method::GET && segs == ["health"] {
         return health(shared).await;
     }
-    let authorized = req
+    let bearer = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same_secret(t.trim(), &shared.opts.admin_token));
-    if !authorized {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "send the admin token as 'Authorization: Bearer TOKEN' (see admin_token_file in m365sync.toml)",
-        );
-    }
-    let q = query(&req);
+        .map(str::to_string);
     let store = &shared.env.store;
+    let actor = match authenticate(store, &shared.opts.admin_token, bearer.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => return access_error(e),
+    };
+    let q = query(&req);
+    if matches!(segs.as_slice(), ["api", "orgs", ..] | ["api", "me", ..]) {
+        let method = req.method().clone();
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
+        return super::api_crm::route(shared, &actor, &method, &segs, &q, body).await;
+    }
+    if let Err(e) = allowed(store, &actor, req.method(), &segs).await {
+        return access_error(e);
+    }
     let result = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => return metrics(shared).await,
         (Method::GET, ["api", "tenants"]) => store
-            .tenants(q.get("org").map(String::as_str))
+            .tenants(actor.org_filter().or(q.get("org").map(String::as_str)))
             .await
             .map(|t| json!(t)),
         (Method::GET, ["api", "tenants", org, tenant, "mailboxes"]) => {
@@ -199,7 +212,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
                 }
             }
         }
-        (Method::GET, ["api", "logs"]) => logs(shared, &q).await,
+        (Method::GET, ["api", "logs"]) => logs(shared, &actor, &q).await,
         (Method::GET, ["api", "leases"]) => store.live_leases().await.map(|l| {
             json!(l
                 .into_iter()
@@ -263,8 +276,18 @@ async fn metrics(shared: &Shared) -> Answer {
         .expect("static response parts")
 }
 
-async fn logs(shared: &Shared, q: &HashMap<String, String>) -> Result<Value, StoreError> {
+async fn logs(
+    shared: &Shared,
+    actor: &Actor,
+    q: &HashMap<String, String>,
+) -> Result<Value, StoreError> {
     let store = &shared.env.store;
+    // An org admin reads its own org's lines, whatever the query names.
+    let mut q = q.clone();
+    if let Some(org) = actor.org_filter() {
+        q.insert("org".into(), org.to_string());
+    }
+    let q = &q;
     let mut filter = LogFilter {
         errors_only: q
             .get("errors_only")
@@ -284,4 +307,51 @@ async fn logs(shared: &Shared, q: &HashMap<String, String>) -> Result<Value, Sto
         (None, None) => {}
     }
     Ok(json!(store.logs(&filter).await?))
+}
+
+/// The most a request body may hold (a contact import).
+const MAX_BODY: usize = 32 << 20;
+
+/// Reads a request's body, bounded.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over {} MiB or was cut off; split the import",
+                MAX_BODY >> 20
+            ),
+        )),
+    }
+}
+
+/// Whether the actor may call one of this file's endpoints (E12).
+async fn allowed(
+    store: &Store,
+    actor: &Actor,
+    method: &Method,
+    segs: &[&str],
+) -> Result<(), AccessError> {
+    match (method, segs) {
+        (_, ["api", "tenants"]) | (_, ["api", "logs"]) => match actor {
+            Actor::User { .. } => actor.require_org_admin(""),
+            _ => Ok(()),
+        },
+        (_, ["api", "tenants", org, ..]) => actor.require_org_admin(org),
+        (_, ["api", "runs", id, ..]) => {
+            let Ok(id) = id.parse::<i64>() else {
+                return Ok(());
+            };
+            if matches!(actor, Actor::Admin) {
+                return Ok(());
+            }
+            let run = store.run(id).await?;
+            let tenant = store.tenant_by_id(run.tenant_id).await?;
+            actor.require_org_admin_id(tenant.org_id, &format!("run {id}"))
+        }
+        _ => actor.require_service_admin(),
+    }
 }

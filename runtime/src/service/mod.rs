@@ -7,8 +7,11 @@
 //! fetch in flight, gives its lease back, and the process exits; the next start resumes from
 //! the stored cursors.
 
+mod access;
 mod api;
+mod api_crm;
 mod contexts;
+mod matcher;
 pub mod metrics;
 mod plugin_watch;
 pub mod retry;
@@ -82,6 +85,8 @@ pub(crate) struct Shared {
     pub stop: StopSignal,
     pub contexts: contexts::Contexts,
     pub metrics: metrics::Metrics,
+    /// Pokes the matching task (a contact changed): it runs at once instead of next tick.
+    pub match_wake: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -114,10 +119,12 @@ impl Service {
             stop,
             contexts: contexts::Contexts::default(),
             metrics: metrics::Metrics::default(),
+            match_wake: tokio::sync::Notify::new(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(scheduler::scheduler(Arc::clone(&shared)));
         tasks.spawn(plugin_watch::plugin_watch(Arc::clone(&shared)));
+        tasks.spawn(matcher::matcher(Arc::clone(&shared)));
         for i in 0..shared.opts.workers.max(1) {
             tasks.spawn(workers::worker(Arc::clone(&shared), i));
         }

@@ -19,12 +19,15 @@
 pub mod attachments;
 pub mod logs;
 pub mod mailboxes;
+pub mod matching;
 pub mod plugins;
+pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod secrets;
 pub mod sync;
 pub mod tenants;
+pub mod tokens;
 
 use std::borrow::Cow;
 use std::str::FromStr;

@@ -116,6 +116,25 @@ impl Store {
             > 0)
     }
 
+    /// Removes a rule only if it is defined exactly at `scope`: a user removing one of their
+    /// personal rules cannot reach anyone else's. False when there is no such rule there.
+    pub async fn remove_rule_at(&self, scope: RuleScope, id: i64) -> Result<bool, StoreError> {
+        let (org, tenant, user) = scope.ids();
+        Ok(sqlx::query(
+            "DELETE FROM rules WHERE id = $1 AND org_id = $2
+               AND (($3 = 0 AND tenant_id IS NULL) OR tenant_id = $3)
+               AND (($4 = 0 AND user_id IS NULL) OR user_id = $4)",
+        )
+        .bind(id)
+        .bind(org)
+        .bind(tenant.unwrap_or(0))
+        .bind(user.unwrap_or(0))
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
     /// The rules defined exactly at `scope`.
     pub async fn rules_at(&self, scope: RuleScope) -> Result<Vec<Rule>, StoreError> {
         let (org, tenant, user) = scope.ids();

@@ -393,12 +393,12 @@ pub(crate) fn run_from(r: &sqlx::any::AnyRow) -> Result<Run, sqlx::Error> {
 }
 
 /// Rows per multi-row statement: far below SQLite's and PostgreSQL's parameter limits.
-const ROWS_PER_STATEMENT: usize = 200;
+pub(crate) const ROWS_PER_STATEMENT: usize = 200;
 
 /// The `n`th (from 1) parameter marker. SQLite gets anonymous `?`: it finds a numbered
 /// parameter's name by a linear scan, which makes binding a statement of thousands of `$n`
 /// quadratic; anonymous markers bind in order at no cost. PostgreSQL needs `$n`.
-fn marker(backend: Backend, n: usize) -> String {
+pub(crate) fn marker(backend: Backend, n: usize) -> String {
     match backend {
         Backend::Sqlite => "?".to_string(),
         Backend::Postgres => format!("${n}"),
@@ -406,12 +406,20 @@ fn marker(backend: Backend, n: usize) -> String {
 }
 
 /// `($1, $2, ..), (..)` for `rows` rows of `cols` parameters, numbered from `first`.
-fn value_rows(backend: Backend, rows: usize, cols: usize) -> String {
+pub(crate) fn value_rows(backend: Backend, rows: usize, cols: usize) -> String {
     (0..rows)
         .map(|r| {
             let cells: Vec<String> = (1..=cols).map(|c| marker(backend, r * cols + c)).collect();
             format!("({})", cells.join(", "))
         })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, .., $(first + n - 1)`: the markers of an `IN (..)` list.
+pub(crate) fn in_list(backend: Backend, first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| marker(backend, i))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -440,6 +448,7 @@ async fn write_upserts(
         }
     }
     let mut email_ids: HashMap<String, i64> = HashMap::new();
+    let mut new_ids: Vec<i64> = Vec::new();
     for chunk in key_order.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO emails (org_id, tenant_id, correlation_key, internet_message_id, conversation_id, subject, sender,
@@ -447,7 +456,7 @@ async fn write_upserts(
              VALUES {}
              ON CONFLICT (tenant_id, correlation_key) DO UPDATE SET subject = excluded.subject, record = excluded.record,
                  decided_by = excluded.decided_by, updated_ms = excluded.updated_ms
-             RETURNING id, correlation_key",
+             RETURNING id, correlation_key, created_ms",
             value_rows(backend, chunk.len(), 13)
         );
         let mut q = sqlx::query(&sql);
@@ -469,8 +478,25 @@ async fn write_upserts(
                 .bind(now);
         }
         for row in q.fetch_all(&mut **tx).await? {
-            email_ids.insert(row.try_get("correlation_key")?, row.try_get("id")?);
+            let id: i64 = row.try_get("id")?;
+            if row.try_get::<i64, _>("created_ms")? == now {
+                new_ids.push(id);
+            }
+            email_ids.insert(row.try_get("correlation_key")?, id);
         }
+    }
+    // New emails are owed a matching pass (E8): queued in this transaction, so the matching
+    // job sees every email exactly when it is committed, whichever process wrote it.
+    for chunk in new_ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO match_queue (tenant_id, kind, record_id) VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(backend, chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(page.tenant_id).bind("email").bind(*id);
+        }
+        q.execute(&mut **tx).await?;
     }
     let mut recipients: Vec<(i64, &str, String, &str)> = Vec::new();
     for key in &key_order {

@@ -34,7 +34,11 @@ pub struct SyncEnv {
 /// Six months, the default reach of a first sync (E4).
 const DEFAULT_REACH_DAYS: i64 = 182;
 
-async fn load_plugin(env: &SyncEnv, tenant: &Tenant, kind: Kind) -> Result<Arc<Plugin>, SyncError> {
+pub(crate) async fn load_plugin(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    kind: Kind,
+) -> Result<Arc<Plugin>, SyncError> {
     let bytes = match env
         .store
         .active_plugin(tenant.org_id, tenant.id, kind.world())

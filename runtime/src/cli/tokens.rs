@@ -1,0 +1,90 @@
+//! `m365sync token`: the admin API's org admin and user tokens (E12).
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+/// `m365sync token ...`
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it once (it is not stored, only its hash). Without --user: the
+    /// org's admin token; with --tenant and --user: that user's token (their review list and
+    /// personal exclusion rules only).
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, requires = "user")]
+        tenant: Option<String>,
+        #[arg(long, requires = "tenant")]
+        user: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// The org's tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a token by id; requests with it are refused from now on.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        id: i64,
+    },
+}
+
+pub async fn run(config: Option<&Path>, cmd: TokenCommand) -> anyhow::Result<()> {
+    let store = super::admin::open(config).await?;
+    match cmd {
+        TokenCommand::Create {
+            org,
+            tenant,
+            user,
+            label,
+        } => {
+            let org_id = store.org_id(&org).await?;
+            let user_id = match (&tenant, &user) {
+                (Some(tenant), Some(user)) => {
+                    let t = store.tenant(&org, tenant).await?;
+                    Some(store.user_id(t.id, user).await?.with_context(|| {
+                        format!(
+                            "no user {user} in tenant {tenant}; `m365sync user list` shows them"
+                        )
+                    })?)
+                }
+                _ => None,
+            };
+            let label = label.unwrap_or_else(|| match &user {
+                Some(u) => format!("user {u}"),
+                None => format!("{org} admin"),
+            });
+            let (id, token) = store.create_api_token(org_id, user_id, &label).await?;
+            eprintln!("token {id} ({label}); shown once, keep it safe:");
+            println!("{token}");
+        }
+        TokenCommand::List { org } => {
+            let org_id = store.org_id(&org).await?;
+            println!("{:<6} {:<10} {:<32} LABEL", "ID", "STATE", "USER");
+            for t in store.api_tokens(org_id).await? {
+                println!(
+                    "{:<6} {:<10} {:<32} {}",
+                    t.id,
+                    if t.revoked_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "live"
+                    },
+                    t.user.as_deref().unwrap_or("(org admin)"),
+                    t.label
+                );
+            }
+        }
+        TokenCommand::Revoke { org, id } => {
+            let org_id = store.org_id(&org).await?;
+            store.revoke_api_token(org_id, id).await?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}

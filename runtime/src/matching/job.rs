@@ -1,0 +1,255 @@
+//! One matching job for one org: under the org's matching lease, each tenant's owed records go
+//! through that tenant's matching plugin in batches, and each batch's matches are stored in
+//! one transaction that also takes the records off the queue.
+//!
+//! What a job owes, in order: records whose address belongs to a contact that changed (found
+//! through the recipients' address index: a re-match touches only them), records the plugin
+//! failed on in an earlier job, then every new record the sync queued.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::input::{accept, batch_addresses, batch_conversations, match_inputs, tenant_view};
+use crate::plugin::call::CallContext;
+use crate::plugin::{Kind, Plugin};
+use crate::store::matching::{ActivityKind, MatchOutcome};
+use crate::store::tenants::Tenant;
+use crate::store::{Store, StoreError};
+use crate::sync::pipeline::stamp;
+use crate::sync::pipeline::SyncError;
+use crate::sync::tenant::load_plugin;
+use crate::sync::SyncEnv;
+
+/// Records per plugin call and per transaction.
+const BATCH: i64 = 500;
+/// How long a job's hold on its org lasts without renewal (renewed every batch).
+const LEASE_MS: i64 = 60_000;
+
+/// Why a job could not run. A record the plugin fails on is not an error of the job: it is
+/// kept in `match_failures` and retried by the next one.
+#[derive(Debug, Error)]
+pub enum MatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("org '{org}': {message}")]
+    Plugin { org: String, message: String },
+    #[error("org '{org}': another process is running its matching job; it will pick up this work")]
+    Busy { org: String },
+}
+
+impl From<SyncError> for MatchError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Store(s) => MatchError::Store(s),
+            other => MatchError::Plugin {
+                org: String::new(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What one job did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MatchReport {
+    /// Records passed through a plugin.
+    pub records: u64,
+    /// Of those, linked to at least one contact.
+    pub matched: u64,
+    /// Of those, linked to nothing (they show in their user's review list).
+    pub unmatched: u64,
+    /// Records the plugin failed on (kept and retried by the next job).
+    pub failed: u64,
+    /// Links stored.
+    pub links: u64,
+    /// Addresses whose contacts changed, and the stored records they sent back for a pass.
+    pub changed_addresses: u64,
+    pub rematched_records: u64,
+    /// Warnings the plugin logged (E9: a contact carrying a sync user's address).
+    pub warnings: Vec<String>,
+    pub millis: u64,
+}
+
+/// Runs the org's matching job now: every tenant's owed records, until its queue is empty.
+/// `holder` names this process in the lease.
+pub async fn run_org(env: &SyncEnv, org: &str, holder: &str) -> Result<MatchReport, MatchError> {
+    let started = Instant::now();
+    let store = &env.store;
+    let org_id = store.org_id(org).await?;
+    if !store.claim_match_lease(org_id, holder, LEASE_MS).await? {
+        return Err(MatchError::Busy { org: org.into() });
+    }
+    let result = run_under_lease(env, org, org_id, holder).await;
+    store.release_match_lease(org_id, holder).await?;
+    let mut report = result?;
+    report.millis = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+async fn run_under_lease(
+    env: &SyncEnv,
+    org: &str,
+    org_id: i64,
+    holder: &str,
+) -> Result<MatchReport, MatchError> {
+    let store = &env.store;
+    let mut report = MatchReport::default();
+    let sync_users = store.org_sync_user_addresses(org_id).await?;
+    let changes = store.contact_changes(org_id).await?;
+    let changed: Vec<String> = changes.iter().map(|(a, _)| a.clone()).collect();
+    report.changed_addresses = changed.len() as u64;
+    for tenant in store.tenants(Some(org)).await? {
+        if !changed.is_empty() {
+            let ids = store.emails_with_addresses(tenant.id, &changed).await?;
+            report.rematched_records += ids.len() as u64;
+            store
+                .queue_for_matching(tenant.id, ActivityKind::Email, &ids)
+                .await?;
+        }
+        let retry: Vec<i64> = store
+            .match_failures(tenant.id)
+            .await?
+            .into_iter()
+            .filter(|(k, _, _)| *k == ActivityKind::Email)
+            .map(|(_, id, _)| id)
+            .collect();
+        store
+            .queue_for_matching(tenant.id, ActivityKind::Email, &retry)
+            .await?;
+        if store.match_queue_len(tenant.id).await? == 0 {
+            continue;
+        }
+        let plugin = load_plugin(env, &tenant, Kind::Matching)
+            .await
+            .map_err(|e| MatchError::Plugin {
+                org: org.into(),
+                message: e.to_string(),
+            })?;
+        drain_tenant(store, &tenant, &plugin, &sync_users, holder, &mut report).await?;
+    }
+    store.forget_contact_changes(org_id, &changes).await?;
+    Ok(report)
+}
+
+/// Passes a tenant's queued emails through its plugin until none is left.
+async fn drain_tenant(
+    store: &Store,
+    tenant: &Tenant,
+    plugin: &Arc<Plugin>,
+    sync_users: &[String],
+    holder: &str,
+    report: &mut MatchReport,
+) -> Result<(), MatchError> {
+    let decided_by = stamp(plugin);
+    loop {
+        if !store
+            .claim_match_lease(tenant.org_id, holder, LEASE_MS)
+            .await?
+        {
+            return Err(MatchError::Busy {
+                org: tenant.org.clone(),
+            });
+        }
+        let ids = store
+            .queued_for_matching(tenant.id, ActivityKind::Email, BATCH)
+            .await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let batch = store.email_candidates(tenant.id, &ids).await?;
+        let contacts = store
+            .contacts_for_matching(tenant.org_id, &batch_addresses(&batch))
+            .await?;
+        let threads = store
+            .thread_matches(tenant.id, &batch_conversations(&batch))
+            .await?;
+        // What the plugin may name: the batch's contacts and the threads' (with their entity).
+        let mut shown: HashMap<i64, Option<i64>> =
+            contacts.iter().map(|c| (c.id, c.entity_id)).collect();
+        for (_, m) in threads.values().flatten() {
+            shown.entry(m.contact_id).or_insert(m.entity_id);
+        }
+        let inputs = match_inputs(&batch, &threads);
+        let ctx = CallContext::new(
+            tenant_view(&tenant.org, &tenant.name, &contacts, sync_users),
+            BTreeMap::new(),
+        );
+        let call_plugin = plugin.clone();
+        let outcome = tokio::task::spawn_blocking(move || call_plugin.match_records(&ctx, &inputs))
+            .await
+            .map_err(|e| MatchError::Plugin {
+                org: tenant.org.clone(),
+                message: format!("the matching plugin's call panicked: {e}"),
+            })?;
+        for line in outcome.log {
+            if report.warnings.len() < 100 && !report.warnings.contains(&line.message) {
+                tracing::warn!(tenant = %tenant.name, "matching plugin: {}", line.message);
+                report.warnings.push(line.message);
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (candidate, answer) in batch.iter().zip(outcome.results) {
+            let result = answer
+                .map_err(|e| e.to_string())
+                .and_then(|ms| accept(ms, &shown));
+            match &result {
+                Ok(ms) if ms.is_empty() => report.unmatched += 1,
+                Ok(ms) => {
+                    report.matched += 1;
+                    report.links += ms.len() as u64;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(tenant = %tenant.name, record = candidate.id, "matching failed: {e}");
+                }
+            }
+            outcomes.push(MatchOutcome {
+                record_id: candidate.id,
+                occurred_ms: candidate.occurred_ms,
+                result,
+            });
+        }
+        // Records queued but no longer stored (none today) leave the queue too.
+        let stored: std::collections::HashSet<i64> = batch.iter().map(|c| c.id).collect();
+        let missing: Vec<i64> = ids
+            .iter()
+            .filter(|id| !stored.contains(id))
+            .copied()
+            .collect();
+        for id in missing {
+            outcomes.push(MatchOutcome {
+                record_id: id,
+                occurred_ms: 0,
+                result: Ok(Vec::new()),
+            });
+        }
+        report.records += batch.len() as u64;
+        store
+            .save_matches(tenant.id, ActivityKind::Email, &decided_by, &outcomes)
+            .await?;
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Runs the org's job, waiting out another process's hold for up to `wait`: what a caller that
+/// needs the result now (the CLI, a test) uses.
+pub async fn run_org_waiting(
+    env: &SyncEnv,
+    org: &str,
+    holder: &str,
+    wait: Duration,
+) -> Result<MatchReport, MatchError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match run_org(env, org, holder).await {
+            Err(MatchError::Busy { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,645 @@
+//! What the matching job (E8, E9) reads and writes: the queue of records owed a pass, the
+//! records' addresses, the contacts carrying them, the matches stored per record, and the
+//! per-org lease that keeps two processes from matching the same org at once.
+//!
+//! Matches made by the plugin (`source = 'plugin'`) are replaced whenever a record is matched
+//! again; matches a person made from the review list (`source = 'manual'`) are never touched
+//! by the job.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::sync::{in_list, marker, value_rows, ROWS_PER_STATEMENT};
+use super::{now_ms, Store, StoreError};
+
+/// The kinds of stored activity a contact's timeline holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivityKind {
+    Email,
+    Event,
+}
+
+impl ActivityKind {
+    /// The name stored in `kind` columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityKind::Email => "email",
+            ActivityKind::Event => "event",
+        }
+    }
+
+    fn parse(s: &str) -> ActivityKind {
+        if s == "event" {
+            ActivityKind::Event
+        } else {
+            ActivityKind::Email
+        }
+    }
+}
+
+/// A stored record as the matching plugin sees it.
+#[derive(Debug, Clone)]
+pub struct MatchCandidate {
+    pub id: i64,
+    /// The email's conversation (empty for events and for mail without one).
+    pub conversation_id: String,
+    /// When it happened (sent, or an event's start): a timeline's order.
+    pub occurred_ms: i64,
+    /// The address of the CRM user whose mailbox holds it, if one is linked.
+    pub user: Option<String>,
+    /// (role, address, name), addresses lower-case.
+    pub addresses: Vec<(String, String, String)>,
+}
+
+/// A contact as matching needs it: every address it can be reached by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchContact {
+    pub id: i64,
+    pub name: String,
+    pub entity_id: Option<i64>,
+    pub email: Option<String>,
+    pub alt_email: Option<String>,
+    pub contact_points: Vec<String>,
+}
+
+/// One link from a record to a contact, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredMatch {
+    pub contact_id: i64,
+    pub entity_id: Option<i64>,
+    pub address: String,
+    /// `email`, `alternate-email`, `contact-point`, `thread` or `manual`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// What one record's pass produced: its matches, or the plugin's error for it.
+#[derive(Debug, Clone)]
+pub struct MatchOutcome {
+    pub record_id: i64,
+    pub occurred_ms: i64,
+    pub result: Result<Vec<StoredMatch>, String>,
+}
+
+impl Store {
+    /// Takes (or keeps) the org's matching lease for `ttl_ms`; false while another holds it.
+    pub async fn claim_match_lease(
+        &self,
+        org_id: i64,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let won = sqlx::query(
+            "INSERT INTO match_leases (org_id, holder, expires_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (org_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+                 WHERE match_leases.expires_ms < $4 OR match_leases.holder = excluded.holder
+             RETURNING org_id",
+        )
+        .bind(org_id)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(!won.is_empty())
+    }
+
+    /// Gives the org's matching lease up, if `holder` still has it.
+    pub async fn release_match_lease(&self, org_id: i64, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM match_leases WHERE org_id = $1 AND holder = $2")
+            .bind(org_id)
+            .bind(holder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` records of a tenant still owed a matching pass, oldest first.
+    pub async fn queued_for_matching(
+        &self,
+        tenant_id: i64,
+        kind: ActivityKind,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record_id FROM match_queue WHERE tenant_id = $1 AND kind = $2 ORDER BY record_id LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(kind.as_str())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("record_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// How many records of a tenant are owed a matching pass.
+    pub async fn match_queue_len(&self, tenant_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM match_queue WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    /// Queues records for another pass (a re-match), in one statement per chunk.
+    pub async fn queue_for_matching(
+        &self,
+        tenant_id: i64,
+        kind: ActivityKind,
+        ids: &[i64],
+    ) -> Result<(), StoreError> {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO match_queue (tenant_id, kind, record_id) VALUES {} ON CONFLICT DO NOTHING",
+                value_rows(self.backend(), chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(tenant_id).bind(kind.as_str()).bind(*id);
+            }
+            q.execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// The emails `ids` of a tenant with their addresses, thread and owning user, in id order.
+    pub async fn email_candidates(
+        &self,
+        tenant_id: i64,
+        ids: &[i64],
+    ) -> Result<Vec<MatchCandidate>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let b = self.backend();
+        let list = in_list(b, 2, ids.len());
+        let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
+        let sql = format!(
+            "SELECT id, conversation_id, sent_ms FROM emails WHERE tenant_id = {} AND id IN ({list})",
+            marker(b, 1)
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.pool()).await? {
+            let id: i64 = r.try_get("id")?;
+            by_id.insert(
+                id,
+                MatchCandidate {
+                    id,
+                    conversation_id: r.try_get("conversation_id")?,
+                    occurred_ms: r.try_get("sent_ms")?,
+                    user: None,
+                    addresses: Vec::new(),
+                },
+            );
+        }
+        let list = in_list(b, 1, ids.len());
+        let sql = format!(
+            "SELECT email_id, role, address, name FROM email_recipients WHERE email_id IN ({list})"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.pool()).await? {
+            let id: i64 = r.try_get("email_id")?;
+            if let Some(c) = by_id.get_mut(&id) {
+                c.addresses.push((
+                    r.try_get("role")?,
+                    r.try_get("address")?,
+                    r.try_get("name")?,
+                ));
+            }
+        }
+        // The owning user: the first linked mailbox that holds a copy.
+        let sql = format!(
+            "SELECT em.email_id, MIN(u.email) AS user_email FROM email_mailboxes em
+             JOIN mailboxes m ON m.id = em.mailbox_id JOIN users u ON u.id = m.user_id
+             WHERE em.email_id IN ({list}) GROUP BY em.email_id"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.pool()).await? {
+            let id: i64 = r.try_get("email_id")?;
+            if let Some(c) = by_id.get_mut(&id) {
+                c.user = r.try_get("user_email")?;
+            }
+        }
+        let mut out: Vec<MatchCandidate> = by_id.into_values().collect();
+        out.sort_by_key(|c| c.id);
+        for c in &mut out {
+            c.addresses.sort();
+        }
+        Ok(out)
+    }
+
+    /// The ids of a tenant's stored emails that carry any of `addresses` (lower-case): what a
+    /// contact change can affect. Uses the recipients' address index, never a scan.
+    pub async fn emails_with_addresses(
+        &self,
+        tenant_id: i64,
+        addresses: &[String],
+    ) -> Result<Vec<i64>, StoreError> {
+        let b = self.backend();
+        let mut ids = Vec::new();
+        for chunk in addresses.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT DISTINCT r.email_id FROM email_recipients r JOIN emails e ON e.id = r.email_id
+                 WHERE e.tenant_id = {} AND r.address IN ({})",
+                marker(b, 1),
+                in_list(b, 2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant_id);
+            for a in chunk {
+                q = q.bind(a.as_str());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                ids.push(r.try_get("email_id")?);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// The org's contacts reachable by any of `addresses` (lower-case), by Email, Alternate
+    /// Email or a contact-point email, each once, with all of its addresses.
+    pub async fn contacts_for_matching(
+        &self,
+        org_id: i64,
+        addresses: &[String],
+    ) -> Result<Vec<MatchContact>, StoreError> {
+        let b = self.backend();
+        let mut ids: Vec<i64> = Vec::new();
+        for chunk in addresses.chunks(ROWS_PER_STATEMENT) {
+            let n = chunk.len();
+            let sql = format!(
+                "SELECT id FROM contacts WHERE org_id = {o} AND email IN ({l1})
+                 UNION SELECT id FROM contacts WHERE org_id = {o} AND alt_email IN ({l2})
+                 UNION SELECT c.id FROM contact_emails p JOIN contacts c ON c.id = p.contact_id
+                     WHERE c.org_id = {o} AND p.address IN ({l3})",
+                o = marker(b, 1),
+                l1 = in_list(b, 2, n),
+                l2 = in_list(b, 2 + n, n),
+                l3 = in_list(b, 2 + 2 * n, n),
+            );
+            // SQLite's anonymous markers bind in order of appearance: the org id is bound
+            // before each list there, once for PostgreSQL's numbered markers.
+            let mut q = sqlx::query(&sql);
+            match b {
+                super::Backend::Sqlite => {
+                    for _ in 0..3 {
+                        q = q.bind(org_id);
+                        for a in chunk {
+                            q = q.bind(a.as_str());
+                        }
+                    }
+                }
+                super::Backend::Postgres => {
+                    q = q.bind(org_id);
+                    for _ in 0..3 {
+                        for a in chunk {
+                            q = q.bind(a.as_str());
+                        }
+                    }
+                }
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                ids.push(r.try_get("id")?);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        self.match_contacts_by_id(&ids).await
+    }
+
+    /// Contacts with every address, by id.
+    pub async fn match_contacts_by_id(&self, ids: &[i64]) -> Result<Vec<MatchContact>, StoreError> {
+        let b = self.backend();
+        let mut out: Vec<MatchContact> = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let list = in_list(b, 1, chunk.len());
+            let sql = format!(
+                "SELECT id, name, entity_id, email, alt_email FROM contacts WHERE id IN ({list}) ORDER BY id"
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let first = out.len();
+            for r in q.fetch_all(self.pool()).await? {
+                out.push(MatchContact {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    entity_id: r.try_get("entity_id")?,
+                    email: r.try_get("email")?,
+                    alt_email: r.try_get("alt_email")?,
+                    contact_points: Vec::new(),
+                });
+            }
+            let sql = format!(
+                "SELECT contact_id, address FROM contact_emails WHERE contact_id IN ({list}) ORDER BY contact_id, address"
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            let index: HashMap<i64, usize> = out[first..]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.id, first + i))
+                .collect();
+            for r in q.fetch_all(self.pool()).await? {
+                let id: i64 = r.try_get("contact_id")?;
+                if let Some(&i) = index.get(&id) {
+                    out[i].contact_points.push(r.try_get("address")?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The direct matches (by an address, or made by a person; never ones inherited from a
+    /// thread, so links cannot feed on each other) stored for the emails of each of
+    /// `conversations` (a tenant's threads), with the email each belongs to.
+    pub async fn thread_matches(
+        &self,
+        tenant_id: i64,
+        conversations: &[String],
+    ) -> Result<HashMap<String, Vec<(i64, StoredMatch)>>, StoreError> {
+        let b = self.backend();
+        let mut out: HashMap<String, Vec<(i64, StoredMatch)>> = HashMap::new();
+        for chunk in conversations.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT e.conversation_id, m.record_id, m.contact_id, m.entity_id, m.address, m.field, m.reason
+                 FROM emails e JOIN activity_matches m ON m.kind = 'email' AND m.record_id = e.id
+                 WHERE e.tenant_id = {} AND m.field <> 'thread' AND e.conversation_id IN ({})
+                 ORDER BY e.conversation_id, e.sent_ms, m.contact_id",
+                marker(b, 1),
+                in_list(b, 2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant_id);
+            for c in chunk {
+                q = q.bind(c.as_str());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                out.entry(r.try_get("conversation_id")?).or_default().push((
+                    r.try_get("record_id")?,
+                    StoredMatch {
+                        contact_id: r.try_get("contact_id")?,
+                        entity_id: r.try_get("entity_id")?,
+                        address: r.try_get("address")?,
+                        field: r.try_get("field")?,
+                        reason: r.try_get("reason")?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores a batch's outcomes in one transaction: each matched record's plugin matches are
+    /// replaced (manual ones kept), each failed record is kept for a retry, and every record of
+    /// the batch leaves the queue.
+    pub async fn save_matches(
+        &self,
+        tenant_id: i64,
+        kind: ActivityKind,
+        decided_by: &str,
+        outcomes: &[MatchOutcome],
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let b = self.backend();
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let ids: Vec<i64> = outcomes.iter().map(|o| o.record_id).collect();
+        let matched: Vec<i64> = outcomes
+            .iter()
+            .filter(|o| o.result.is_ok())
+            .map(|o| o.record_id)
+            .collect();
+        for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM activity_matches WHERE kind = {} AND source = 'plugin' AND record_id IN ({})",
+                marker(b, 1),
+                in_list(b, 2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(kind.as_str());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let rows: Vec<(&MatchOutcome, &StoredMatch)> = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok().map(|ms| (o, ms)))
+            .flat_map(|(o, ms)| ms.iter().map(move |m| (o, m)))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+            let sql = format!(
+                "INSERT INTO activity_matches (kind, record_id, tenant_id, contact_id, entity_id, address, field, source,
+                     reason, decided_by, occurred_ms, at_ms)
+                 VALUES {} ON CONFLICT DO NOTHING",
+                value_rows(b, chunk.len(), 12)
+            );
+            let mut q = sqlx::query(&sql);
+            for (o, m) in chunk {
+                q = q
+                    .bind(kind.as_str())
+                    .bind(o.record_id)
+                    .bind(tenant_id)
+                    .bind(m.contact_id)
+                    .bind(m.entity_id)
+                    .bind(m.address.as_str())
+                    .bind(m.field.as_str())
+                    .bind("plugin")
+                    .bind(m.reason.as_str())
+                    .bind(decided_by)
+                    .bind(o.occurred_ms)
+                    .bind(now);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM match_failures WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
+                marker(b, 1),
+                marker(b, 2),
+                in_list(b, 3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind.as_str());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for o in outcomes {
+            if let Err(error) = &o.result {
+                sqlx::query(
+                    "INSERT INTO match_failures (tenant_id, kind, record_id, error, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5)
+                     ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET error = excluded.error,
+                         attempts = match_failures.attempts + 1, at_ms = excluded.at_ms",
+                )
+                .bind(tenant_id)
+                .bind(kind.as_str())
+                .bind(o.record_id)
+                .bind(error.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM match_queue WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
+                marker(b, 1),
+                marker(b, 2),
+                in_list(b, 3, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind.as_str());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the matching plugin failed on, to queue again at the start of the next job.
+    pub async fn match_failures(
+        &self,
+        tenant_id: i64,
+    ) -> Result<Vec<(ActivityKind, i64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, record_id, error FROM match_failures WHERE tenant_id = $1 ORDER BY record_id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    ActivityKind::parse(&r.try_get::<String, _>("kind")?),
+                    r.try_get("record_id")?,
+                    r.try_get("error")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The addresses whose contacts changed since the last job, with when each was recorded.
+    pub async fn contact_changes(&self, org_id: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, at_ms FROM contact_changes WHERE org_id = $1 ORDER BY address",
+        )
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("address")?, r.try_get("at_ms")?)))
+            .collect()
+    }
+
+    /// Forgets the changes a job has handled; one recorded again meanwhile (a later `at_ms`)
+    /// stays for the next job.
+    pub async fn forget_contact_changes(
+        &self,
+        org_id: i64,
+        handled: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for (address, at_ms) in handled {
+            sqlx::query(
+                "DELETE FROM contact_changes WHERE org_id = $1 AND address = $2 AND at_ms = $3",
+            )
+            .bind(org_id)
+            .bind(address.as_str())
+            .bind(*at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The addresses of every sync user of the org (users' own addresses and their linked
+    /// mailboxes'), lower-case: never a reason to match (E9).
+    pub async fn org_sync_user_addresses(&self, org_id: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT LOWER(u.email) AS address FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.org_id = $1
+             UNION SELECT LOWER(m.address) AS address FROM mailboxes m JOIN tenants t ON t.id = m.tenant_id
+                 WHERE t.org_id = $1 AND m.user_id IS NOT NULL",
+        )
+        .bind(org_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("address"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The matches of one record (an email's or event's), manual and plugin.
+    pub async fn record_matches(
+        &self,
+        kind: ActivityKind,
+        record_id: i64,
+    ) -> Result<Vec<(StoredMatch, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT contact_id, entity_id, address, field, reason, source FROM activity_matches
+             WHERE kind = $1 AND record_id = $2 ORDER BY contact_id",
+        )
+        .bind(kind.as_str())
+        .bind(record_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    StoredMatch {
+                        contact_id: r.try_get("contact_id")?,
+                        entity_id: r.try_get("entity_id")?,
+                        address: r.try_get("address")?,
+                        field: r.try_get("field")?,
+                        reason: r.try_get("reason")?,
+                    },
+                    r.try_get("source")?,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Store {
+    /// The orgs whose matching job has work: records queued or contacts changed.
+    pub async fn orgs_with_match_work(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.name FROM orgs o
+             WHERE EXISTS (SELECT 1 FROM match_queue q JOIN tenants t ON t.id = q.tenant_id WHERE t.org_id = o.id)
+                OR EXISTS (SELECT 1 FROM contact_changes c WHERE c.org_id = o.id)
+             ORDER BY o.name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("name"))
+            .collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,354 @@
+//! What people see of matching: a contact's timeline, each user's review list of unmatched
+//! emails, and the mass action that maps reviewed emails to a contact (E8, E12).
+//!
+//! Every read and write here takes the org (and, for a user, the user) it acts for, and an id
+//! outside that scope answers NotFound, the same as an id that does not exist: the admin API's
+//! isolation rests on these signatures.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::matching::ActivityKind;
+use super::sync::{in_list, marker};
+use super::{now_ms, Store, StoreError};
+
+/// A timeline entry: one activity linked to the contact.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineItem {
+    pub kind: ActivityKind,
+    pub record_id: i64,
+    /// When it happened (an email's sent time, an event's start), epoch ms.
+    pub occurred_ms: i64,
+    pub subject: String,
+    /// The email's sender or the event's organizer.
+    pub from: String,
+    /// How it was linked: `email`, `alternate-email`, `contact-point`, `thread` or `manual`.
+    pub field: String,
+    pub source: String,
+    pub reason: String,
+}
+
+/// Where a timeline page starts: strictly older than this (occurred_ms, record id).
+pub type TimelineCursor = (i64, i64);
+
+/// Which unmatched emails a review list shows.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewFilter {
+    /// Sent at or after (epoch ms).
+    pub since_ms: Option<i64>,
+    /// Sent before (epoch ms).
+    pub until_ms: Option<i64>,
+    /// Only senders of this domain (`client.example`).
+    pub sender_domain: Option<String>,
+    /// Strictly older than this (sent_ms, email id): the next page.
+    pub before: Option<(i64, i64)>,
+    pub limit: i64,
+}
+
+/// An email waiting in a review list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewItem {
+    pub email_id: i64,
+    pub subject: String,
+    pub sender: String,
+    pub sent_ms: i64,
+    /// The user's mailbox that holds it.
+    pub mailbox: String,
+}
+
+/// Who a mass action acts for: an org's admin, or one of its users (their own mail only).
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewScope {
+    pub org_id: i64,
+    pub user_id: Option<i64>,
+}
+
+/// What a mass mapping did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MapReport {
+    pub mapped: u64,
+    /// Already linked to that contact.
+    pub already: u64,
+    /// Addresses added to the contact as contact-point emails.
+    pub added_addresses: Vec<String>,
+    /// Addresses not added: a sync user's own (E9) or already the contact's.
+    pub refused_addresses: Vec<(String, String)>,
+}
+
+impl Store {
+    /// The contact's id if it belongs to the org, NotFound otherwise (whatever the reason).
+    async fn contact_in_org(
+        &self,
+        org_id: i64,
+        contact_id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT entity_id FROM contacts WHERE id = $1 AND org_id = $2")
+            .bind(contact_id)
+            .bind(org_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no contact {contact_id} in this org")))?;
+        Ok(row.try_get("entity_id")?)
+    }
+
+    /// A contact's activities, newest first, `limit` at a time from `before`.
+    pub async fn timeline(
+        &self,
+        org_id: i64,
+        contact_id: i64,
+        before: Option<TimelineCursor>,
+        limit: i64,
+    ) -> Result<Vec<TimelineItem>, StoreError> {
+        self.contact_in_org(org_id, contact_id).await?;
+        let (at, id) = before.unwrap_or((i64::MAX, i64::MAX));
+        let rows = sqlx::query(
+            "SELECT a.kind, a.record_id, a.occurred_ms, a.field, a.source, a.reason,
+                    COALESCE(e.subject, '') AS subject, COALESCE(e.sender, '') AS sender
+             FROM activity_matches a LEFT JOIN emails e ON a.kind = 'email' AND e.id = a.record_id
+             WHERE a.contact_id = $1 AND (a.occurred_ms < $2 OR (a.occurred_ms = $2 AND a.record_id < $3))
+             ORDER BY a.occurred_ms DESC, a.record_id DESC LIMIT $4",
+        )
+        .bind(contact_id)
+        .bind(at)
+        .bind(id)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok(TimelineItem {
+                    kind: if kind == "event" {
+                        ActivityKind::Event
+                    } else {
+                        ActivityKind::Email
+                    },
+                    record_id: r.try_get("record_id")?,
+                    occurred_ms: r.try_get("occurred_ms")?,
+                    subject: r.try_get("subject")?,
+                    from: r.try_get("sender")?,
+                    field: r.try_get("field")?,
+                    source: r.try_get("source")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A user's review list: emails of their mailboxes that the matching job linked to
+    /// nothing, newest first. Emails still waiting for the job are not shown yet.
+    pub async fn review_list(
+        &self,
+        user_id: i64,
+        filter: &ReviewFilter,
+    ) -> Result<Vec<ReviewItem>, StoreError> {
+        let (before_at, before_id) = filter.before.unwrap_or((i64::MAX, i64::MAX));
+        let domain = filter
+            .sender_domain
+            .as_deref()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT e.id, e.subject, e.sender, e.sent_ms, MIN(m.address) AS mailbox
+             FROM emails e JOIN email_mailboxes em ON em.email_id = e.id JOIN mailboxes m ON m.id = em.mailbox_id
+             WHERE m.user_id = $1 AND em.removed = 0
+               AND e.sent_ms >= $2 AND e.sent_ms < $3
+               AND ($4 = '' OR e.sender LIKE $5)
+               AND (e.sent_ms < $6 OR (e.sent_ms = $6 AND e.id < $7))
+               AND NOT EXISTS (SELECT 1 FROM activity_matches a WHERE a.kind = 'email' AND a.record_id = e.id)
+               AND NOT EXISTS (SELECT 1 FROM match_queue q WHERE q.tenant_id = e.tenant_id AND q.kind = 'email' AND q.record_id = e.id)
+               AND NOT EXISTS (SELECT 1 FROM match_failures f WHERE f.tenant_id = e.tenant_id AND f.kind = 'email' AND f.record_id = e.id)
+             GROUP BY e.id, e.subject, e.sender, e.sent_ms
+             ORDER BY e.sent_ms DESC, e.id DESC LIMIT $8",
+        )
+        .bind(user_id)
+        .bind(filter.since_ms.unwrap_or(i64::MIN))
+        .bind(filter.until_ms.unwrap_or(i64::MAX))
+        .bind(domain.as_str())
+        .bind(format!("%@{domain}"))
+        .bind(before_at)
+        .bind(before_id)
+        .bind(filter.limit.clamp(1, 1000))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReviewItem {
+                    email_id: r.try_get("id")?,
+                    subject: r.try_get("subject")?,
+                    sender: r.try_get("sender")?,
+                    sent_ms: r.try_get("sent_ms")?,
+                    mailbox: r.try_get("mailbox")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The mass action of the review list: links `email_ids` to the contact (a manual match,
+    /// which re-matching never removes) and, with `add_senders`, adds their senders to the
+    /// contact as contact-point emails so their future mail matches by itself. All or nothing:
+    /// one email outside the scope (another user's, another org's) refuses the whole request.
+    pub async fn map_to_contact(
+        &self,
+        scope: ReviewScope,
+        email_ids: &[i64],
+        contact_id: i64,
+        add_senders: bool,
+        by: &str,
+    ) -> Result<MapReport, StoreError> {
+        let entity_id = self.contact_in_org(scope.org_id, contact_id).await?;
+        let mut ids: Vec<i64> = email_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Err(StoreError::Invalid("no email ids given to map".into()));
+        }
+        if ids.len() > 1000 {
+            return Err(StoreError::Invalid(
+                "at most 1000 emails can be mapped at once; split the selection".into(),
+            ));
+        }
+        let b = self.backend();
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        // Which of the ids the scope may touch, with what the link needs.
+        let sql = match scope.user_id {
+            Some(_) => format!(
+                "SELECT DISTINCT e.id, e.tenant_id, e.sender, e.sent_ms FROM emails e
+                 JOIN email_mailboxes em ON em.email_id = e.id JOIN mailboxes m ON m.id = em.mailbox_id
+                 WHERE e.org_id = {} AND m.user_id = {} AND e.id IN ({})",
+                marker(b, 1),
+                marker(b, 2),
+                in_list(b, 3, ids.len())
+            ),
+            None => format!(
+                "SELECT e.id, e.tenant_id, e.sender, e.sent_ms FROM emails e WHERE e.org_id = {} AND e.id IN ({})",
+                marker(b, 1),
+                in_list(b, 2, ids.len())
+            ),
+        };
+        let mut q = sqlx::query(&sql).bind(scope.org_id);
+        if let Some(user) = scope.user_id {
+            q = q.bind(user);
+        }
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        if rows.len() != ids.len() {
+            let found: BTreeSet<i64> = rows
+                .iter()
+                .map(|r| r.try_get::<i64, _>("id"))
+                .collect::<Result<_, _>>()?;
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|i| !found.contains(i))
+                .map(i64::to_string)
+                .collect();
+            tx.rollback().await?;
+            return Err(StoreError::NotFound(format!(
+                "no email {} in this review list; nothing was mapped",
+                missing.join(", ")
+            )));
+        }
+        let mut report = MapReport::default();
+        let mut senders = BTreeSet::new();
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let sender: String = r.try_get("sender")?;
+            let inserted = sqlx::query(
+                "INSERT INTO activity_matches (kind, record_id, tenant_id, contact_id, entity_id, address, field, source,
+                     reason, decided_by, occurred_ms, at_ms)
+                 VALUES ('email', $1, $2, $3, $4, $5, 'manual', 'manual', $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(r.try_get::<i64, _>("tenant_id")?)
+            .bind(contact_id)
+            .bind(entity_id)
+            .bind(sender.as_str())
+            .bind(format!("mapped by {by} from the review list"))
+            .bind(by)
+            .bind(r.try_get::<i64, _>("sent_ms")?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                report.mapped += 1;
+            } else {
+                report.already += 1;
+            }
+            if !sender.is_empty() {
+                senders.insert(sender.to_ascii_lowercase());
+            }
+        }
+        if add_senders {
+            for address in senders {
+                let sync_user: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM users u JOIN tenants t ON t.id = u.tenant_id
+                     WHERE t.org_id = $1 AND LOWER(u.email) = $2",
+                )
+                .bind(scope.org_id)
+                .bind(address.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+                let linked: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM mailboxes m JOIN tenants t ON t.id = m.tenant_id
+                     WHERE t.org_id = $1 AND LOWER(m.address) = $2 AND m.user_id IS NOT NULL",
+                )
+                .bind(scope.org_id)
+                .bind(address.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+                if sync_user + linked > 0 {
+                    report.refused_addresses.push((
+                        address,
+                        "a sync user's own address never identifies a contact (E9)".into(),
+                    ));
+                    continue;
+                }
+                let owned: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM contacts c WHERE c.id = $1 AND (c.email = $2 OR c.alt_email = $2
+                         OR EXISTS (SELECT 1 FROM contact_emails p WHERE p.contact_id = c.id AND p.address = $2))",
+                )
+                .bind(contact_id)
+                .bind(address.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+                if owned > 0 {
+                    report
+                        .refused_addresses
+                        .push((address, "already one of the contact's addresses".into()));
+                    continue;
+                }
+                sqlx::query("INSERT INTO contact_emails (contact_id, address) VALUES ($1, $2)")
+                    .bind(contact_id)
+                    .bind(address.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO contact_changes (org_id, address, at_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (org_id, address) DO UPDATE SET at_ms = excluded.at_ms",
+                )
+                .bind(scope.org_id)
+                .bind(address.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE contacts SET updated_ms = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(contact_id)
+                    .execute(&mut *tx)
+                    .await?;
+                report.added_addresses.push(address);
+            }
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,590 @@
+//! Matching end to end (E8, E9): mail delivered into the simulator, synced through the default
+//! plugins, then linked to contacts by the default matching plugin, on SQLite and PostgreSQL.
+//! Each address field matches; a sync user's address never does; a reply inherits its thread;
+//! a contact change re-matches only the emails carrying its addresses; the review list's mass
+//! action maps emails and teaches the contact a new address; scopes hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use m365sync::matching::job::run_org_waiting;
+use m365sync::matching::MatchReport;
+use m365sync::sim::generate::GenerateOptions;
+use m365sync::store::review::{ReviewFilter, ReviewScope};
+use m365sync::store::tenants::{Tenant, TenantSettings};
+use m365sync::store::{Store, StoreError};
+use m365sync::sync::run::run_tenant;
+use reqwest::Method;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::support::{TestDb, TestSim};
+use crate::sync_email::{declare_with, env};
+
+/// A simulator with two people and no generated mail: every message is one the test sends.
+pub async fn quiet_sim() -> TestSim {
+    TestSim::start(GenerateOptions {
+        users: 2,
+        shared: 0,
+        messages: 0,
+        events: 0,
+        ..GenerateOptions::default()
+    })
+    .await
+}
+
+/// The simulator's two people, in order.
+pub fn people(s: &TestSim) -> (String, String) {
+    let mbs = s.truth()["tenants"][0]["mailboxes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let upn = |i: usize| mbs[i]["upn"].as_str().unwrap().to_string();
+    (upn(0), upn(1))
+}
+
+/// Delivers one message; returns its subject for finding it in the store.
+pub async fn deliver(s: &TestSim, from: &str, to: &str, subject: &str, conversation: &str) {
+    s.ctl(
+        Method::POST,
+        "deliver",
+        json!({"from": from, "to": [to], "subject": subject, "conversation_id": conversation}),
+    )
+    .await;
+}
+
+/// Adds a contact the way a contact change does: the row and its addresses queued for a
+/// re-match, in one transaction.
+pub async fn add_contact(
+    db: &TestDb,
+    org_id: i64,
+    name: &str,
+    email: Option<&str>,
+    alt: Option<&str>,
+    points: &[&str],
+) -> i64 {
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let id: i64 = sqlx::query(
+        "INSERT INTO contacts (org_id, name, email, alt_email, created_ms, updated_ms) VALUES ($1, $2, $3, $4, 1, 1) RETURNING id",
+    )
+    .bind(org_id)
+    .bind(name)
+    .bind(email)
+    .bind(alt)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap()[0]
+        .try_get("id")
+        .unwrap();
+    let mut all: Vec<&str> = email.into_iter().chain(alt).collect();
+    for p in points {
+        sqlx::query("INSERT INTO contact_emails (contact_id, address) VALUES ($1, $2)")
+            .bind(id)
+            .bind(*p)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        all.push(p);
+    }
+    for a in all {
+        sqlx::query("INSERT INTO contact_changes (org_id, address, at_ms) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING")
+            .bind(org_id)
+            .bind(a)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+    id
+}
+
+/// Stored email ids by subject.
+pub async fn emails_by_subject(db: &TestDb, tenant_id: i64) -> BTreeMap<String, i64> {
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let rows = sqlx::query("SELECT id, subject FROM emails WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| (r.try_get("subject").unwrap(), r.try_get("id").unwrap()))
+        .collect()
+}
+
+/// Every stored link: (email id, contact id) -> (field, source, at_ms).
+async fn links(db: &TestDb) -> BTreeMap<(i64, i64), (String, String, i64)> {
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT record_id, contact_id, field, source, at_ms FROM activity_matches WHERE kind = 'email'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            (
+                (
+                    r.try_get("record_id").unwrap(),
+                    r.try_get("contact_id").unwrap(),
+                ),
+                (
+                    r.try_get("field").unwrap(),
+                    r.try_get("source").unwrap(),
+                    r.try_get("at_ms").unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn match_now(store: &Store, org: &str) -> MatchReport {
+    run_org_waiting(&env(store), org, "test", Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+/// The scenario every matching test starts from: mail delivered and synced, contacts made.
+pub struct World {
+    /// Held so the simulator lives as long as the scenario.
+    #[allow(dead_code)]
+    pub s: TestSim,
+    pub tenant: Tenant,
+    pub alice: String,
+    pub bob: String,
+    pub pat: i64,
+    pub sam: i64,
+    pub wrong: i64,
+    pub email: BTreeMap<String, i64>,
+}
+
+pub async fn world(db: &TestDb) -> World {
+    let s = quiet_sim().await;
+    let (alice, bob) = people(&s);
+    deliver(&s, "pat@client.example", &alice, "m1 from Pat", "conv-1").await;
+    deliver(
+        &s,
+        "assistant@client.example",
+        &alice,
+        "m2 reply in Pat's thread",
+        "conv-1",
+    )
+    .await;
+    deliver(
+        &s,
+        "pat.home@mail.example",
+        &alice,
+        "m3 from Pat at home",
+        "conv-3",
+    )
+    .await;
+    deliver(
+        &s,
+        "sam.work@corp.example",
+        &bob,
+        "m4 from Sam at work",
+        "conv-4",
+    )
+    .await;
+    deliver(&s, &bob, &alice, "m5 between colleagues", "conv-5").await;
+    for i in 0..3 {
+        deliver(
+            &s,
+            "stranger@nowhere.example",
+            &alice,
+            &format!("m6-{i} from a stranger"),
+            &format!("conv-6-{i}"),
+        )
+        .await;
+    }
+    deliver(
+        &s,
+        "newcomer@prospect.example",
+        &bob,
+        "m7 from a newcomer",
+        "conv-7",
+    )
+    .await;
+    deliver(
+        &s,
+        "newcomer@prospect.example",
+        &alice,
+        "m8 from a newcomer",
+        "conv-8",
+    )
+    .await;
+    let settings = TenantSettings {
+        commencement_ms: Some(0),
+        folders: vec!["inbox".into(), "sentitems".into()],
+        // Mail between two colleagues is kept here, so E9 can be seen at work.
+        skip_internal_only: false,
+        ..TenantSettings::default()
+    };
+    let (tenant, _) = declare_with(&db.store, &s, &settings).await;
+    let report = run_tenant(&env(&db.store), &tenant, None, "manual")
+        .await
+        .unwrap();
+    assert!(
+        report.mailbox_errors.is_empty(),
+        "{:?}",
+        report.mailbox_errors
+    );
+    let org_id = tenant.org_id;
+    let pat = add_contact(
+        db,
+        org_id,
+        "Pat Client",
+        Some("pat@client.example"),
+        Some("pat.home@mail.example"),
+        &[],
+    )
+    .await;
+    let sam = add_contact(
+        db,
+        org_id,
+        "Sam Client",
+        None,
+        None,
+        &["sam.work@corp.example"],
+    )
+    .await;
+    let wrong = add_contact(
+        db,
+        org_id,
+        "Carries a sync user's address",
+        Some(&bob),
+        None,
+        &[],
+    )
+    .await;
+    let email = emails_by_subject(db, tenant.id).await;
+    World {
+        s,
+        tenant,
+        alice,
+        bob,
+        pat,
+        sam,
+        wrong,
+        email,
+    }
+}
+
+#[tokio::test]
+async fn each_address_field_matches_a_reply_inherits_its_thread_and_sync_users_never_match() {
+    for db in TestDb::both().await {
+        let w = world(&db).await;
+        let report = match_now(&db.store, "acme").await;
+        assert_eq!(report.failed, 0, "{report:?}");
+        assert_eq!(
+            report.records as usize,
+            w.email.len(),
+            "every stored email had one pass"
+        );
+        let l = links(&db).await;
+        let field = |subject: &str, contact: i64| {
+            l.get(&(w.email[subject], contact))
+                .map(|(f, s, _)| (f.as_str(), s.as_str()))
+        };
+        assert_eq!(field("m1 from Pat", w.pat), Some(("email", "plugin")));
+        assert_eq!(
+            field("m3 from Pat at home", w.pat),
+            Some(("alternate-email", "plugin"))
+        );
+        assert_eq!(
+            field("m4 from Sam at work", w.sam),
+            Some(("contact-point", "plugin"))
+        );
+        assert_eq!(
+            field("m2 reply in Pat's thread", w.pat),
+            Some(("thread", "plugin")),
+            "the assistant's reply lands on Pat's timeline through the thread"
+        );
+        assert!(
+            l.keys().all(|(_, c)| *c != w.wrong),
+            "a contact carrying a sync user's address matches nothing (E9)"
+        );
+        assert!(
+            report.warnings.iter().any(|m| m.contains(&w.bob)),
+            "the contact carrying {} is reported: {:?}",
+            w.bob,
+            report.warnings
+        );
+        // Alice's review list: what matched nothing in her mailbox, newest first.
+        let alice = db
+            .store
+            .user_id(w.tenant.id, &w.alice)
+            .await
+            .unwrap()
+            .unwrap();
+        let review = db
+            .store
+            .review_list(
+                alice,
+                &ReviewFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let subjects: BTreeSet<&str> = review.iter().map(|i| i.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            BTreeSet::from([
+                "m5 between colleagues",
+                "m6-0 from a stranger",
+                "m6-1 from a stranger",
+                "m6-2 from a stranger",
+                "m8 from a newcomer"
+            ])
+        );
+        assert!(review
+            .windows(2)
+            .all(|p| (p[0].sent_ms, p[0].email_id) >= (p[1].sent_ms, p[1].email_id)));
+        let by_domain = db
+            .store
+            .review_list(
+                alice,
+                &ReviewFilter {
+                    limit: 100,
+                    sender_domain: Some("nowhere.example".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(by_domain.len(), 3);
+        // The timeline: Pat's activities, newest first, paged.
+        let timeline = db
+            .store
+            .timeline(w.tenant.org_id, w.pat, None, 10)
+            .await
+            .unwrap();
+        let ids: BTreeSet<i64> = timeline.iter().map(|t| t.record_id).collect();
+        let expected: BTreeSet<i64> = [
+            "m1 from Pat",
+            "m2 reply in Pat's thread",
+            "m3 from Pat at home",
+        ]
+        .iter()
+        .map(|s| w.email[*s])
+        .collect();
+        assert_eq!(ids, expected);
+        let first = db
+            .store
+            .timeline(w.tenant.org_id, w.pat, None, 1)
+            .await
+            .unwrap();
+        let second = db
+            .store
+            .timeline(
+                w.tenant.org_id,
+                w.pat,
+                Some((first[0].occurred_ms, first[0].record_id)),
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (first[0].record_id, second[0].record_id),
+            (timeline[0].record_id, timeline[1].record_id)
+        );
+        // A second job finds nothing to do.
+        assert_eq!(match_now(&db.store, "acme").await.records, 0);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_contact_rematches_only_the_emails_carrying_its_address() {
+    for db in TestDb::both().await {
+        let w = world(&db).await;
+        match_now(&db.store, "acme").await;
+        let before = links(&db).await;
+        let newcomer = add_contact(
+            &db,
+            w.tenant.org_id,
+            "Newcomer",
+            Some("newcomer@prospect.example"),
+            None,
+            &[],
+        )
+        .await;
+        let report = match_now(&db.store, "acme").await;
+        assert_eq!(report.changed_addresses, 1);
+        assert_eq!(
+            report.rematched_records, 2,
+            "only m7 and m8 carry the address: {report:?}"
+        );
+        assert_eq!(report.records, 2);
+        let after = links(&db).await;
+        let touched: BTreeSet<i64> = after
+            .iter()
+            .filter(|(k, v)| before.get(k) != Some(v))
+            .map(|((e, _), _)| *e)
+            .collect();
+        assert_eq!(
+            touched,
+            BTreeSet::from([w.email["m7 from a newcomer"], w.email["m8 from a newcomer"]])
+        );
+        assert_eq!(after[&(w.email["m7 from a newcomer"], newcomer)].0, "email");
+        // Removing the address again (a contact edit) takes the links away, nothing else.
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE contacts SET email = NULL WHERE id = $1")
+            .bind(newcomer)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO contact_changes (org_id, address, at_ms) VALUES ($1, 'newcomer@prospect.example', 2)")
+            .bind(w.tenant.org_id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let report = match_now(&db.store, "acme").await;
+        assert_eq!(report.records, 2);
+        assert_eq!(links(&db).await, before);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn the_mass_action_maps_emails_and_teaches_the_contact_the_address() {
+    for db in TestDb::both().await {
+        let w = world(&db).await;
+        match_now(&db.store, "acme").await;
+        let alice = db
+            .store
+            .user_id(w.tenant.id, &w.alice)
+            .await
+            .unwrap()
+            .unwrap();
+        let bob = db
+            .store
+            .user_id(w.tenant.id, &w.bob)
+            .await
+            .unwrap()
+            .unwrap();
+        let picked = [
+            w.email["m6-0 from a stranger"],
+            w.email["m6-1 from a stranger"],
+        ];
+        // Bob cannot map Alice's mail: all or nothing, and nothing.
+        let refused = db
+            .store
+            .map_to_contact(
+                ReviewScope {
+                    org_id: w.tenant.org_id,
+                    user_id: Some(bob),
+                },
+                &picked,
+                w.sam,
+                true,
+                &w.bob,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::NotFound(_))),
+            "{refused:?}"
+        );
+        // Nor to another org's contact.
+        let other_org = db.store.ensure_org("globex").await.unwrap();
+        let foreign = add_contact(
+            &db,
+            other_org,
+            "Globex contact",
+            Some("g@globex.example"),
+            None,
+            &[],
+        )
+        .await;
+        let refused = db
+            .store
+            .map_to_contact(
+                ReviewScope {
+                    org_id: w.tenant.org_id,
+                    user_id: Some(alice),
+                },
+                &picked,
+                foreign,
+                false,
+                &w.alice,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::NotFound(_))),
+            "{refused:?}"
+        );
+        assert!(links(&db).await.values().all(|(_, s, _)| s == "plugin"));
+
+        let report = db
+            .store
+            .map_to_contact(
+                ReviewScope {
+                    org_id: w.tenant.org_id,
+                    user_id: Some(alice),
+                },
+                &picked,
+                w.sam,
+                true,
+                &w.alice,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.mapped, 2);
+        assert_eq!(
+            report.added_addresses,
+            vec!["stranger@nowhere.example".to_string()]
+        );
+        // The job links the third stranger email by the new contact point, by itself, and
+        // leaves the two manual links alone.
+        let job = match_now(&db.store, "acme").await;
+        assert_eq!(job.rematched_records, 3, "{job:?}");
+        let l = links(&db).await;
+        assert_eq!(l[&(w.email["m6-0 from a stranger"], w.sam)].1, "manual");
+        assert_eq!(l[&(w.email["m6-1 from a stranger"], w.sam)].1, "manual");
+        assert_eq!(
+            l[&(w.email["m6-2 from a stranger"], w.sam)].0,
+            "contact-point"
+        );
+        let review = db
+            .store
+            .review_list(
+                alice,
+                &ReviewFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            review.iter().all(|i| !i.subject.contains("stranger")),
+            "{review:?}"
+        );
+        // Mapping a sync user's own address to a contact is refused (E9).
+        let colleague = [w.email["m5 between colleagues"]];
+        let r = db
+            .store
+            .map_to_contact(
+                ReviewScope {
+                    org_id: w.tenant.org_id,
+                    user_id: None,
+                },
+                &colleague,
+                w.pat,
+                true,
+                "admin",
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.mapped, 1);
+        assert!(r.added_addresses.is_empty());
+        assert_eq!(r.refused_addresses[0].0, w.bob);
+        db.drop_db().await;
+    }
+}

@@ -1,0 +1,354 @@
+//! Roles and isolation through the admin API (E12), over real HTTP on loopback, on SQLite and
+//! PostgreSQL: an org admin token reaches its org only, a user token reaches only that user's
+//! review list and personal rules, and ids of other users' or orgs' records answer 404 exactly
+//! like ids that do not exist.
+
+use std::time::Duration;
+
+use m365sync::service::{Service, ServiceOptions};
+use m365sync::store::tenants::{AuthMode, NewTenant};
+use m365sync::sync::stop::stop_pair;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::matching::{add_contact, world};
+use crate::support::TestDb;
+use crate::sync_email::env;
+
+const ADMIN: &str = "service-admin-token-for-tests";
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
+    for db in TestDb::both().await {
+        let w = world(&db).await;
+        // A second org with a tenant, a user and a contact of its own.
+        let globex = db
+            .store
+            .upsert_tenant(&NewTenant {
+                org: "globex".into(),
+                name: "eu".into(),
+                ms_tenant: "globex.example".into(),
+                authority: "http://127.0.0.1:9".into(),
+                graph_url: "http://127.0.0.1:9/v1.0".into(),
+                client_id: "globex".into(),
+                auth_mode: AuthMode::App,
+            })
+            .await
+            .unwrap();
+        db.store
+            .upsert_user(globex.id, "gus@globex.example", "Gus")
+            .await
+            .unwrap();
+        add_contact(
+            &db,
+            globex.org_id,
+            "Globex client",
+            Some("client@globex-client.example"),
+            None,
+            &[],
+        )
+        .await;
+
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let api = Api {
+            base: format!("http://{}", service.admin_addr.unwrap()),
+            http: reqwest::Client::new(),
+        };
+        // The service's matcher links the synced mail by itself.
+        let mut matched = false;
+        for _ in 0..100 {
+            if db.store.match_queue_len(w.tenant.id).await.unwrap() == 0 {
+                matched = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(matched, "the service's matching task drained the queue");
+
+        // Tokens: org admins by the service admin, users by their org admin.
+        let (st, acme_admin) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tokens",
+                Some(ADMIN),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, 201, "{acme_admin}");
+        let acme_admin = acme_admin["token"].as_str().unwrap().to_string();
+        let (_, globex_admin) = api
+            .call(
+                Method::POST,
+                "/api/orgs/globex/tokens",
+                Some(ADMIN),
+                Some(json!({})),
+            )
+            .await;
+        let globex_admin = globex_admin["token"].as_str().unwrap().to_string();
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tokens",
+                Some(&acme_admin),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(st, 403, "an org admin cannot mint org admin tokens: {body}");
+        let user_token = |email: &str| json!({"tenant": "main", "user": email});
+        let (st, alice) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tokens",
+                Some(&acme_admin),
+                Some(user_token(&w.alice)),
+            )
+            .await;
+        assert_eq!(st, 201, "{alice}");
+        let alice = alice["token"].as_str().unwrap().to_string();
+        let (_, bob) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tokens",
+                Some(&acme_admin),
+                Some(user_token(&w.bob)),
+            )
+            .await;
+        let bob_id = bob["id"].as_i64().unwrap();
+        let bob = bob["token"].as_str().unwrap().to_string();
+
+        // No token, a wrong one.
+        assert_eq!(
+            api.call(Method::GET, "/api/tenants", None, None).await.0,
+            401
+        );
+        assert_eq!(
+            api.call(Method::GET, "/api/tenants", Some("m365s_not-a-token"), None)
+                .await
+                .0,
+            401
+        );
+
+        // A user: their own review list only.
+        let (st, me) = api.call(Method::GET, "/api/me", Some(&alice), None).await;
+        assert_eq!((st, me["user"].as_str()), (200, Some(w.alice.as_str())));
+        let (st, review) = api
+            .call(Method::GET, "/api/me/review?limit=100", Some(&alice), None)
+            .await;
+        assert_eq!(st, 200, "{review}");
+        let items = review["items"].as_array().unwrap();
+        assert_eq!(items.len(), 5, "{review}");
+        assert!(items.iter().all(|i| i["mailbox"] == w.alice.as_str()));
+        let (_, paged) = api
+            .call(Method::GET, "/api/me/review?limit=2", Some(&alice), None)
+            .await;
+        let next = paged["next"].as_str().unwrap().to_string();
+        let (_, rest) = api
+            .call(
+                Method::GET,
+                &format!("/api/me/review?limit=100&before={next}"),
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(
+            paged["items"].as_array().unwrap().len() + rest["items"].as_array().unwrap().len(),
+            5
+        );
+        let (_, by_domain) = api
+            .call(
+                Method::GET,
+                "/api/me/review?domain=nowhere.example",
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(by_domain["items"].as_array().unwrap().len(), 3);
+        for path in [
+            "/api/tenants",
+            "/api/logs",
+            "/api/leases",
+            "/metrics",
+            "/api/tenants/acme/main/runs",
+        ] {
+            assert_eq!(
+                api.call(Method::GET, path, Some(&alice), None).await.0,
+                403,
+                "{path}"
+            );
+        }
+        let timeline = format!("/api/orgs/acme/contacts/{}/timeline", w.pat);
+        assert_eq!(
+            api.call(Method::GET, &timeline, Some(&alice), None).await.0,
+            403
+        );
+        let runs = db.store.runs(w.tenant.id, 10).await.unwrap();
+        let run_path = format!("/api/runs/{}", runs[0].id);
+        assert_eq!(
+            api.call(Method::GET, &run_path, Some(&alice), None).await.0,
+            404
+        );
+
+        // Bob cannot map Alice's mail by id; Alice can.
+        let stranger = w.email["m6-0 from a stranger"];
+        let map = json!({"emails": [stranger], "contact": w.sam, "add_address": false});
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/me/review/map",
+                Some(&bob),
+                Some(map.clone()),
+            )
+            .await;
+        assert_eq!(st, 404, "{body}");
+        let (st, body) = api
+            .call(Method::POST, "/api/me/review/map", Some(&alice), Some(map))
+            .await;
+        assert_eq!((st, body["mapped"].as_i64()), (200, Some(1)), "{body}");
+
+        // Personal rules: each user their own.
+        let rule = json!({"effect": "exclude", "target": "sender", "pattern": "*@noise.example"});
+        let (st, created) = api
+            .call(Method::POST, "/api/me/rules", Some(&alice), Some(rule))
+            .await;
+        assert_eq!(st, 201, "{created}");
+        let rule_path = format!("/api/me/rules/{}", created["id"]);
+        let (_, bobs) = api
+            .call(Method::GET, "/api/me/rules", Some(&bob), None)
+            .await;
+        assert_eq!(bobs, json!([]));
+        assert_eq!(
+            api.call(Method::DELETE, &rule_path, Some(&bob), None)
+                .await
+                .0,
+            404
+        );
+        assert_eq!(
+            api.call(Method::DELETE, &rule_path, Some(&alice), None)
+                .await
+                .0,
+            200
+        );
+
+        // The acme admin: its org's timelines; the globex admin: nothing of acme's.
+        let (st, t) = api
+            .call(
+                Method::GET,
+                &format!("{timeline}?limit=2"),
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{t}");
+        assert_eq!(t["items"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            api.call(Method::GET, &run_path, Some(&acme_admin), None)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            api.call(Method::GET, &timeline, Some(&globex_admin), None)
+                .await
+                .0,
+            403
+        );
+        let probe = format!("/api/orgs/globex/contacts/{}/timeline", w.pat);
+        assert_eq!(
+            api.call(Method::GET, &probe, Some(&globex_admin), None)
+                .await
+                .0,
+            404
+        );
+        assert_eq!(
+            api.call(Method::GET, &run_path, Some(&globex_admin), None)
+                .await
+                .0,
+            404
+        );
+        let (_, tenants) = api
+            .call(
+                Method::GET,
+                "/api/tenants?org=acme",
+                Some(&globex_admin),
+                None,
+            )
+            .await;
+        let names: Vec<&str> = tenants
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["org"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["globex"]);
+        let (_, logs) = api
+            .call(Method::GET, "/api/logs?org=acme", Some(&globex_admin), None)
+            .await;
+        assert_eq!(
+            logs,
+            json!([]),
+            "the globex admin reads only globex's log lines"
+        );
+        let map = json!({"emails": [w.email["m6-1 from a stranger"]], "contact": w.sam});
+        assert_eq!(
+            api.call(
+                Method::POST,
+                "/api/orgs/globex/review/map",
+                Some(&globex_admin),
+                Some(map)
+            )
+            .await
+            .0,
+            404
+        );
+
+        // A revoked token is refused from then on.
+        let (st, _) = api
+            .call(
+                Method::DELETE,
+                &format!("/api/orgs/acme/tokens/{bob_id}"),
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            api.call(Method::GET, "/api/me", Some(&bob), None).await.0,
+            401
+        );
+
+        handle.stop();
+        service.wait().await;
+        db.drop_db().await;
+    }
+}
