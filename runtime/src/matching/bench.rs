@@ -56,21 +56,28 @@ pub struct MatchBenchReport {
     pub rematch_records: u64,
     pub rematch_ms: f64,
     pub peak_rss_mib: f64,
+    /// The job's wall time by phase, in seconds: reads, the plugin, writes.
+    pub read_secs: f64,
+    pub plugin_secs: f64,
+    pub write_secs: f64,
 }
 
 impl MatchBenchReport {
     /// The report as the Markdown table BENCHMARKS.md shows.
     pub fn markdown(&self) -> String {
         format!(
-            "| store | emails | contacts | match s | emails/s | CPU s | matched | unmatched | links | re-match: records | re-match: ms | peak RSS MiB |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n\
-             | {} | {} | {} | {:.1} | {:.0} | {:.1} | {} | {} | {} | {} | {:.1} | {:.0} |",
+            "| store | emails | contacts | match s | emails/s | CPU s | read / plugin / write s | matched | unmatched | links | re-match: records | re-match: ms | peak RSS MiB |\n\
+             |---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n\
+             | {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.1} / {:.1} / {:.1} | {} | {} | {} | {} | {:.1} | {:.0} |",
             self.backend,
             self.emails,
             self.contacts,
             self.match_secs,
             self.emails_per_sec,
             self.cpu_secs,
+            self.read_secs,
+            self.plugin_secs,
+            self.write_secs,
             self.matched,
             self.unmatched,
             self.links,
@@ -172,6 +179,9 @@ pub async fn run(
         rematch_records: re.rematched_records,
         rematch_ms,
         peak_rss_mib: peak_rss_mib(),
+        read_secs: full.read_ms as f64 / 1000.0,
+        plugin_secs: full.plugin_ms as f64 / 1000.0,
+        write_secs: full.write_ms as f64 / 1000.0,
     })
 }
 

@@ -6,7 +6,7 @@
 //! through the recipients' address index: a re-match touches only them), records the plugin
 //! failed on in an earlier job, then every new record the sync queued.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use thiserror::Error;
 use super::input::{accept, batch_addresses, batch_conversations, match_inputs, tenant_view};
 use crate::plugin::call::CallContext;
 use crate::plugin::{Kind, Plugin};
-use crate::store::matching::{ActivityKind, MatchOutcome};
+use crate::store::matching::{ActivityKind, MatchCandidate, MatchContact, MatchOutcome};
 use crate::store::tenants::Tenant;
 use crate::store::{Store, StoreError};
 use crate::sync::pipeline::stamp;
@@ -72,6 +72,10 @@ pub struct MatchReport {
     /// Warnings the plugin logged (E9: a contact carrying a sync user's address).
     pub warnings: Vec<String>,
     pub millis: u64,
+    /// Where the time went: reading records and contacts, the plugin, storing the matches.
+    pub read_ms: u64,
+    pub plugin_ms: u64,
+    pub write_ms: u64,
 }
 
 /// Runs the org's matching job now: every tenant's owed records, until its queue is empty.
@@ -135,7 +139,39 @@ async fn run_under_lease(
     Ok(report)
 }
 
-/// Passes a tenant's queued emails through its plugin until none is left.
+/// A batch read ahead: its queued ids, the records, and the contacts their addresses reach.
+struct Prepared {
+    ids: Vec<i64>,
+    batch: Vec<MatchCandidate>,
+    contacts: Vec<MatchContact>,
+    read_ms: u64,
+}
+
+/// Reads the next batch after record `after`; none when the queue holds no more.
+async fn prepare(store: Store, tenant: Tenant, after: i64) -> Result<Option<Prepared>, StoreError> {
+    let started = Instant::now();
+    let ids = store
+        .queued_for_matching(tenant.id, ActivityKind::Email, after, BATCH)
+        .await?;
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let batch = store.email_candidates(tenant.id, &ids).await?;
+    let contacts = store
+        .contacts_for_matching(tenant.org_id, &batch_addresses(&batch))
+        .await?;
+    Ok(Some(Prepared {
+        ids,
+        batch,
+        contacts,
+        read_ms: started.elapsed().as_millis() as u64,
+    }))
+}
+
+/// Passes a tenant's queued emails through its plugin until none is left. The next batch is
+/// read while the current one is in the plugin and being stored (two cores, two jobs); its
+/// thread matches are read only after the current batch is stored, so a thread that spans the
+/// two batches is seen whole.
 async fn drain_tenant(
     store: &Store,
     tenant: &Tenant,
@@ -145,7 +181,8 @@ async fn drain_tenant(
     report: &mut MatchReport,
 ) -> Result<(), MatchError> {
     let decided_by = stamp(plugin);
-    loop {
+    let mut next = prepare(store.clone(), tenant.clone(), 0).await?;
+    while let Some(current) = next.take() {
         if !store
             .claim_match_lease(tenant.org_id, holder, LEASE_MS)
             .await?
@@ -154,85 +191,115 @@ async fn drain_tenant(
                 org: tenant.org.clone(),
             });
         }
-        let ids = store
-            .queued_for_matching(tenant.id, ActivityKind::Email, BATCH)
-            .await?;
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let batch = store.email_candidates(tenant.id, &ids).await?;
-        let contacts = store
-            .contacts_for_matching(tenant.org_id, &batch_addresses(&batch))
-            .await?;
-        let threads = store
-            .thread_matches(tenant.id, &batch_conversations(&batch))
-            .await?;
-        // What the plugin may name: the batch's contacts and the threads' (with their entity).
-        let mut shown: HashMap<i64, Option<i64>> =
-            contacts.iter().map(|c| (c.id, c.entity_id)).collect();
-        for (_, m) in threads.values().flatten() {
-            shown.entry(m.contact_id).or_insert(m.entity_id);
-        }
-        let inputs = match_inputs(&batch, &threads);
-        let ctx = CallContext::new(
-            tenant_view(&tenant.org, &tenant.name, &contacts, sync_users),
-            BTreeMap::new(),
-        );
-        let call_plugin = plugin.clone();
-        let outcome = tokio::task::spawn_blocking(move || call_plugin.match_records(&ctx, &inputs))
-            .await
-            .map_err(|e| MatchError::Plugin {
-                org: tenant.org.clone(),
-                message: format!("the matching plugin's call panicked: {e}"),
-            })?;
-        for line in outcome.log {
-            if report.warnings.len() < 100 && !report.warnings.contains(&line.message) {
-                tracing::warn!(tenant = %tenant.name, "matching plugin: {}", line.message);
-                report.warnings.push(line.message);
-            }
-        }
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (candidate, answer) in batch.iter().zip(outcome.results) {
-            let result = answer
-                .map_err(|e| e.to_string())
-                .and_then(|ms| accept(ms, &shown));
-            match &result {
-                Ok(ms) if ms.is_empty() => report.unmatched += 1,
-                Ok(ms) => {
-                    report.matched += 1;
-                    report.links += ms.len() as u64;
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    tracing::warn!(tenant = %tenant.name, record = candidate.id, "matching failed: {e}");
-                }
-            }
-            outcomes.push(MatchOutcome {
-                record_id: candidate.id,
-                occurred_ms: candidate.occurred_ms,
-                result,
-            });
-        }
-        // Records queued but no longer stored (none today) leave the queue too.
-        let stored: std::collections::HashSet<i64> = batch.iter().map(|c| c.id).collect();
-        let missing: Vec<i64> = ids
-            .iter()
-            .filter(|id| !stored.contains(id))
-            .copied()
-            .collect();
-        for id in missing {
-            outcomes.push(MatchOutcome {
-                record_id: id,
-                occurred_ms: 0,
-                result: Ok(Vec::new()),
-            });
-        }
-        report.records += batch.len() as u64;
-        store
-            .save_matches(tenant.id, ActivityKind::Email, &decided_by, &outcomes)
-            .await?;
-        tokio::task::yield_now().await;
+        let last = *current.ids.last().expect("a prepared batch is not empty");
+        let ahead = tokio::spawn(prepare(store.clone(), tenant.clone(), last));
+        report.read_ms += current.read_ms;
+        let result = match_batch(
+            store,
+            tenant,
+            plugin,
+            sync_users,
+            &decided_by,
+            current,
+            report,
+        )
+        .await;
+        // The read-ahead finishes either way, so no statement is left running on the pool.
+        let read_ahead = ahead.await.map_err(|e| MatchError::Plugin {
+            org: tenant.org.clone(),
+            message: format!("reading the next batch panicked: {e}"),
+        })?;
+        result?;
+        next = read_ahead?;
     }
+    Ok(())
+}
+
+/// One batch through the plugin, its matches stored.
+async fn match_batch(
+    store: &Store,
+    tenant: &Tenant,
+    plugin: &Arc<Plugin>,
+    sync_users: &[String],
+    decided_by: &str,
+    current: Prepared,
+    report: &mut MatchReport,
+) -> Result<(), MatchError> {
+    let Prepared {
+        ids,
+        batch,
+        contacts,
+        ..
+    } = current;
+    let read_started = Instant::now();
+    let threads = store
+        .thread_matches(tenant.id, &batch_conversations(&batch))
+        .await?;
+    // What the plugin may name: the batch's contacts and the threads' (with their entity).
+    let mut shown: HashMap<i64, Option<i64>> =
+        contacts.iter().map(|c| (c.id, c.entity_id)).collect();
+    for (_, m) in threads.values().flatten() {
+        shown.entry(m.contact_id).or_insert(m.entity_id);
+    }
+    let inputs = match_inputs(&batch, &threads);
+    let ctx = CallContext::new(
+        tenant_view(&tenant.org, &tenant.name, &contacts, sync_users),
+        BTreeMap::new(),
+    );
+    let plugin_started = Instant::now();
+    report.read_ms += (plugin_started - read_started).as_millis() as u64;
+    let call_plugin = plugin.clone();
+    let outcome = tokio::task::spawn_blocking(move || call_plugin.match_records(&ctx, &inputs))
+        .await
+        .map_err(|e| MatchError::Plugin {
+            org: tenant.org.clone(),
+            message: format!("the matching plugin's call panicked: {e}"),
+        })?;
+    for line in outcome.log {
+        if report.warnings.len() < 100 && !report.warnings.contains(&line.message) {
+            tracing::warn!(tenant = %tenant.name, "matching plugin: {}", line.message);
+            report.warnings.push(line.message);
+        }
+    }
+    let mut outcomes = Vec::with_capacity(ids.len());
+    for (candidate, answer) in batch.iter().zip(outcome.results) {
+        let result = answer
+            .map_err(|e| e.to_string())
+            .and_then(|ms| accept(ms, &shown));
+        match &result {
+            Ok(ms) if ms.is_empty() => report.unmatched += 1,
+            Ok(ms) => {
+                report.matched += 1;
+                report.links += ms.len() as u64;
+            }
+            Err(e) => {
+                report.failed += 1;
+                tracing::warn!(tenant = %tenant.name, record = candidate.id, "matching failed: {e}");
+            }
+        }
+        outcomes.push(MatchOutcome {
+            record_id: candidate.id,
+            occurred_ms: candidate.occurred_ms,
+            result,
+        });
+    }
+    // Records queued but no longer stored leave the queue too.
+    let stored: HashSet<i64> = batch.iter().map(|c| c.id).collect();
+    for id in ids.iter().filter(|id| !stored.contains(id)) {
+        outcomes.push(MatchOutcome {
+            record_id: *id,
+            occurred_ms: 0,
+            result: Ok(Vec::new()),
+        });
+    }
+    report.records += batch.len() as u64;
+    let write_started = Instant::now();
+    report.plugin_ms += (write_started - plugin_started).as_millis() as u64;
+    store
+        .save_matches(tenant.id, ActivityKind::Email, decided_by, &outcomes)
+        .await?;
+    report.write_ms += write_started.elapsed().as_millis() as u64;
+    Ok(())
 }
 
 /// Runs the org's job, waiting out another process's hold for up to `wait`: what a caller that

@@ -14,6 +14,10 @@ use sqlx::Row;
 use super::sync::{in_list, marker, value_rows, ROWS_PER_STATEMENT};
 use super::{now_ms, Store, StoreError};
 
+/// Values per `IN (..)` list: one statement for a whole batch's ids, and few for its addresses
+/// (both databases take tens of thousands of parameters per statement).
+const IN_CHUNK: usize = 1000;
+
 /// The kinds of stored activity a contact's timeline holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,18 +122,22 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` records of a tenant still owed a matching pass, oldest first.
+    /// Up to `limit` records of a tenant still owed a matching pass after record `after`,
+    /// oldest first.
     pub async fn queued_for_matching(
         &self,
         tenant_id: i64,
         kind: ActivityKind,
+        after: i64,
         limit: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT record_id FROM match_queue WHERE tenant_id = $1 AND kind = $2 ORDER BY record_id LIMIT $3",
+            "SELECT record_id FROM match_queue WHERE tenant_id = $1 AND kind = $2 AND record_id > $3
+             ORDER BY record_id LIMIT $4",
         )
         .bind(tenant_id)
         .bind(kind.as_str())
+        .bind(after)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
@@ -255,10 +263,10 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         let b = self.backend();
         let mut ids = Vec::new();
-        for chunk in addresses.chunks(ROWS_PER_STATEMENT) {
+        for chunk in addresses.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT DISTINCT r.email_id FROM email_recipients r JOIN emails e ON e.id = r.email_id
-                 WHERE e.tenant_id = {} AND r.address IN ({})",
+                "SELECT DISTINCT r.email_id FROM email_recipients r CROSS JOIN emails e
+                 WHERE e.id = r.email_id AND e.tenant_id = {} AND r.address IN ({})",
                 marker(b, 1),
                 in_list(b, 2, chunk.len())
             );
@@ -284,18 +292,20 @@ impl Store {
     ) -> Result<Vec<MatchContact>, StoreError> {
         let b = self.backend();
         let mut ids: Vec<i64> = Vec::new();
-        for chunk in addresses.chunks(ROWS_PER_STATEMENT) {
+        for chunk in addresses.chunks(IN_CHUNK) {
             let n = chunk.len();
             let sql = format!(
                 "SELECT id FROM contacts WHERE org_id = {o} AND email IN ({l1})
                  UNION SELECT id FROM contacts WHERE org_id = {o} AND alt_email IN ({l2})
-                 UNION SELECT c.id FROM contact_emails p JOIN contacts c ON c.id = p.contact_id
-                     WHERE c.org_id = {o} AND p.address IN ({l3})",
+                 UNION SELECT c.id FROM contact_emails p CROSS JOIN contacts c
+                     WHERE c.id = p.contact_id AND c.org_id = {o} AND p.address IN ({l3})",
                 o = marker(b, 1),
                 l1 = in_list(b, 2, n),
                 l2 = in_list(b, 2 + n, n),
                 l3 = in_list(b, 2 + 2 * n, n),
             );
+            // CROSS JOIN keeps SQLite's planner on the address index (without statistics it
+            // would walk every contact of the org); PostgreSQL plans it as an inner join.
             // SQLite's anonymous markers bind in order of appearance: the org id is bound
             // before each list there, once for PostgreSQL's numbered markers.
             let mut q = sqlx::query(&sql);
@@ -330,7 +340,7 @@ impl Store {
     pub async fn match_contacts_by_id(&self, ids: &[i64]) -> Result<Vec<MatchContact>, StoreError> {
         let b = self.backend();
         let mut out: Vec<MatchContact> = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in ids.chunks(IN_CHUNK) {
             let list = in_list(b, 1, chunk.len());
             let sql = format!(
                 "SELECT id, name, entity_id, email, alt_email FROM contacts WHERE id IN ({list}) ORDER BY id"
@@ -382,11 +392,12 @@ impl Store {
     ) -> Result<HashMap<String, Vec<(i64, StoredMatch)>>, StoreError> {
         let b = self.backend();
         let mut out: HashMap<String, Vec<(i64, StoredMatch)>> = HashMap::new();
-        for chunk in conversations.chunks(ROWS_PER_STATEMENT) {
+        for chunk in conversations.chunks(IN_CHUNK) {
             let sql = format!(
                 "SELECT e.conversation_id, m.record_id, m.contact_id, m.entity_id, m.address, m.field, m.reason
-                 FROM emails e JOIN activity_matches m ON m.kind = 'email' AND m.record_id = e.id
-                 WHERE e.tenant_id = {} AND m.field <> 'thread' AND e.conversation_id IN ({})
+                 FROM emails e CROSS JOIN activity_matches m
+                 WHERE m.kind = 'email' AND m.record_id = e.id
+                   AND e.tenant_id = {} AND m.field <> 'thread' AND e.conversation_id IN ({})
                  ORDER BY e.conversation_id, e.sent_ms, m.contact_id",
                 marker(b, 1),
                 in_list(b, 2, chunk.len())
@@ -433,7 +444,7 @@ impl Store {
             .filter(|o| o.result.is_ok())
             .map(|o| o.record_id)
             .collect();
-        for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+        for chunk in matched.chunks(IN_CHUNK) {
             let sql = format!(
                 "DELETE FROM activity_matches WHERE kind = {} AND source = 'plugin' AND record_id IN ({})",
                 marker(b, 1),
@@ -475,7 +486,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        for chunk in matched.chunks(ROWS_PER_STATEMENT) {
+        for chunk in matched.chunks(IN_CHUNK) {
             let sql = format!(
                 "DELETE FROM match_failures WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
                 marker(b, 1),
@@ -504,7 +515,7 @@ impl Store {
                 .await?;
             }
         }
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
                 "DELETE FROM match_queue WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
                 marker(b, 1),

@@ -138,7 +138,8 @@ impl Store {
     }
 
     /// A user's review list: emails of their mailboxes that the matching job linked to
-    /// nothing, newest first. Emails still waiting for the job are not shown yet.
+    /// nothing, newest first. (CROSS JOIN fixes SQLite's join order: the user's mailboxes
+    /// first, through the mailbox index, never a walk over every mailbox's mail.) Emails still waiting for the job are not shown yet.
     pub async fn review_list(
         &self,
         user_id: i64,
@@ -152,8 +153,8 @@ impl Store {
             .unwrap_or_default();
         let rows = sqlx::query(
             "SELECT e.id, e.subject, e.sender, e.sent_ms, MIN(m.address) AS mailbox
-             FROM emails e JOIN email_mailboxes em ON em.email_id = e.id JOIN mailboxes m ON m.id = em.mailbox_id
-             WHERE m.user_id = $1 AND em.removed = 0
+             FROM mailboxes m CROSS JOIN email_mailboxes em CROSS JOIN emails e
+             WHERE m.user_id = $1 AND em.mailbox_id = m.id AND e.id = em.email_id AND em.removed = 0
                AND e.sent_ms >= $2 AND e.sent_ms < $3
                AND ($4 = '' OR e.sender LIKE $5)
                AND (e.sent_ms < $6 OR (e.sent_ms = $6 AND e.id < $7))
