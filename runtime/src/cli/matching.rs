@@ -238,3 +238,52 @@ pub async fn run_review(config: Option<&Path>, cmd: ReviewCommand) -> anyhow::Re
         }
     }
 }
+
+/// `m365sync contact timeline ID`: the contact's emails (and events), newest first.
+pub async fn timeline(
+    config: Option<&Path>,
+    org: &str,
+    contact: i64,
+    limit: i64,
+    before: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (_, store) = open(config).await?;
+    let org_id = store.org_id(org).await?;
+    let before = before
+        .map(|b| {
+            b.split_once(':')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .with_context(|| format!("'{b}' is not a page cursor like 1730000000000:42 (the `next` of the previous page)"))
+        })
+        .transpose()?;
+    let items = store.timeline(org_id, contact, before, limit).await?;
+    if json {
+        let next = items
+            .last()
+            .map(|i| format!("{}:{}", i.occurred_ms, i.record_id));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "items": items, "next": next }))?
+        );
+        return Ok(());
+    }
+    println!("{:<6} {:<8} {:<17} {:<32} {:<15} SUBJECT", "KIND", "ID", "WHEN", "FROM", "LINKED BY");
+    for i in &items {
+        println!(
+            "{:<6} {:<8} {:<17} {:<32} {:<15} {}",
+            serde_json::to_value(i.kind)?.as_str().unwrap_or(""),
+            i.record_id,
+            when(i.occurred_ms),
+            i.from,
+            i.field,
+            i.subject
+        );
+    }
+    if let Some(last) = items.last() {
+        if items.len() as i64 == limit {
+            println!("more: --before {}:{}", last.occurred_ms, last.record_id);
+        }
+    }
+    Ok(())
+}
