@@ -948,11 +948,16 @@ impl Store {
         let mut contacts: BTreeMap<i64, Contact> = BTreeMap::new();
         let mut out = Vec::new();
         for (contact_id, address, field, tenant, user_email, via) in hits {
-            if !contacts.contains_key(&contact_id) {
-                contacts.insert(contact_id, self.contact(org_id, contact_id).await?);
-            }
+            let contact = match contacts.get(&contact_id) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.contact(org_id, contact_id).await?;
+                    contacts.insert(contact_id, c.clone());
+                    c
+                }
+            };
             out.push(SyncAddressWarning {
-                contact: contacts[&contact_id].clone(),
+                contact,
                 address,
                 field,
                 tenant,
