@@ -541,6 +541,7 @@ async fn imports_report_bad_rows_and_exports_import_back_unchanged() {
             {"externalId": "J4", "Name": "Jo", "Entity External ID": "nope"},
             "not an object",
             {"External ID": "J6", "Full Name": "Jay", "Email": "Jay@X.example", "entity_id": acme_ltd.id},
+            {"external_id": "J6", "alt_email": "Jay@Alt.example"},
         ]);
         std::fs::write(a.dir.join("contacts.json"), json.to_string()).unwrap();
         let r = a
@@ -557,7 +558,7 @@ async fn imports_report_bad_rows_and_exports_import_back_unchanged() {
         let report = r.json();
         assert_eq!(
             (report["created"].as_i64(), report["updated"].as_i64()),
-            (Some(1), Some(1)),
+            (Some(1), Some(2)),
             "{}",
             r.all()
         );
@@ -588,8 +589,17 @@ async fn imports_report_bad_rows_and_exports_import_back_unchanged() {
         );
         let jay = s.contact_by_external_id(acme, "J6").await.unwrap().unwrap();
         assert_eq!(
-            (jay.email.as_deref(), jay.entity_id),
-            (Some("jay@x.example"), Some(acme_ltd.id))
+            (
+                jay.email.as_deref(),
+                jay.alt_email.as_deref(),
+                jay.entity_id
+            ),
+            (
+                Some("jay@x.example"),
+                Some("jay@alt.example"),
+                Some(acme_ltd.id)
+            ),
+            "a second row for a record starts from what the first stored"
         );
 
         // A contact without an external id round-trips by its id too.

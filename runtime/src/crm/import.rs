@@ -21,7 +21,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::admin::csv::records;
-use crate::store::crm::{ContactInput, EntityInput, EntityKind, SaveOutcome};
+use crate::store::crm::{ContactInput, EntityInput, EntityKind, RecordSave, SaveOutcome};
+
+/// Rows saved per transaction: one commit per batch, and other writers wait at most one
+/// batch.
+const BATCH: usize = 200;
 use crate::store::{Store, StoreError};
 
 /// The two file formats.
@@ -104,6 +108,34 @@ impl ImportReport {
     /// True when the file had rows and none could be imported: the import as a whole failed.
     pub fn nothing_imported(&self) -> bool {
         self.rows > 0 && self.errors.len() == self.rows
+    }
+
+    fn row_error(&mut self, file: &str, location: Location, message: String) {
+        self.errors.push(RowError {
+            file: file.to_string(),
+            location,
+            message,
+        });
+    }
+
+    /// Records a row's store error, or fails the import when the database itself failed.
+    fn store_error(
+        &mut self,
+        file: &str,
+        location: Location,
+        e: StoreError,
+    ) -> Result<(), ImportError> {
+        match row_problem(e) {
+            Ok(message) => {
+                self.row_error(file, location, message);
+                Ok(())
+            }
+            Err(source) => Err(ImportError::Store {
+                file: file.to_string(),
+                location,
+                source,
+            }),
+        }
     }
 
     fn count(&mut self, outcome: SaveOutcome) {
@@ -374,6 +406,22 @@ fn json_rows<F: Copy + Eq + std::hash::Hash>(
     Ok(rows)
 }
 
+/// Which record a row names (its external id, else its id), to keep a record to one row per
+/// batch; a row naming none gets a key of its own.
+fn row_key<F: Eq + std::hash::Hash>(values: &HashMap<F, Value>, ext: F, id: F) -> String {
+    static UNNAMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if let Some(e) = values.get(&ext).and_then(Value::text) {
+        return format!("ext:{e}");
+    }
+    if let Some(i) = values.get(&id).and_then(Value::text) {
+        return format!("id:{i}");
+    }
+    format!(
+        "new:{}",
+        UNNAMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
 fn parse_id(what: &str, v: &Value) -> Result<Option<i64>, String> {
     match v.text() {
         None => Ok(None),
@@ -408,39 +456,74 @@ pub async fn import_contacts(
     };
     let mut report = ImportReport::default();
     let mut entities = EntityResolver::default();
+    let mut batch: Vec<(Location, RecordSave<ContactInput>)> = Vec::new();
+    let mut pending = std::collections::HashSet::new();
     for row in rows {
         report.rows += 1;
         let row = match row {
             Ok(r) => r,
             Err((location, message)) => {
-                report.errors.push(RowError {
-                    file: file.to_string(),
-                    location,
-                    message,
-                });
+                report.row_error(file, location, message);
                 continue;
             }
         };
-        let location = row.location;
-        match import_contact(store, org_id, &row, &mut entities).await {
-            Ok(outcome) => report.count(outcome),
-            Err(e) => match row_problem(e) {
-                Ok(message) => report.errors.push(RowError {
-                    file: file.to_string(),
-                    location,
-                    message,
-                }),
-                Err(source) => {
-                    return Err(ImportError::Store {
-                        file: file.to_string(),
-                        location,
-                        source,
-                    })
-                }
-            },
+        // A record already in the batch is saved first, so this row starts from its values.
+        if !pending.insert(row_key(
+            &row.values,
+            ContactField::ExternalId,
+            ContactField::Id,
+        )) {
+            flush_contacts(store, org_id, file, &mut batch, &mut report).await?;
+            pending.clear();
+            pending.insert(row_key(
+                &row.values,
+                ContactField::ExternalId,
+                ContactField::Id,
+            ));
+        }
+        match prepare_contact(store, org_id, &row, &mut entities).await {
+            Ok(save) => batch.push((row.location, save)),
+            Err(e) => report.store_error(file, row.location, e)?,
+        }
+        if batch.len() >= BATCH {
+            flush_contacts(store, org_id, file, &mut batch, &mut report).await?;
+            pending.clear();
         }
     }
+    flush_contacts(store, org_id, file, &mut batch, &mut report).await?;
+    report.errors.sort_by_key(|e| match e.location {
+        Location::Line(n) | Location::Index(n) => n,
+    });
     Ok(report)
+}
+
+async fn flush_contacts(
+    store: &Store,
+    org_id: i64,
+    file: &str,
+    batch: &mut Vec<(Location, RecordSave<ContactInput>)>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (locations, saves): (Vec<Location>, Vec<RecordSave<ContactInput>>) =
+        std::mem::take(batch).into_iter().unzip();
+    let results = store
+        .save_contacts(org_id, &saves)
+        .await
+        .map_err(|source| ImportError::Store {
+            file: file.to_string(),
+            location: locations[0],
+            source,
+        })?;
+    for (location, result) in locations.into_iter().zip(results) {
+        match result {
+            Ok((outcome, _)) => report.count(outcome),
+            Err(e) => report.store_error(file, location, e)?,
+        }
+    }
+    Ok(())
 }
 
 /// Entity references of one import, looked up once each.
@@ -512,12 +595,12 @@ impl EntityResolver {
     }
 }
 
-async fn import_contact(
+async fn prepare_contact(
     store: &Store,
     org_id: i64,
     row: &RawRow<ContactField>,
     entities: &mut EntityResolver,
-) -> Result<SaveOutcome, StoreError> {
+) -> Result<RecordSave<ContactInput>, StoreError> {
     use ContactField as F;
     let v = &row.values;
     let get = |f: F| v.get(&f).and_then(Value::text);
@@ -573,13 +656,10 @@ async fn import_contact(
     if let Some(entity_id) = entities.resolve(store, org_id, v).await? {
         input.entity_id = entity_id;
     }
-    match existing {
-        Some(c) => Ok(store.update_contact(org_id, c.id, &input).await?.0),
-        None => store
-            .create_contact(org_id, &input)
-            .await
-            .map(|_| SaveOutcome::Created),
-    }
+    Ok(RecordSave {
+        id: existing.map(|c| c.id),
+        input,
+    })
 }
 
 /// Imports entities into the org from `text` (`file` names it in errors).
@@ -597,46 +677,80 @@ pub async fn import_entities(
         Format::Json => json_rows(file, text, entity_field, "entities")?,
     };
     let mut report = ImportReport::default();
+    let mut batch: Vec<(Location, RecordSave<EntityInput>)> = Vec::new();
+    let mut pending = std::collections::HashSet::new();
     for row in rows {
         report.rows += 1;
         let row = match row {
             Ok(r) => r,
             Err((location, message)) => {
-                report.errors.push(RowError {
-                    file: file.to_string(),
-                    location,
-                    message,
-                });
+                report.row_error(file, location, message);
                 continue;
             }
         };
-        let location = row.location;
-        match import_entity(store, org_id, &row).await {
-            Ok(outcome) => report.count(outcome),
-            Err(e) => match row_problem(e) {
-                Ok(message) => report.errors.push(RowError {
-                    file: file.to_string(),
-                    location,
-                    message,
-                }),
-                Err(source) => {
-                    return Err(ImportError::Store {
-                        file: file.to_string(),
-                        location,
-                        source,
-                    })
-                }
-            },
+        if !pending.insert(row_key(
+            &row.values,
+            EntityField::ExternalId,
+            EntityField::Id,
+        )) {
+            flush_entities(store, org_id, file, &mut batch, &mut report).await?;
+            pending.clear();
+            pending.insert(row_key(
+                &row.values,
+                EntityField::ExternalId,
+                EntityField::Id,
+            ));
+        }
+        match prepare_entity(store, org_id, &row).await {
+            Ok(save) => batch.push((row.location, save)),
+            Err(e) => report.store_error(file, row.location, e)?,
+        }
+        if batch.len() >= BATCH {
+            flush_entities(store, org_id, file, &mut batch, &mut report).await?;
+            pending.clear();
         }
     }
+    flush_entities(store, org_id, file, &mut batch, &mut report).await?;
+    report.errors.sort_by_key(|e| match e.location {
+        Location::Line(n) | Location::Index(n) => n,
+    });
     Ok(report)
 }
 
-async fn import_entity(
+async fn flush_entities(
+    store: &Store,
+    org_id: i64,
+    file: &str,
+    batch: &mut Vec<(Location, RecordSave<EntityInput>)>,
+    report: &mut ImportReport,
+) -> Result<(), ImportError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (locations, saves): (Vec<Location>, Vec<RecordSave<EntityInput>>) =
+        std::mem::take(batch).into_iter().unzip();
+    let results = store
+        .save_entities(org_id, &saves)
+        .await
+        .map_err(|source| ImportError::Store {
+            file: file.to_string(),
+            location: locations[0],
+            source,
+        })?;
+    for (location, result) in locations.into_iter().zip(results) {
+        match result {
+            Ok((outcome, _)) => report.count(outcome),
+            Err(e) => report.store_error(file, location, e)?,
+        }
+    }
+    Ok(())
+}
+
+async fn prepare_entity(
     store: &Store,
     org_id: i64,
     row: &RawRow<EntityField>,
-) -> Result<SaveOutcome, StoreError> {
+) -> Result<RecordSave<EntityInput>, StoreError> {
     use EntityField as F;
     let v = &row.values;
     let get = |f: F| v.get(&f).and_then(Value::text);
@@ -694,13 +808,10 @@ async fn import_entity(
     if let Some(domains) = v.get(&F::Domains) {
         input.domains = domains.list();
     }
-    match existing {
-        Some(e) => Ok(store.update_entity(org_id, e.id, &input).await?.0),
-        None => store
-            .create_entity(org_id, &input)
-            .await
-            .map(|_| SaveOutcome::Created),
-    }
+    Ok(RecordSave {
+        id: existing.map(|e| e.id),
+        input,
+    })
 }
 
 #[cfg(test)]

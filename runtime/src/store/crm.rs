@@ -166,6 +166,15 @@ impl From<&Entity> for EntityInput {
     }
 }
 
+/// One record of a batch save ([`Store::save_contacts`], [`Store::save_entities`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSave<I> {
+    /// The record to update; `None` updates the one with the input's external id, if any, and
+    /// otherwise creates a record.
+    pub id: Option<i64>,
+    pub input: I,
+}
+
 /// What a save did, so imports can report created, updated and unchanged records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -682,6 +691,55 @@ impl Store {
         finish(tx, result).await
     }
 
+    /// Saves many contacts in one transaction (what imports do: one commit per batch instead
+    /// of one per row). Each item updates the contact `id`, or with no id the org's contact
+    /// with the input's external id, or creates one. A bad item (invalid, unknown id) gets its
+    /// own error and the others are saved; a database failure saves none and is the error.
+    pub async fn save_contacts(
+        &self,
+        org_id: i64,
+        items: &[RecordSave<ContactInput>],
+    ) -> Result<Vec<Result<(SaveOutcome, Contact), StoreError>>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let result = async {
+            lock_org(&mut tx, org_id).await?;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let one = async {
+                    let clean = clean_contact(&item.input)?;
+                    let id = match (item.id, &clean.external_id) {
+                        (Some(id), _) => Some(id),
+                        (None, Some(ext)) => sqlx::query(
+                            "SELECT id FROM contacts WHERE org_id = $1 AND external_id = $2",
+                        )
+                        .bind(org_id)
+                        .bind(ext)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get("id"))
+                        .transpose()?,
+                        (None, None) => None,
+                    };
+                    match id {
+                        Some(id) => update_contact_in(self, &mut tx, org_id, id, &clean).await,
+                        None => create_contact_in(self, &mut tx, org_id, &clean)
+                            .await
+                            .map(|c| (SaveOutcome::Created, c)),
+                    }
+                }
+                .await;
+                match one {
+                    Err(e @ (StoreError::Invalid(_) | StoreError::NotFound(_))) => out.push(Err(e)),
+                    Err(other) => return Err(other),
+                    Ok(saved) => out.push(Ok(saved)),
+                }
+            }
+            Ok(out)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
     /// Deletes a contact with its contact points and its activity matches, and queues all its
     /// addresses. Returns what was deleted.
     pub async fn delete_contact(&self, org_id: i64, id: i64) -> Result<Contact, StoreError> {
@@ -843,6 +901,52 @@ impl Store {
                     .await
                     .map(|e| (SaveOutcome::Created, e)),
             }
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    /// Saves many entities in one transaction, as [`Store::save_contacts`] does contacts.
+    pub async fn save_entities(
+        &self,
+        org_id: i64,
+        items: &[RecordSave<EntityInput>],
+    ) -> Result<Vec<Result<(SaveOutcome, Entity), StoreError>>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let result = async {
+            lock_org(&mut tx, org_id).await?;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let one = async {
+                    let clean = clean_entity(&item.input)?;
+                    let id = match (item.id, &clean.external_id) {
+                        (Some(id), _) => Some(id),
+                        (None, Some(ext)) => sqlx::query(
+                            "SELECT id FROM entities WHERE org_id = $1 AND external_id = $2",
+                        )
+                        .bind(org_id)
+                        .bind(ext)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get("id"))
+                        .transpose()?,
+                        (None, None) => None,
+                    };
+                    match id {
+                        Some(id) => update_entity_in(&mut tx, org_id, id, &clean).await,
+                        None => create_entity_in(&mut tx, org_id, &clean)
+                            .await
+                            .map(|e| (SaveOutcome::Created, e)),
+                    }
+                }
+                .await;
+                match one {
+                    Err(e @ (StoreError::Invalid(_) | StoreError::NotFound(_))) => out.push(Err(e)),
+                    Err(other) => return Err(other),
+                    Ok(saved) => out.push(Ok(saved)),
+                }
+            }
+            Ok(out)
         }
         .await;
         finish(tx, result).await
