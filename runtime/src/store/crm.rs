@@ -391,19 +391,27 @@ async fn queue_changes(
     addresses: &BTreeSet<String>,
     now: i64,
 ) -> Result<(), StoreError> {
-    for a in addresses {
-        sqlx::query(
-            "INSERT INTO contact_changes (org_id, address, at_ms) VALUES ($1, $2, $3)
+    let all: Vec<&String> = addresses.iter().collect();
+    for chunk in all.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, ${}, $2)", i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO contact_changes (org_id, address, at_ms) VALUES {}
              ON CONFLICT (org_id, address) DO UPDATE SET at_ms = excluded.at_ms",
-        )
-        .bind(org_id)
-        .bind(a)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for a in chunk {
+            q = q.bind(*a);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
+
+/// Rows per multi-row INSERT: few statements, well under both databases' parameter limits.
+const ROWS_PER_STATEMENT: usize = 300;
 
 const CONTACT_COLUMNS: &str = "c.id, c.external_id, c.name, c.email, c.alt_email, c.entity_id, e.name AS entity_name, c.created_ms, c.updated_ms FROM contacts c LEFT JOIN entities e ON e.id = c.entity_id";
 
@@ -615,7 +623,7 @@ impl Store {
     ) -> Result<Contact, StoreError> {
         let clean = clean_contact(input)?;
         let mut tx = self.pool().begin().await?;
-        let result = create_contact_in(self, &mut tx, org_id, &clean).await;
+        let result = create_contact_in(&mut tx, org_id, &clean).await;
         finish(tx, result).await
     }
 
@@ -661,7 +669,7 @@ impl Store {
                     .transpose()?;
             match existing {
                 Some(id) => update_contact_in(self, &mut tx, org_id, id, &clean).await,
-                None => create_contact_in(self, &mut tx, org_id, &clean)
+                None => create_contact_in(&mut tx, org_id, &clean)
                     .await
                     .map(|c| (SaveOutcome::Created, c)),
             }
@@ -722,7 +730,7 @@ impl Store {
                     };
                     match id {
                         Some(id) => update_contact_in(self, &mut tx, org_id, id, &clean).await,
-                        None => create_contact_in(self, &mut tx, org_id, &clean)
+                        None => create_contact_in(&mut tx, org_id, &clean)
                             .await
                             .map(|c| (SaveOutcome::Created, c)),
                     }
@@ -1119,17 +1127,21 @@ async fn check_contact_refs(
     org_id: i64,
     id: Option<i64>,
     c: &CleanContact,
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
+    let mut entity_name = None;
     if let Some(entity_id) = c.entity_id {
-        let found = sqlx::query("SELECT id FROM entities WHERE org_id = $1 AND id = $2")
+        let found = sqlx::query("SELECT name FROM entities WHERE org_id = $1 AND id = $2")
             .bind(org_id)
             .bind(entity_id)
             .fetch_optional(&mut **tx)
             .await?;
-        if found.is_none() {
-            return Err(StoreError::Invalid(format!(
-                "entity {entity_id} is not an entity of this org; `m365sync entity list` shows them"
-            )));
+        match found {
+            Some(r) => entity_name = Some(r.try_get("name")?),
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "entity {entity_id} is not an entity of this org; `m365sync entity list` shows them"
+                )))
+            }
         }
     }
     if let Some(ext) = &c.external_id {
@@ -1148,7 +1160,7 @@ async fn check_contact_refs(
             )));
         }
     }
-    Ok(())
+    Ok(entity_name)
 }
 
 async fn write_points(tx: &mut Tx<'_>, id: i64, points: &[String]) -> Result<(), StoreError> {
@@ -1156,24 +1168,30 @@ async fn write_points(tx: &mut Tx<'_>, id: i64, points: &[String]) -> Result<(),
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    for p in points {
-        sqlx::query("INSERT INTO contact_emails (contact_id, address) VALUES ($1, $2)")
-            .bind(id)
-            .bind(p)
-            .execute(&mut **tx)
-            .await?;
+    for chunk in points.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, ${})", i + 2))
+            .collect();
+        let sql = format!(
+            "INSERT INTO contact_emails (contact_id, address) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(id);
+        for p in chunk {
+            q = q.bind(p);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
 async fn create_contact_in(
-    store: &Store,
     tx: &mut Tx<'_>,
     org_id: i64,
     c: &CleanContact,
 ) -> Result<Contact, StoreError> {
     lock_org(tx, org_id).await?;
-    check_contact_refs(tx, org_id, None, c).await?;
+    let entity_name = check_contact_refs(tx, org_id, None, c).await?;
     let now = now_ms();
     let id: i64 = sqlx::query(
         "INSERT INTO contacts (org_id, external_id, name, email, alt_email, entity_id, created_ms, updated_ms)
@@ -1194,7 +1212,29 @@ async fn create_contact_in(
     .try_get("id")?;
     write_points(tx, id, &c.contact_points).await?;
     queue_changes(tx, org_id, &affected_addresses(None, Some(c)), now).await?;
-    contact_in(store, tx, org_id, id).await
+    Ok(stored(id, c, entity_name, now, now))
+}
+
+/// The contact as just written (saves a read after each write).
+fn stored(
+    id: i64,
+    c: &CleanContact,
+    entity_name: Option<String>,
+    created_ms: i64,
+    updated_ms: i64,
+) -> Contact {
+    Contact {
+        id,
+        external_id: c.external_id.clone(),
+        name: c.name.clone(),
+        email: c.email.clone(),
+        alt_email: c.alt_email.clone(),
+        contact_points: c.contact_points.clone(),
+        entity_id: c.entity_id,
+        entity_name,
+        created_ms,
+        updated_ms,
+    }
 }
 
 async fn update_contact_in(
@@ -1210,7 +1250,7 @@ async fn update_contact_in(
     if &before == c {
         return Ok((SaveOutcome::Unchanged, old));
     }
-    check_contact_refs(tx, org_id, Some(id), c).await?;
+    let entity_name = check_contact_refs(tx, org_id, Some(id), c).await?;
     let now = now_ms();
     sqlx::query(
         "UPDATE contacts SET external_id = $1, name = $2, email = $3, alt_email = $4, entity_id = $5, updated_ms = $6
@@ -1232,7 +1272,7 @@ async fn update_contact_in(
     queue_changes(tx, org_id, &affected_addresses(Some(&before), Some(c)), now).await?;
     Ok((
         SaveOutcome::Updated,
-        contact_in(store, tx, org_id, id).await?,
+        stored(id, c, entity_name, old.created_ms, now),
     ))
 }
 
