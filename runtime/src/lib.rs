@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod apply;
 pub mod config;
+pub mod crm;
 pub mod graph;
 pub mod matching;
 pub mod plugin;

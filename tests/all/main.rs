@@ -4,6 +4,7 @@ mod admin_auth;
 mod admin_cli;
 mod admin_support;
 mod apply;
+mod crm;
 mod graph_client;
 mod matching;
 mod plugin_cache;

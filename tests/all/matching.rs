@@ -10,6 +10,7 @@ use std::time::Duration;
 use m365sync::matching::job::run_org_waiting;
 use m365sync::matching::MatchReport;
 use m365sync::sim::generate::GenerateOptions;
+use m365sync::store::crm::ContactInput;
 use m365sync::store::review::{ReviewFilter, ReviewScope};
 use m365sync::store::tenants::{Tenant, TenantSettings};
 use m365sync::store::{Store, StoreError};
@@ -53,8 +54,7 @@ pub async fn deliver(s: &TestSim, from: &str, to: &str, subject: &str, conversat
     .await;
 }
 
-/// Adds a contact the way a contact change does: the row and its addresses queued for a
-/// re-match, in one transaction.
+/// Adds a contact through the store's CRM API (which queues its addresses for a re-match).
 pub async fn add_contact(
     db: &TestDb,
     org_id: i64,
@@ -63,41 +63,20 @@ pub async fn add_contact(
     alt: Option<&str>,
     points: &[&str],
 ) -> i64 {
-    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    let id: i64 = sqlx::query(
-        "INSERT INTO contacts (org_id, name, email, alt_email, created_ms, updated_ms) VALUES ($1, $2, $3, $4, 1, 1) RETURNING id",
-    )
-    .bind(org_id)
-    .bind(name)
-    .bind(email)
-    .bind(alt)
-    .fetch_all(&mut *tx)
-    .await
-    .unwrap()[0]
-        .try_get("id")
-        .unwrap();
-    let mut all: Vec<&str> = email.into_iter().chain(alt).collect();
-    for p in points {
-        sqlx::query("INSERT INTO contact_emails (contact_id, address) VALUES ($1, $2)")
-            .bind(id)
-            .bind(*p)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        all.push(p);
-    }
-    for a in all {
-        sqlx::query("INSERT INTO contact_changes (org_id, address, at_ms) VALUES ($1, $2, 1) ON CONFLICT DO NOTHING")
-            .bind(org_id)
-            .bind(a)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
-    pool.close().await;
-    id
+    db.store
+        .create_contact(
+            org_id,
+            &ContactInput {
+                name: name.into(),
+                email: email.map(str::to_string),
+                alt_email: alt.map(str::to_string),
+                contact_points: points.iter().map(|p| p.to_string()).collect(),
+                ..ContactInput::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id
 }
 
 /// Stored email ids by subject.
@@ -433,18 +412,14 @@ async fn a_new_contact_rematches_only_the_emails_carrying_its_address() {
         );
         assert_eq!(after[&(w.email["m7 from a newcomer"], newcomer)].0, "email");
         // Removing the address again (a contact edit) takes the links away, nothing else.
-        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-        sqlx::query("UPDATE contacts SET email = NULL WHERE id = $1")
-            .bind(newcomer)
-            .execute(&pool)
+        let mut edited =
+            ContactInput::from(&db.store.contact(w.tenant.org_id, newcomer).await.unwrap());
+        edited.email = None;
+        edited.alt_email = Some("newcomer.home@prospect.example".into());
+        db.store
+            .update_contact(w.tenant.org_id, newcomer, &edited)
             .await
             .unwrap();
-        sqlx::query("INSERT INTO contact_changes (org_id, address, at_ms) VALUES ($1, 'newcomer@prospect.example', 2)")
-            .bind(w.tenant.org_id)
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
         let report = match_now(&db.store, "acme").await;
         assert_eq!(report.records, 2);
         assert_eq!(links(&db).await, before);

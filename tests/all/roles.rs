@@ -332,6 +332,125 @@ async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
             404
         );
 
+        // Contacts through the API: the org admin edits them, the matcher follows the change.
+        let newcomer = json!({"name": "Newcomer", "email": " Newcomer@Prospect.example "});
+        let (st, created) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/contacts",
+                Some(&acme_admin),
+                Some(newcomer),
+            )
+            .await;
+        assert_eq!(st, 201, "{created}");
+        assert_eq!(created["email"], "newcomer@prospect.example");
+        let contact_path = format!("/api/orgs/acme/contacts/{}", created["id"]);
+        let mut linked = false;
+        for _ in 0..100 {
+            let (_, t) = api
+                .call(
+                    Method::GET,
+                    &format!("{contact_path}/timeline"),
+                    Some(&acme_admin),
+                    None,
+                )
+                .await;
+            if t["items"].as_array().map(|i| i.len()) == Some(2) {
+                linked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(linked, "the service re-matched the newcomer's two emails");
+        assert_eq!(
+            api.call(Method::GET, &contact_path, Some(&globex_admin), None)
+                .await
+                .0,
+            403
+        );
+        let probe = format!("/api/orgs/globex/contacts/{}", created["id"]);
+        assert_eq!(
+            api.call(Method::GET, &probe, Some(&globex_admin), None)
+                .await
+                .0,
+            404
+        );
+        assert_eq!(
+            api.call(Method::DELETE, &probe, Some(&globex_admin), None)
+                .await
+                .0,
+            404
+        );
+        let (st, _) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/contacts",
+                Some(&alice),
+                Some(json!({"name": "x"})),
+            )
+            .await;
+        assert_eq!(st, 403, "users do not edit contacts");
+        let (st, found) = api
+            .call(
+                Method::GET,
+                "/api/me/contacts?filter=newcomer",
+                Some(&alice),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (st, found.as_array().map(|a| a.len())),
+            (200, Some(1)),
+            "{found}"
+        );
+        let (st, bad) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/contacts",
+                Some(&acme_admin),
+                Some(json!({"name": "Bad", "email": "not-an-address"})),
+            )
+            .await;
+        assert_eq!(st, 400, "{bad}");
+        let csv = api
+            .http
+            .get(format!(
+                "{}/api/orgs/acme/contacts/export?format=csv",
+                api.base
+            ))
+            .bearer_auth(&acme_admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(csv.contains("newcomer@prospect.example"), "{csv}");
+        assert!(
+            !csv.contains("globex-client"),
+            "another org's contacts are not exported"
+        );
+        let import = api
+            .http
+            .post(format!(
+                "{}/api/orgs/acme/contacts/import?format=csv",
+                api.base
+            ))
+            .bearer_auth(&acme_admin)
+            .body(csv)
+            .send()
+            .await
+            .unwrap();
+        let report: Value = import.json().await.unwrap();
+        assert_eq!(report["created"], 0, "{report}");
+        assert_eq!(report["updated"], 0, "{report}");
+        assert_eq!(
+            api.call(Method::DELETE, &contact_path, Some(&acme_admin), None)
+                .await
+                .0,
+            200
+        );
+
         // A revoked token is refused from then on.
         let (st, _) = api
             .call(

@@ -268,7 +268,10 @@ pub async fn timeline(
         );
         return Ok(());
     }
-    println!("{:<6} {:<8} {:<17} {:<32} {:<15} SUBJECT", "KIND", "ID", "WHEN", "FROM", "LINKED BY");
+    println!(
+        "{:<6} {:<8} {:<17} {:<32} {:<15} SUBJECT",
+        "KIND", "ID", "WHEN", "FROM", "LINKED BY"
+    );
     for i in &items {
         println!(
             "{:<6} {:<8} {:<17} {:<32} {:<15} {}",

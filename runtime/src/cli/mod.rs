@@ -1,6 +1,7 @@
 //! Command-line parsing and the top-level error report (the one place `anyhow` is used).
 
 mod admin;
+mod crm;
 mod mailbox;
 mod matching;
 mod ops;
@@ -58,6 +59,19 @@ enum Command {
     User {
         #[command(subcommand)]
         command: mailbox::UserCommand,
+    },
+    /// CRM contacts (name, Email, Alternate Email, contact points, entity): add, update,
+    /// remove, show, list, import and export (CSV, JSON), and those carrying a sync user's
+    /// address (warnings).
+    Contact {
+        #[command(subcommand)]
+        command: crm::ContactCommand,
+    },
+    /// CRM entities (households and companies, with domains): add, update, remove, show, list,
+    /// import and export (CSV, JSON).
+    Entity {
+        #[command(subcommand)]
+        command: crm::EntityCommand,
     },
     /// Exclusion rules at org, tenant and user level.
     Rules {
@@ -155,6 +169,8 @@ pub fn run() -> std::process::ExitCode {
             Command::Mailbox { command } => mailbox::run(config.as_deref(), command).await,
             Command::User { command } => mailbox::user(config.as_deref(), command).await,
             Command::Rules { command } => rules::run(config.as_deref(), command).await,
+            Command::Contact { command } => crm::contact(config.as_deref(), command).await,
+            Command::Entity { command } => crm::entity(config.as_deref(), command).await,
             Command::Activate {
                 org,
                 tenant,

@@ -11,7 +11,10 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::crm::export::{export_contacts, export_entities};
+use crate::crm::import::{import_contacts, import_entities, Format};
 use crate::matching::job::run_org_waiting;
+use crate::store::crm::{ContactInput, EntityInput, ListQuery};
 use crate::store::review::{ReviewFilter, ReviewScope};
 use crate::store::rules::{RuleScope, RuleSpec};
 use crate::store::StoreError;
@@ -19,6 +22,7 @@ use crate::store::StoreError;
 use super::access::{AccessError, Actor};
 use super::api::{access_error, error, respond, store_error, Answer};
 use super::Shared;
+use hyper::Response;
 
 /// What a handler returns: a JSON value with its status, or a refusal.
 type Handled = Result<(StatusCode, Value), AccessError>;
@@ -82,6 +86,28 @@ fn limit(q: &HashMap<String, String>) -> i64 {
         .clamp(1, 1000)
 }
 
+/// A listing's paging and filter from the query string.
+fn list_query(q: &HashMap<String, String>) -> Result<ListQuery, AccessError> {
+    Ok(ListQuery {
+        limit: limit(q),
+        after_id: q
+            .get("after")
+            .filter(|a| !a.is_empty())
+            .map(|a| id(a, "contact"))
+            .transpose()?,
+        filter: q.get("filter").filter(|f| !f.is_empty()).cloned(),
+    })
+}
+
+/// `?format=csv|json` (JSON when absent).
+fn format(q: &HashMap<String, String>) -> Result<Format, AccessError> {
+    match q.get("format").map(String::as_str) {
+        None | Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => Err(bad(format!("format must be csv or json, not '{other}'"))),
+    }
+}
+
 fn review_filter(q: &HashMap<String, String>) -> Result<ReviewFilter, AccessError> {
     Ok(ReviewFilter {
         since_ms: instant(q, "since")?,
@@ -125,6 +151,15 @@ pub async fn route(
 ) -> Answer {
     let handled = match segs {
         ["api", "me", rest @ ..] => me(shared, actor, method, rest, q, &body).await,
+        ["api", "orgs", org, kind @ ("contacts" | "entities"), "export"]
+            if method == Method::GET =>
+        {
+            return match export(shared, actor, org, kind, q).await {
+                Ok(answer) => answer,
+                Err(AccessError::Store(e)) => store_error(e),
+                Err(e) => access_error(e),
+            };
+        }
         ["api", "orgs", org, rest @ ..] => match actor.require_org_admin(org) {
             Ok(()) => org_route(shared, actor, org, method, rest, q, &body).await,
             Err(e) => Err(e),
@@ -208,6 +243,10 @@ async fn me(
             }
             ok(json!(report))
         }
+        // Read-only: a user looks a contact up to map mail to it.
+        (&Method::GET, ["contacts"]) => {
+            ok(json!(store.list_contacts(*org_id, &list_query(q)?).await?))
+        }
         (&Method::GET, ["rules"]) => ok(json!(store.rules_at(rules_scope).await?)),
         (&Method::POST, ["rules"]) => {
             let spec: RuleSpec = parse_json(
@@ -261,6 +300,82 @@ async fn org_route(
                 other => AccessError::Store(StoreError::Invalid(other.to_string())),
             })?;
             ok(json!(report))
+        }
+        (&Method::GET, ["contacts"]) => {
+            ok(json!(store.list_contacts(org_id, &list_query(q)?).await?))
+        }
+        (&Method::POST, ["contacts"]) => {
+            let input: ContactInput = parse_json(body, "a contact: {\"name\", \"email\", \"alt_email\", \"contact_points\", \"entity_id\", \"external_id\"}")?;
+            let c = store.create_contact(org_id, &input).await?;
+            shared.match_wake.notify_one();
+            Ok((StatusCode::CREATED, json!(c)))
+        }
+        (&Method::POST, ["contacts", "import"]) => {
+            let text =
+                std::str::from_utf8(body).map_err(|_| bad("the import is not UTF-8 text"))?;
+            let report = import_contacts(store, org_id, "the request body", text, format(q)?)
+                .await
+                .map_err(|e| bad(e.to_string()))?;
+            shared.match_wake.notify_one();
+            ok(json!(report))
+        }
+        (&Method::GET, ["contacts", "warnings"]) => ok(json!(
+            store.contacts_with_sync_user_addresses(org_id).await?
+        )),
+        (&Method::GET, ["contacts", contact]) => {
+            ok(json!(store.contact(org_id, id(contact, "contact")?).await?))
+        }
+        (&Method::PUT, ["contacts", contact]) => {
+            let input: ContactInput =
+                parse_json(body, "a contact (every field; read it first to change one)")?;
+            let (outcome, c) = store
+                .update_contact(org_id, id(contact, "contact")?, &input)
+                .await?;
+            shared.match_wake.notify_one();
+            ok(json!({ "outcome": format!("{outcome:?}").to_lowercase(), "contact": c }))
+        }
+        (&Method::DELETE, ["contacts", contact]) => {
+            let c = store
+                .delete_contact(org_id, id(contact, "contact")?)
+                .await?;
+            shared.match_wake.notify_one();
+            ok(json!({ "removed": c.id }))
+        }
+        (&Method::GET, ["entities"]) => {
+            ok(json!(store.list_entities(org_id, &list_query(q)?).await?))
+        }
+        (&Method::POST, ["entities"]) => {
+            let input: EntityInput = parse_json(
+                body,
+                "an entity: {\"name\", \"kind\", \"domains\", \"external_id\"}",
+            )?;
+            Ok((
+                StatusCode::CREATED,
+                json!(store.create_entity(org_id, &input).await?),
+            ))
+        }
+        (&Method::POST, ["entities", "import"]) => {
+            let text =
+                std::str::from_utf8(body).map_err(|_| bad("the import is not UTF-8 text"))?;
+            let report = import_entities(store, org_id, "the request body", text, format(q)?)
+                .await
+                .map_err(|e| bad(e.to_string()))?;
+            ok(json!(report))
+        }
+        (&Method::GET, ["entities", entity]) => {
+            ok(json!(store.entity(org_id, id(entity, "entity")?).await?))
+        }
+        (&Method::PUT, ["entities", entity]) => {
+            let input: EntityInput = parse_json(body, "an entity (every field)")?;
+            let (outcome, e) = store
+                .update_entity(org_id, id(entity, "entity")?, &input)
+                .await?;
+            ok(json!({ "outcome": format!("{outcome:?}").to_lowercase(), "entity": e }))
+        }
+        (&Method::DELETE, ["entities", entity]) => {
+            let (e, detached) = store.delete_entity(org_id, id(entity, "entity")?).await?;
+            shared.match_wake.notify_one();
+            ok(json!({ "removed": e.id, "contacts_detached": detached }))
         }
         (&Method::GET, ["contacts", contact, "timeline"]) => {
             let contact = id(contact, "contact")?;
@@ -342,4 +457,35 @@ async fn org_route(
         }
         _ => Err(no_endpoint()),
     }
+}
+
+/// `GET /api/orgs/{org}/contacts/export` and `.../entities/export`: the file itself, CSV or
+/// JSON, as `import` reads it back.
+async fn export(
+    shared: &Shared,
+    actor: &Actor,
+    org: &str,
+    kind: &str,
+    q: &HashMap<String, String>,
+) -> Result<Answer, AccessError> {
+    actor.require_org_admin(org)?;
+    let store = &shared.env.store;
+    let org_id = store.org_id(org).await?;
+    let format = format(q)?;
+    let text = if kind == "contacts" {
+        export_contacts(store, org_id, format).await?
+    } else {
+        export_entities(store, org_id, format).await?
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(
+            "content-type",
+            match format {
+                Format::Csv => "text/csv; charset=utf-8",
+                Format::Json => "application/json",
+            },
+        )
+        .body(http_body_util::Full::new(Bytes::from(text)))
+        .expect("static response parts"))
 }

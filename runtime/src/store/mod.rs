@@ -17,6 +17,7 @@
 // the write lock while it idles in the pool, and every other writer waits out busy_timeout.
 
 pub mod attachments;
+pub mod crm;
 pub mod logs;
 pub mod mailboxes;
 pub mod matching;

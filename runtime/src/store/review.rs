@@ -214,6 +214,12 @@ impl Store {
         let b = self.backend();
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        // Take the org's write lock first, as every CRM write does: a SQLite transaction that
+        // read before writing could otherwise fail when another writer went first.
+        sqlx::query("UPDATE orgs SET name = name WHERE id = $1")
+            .bind(scope.org_id)
+            .execute(&mut *tx)
+            .await?;
         // Which of the ids the scope may touch, with what the link needs.
         let sql = match scope.user_id {
             Some(_) => format!(
