@@ -17,6 +17,7 @@
 // the write lock while it idles in the pool, and every other writer waits out busy_timeout.
 
 pub mod attachments;
+pub mod events;
 pub mod logs;
 pub mod mailboxes;
 pub mod plugins;
@@ -106,6 +107,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "crm",
         include_str!("../../../migrations/sqlite/0003_crm.sql"),
         include_str!("../../../migrations/postgres/0003_crm.sql"),
+    ),
+    (
+        4,
+        "calendar",
+        include_str!("../../../migrations/sqlite/0004_calendar.sql"),
+        include_str!("../../../migrations/postgres/0004_calendar.sql"),
     ),
 ];
 
