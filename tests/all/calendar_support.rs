@@ -49,9 +49,7 @@ pub async fn declare(db: &TestDb, s: &TestSim, calendar: &CalendarSettings) -> C
 /// Settings reaching back far enough for the generated history, the rest as given.
 pub fn settings(f: impl FnOnce(&mut CalendarSettings)) -> CalendarSettings {
     let mut s = CalendarSettings {
-        commencement_ms: Some(
-            (chrono::Utc::now() - chrono::Duration::days(400)).timestamp_millis(),
-        ),
+        commencement_ms: Some(ms(&window().0)),
         ..CalendarSettings::default()
     };
     f(&mut s);
@@ -102,14 +100,15 @@ pub async fn view(s: &TestSim, upn: &str, start: &str, end: &str) -> Vec<Value> 
     }
 }
 
-/// The window the tests' settings pull: 400 days back to ten years ahead.
+/// The window the tests' settings pull: 400 days back (midnight) to ten years and a day
+/// ahead of today's midnight, as the sync computes it.
 pub fn window() -> (String, String) {
     let now = chrono::Utc::now();
     (
-        (now - chrono::Duration::days(399))
+        (now - chrono::Duration::days(400))
             .format("%Y-%m-%dT00:00:00Z")
             .to_string(),
-        (now + chrono::Duration::days(3650))
+        (now + chrono::Duration::days(3651))
             .format("%Y-%m-%dT00:00:00Z")
             .to_string(),
     )

@@ -94,7 +94,12 @@ pub async fn sync_calendar(
             .commencement_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .unwrap_or(ctx.since);
-        let until = Utc::now() + Duration::days(YEAR_DAYS * settings.inbound_years.max(0) + 1);
+        // From today's midnight (UTC), so every calendar of a run shares one window.
+        let today = Utc::now()
+            .date_naive()
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        let until = today + Duration::days(YEAR_DAYS * settings.inbound_years.max(0) + 1);
         let users: Vec<String> = ctx.user_email.values().cloned().collect();
         let job = pull::PullJob {
             store,
