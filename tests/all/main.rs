@@ -4,6 +4,7 @@ mod admin_auth;
 mod admin_cli;
 mod admin_support;
 mod apply;
+mod calendar_cli;
 mod calendar_pull;
 mod calendar_push;
 mod calendar_support;

@@ -161,7 +161,8 @@ pub enum EventsCommand {
         tenant: String,
         #[arg(long)]
         user: String,
-        #[arg(value_parser = on_off)]
+        /// on or off.
+        #[arg(value_parser = on_off, action = clap::ArgAction::Set)]
         on: bool,
     },
     /// Measure the calendar sync on a generated tenant: the initial pull (events/s, peak RSS)
