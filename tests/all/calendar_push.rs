@@ -445,3 +445,51 @@ async fn microsoft_to_crm_only_queues_nothing_and_deactivation_stops_the_sync() 
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_adopted_not_doubled() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+            events: 0,
+            ..small()
+        })
+        .await;
+        let me = people(&s)[0].clone();
+        let cal = declare(&db, &s, &settings(|c| c.direction = Direction::TwoWay)).await;
+        let (t, store) = (&cal.tenant, &db.store);
+        let id = add_event(store, t, &me, &new_event("Lost answer", 3, &[CLIENT], true))
+            .await
+            .unwrap();
+        // A push that reached Microsoft but whose answer never came back: the transactionId
+        // was stored, the event created, nothing else recorded.
+        let tx = format!("m365sync-{}-{id}", t.id);
+        store
+            .set_transaction_id(id, cal.ids[&me], &tx)
+            .await
+            .unwrap();
+        let e = store.event(id).await.unwrap();
+        let crm: m365sync::plugin::bindings::types::CrmEvent =
+            serde_json::from_str(&e.record).unwrap();
+        let mut body = m365sync::calendar::push::graph_body(&crm, None, true);
+        body.insert("transactionId".into(), tx.clone().into());
+        let created = ms_create(&s, &me, serde_json::Value::Object(body)).await;
+        assert_eq!(invitations(&s).await.len(), 1);
+        sync(&cal).await;
+        let e = store.event(id).await.unwrap();
+        assert_eq!(
+            e.graph_id.as_deref(),
+            Some(created.as_str()),
+            "adopted by its transactionId"
+        );
+        assert_eq!(stored(&db, &cal, &me).await.len(), 1, "not doubled");
+        let (start, end) = window();
+        assert_eq!(
+            view(&s, &me, &start, &end).await.len(),
+            1,
+            "one event in Microsoft"
+        );
+        assert_eq!(invitations(&s).await.len(), 1, "no second invitation");
+        assert_eq!(store.outbox_len(t.id).await.unwrap(), 0);
+        db.drop_db().await;
+    }
+}
