@@ -74,13 +74,7 @@ impl std::ops::AddAssign for PullCounts {
         self.excluded += o.excluded;
         self.failed += o.failed;
         self.masters_fetched += o.masters_fetched;
-        let (a, b) = (&mut self.stored, o.stored);
-        a.inserted += b.inserted;
-        a.updated += b.updated;
-        a.unchanged += b.unchanged;
-        a.conflicts += b.conflicts;
-        a.deleted += b.deleted;
-        a.detached += b.detached;
+        self.stored += o.stored;
     }
 }
 
@@ -202,17 +196,6 @@ pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
         if done {
             return Ok(counts);
         }
-    }
-}
-
-impl std::ops::AddAssign for PageOutcome {
-    fn add_assign(&mut self, b: PageOutcome) {
-        self.inserted += b.inserted;
-        self.updated += b.updated;
-        self.unchanged += b.unchanged;
-        self.conflicts += b.conflicts;
-        self.deleted += b.deleted;
-        self.detached += b.detached;
     }
 }
 

@@ -196,6 +196,17 @@ pub struct PageOutcome {
     pub detached: u64,
 }
 
+impl std::ops::AddAssign for PageOutcome {
+    fn add_assign(&mut self, b: PageOutcome) {
+        self.inserted += b.inserted;
+        self.updated += b.updated;
+        self.unchanged += b.unchanged;
+        self.conflicts += b.conflicts;
+        self.deleted += b.deleted;
+        self.detached += b.detached;
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredEvent {
