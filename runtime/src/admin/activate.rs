@@ -100,6 +100,11 @@ pub async fn activate(
     if rules == 0 {
         warnings.push("no exclusion rules at org or tenant level: rules act only on syncs after they are created, so add them now if the firm has any (`m365sync rules add`)".into());
     }
+    // C9: writing events to Microsoft can email the firm's clients.
+    let calendar = store.calendar_settings(tenant.org_id, tenant.id).await?;
+    if calendar.direction.pushes() {
+        warnings.push(format!("calendar direction is {}: CRM events are written to Microsoft, which emails invitations, updates and cancellations to their attendees when an event's \"send invitations\" is on; the default is to_crm (`m365sync events settings`)", calendar.direction.as_str()));
+    }
     let newly_activated = store.activate_tenant(tenant.id).await?;
     store.mark_initial_sync(tenant.id).await?;
     let t = store.tenant_by_id(tenant.id).await?;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod crm;
+mod events;
 mod mailbox;
 mod matching;
 mod ops;
@@ -92,6 +93,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// CRM events and calendar sync: add, update, remove, list, deactivate, settings, the
+    /// Sync Events switch, the benchmark.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
     /// Email sync.
     Sync {
         #[command(subcommand)]
@@ -179,6 +186,7 @@ pub fn run() -> std::process::ExitCode {
             } => rules::activate_tenant(config.as_deref(), &org, &tenant, force, json).await,
             Command::Key { command } => admin::key(command),
             Command::Sync { command } => admin::sync(config.as_deref(), command).await,
+            Command::Events { command } => events::run(config.as_deref(), command).await,
             Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Runs(args) => ops::runs(config.as_deref(), args).await,

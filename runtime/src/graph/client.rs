@@ -91,6 +91,23 @@ pub struct GraphClient {
 /// Turns a 2xx answer's `Content-Type` and body into a result, or says why to ask again.
 type Accept<T> = dyn Fn(Option<String>, bytes::Bytes) -> Result<T, String> + Send + Sync;
 
+/// What one request sends: a GET, or a write with its JSON body.
+struct Call<'a> {
+    method: reqwest::Method,
+    url: &'a str,
+    body: Option<&'a Value>,
+}
+
+impl<'a> Call<'a> {
+    fn get(url: &'a str) -> Call<'a> {
+        Call {
+            method: reqwest::Method::GET,
+            url,
+            body: None,
+        }
+    }
+}
+
 enum Attempt<T> {
     Done(T),
     Retry {
@@ -168,7 +185,7 @@ impl GraphClient {
         url: &str,
         prefer: Option<&str>,
     ) -> Result<Value, GraphError> {
-        self.request(mailbox, url, prefer, &|_, body| {
+        self.request(mailbox, &Call::get(url), prefer, &|_, body| {
             // A body cut short in transit does not parse: ask again.
             serde_json::from_slice(&body).map_err(|e| format!("unreadable body: {e}"))
         })
@@ -183,7 +200,7 @@ impl GraphClient {
         url: &str,
         prefer: Option<&str>,
     ) -> Result<RawBody, GraphError> {
-        self.request(mailbox, url, prefer, &|content_type, bytes| {
+        self.request(mailbox, &Call::get(url), prefer, &|content_type, bytes| {
             Ok(RawBody {
                 bytes,
                 content_type,
@@ -192,15 +209,37 @@ impl GraphClient {
         .await
     }
 
-    /// One GET with retries; `accept` turns a 2xx answer (its `Content-Type` and body) into
-    /// the result, or says why the body is unusable (then the request is retried).
+    /// Sends a write (POST, PATCH, DELETE) with a JSON body, with the same slots, retries and
+    /// token renewal as [`GraphClient::get`]. Answers the JSON body, `Null` for an empty one
+    /// (204). Only idempotent writes belong here: a POST must carry a `transactionId`, so a
+    /// retry after a lost answer returns the first one's result instead of a second event.
+    pub async fn send(
+        &self,
+        mailbox: &str,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, GraphError> {
+        let call = Call { method, url, body };
+        self.request(mailbox, &call, None, &|_, body| {
+            if body.is_empty() {
+                return Ok(Value::Null);
+            }
+            serde_json::from_slice(&body).map_err(|e| format!("unreadable body: {e}"))
+        })
+        .await
+    }
+
+    /// One request with retries; `accept` turns a 2xx answer (its `Content-Type` and body)
+    /// into the result, or says why the body is unusable (then the request is retried).
     async fn request<T>(
         &self,
         mailbox: &str,
-        url: &str,
+        call: &Call<'_>,
         prefer: Option<&str>,
         accept: &Accept<T>,
     ) -> Result<T, GraphError> {
+        let url = call.url;
         let url = if url.starts_with("http://") || url.starts_with("https://") {
             url.to_string()
         } else {
@@ -213,7 +252,7 @@ impl GraphClient {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
             match self
-                .attempt(mailbox, &url, prefer, &mut renewals, accept)
+                .attempt(mailbox, call, &url, prefer, &mut renewals, accept)
                 .await
             {
                 Attempt::Done(v) => return Ok(v),
@@ -240,6 +279,7 @@ impl GraphClient {
     async fn attempt<T>(
         &self,
         mailbox: &str,
+        call: &Call<'_>,
         url: &str,
         prefer: Option<&str>,
         renewals: &mut u32,
@@ -268,7 +308,13 @@ impl GraphClient {
             Err(e) => return Attempt::Fail(e.into()),
         };
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let mut req = self.http.get(url).bearer_auth(&token);
+        let mut req = self
+            .http
+            .request(call.method.clone(), url)
+            .bearer_auth(&token);
+        if let Some(body) = call.body {
+            req = req.json(body);
+        }
         if let Some(p) = prefer {
             req = req.header("Prefer", p);
         }

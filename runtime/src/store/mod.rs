@@ -18,6 +18,7 @@
 
 pub mod attachments;
 pub mod crm;
+pub mod events;
 pub mod logs;
 pub mod mailboxes;
 pub mod matching;
@@ -110,6 +111,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "crm",
         include_str!("../../../migrations/sqlite/0003_crm.sql"),
         include_str!("../../../migrations/postgres/0003_crm.sql"),
+    ),
+    (
+        4,
+        "calendar",
+        include_str!("../../../migrations/sqlite/0004_calendar.sql"),
+        include_str!("../../../migrations/postgres/0004_calendar.sql"),
     ),
 ];
 

@@ -69,6 +69,17 @@ pub async fn sync_mailbox(
             };
         }
     }
+    // The calendar (C2): pulled and pushed under the same lease when this is the user's
+    // primary mailbox and their Sync Events switch is on (otherwise nothing happens).
+    match crate::calendar::sync_calendar(env, ctx, mailbox, run_id, lease, stop).await {
+        Ok(calendar) => counts += calendar.as_counts(),
+        Err(error) => {
+            return MailboxResult {
+                counts,
+                error: Some(error),
+            }
+        }
+    }
     MailboxResult {
         counts,
         error: None,
