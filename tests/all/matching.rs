@@ -563,3 +563,83 @@ async fn the_mass_action_maps_emails_and_teaches_the_contact_the_address() {
         db.drop_db().await;
     }
 }
+
+#[tokio::test]
+async fn events_are_matched_and_unmatched_ones_kept_out_of_the_crm_until_they_match() {
+    use crate::calendar_support::{at, attendee, declare, ms_create, settings, sync};
+    for db in TestDb::both().await {
+        let s = quiet_sim().await;
+        let (alice, _) = people(&s);
+        let day = (chrono::Utc::now() + chrono::Duration::days(3)).format("%Y-%m-%d");
+        let when = |h: u32| at(&format!("{day}T{h:02}:00:00"), "UTC");
+        ms_create(
+            &s,
+            &alice,
+            json!({"subject": "Review with Pat", "start": when(9), "end": when(10),
+            "attendees": [attendee("pat@client.example")]}),
+        )
+        .await;
+        ms_create(
+            &s,
+            &alice,
+            json!({"subject": "Coffee with a stranger", "start": when(11), "end": when(12),
+            "attendees": [attendee("stranger@nowhere.example")]}),
+        )
+        .await;
+        // Sync Unmatched Events is off by default (C3).
+        let cal = declare(&db, &s, &settings(|_| {})).await;
+        sync(&cal).await;
+        let org_id = cal.tenant.org_id;
+        let pat = add_contact(
+            &db,
+            org_id,
+            "Pat Client",
+            Some("pat@client.example"),
+            None,
+            &[],
+        )
+        .await;
+        let report = match_now(&db.store, "acme").await;
+        assert_eq!(report.failed, 0, "{report:?}");
+        let timeline = db.store.timeline(org_id, pat, None, 10).await.unwrap();
+        assert_eq!(timeline.len(), 1, "{timeline:?}");
+        assert_eq!(timeline[0].subject, "Review with Pat");
+        assert_eq!(serde_json::to_value(timeline[0].kind).unwrap(), "event");
+        let shown: Vec<String> = db
+            .store
+            .events(cal.tenant.id, None, false)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        assert_eq!(
+            shown,
+            vec!["Review with Pat".to_string()],
+            "the unmatched event is kept out"
+        );
+        let kept = db.store.events(cal.tenant.id, None, true).await.unwrap();
+        assert_eq!(kept.len(), 2, "but not lost");
+        // A contact for the stranger brings the event in, by a re-match of that event alone.
+        add_contact(
+            &db,
+            org_id,
+            "Now a client",
+            Some("stranger@nowhere.example"),
+            None,
+            &[],
+        )
+        .await;
+        let report = match_now(&db.store, "acme").await;
+        assert_eq!(report.rematched_records, 1, "{report:?}");
+        assert_eq!(
+            db.store
+                .events(cal.tenant.id, None, false)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        db.drop_db().await;
+    }
+}

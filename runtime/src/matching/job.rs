@@ -108,22 +108,19 @@ async fn run_under_lease(
     report.changed_addresses = changed.len() as u64;
     for tenant in store.tenants(Some(org)).await? {
         if !changed.is_empty() {
-            let ids = store.emails_with_addresses(tenant.id, &changed).await?;
-            report.rematched_records += ids.len() as u64;
+            let emails = store.emails_with_addresses(tenant.id, &changed).await?;
+            let events = store.events_with_addresses(tenant.id, &changed).await?;
+            report.rematched_records += (emails.len() + events.len()) as u64;
             store
-                .queue_for_matching(tenant.id, ActivityKind::Email, &ids)
+                .queue_for_matching(tenant.id, ActivityKind::Email, &emails)
+                .await?;
+            store
+                .queue_for_matching(tenant.id, ActivityKind::Event, &events)
                 .await?;
         }
-        let retry: Vec<i64> = store
-            .match_failures(tenant.id)
-            .await?
-            .into_iter()
-            .filter(|(k, _, _)| *k == ActivityKind::Email)
-            .map(|(_, id, _)| id)
-            .collect();
-        store
-            .queue_for_matching(tenant.id, ActivityKind::Email, &retry)
-            .await?;
+        for (kind, id, _) in store.match_failures(tenant.id).await? {
+            store.queue_for_matching(tenant.id, kind, &[id]).await?;
+        }
         if store.match_queue_len(tenant.id).await? == 0 {
             continue;
         }
@@ -133,7 +130,21 @@ async fn run_under_lease(
                 org: org.into(),
                 message: e.to_string(),
             })?;
-        drain_tenant(store, &tenant, &plugin, &sync_users, holder, &mut report).await?;
+        let hide_unmatched_events = !store
+            .calendar_settings(tenant.org_id, tenant.id)
+            .await?
+            .sync_unmatched_events;
+        for kind in [ActivityKind::Email, ActivityKind::Event] {
+            let job = TenantJob {
+                store,
+                tenant: &tenant,
+                kind,
+                plugin: &plugin,
+                sync_users: &sync_users,
+                hide_unmatched_events,
+            };
+            drain_tenant(&job, holder, &mut report).await?;
+        }
     }
     store.forget_contact_changes(org_id, &changes).await?;
     Ok(report)
@@ -148,15 +159,23 @@ struct Prepared {
 }
 
 /// Reads the next batch after record `after`; none when the queue holds no more.
-async fn prepare(store: Store, tenant: Tenant, after: i64) -> Result<Option<Prepared>, StoreError> {
+async fn prepare(
+    store: Store,
+    tenant: Tenant,
+    kind: ActivityKind,
+    after: i64,
+) -> Result<Option<Prepared>, StoreError> {
     let started = Instant::now();
     let ids = store
-        .queued_for_matching(tenant.id, ActivityKind::Email, after, BATCH)
+        .queued_for_matching(tenant.id, kind, after, BATCH)
         .await?;
     if ids.is_empty() {
         return Ok(None);
     }
-    let batch = store.email_candidates(tenant.id, &ids).await?;
+    let batch = match kind {
+        ActivityKind::Email => store.email_candidates(tenant.id, &ids).await?,
+        ActivityKind::Event => store.event_candidates(tenant.id, &ids).await?,
+    };
     let contacts = store
         .contacts_for_matching(tenant.org_id, &batch_addresses(&batch))
         .await?;
@@ -168,20 +187,29 @@ async fn prepare(store: Store, tenant: Tenant, after: i64) -> Result<Option<Prep
     }))
 }
 
-/// Passes a tenant's queued emails through its plugin until none is left. The next batch is
-/// read while the current one is in the plugin and being stored (two cores, two jobs); its
-/// thread matches are read only after the current batch is stored, so a thread that spans the
-/// two batches is seen whole.
+/// What one tenant's drain works with.
+struct TenantJob<'a> {
+    store: &'a Store,
+    tenant: &'a Tenant,
+    kind: ActivityKind,
+    plugin: &'a Arc<Plugin>,
+    sync_users: &'a [String],
+    /// C3: events matching nothing are kept out of the CRM.
+    hide_unmatched_events: bool,
+}
+
+/// Passes a tenant's queued records of one kind through its plugin until none is left. The
+/// next batch is read while the current one is in the plugin and being stored (two cores, two
+/// jobs); its thread matches are read only after the current batch is stored, so a thread that
+/// spans the two batches is seen whole.
 async fn drain_tenant(
-    store: &Store,
-    tenant: &Tenant,
-    plugin: &Arc<Plugin>,
-    sync_users: &[String],
+    job: &TenantJob<'_>,
     holder: &str,
     report: &mut MatchReport,
 ) -> Result<(), MatchError> {
-    let decided_by = stamp(plugin);
-    let mut next = prepare(store.clone(), tenant.clone(), 0).await?;
+    let (store, tenant) = (job.store, job.tenant);
+    let decided_by = stamp(job.plugin);
+    let mut next = prepare(store.clone(), tenant.clone(), job.kind, 0).await?;
     while let Some(current) = next.take() {
         if !store
             .claim_match_lease(tenant.org_id, holder, LEASE_MS)
@@ -192,18 +220,9 @@ async fn drain_tenant(
             });
         }
         let last = *current.ids.last().expect("a prepared batch is not empty");
-        let ahead = tokio::spawn(prepare(store.clone(), tenant.clone(), last));
+        let ahead = tokio::spawn(prepare(store.clone(), tenant.clone(), job.kind, last));
         report.read_ms += current.read_ms;
-        let result = match_batch(
-            store,
-            tenant,
-            plugin,
-            sync_users,
-            &decided_by,
-            current,
-            report,
-        )
-        .await;
+        let result = match_batch(job, &decided_by, current, report).await;
         // The read-ahead finishes either way, so no statement is left running on the pool.
         let read_ahead = ahead.await.map_err(|e| MatchError::Plugin {
             org: tenant.org.clone(),
@@ -217,14 +236,12 @@ async fn drain_tenant(
 
 /// One batch through the plugin, its matches stored.
 async fn match_batch(
-    store: &Store,
-    tenant: &Tenant,
-    plugin: &Arc<Plugin>,
-    sync_users: &[String],
+    job: &TenantJob<'_>,
     decided_by: &str,
     current: Prepared,
     report: &mut MatchReport,
 ) -> Result<(), MatchError> {
+    let (store, tenant, plugin, sync_users) = (job.store, job.tenant, job.plugin, job.sync_users);
     let Prepared {
         ids,
         batch,
@@ -232,9 +249,14 @@ async fn match_batch(
         ..
     } = current;
     let read_started = Instant::now();
-    let threads = store
-        .thread_matches(tenant.id, &batch_conversations(&batch))
-        .await?;
+    let threads = match job.kind {
+        ActivityKind::Email => {
+            store
+                .thread_matches(tenant.id, &batch_conversations(&batch))
+                .await?
+        }
+        ActivityKind::Event => HashMap::new(),
+    };
     // What the plugin may name: the batch's contacts and the threads' (with their entity).
     let mut shown: HashMap<i64, Option<i64>> =
         contacts.iter().map(|c| (c.id, c.entity_id)).collect();
@@ -296,7 +318,13 @@ async fn match_batch(
     let write_started = Instant::now();
     report.plugin_ms += (write_started - plugin_started).as_millis() as u64;
     store
-        .save_matches(tenant.id, ActivityKind::Email, decided_by, &outcomes)
+        .save_matches(
+            tenant.id,
+            job.kind,
+            decided_by,
+            &outcomes,
+            job.hide_unmatched_events,
+        )
         .await?;
     report.write_ms += write_started.elapsed().as_millis() as u64;
     Ok(())

@@ -1018,7 +1018,7 @@ impl Store {
         include_deleted: bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND ($2 = 0 OR user_id = $2) AND ($3 = 1 OR deleted = 0)
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND ($2 = 0 OR user_id = $2) AND ($3 = 1 OR (deleted = 0 AND unmatched = 0))
              ORDER BY start_ms, id"
         ))
         .bind(tenant_id)

@@ -254,6 +254,95 @@ impl Store {
         Ok(out)
     }
 
+    /// The events `ids` of a tenant with their addresses and owning user, in id order.
+    pub async fn event_candidates(
+        &self,
+        tenant_id: i64,
+        ids: &[i64],
+    ) -> Result<Vec<MatchCandidate>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let b = self.backend();
+        let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
+        let sql = format!(
+            "SELECT e.id, e.start_ms, u.email AS user_email FROM events e LEFT JOIN users u ON u.id = e.user_id
+             WHERE e.tenant_id = {} AND e.id IN ({})",
+            marker(b, 1),
+            in_list(b, 2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(tenant_id);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.pool()).await? {
+            let id: i64 = r.try_get("id")?;
+            by_id.insert(
+                id,
+                MatchCandidate {
+                    id,
+                    conversation_id: String::new(),
+                    occurred_ms: r.try_get("start_ms")?,
+                    user: r.try_get("user_email")?,
+                    addresses: Vec::new(),
+                },
+            );
+        }
+        let sql = format!(
+            "SELECT event_id, role, address, name FROM event_addresses WHERE event_id IN ({})",
+            in_list(b, 1, ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(self.pool()).await? {
+            let id: i64 = r.try_get("event_id")?;
+            if let Some(c) = by_id.get_mut(&id) {
+                c.addresses.push((
+                    r.try_get("role")?,
+                    r.try_get("address")?,
+                    r.try_get("name")?,
+                ));
+            }
+        }
+        let mut out: Vec<MatchCandidate> = by_id.into_values().collect();
+        out.sort_by_key(|c| c.id);
+        for c in &mut out {
+            c.addresses.sort();
+        }
+        Ok(out)
+    }
+
+    /// The ids of a tenant's stored events that carry any of `addresses`, through the
+    /// attendees' address index.
+    pub async fn events_with_addresses(
+        &self,
+        tenant_id: i64,
+        addresses: &[String],
+    ) -> Result<Vec<i64>, StoreError> {
+        let b = self.backend();
+        let mut ids = Vec::new();
+        for chunk in addresses.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT a.event_id FROM event_addresses a CROSS JOIN events e
+                 WHERE e.id = a.event_id AND e.tenant_id = {} AND a.address IN ({})",
+                marker(b, 1),
+                in_list(b, 2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(tenant_id);
+            for a in chunk {
+                q = q.bind(a.as_str());
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                ids.push(r.try_get("event_id")?);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// The ids of a tenant's stored emails that carry any of `addresses` (lower-case): what a
     /// contact change can affect. Uses the recipients' address index, never a scan.
     pub async fn emails_with_addresses(
@@ -431,6 +520,7 @@ impl Store {
         kind: ActivityKind,
         decided_by: &str,
         outcomes: &[MatchOutcome],
+        hide_unmatched_events: bool,
     ) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
@@ -513,6 +603,22 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            }
+        }
+        if kind == ActivityKind::Event {
+            // C3: an event related to no CRM record is kept out of the CRM unless the tenant
+            // syncs unmatched events; it comes back as soon as a contact matches it.
+            for o in outcomes {
+                if let Ok(ms) = &o.result {
+                    sqlx::query(
+                        "UPDATE events SET unmatched = $1 WHERE id = $2 AND tenant_id = $3",
+                    )
+                    .bind((ms.is_empty() && hide_unmatched_events) as i64)
+                    .bind(o.record_id)
+                    .bind(tenant_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         for chunk in ids.chunks(IN_CHUNK) {

@@ -118,6 +118,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0004_calendar.sql"),
         include_str!("../../../migrations/postgres/0004_calendar.sql"),
     ),
+    (
+        5,
+        "event_matching",
+        include_str!("../../../migrations/sqlite/0005_event_matching.sql"),
+        include_str!("../../../migrations/postgres/0005_event_matching.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -105,9 +105,13 @@ impl Store {
         let (at, id) = before.unwrap_or((i64::MAX, i64::MAX));
         let rows = sqlx::query(
             "SELECT a.kind, a.record_id, a.occurred_ms, a.field, a.source, a.reason,
-                    COALESCE(e.subject, '') AS subject, COALESCE(e.sender, '') AS sender
-             FROM activity_matches a LEFT JOIN emails e ON a.kind = 'email' AND e.id = a.record_id
-             WHERE a.contact_id = $1 AND (a.occurred_ms < $2 OR (a.occurred_ms = $2 AND a.record_id < $3))
+                    COALESCE(e.subject, ev.subject, '') AS subject,
+                    COALESCE(e.sender, (SELECT MIN(o.address) FROM event_addresses o
+                        WHERE o.event_id = ev.id AND o.role = 'organizer'), '') AS sender
+             FROM activity_matches a
+                 LEFT JOIN emails e ON a.kind = 'email' AND e.id = a.record_id
+                 LEFT JOIN events ev ON a.kind = 'event' AND ev.id = a.record_id
+             WHERE a.contact_id = $1 AND (ev.id IS NULL OR ev.deleted = 0) AND (a.occurred_ms < $2 OR (a.occurred_ms = $2 AND a.record_id < $3))
              ORDER BY a.occurred_ms DESC, a.record_id DESC LIMIT $4",
         )
         .bind(contact_id)
