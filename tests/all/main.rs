@@ -4,6 +4,7 @@ mod admin_auth;
 mod admin_cli;
 mod admin_support;
 mod apply;
+mod bench_harness;
 mod graph_client;
 mod plugin_cache;
 mod plugin_cases;
