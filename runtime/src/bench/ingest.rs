@@ -69,6 +69,10 @@ pub struct IngestRun {
     /// Graph requests the simulator answered during the run (filled in by the harness).
     #[serde(default)]
     pub sim_requests: u64,
+    /// CPU seconds of the harness's process during the run: the in-process simulator serving
+    /// it (0 with `--sim URL`).
+    #[serde(default)]
+    pub sim_cpu_seconds: f64,
 }
 
 /// What the parent tells an ingest child.
@@ -176,6 +180,7 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         timeline,
         load_average: load_average(),
         sim_requests: 0,
+        sim_cpu_seconds: 0.0,
     })
 }
 
@@ -219,11 +224,16 @@ pub async fn ingest_and_floor(
                 db: kind.name().into(),
             };
             let before = host.stats().await?.graph_requests;
+            let sim_cpu = cpu_seconds();
             let result = run_child::<IngestRun>(&child.args(), &label, work).await;
+            let sim_cpu = cpu_seconds() - sim_cpu;
             let after = host.stats().await?.graph_requests;
             db.remove().await;
             let mut run = result?;
             run.sim_requests = after - before;
+            if host.in_process().is_some() {
+                run.sim_cpu_seconds = sim_cpu;
+            }
             tracing::info!(run = %label, msg_per_s = run.messages_per_second as u64, "measured");
             runs.push(run);
         }

@@ -7,8 +7,9 @@
 //! comparing are taken in the same invocation and reported as ratios: the machines are noisy.
 //!
 //! Scenarios: [`ingest`] (ingest and floor), [`peer`] (Microsoft's Python SDK, fairly written),
-//! [`throttle`] (share of Outlook's budget used).
+//! [`throttle`] (share of Outlook's budget used), [`swap`] (plugin swaps under load).
 
+pub mod capture;
 pub mod chart;
 pub mod child;
 pub mod db;
@@ -16,7 +17,9 @@ pub mod host;
 pub mod ingest;
 pub mod peer;
 pub mod report;
+pub mod scale;
 pub mod serve_child;
+pub mod swap;
 pub mod throttle;
 
 use std::path::PathBuf;
@@ -52,6 +55,12 @@ pub enum Scenario {
     Peer,
     /// A scaled-down Outlook budget: share of it used, share of requests answered 429.
     Throttle,
+    /// The exclusion plugin installed twice and rolled back while the service backfills.
+    Swap,
+    /// 1,000 mailboxes in 20 tenants with their own plugins: idle RSS, one incremental pass.
+    Scale,
+    /// New mail delivered while the service runs: time until it is stored.
+    Capture,
 }
 
 impl Scenario {
@@ -60,6 +69,9 @@ impl Scenario {
             Scenario::Ingest => "ingest",
             Scenario::Peer => "peer",
             Scenario::Throttle => "throttle",
+            Scenario::Swap => "swap",
+            Scenario::Scale => "scale",
+            Scenario::Capture => "capture",
         }
     }
 }
@@ -83,6 +95,9 @@ pub struct BenchOptions {
     /// The peer script (default: `bench/peer/peer.py`).
     pub peer_script: PathBuf,
     pub throttle: throttle::ThrottleOptions,
+    pub swap: swap::SwapOptions,
+    pub scale: scale::ScaleOptions,
+    pub capture: capture::CaptureOptions,
     /// The command line, recorded in every result file.
     pub command: String,
 }
@@ -93,6 +108,9 @@ pub struct Results {
     pub ingest: Option<Vec<ingest::IngestRun>>,
     pub peer: Option<peer::PeerResult>,
     pub throttle: Option<throttle::ThrottleResult>,
+    pub swap: Option<swap::SwapResult>,
+    pub scale: Option<scale::ScaleResult>,
+    pub capture: Option<capture::CaptureResult>,
 }
 
 /// Runs the scenarios in order against one simulator and writes their results.
@@ -143,6 +161,43 @@ pub async fn run(scenarios: &[Scenario], opts: &BenchOptions) -> Result<Results,
         report::write(opts, "throttle", &r, &report::throttle_markdown(opts, &r))?;
         results.throttle = Some(r);
     }
+    if wants(Scenario::Swap) {
+        let o = &opts.swap;
+        let host = sim_host(opts, o.mailboxes, o.messages, 0.0, &work).await?;
+        host.set_throttle(600, 1_000_000_000, 4).await?;
+        let r = swap::run(&host, opts, &work).await?;
+        report::write(opts, "swap", &r, &report::swap_markdown(opts, &r))?;
+        results.swap = Some(r);
+    }
+    if wants(Scenario::Scale) {
+        let o = &opts.scale;
+        let host = sim_host_world(
+            opts,
+            GenerateOptions {
+                tenants: o.tenants,
+                users: o.mailboxes,
+                shared: 0,
+                messages: o.messages,
+                events: 0,
+                attachment_rate: 0.0,
+                ..GenerateOptions::default()
+            },
+            &work,
+        )
+        .await?;
+        host.set_throttle(600, 1_000_000_000, 4).await?;
+        let r = scale::run(&host, opts, &work).await?;
+        report::write(opts, "scale", &r, &report::scale_markdown(opts, &r))?;
+        results.scale = Some(r);
+    }
+    if wants(Scenario::Capture) {
+        let o = &opts.capture;
+        let host = sim_host(opts, o.mailboxes, o.messages, 0.0, &work).await?;
+        host.set_throttle(600, 1_000_000_000, 4).await?;
+        let r = capture::run(&host, opts, &work).await?;
+        report::write(opts, "capture", &r, &report::capture_markdown(opts, &r))?;
+        results.capture = Some(r);
+    }
     let _ = std::fs::remove_dir_all(&work);
     Ok(results)
 }
@@ -155,24 +210,36 @@ async fn sim_host(
     attachment_rate: f64,
     work: &std::path::Path,
 ) -> Result<SimHost, BenchError> {
+    sim_host_world(
+        opts,
+        GenerateOptions {
+            users: mailboxes,
+            shared: 0,
+            messages,
+            events: 0,
+            attachment_rate,
+            ..GenerateOptions::default()
+        },
+        work,
+    )
+    .await
+}
+
+/// [`sim_host`] for any generated world.
+async fn sim_host_world(
+    opts: &BenchOptions,
+    world: GenerateOptions,
+    work: &std::path::Path,
+) -> Result<SimHost, BenchError> {
     match &opts.sim {
         Some(url) => SimHost::remote(url, opts.sim_ca.clone()).await,
         None => {
             let started = std::time::Instant::now();
-            let host = SimHost::start(
-                GenerateOptions {
-                    users: mailboxes,
-                    shared: 0,
-                    messages,
-                    events: 0,
-                    attachment_rate,
-                    ..GenerateOptions::default()
-                },
-                work,
-            )
-            .await?;
+            let (tenants, users, messages) = (world.tenants, world.users, world.messages);
+            let host = SimHost::start(world, work).await?;
             tracing::info!(
-                mailboxes,
+                tenants,
+                users,
                 messages,
                 seconds = started.elapsed().as_secs_f64(),
                 "simulator generated"

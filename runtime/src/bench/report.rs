@@ -3,8 +3,11 @@
 
 use serde::Serialize;
 
+use super::capture::CaptureResult;
 use super::ingest::{IngestRun, Variant};
 use super::peer::PeerResult;
+use super::scale::ScaleResult;
+use super::swap::SwapResult;
 use super::throttle::ThrottleResult;
 use super::{BenchError, BenchOptions};
 
@@ -64,12 +67,12 @@ pub fn ingest_markdown(opts: &BenchOptions, runs: &[IngestRun]) -> String {
     ));
     md.push_str(
         "| db | variant | messages read | emails stored | seconds | messages/s | CPU s per 1,000 | \
-         peak RSS MiB | in plugin stages | attachments MiB | load avg |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         peak RSS MiB | in plugin stages | attachments MiB | simulator CPU s | load avg |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {} | {:.3} | {:.0} | {:.2} s, {:.1}% of CPU | {:.0} | {:.2} |\n",
+            "| {} | {} | {} | {} | {:.1} | {} | {:.3} | {:.0} | {:.2} s, {:.1}% of CPU | {:.0} | {:.1} | {:.2} |\n",
             r.db,
             r.variant.name(),
             thousands(r.processed),
@@ -81,6 +84,7 @@ pub fn ingest_markdown(opts: &BenchOptions, runs: &[IngestRun]) -> String {
             r.stage_seconds,
             r.stage_cpu_percent,
             r.attachment_mib,
+            r.sim_cpu_seconds,
             r.load_average,
         ));
     }
@@ -207,6 +211,127 @@ pub fn throttle_markdown(opts: &BenchOptions, r: &ThrottleResult) -> String {
         } else {
             "not met"
         }
+    ));
+    md
+}
+
+/// The swap table.
+pub fn swap_markdown(opts: &BenchOptions, r: &SwapResult) -> String {
+    let o = &r.options;
+    let mut md = header(opts, "Swap: the exclusion plugin replaced under load");
+    md.push_str(&format!(
+        "The service ({} workers) backfills {} mailboxes x {} messages (pages of {}, {} ms added \
+         to every Graph answer so the backfill lasts); every {} s a command swaps the exclusion \
+         plugin (the builtin with a tag section: same policy, new digest).\n\n",
+        o.workers, o.mailboxes, o.messages, o.page_size, o.latency_ms, o.every_secs
+    ));
+    md.push_str(
+        "| command | command took | to the first record decided by the new version | batch p50 / p99 in the 3 s after |\n\
+         |---|---|---|---|\n",
+    );
+    for s in &r.swaps {
+        md.push_str(&format!(
+            "| `{}` (sha256 {}..) | {} ms | {} | {} / {} ms |\n",
+            s.command,
+            &s.digest[..s.digest.len().min(12)],
+            s.command_ms,
+            s.to_first_record_ms
+                .map(|v| format!("{v} ms"))
+                .unwrap_or_else(|| "never".into()),
+            s.batch_p50_ms_after
+                .map(|v| v.to_string())
+                .unwrap_or("-".into()),
+            s.batch_p99_ms_after
+                .map(|v| v.to_string())
+                .unwrap_or("-".into()),
+        ));
+    }
+    md.push_str(&format!(
+        "\n| records in the simulator | decided | processed by the run | lost | decided twice | batches | batch p50 / p99 overall | service peak RSS MiB | load avg |\n\
+         |---|---|---|---|---|---|---|---|---|\n\
+         | {} | {} | {} | **{}** | **{}** | {} | {} / {} ms | {:.0} | {:.2} |\n",
+        thousands(r.truth),
+        thousands(r.decided),
+        thousands(r.processed),
+        r.lost,
+        r.decided_twice,
+        r.batches,
+        r.batch_p50_ms,
+        r.batch_p99_ms,
+        r.service.peak_rss_mib,
+        r.load_average
+    ));
+    md
+}
+
+/// The scale table.
+pub fn scale_markdown(opts: &BenchOptions, r: &ScaleResult) -> String {
+    let o = &r.options;
+    let mut md = header(opts, "Scale: many tenants in one service");
+    md.push_str(&format!(
+        "{} tenants x {} mailboxes x {} messages on {}, each tenant with its own exclusion \
+         plugin version; one `serve` ({} workers) backfills, idles {} s, then {} new message(s) \
+         per mailbox and every tenant's run requested at once.\n\n",
+        o.tenants, o.mailboxes, o.messages, r.db, o.workers, o.idle_secs, o.new_per_mailbox
+    ));
+    md.push_str(
+        "| mailboxes | backfill s | peak RSS in backfill | idle RSS | incremental pass s | RSS after pass | peak RSS | emails stored | load avg |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+    );
+    md.push_str(&format!(
+        "| {} | {:.1} | {:.0} MiB | **{:.0} MiB** | **{:.2}** | {:.0} MiB | {:.0} MiB | {} | {:.2} |\n\n",
+        thousands(r.mailboxes as u64),
+        r.backfill_seconds,
+        r.backfill_peak_rss_mib,
+        r.idle_rss_mib,
+        r.pass_seconds,
+        r.rss_after_pass_mib,
+        r.peak_rss_mib,
+        thousands(r.emails_stored.max(0) as u64),
+        r.load_average
+    ));
+    md.push_str(&format!(
+        "- Goal at most 200 MB RSS: idle **{}** ({:.0} MB), peak **{}** ({:.0} MB).\n",
+        if r.idle_rss_mib * 1.048576 <= 200.0 {
+            "met"
+        } else {
+            "not met"
+        },
+        r.idle_rss_mib * 1.048576,
+        if r.peak_rss_mib * 1.048576 <= 200.0 {
+            "met"
+        } else {
+            "not met"
+        },
+        r.peak_rss_mib * 1.048576,
+    ));
+    md
+}
+
+/// The capture table.
+pub fn capture_markdown(opts: &BenchOptions, r: &CaptureResult) -> String {
+    let o = &r.options;
+    let mut md = header(opts, "Capture: from delivery to stored");
+    md.push_str(&format!(
+        "{} mailboxes x {} messages, backfilled first; then {} messages delivered one at a time \
+         through `/_sim/deliver`, each followed by the tenant's run made due now (what \
+         \"sync now\" and, later, change notifications do); measured to the email row's commit.\n\n",
+        o.mailboxes, o.messages, o.samples
+    ));
+    md.push_str(
+        "| samples | stored p50 | stored p99 | stored max | matched | polling at the 15-minute cadence adds | service peak RSS | load avg |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    md.push_str(&format!(
+        "| {} | **{} ms** | **{} ms** | {} ms | not measured yet (no matching job) | p50 {:.1} min, p99 {:.2} min | {:.0} MiB | {:.2} |\n",
+        r.samples.len(),
+        r.stored_p50_ms,
+        r.stored_p99_ms,
+        r.stored_max_ms,
+        r.polling_wait_p50_min,
+        r.polling_wait_p99_min,
+        r.service.peak_rss_mib,
+        r.load_average
     ));
     md
 }

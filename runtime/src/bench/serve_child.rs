@@ -21,7 +21,10 @@ pub struct ChildServe {
     pub key_file: std::path::PathBuf,
     pub ca_cert: Option<std::path::PathBuf>,
     pub workers: usize,
+    /// The longest the service runs.
     pub seconds: f64,
+    /// The service stops as soon as this file exists (the harness's "we are done").
+    pub stop_file: Option<std::path::PathBuf>,
 }
 
 impl ChildServe {
@@ -41,6 +44,10 @@ impl ChildServe {
         if let Some(ca) = &self.ca_cert {
             a.push("--ca".into());
             a.push(ca.display().to_string());
+        }
+        if let Some(f) = &self.stop_file {
+            a.push("--stop-file".into());
+            a.push(f.display().to_string());
         }
         a
     }
@@ -79,7 +86,10 @@ pub async fn child_serve(c: &ChildServe) -> Result<ServeReport, BenchError> {
     let service = Service::start(env, opts, stop)
         .await
         .map_err(|e| setup(&e))?;
-    tokio::time::sleep(Duration::from_secs_f64(c.seconds)).await;
+    let until = started + Duration::from_secs_f64(c.seconds);
+    while Instant::now() < until && !c.stop_file.as_ref().is_some_and(|f| f.exists()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let rss = rss_mib();
     handle.stop();
     service.wait().await;

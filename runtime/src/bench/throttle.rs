@@ -105,6 +105,7 @@ pub async fn run(
         workers: t.mailboxes,
         // Startup (migrations, plugin loads) comes before the first request.
         seconds: measure.as_secs_f64() + 15.0,
+        stop_file: None,
     };
     let base = host.stats().await?;
     let args = child.args();

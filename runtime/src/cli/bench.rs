@@ -7,7 +7,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use m365sync::bench::db::DbKind;
 use m365sync::bench::ingest::{child_ingest, ChildIngest, Variant};
+use m365sync::bench::scale::ScaleOptions;
 use m365sync::bench::serve_child::{child_serve, ChildServe};
+use m365sync::bench::swap::SwapOptions;
 use m365sync::bench::throttle::ThrottleOptions;
 use m365sync::bench::{BenchOptions, Scenario};
 
@@ -25,7 +27,7 @@ pub enum DbChoice {
 pub struct BenchArgs {
     #[command(subcommand)]
     child: Option<ChildCommand>,
-    /// Scenarios to run, in this order: ingest (with floor), peer, throttle.
+    /// Scenarios to run, in this order: ingest (with floor), peer, throttle, swap, scale, capture.
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
     /// Mailboxes of the generated tenant (ingest, peer).
@@ -87,6 +89,18 @@ pub struct BenchArgs {
     /// throttle: delta page size.
     #[arg(long, default_value_t = ThrottleOptions::default().page_size)]
     throttle_page_size: i64,
+    /// swap: mailboxes.
+    #[arg(long, default_value_t = SwapOptions::default().mailboxes)]
+    swap_mailboxes: usize,
+    /// swap: messages per mailbox.
+    #[arg(long, default_value_t = SwapOptions::default().messages)]
+    swap_messages: usize,
+    /// scale: tenants.
+    #[arg(long, default_value_t = ScaleOptions::default().tenants)]
+    scale_tenants: usize,
+    /// scale: mailboxes per tenant.
+    #[arg(long, default_value_t = ScaleOptions::default().mailboxes)]
+    scale_mailboxes: usize,
     /// throttle: the tenant's max_concurrency setting.
     #[arg(long, default_value_t = ThrottleOptions::default().tenant_concurrency)]
     throttle_tenant_concurrency: i64,
@@ -132,6 +146,8 @@ enum ChildWhat {
         seconds: f64,
         #[arg(long)]
         ca: Option<PathBuf>,
+        #[arg(long)]
+        stop_file: Option<PathBuf>,
     },
 }
 
@@ -141,7 +157,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return child(what).await;
     }
     if args.scenarios.is_empty() {
-        anyhow::bail!("name at least one scenario: ingest, peer or throttle (e.g. `m365sync bench ingest peer`)");
+        anyhow::bail!("name at least one scenario: ingest, peer, throttle, swap, scale or capture (e.g. `m365sync bench ingest peer`)");
     }
     if !(0.0..=1.0).contains(&args.attachment_rate) {
         anyhow::bail!(
@@ -184,6 +200,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             concurrency: args.throttle_concurrency,
             windows: args.throttle_windows,
             tenant_concurrency: args.throttle_tenant_concurrency,
+        },
+        swap: SwapOptions {
+            mailboxes: args.swap_mailboxes,
+            messages: args.swap_messages,
+            ..SwapOptions::default()
+        },
+        capture: m365sync::bench::capture::CaptureOptions::default(),
+        scale: ScaleOptions {
+            tenants: args.scale_tenants,
+            mailboxes: args.scale_mailboxes,
+            ..ScaleOptions::default()
         },
         command,
     };
@@ -229,6 +256,7 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
             workers,
             seconds,
             ca,
+            stop_file,
         } => {
             let c = ChildServe {
                 database_url,
@@ -236,6 +264,7 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
                 ca_cert: ca,
                 workers,
                 seconds,
+                stop_file,
             };
             serde_json::to_string(&child_serve(&c).await?)?
         }
