@@ -1,5 +1,5 @@
 //! The one chart of BENCHMARKS.md, drawn as plain SVG here (no plotting dependency): messages
-//! stored over the backfill's seconds for m365sync (through its plugins, and the floor) and
+//! synced over the backfill's seconds for m365sync (through its plugins, and the floor) and
 //! for the Python peer, all from the same invocation.
 
 use super::peer::PeerResult;
@@ -37,7 +37,7 @@ pub fn throughput_svg(r: &PeerResult) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
          viewBox=\"0 0 {W} {H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">Messages stored over \
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">Messages synced (read and written) over \
          the backfill (same simulator, same run)</text>\n",
         W / 2.0
     );

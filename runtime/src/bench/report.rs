@@ -236,7 +236,7 @@ pub fn swap_markdown(opts: &BenchOptions, r: &SwapResult) -> String {
             &s.digest[..s.digest.len().min(12)],
             s.command_ms,
             s.to_first_record_ms
-                .map(|v| format!("{v} ms"))
+                .map(|v| format!("{v} ms ({} ms after it returned)", v - s.command_ms))
                 .unwrap_or_else(|| "never".into()),
             s.batch_p50_ms_after
                 .map(|v| v.to_string())
