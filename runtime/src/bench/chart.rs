@@ -11,9 +11,12 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
+/// One curve: its legend, its colour, and (seconds, messages) points.
+type Series<'a> = (&'a str, &'a str, &'a [(f64, u64)]);
+
 /// Cumulative messages against seconds, one polyline per client.
 pub fn throughput_svg(r: &PeerResult) -> String {
-    let mut series: Vec<(&str, &str, &[(f64, u64)])> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
     if let Some(i) = &r.ingest {
         series.push(("m365sync (default plugins)", "#1f77b4", &i.timeline));
     }
