@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod bench;
 pub mod calendar;
 pub mod config;
 pub mod crm;

@@ -1,6 +1,7 @@
 //! Command-line parsing and the top-level error report (the one place `anyhow` is used).
 
 mod admin;
+mod bench;
 mod crm;
 mod events;
 mod mailbox;
@@ -118,6 +119,9 @@ enum Command {
         #[command(subcommand)]
         command: admin::KeyCommand,
     },
+    /// The benchmark suite: ingest and floor, the Python peer, throttle efficiency (results as
+    /// JSON and Markdown in --out).
+    Bench(bench::BenchArgs),
     /// WebAssembly plugins: run a plugin on its cases, measure the default plugins.
     Plugin {
         #[command(subcommand)]
@@ -188,6 +192,7 @@ pub fn run() -> std::process::ExitCode {
             Command::Sync { command } => admin::sync(config.as_deref(), command).await,
             Command::Events { command } => events::run(config.as_deref(), command).await,
             Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Runs(args) => ops::runs(config.as_deref(), args).await,
             Command::Logs(args) => ops::logs(config.as_deref(), args).await,

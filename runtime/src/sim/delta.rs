@@ -304,6 +304,13 @@ impl Serialize for DeltaPage<'_> {
     }
 }
 
+/// The keys after `start` up to `end` inclusive; empty (never a panic of `BTreeMap::range`)
+/// when a round's cursor has already reached or passed its end.
+fn after(start: u64, end: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    use std::ops::Bound::{Excluded, Included};
+    (Excluded(start), Included(end.max(start)))
+}
+
 /// Removed entries of a page: (key, immutable id, default id).
 type RemovedItem = (u64, String, String);
 
@@ -365,7 +372,7 @@ fn collect_page(
                     return (keys, removed, !remaining);
                 }
             } else {
-                for (&arrival, &key) in folder.items.range(state.cur + 1..=end) {
+                for (&arrival, &key) in folder.items.range(after(state.cur, end)) {
                     scanned += 1;
                     if take(arrival, key, state) || scanned >= scan_limit {
                         exhausted = false;
@@ -373,7 +380,7 @@ fn collect_page(
                     }
                 }
                 if !exhausted && state.n < cap {
-                    let remaining = folder.items.range(state.cur + 1..=end).next().is_some();
+                    let remaining = folder.items.range(after(state.cur, end)).next().is_some();
                     return (keys, removed, !remaining);
                 }
             }
@@ -381,7 +388,7 @@ fn collect_page(
         }
         Some(base) => {
             let start = state.cur.max(base);
-            for (&seq, change) in folder.log.range(start + 1..=end) {
+            for (&seq, change) in folder.log.range(after(start, end)) {
                 scanned += 1;
                 state.cur = seq;
                 let (key, folded) = match change {
@@ -417,7 +424,7 @@ fn collect_page(
                     }
                 }
                 if keys.len() + removed.len() >= page_size || scanned >= scan_limit {
-                    let remaining = folder.log.range(seq + 1..=end).next().is_some();
+                    let remaining = folder.log.range(after(seq, end)).next().is_some();
                     return (keys, removed, !remaining);
                 }
             }
