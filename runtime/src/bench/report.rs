@@ -311,7 +311,7 @@ pub fn scale_markdown(opts: &BenchOptions, r: &ScaleResult) -> String {
 /// The capture table.
 pub fn capture_markdown(opts: &BenchOptions, r: &CaptureResult) -> String {
     let o = &r.options;
-    let mut md = header(opts, "Capture: from delivery to stored");
+    let mut md = header(opts, "Capture: from delivery to stored and matched");
     md.push_str(&format!(
         "{} mailboxes x {} messages, backfilled first; then {} messages delivered one at a time \
          through `/_sim/deliver`, each followed by the tenant's run made due now (what \
@@ -323,11 +323,15 @@ pub fn capture_markdown(opts: &BenchOptions, r: &CaptureResult) -> String {
          |---|---|---|---|---|---|---|---|\n",
     );
     md.push_str(&format!(
-        "| {} | **{} ms** | **{} ms** | {} ms | not measured yet (no matching job) | p50 {:.1} min, p99 {:.2} min | {:.0} MiB | {:.2} |\n",
+        "| {} | **{} ms** | **{} ms** | {} ms | p50 {} ms, p99 {} ms ({} of {}) | p50 {:.1} min, p99 {:.2} min | {:.0} MiB | {:.2} |\n",
         r.samples.len(),
         r.stored_p50_ms,
         r.stored_p99_ms,
         r.stored_max_ms,
+        r.matched_p50_ms,
+        r.matched_p99_ms,
+        r.samples.iter().filter(|s| s.matched_ms.is_some()).count(),
+        r.samples.len(),
         r.polling_wait_p50_min,
         r.polling_wait_p99_min,
         r.service.peak_rss_mib,
