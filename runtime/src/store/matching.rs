@@ -189,17 +189,21 @@ impl Store {
             return Ok(Vec::new());
         }
         let b = self.backend();
-        let list = in_list(b, 2, ids.len());
         let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
+        // By primary key only: with `tenant_id = ?` in the WHERE, SQLite walks the tenant's
+        // conversation index over every email it has. The tenant is checked here instead.
+        let list = in_list(b, 1, ids.len());
         let sql = format!(
-            "SELECT id, conversation_id, sent_ms FROM emails WHERE tenant_id = {} AND id IN ({list})",
-            marker(b, 1)
+            "SELECT id, tenant_id, conversation_id, sent_ms FROM emails WHERE id IN ({list})"
         );
-        let mut q = sqlx::query(&sql).bind(tenant_id);
+        let mut q = sqlx::query(&sql);
         for id in ids {
             q = q.bind(*id);
         }
         for r in q.fetch_all(self.pool()).await? {
+            if r.try_get::<i64, _>("tenant_id")? != tenant_id {
+                continue;
+            }
             let id: i64 = r.try_get("id")?;
             by_id.insert(
                 id,
@@ -212,7 +216,6 @@ impl Store {
                 },
             );
         }
-        let list = in_list(b, 1, ids.len());
         let sql = format!(
             "SELECT email_id, role, address, name FROM email_recipients WHERE email_id IN ({list})"
         );
@@ -265,17 +268,20 @@ impl Store {
         }
         let b = self.backend();
         let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
+        // By primary key only, the tenant checked here (see `email_candidates`).
         let sql = format!(
-            "SELECT e.id, e.start_ms, u.email AS user_email FROM events e LEFT JOIN users u ON u.id = e.user_id
-             WHERE e.tenant_id = {} AND e.id IN ({})",
-            marker(b, 1),
-            in_list(b, 2, ids.len())
+            "SELECT e.id, e.tenant_id, e.start_ms, u.email AS user_email FROM events e LEFT JOIN users u ON u.id = e.user_id
+             WHERE e.id IN ({})",
+            in_list(b, 1, ids.len())
         );
-        let mut q = sqlx::query(&sql).bind(tenant_id);
+        let mut q = sqlx::query(&sql);
         for id in ids {
             q = q.bind(*id);
         }
         for r in q.fetch_all(self.pool()).await? {
+            if r.try_get::<i64, _>("tenant_id")? != tenant_id {
+                continue;
+            }
             let id: i64 = r.try_get("id")?;
             by_id.insert(
                 id,
