@@ -19,7 +19,8 @@ use std::collections::{HashMap, HashSet};
 use bindings::exports::m365sync::plugin::matching_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
-    AddressRole, ConfigOption, ContactMatch, Descriptor, LogLevel, MatchField, MatchInput, PluginKind,
+    AddressRole, ConfigOption, ContactMatch, Descriptor, LogLevel, MatchField, MatchInput,
+    PluginKind,
 };
 
 struct Plugin;
@@ -145,7 +146,9 @@ impl Guest for Plugin {
                         });
                     }
                 }
-                if let Some(conversation) = input.conversation_id.as_deref().filter(|c| !c.is_empty()) {
+                if let Some(conversation) =
+                    input.conversation_id.as_deref().filter(|c| !c.is_empty())
+                {
                     if matched.is_empty() && inherit {
                         let known = threads.get(conversation).cloned();
                         let from_thread = known.unwrap_or_else(|| input.thread_matches.clone());
@@ -169,7 +172,10 @@ fn inherited(from_thread: Vec<ContactMatch>) -> Vec<ContactMatch> {
             continue;
         }
         out.push(ContactMatch {
-            reason: format!("its thread is linked to contact {} ({})", m.contact, m.address),
+            reason: format!(
+                "its thread is linked to contact {} ({})",
+                m.contact, m.address
+            ),
             field: MatchField::Thread,
             ..m
         });
