@@ -323,6 +323,29 @@ async fn an_admin_applies_a_tenant_and_runs_a_sync_from_the_cli() {
         .await
         .unwrap();
     assert!(ok, "{err}");
+    // This test counts mail only: the user's calendar (C2, on by default) is switched off.
+    let user: &'static str = Box::leak(upn.clone().into_boxed_str());
+    let (d, k) = (dir.clone(), key.clone());
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        run(
+            vec![
+                "events",
+                "sync-events",
+                "--org",
+                "acme",
+                "--tenant",
+                "main",
+                "--user",
+                user,
+                "off",
+            ],
+            d,
+            k,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
     let (d, k) = (dir.clone(), key.clone());
     let (ok, out, err) = tokio::task::spawn_blocking(move || {
         run(
