@@ -108,8 +108,12 @@ async fn run_under_lease(
     report.changed_addresses = changed.len() as u64;
     for tenant in store.tenants(Some(org)).await? {
         if !changed.is_empty() {
-            let emails = store.emails_with_addresses(tenant.id, &changed).await?;
-            let events = store.events_with_addresses(tenant.id, &changed).await?;
+            let emails = store
+                .records_with_addresses(tenant.id, ActivityKind::Email, &changed)
+                .await?;
+            let events = store
+                .records_with_addresses(tenant.id, ActivityKind::Event, &changed)
+                .await?;
             report.rematched_records += (emails.len() + events.len()) as u64;
             store
                 .queue_for_matching(tenant.id, ActivityKind::Email, &emails)
@@ -172,10 +176,7 @@ async fn prepare(
     if ids.is_empty() {
         return Ok(None);
     }
-    let batch = match kind {
-        ActivityKind::Email => store.email_candidates(tenant.id, &ids).await?,
-        ActivityKind::Event => store.event_candidates(tenant.id, &ids).await?,
-    };
+    let batch = store.match_candidates(tenant.id, kind, &ids).await?;
     let contacts = store
         .contacts_for_matching(tenant.org_id, &batch_addresses(&batch))
         .await?;

@@ -179,24 +179,44 @@ impl Store {
         Ok(())
     }
 
-    /// The emails `ids` of a tenant with their addresses, thread and owning user, in id order.
-    pub async fn email_candidates(
+    /// The records `ids` of a tenant (emails or events) with their addresses, thread and
+    /// owning user, in id order.
+    pub async fn match_candidates(
         &self,
         tenant_id: i64,
+        kind: ActivityKind,
         ids: &[i64],
     ) -> Result<Vec<MatchCandidate>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let b = self.backend();
-        let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
+        let list = in_list(self.backend(), 1, ids.len());
         // By primary key only: with `tenant_id = ?` in the WHERE, SQLite walks the tenant's
-        // conversation index over every email it has. The tenant is checked here instead.
-        let list = in_list(b, 1, ids.len());
-        let sql = format!(
-            "SELECT id, tenant_id, conversation_id, sent_ms FROM emails WHERE id IN ({list})"
-        );
-        let mut q = sqlx::query(&sql);
+        // conversation (or start) index over every record it has. The tenant is checked here.
+        let (records, addresses) = match kind {
+            ActivityKind::Email => (
+                format!(
+                    "SELECT e.id, e.tenant_id, e.conversation_id, e.sent_ms AS occurred_ms,
+                        (SELECT MIN(u.email) FROM email_mailboxes em JOIN mailboxes m ON m.id = em.mailbox_id
+                            JOIN users u ON u.id = m.user_id WHERE em.email_id = e.id) AS user_email
+                     FROM emails e WHERE e.id IN ({list})"
+                ),
+                format!(
+                    "SELECT email_id AS record_id, role, address, name FROM email_recipients WHERE email_id IN ({list})"
+                ),
+            ),
+            ActivityKind::Event => (
+                format!(
+                    "SELECT e.id, e.tenant_id, '' AS conversation_id, e.start_ms AS occurred_ms, u.email AS user_email
+                     FROM events e LEFT JOIN users u ON u.id = e.user_id WHERE e.id IN ({list})"
+                ),
+                format!(
+                    "SELECT event_id AS record_id, role, address, name FROM event_addresses WHERE event_id IN ({list})"
+                ),
+            ),
+        };
+        let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
+        let mut q = sqlx::query(&records);
         for id in ids {
             q = q.bind(*id);
         }
@@ -210,100 +230,19 @@ impl Store {
                 MatchCandidate {
                     id,
                     conversation_id: r.try_get("conversation_id")?,
-                    occurred_ms: r.try_get("sent_ms")?,
-                    user: None,
-                    addresses: Vec::new(),
-                },
-            );
-        }
-        let sql = format!(
-            "SELECT email_id, role, address, name FROM email_recipients WHERE email_id IN ({list})"
-        );
-        let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(self.pool()).await? {
-            let id: i64 = r.try_get("email_id")?;
-            if let Some(c) = by_id.get_mut(&id) {
-                c.addresses.push((
-                    r.try_get("role")?,
-                    r.try_get("address")?,
-                    r.try_get("name")?,
-                ));
-            }
-        }
-        // The owning user: the first linked mailbox that holds a copy.
-        let sql = format!(
-            "SELECT em.email_id, MIN(u.email) AS user_email FROM email_mailboxes em
-             JOIN mailboxes m ON m.id = em.mailbox_id JOIN users u ON u.id = m.user_id
-             WHERE em.email_id IN ({list}) GROUP BY em.email_id"
-        );
-        let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(self.pool()).await? {
-            let id: i64 = r.try_get("email_id")?;
-            if let Some(c) = by_id.get_mut(&id) {
-                c.user = r.try_get("user_email")?;
-            }
-        }
-        let mut out: Vec<MatchCandidate> = by_id.into_values().collect();
-        out.sort_by_key(|c| c.id);
-        for c in &mut out {
-            c.addresses.sort();
-        }
-        Ok(out)
-    }
-
-    /// The events `ids` of a tenant with their addresses and owning user, in id order.
-    pub async fn event_candidates(
-        &self,
-        tenant_id: i64,
-        ids: &[i64],
-    ) -> Result<Vec<MatchCandidate>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let b = self.backend();
-        let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
-        // By primary key only, the tenant checked here (see `email_candidates`).
-        let sql = format!(
-            "SELECT e.id, e.tenant_id, e.start_ms, u.email AS user_email FROM events e LEFT JOIN users u ON u.id = e.user_id
-             WHERE e.id IN ({})",
-            in_list(b, 1, ids.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(self.pool()).await? {
-            if r.try_get::<i64, _>("tenant_id")? != tenant_id {
-                continue;
-            }
-            let id: i64 = r.try_get("id")?;
-            by_id.insert(
-                id,
-                MatchCandidate {
-                    id,
-                    conversation_id: String::new(),
-                    occurred_ms: r.try_get("start_ms")?,
+                    occurred_ms: r.try_get("occurred_ms")?,
+                    // The owning user: for an email, the first linked mailbox holding a copy.
                     user: r.try_get("user_email")?,
                     addresses: Vec::new(),
                 },
             );
         }
-        let sql = format!(
-            "SELECT event_id, role, address, name FROM event_addresses WHERE event_id IN ({})",
-            in_list(b, 1, ids.len())
-        );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&addresses);
         for id in ids {
             q = q.bind(*id);
         }
         for r in q.fetch_all(self.pool()).await? {
-            let id: i64 = r.try_get("event_id")?;
+            let id: i64 = r.try_get("record_id")?;
             if let Some(c) = by_id.get_mut(&id) {
                 c.addresses.push((
                     r.try_get("role")?,
@@ -320,19 +259,25 @@ impl Store {
         Ok(out)
     }
 
-    /// The ids of a tenant's stored events that carry any of `addresses`, through the
-    /// attendees' address index.
-    pub async fn events_with_addresses(
+    /// The ids of a tenant's stored records (emails or events) that carry any of `addresses`
+    /// (lower-case): what a contact change can affect. Through the address index (recipients'
+    /// or attendees'), never a scan.
+    pub async fn records_with_addresses(
         &self,
         tenant_id: i64,
+        kind: ActivityKind,
         addresses: &[String],
     ) -> Result<Vec<i64>, StoreError> {
         let b = self.backend();
+        let (table, column, parent) = match kind {
+            ActivityKind::Email => ("email_recipients", "email_id", "emails"),
+            ActivityKind::Event => ("event_addresses", "event_id", "events"),
+        };
         let mut ids = Vec::new();
         for chunk in addresses.chunks(IN_CHUNK) {
             let sql = format!(
-                "SELECT DISTINCT a.event_id FROM event_addresses a CROSS JOIN events e
-                 WHERE e.id = a.event_id AND e.tenant_id = {} AND a.address IN ({})",
+                "SELECT DISTINCT a.{column} AS record_id FROM {table} a CROSS JOIN {parent} p
+                 WHERE p.id = a.{column} AND p.tenant_id = {} AND a.address IN ({})",
                 marker(b, 1),
                 in_list(b, 2, chunk.len())
             );
@@ -341,36 +286,7 @@ impl Store {
                 q = q.bind(a.as_str());
             }
             for r in q.fetch_all(self.pool()).await? {
-                ids.push(r.try_get("event_id")?);
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    /// The ids of a tenant's stored emails that carry any of `addresses` (lower-case): what a
-    /// contact change can affect. Uses the recipients' address index, never a scan.
-    pub async fn emails_with_addresses(
-        &self,
-        tenant_id: i64,
-        addresses: &[String],
-    ) -> Result<Vec<i64>, StoreError> {
-        let b = self.backend();
-        let mut ids = Vec::new();
-        for chunk in addresses.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT DISTINCT r.email_id FROM email_recipients r CROSS JOIN emails e
-                 WHERE e.id = r.email_id AND e.tenant_id = {} AND r.address IN ({})",
-                marker(b, 1),
-                in_list(b, 2, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(tenant_id);
-            for a in chunk {
-                q = q.bind(a.as_str());
-            }
-            for r in q.fetch_all(self.pool()).await? {
-                ids.push(r.try_get("email_id")?);
+                ids.push(r.try_get("record_id")?);
             }
         }
         ids.sort_unstable();
