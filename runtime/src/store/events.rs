@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
 use super::schedule::Lease;
-use super::sync::{Cursor, Exclusion, FailedRecord};
+use super::sync::{
+    fence_lease, write_cursor, write_exclusions_and_failures, Cursor, Exclusion, FailedRecord,
+};
 use super::{now_ms, Store, StoreError};
 
 /// The cursor "folder" of a mailbox's calendar in `sync_cursors`.
@@ -498,31 +500,6 @@ async fn queue_outbox(
     Ok(())
 }
 
-/// Renews the worker's lease inside `tx`; refuses (rolled back) when it was lost.
-async fn fence<'c>(
-    tx: Transaction<'c, Any>,
-    mailbox_id: i64,
-    lease: Option<&Lease>,
-    now: i64,
-) -> Result<Transaction<'c, Any>, StoreError> {
-    let mut tx = tx;
-    if let Some(lease) = lease {
-        let held =
-            sqlx::query("UPDATE leases SET expires_ms = $1 WHERE mailbox_id = $2 AND holder = $3")
-                .bind(now + lease.ttl_ms)
-                .bind(mailbox_id)
-                .bind(&lease.holder)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if held != 1 {
-            tx.rollback().await?;
-            return Err(StoreError::LeaseLost { mailbox_id });
-        }
-    }
-    Ok(tx)
-}
-
 impl Store {
     /// The calendar settings that apply to a tenant: its own, else its org's, else the
     /// defaults of C3 and C4.
@@ -649,7 +626,7 @@ impl Store {
     pub async fn commit_event_page(&self, page: &EventPage) -> Result<PageOutcome, StoreError> {
         let now = now_ms();
         let tx = self.pool().begin().await?;
-        let mut tx = fence(tx, page.mailbox_id, page.lease.as_ref(), now).await?;
+        let mut tx = fence_lease(tx, page.mailbox_id, page.lease.as_ref(), now).await?;
         let mut out = PageOutcome::default();
         write_rooms(&mut tx, page.tenant_id, &page.rooms, now).await?;
         for s in &page.series {
@@ -796,57 +773,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for x in &page.exclusions {
-            sqlx::query(
-                "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by, at_ms = excluded.at_ms",
-            )
-            .bind(page.mailbox_id)
-            .bind(&x.graph_id)
-            .bind(&x.rule)
-            .bind(&x.decided_by)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
-                .bind(page.mailbox_id)
-                .bind(&x.graph_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for f in &page.failures {
-            sqlx::query(
-                "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)
-                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
-                     payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms,
-                     run_id = excluded.run_id",
-            )
-            .bind(page.mailbox_id)
-            .bind(&f.graph_id)
-            .bind(CALENDAR_FOLDER)
-            .bind(&f.stage)
-            .bind(&f.error)
-            .bind(&f.payload)
-            .bind(now)
-            .bind(page.run_id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        write_exclusions_and_failures(
+            &mut tx,
+            page.mailbox_id,
+            CALENDAR_FOLDER,
+            &page.exclusions,
+            &page.failures,
+            page.run_id,
+            now,
+        )
+        .await?;
         if let Some(cursor) = &page.cursor {
-            sqlx::query(
-                "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
-                     round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
-            )
-            .bind(page.mailbox_id)
-            .bind(CALENDAR_FOLDER)
-            .bind(&cursor.link)
-            .bind(cursor.complete as i64)
-            .bind(cursor.round_started_ms)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            write_cursor(&mut tx, page.mailbox_id, CALENDAR_FOLDER, cursor, now).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -1137,7 +1075,7 @@ impl Store {
         let now = now_ms();
         let tx = self.pool().begin().await?;
         let mut tx = match lease {
-            Some((l, mailbox_id)) => fence(tx, mailbox_id, Some(l), now).await?,
+            Some((l, mailbox_id)) => fence_lease(tx, mailbox_id, Some(l), now).await?,
             None => tx,
         };
         sqlx::query(

@@ -143,26 +143,8 @@ impl Store {
     /// Writes one page's records and advances the cursor, atomically.
     pub async fn commit_page(&self, page: &PageCommit) -> Result<(), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin().await?;
-        if let Some(lease) = &page.lease {
-            // Fencing: a worker whose lease ran out (and was taken over) must not commit.
-            let held = sqlx::query(
-                "UPDATE leases SET expires_ms = $1 WHERE mailbox_id = $2 AND holder = $3",
-            )
-            .bind(now + lease.ttl_ms)
-            .bind(page.mailbox_id)
-            .bind(&lease.holder)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if held != 1 {
-                // Explicitly: SQLite holds its write lock until the rollback actually runs.
-                tx.rollback().await?;
-                return Err(StoreError::LeaseLost {
-                    mailbox_id: page.mailbox_id,
-                });
-            }
-        }
+        let tx = self.pool().begin().await?;
+        let mut tx = fence_lease(tx, page.mailbox_id, page.lease.as_ref(), now).await?;
         write_upserts(&mut tx, self.backend(), page, now).await?;
         for graph_id in &page.removals {
             // Only this folder's copy: with immutable ids a message moved to another folder
@@ -182,57 +164,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for x in &page.exclusions {
-            sqlx::query(
-                "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by, at_ms = excluded.at_ms",
-            )
-            .bind(page.mailbox_id)
-            .bind(&x.graph_id)
-            .bind(&x.rule)
-            .bind(&x.decided_by)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
-                .bind(page.mailbox_id)
-                .bind(&x.graph_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for f in &page.failures {
-            sqlx::query(
-                "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)
-                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
-                     payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms,
-                     run_id = excluded.run_id",
-            )
-            .bind(page.mailbox_id)
-            .bind(&f.graph_id)
-            .bind(&page.folder)
-            .bind(&f.stage)
-            .bind(&f.error)
-            .bind(&f.payload)
-            .bind(now)
-            .bind(page.run_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(cursor) = &page.cursor {
-            sqlx::query(
-            "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
-                 round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
+        write_exclusions_and_failures(
+            &mut tx,
+            page.mailbox_id,
+            &page.folder,
+            &page.exclusions,
+            &page.failures,
+            page.run_id,
+            now,
         )
-        .bind(page.mailbox_id)
-        .bind(&page.folder)
-        .bind(&cursor.link)
-        .bind(cursor.complete as i64)
-        .bind(cursor.round_started_ms)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
+        if let Some(cursor) = &page.cursor {
+            write_cursor(&mut tx, page.mailbox_id, &page.folder, cursor, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -570,5 +513,106 @@ async fn write_upserts(
             q.execute(&mut **tx).await?;
         }
     }
+    Ok(())
+}
+
+/// Renews the worker's lease inside `tx`, first thing: a worker whose lease ran out (and was
+/// taken over) must not commit (fencing). Refused, the transaction is rolled back explicitly
+/// (SQLite holds its write lock until the rollback actually runs).
+pub(crate) async fn fence_lease<'c>(
+    mut tx: sqlx::Transaction<'c, sqlx::Any>,
+    mailbox_id: i64,
+    lease: Option<&super::schedule::Lease>,
+    now: i64,
+) -> Result<sqlx::Transaction<'c, sqlx::Any>, StoreError> {
+    if let Some(lease) = lease {
+        let held =
+            sqlx::query("UPDATE leases SET expires_ms = $1 WHERE mailbox_id = $2 AND holder = $3")
+                .bind(now + lease.ttl_ms)
+                .bind(mailbox_id)
+                .bind(&lease.holder)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if held != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::LeaseLost { mailbox_id });
+        }
+    }
+    Ok(tx)
+}
+
+/// Records a page's exclusions (P5) and failures (kept for a retry, E10), for mail and
+/// calendar pages alike; an excluded record is no longer owed a retry.
+pub(crate) async fn write_exclusions_and_failures(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mailbox_id: i64,
+    folder: &str,
+    exclusions: &[Exclusion],
+    failures: &[FailedRecord],
+    run_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    for x in exclusions {
+        sqlx::query(
+            "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by, at_ms = excluded.at_ms",
+        )
+        .bind(mailbox_id)
+        .bind(&x.graph_id)
+        .bind(&x.rule)
+        .bind(&x.decided_by)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
+            .bind(mailbox_id)
+            .bind(&x.graph_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for f in failures {
+        sqlx::query(
+            "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
+                 payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms,
+                 run_id = excluded.run_id",
+        )
+        .bind(mailbox_id)
+        .bind(&f.graph_id)
+        .bind(folder)
+        .bind(&f.stage)
+        .bind(&f.error)
+        .bind(&f.payload)
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Advances a folder's (or the calendar's) delta cursor, in the page's transaction.
+pub(crate) async fn write_cursor(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mailbox_id: i64,
+    folder: &str,
+    cursor: &Cursor,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
+             round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
+    )
+    .bind(mailbox_id)
+    .bind(folder)
+    .bind(&cursor.link)
+    .bind(cursor.complete as i64)
+    .bind(cursor.round_started_ms)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
