@@ -199,6 +199,8 @@ async fn a_token_expiring_mid_round_is_renewed() {
         .unwrap();
     assert!(!second.items.is_empty());
     assert_eq!(c.stats().token_renewals, 1);
+    // A renewal is not one of Graph's faults: it spends none of the request's attempts.
+    assert_eq!(c.stats().retries, 0);
 }
 
 #[tokio::test]

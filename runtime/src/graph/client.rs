@@ -15,8 +15,9 @@ use tokio::sync::Semaphore;
 
 use super::auth::TokenCache;
 
-/// Token renewals one request may make on 401 answers before the 401 is its error.
-const MAX_RENEWALS_PER_REQUEST: u32 = 3;
+/// 401 answers in a row (each after a token renewal) one request accepts before the 401 is its
+/// error: a token revoked now and then is renewed, one refused however fresh is a real failure.
+const MAX_CONSECUTIVE_RENEWALS: u32 = 3;
 use super::error::GraphError;
 
 /// Limits and retry policy.
@@ -110,6 +111,10 @@ impl<'a> Call<'a> {
 
 enum Attempt<T> {
     Done(T),
+    /// The token was refused and has been renewed: try again at once. This spends none of the
+    /// request's attempts, which are for Graph's own faults; a token revoked while the request
+    /// waited out throttling must not turn a storm into an error.
+    Renewed,
     Retry {
         after: Option<Duration>,
         status: u16,
@@ -247,7 +252,8 @@ impl GraphClient {
         };
         let mut renewals = 0u32;
         let mut last = (0u16, String::new());
-        for attempt in 0..self.cfg.max_attempts {
+        let mut attempt = 0;
+        while attempt < self.cfg.max_attempts {
             if attempt > 0 {
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
             }
@@ -257,6 +263,7 @@ impl GraphClient {
             {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
+                Attempt::Renewed => {}
                 Attempt::Retry {
                     after,
                     status,
@@ -265,6 +272,7 @@ impl GraphClient {
                     last = (status, message);
                     // Sleep with no slot held, so other work for the mailbox can go on.
                     tokio::time::sleep(after.unwrap_or_else(|| self.backoff(attempt))).await;
+                    attempt += 1;
                 }
             }
         }
@@ -364,20 +372,20 @@ impl GraphClient {
                 },
             };
         }
+        if status != 401 {
+            // Graph got past the token: whatever comes next, the renewals so far did their job.
+            *renewals = 0;
+        }
         let (code, message) = error_parts(&body);
         let mailbox = mailbox.to_string();
         match status {
             // A token can expire (or be revoked) again while a request waits out throttling:
-            // renew on each 401, a few times, before calling it an authentication failure.
-            401 if *renewals < MAX_RENEWALS_PER_REQUEST => {
+            // renew on each 401, up to a few in a row, before calling it an authentication failure.
+            401 if *renewals < MAX_CONSECUTIVE_RENEWALS => {
                 *renewals += 1;
                 self.stats.token_renewals.fetch_add(1, Ordering::Relaxed);
                 self.tokens.invalidate(&token).await;
-                Attempt::Retry {
-                    after: Some(Duration::ZERO),
-                    status,
-                    message,
-                }
+                Attempt::Renewed
             }
             429 | 503 => {
                 self.stats
