@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
 use super::schedule::Lease;
-use super::sync::{
-    fence_lease, write_cursor, write_exclusions_and_failures, Cursor, Exclusion, FailedRecord,
-};
+use super::sync::{fence_lease, Cursor, Exclusion, FailedRecord};
 use super::{now_ms, Store, StoreError};
 
 /// The cursor "folder" of a mailbox's calendar in `sync_cursors`.
@@ -269,9 +267,9 @@ pub struct CalendarUser {
     pub primary_mailbox_id: Option<i64>,
 }
 
-const EVENT_COLUMNS: &str = "id, tenant_id, user_id, mailbox_id, graph_id, series_graph_id, kind, subject, start_ms, end_ms, all_day, start_date, end_date, record, origin, imported, send_invitations, sync_status, change_key, transaction_id, crm_version, synced_version, cancelled, deleted";
+pub(super) const EVENT_COLUMNS: &str = "id, tenant_id, user_id, mailbox_id, graph_id, series_graph_id, kind, subject, start_ms, end_ms, all_day, start_date, end_date, record, origin, imported, send_invitations, sync_status, change_key, transaction_id, crm_version, synced_version, cancelled, deleted";
 
-fn event_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
+pub(super) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
     let flag = |name: &str| -> Result<bool, StoreError> { Ok(r.try_get::<i64, _>(name)? != 0) };
     Ok(StoredEvent {
         id: r.try_get("id")?,
@@ -335,27 +333,6 @@ async fn write_addresses(
         .bind(&a.role)
         .bind(a.address.trim().to_ascii_lowercase())
         .bind(&a.name)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn write_rooms(
-    tx: &mut Transaction<'_, Any>,
-    tenant_id: i64,
-    rooms: &[(String, String)],
-    now: i64,
-) -> Result<(), StoreError> {
-    for (address, name) in rooms {
-        sqlx::query(
-            "INSERT INTO resource_calendars (tenant_id, address, name, updated_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, address) DO UPDATE SET name = excluded.name, updated_ms = excluded.updated_ms",
-        )
-        .bind(tenant_id)
-        .bind(address.trim().to_ascii_lowercase())
-        .bind(name)
-        .bind(now)
         .execute(&mut **tx)
         .await?;
     }
@@ -449,7 +426,7 @@ struct Insert<'a> {
     decided_by: &'a str,
 }
 
-async fn update_fields(
+pub(super) async fn update_fields(
     tx: &mut Transaction<'_, Any>,
     event_id: i64,
     f: &EventFields,
@@ -604,7 +581,7 @@ impl Store {
         rooms: &[(String, String)],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        write_rooms(&mut tx, tenant_id, rooms, now_ms()).await?;
+        super::event_page::write_rooms(&mut tx, self.backend(), tenant_id, rooms, now_ms()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -620,174 +597,6 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get("address")?, r.try_get("name")?)))
             .collect()
-    }
-
-    /// Writes one calendar delta page and advances the calendar's cursor, atomically.
-    pub async fn commit_event_page(&self, page: &EventPage) -> Result<PageOutcome, StoreError> {
-        let now = now_ms();
-        let tx = self.pool().begin().await?;
-        let mut tx = fence_lease(tx, page.mailbox_id, page.lease.as_ref(), now).await?;
-        let mut out = PageOutcome::default();
-        write_rooms(&mut tx, page.tenant_id, &page.rooms, now).await?;
-        for s in &page.series {
-            sqlx::query(
-                "INSERT INTO event_series (mailbox_id, graph_id, subject, recurrence, updated_ms) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET subject = excluded.subject, recurrence = excluded.recurrence, updated_ms = excluded.updated_ms",
-            )
-            .bind(page.mailbox_id)
-            .bind(&s.graph_id)
-            .bind(&s.subject)
-            .bind(&s.recurrence)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for e in &page.upserts {
-            let existing = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE mailbox_id = $1
-                     AND (graph_id = $2 OR ($3 <> '' AND graph_id IS NULL AND transaction_id = $3))
-                 ORDER BY CASE WHEN graph_id IS NULL THEN 1 ELSE 0 END"
-            ))
-            .bind(page.mailbox_id)
-            .bind(&e.graph_id)
-            .bind(e.transaction_id.as_deref().unwrap_or(""))
-            .fetch_all(&mut *tx)
-            .await?;
-            let existing = existing.first().map(event_from_row).transpose()?;
-            match existing {
-                None => {
-                    insert_event(
-                        &mut tx,
-                        page.tenant_id,
-                        page.user_id,
-                        Some(page.mailbox_id),
-                        "microsoft",
-                        &e.fields,
-                        &Insert {
-                            graph_id: Some(&e.graph_id),
-                            series_graph_id: e.series_graph_id.as_deref(),
-                            kind: &e.kind,
-                            ical_uid: e.ical_uid.as_deref(),
-                            imported: false,
-                            send_invitations: false,
-                            sync_status: "active",
-                            change_key: e.change_key.as_deref(),
-                            transaction_id: e.transaction_id.as_deref(),
-                            version: 0,
-                            cancelled: e.cancelled,
-                            decided_by: &e.decided_by,
-                        },
-                        now,
-                    )
-                    .await?;
-                    out.inserted += 1;
-                }
-                // Deleted in the CRM, or taken out of the sync: Microsoft's changes stay out.
-                Some(old) if old.deleted || old.sync_status == "inactive" => out.unchanged += 1,
-                // Our own write coming back, or nothing new: nothing to do, so nothing loops.
-                Some(old)
-                    if old.change_key.is_some()
-                        && old.change_key == e.change_key
-                        && old.graph_id.as_deref() == Some(&e.graph_id) =>
-                {
-                    out.unchanged += 1
-                }
-                Some(old) => {
-                    // A create whose answer was lost comes back by its transactionId: it is
-                    // ours, adopted, not a conflict.
-                    let adopted = old.graph_id.is_none();
-                    if old.crm_version > old.synced_version && !adopted {
-                        // Changed on both sides since the last sync: Microsoft wins (C1), and
-                        // the CRM change not yet pushed is dropped.
-                        out.conflicts += 1;
-                        sqlx::query("DELETE FROM event_outbox WHERE event_id = $1")
-                            .bind(old.id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    update_fields(&mut tx, old.id, &e.fields, now).await?;
-                    sqlx::query(
-                        "UPDATE events SET graph_id = $1, series_graph_id = $2, kind = $3, change_key = $4, cancelled = $5,
-                             synced_version = crm_version, sync_status = 'active', decided_by = $6 WHERE id = $7",
-                    )
-                    .bind(&e.graph_id)
-                    .bind(e.series_graph_id.as_deref())
-                    .bind(&e.kind)
-                    .bind(e.change_key.as_deref())
-                    .bind(e.cancelled as i64)
-                    .bind(&e.decided_by)
-                    .bind(old.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    out.updated += 1;
-                }
-            }
-            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
-                .bind(page.mailbox_id)
-                .bind(&e.graph_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for graph_id in &page.removals {
-            let rows = sqlx::query(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE mailbox_id = $1 AND graph_id = $2"
-            ))
-            .bind(page.mailbox_id)
-            .bind(graph_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
-                .bind(page.mailbox_id)
-                .bind(graph_id)
-                .execute(&mut *tx)
-                .await?;
-            let Some(old) = rows.first().map(event_from_row).transpose()? else {
-                continue;
-            };
-            if old.deleted {
-                continue;
-            }
-            if page.delete_removed {
-                sqlx::query(
-                    "UPDATE events SET deleted = 1, synced_version = crm_version, updated_ms = $1 WHERE id = $2",
-                )
-                .bind(now)
-                .bind(old.id)
-                .execute(&mut *tx)
-                .await?;
-                out.deleted += 1;
-            } else {
-                // Kept in the CRM (C3) but no longer in Microsoft: out of the sync.
-                sqlx::query(
-                    "UPDATE events SET graph_id = NULL, change_key = NULL, sync_status = 'inactive', synced_version = crm_version,
-                         updated_ms = $1 WHERE id = $2",
-                )
-                .bind(now)
-                .bind(old.id)
-                .execute(&mut *tx)
-                .await?;
-                out.detached += 1;
-            }
-            sqlx::query("DELETE FROM event_outbox WHERE event_id = $1")
-                .bind(old.id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        write_exclusions_and_failures(
-            &mut tx,
-            page.mailbox_id,
-            CALENDAR_FOLDER,
-            &page.exclusions,
-            &page.failures,
-            page.run_id,
-            now,
-        )
-        .await?;
-        if let Some(cursor) = &page.cursor {
-            write_cursor(&mut tx, page.mailbox_id, CALENDAR_FOLDER, cursor, now).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
     }
 
     /// Creates a CRM event for a user (C5); with `outbox`, the push is queued in the same

@@ -528,18 +528,30 @@ impl Store {
             }
         }
         if kind == ActivityKind::Event {
-            // C3: an event related to no CRM record is kept out of the CRM unless the tenant
-            // syncs unmatched events; it comes back as soon as a contact matches it.
+            // C3: an event from Microsoft related to no CRM record is kept out of the CRM
+            // unless the tenant syncs unmatched events; it comes back as soon as a contact
+            // matches it. An event made in the CRM is the CRM's whatever the plugin found.
+            let (mut hidden, mut shown) = (Vec::new(), Vec::new());
             for o in outcomes {
-                if let Ok(ms) = &o.result {
-                    sqlx::query(
-                        "UPDATE events SET unmatched = $1 WHERE id = $2 AND tenant_id = $3",
-                    )
-                    .bind((ms.is_empty() && hide_unmatched_events) as i64)
-                    .bind(o.record_id)
-                    .bind(tenant_id)
-                    .execute(&mut *tx)
-                    .await?;
+                match &o.result {
+                    Ok(ms) if ms.is_empty() && hide_unmatched_events => hidden.push(o.record_id),
+                    Ok(_) => shown.push(o.record_id),
+                    Err(_) => {}
+                }
+            }
+            for (flag, ids) in [(1i64, hidden), (0, shown)] {
+                for chunk in ids.chunks(IN_CHUNK) {
+                    let sql = format!(
+                        "UPDATE events SET unmatched = {} WHERE tenant_id = {} AND origin = 'microsoft' AND id IN ({})",
+                        marker(b, 1),
+                        marker(b, 2),
+                        in_list(b, 3, chunk.len())
+                    );
+                    let mut q = sqlx::query(&sql).bind(flag).bind(tenant_id);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
             }
         }

@@ -430,17 +430,7 @@ async fn write_upserts(
     }
     // New emails are owed a matching pass (E8): queued in this transaction, so the matching
     // job sees every email exactly when it is committed, whichever process wrote it.
-    for chunk in new_ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO match_queue (tenant_id, kind, record_id) VALUES {} ON CONFLICT DO NOTHING",
-            value_rows(backend, chunk.len(), 3)
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(page.tenant_id).bind("email").bind(*id);
-        }
-        q.execute(&mut **tx).await?;
-    }
+    queue_for_matching(tx, backend, page.tenant_id, "email", &new_ids).await?;
     let mut recipients: Vec<(i64, &str, String, &str)> = Vec::new();
     for key in &key_order {
         let e = by_key[key];
@@ -512,6 +502,29 @@ async fn write_upserts(
             }
             q.execute(&mut **tx).await?;
         }
+    }
+    Ok(())
+}
+
+/// Queues new records of `kind` (`email` or `event`) for the matching job in the page's
+/// transaction, a few multi-row statements for the whole page.
+pub(crate) async fn queue_for_matching(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    tenant_id: i64,
+    kind: &str,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO match_queue (tenant_id, kind, record_id) VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(backend, chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(tenant_id).bind(kind).bind(*id);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
