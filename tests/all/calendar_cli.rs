@@ -114,7 +114,7 @@ async fn events_commands_edit_settings_and_events_and_activate_warns() {
         .concat()))
         .await;
         assert!(
-            r.ok && r.stdout.contains("1 change(s) waiting"),
+            r.ok && r.stdout.contains("created") && r.stdout.contains("queued for Microsoft"),
             "{}",
             r.all()
         );

@@ -5,6 +5,7 @@ mod admin_cli;
 mod admin_support;
 mod apply;
 mod bench_harness;
+mod calendar_api;
 mod calendar_cli;
 mod calendar_pull;
 mod calendar_push;

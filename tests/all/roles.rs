@@ -15,15 +15,16 @@ use crate::matching::{add_contact, world};
 use crate::support::TestDb;
 use crate::sync_email::env;
 
-const ADMIN: &str = "service-admin-token-for-tests";
+pub const ADMIN: &str = "service-admin-token-for-tests";
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
+/// The admin API over HTTP, for this file and the calendar API's tests.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
 }
 
 impl Api {
-    async fn call(
+    pub async fn call(
         &self,
         method: Method,
         path: &str,
@@ -41,6 +42,21 @@ impl Api {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A new token of `org` (`{}`: its admin; `{"tenant", "user"}`: a user), minted by the
+    /// service admin; asserts it was created.
+    pub async fn token(&self, org: &str, body: Value) -> String {
+        let (st, t) = self
+            .call(
+                Method::POST,
+                &format!("/api/orgs/{org}/tokens"),
+                Some(ADMIN),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, 201, "{t}");
+        t["token"].as_str().unwrap().to_string()
     }
 }
 
@@ -97,25 +113,8 @@ async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
         assert!(matched, "the service's matching task drained the queue");
 
         // Tokens: org admins by the service admin, users by their org admin.
-        let (st, acme_admin) = api
-            .call(
-                Method::POST,
-                "/api/orgs/acme/tokens",
-                Some(ADMIN),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(st, 201, "{acme_admin}");
-        let acme_admin = acme_admin["token"].as_str().unwrap().to_string();
-        let (_, globex_admin) = api
-            .call(
-                Method::POST,
-                "/api/orgs/globex/tokens",
-                Some(ADMIN),
-                Some(json!({})),
-            )
-            .await;
-        let globex_admin = globex_admin["token"].as_str().unwrap().to_string();
+        let acme_admin = api.token("acme", json!({})).await;
+        let globex_admin = api.token("globex", json!({})).await;
         let (st, body) = api
             .call(
                 Method::POST,

@@ -102,8 +102,8 @@ pub async fn activate(
     }
     // C9: writing events to Microsoft can email the firm's clients.
     let calendar = store.calendar_settings(tenant.org_id, tenant.id).await?;
-    if calendar.direction.pushes() {
-        warnings.push(format!("calendar direction is {}: CRM events are written to Microsoft, which emails invitations, updates and cancellations to their attendees when an event's \"send invitations\" is on; the default is to_crm (`m365sync events settings`)", calendar.direction.as_str()));
+    if let Some(w) = crate::calendar::invitation_warning(calendar.direction) {
+        warnings.push(format!("{w} (`m365sync events settings`)"));
     }
     let newly_activated = store.activate_tenant(tenant.id).await?;
     store.mark_initial_sync(tenant.id).await?;

@@ -82,8 +82,10 @@ pub struct NewEvent {
     pub send_invitations: bool,
 }
 
-/// A change to a CRM event: only what is `Some` changes.
-#[derive(Debug, Clone, Default)]
+/// A change to a CRM event: only what is `Some` changes. The admin API's PATCH body is this
+/// struct as JSON.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EventChange {
     pub subject: Option<String>,
     pub description: Option<String>,

@@ -189,6 +189,7 @@ async fn sync_run(
     let opts = m365sync::sync::run::RunOptions {
         bypass_plugins: false,
         progress,
+        ..Default::default()
     };
     let report =
         m365sync::sync::run::run_tenant_with(&env, &tenant, mailbox, "manual", &opts).await?;

@@ -165,20 +165,6 @@ pub enum EventsCommand {
         #[arg(value_parser = on_off, action = clap::ArgAction::Set)]
         on: bool,
     },
-    /// Measure the calendar sync on a generated tenant: the initial pull (events/s, peak RSS)
-    /// and the outbox push under the simulator's throttling.
-    Bench {
-        #[arg(long, default_value_t = 20)]
-        users: usize,
-        /// Calendar items generated per user (series expand to more events).
-        #[arg(long, default_value_t = 200)]
-        items: usize,
-        /// CRM events pushed per user.
-        #[arg(long, default_value_t = 10)]
-        pushes: usize,
-        #[arg(long, default_value_t = 100)]
-        page_size: i64,
-    },
 }
 
 fn day_or_time(text: &str) -> anyhow::Result<i64> {
@@ -193,26 +179,28 @@ fn day_or_time(text: &str) -> anyhow::Result<i64> {
         .timestamp_millis())
 }
 
+/// When an edit left a change for Microsoft in the outbox, makes the tenant's run due now: a
+/// running service sends it within a scheduler tick instead of at the tenant's cadence.
+async fn push_soon(
+    store: &m365sync::store::Store,
+    tenant: &m365sync::store::tenants::Tenant,
+    event_id: i64,
+) -> anyhow::Result<()> {
+    let Some(user_id) = store.event(event_id).await?.user_id else {
+        return Ok(());
+    };
+    if store.outbox_holds(user_id, event_id).await? {
+        store.request_run(tenant.id).await?;
+        println!(
+            "queued for Microsoft: a running service sends it at its next tick (without one: `m365sync sync run --org {} --tenant {}`)",
+            tenant.org, tenant.name
+        );
+    }
+    Ok(())
+}
+
 /// Runs `m365sync events ...`.
 pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()> {
-    if let EventsCommand::Bench {
-        users,
-        items,
-        pushes,
-        page_size,
-    } = cmd
-    {
-        let report =
-            m365sync::calendar::bench::run(&m365sync::calendar::bench::CalendarBenchOptions {
-                users,
-                items,
-                pushes_per_user: pushes,
-                page_size,
-            })
-            .await?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
     let store = open(config).await?;
     match cmd {
         EventsCommand::Add {
@@ -251,10 +239,8 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                 },
             )
             .await?;
-            let queued = store.outbox_len(t.id).await?;
-            println!(
-                "event {id} created ({queued} change(s) waiting for Microsoft in tenant {tenant})"
-            );
+            println!("event {id} created");
+            push_soon(&store, &t, id).await?;
         }
         EventsCommand::Update {
             org,
@@ -289,11 +275,13 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
             )
             .await?;
             println!("event {} updated (version {})", ev.id, ev.crm_version);
+            push_soon(&store, &t, ev.id).await?;
         }
         EventsCommand::Remove { org, tenant, id } => {
             let t = store.tenant(&org, &tenant).await?;
             remove_event(&store, &t, id).await?;
             println!("event {id} deleted");
+            push_soon(&store, &t, id).await?;
         }
         EventsCommand::List {
             org,
@@ -401,8 +389,8 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
             s.inbound_years = inbound_years.unwrap_or(s.inbound_years);
             s.outbound_months = outbound_months.unwrap_or(s.outbound_months);
             store.set_calendar_settings(org_id, tenant_id, &s).await?;
-            if s.direction.pushes() {
-                eprintln!("warning: with direction {}, CRM events are written to Microsoft, which emails invitations and cancellations to their attendees when an event's --send-invitations is on (C9)", s.direction.as_str());
+            if let Some(w) = m365sync::calendar::invitation_warning(s.direction) {
+                eprintln!("warning: {w} (`events add --send-invitations`)");
             }
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
@@ -420,7 +408,6 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
             store.set_sync_events(user_id, on).await?;
             println!("{user}: Sync Events {}", if on { "on" } else { "off" });
         }
-        EventsCommand::Bench { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

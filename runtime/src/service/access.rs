@@ -2,7 +2,7 @@
 //!
 //! Three kinds of bearer token: the service's admin token (everything), an org admin token
 //! (everything of one org), and a user token (that user's review list, their personal exclusion
-//! rules, and read access to their org's contacts to map mail to). Scope is checked before any
+//! rules, their own calendar's events, and read access to their org's contacts to map mail to). Scope is checked before any
 //! read, and a record outside the caller's scope answers 404 exactly as a missing one does, so
 //! ids of other orgs cannot even be probed.
 
@@ -101,7 +101,7 @@ impl Actor {
                 "this token administers another org, not '{org}'"
             ))),
             Actor::User { .. } => Err(AccessError::Forbidden(
-                "a user token reaches only /api/me (the user's review list and personal rules)"
+                "a user token reaches only /api/me (the user's review list, personal rules and events)"
                     .into(),
             )),
         }

@@ -1,6 +1,6 @@
 //! The admin HTTP API: health (open, for load balancers), Prometheus metrics, tenants,
 //! mailboxes with health, runs, logs, "sync now" and retries here; contacts, matching, review
-//! lists and tokens in [`super::api_crm`]. All but health need a bearer token, and what a
+//! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`]. All but health need a bearer token, and what a
 //! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
 //! `{"error": "..."}` with a fitting status.
 

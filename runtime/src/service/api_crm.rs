@@ -1,7 +1,8 @@
 //! The admin API's CRM side (E8, E9, E12): an org's contacts and entities, their timelines,
 //! the matching job on demand, review lists and the mass mapping action, and the org's API
 //! tokens under `/api/orgs/{org}/...` (the service admin or that org's admin), and a user's own
-//! view under `/api/me/...` (any user token).
+//! view under `/api/me/...` (any user token). Calendar paths are handed to
+//! [`super::api_calendar`], which shares this file's helpers.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,27 +26,30 @@ use super::Shared;
 use hyper::Response;
 
 /// What a handler returns: a JSON value with its status, or a refusal.
-type Handled = Result<(StatusCode, Value), AccessError>;
+pub(super) type Handled = Result<(StatusCode, Value), AccessError>;
 
-fn ok(v: Value) -> Handled {
+pub(super) fn ok(v: Value) -> Handled {
     Ok((StatusCode::OK, v))
 }
 
-fn bad(message: impl Into<String>) -> AccessError {
+pub(super) fn bad(message: impl Into<String>) -> AccessError {
     AccessError::Store(StoreError::Invalid(message.into()))
 }
 
-fn parse_json<T: for<'de> Deserialize<'de>>(body: &Bytes, shape: &str) -> Result<T, AccessError> {
+pub(super) fn parse_json<T: for<'de> Deserialize<'de>>(
+    body: &Bytes,
+    shape: &str,
+) -> Result<T, AccessError> {
     serde_json::from_slice(body).map_err(|e| bad(format!("the request body is not {shape}: {e}")))
 }
 
-fn id(s: &str, what: &str) -> Result<i64, AccessError> {
+pub(super) fn id(s: &str, what: &str) -> Result<i64, AccessError> {
     s.parse()
         .map_err(|_| bad(format!("'{s}' is not a {what} id")))
 }
 
 /// `1730000000000` or `2026-11-01`: epoch milliseconds.
-fn instant(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, AccessError> {
+pub(super) fn instant(q: &HashMap<String, String>, key: &str) -> Result<Option<i64>, AccessError> {
     let Some(v) = q.get(key).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -179,7 +183,7 @@ pub async fn route(
     }
 }
 
-fn no_endpoint() -> AccessError {
+pub(super) fn no_endpoint() -> AccessError {
     AccessError::Store(StoreError::NotFound("no such endpoint".into()))
 }
 
@@ -265,6 +269,9 @@ async fn me(
                     "no personal rule {rule} of yours"
                 ))))
             }
+        }
+        (_, ["events", ..]) => {
+            super::api_calendar::me_route(shared, actor, method, rest, q, body).await
         }
         _ => Err(no_endpoint()),
     }
@@ -455,6 +462,12 @@ async fn org_route(
             store.revoke_api_token(org_id, token).await?;
             ok(json!({ "revoked": token }))
         }
+        (
+            _,
+            ["calendar", ..]
+            | ["tenants", _, "calendar" | "events", ..]
+            | ["tenants", _, "users", _, "events" | "sync-events"],
+        ) => super::api_calendar::org_route(shared, org, org_id, method, rest, q, body).await,
         _ => Err(no_endpoint()),
     }
 }

@@ -9,6 +9,7 @@
 
 mod access;
 mod api;
+mod api_calendar;
 mod api_crm;
 mod contexts;
 mod matcher;

@@ -18,6 +18,8 @@
 
 pub mod attachments;
 pub mod crm;
+pub mod event_page;
+pub mod event_queries;
 pub mod events;
 pub mod logs;
 pub mod mailboxes;
