@@ -122,3 +122,80 @@ async fn ingest_and_floor_write_json_and_markdown_on_both_databases() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calendar_scenario_pulls_and_pushes_under_both_budgets() {
+    let dir = std::env::temp_dir().join(format!("m365sync-bench-cal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim = TestSim::start_with(
+        Origin::Generated(GenerateOptions {
+            users: 2,
+            shared: 0,
+            messages: 5,
+            events: 14,
+            ..GenerateOptions::default()
+        }),
+        ProtocolConfig::default(),
+        Some(dir.join("tls")),
+    )
+    .await;
+    let out = dir.join("results");
+    let ca = sim.running.ca_cert.clone().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
+        .args([
+            "bench",
+            "calendar",
+            "--calendar-pushes",
+            "3",
+            "--calendar-limit",
+            "400",
+            "--calendar-window-secs",
+            "60",
+            "--sim",
+            &sim.base,
+            "--sim-ca",
+        ])
+        .arg(&ca)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "bench failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("calendar.json")).unwrap()).unwrap();
+    assert_eq!(json["scenario"], "calendar");
+    let phases = json["results"]["phases"].as_array().unwrap();
+    let budgets: Vec<&str> = phases
+        .iter()
+        .map(|p| p["budget"].as_str().unwrap())
+        .collect();
+    assert_eq!(budgets, ["outlook", "scaled"]);
+    assert_eq!(phases[0]["limit"], 10_000);
+    assert_eq!(phases[1]["limit"], 400);
+    for p in phases {
+        let stored = p["stored_events"].as_i64().unwrap();
+        // Series expand: more events than generated items.
+        assert!(stored > 2 * 14, "{p}");
+        assert!(p["pulled_items"].as_u64().unwrap() >= stored as u64, "{p}");
+        assert!(p["pull_requests"].as_u64().unwrap() > 0, "{p}");
+        assert_eq!(p["pushed"], 6, "{p}");
+        // Each push is at least one POST.
+        assert!(p["push_requests"].as_u64().unwrap() >= 6, "{p}");
+        assert!(p["peak_rss_mib"].as_f64().unwrap() > 0.0, "{p}");
+    }
+    // The second pull finds the first phase's pushed events in Microsoft too.
+    assert_eq!(
+        phases[1]["stored_events"].as_i64().unwrap(),
+        phases[0]["stored_events"].as_i64().unwrap() + 6
+    );
+    let md = std::fs::read_to_string(out.join("calendar.md")).unwrap();
+    assert!(md.contains("| outlook (10,000 per 600 s) |"), "{md}");
+    assert!(md.contains("| scaled (400 per 60 s) |"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -84,6 +84,8 @@ pub struct ChildIngest {
     pub ca_cert: Option<std::path::PathBuf>,
     pub variant: Variant,
     pub db: String,
+    /// Mailboxes synced at once (0: the CLI's default).
+    pub in_flight: usize,
 }
 
 impl ChildIngest {
@@ -101,6 +103,8 @@ impl ChildIngest {
             self.variant.name().into(),
             "--db".into(),
             self.db.clone(),
+            "--in-flight".into(),
+            self.in_flight.to_string(),
         ];
         if let Some(ca) = &self.ca_cert {
             a.push("--ca".into());
@@ -134,6 +138,7 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let opts = RunOptions {
         bypass_plugins: c.variant == Variant::Floor,
+        mailboxes_in_flight: c.in_flight,
         progress: Some(Box::new(
             move |_: usize, _: usize, _: &str, counts: &crate::sync::pipeline::Counts| {
                 let total = done.fetch_add(counts.processed, std::sync::atomic::Ordering::Relaxed)
@@ -222,6 +227,7 @@ pub async fn ingest_and_floor(
                 ca_cert: host.ca_cert.clone(),
                 variant,
                 db: kind.name().into(),
+                in_flight: 0,
             };
             let before = host.stats().await?.graph_requests;
             let sim_cpu = cpu_seconds();

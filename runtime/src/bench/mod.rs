@@ -7,8 +7,11 @@
 //! comparing are taken in the same invocation and reported as ratios: the machines are noisy.
 //!
 //! Scenarios: [`ingest`] (ingest and floor), [`peer`] (Microsoft's Python SDK, fairly written),
-//! [`throttle`] (share of Outlook's budget used), [`swap`] (plugin swaps under load).
+//! [`throttle`] (share of Outlook's budget used), [`swap`] (plugin swaps under load), [`scale`],
+//! [`capture`], [`calendar`] (initial calendar pull and outbox push, at Outlook's budget and a
+//! binding one).
 
+pub mod calendar;
 pub mod capture;
 pub mod chart;
 pub mod child;
@@ -61,6 +64,9 @@ pub enum Scenario {
     Scale,
     /// New mail delivered while the service runs: time until it is stored.
     Capture,
+    /// Initial calendar pull (series expanded) and outbox push, at Outlook's budget and a
+    /// scaled-down one.
+    Calendar,
 }
 
 impl Scenario {
@@ -72,6 +78,7 @@ impl Scenario {
             Scenario::Swap => "swap",
             Scenario::Scale => "scale",
             Scenario::Capture => "capture",
+            Scenario::Calendar => "calendar",
         }
     }
 }
@@ -98,6 +105,7 @@ pub struct BenchOptions {
     pub swap: swap::SwapOptions,
     pub scale: scale::ScaleOptions,
     pub capture: capture::CaptureOptions,
+    pub calendar: calendar::CalendarOptions,
     /// The command line, recorded in every result file.
     pub command: String,
 }
@@ -111,6 +119,7 @@ pub struct Results {
     pub swap: Option<swap::SwapResult>,
     pub scale: Option<scale::ScaleResult>,
     pub capture: Option<capture::CaptureResult>,
+    pub calendar: Option<calendar::CalendarResult>,
 }
 
 /// Runs the scenarios in order against one simulator and writes their results.
@@ -197,6 +206,25 @@ pub async fn run(scenarios: &[Scenario], opts: &BenchOptions) -> Result<Results,
         let r = capture::run(&host, opts, &work).await?;
         report::write(opts, "capture", &r, &report::capture_markdown(opts, &r))?;
         results.capture = Some(r);
+    }
+    if wants(Scenario::Calendar) {
+        let o = &opts.calendar;
+        let host = sim_host_world(
+            opts,
+            GenerateOptions {
+                users: o.users,
+                shared: 0,
+                messages: 0,
+                events: o.items,
+                attachment_rate: 0.0,
+                ..GenerateOptions::default()
+            },
+            &work,
+        )
+        .await?;
+        let r = calendar::run(&host, opts, &work).await?;
+        report::write(opts, "calendar", &r, &calendar::markdown(opts, &r))?;
+        results.calendar = Some(r);
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(results)

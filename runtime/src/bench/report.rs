@@ -50,7 +50,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn header(opts: &BenchOptions, title: &str) -> String {
+pub(super) fn header(opts: &BenchOptions, title: &str) -> String {
     format!(
         "### {title}\nCommand: `{}`  \nMeasured {} UTC.\n\n",
         opts.command,

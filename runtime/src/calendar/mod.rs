@@ -5,7 +5,7 @@
 //! `crm-event` into what the store keeps; [`pull`] runs a calendar's calendarView delta through
 //! the product rules and plugins into the store; [`push`] turns a user's outbox rows into Graph
 //! writes; [`crm`] is the CRM side's create, change and delete; [`rooms`] keeps the tenant's
-//! resource calendars; [`bench`] measures pull and push against the simulator.
+//! resource calendars. `m365sync bench calendar` (`bench::calendar`) measures pull and push.
 //!
 //! [`sync_calendar`] is what a mailbox's work calls: it does nothing unless the mailbox is its
 //! user's primary one and the user's Sync Events switch is on (C2), then pulls when the
@@ -13,7 +13,6 @@
 //! Microsoft win a conflict: an event changed on both sides takes Microsoft's version and its
 //! CRM change is dropped before the push could send it.
 
-pub mod bench;
 pub mod convert;
 pub mod crm;
 pub mod pull;
@@ -22,6 +21,7 @@ pub mod rooms;
 
 use chrono::{Duration, TimeZone, Utc};
 
+use crate::store::events::Direction;
 use crate::store::mailboxes::Mailbox;
 use crate::store::schedule::Lease;
 use crate::sync::pipeline::{Counts, SyncError};
@@ -58,6 +58,19 @@ impl CalendarCounts {
             stage_micros: 0,
         }
     }
+}
+
+/// C9's warning for a direction that writes CRM events to Microsoft (`None` for to_crm):
+/// Microsoft, not m365sync, emails the attendees, so an admin choosing such a direction must
+/// hear it. One text for every place that chooses a direction (`events settings`, `activate`,
+/// the admin API's settings), so they cannot drift apart.
+pub fn invitation_warning(direction: Direction) -> Option<String> {
+    direction.pushes().then(|| {
+        format!(
+            "calendar direction is {}: CRM events are written to Microsoft, which emails invitations, updates and cancellations to their attendees when an event's \"send invitations\" is on (C9); the default is to_crm",
+            direction.as_str()
+        )
+    })
 }
 
 /// Days in a year, for the inbound range.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use m365sync::bench::calendar::CalendarOptions;
 use m365sync::bench::db::DbKind;
 use m365sync::bench::ingest::{child_ingest, ChildIngest, Variant};
 use m365sync::bench::scale::ScaleOptions;
@@ -27,7 +28,8 @@ pub enum DbChoice {
 pub struct BenchArgs {
     #[command(subcommand)]
     child: Option<ChildCommand>,
-    /// Scenarios to run, in this order: ingest (with floor), peer, throttle, swap, scale, capture.
+    /// Scenarios to run, in this order: ingest (with floor), peer, throttle, swap, scale, capture,
+    /// calendar.
     #[arg(value_enum)]
     scenarios: Vec<Scenario>,
     /// Mailboxes of the generated tenant (ingest, peer).
@@ -104,6 +106,25 @@ pub struct BenchArgs {
     /// throttle: the tenant's max_concurrency setting.
     #[arg(long, default_value_t = ThrottleOptions::default().tenant_concurrency)]
     throttle_tenant_concurrency: i64,
+    /// calendar: users of the generated tenant.
+    #[arg(long, default_value_t = CalendarOptions::default().users)]
+    calendar_users: usize,
+    /// calendar: calendar items generated per user (series expand to many more events).
+    #[arg(long, default_value_t = CalendarOptions::default().items)]
+    calendar_items: usize,
+    /// calendar: the tenant's inbound range in years (series expand that far ahead).
+    #[arg(long, default_value_t = CalendarOptions::default().inbound_years)]
+    calendar_inbound_years: i64,
+    /// calendar: CRM events pushed per user after each pull.
+    #[arg(long, default_value_t = CalendarOptions::default().pushes_per_user)]
+    calendar_pushes: usize,
+    /// calendar: the scaled-down budget, requests per app and mailbox per window (0: calibrated
+    /// so the busiest mailbox alone needs 1.5 times the unthrottled pull's time).
+    #[arg(long, default_value_t = CalendarOptions::default().scaled_limit)]
+    calendar_limit: u64,
+    /// calendar: the scaled-down budget's window in seconds.
+    #[arg(long, default_value_t = CalendarOptions::default().scaled_window_secs)]
+    calendar_window_secs: u64,
 }
 
 /// The measured halves, run by the harness in child processes.
@@ -133,6 +154,9 @@ enum ChildWhat {
         db: String,
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Mailboxes synced at once (0: the CLI's default).
+        #[arg(long, default_value_t = 0)]
+        in_flight: usize,
     },
     /// The service for a fixed time.
     Serve {
@@ -157,7 +181,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return child(what).await;
     }
     if args.scenarios.is_empty() {
-        anyhow::bail!("name at least one scenario: ingest, peer, throttle, swap, scale or capture (e.g. `m365sync bench ingest peer`)");
+        anyhow::bail!("name at least one scenario: ingest, peer, throttle, swap, scale, capture or calendar (e.g. `m365sync bench ingest peer`)");
     }
     if !(0.0..=1.0).contains(&args.attachment_rate) {
         anyhow::bail!(
@@ -207,6 +231,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ..SwapOptions::default()
         },
         capture: m365sync::bench::capture::CaptureOptions::default(),
+        calendar: CalendarOptions {
+            users: args.calendar_users,
+            items: args.calendar_items,
+            pushes_per_user: args.calendar_pushes,
+            page_size: args.page_size,
+            inbound_years: args.calendar_inbound_years,
+            scaled_limit: args.calendar_limit,
+            scaled_window_secs: args.calendar_window_secs,
+        },
         scale: ScaleOptions {
             tenants: args.scale_tenants,
             mailboxes: args.scale_mailboxes,
@@ -235,6 +268,7 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
             variant,
             db,
             ca,
+            in_flight,
         } => {
             let c = ChildIngest {
                 database_url,
@@ -247,6 +281,7 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
                     Variant::Ingest
                 },
                 db,
+                in_flight,
             };
             serde_json::to_string(&child_ingest(&c).await?)?
         }

@@ -316,7 +316,9 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         ("GET", ["info"]) => ok(info(sim)),
         ("GET", ["ground-truth"]) => ok(ground_truth(&sim.world.lock().expect("world lock"))),
         ("GET", ["stats"]) => {
-            ok(serde_json::to_value(sim.stats.snapshot()).expect("stats serialise"))
+            let mut snapshot = sim.stats.snapshot();
+            snapshot.mailbox_requests = sim.throttle.admitted_by_mailbox();
+            ok(serde_json::to_value(snapshot).expect("stats serialise"))
         }
         ("GET", ["invitations"]) => {
             ok(json!({"value": sim.world.lock().expect("world lock").invitations}))

@@ -26,6 +26,9 @@ pub struct Stats {
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Default)]
 pub struct StatsSnapshot {
+    /// Requests admitted per mailbox (filled in by the control API from the throttle).
+    #[serde(default)]
+    pub mailbox_requests: Vec<super::throttle::MailboxRequests>,
     pub graph_requests: u64,
     pub token_requests: u64,
     pub throttled_concurrency: u64,
@@ -52,6 +55,7 @@ impl Stats {
     pub fn snapshot(&self) -> StatsSnapshot {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
+            mailbox_requests: Vec::new(),
             graph_requests: g(&self.graph_requests),
             token_requests: g(&self.token_requests),
             throttled_concurrency: g(&self.throttled_concurrency),

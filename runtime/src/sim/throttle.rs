@@ -16,6 +16,8 @@ struct Bucket {
     window_start: Instant,
     count: u64,
     in_flight: u32,
+    /// Requests admitted since the simulator started (never reset by a window).
+    admitted: u64,
 }
 
 /// Per app-and-mailbox budgets and concurrency.
@@ -23,6 +25,14 @@ struct Bucket {
 pub struct Throttle {
     config: RwLock<ThrottleConfig>,
     buckets: Mutex<HashMap<ThrottleKey, Bucket>>,
+}
+
+/// Requests admitted for one mailbox (indexes into the simulator's world).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MailboxRequests {
+    pub tenant: usize,
+    pub mailbox: usize,
+    pub admitted: u64,
 }
 
 /// Why a request was refused.
@@ -74,6 +84,23 @@ impl Throttle {
         }
     }
 
+    /// Requests admitted so far per (tenant index, mailbox index), all apps together, by
+    /// tenant and mailbox: what a benchmark needs to know the budget's least time per mailbox.
+    pub fn admitted_by_mailbox(&self) -> Vec<MailboxRequests> {
+        let buckets = self.buckets.lock().expect("throttle lock");
+        let mut by: std::collections::BTreeMap<(usize, usize), u64> = Default::default();
+        for ((_, tenant, mailbox), b) in buckets.iter() {
+            *by.entry((*tenant, *mailbox)).or_default() += b.admitted;
+        }
+        by.into_iter()
+            .map(|((tenant, mailbox), admitted)| MailboxRequests {
+                tenant,
+                mailbox,
+                admitted,
+            })
+            .collect()
+    }
+
     /// Forgets all budgets (on reset).
     pub fn clear(&self) {
         self.buckets.lock().expect("throttle lock").clear();
@@ -90,6 +117,7 @@ impl Throttle {
             window_start: now,
             count: 0,
             in_flight: 0,
+            admitted: 0,
         });
         if now.duration_since(b.window_start) >= window {
             b.window_start = now;
@@ -105,6 +133,7 @@ impl Throttle {
             });
         }
         b.count += 1;
+        b.admitted += 1;
         b.in_flight += 1;
         Ok(Permit {
             throttle: Arc::clone(self),

@@ -140,7 +140,7 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
     let mailboxes = store.mailboxes(tenant.id).await.map_err(setup)?;
     let run_opts = RunOptions {
         bypass_plugins: opts.bypass_plugins,
-        progress: None,
+        ..RunOptions::default()
     };
     let started = Instant::now();
     let cpu_before = cpu_seconds();

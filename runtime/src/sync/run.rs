@@ -87,6 +87,9 @@ pub struct RunOptions {
     /// Skip the plugin stages (keep all, map natively): the benchmark's baseline only.
     pub bypass_plugins: bool,
     pub progress: Option<Progress>,
+    /// Mailboxes synced at once (0: the CLI's default of 4). The calendar benchmark raises it
+    /// to put every mailbox's Graph budget in play at once, as the service's workers do.
+    pub mailboxes_in_flight: usize,
 }
 
 /// Runs one sync of the given mailboxes of `tenant`: their failed records are retried and
@@ -160,8 +163,12 @@ pub async fn run_mailboxes_with(
     let mut done = 0;
     let mut queue = mine.into_iter();
     let mut set = JoinSet::new();
+    let in_flight = match opts.mailboxes_in_flight {
+        0 => CLI_CONCURRENCY,
+        n => n,
+    };
     loop {
-        while set.len() < CLI_CONCURRENCY {
+        while set.len() < in_flight {
             let Some(m) = queue.next() else { break };
             let (env, ctx, lease, stop) =
                 (env.clone(), Arc::clone(&ctx), lease.clone(), stop.clone());
