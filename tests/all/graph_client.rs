@@ -25,7 +25,7 @@ fn creds(s: &TestSim, secrets: Vec<String>) -> AppCredentials {
     }
 }
 
-fn client(s: &TestSim, secrets: Vec<String>) -> GraphClient {
+pub fn client(s: &TestSim, secrets: Vec<String>) -> GraphClient {
     let http = http_client(None).unwrap();
     let tokens = Arc::new(TokenCache::new(creds(s, secrets), http.clone()));
     GraphClient::new(

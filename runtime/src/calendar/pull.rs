@@ -10,11 +10,13 @@
 //! plugin drops their attendees otherwise); internal events only when enabled.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::graph::delta::DeltaPage;
 use crate::graph::{GraphClient, GraphError};
 use crate::plugin::bindings::types::{AttendeeKind, Decision, Event, Sensitivity};
 use crate::plugin::call::CallContext;
@@ -23,8 +25,9 @@ use crate::store::events::{
 };
 use crate::store::schedule::Lease;
 use crate::store::sync::{Cursor, Exclusion, FailedRecord};
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 use crate::sync::pipeline::{stamp, StageSlot, SyncError};
+use crate::sync::round::{run_round, PageSink, Round};
 use crate::sync::stop::StopSignal;
 
 use super::convert::{
@@ -105,11 +108,8 @@ fn prefer(page_size: usize) -> String {
     format!("odata.maxpagesize={page_size}, IdType=\"ImmutableId\", outlook.timezone=\"UTC\"")
 }
 
-/// One delta page: (items, nextLink, deltaLink).
-async fn fetch_page(
-    job: &PullJob<'_>,
-    url: &str,
-) -> Result<(Vec<Value>, Option<String>, Option<String>), GraphError> {
+/// One delta page, checked to carry exactly one of its two links.
+async fn fetch_page(job: &PullJob<'_>, url: &str) -> Result<DeltaPage, GraphError> {
     let mut v = job
         .client
         .get(job.mailbox_address, url, Some(&prefer(job.page_size)))
@@ -124,14 +124,18 @@ async fn fetch_page(
         }
     };
     let link = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let (next, delta) = (link("@odata.nextLink"), link("@odata.deltaLink"));
-    if next.is_some() == delta.is_some() {
+    let page = DeltaPage {
+        items,
+        next_link: link("@odata.nextLink"),
+        delta_link: link("@odata.deltaLink"),
+    };
+    if page.next_link.is_some() == page.delta_link.is_some() {
         return Err(GraphError::Malformed {
             mailbox: job.mailbox_address.to_string(),
             detail: "a calendar delta page must carry exactly one of nextLink and deltaLink".into(),
         });
     }
-    Ok((items, next, delta))
+    Ok(page)
 }
 
 /// Runs the calendar's failed records again, then its delta round to the deltaLink.
@@ -151,50 +155,42 @@ pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
         let page = process_page(job, items, None, &mut masters, &mut counts).await?;
         counts.stored += job.store.commit_event_page(&page).await?;
     }
-    let mut restarted = false;
-    let mut round_started = now_ms();
-    loop {
-        let cursor = job.store.cursor(job.mailbox_id, CALENDAR_FOLDER).await?;
-        let url = match &cursor {
-            Some(c) => {
-                if !c.complete {
-                    round_started = c.round_started_ms;
-                }
-                c.link.clone()
-            }
-            None => initial_url(job.client.graph_url(), job.mailbox_graph_id, job.window),
-        };
-        if job.stop.is_stopping() {
-            return Err(SyncError::Stopped);
-        }
-        let fetched = tokio::select! {
-            page = fetch_page(job, &url) => page,
-            _ = job.stop.stopped() => return Err(SyncError::Stopped),
-        };
-        let (items, next, delta) = match fetched {
-            Ok(p) => p,
-            Err(GraphError::SyncStateNotFound { .. }) if !restarted => {
-                // The state is gone: a full round again; the upserts absorb the overlap.
-                restarted = true;
-                job.store
-                    .reset_cursor(job.mailbox_id, CALENDAR_FOLDER)
-                    .await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        counts.pages += 1;
-        let done = delta.is_some();
-        let link = next.or(delta).expect("a page has one link");
-        let cursor = Cursor {
-            link,
-            complete: done,
-            round_started_ms: round_started,
-        };
-        let page = process_page(job, items, Some(cursor), &mut masters, &mut counts).await?;
-        counts.stored += job.store.commit_event_page(&page).await?;
-        if done {
-            return Ok(counts);
+    let round = Round {
+        store: job.store,
+        mailbox_id: job.mailbox_id,
+        folder: CALENDAR_FOLDER,
+        stop: job.stop,
+        initial_url: initial_url(job.client.graph_url(), job.mailbox_graph_id, job.window),
+    };
+    let mut sink = CalendarPages {
+        job,
+        masters: &mut masters,
+        counts: &mut counts,
+    };
+    let fetch = |url: String| async move { fetch_page(job, &url).await };
+    let pages = run_round(&round, fetch, &mut sink).await?;
+    counts.pages = pages;
+    Ok(counts)
+}
+
+/// A calendar's pages on their way through the rules and plugins into the store.
+struct CalendarPages<'a, 'j> {
+    job: &'a PullJob<'j>,
+    masters: &'a mut HashMap<String, Option<Value>>,
+    counts: &'a mut PullCounts,
+}
+
+impl PageSink for CalendarPages<'_, '_> {
+    fn store(
+        &mut self,
+        items: Vec<Value>,
+        cursor: Cursor,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        async move {
+            let page =
+                process_page(self.job, items, Some(cursor), self.masters, self.counts).await?;
+            self.counts.stored += self.job.store.commit_event_page(&page).await?;
+            Ok(())
         }
     }
 }

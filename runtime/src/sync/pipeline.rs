@@ -7,6 +7,7 @@
 //! it started with. A worker's lease is renewed inside each page's transaction, so a worker
 //! that lost its lease can never commit over the one that took the mailbox over.
 
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -19,10 +20,11 @@ use crate::plugin::call::CallContext;
 use crate::plugin::Plugin;
 use crate::store::schedule::Lease;
 use crate::store::sync::{Cursor, Exclusion, FailedRecord, PageCommit};
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 use super::attachments;
 use super::convert::{crm_email_native, email_from_graph, record_for_store, Origin};
+use super::round::{run_round, PageSink, Round};
 use super::stop::StopSignal;
 
 /// Why a folder's sync stopped.
@@ -151,58 +153,47 @@ impl std::ops::AddAssign for Counts {
 /// Runs one delta round of a folder to its deltaLink (resuming a round a crash interrupted).
 pub async fn sync_folder(job: &FolderJob<'_>) -> Result<Counts, SyncError> {
     let mut counts = Counts::default();
-    let mut restarted = false;
-    let mut round_started = now_ms();
-    loop {
-        let cursor = job.store.cursor(job.mailbox_id, job.folder).await?;
-        let url = match &cursor {
-            Some(c) => {
-                if !c.complete {
-                    round_started = c.round_started_ms;
-                }
-                c.link.clone()
-            }
-            None => initial_url(
-                job.client.graph_url(),
-                job.mailbox_graph_id,
-                job.folder,
-                job.since,
-            ),
-        };
-        if job.stop.is_stopping() {
-            return Err(SyncError::Stopped);
-        }
-        let fetched = tokio::select! {
-            page = job.client.delta_page(job.mailbox_address, &url, job.page_size) => page,
-            _ = job.stop.stopped() => return Err(SyncError::Stopped),
-        };
-        let page = match fetched {
-            Ok(p) => p,
-            Err(GraphError::SyncStateNotFound { .. }) if !restarted => {
-                // The state is gone: start the folder's round again; upserts absorb the overlap.
-                restarted = true;
-                job.store.reset_cursor(job.mailbox_id, job.folder).await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        counts.pages += 1;
-        let done = page.delta_link.is_some();
-        let link = page.cursor_link().expect("a page has one link").to_string();
-        let commit = process_page(
-            job,
-            page.items,
-            Some(Cursor {
-                link,
-                complete: done,
-                round_started_ms: round_started,
-            }),
-            &mut counts,
-        )
-        .await?;
-        job.store.commit_page(&commit).await?;
-        if done {
-            return Ok(counts);
+    let round = Round {
+        store: job.store,
+        mailbox_id: job.mailbox_id,
+        folder: job.folder,
+        stop: job.stop,
+        initial_url: initial_url(
+            job.client.graph_url(),
+            job.mailbox_graph_id,
+            job.folder,
+            job.since,
+        ),
+    };
+    let fetch = |url: String| async move {
+        job.client
+            .delta_page(job.mailbox_address, &url, job.page_size)
+            .await
+    };
+    let mut sink = FolderPages {
+        job,
+        counts: &mut counts,
+    };
+    let pages = run_round(&round, fetch, &mut sink).await?;
+    counts.pages = pages;
+    Ok(counts)
+}
+
+/// A folder's pages on their way through the plugins into the store.
+struct FolderPages<'a, 'j> {
+    job: &'a FolderJob<'j>,
+    counts: &'a mut Counts,
+}
+
+impl PageSink for FolderPages<'_, '_> {
+    fn store(
+        &mut self,
+        items: Vec<Value>,
+        cursor: Cursor,
+    ) -> impl Future<Output = Result<(), SyncError>> + Send {
+        async move {
+            let commit = process_page(self.job, items, Some(cursor), self.counts).await?;
+            Ok(self.job.store.commit_page(&commit).await?)
         }
     }
 }
