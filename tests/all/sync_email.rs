@@ -385,36 +385,33 @@ struct StoppingSink<'a> {
 }
 
 impl m365sync::sync::round::PageSink for StoppingSink<'_> {
-    fn store(
+    async fn store(
         &mut self,
         items: Vec<Value>,
         cursor: m365sync::store::sync::Cursor,
-    ) -> impl std::future::Future<Output = Result<(), m365sync::sync::pipeline::SyncError>> + Send
-    {
-        async move {
-            self.seen.extend(
-                items
-                    .iter()
-                    .filter_map(|m| m["id"].as_str().map(str::to_string)),
-            );
-            self.cursors.push(cursor.clone());
-            let page = m365sync::store::sync::PageCommit {
-                org_id: self.tenant.org_id,
-                tenant_id: self.tenant.id,
-                mailbox_id: self.mailbox_id,
-                folder: "inbox".into(),
-                upserts: Vec::new(),
-                removals: Vec::new(),
-                exclusions: Vec::new(),
-                failures: Vec::new(),
-                cursor: Some(cursor),
-                run_id: None,
-                lease: None,
-            };
-            self.db.store.commit_page(&page).await?;
-            self.stopper.stop();
-            Ok(())
-        }
+    ) -> Result<(), m365sync::sync::pipeline::SyncError> {
+        self.seen.extend(
+            items
+                .iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string)),
+        );
+        self.cursors.push(cursor.clone());
+        let page = m365sync::store::sync::PageCommit {
+            org_id: self.tenant.org_id,
+            tenant_id: self.tenant.id,
+            mailbox_id: self.mailbox_id,
+            folder: "inbox".into(),
+            upserts: Vec::new(),
+            removals: Vec::new(),
+            exclusions: Vec::new(),
+            failures: Vec::new(),
+            cursor: Some(cursor),
+            run_id: None,
+            lease: None,
+        };
+        self.db.store.commit_page(&page).await?;
+        self.stopper.stop();
+        Ok(())
     }
 }
 

@@ -10,7 +10,6 @@
 //! plugin drops their attendees otherwise); internal events only when enabled.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -181,17 +180,10 @@ struct CalendarPages<'a, 'j> {
 }
 
 impl PageSink for CalendarPages<'_, '_> {
-    fn store(
-        &mut self,
-        items: Vec<Value>,
-        cursor: Cursor,
-    ) -> impl Future<Output = Result<(), SyncError>> + Send {
-        async move {
-            let page =
-                process_page(self.job, items, Some(cursor), self.masters, self.counts).await?;
-            self.counts.stored += self.job.store.commit_event_page(&page).await?;
-            Ok(())
-        }
+    async fn store(&mut self, items: Vec<Value>, cursor: Cursor) -> Result<(), SyncError> {
+        let page = process_page(self.job, items, Some(cursor), self.masters, self.counts).await?;
+        self.counts.stored += self.job.store.commit_event_page(&page).await?;
+        Ok(())
     }
 }
 

@@ -7,7 +7,6 @@
 //! it started with. A worker's lease is renewed inside each page's transaction, so a worker
 //! that lost its lease can never commit over the one that took the mailbox over.
 
-use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -186,15 +185,9 @@ struct FolderPages<'a, 'j> {
 }
 
 impl PageSink for FolderPages<'_, '_> {
-    fn store(
-        &mut self,
-        items: Vec<Value>,
-        cursor: Cursor,
-    ) -> impl Future<Output = Result<(), SyncError>> + Send {
-        async move {
-            let commit = process_page(self.job, items, Some(cursor), self.counts).await?;
-            Ok(self.job.store.commit_page(&commit).await?)
-        }
+    async fn store(&mut self, items: Vec<Value>, cursor: Cursor) -> Result<(), SyncError> {
+        let commit = process_page(self.job, items, Some(cursor), self.counts).await?;
+        Ok(self.job.store.commit_page(&commit).await?)
     }
 }
 
