@@ -623,6 +623,41 @@ async fn users_edit_only_their_own_events_and_the_service_pushes_them() {
         wait_in_microsoft(&s, &alice_upn, "Coffee", Some("Cafe"), true).await;
         assert_eq!(count(&s, "invitation", "Coffee").await, 1);
         assert_eq!(count(&s, "update", "Coffee").await, 1);
+        // `null` clears the reminder (absent would leave it); Show Time As takes its words.
+        let (st, set) = api
+            .call(
+                Method::PATCH,
+                &own,
+                Some(alice),
+                Some(json!({"reminder_at": future(2, 7), "show_as": "out_of_office"})),
+            )
+            .await;
+        assert_eq!(st, 200, "{set}");
+        assert_eq!(
+            set["record"]["reminder_at"].as_str(),
+            Some(future(2, 7).as_str())
+        );
+        assert_eq!(set["record"]["show_time_as"], json!("OutOfOffice"), "{set}");
+        let (st, cleared) = api
+            .call(
+                Method::PATCH,
+                &own,
+                Some(alice),
+                Some(json!({"reminder_at": null})),
+            )
+            .await;
+        assert_eq!(st, 200, "{cleared}");
+        assert_eq!(cleared["record"]["reminder_set"], json!(false), "{cleared}");
+        let (st, refused) = api
+            .call(
+                Method::PATCH,
+                &own,
+                Some(alice),
+                Some(json!({"show_as": "maybe"})),
+            )
+            .await;
+        assert_eq!(st, 400, "{refused}");
+        assert!(error_of(&refused).contains("show_as"), "{refused}");
         assert_eq!(
             api.call(Method::DELETE, &own, Some(alice), None).await.0,
             200

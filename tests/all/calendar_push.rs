@@ -493,3 +493,115 @@ async fn a_create_whose_answer_was_lost_is_adopted_not_doubled() {
         db.drop_db().await;
     }
 }
+
+/// C8's reminder is a date and time in the CRM and minutes before the start in Microsoft: a
+/// pushed reminder arrives as minutes, a moved event keeps its lead, a cleared reminder turns
+/// Microsoft's off; "Show Time As" is pushed too; a reminder after the start is refused.
+#[tokio::test]
+async fn reminders_and_show_as_reach_microsoft_as_minutes_and_follow_a_move() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+            events: 0,
+            ..small()
+        })
+        .await;
+        let me = people(&s)[0].clone();
+        let cal = declare(&db, &s, &settings(|c| c.direction = Direction::TwoWay)).await;
+        let (t, store) = (&cal.tenant, &db.store);
+        let in_microsoft = || async {
+            let (start, end) = window();
+            let events = view(&s, &me, &start, &end).await;
+            assert_eq!(events.len(), 1, "{events:?}");
+            events[0].clone()
+        };
+        let reminded = NewEvent {
+            reminder_at: Some(future(3, 8).replace("08:00:00", "08:30:00")),
+            show_as: Some("free".into()),
+            ..new_event("Planning", 3, &[], false)
+        };
+        let id = add_event(store, t, &me, &reminded).await.unwrap();
+        sync(&cal).await;
+        let e = in_microsoft().await;
+        assert_eq!(
+            (
+                &e["isReminderOn"],
+                &e["reminderMinutesBeforeStart"],
+                &e["showAs"]
+            ),
+            (&json!(true), &json!(30), &json!("free")),
+            "{e}"
+        );
+
+        // Moved an hour later: the reminder keeps its 30 minutes' lead, in both systems.
+        update_event(
+            store,
+            t,
+            id,
+            &EventChange {
+                start: Some(future(3, 10)),
+                end: Some(future(3, 11)),
+                ..EventChange::default()
+            },
+        )
+        .await
+        .unwrap();
+        sync(&cal).await;
+        let e = in_microsoft().await;
+        assert_eq!(e["reminderMinutesBeforeStart"], json!(30), "{e}");
+        assert!(
+            e["start"]["dateTime"]
+                .as_str()
+                .unwrap()
+                .contains("T10:00:00"),
+            "{e}"
+        );
+        let crm: m365sync::plugin::bindings::types::CrmEvent =
+            serde_json::from_str(&store.event(id).await.unwrap().record).unwrap();
+        assert_eq!(
+            crm.reminder_at.as_deref(),
+            Some(future(3, 9).replace("09:00:00", "09:30:00").as_str())
+        );
+
+        // Cleared, and busy again.
+        update_event(
+            store,
+            t,
+            id,
+            &EventChange {
+                reminder_at: Some(None),
+                show_as: Some("busy".into()),
+                ..EventChange::default()
+            },
+        )
+        .await
+        .unwrap();
+        sync(&cal).await;
+        let e = in_microsoft().await;
+        assert_eq!(
+            (&e["isReminderOn"], &e["showAs"]),
+            (&json!(false), &json!("busy")),
+            "{e}"
+        );
+
+        // A reminder after the start, or an unknown Show Time As, is refused and changes nothing.
+        for change in [
+            EventChange {
+                reminder_at: Some(Some(future(3, 12))),
+                ..EventChange::default()
+            },
+            EventChange {
+                show_as: Some("tentative".into()),
+                ..EventChange::default()
+            },
+        ] {
+            let err = update_event(store, t, id, &change).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("reminder") || text.contains("show_as"),
+                "{text}"
+            );
+        }
+        assert_eq!(store.outbox_len(t.id).await.unwrap(), 0);
+        db.drop_db().await;
+    }
+}

@@ -64,6 +64,32 @@ fn attendee(text: &str, optional: bool) -> Result<CrmAttendee, CrmEditError> {
     })
 }
 
+/// The farthest ahead of its event a reminder is pushed: four weeks, in minutes (the most the
+/// simulator's Graph accepts for `reminderMinutesBeforeStart`).
+const MAX_REMINDER_MINUTES: i64 = 40_320;
+
+/// A "Show Time As" given as text: `busy`, `out_of_office` (or `oof`) or `free`.
+pub fn show_time_as(text: &str) -> Result<ShowTimeAs, CrmEditError> {
+    match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+        "busy" => Ok(ShowTimeAs::Busy),
+        "out_of_office" | "oof" => Ok(ShowTimeAs::OutOfOffice),
+        "free" => Ok(ShowTimeAs::Free),
+        _ => Err(CrmEditError::Invalid(format!(
+            "show_as '{text}': use busy, out_of_office or free"
+        ))),
+    }
+}
+
+/// `Some(x)` for a field that is present, even as `null` (`Some(None)`): in a change, tells
+/// "leave it" (absent) from "clear it" (`null`).
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// A new CRM event, as an admin or the CRM gives it.
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
@@ -80,6 +106,11 @@ pub struct NewEvent {
     pub imported: bool,
     /// Whether attendees go to Microsoft and so are emailed (C9).
     pub send_invitations: bool,
+    /// The reminder's date and time (RFC 3339), as the CRM keeps it; Microsoft is sent the
+    /// minutes before the start (C8). `None`: no reminder.
+    pub reminder_at: Option<String>,
+    /// "Show Time As" ([`show_time_as`]'s words); `None` is busy.
+    pub show_as: Option<String>,
 }
 
 /// A change to a CRM event: only what is `Some` changes. The admin API's PATCH body is this
@@ -96,6 +127,28 @@ pub struct EventChange {
     pub optional: Option<Vec<String>>,
     pub private: Option<bool>,
     pub send_invitations: Option<bool>,
+    /// A new reminder date and time, or `null` to turn the reminder off. Moving the start
+    /// without it keeps the reminder as long before the start as it was.
+    #[serde(deserialize_with = "present")]
+    pub reminder_at: Option<Option<String>>,
+    pub show_as: Option<String>,
+}
+
+impl EventChange {
+    /// True when the change changes nothing (an empty PATCH is refused, not pushed).
+    pub fn is_empty(&self) -> bool {
+        self.subject.is_none()
+            && self.description.is_none()
+            && self.start.is_none()
+            && self.end.is_none()
+            && self.location.is_none()
+            && self.required.is_none()
+            && self.optional.is_none()
+            && self.private.is_none()
+            && self.send_invitations.is_none()
+            && self.reminder_at.is_none()
+            && self.show_as.is_none()
+    }
 }
 
 fn check_span(crm: &CrmEvent) -> Result<(), CrmEditError> {
@@ -109,7 +162,27 @@ fn check_span(crm: &CrmEvent) -> Result<(), CrmEditError> {
             crm.end, crm.start
         )));
     }
+    if let Some(r) = &crm.reminder_at {
+        let lead = s - ms_of(r).map_err(CrmEditError::Invalid)?;
+        if lead < 0 {
+            return Err(CrmEditError::Invalid(format!(
+                "the reminder ({r}) comes after the start ({}); a reminder is due before its event",
+                crm.start
+            )));
+        }
+        if lead > MAX_REMINDER_MINUTES * 60_000 {
+            return Err(CrmEditError::Invalid(format!(
+                "the reminder ({r}) is more than four weeks ({MAX_REMINDER_MINUTES} minutes) before the start ({}); choose a later one",
+                crm.start
+            )));
+        }
+    }
     Ok(())
+}
+
+/// A reminder's date and time as the CRM record keeps it (UTC, RFC 3339).
+fn reminder_text(t: &str) -> Result<String, CrmEditError> {
+    time_text(t, false, "reminder_at")
 }
 
 fn organizer(email: &str) -> Vec<EventAddress> {
@@ -165,9 +238,12 @@ pub async fn add_event(
         resources: Vec::new(),
         recurring: None,
         private: e.private,
-        reminder_set: false,
-        reminder_at: None,
-        show_time_as: ShowTimeAs::Busy,
+        reminder_set: e.reminder_at.is_some(),
+        reminder_at: e.reminder_at.as_deref().map(reminder_text).transpose()?,
+        show_time_as: match &e.show_as {
+            Some(text) => show_time_as(text)?,
+            None => ShowTimeAs::Busy,
+        },
         status: AttendeeStatus::Accepted,
         teams_meeting: false,
         teams_url: None,
@@ -210,7 +286,15 @@ pub async fn update_event(
         mark("description");
     }
     if let Some(s) = &c.start {
-        crm.start = time_text(s, crm.all_day, "start")?;
+        let moved = time_text(s, crm.all_day, "start")?;
+        // A reminder stays as long before the start as it was, unless the change sets it.
+        if let (Some(r), None) = (&crm.reminder_at, &c.reminder_at) {
+            let shift = ms_of(&moved).map_err(CrmEditError::Invalid)?
+                - ms_of(&crm.start).map_err(CrmEditError::Invalid)?;
+            let at = ms_of(r).map_err(CrmEditError::Invalid)? + shift;
+            crm.reminder_at = chrono::DateTime::from_timestamp_millis(at).map(rfc3339);
+        }
+        crm.start = moved;
         mark("start");
     }
     if let Some(e) = &c.end {
@@ -224,6 +308,15 @@ pub async fn update_event(
     if let Some(p) = c.private {
         crm.private = p;
         mark("private");
+    }
+    if let Some(r) = &c.reminder_at {
+        crm.reminder_at = r.as_deref().map(reminder_text).transpose()?;
+        crm.reminder_set = crm.reminder_at.is_some();
+        mark("reminder");
+    }
+    if let Some(text) = &c.show_as {
+        crm.show_time_as = show_time_as(text)?;
+        mark("show_time_as");
     }
     if c.required.is_some() || c.optional.is_some() {
         let keep = |optional: bool| -> Vec<String> {

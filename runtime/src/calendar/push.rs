@@ -25,7 +25,7 @@ use crate::store::{now_ms, Store};
 use crate::sync::pipeline::SyncError;
 use crate::sync::stop::StopSignal;
 
-use super::convert::change_key;
+use super::convert::{change_key, ms_of};
 
 /// Everything one user's push needs.
 pub struct PushJob<'a> {
@@ -339,6 +339,17 @@ pub fn graph_body(
             }
             .into(),
         );
+    }
+    if wants("reminder") {
+        // The CRM keeps the reminder's date and time, Graph the minutes before the start (C8).
+        let lead = crm.reminder_at.as_deref().and_then(|r| {
+            let minutes = (ms_of(&crm.start).ok()? - ms_of(r).ok()?) / 60_000;
+            Some(minutes.max(0))
+        });
+        body.insert("isReminderOn".into(), lead.is_some().into());
+        if let Some(minutes) = lead {
+            body.insert("reminderMinutesBeforeStart".into(), minutes.into());
+        }
     }
     if wants("attendees") && with_attendees && !crm.private {
         body.insert(

@@ -60,6 +60,12 @@ pub enum EventsCommand {
         /// Give Microsoft the attendees, which emails them invitations (C9).
         #[arg(long)]
         send_invitations: bool,
+        /// The reminder's date and time (RFC 3339), before the start; none if left out.
+        #[arg(long)]
+        reminder_at: Option<String>,
+        /// Show Time As: busy (the default), out_of_office or free.
+        #[arg(long)]
+        show_as: Option<String>,
     },
     /// Change a CRM event; only the options given change, and only they are pushed.
     Update {
@@ -89,6 +95,16 @@ pub enum EventsCommand {
         private: Option<bool>,
         #[arg(long, value_parser = on_off)]
         send_invitations: Option<bool>,
+        /// A new reminder date and time (RFC 3339). Moving the start without it keeps the
+        /// reminder as long before the start as it was.
+        #[arg(long, conflicts_with = "no_reminder")]
+        reminder_at: Option<String>,
+        /// Turn the reminder off.
+        #[arg(long)]
+        no_reminder: bool,
+        /// Show Time As: busy, out_of_office or free.
+        #[arg(long)]
+        show_as: Option<String>,
     },
     /// Delete a CRM event (deleted in Microsoft too when deletes from the CRM are on).
     Remove {
@@ -218,6 +234,8 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
             private,
             imported,
             send_invitations,
+            reminder_at,
+            show_as,
         } => {
             let t = store.tenant(&org, &tenant).await?;
             let id = add_event(
@@ -236,6 +254,8 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                     private,
                     imported,
                     send_invitations,
+                    reminder_at,
+                    show_as,
                 },
             )
             .await?;
@@ -255,8 +275,16 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
             optional,
             private,
             send_invitations,
+            reminder_at,
+            no_reminder,
+            show_as,
         } => {
             let t = store.tenant(&org, &tenant).await?;
+            let reminder_at = match (reminder_at, no_reminder) {
+                (_, true) => Some(None),
+                (Some(at), false) => Some(Some(at)),
+                (None, false) => None,
+            };
             let ev = update_event(
                 &store,
                 &t,
@@ -271,6 +299,8 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                     optional,
                     private,
                     send_invitations,
+                    reminder_at,
+                    show_as,
                 },
             )
             .await?;

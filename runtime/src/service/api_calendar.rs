@@ -15,11 +15,11 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use chrono::SecondsFormat;
 use hyper::{Method, StatusCode};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::calendar::crm::{
-    add_event, remove_event, update_event, CrmEditError, EventChange, NewEvent,
+    add_event, present, remove_event, update_event, CrmEditError, EventChange, NewEvent,
 };
 use crate::calendar::invitation_warning;
 use crate::store::event_queries::EventWindow;
@@ -37,15 +37,9 @@ const MAX_PAGE: i64 = 200;
 /// The shape a settings body takes, for the usage hint of a refused one.
 const SETTINGS_SHAPE: &str = "calendar settings: {\"direction\": \"to_crm\"|\"to_microsoft\"|\"two_way\", \"sync_internal_events\", \"delete_from_microsoft\", \"delete_from_crm\", \"sync_private_events\", \"sync_unmatched_events\": bool, \"commencement\": \"YYYY-MM-DD\" (or \"commencement_ms\"), \"inbound_years\", \"outbound_months\": number}; fields left out keep their value";
 
-const EVENT_SHAPE: &str = "a new event: {\"subject\", \"start\", \"end\" (RFC 3339, or YYYY-MM-DD with \"all_day\": true), \"description\", \"location\", \"required\": [\"ADDRESS\" or \"Name <ADDRESS>\"], \"optional\": [...], \"private\", \"imported\", \"send_invitations\": bool}";
+const EVENT_SHAPE: &str = "a new event: {\"subject\", \"start\", \"end\" (RFC 3339, or YYYY-MM-DD with \"all_day\": true), \"description\", \"location\", \"required\": [\"ADDRESS\" or \"Name <ADDRESS>\"], \"optional\": [...], \"private\", \"imported\", \"send_invitations\": bool, \"reminder_at\" (RFC 3339, before the start), \"show_as\": \"busy\"|\"out_of_office\"|\"free\"}";
 
-const CHANGE_SHAPE: &str = "an event change: any of {\"subject\", \"description\", \"start\", \"end\", \"location\", \"required\", \"optional\", \"private\", \"send_invitations\"}; only the fields given change";
-
-/// `Some(x)` for a field that is present, even as `null` (`Some(None)`): tells "leave it" from
-/// "clear it".
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
+const CHANGE_SHAPE: &str = "an event change: any of {\"subject\", \"description\", \"start\", \"end\", \"location\", \"required\", \"optional\", \"private\", \"send_invitations\", \"reminder_at\" (null: no reminder), \"show_as\"}; only the fields given change";
 
 /// A settings change: what is given replaces the level's value; the rest is kept. The field
 /// names are [`CalendarSettings`]'s, so what `GET` answers can be sent back as it is.
@@ -99,6 +93,10 @@ struct EventRequest {
     imported: bool,
     #[serde(default)]
     send_invitations: bool,
+    #[serde(default)]
+    reminder_at: Option<String>,
+    #[serde(default)]
+    show_as: Option<String>,
 }
 
 /// The Sync Events switch's body.
@@ -221,7 +219,7 @@ async fn by_id(
         Method::PATCH => {
             // Only what is given changes (and only that is pushed).
             let change: EventChange = parse_json(body, CHANGE_SHAPE)?;
-            if nothing_changes(&change) {
+            if change.is_empty() {
                 return Err(bad(format!("nothing to change: give {CHANGE_SHAPE}")));
             }
             let updated = update_event(store, t, ev.id, &change)
@@ -237,18 +235,6 @@ async fn by_id(
         }
         _ => Err(no_endpoint()),
     }
-}
-
-fn nothing_changes(c: &EventChange) -> bool {
-    c.subject.is_none()
-        && c.description.is_none()
-        && c.start.is_none()
-        && c.end.is_none()
-        && c.location.is_none()
-        && c.required.is_none()
-        && c.optional.is_none()
-        && c.private.is_none()
-        && c.send_invitations.is_none()
 }
 
 /// A CRM user of the tenant by address, or 404 (as the review list answers).
@@ -302,6 +288,8 @@ async fn create(store: &Store, t: &Tenant, user: &str, body: &Bytes) -> Handled 
         private: r.private,
         imported: r.imported,
         send_invitations: r.send_invitations,
+        reminder_at: r.reminder_at,
+        show_as: r.show_as,
     };
     let event = add_event(store, t, user, &new).await.map_err(edit_error)?;
     let ev = store.event(event).await?;
