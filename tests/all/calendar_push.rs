@@ -32,6 +32,17 @@ fn new_event(subject: &str, days: i64, attendees: &[&str], invite: bool) -> NewE
     }
 }
 
+/// A simulator whose calendars start empty, and its first person's address.
+async fn empty_calendars() -> (TestSim, String) {
+    let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+        events: 0,
+        ..small()
+    })
+    .await;
+    let me = people(&s)[0].clone();
+    (s, me)
+}
+
 fn count(log: &[(String, String, String)], kind: &str, subject: &str) -> usize {
     log.iter()
         .filter(|(k, _, s)| k == kind && s == subject)
@@ -41,12 +52,7 @@ fn count(log: &[(String, String, String)], kind: &str, subject: &str) -> usize {
 #[tokio::test]
 async fn crm_events_are_pushed_once_never_past_or_imported_and_do_not_come_back() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
-            events: 0,
-            ..small()
-        })
-        .await;
-        let me = people(&s)[0].clone();
+        let (s, me) = empty_calendars().await;
         let cal = declare(
             &db,
             &s,
@@ -280,12 +286,7 @@ async fn futures_versions(store: &m365sync::store::Store, ids: &[i64]) -> Vec<i6
 #[tokio::test]
 async fn deletes_from_the_crm_follow_the_delete_setting() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
-            events: 0,
-            ..small()
-        })
-        .await;
-        let me = people(&s)[0].clone();
+        let (s, me) = empty_calendars().await;
         let cal = declare(&db, &s, &settings(|c| c.direction = Direction::TwoWay)).await;
         let (t, store) = (&cal.tenant, &db.store);
         let id = add_event(
@@ -323,12 +324,7 @@ async fn deletes_from_the_crm_follow_the_delete_setting() {
 #[tokio::test]
 async fn a_conflict_keeps_microsofts_version_and_sends_nothing_of_ours() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
-            events: 0,
-            ..small()
-        })
-        .await;
-        let me = people(&s)[0].clone();
+        let (s, me) = empty_calendars().await;
         let day = (chrono::Utc::now() + chrono::Duration::days(4))
             .format("%Y-%m-%d")
             .to_string();
@@ -399,12 +395,7 @@ async fn a_conflict_keeps_microsofts_version_and_sends_nothing_of_ours() {
 #[tokio::test]
 async fn microsoft_to_crm_only_queues_nothing_and_deactivation_stops_the_sync() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
-            events: 0,
-            ..small()
-        })
-        .await;
-        let me = people(&s)[0].clone();
+        let (s, me) = empty_calendars().await;
         let cal = declare(&db, &s, &settings(|_| {})).await;
         let (t, store) = (&cal.tenant, &db.store);
         add_event(store, t, &me, &new_event("CRM only", 3, &[CLIENT], true))
@@ -449,12 +440,7 @@ async fn microsoft_to_crm_only_queues_nothing_and_deactivation_stops_the_sync() 
 #[tokio::test]
 async fn a_create_whose_answer_was_lost_is_adopted_not_doubled() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
-            events: 0,
-            ..small()
-        })
-        .await;
-        let me = people(&s)[0].clone();
+        let (s, me) = empty_calendars().await;
         let cal = declare(&db, &s, &settings(|c| c.direction = Direction::TwoWay)).await;
         let (t, store) = (&cal.tenant, &db.store);
         let id = add_event(store, t, &me, &new_event("Lost answer", 3, &[CLIENT], true))
@@ -500,12 +486,7 @@ async fn a_create_whose_answer_was_lost_is_adopted_not_doubled() {
 #[tokio::test]
 async fn reminders_and_show_as_reach_microsoft_as_minutes_and_follow_a_move() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
-            events: 0,
-            ..small()
-        })
-        .await;
-        let me = people(&s)[0].clone();
+        let (s, me) = empty_calendars().await;
         let cal = declare(&db, &s, &settings(|c| c.direction = Direction::TwoWay)).await;
         let (t, store) = (&cal.tenant, &db.store);
         let in_microsoft = || async {

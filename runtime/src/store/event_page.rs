@@ -17,8 +17,8 @@ use super::events::{
     event_from_row, update_fields, EventPage, PageOutcome, PulledEvent, StoredEvent, EVENT_COLUMNS,
 };
 use super::sync::{
-    fence_lease, in_list, marker, queue_for_matching, value_rows, write_cursor,
-    write_exclusions_and_failures, ROWS_PER_STATEMENT,
+    fence_lease, in_list, insert_addresses, marker, queue_for_matching, value_rows, write_cursor,
+    write_exclusions_and_failures, AddressTable, ROWS_PER_STATEMENT,
 };
 use super::{now_ms, Backend, Store, StoreError};
 use crate::store::events::CALENDAR_FOLDER;
@@ -204,20 +204,7 @@ async fn insert_pulled(
             addresses.push((id, &a.role, a.address.trim().to_ascii_lowercase(), &a.name));
         }
     }
-    addresses.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-    addresses.dedup_by(|a, b| (a.0, a.1, &a.2) == (b.0, b.1, &b.2));
-    for chunk in addresses.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO event_addresses (event_id, role, address, name) VALUES {} ON CONFLICT DO NOTHING",
-            value_rows(backend, chunk.len(), 4)
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, role, address, name) in chunk {
-            q = q.bind(*id).bind(*role).bind(address.clone()).bind(*name);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
+    insert_addresses(tx, backend, AddressTable::EventAddresses, addresses).await
 }
 
 /// `rows` value rows of a pulled event: 20 parameters each, the constant columns (origin,

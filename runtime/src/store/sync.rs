@@ -439,19 +439,7 @@ async fn write_upserts(
             recipients.push((id, role, address.to_ascii_lowercase(), name));
         }
     }
-    recipients.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
-    recipients.dedup_by(|a, b| (a.0, a.1, &a.2) == (b.0, b.1, &b.2));
-    for chunk in recipients.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO email_recipients (email_id, role, address, name) VALUES {} ON CONFLICT DO NOTHING",
-            value_rows(backend, chunk.len(), 4)
-        );
-        let mut q = sqlx::query(&sql);
-        for (id, role, address, name) in chunk {
-            q = q.bind(*id).bind(*role).bind(address.clone()).bind(*name);
-        }
-        q.execute(&mut **tx).await?;
-    }
+    insert_addresses(tx, backend, AddressTable::EmailRecipients, recipients).await?;
     let mut by_graph_id: HashMap<&str, i64> = HashMap::new();
     let mut graph_order: Vec<&str> = Vec::new();
     for e in &page.upserts {
@@ -502,6 +490,41 @@ async fn write_upserts(
             }
             q.execute(&mut **tx).await?;
         }
+    }
+    Ok(())
+}
+
+/// The tables that hold a record's addresses, one row per (record, role, address).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AddressTable {
+    EmailRecipients,
+    EventAddresses,
+}
+
+/// Inserts a page's address rows (record id, role, lowercase address, display name) into
+/// `table`: each (record, role, address) once, a few multi-row statements for the whole page.
+pub(crate) async fn insert_addresses(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    table: AddressTable,
+    mut rows: Vec<(i64, &str, String, &str)>,
+) -> Result<(), StoreError> {
+    let (table, owner) = match table {
+        AddressTable::EmailRecipients => ("email_recipients", "email_id"),
+        AddressTable::EventAddresses => ("event_addresses", "event_id"),
+    };
+    rows.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    rows.dedup_by(|a, b| (a.0, a.1, &a.2) == (b.0, b.1, &b.2));
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO {table} ({owner}, role, address, name) VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(backend, chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, role, address, name) in chunk {
+            q = q.bind(*id).bind(*role).bind(address.clone()).bind(*name);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }
