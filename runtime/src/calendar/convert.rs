@@ -98,45 +98,77 @@ fn lower(v: &Value) -> String {
     v.as_str().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
-/// Fills an occurrence (Graph sends only its id, times and master id) from its series master:
-/// the master's details with the occurrence's own id, type and times.
-pub fn occurrence_from_master(item: &Value, master: &Value) -> Value {
-    let mut full = master.clone();
-    for key in [
-        "id",
-        "start",
-        "end",
-        "seriesMasterId",
-        "type",
-        "@odata.etag",
-    ] {
-        if let Some(v) = item.get(key) {
-            full[key] = v.clone();
-        }
-    }
-    full["changeKey"] = change_key(item).map_or(Value::Null, Value::String);
-    full["recurrence"] = Value::Null;
-    full
+/// A Graph event's top-level fields, read in place: a single event or an exception is its
+/// own JSON; an occurrence (Graph sends only its id, type and times) is its own fields over its
+/// series master's details. Half a million occurrences would otherwise each deep-copy their
+/// master's JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphEvent<'a> {
+    own: &'a Value,
+    master: Option<&'a Value>,
 }
 
-/// The contract's event for a full Graph event (a single, an exception, or an occurrence
-/// filled from its master); `recurrence` is the series' pattern text, when it recurs.
+/// The fields an occurrence carries itself; every other one is its master's.
+const OCCURRENCE_OWN: [&str; 6] = [
+    "id",
+    "start",
+    "end",
+    "seriesMasterId",
+    "type",
+    "@odata.etag",
+];
+
+static NULL: Value = Value::Null;
+
+impl<'a> GraphEvent<'a> {
+    /// A single event, an exception, or a series master: its own JSON.
+    pub fn whole(e: &'a Value) -> Self {
+        GraphEvent {
+            own: e,
+            master: None,
+        }
+    }
+
+    /// An occurrence filled from its series master.
+    pub fn occurrence(item: &'a Value, master: &'a Value) -> Self {
+        GraphEvent {
+            own: item,
+            master: Some(master),
+        }
+    }
+
+    /// A top-level field (`Null` when absent). An occurrence has no `recurrence` of its own.
+    pub fn field(&self, key: &str) -> &'a Value {
+        match self.master {
+            None => &self.own[key],
+            Some(_) if key == "recurrence" => &NULL,
+            Some(m) if OCCURRENCE_OWN.contains(&key) => match self.own.get(key) {
+                Some(v) => v,
+                None => &m[key],
+            },
+            Some(m) => &m[key],
+        }
+    }
+}
+
+/// The contract's event for a Graph event (a single, an exception, or an occurrence over its
+/// master); `recurrence` is the series' pattern text, when it recurs.
 pub fn event_from_graph(
-    e: &Value,
+    e: GraphEvent<'_>,
     mailbox: &str,
     user: Option<&str>,
     recurrence: Option<String>,
 ) -> Result<Event, ConvertError> {
-    let id = s(&e["id"]);
+    let id = s(e.field("id"));
     let fail = |what: String| ConvertError {
         id: id.clone(),
         what,
     };
-    let all_day = e["isAllDay"].as_bool().unwrap_or(false);
+    let all_day = e.field("isAllDay").as_bool().unwrap_or(false);
     let (start, end) = if all_day {
         let (a, b) = (
-            date_of(&e["start"]).map_err(fail)?,
-            date_of(&e["end"]).map_err(fail)?,
+            date_of(e.field("start")).map_err(fail)?,
+            date_of(e.field("end")).map_err(fail)?,
         );
         (
             rfc3339(a.and_time(chrono::NaiveTime::MIN).and_utc()),
@@ -144,19 +176,20 @@ pub fn event_from_graph(
         )
     } else {
         (
-            rfc3339(utc_of(&e["start"]).map_err(fail)?),
-            rfc3339(utc_of(&e["end"]).map_err(fail)?),
+            rfc3339(utc_of(e.field("start")).map_err(fail)?),
+            rfc3339(utc_of(e.field("end")).map_err(fail)?),
         )
     };
-    let organizer = e["organizer"]["emailAddress"]["address"]
+    let organizer = e.field("organizer")["emailAddress"]["address"]
         .as_str()
         .filter(|a| a.contains('@'))
         .map(|a| Address {
             role: AddressRole::From,
             email: a.trim().to_ascii_lowercase(),
-            name: s(&e["organizer"]["emailAddress"]["name"]),
+            name: s(&e.field("organizer")["emailAddress"]["name"]),
         });
-    let attendees = e["attendees"]
+    let attendees = e
+        .field("attendees")
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -173,7 +206,8 @@ pub fn event_from_graph(
             response: response(&a["status"]["response"]),
         })
         .collect();
-    let locations = e["locations"]
+    let locations = e
+        .field("locations")
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
@@ -188,18 +222,18 @@ pub fn event_from_graph(
             location_type: l["locationType"].as_str().unwrap_or("default").to_string(),
         })
         .collect();
-    let html = e["body"]["contentType"]
+    let html = e.field("body")["contentType"]
         .as_str()
         .is_some_and(|t| t.eq_ignore_ascii_case("html"));
-    let reminder_on = e["isReminderOn"].as_bool().unwrap_or(true);
+    let reminder_on = e.field("isReminderOn").as_bool().unwrap_or(true);
     Ok(Event {
         id: id.clone(),
         mailbox: mailbox.to_ascii_lowercase(),
         user: user.map(str::to_string),
-        subject: s(&e["subject"]),
+        subject: s(e.field("subject")),
         body: Body {
             content_type: if html { BodyType::Html } else { BodyType::Text },
-            content: s(&e["body"]["content"]),
+            content: s(&e.field("body")["content"]),
             truncated: false,
         },
         is_all_day: all_day,
@@ -207,35 +241,40 @@ pub fn event_from_graph(
         end,
         organizer,
         attendees,
-        location: s(&e["location"]["displayName"]),
+        location: s(&e.field("location")["displayName"]),
         locations,
         recurrence: recurrence.or_else(|| {
-            e.get("recurrence")
+            Some(e.field("recurrence"))
                 .filter(|r| r.is_object())
                 .map(Value::to_string)
         }),
-        sensitivity: sensitivity(&e["sensitivity"]),
-        reminder_minutes_before_start: e["reminderMinutesBeforeStart"]
+        sensitivity: sensitivity(e.field("sensitivity")),
+        reminder_minutes_before_start: e
+            .field("reminderMinutesBeforeStart")
             .as_u64()
             .filter(|_| reminder_on)
             .map(|m| m as u32),
-        show_as: show_as(&e["showAs"]),
-        response_status: response(&e["responseStatus"]["response"]),
-        is_online_meeting: e["isOnlineMeeting"].as_bool().unwrap_or(false),
-        online_meeting_provider: e["onlineMeetingProvider"].as_str().map(str::to_string),
-        online_meeting_url: e["onlineMeeting"]["joinUrl"]
+        show_as: show_as(e.field("showAs")),
+        response_status: response(&e.field("responseStatus")["response"]),
+        is_online_meeting: e.field("isOnlineMeeting").as_bool().unwrap_or(false),
+        online_meeting_provider: e
+            .field("onlineMeetingProvider")
             .as_str()
-            .or(e["onlineMeetingUrl"].as_str())
             .map(str::to_string),
-        categories: e["categories"]
+        online_meeting_url: e.field("onlineMeeting")["joinUrl"]
+            .as_str()
+            .or(e.field("onlineMeetingUrl").as_str())
+            .map(str::to_string),
+        categories: e
+            .field("categories")
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
             .filter_map(|c| c.as_str().map(str::to_string))
             .collect(),
-        is_cancelled: e["isCancelled"].as_bool().unwrap_or(false),
-        is_draft: e["isDraft"].as_bool().unwrap_or(false),
+        is_cancelled: e.field("isCancelled").as_bool().unwrap_or(false),
+        is_draft: e.field("isDraft").as_bool().unwrap_or(false),
     })
 }
 
@@ -332,7 +371,7 @@ mod tests {
             "start": {"dateTime": "2027-03-14T00:00:00.0000000", "timeZone": "UTC"},
             "end": {"dateTime": "2027-03-15T00:00:00.0000000", "timeZone": "UTC"},
         });
-        let ev = event_from_graph(&e, "a@b.example", None, None).unwrap();
+        let ev = event_from_graph(GraphEvent::whole(&e), "a@b.example", None, None).unwrap();
         assert_eq!(ev.start, "2027-03-14T00:00:00Z");
         assert_eq!(ev.end, "2027-03-15T00:00:00Z");
     }
@@ -344,8 +383,34 @@ mod tests {
             "start": {"dateTime": "2027-03-14T09:00:00", "timeZone": "Pacific Standard Time"},
             "end": {"dateTime": "2027-03-14T10:00:00", "timeZone": "Pacific Standard Time"},
         });
-        let err = event_from_graph(&e, "a@b.example", None, None).unwrap_err();
+        let err = event_from_graph(GraphEvent::whole(&e), "a@b.example", None, None).unwrap_err();
         assert!(err.to_string().contains("Pacific Standard Time"), "{err}");
+    }
+
+    #[test]
+    fn an_occurrence_is_its_own_times_over_its_masters_details() {
+        let master = json!({
+            "id": "m", "type": "seriesMaster", "subject": "Standup",
+            "start": {"dateTime": "2027-03-01T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2027-03-01T09:15:00", "timeZone": "UTC"},
+            "recurrence": {"pattern": {"type": "daily"}},
+            "attendees": [{"emailAddress": {"address": "Bob@Contoso.example"}, "type": "required"}],
+        });
+        let item = json!({
+            "id": "o1", "type": "occurrence", "seriesMasterId": "m",
+            "start": {"dateTime": "2027-03-04T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2027-03-04T09:15:00", "timeZone": "UTC"},
+        });
+        let e = GraphEvent::occurrence(&item, &master);
+        assert!(
+            e.field("recurrence").is_null(),
+            "an occurrence has no pattern of its own"
+        );
+        let ev = event_from_graph(e, "a@b.example", None, Some("daily".into())).unwrap();
+        assert_eq!((ev.id.as_str(), ev.subject.as_str()), ("o1", "Standup"));
+        assert_eq!(ev.start, "2027-03-04T09:00:00Z");
+        assert_eq!(ev.attendees[0].email, "bob@contoso.example");
+        assert_eq!(ev.recurrence.as_deref(), Some("daily"));
     }
 
     #[test]

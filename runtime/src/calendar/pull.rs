@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::graph::delta::DeltaPage;
 use crate::graph::{GraphClient, GraphError};
-use crate::plugin::bindings::types::{AttendeeKind, Decision, Event, Sensitivity};
-use crate::plugin::call::CallContext;
+use crate::plugin::bindings::types::{AttendeeKind, Decision, Event, Sensitivity, Verdict};
+use crate::plugin::call::{CallContext, RecordError};
 use crate::store::events::{
     CalendarSettings, EventPage, PageOutcome, PulledEvent, SeriesRecord, CALENDAR_FOLDER,
 };
@@ -29,9 +29,7 @@ use crate::sync::pipeline::{stamp, StageSlot, SyncError};
 use crate::sync::round::{run_round, PageSink, Round};
 use crate::sync::stop::StopSignal;
 
-use super::convert::{
-    event_from_graph, fields_of, is_internal, occurrence_from_master, ConvertError,
-};
+use super::convert::{event_from_graph, fields_of, is_internal, ConvertError, GraphEvent};
 
 /// Everything one calendar's pull needs.
 pub struct PullJob<'a> {
@@ -140,7 +138,7 @@ async fn fetch_page(job: &PullJob<'_>, url: &str) -> Result<DeltaPage, GraphErro
 /// Runs the calendar's failed records again, then its delta round to the deltaLink.
 pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
     let mut counts = PullCounts::default();
-    let mut masters: HashMap<String, Option<Value>> = HashMap::new();
+    let mut masters = Masters::new();
     // Failed records first (E10): their stored JSON, no refetch.
     let failed = job
         .store
@@ -175,7 +173,7 @@ pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
 /// A calendar's pages on their way through the rules and plugins into the store.
 struct CalendarPages<'a, 'j> {
     job: &'a PullJob<'j>,
-    masters: &'a mut HashMap<String, Option<Value>>,
+    masters: &'a mut Masters,
     counts: &'a mut PullCounts,
 }
 
@@ -187,14 +185,24 @@ impl PageSink for CalendarPages<'_, '_> {
     }
 }
 
+/// A series master as its occurrences use it: its JSON, and its pattern as the "Recurring in
+/// M365" text, made once for all of them.
+struct Master {
+    json: Value,
+    recurrence: Option<String>,
+}
+
+/// The series masters met in one pass, by Graph id (`None`: gone).
+type Masters = HashMap<String, Option<Arc<Master>>>;
+
 /// The series master of an occurrence or exception, fetched once per pass; `None` when it is
 /// gone (the occurrence's removal follows in the same round).
 async fn master(
     job: &PullJob<'_>,
     id: &str,
-    masters: &mut HashMap<String, Option<Value>>,
+    masters: &mut Masters,
     counts: &mut PullCounts,
-) -> Result<Option<Value>, SyncError> {
+) -> Result<Option<Arc<Master>>, SyncError> {
     if let Some(m) = masters.get(id) {
         return Ok(m.clone());
     }
@@ -205,7 +213,13 @@ async fn master(
         .get(job.mailbox_address, &url, Some(prefer))
         .await
     {
-        Ok(v) => Some(v),
+        Ok(json) => Some(Arc::new(Master {
+            recurrence: json
+                .get("recurrence")
+                .filter(|r| r.is_object())
+                .map(Value::to_string),
+            json,
+        })),
         Err(GraphError::NotFound { .. }) => None,
         Err(e) => return Err(e.into()),
     };
@@ -214,9 +228,9 @@ async fn master(
     Ok(fetched)
 }
 
-/// An event that passed the product rules, on its way to the plugins.
+/// What the store needs of an event that passed the product rules, besides the event itself
+/// (which goes to the plugins' thread and comes back).
 struct Candidate {
-    event: Event,
     payload: Value,
     series: Option<String>,
     kind: String,
@@ -229,7 +243,7 @@ async fn process_page(
     job: &PullJob<'_>,
     items: Vec<Value>,
     cursor: Option<Cursor>,
-    masters: &mut HashMap<String, Option<Value>>,
+    masters: &mut Masters,
     counts: &mut PullCounts,
 ) -> Result<EventPage, SyncError> {
     let mut page = EventPage {
@@ -248,6 +262,7 @@ async fn process_page(
         lease: job.lease.cloned(),
     };
     let mut candidates = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     let mut series_seen: BTreeMap<String, SeriesRecord> = BTreeMap::new();
     let exclude = |page: &mut EventPage, counts: &mut PullCounts, id: &str, rule: &str| {
         counts.excluded += 1;
@@ -272,8 +287,8 @@ async fn process_page(
             continue;
         }
         let master_id = item["seriesMasterId"].as_str().map(str::to_string);
-        let (full, recurrence) = match &master_id {
-            None => (item.clone(), None),
+        let series = match &master_id {
+            None => None,
             Some(mid) => match master(job, mid, masters, counts).await? {
                 None => {
                     counts.failed += 1;
@@ -286,34 +301,31 @@ async fn process_page(
                     continue;
                 }
                 Some(m) => {
-                    let recurrence = m
-                        .get("recurrence")
-                        .filter(|r| r.is_object())
-                        .map(Value::to_string);
-                    if let Some(r) = &recurrence {
-                        series_seen.insert(
-                            mid.clone(),
-                            SeriesRecord {
+                    if let Some(r) = &m.recurrence {
+                        series_seen
+                            .entry(mid.clone())
+                            .or_insert_with(|| SeriesRecord {
                                 graph_id: mid.clone(),
-                                subject: m["subject"].as_str().unwrap_or_default().to_string(),
+                                subject: m.json["subject"].as_str().unwrap_or_default().to_string(),
                                 recurrence: r.clone(),
-                            },
-                        );
+                            });
                     }
-                    let full = if kind == "occurrence" || item.get("subject").is_none() {
-                        occurrence_from_master(&item, &m)
-                    } else {
-                        item.clone()
-                    };
-                    (full, recurrence)
+                    Some(m)
                 }
             },
         };
-        if full["isDraft"].as_bool() == Some(true) {
+        let full = match &series {
+            Some(m) if kind == "occurrence" || item.get("subject").is_none() => {
+                GraphEvent::occurrence(&item, &m.json)
+            }
+            _ => GraphEvent::whole(&item),
+        };
+        if full.field("isDraft").as_bool() == Some(true) {
             exclude(&mut page, counts, &id, "draft");
             continue;
         }
-        let event = match event_from_graph(&full, job.mailbox_address, job.user, recurrence) {
+        let recurrence = series.as_ref().and_then(|m| m.recurrence.clone());
+        let event = match event_from_graph(full, job.mailbox_address, job.user, recurrence) {
             Ok(e) => e,
             Err(ConvertError { what, .. }) => {
                 counts.failed += 1;
@@ -326,6 +338,8 @@ async fn process_page(
                 continue;
             }
         };
+        let ical_uid = full.field("iCalUId").as_str().map(str::to_string);
+        let transaction_id = full.field("transactionId").as_str().map(str::to_string);
         if event.is_cancelled {
             page.removals.push(id);
             continue;
@@ -350,14 +364,14 @@ async fn process_page(
                 page.rooms.push((a.email.clone(), a.name.clone()));
             }
         }
+        events.push(event);
         candidates.push(Candidate {
             series: master_id,
             kind,
-            ical_uid: full["iCalUId"].as_str().map(str::to_string),
+            ical_uid,
             change_key: super::convert::change_key(&item),
-            transaction_id: full["transactionId"].as_str().map(str::to_string),
+            transaction_id,
             payload: item,
-            event,
         });
     }
     page.series = series_seen.into_values().collect();
@@ -374,25 +388,30 @@ async fn process_page(
         limits: stages.ctx.limits.clone(),
     };
     let (excl, map) = (Arc::clone(&stages.exclusion), Arc::clone(&stages.mapping));
-    let events: Vec<Event> = candidates.iter().map(|c| c.event.clone()).collect();
-    let (verdicts, mapped) = tokio::task::spawn_blocking(move || {
+    let (events, verdicts, mapped) = tokio::task::spawn_blocking(move || {
         let verdicts = excl.exclude_events(&ctx, &events).results;
-        let kept: Vec<Event> = events
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, v)| matches!(v, Ok(v) if v.decision == Decision::Keep))
-            .map(|(e, _)| e.clone())
-            .collect();
-        let mapped = map.map_events(&ctx, &kept).results;
-        (verdicts, mapped)
+        let keep =
+            |v: &Result<Verdict, RecordError>| matches!(v, Ok(v) if v.decision == Decision::Keep);
+        let mapped = if verdicts.iter().all(keep) {
+            map.map_events(&ctx, &events).results
+        } else {
+            let kept: Vec<Event> = events
+                .iter()
+                .zip(&verdicts)
+                .filter(|(_, v)| keep(v))
+                .map(|(e, _)| e.clone())
+                .collect();
+            map.map_events(&ctx, &kept).results
+        };
+        (events, verdicts, mapped)
     })
     .await
     .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
     let (excl_stamp, map_stamp) = (stamp(&stages.exclusion), stamp(&stages.mapping));
     let decided_by = format!("{excl_stamp}; {map_stamp}");
     let mut mapped = mapped.into_iter();
-    for (c, verdict) in candidates.into_iter().zip(verdicts) {
-        let id = c.event.id.clone();
+    for ((c, event), verdict) in candidates.into_iter().zip(events).zip(verdicts) {
+        let id = event.id.clone();
         let fail = |page: &mut EventPage, counts: &mut PullCounts, stage: &str, error: String| {
             counts.failed += 1;
             page.failures.push(FailedRecord {
@@ -414,7 +433,7 @@ async fn process_page(
             }
             Ok(_) => match mapped.next().expect("one mapping result per kept event") {
                 Err(e) => fail(&mut page, counts, "map", e.to_string()),
-                Ok(crm) => match fields_of(&c.event, &crm) {
+                Ok(crm) => match fields_of(&event, &crm) {
                     Err(e) => fail(&mut page, counts, "map", format!("event {id}: {e}")),
                     Ok(fields) => page.upserts.push(PulledEvent {
                         graph_id: id.clone(),
