@@ -9,23 +9,34 @@ use serde_json::Value;
 
 use crate::support::TestSim;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_and_floor_write_json_and_markdown_on_both_databases() {
-    let dir = std::env::temp_dir().join(format!("m365sync-bench-test-{}", std::process::id()));
+/// A fresh work directory `name-PID` and an https simulator of two users with `messages`
+/// messages and `events` calendar items each, its CA under the directory.
+async fn two_user_world(
+    name: &str,
+    messages: usize,
+    events: usize,
+) -> (std::path::PathBuf, TestSim) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let sim = TestSim::start_with(
         Origin::Generated(GenerateOptions {
             users: 2,
             shared: 0,
-            messages: 50,
-            events: 0,
+            messages,
+            events,
             ..GenerateOptions::default()
         }),
         ProtocolConfig::default(),
         Some(dir.join("tls")),
     )
     .await;
+    (dir, sim)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_and_floor_write_json_and_markdown_on_both_databases() {
+    let (dir, sim) = two_user_world("m365sync-bench-test", 50, 0).await;
     let truth = ground_truth(&sim.sim.world.lock().unwrap());
     let expected: u64 = truth["tenants"][0]["mailboxes"]
         .as_array()
@@ -125,21 +136,7 @@ async fn ingest_and_floor_write_json_and_markdown_on_both_databases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_calendar_scenario_pulls_and_pushes_under_both_budgets() {
-    let dir = std::env::temp_dir().join(format!("m365sync-bench-cal-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let sim = TestSim::start_with(
-        Origin::Generated(GenerateOptions {
-            users: 2,
-            shared: 0,
-            messages: 5,
-            events: 14,
-            ..GenerateOptions::default()
-        }),
-        ProtocolConfig::default(),
-        Some(dir.join("tls")),
-    )
-    .await;
+    let (dir, sim) = two_user_world("m365sync-bench-cal", 5, 14).await;
     let out = dir.join("results");
     let ca = sim.running.ca_cert.clone().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
