@@ -7,9 +7,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use m365sync::graph::credentials::REFRESH_TOKEN_LABEL;
-use m365sync::store::tenants::SecretKind;
-use m365sync::store::Store;
+use m365sync::credentials::REFRESH_TOKEN_LABEL;
+use m365sync_store::tenants::SecretKind;
+use m365sync_store::Store;
 use reqwest::Method;
 use serde_json::json;
 

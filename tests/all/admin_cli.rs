@@ -3,8 +3,8 @@
 //! bad rows reported by line and is idempotent (E2), groups are refused as mailboxes, users,
 //! rules, enable/disable and activation work, and no secret ever appears in any output (A4).
 
-use m365sync::sim::scenario::Scenario;
-use m365sync::sim::Origin;
+use m365sync_sim::scenario::Scenario;
+use m365sync_sim::Origin;
 use reqwest::Method;
 use serde_json::json;
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use m365sync::store::{SecretKey, Store};
+use m365sync_store::{SecretKey, Store};
 
 use crate::support::TestDb;
 

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use m365sync::apply::{apply_text, ApplyReport};
-use m365sync::store::rules::RuleScope;
-use m365sync::store::tenants::SecretKind;
+use m365sync_store::rules::RuleScope;
+use m365sync_store::tenants::SecretKind;
 
 use crate::support::TestDb;
 

@@ -2,9 +2,9 @@
 //! starts (`--sim URL --sim-ca`), so the test knows the ground truth. Only what was written and
 //! counted is checked, never how fast.
 
-use m365sync::sim::config::ProtocolConfig;
-use m365sync::sim::generate::{ground_truth, GenerateOptions};
-use m365sync::sim::Origin;
+use m365sync_sim::config::ProtocolConfig;
+use m365sync_sim::generate::{ground_truth, GenerateOptions};
+use m365sync_sim::Origin;
 use serde_json::Value;
 
 use crate::support::TestSim;

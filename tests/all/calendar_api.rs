@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use m365sync::service::{Service, ServiceOptions};
-use m365sync::sim::generate::GenerateOptions;
-use m365sync::store::events::Direction;
-use m365sync::store::tenants::{AuthMode, NewTenant};
 use m365sync::sync::stop::{stop_pair, StopHandle};
+use m365sync_sim::generate::GenerateOptions;
+use m365sync_store::events::Direction;
+use m365sync_store::tenants::{AuthMode, NewTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -35,7 +35,7 @@ fn day(days: i64) -> String {
 /// running over it with a fast tick.
 async fn start(
     db: &TestDb,
-    f: impl FnOnce(&mut m365sync::store::events::CalendarSettings),
+    f: impl FnOnce(&mut m365sync_store::events::CalendarSettings),
 ) -> (TestSim, Cal, Service, StopHandle, Api) {
     let s = TestSim::start(GenerateOptions {
         events: 0,

@@ -2,7 +2,7 @@
 //! org and tenant with their defaults, the Sync Events switch, CRM events added, listed,
 //! changed, removed and deactivated, and `activate` warning about invitations (C9).
 
-use m365sync::store::tenants::TenantSettings;
+use m365sync_store::tenants::TenantSettings;
 
 use crate::admin_support::Admin;
 use crate::calendar_support::people;
@@ -12,7 +12,7 @@ use crate::sync_email::declare_with;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_commands_edit_settings_and_events_and_activate_warns() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+        let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
             events: 0,
             ..small()
         })

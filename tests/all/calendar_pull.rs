@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use m365sync::store::events::Direction;
+use m365sync_store::events::Direction;
 use serde_json::{json, Value};
 
 use crate::calendar_support::{
@@ -14,14 +14,14 @@ use crate::calendar_support::{
 };
 use crate::support::{small, TestDb, TestSim};
 
-fn record(e: &m365sync::store::events::StoredEvent) -> Value {
+fn record(e: &m365sync_store::events::StoredEvent) -> Value {
     serde_json::from_str(&e.record).unwrap()
 }
 
 #[tokio::test]
 async fn initial_pull_equals_the_calendar_view_with_series_rules_and_rooms() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+        let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
             events: 14,
             ..small()
         })
@@ -155,7 +155,7 @@ async fn initial_pull_equals_the_calendar_view_with_series_rules_and_rooms() {
 #[tokio::test]
 async fn settings_private_internal_sync_events_and_direction_each_on_and_off() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+        let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
             events: 0,
             ..small()
         })
@@ -197,7 +197,7 @@ async fn settings_private_internal_sync_events_and_direction_each_on_and_off() {
         // Private off, internal off (the defaults for internal).
         let cal = declare(&db, &s, &settings(|c| c.sync_private_events = false)).await;
         sync(&cal).await;
-        let subjects = |events: Vec<m365sync::store::events::StoredEvent>| -> BTreeSet<String> {
+        let subjects = |events: Vec<m365sync_store::events::StoredEvent>| -> BTreeSet<String> {
             events.into_iter().map(|e| e.subject).collect()
         };
         assert_eq!(
@@ -281,7 +281,7 @@ async fn settings_private_internal_sync_events_and_direction_each_on_and_off() {
 async fn deletes_and_cancellations_from_microsoft_follow_the_delete_setting() {
     for delete in [true, false] {
         for db in TestDb::both().await {
-            let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+            let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
                 events: 0,
                 ..small()
             })
@@ -349,7 +349,7 @@ async fn deletes_and_cancellations_from_microsoft_follow_the_delete_setting() {
 #[tokio::test]
 async fn time_zones_and_dst_are_stored_in_utc_and_all_day_dates_never_shift() {
     for db in TestDb::both().await {
-        let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+        let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
             events: 0,
             ..small()
         })

@@ -4,7 +4,7 @@
 //! writes never come back as changes, and a conflict keeps Microsoft's version (C1).
 
 use m365sync::calendar::crm::{add_event, remove_event, update_event, EventChange, NewEvent};
-use m365sync::store::events::Direction;
+use m365sync_store::events::Direction;
 use serde_json::json;
 
 use crate::calendar_support::{
@@ -34,7 +34,7 @@ fn new_event(subject: &str, days: i64, attendees: &[&str], invite: bool) -> NewE
 
 /// A simulator whose calendars start empty, and its first person's address.
 async fn empty_calendars() -> (TestSim, String) {
-    let s = TestSim::start(m365sync::sim::generate::GenerateOptions {
+    let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
         events: 0,
         ..small()
     })
@@ -274,7 +274,7 @@ async fn crm_events_are_pushed_once_never_past_or_imported_and_do_not_come_back(
     }
 }
 
-async fn futures_versions(store: &m365sync::store::Store, ids: &[i64]) -> Vec<i64> {
+async fn futures_versions(store: &m365sync_store::Store, ids: &[i64]) -> Vec<i64> {
     let mut out = Vec::new();
     for id in ids {
         let e = store.event(*id).await.unwrap();
@@ -454,7 +454,7 @@ async fn a_create_whose_answer_was_lost_is_adopted_not_doubled() {
             .await
             .unwrap();
         let e = store.event(id).await.unwrap();
-        let crm: m365sync::plugin::bindings::types::CrmEvent =
+        let crm: m365sync_plugin::bindings::types::CrmEvent =
             serde_json::from_str(&e.record).unwrap();
         let mut body = m365sync::calendar::push::graph_body(&crm, None, true);
         body.insert("transactionId".into(), tx.clone().into());
@@ -536,7 +536,7 @@ async fn reminders_and_show_as_reach_microsoft_as_minutes_and_follow_a_move() {
                 .contains("T10:00:00"),
             "{e}"
         );
-        let crm: m365sync::plugin::bindings::types::CrmEvent =
+        let crm: m365sync_plugin::bindings::types::CrmEvent =
             serde_json::from_str(&store.event(id).await.unwrap().record).unwrap();
         assert_eq!(
             crm.reminder_at.as_deref(),

@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
-use m365sync::store::events::{CalendarSettings, StoredEvent};
-use m365sync::store::tenants::{Tenant, TenantSettings};
 use m365sync::sync::run::{run_tenant, RunReport, SyncEnv};
+use m365sync_store::events::{CalendarSettings, StoredEvent};
+use m365sync_store::tenants::{Tenant, TenantSettings};
 use reqwest::Method;
 use serde_json::{json, Value};
 

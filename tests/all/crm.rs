@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use m365sync::store::crm::{ContactInput, EntityInput, EntityKind, ListQuery, SaveOutcome};
-use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
-use m365sync::store::tenants::{AuthMode, NewTenant};
-use m365sync::store::StoreError;
+use m365sync_store::crm::{ContactInput, EntityInput, EntityKind, ListQuery, SaveOutcome};
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync_store::tenants::{AuthMode, NewTenant};
+use m365sync_store::StoreError;
 use serde_json::Value;
 
 use crate::admin_support::Admin;

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m365sync::graph::delta::initial_url;
-use m365sync::graph::{
+use m365sync_graph::delta::initial_url;
+use m365sync_graph::{
     http_client, AppCredentials, AuthError, ClientConfig, GraphClient, GraphError, TokenCache,
 };
 use reqwest::Method;

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use m365sync::matching::job::run_org_waiting;
 use m365sync::matching::MatchReport;
-use m365sync::sim::generate::GenerateOptions;
-use m365sync::store::crm::ContactInput;
-use m365sync::store::review::{ReviewFilter, ReviewScope};
-use m365sync::store::tenants::{Tenant, TenantSettings};
-use m365sync::store::{Store, StoreError};
 use m365sync::sync::run::run_tenant;
+use m365sync_sim::generate::GenerateOptions;
+use m365sync_store::crm::ContactInput;
+use m365sync_store::review::{ReviewFilter, ReviewScope};
+use m365sync_store::tenants::{Tenant, TenantSettings};
+use m365sync_store::{Store, StoreError};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::Row;

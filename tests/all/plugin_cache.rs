@@ -1,9 +1,9 @@
 //! The artifact cache: a second engine (a restart) loads the compiled artifact instead of
 //! compiling, and a damaged artifact is recompiled rather than trusted.
 
-use m365sync::plugin::builtin::builtin;
-use m365sync::plugin::cache::Source;
-use m365sync::plugin::{EngineConfig, Kind, Plugin, PluginEngine};
+use m365sync_plugin::builtin::builtin;
+use m365sync_plugin::cache::Source;
+use m365sync_plugin::{EngineConfig, Kind, Plugin, PluginEngine};
 
 #[test]
 fn a_restart_loads_from_the_cache_and_a_damaged_artifact_is_recompiled() {

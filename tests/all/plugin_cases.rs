@@ -1,8 +1,8 @@
 //! The default plugins pass the cases they ship, and `m365sync plugin test` reports a mismatch.
 
-use m365sync::plugin::builtin::BUILTINS;
-use m365sync::plugin::cases::CaseFile;
-use m365sync::plugin::Plugin;
+use m365sync_plugin::builtin::BUILTINS;
+use m365sync_plugin::cases::CaseFile;
+use m365sync_plugin::Plugin;
 
 use crate::plugin_support::engine;
 
@@ -58,7 +58,7 @@ expect = { decision = "Drop", rule = "some-rule" }
 "#,
     )
     .unwrap();
-    let wasm = m365sync::plugin::builtin::builtin(m365sync::plugin::Kind::Exclusion).path;
+    let wasm = m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Exclusion).path;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
         .args(["plugin", "test", wasm, "--cases"])
         .arg(&cases)

@@ -10,19 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use m365sync::plugin::bindings::types::*;
-use m365sync::plugin::builtin::builtin;
-use m365sync::plugin::call::CallContext;
-use m365sync::plugin::cases::CaseFile;
-use m365sync::plugin::{Kind, Plugin, TenantData};
+use m365sync_plugin::bindings::types::*;
+use m365sync_plugin::builtin::builtin;
+use m365sync_plugin::call::CallContext;
+use m365sync_plugin::cases::CaseFile;
+use m365sync_plugin::{Kind, Plugin, TenantData};
 
 use crate::plugin_support::{address, email, engine};
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("runtime/ has a parent")
+        .ancestors()
+        .nth(2)
+        .expect("crates/cli is two levels below the root")
         .to_path_buf()
 }
 

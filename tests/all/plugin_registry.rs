@@ -2,8 +2,8 @@
 //! default, rollback returns to the previous version, history records it all; on SQLite and
 //! PostgreSQL, and through the CLI.
 
-use m365sync::store::plugins::{NewPlugin, PluginScope};
-use m365sync::store::tenants::{AuthMode, NewTenant};
+use m365sync_store::plugins::{NewPlugin, PluginScope};
+use m365sync_store::tenants::{AuthMode, NewTenant};
 
 use crate::support::TestDb;
 
@@ -139,7 +139,7 @@ fn the_cli_installs_only_what_validates() {
             .current_dir(&dir)
             .env(
                 "M365SYNC_SECRET_KEY",
-                m365sync::store::SecretKey::generate().to_base64(),
+                m365sync_store::SecretKey::generate().to_base64(),
             )
             .env("M365SYNC_CONFIG", dir.join("m365sync.toml"))
             .args(args)
@@ -192,7 +192,7 @@ fn the_cli_installs_only_what_validates() {
     // Cases that fail keep the plugin out.
     let cases = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../plugins/exclusion-rules/cases.toml"
+        "/../../plugins/exclusion-rules/cases.toml"
     ))
     .unwrap();
     std::fs::write(

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use m365sync::plugin::builtin::builtin;
-use m365sync::plugin::call::CallContext;
-use m365sync::plugin::{Kind, Plugin, PluginError, RecordError, TenantData};
+use m365sync_plugin::builtin::builtin;
+use m365sync_plugin::call::CallContext;
+use m365sync_plugin::{Kind, Plugin, PluginError, RecordError, TenantData};
 
 use crate::plugin_support::*;
 
@@ -221,8 +221,8 @@ fn calling_a_plugin_as_another_kind_fails_each_record() {
 
 #[test]
 fn the_default_plugins_import_only_the_host_and_inert_wasi() {
-    for b in &m365sync::plugin::builtin::BUILTINS {
-        let names = m365sync::plugin::sandbox::imports_of(engine().engine(), b.wasm).unwrap();
+    for b in &m365sync_plugin::builtin::BUILTINS {
+        let names = m365sync_plugin::sandbox::imports_of(engine().engine(), b.wasm).unwrap();
         eprintln!("{}: {names:?}", b.name);
         assert!(
             names.iter().any(|n| n == "m365sync:plugin/host@0.1.0"),

@@ -1,10 +1,10 @@
 //! Host imports are scoped to the calling tenant: a plugin running for tenant A cannot reach
 //! tenant B's contacts, rules or sync users, whatever it asks for.
 
-use m365sync::plugin::bindings::types::*;
-use m365sync::plugin::builtin::builtin;
-use m365sync::plugin::host::RuleDef;
-use m365sync::plugin::{Kind, Plugin, TenantData};
+use m365sync_plugin::bindings::types::*;
+use m365sync_plugin::builtin::builtin;
+use m365sync_plugin::host::RuleDef;
+use m365sync_plugin::{Kind, Plugin, TenantData};
 
 use crate::plugin_support::*;
 

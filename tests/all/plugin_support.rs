@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use m365sync::plugin::bindings::types::*;
-use m365sync::plugin::call::CallContext;
-use m365sync::plugin::{EngineConfig, Kind, Plugin, PluginEngine, TenantData};
+use m365sync_plugin::bindings::types::*;
+use m365sync_plugin::call::CallContext;
+use m365sync_plugin::{EngineConfig, Kind, Plugin, PluginEngine, TenantData};
 
 /// One engine for the tests that do not need their own configuration.
 pub fn engine() -> &'static PluginEngine {
@@ -15,10 +15,8 @@ pub fn engine() -> &'static PluginEngine {
     ENGINE.get_or_init(|| PluginEngine::new(EngineConfig::default()).expect("engine starts"))
 }
 
-/// The components runtime/build.rs built from tests/plugins/.
-pub const HOSTILE: &str = env!("M365SYNC_WASM_HOSTILE");
-pub const ESCAPE: &str = env!("M365SYNC_WASM_ESCAPE");
-pub const FUTURE_VERSION: &str = env!("M365SYNC_WASM_FUTURE_VERSION");
+/// The components crates/test-programs built from tests/plugins/.
+pub use m365sync_test_programs::{ESCAPE, FUTURE_VERSION, HOSTILE};
 
 pub fn load(kind: Kind, path: &str) -> Plugin {
     Plugin::load_file(engine(), kind, std::path::Path::new(path)).expect("the plugin loads")

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use m365sync::service::{Service, ServiceOptions};
-use m365sync::store::tenants::{AuthMode, NewTenant};
 use m365sync::sync::stop::stop_pair;
+use m365sync_store::tenants::{AuthMode, NewTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use m365sync::sim::config::FaultConfig;
-use m365sync::sim::generate::GenerateOptions;
-use m365sync::store::tenants::Tenant;
-use m365sync::store::Store;
+use m365sync_sim::config::FaultConfig;
+use m365sync_sim::generate::GenerateOptions;
+use m365sync_store::tenants::Tenant;
+use m365sync_store::Store;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -159,7 +159,7 @@ where
     }
 }
 
-async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync::store::sync::Run> {
+async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync_store::sync::Run> {
     store
         .runs(tenant.id, 100)
         .await
@@ -341,7 +341,7 @@ async fn a_process_killed_mid_backfill_is_resumed_to_the_ground_truth() {
 /// "synced by H from S to E" lines of the run log, per mailbox.
 async fn sync_intervals(store: &Store) -> HashMap<String, Vec<(String, i64, i64)>> {
     let lines = store
-        .logs(&m365sync::store::logs::LogFilter {
+        .logs(&m365sync_store::logs::LogFilter {
             limit: 10_000,
             ..Default::default()
         })
@@ -442,7 +442,7 @@ async fn two_processes_share_the_work_and_one_takes_over_from_the_other() {
 /// The default exclusion plugin with an extra custom section: a valid component with the same
 /// behaviour and a different digest, i.e. a new version as far as the registry can tell.
 fn variant_of_builtin_exclusion(dir: &Path, tag: u8) -> PathBuf {
-    let mut wasm = m365sync::plugin::builtin::builtin(m365sync::plugin::Kind::Exclusion)
+    let mut wasm = m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Exclusion)
         .wasm
         .to_vec();
     let name = b"m365sync-test-variant";
@@ -494,7 +494,7 @@ async fn plugins_swapped_under_load_decide_every_record_exactly_once() {
             "--cases",
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../plugins/exclusion-rules/cases.toml"
+                "/../../plugins/exclusion-rules/cases.toml"
             ),
         ])
     };
@@ -530,9 +530,9 @@ async fn plugins_swapped_under_load_decide_every_record_exactly_once() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    let digest = |p: &Path| m365sync::plugin::cache::digest(&std::fs::read(p).unwrap());
-    let v1 = m365sync::plugin::cache::digest(
-        m365sync::plugin::builtin::builtin(m365sync::plugin::Kind::Exclusion).wasm,
+    let digest = |p: &Path| m365sync_plugin::cache::digest(&std::fs::read(p).unwrap());
+    let v1 = m365sync_plugin::cache::digest(
+        m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Exclusion).wasm,
     );
     let versions: BTreeSet<String> = stamps
         .iter()
@@ -571,15 +571,15 @@ async fn records_a_plugin_failed_on_are_retried() {
         )
         .await;
         let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
-        let digest = m365sync::plugin::cache::digest(&hostile);
-        let scope = m365sync::store::plugins::PluginScope {
+        let digest = m365sync_plugin::cache::digest(&hostile);
+        let scope = m365sync_store::plugins::PluginScope {
             org_id: tenant.org_id,
             tenant_id: None,
         };
         db.store
             .install_plugin(
                 scope,
-                &m365sync::store::plugins::NewPlugin {
+                &m365sync_store::plugins::NewPlugin {
                     slot: "exclusion",
                     digest: &digest,
                     name: "hostile",

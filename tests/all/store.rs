@@ -1,10 +1,10 @@
 //! The store on SQLite and PostgreSQL: migrations, tenants and settings, secrets at rest, and
 //! the per-page commit's guarantees (one email across mailboxes, harmless replays, atomicity).
 
-use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
-use m365sync::store::sync::{Cursor, EmailRecord, Exclusion, FailedRecord, PageCommit};
-use m365sync::store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
-use m365sync::store::{SecretKey, Store};
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync_store::sync::{Cursor, EmailRecord, Exclusion, FailedRecord, PageCommit};
+use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
+use m365sync_store::{SecretKey, Store};
 
 use crate::support::TestDb;
 

@@ -8,18 +8,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m365sync::graph::{http_client, AppCredentials, ClientConfig, GraphClient, TokenCache};
-use m365sync::sim::generate::GenerateOptions;
-use m365sync::sim::model::{AttachmentKind, Content};
-use m365sync::store::attachments::{
-    AttachmentOutcome, AttachmentRecord, AttachmentSet, Blob, StoredAttachment, LIST_FAILED_ID,
-};
-use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
-use m365sync::store::sync::{Cursor, EmailRecord, PageCommit};
-use m365sync::store::tenants::{AuthMode, NewTenant, Tenant, TenantSettings};
-use m365sync::store::Store;
 use m365sync::sync::attachments::Fetcher;
 use m365sync::sync::run::run_tenant;
+use m365sync_graph::{http_client, AppCredentials, ClientConfig, GraphClient, TokenCache};
+use m365sync_sim::generate::GenerateOptions;
+use m365sync_sim::model::{AttachmentKind, Content};
+use m365sync_store::attachments::{
+    AttachmentOutcome, AttachmentRecord, AttachmentSet, Blob, StoredAttachment, LIST_FAILED_ID,
+};
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync_store::sync::{Cursor, EmailRecord, PageCommit};
+use m365sync_store::tenants::{AuthMode, NewTenant, Tenant, TenantSettings};
+use m365sync_store::Store;
 use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -607,8 +607,8 @@ async fn attachments_come_through_faults_within_the_mailbox_limit_on_both_databa
     for db in TestDb::both().await {
         // Files above 1 KB are listed without bytes here, so most of them take `$value`.
         let s = TestSim::start_with(
-            m365sync::sim::Origin::Generated(empty_tenant()),
-            m365sync::sim::config::ProtocolConfig {
+            m365sync_sim::Origin::Generated(empty_tenant()),
+            m365sync_sim::config::ProtocolConfig {
                 inline_attachment_limit: 1024,
                 ..Default::default()
             },

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use m365sync::plugin::engine::{EngineConfig, PluginEngine};
-use m365sync::store::mailboxes::{MailboxKind, NewMailbox};
-use m365sync::store::rules::{Effect, RuleScope, RuleSpec, Target};
-use m365sync::store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
-use m365sync::store::Store;
 use m365sync::sync::run::{run_tenant, SyncEnv};
+use m365sync_plugin::engine::{EngineConfig, PluginEngine};
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync_store::rules::{Effect, RuleScope, RuleSpec, Target};
+use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
+use m365sync_store::Store;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -21,7 +21,7 @@ pub const FOLDERS: [&str; 3] = ["inbox", "sentitems", "archive"];
 pub async fn declare(
     store: &Store,
     s: &TestSim,
-) -> (m365sync::store::tenants::Tenant, HashMap<String, i64>) {
+) -> (m365sync_store::tenants::Tenant, HashMap<String, i64>) {
     let settings = TenantSettings {
         internal_domains: vec!["contoso.example".into()],
         folders: FOLDERS.iter().map(|f| f.to_string()).collect(),
@@ -52,7 +52,7 @@ pub async fn declare_with(
     store: &Store,
     s: &TestSim,
     settings: &TenantSettings,
-) -> (m365sync::store::tenants::Tenant, HashMap<String, i64>) {
+) -> (m365sync_store::tenants::Tenant, HashMap<String, i64>) {
     let t = store
         .upsert_tenant(&NewTenant {
             org: "acme".into(),
@@ -143,7 +143,7 @@ pub fn env(store: &Store) -> SyncEnv {
     SyncEnv {
         store: store.clone(),
         engine: PluginEngine::new(EngineConfig::default()).unwrap(),
-        http: m365sync::graph::http_client(None).unwrap(),
+        http: m365sync_graph::http_client(None).unwrap(),
     }
 }
 
@@ -303,7 +303,7 @@ async fn an_admin_applies_a_tenant_and_runs_a_sync_from_the_cli() {
         s.tenant_id, s.client_id, s.base, s.graph, s.secret
     );
     std::fs::write(dir.join("acme.toml"), declaration).unwrap();
-    let key = m365sync::store::SecretKey::generate().to_base64();
+    let key = m365sync_store::SecretKey::generate().to_base64();
     let run = move |args: Vec<&'static str>, dir: std::path::PathBuf, key: String| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
             .current_dir(&dir)
@@ -377,18 +377,18 @@ async fn an_admin_applies_a_tenant_and_runs_a_sync_from_the_cli() {
 /// each page (while the next one is being read ahead).
 struct StoppingSink<'a> {
     db: &'a TestDb,
-    tenant: &'a m365sync::store::tenants::Tenant,
+    tenant: &'a m365sync_store::tenants::Tenant,
     mailbox_id: i64,
     stopper: &'a m365sync::sync::stop::StopHandle,
     seen: Vec<String>,
-    cursors: Vec<m365sync::store::sync::Cursor>,
+    cursors: Vec<m365sync_store::sync::Cursor>,
 }
 
 impl m365sync::sync::round::PageSink for StoppingSink<'_> {
     async fn store(
         &mut self,
         items: Vec<Value>,
-        cursor: m365sync::store::sync::Cursor,
+        cursor: m365sync_store::sync::Cursor,
     ) -> Result<(), m365sync::sync::pipeline::SyncError> {
         self.seen.extend(
             items
@@ -396,7 +396,7 @@ impl m365sync::sync::round::PageSink for StoppingSink<'_> {
                 .filter_map(|m| m["id"].as_str().map(str::to_string)),
         );
         self.cursors.push(cursor.clone());
-        let page = m365sync::store::sync::PageCommit {
+        let page = m365sync_store::sync::PageCommit {
             org_id: self.tenant.org_id,
             tenant_id: self.tenant.id,
             mailbox_id: self.mailbox_id,
@@ -420,10 +420,10 @@ impl m365sync::sync::round::PageSink for StoppingSink<'_> {
 /// the next round resumes exactly there: every message once, none lost, none twice.
 #[tokio::test]
 async fn a_stop_mid_round_stores_the_page_in_hand_and_the_next_round_resumes_after_it() {
-    use m365sync::graph::delta::initial_url;
     use m365sync::sync::pipeline::SyncError;
     use m365sync::sync::round::{run_round, Round};
     use m365sync::sync::stop::{stop_pair, StopSignal};
+    use m365sync_graph::delta::initial_url;
 
     for db in TestDb::both().await {
         let s = TestSim::start(small()).await;

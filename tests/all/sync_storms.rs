@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use m365sync::sim::config::FaultConfig;
 use m365sync::sync::run::run_tenant;
+use m365sync_sim::config::FaultConfig;
 use reqwest::Method;
 use serde_json::json;
 

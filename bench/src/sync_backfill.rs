@@ -1,0 +1,180 @@
+//! The email sync benchmark (`m365sync sync bench`): a generated tenant served by the simulator
+//! in this process, backfilled into a fresh SQLite file through the default plugins, or with
+//! the plugin stages bypassed (the baseline that prices them). End to end: the simulator's own
+//! work is inside the figure, as it is in the goal.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use m365sync::service::sandbox;
+use m365sync_plugin::engine::{EngineConfig, PluginEngine};
+use m365sync_sim::config::ProtocolConfig;
+use m365sync_sim::generate::GenerateOptions;
+use m365sync_sim::server::{serve, ServeOptions};
+use m365sync_sim::{Origin, Sim};
+use m365sync_store::{SecretKey, Store};
+
+use m365sync::sync::run::{run_mailboxes_with, RunOptions};
+use m365sync::sync::SyncEnv;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct SyncBenchOptions {
+    pub mailboxes: usize,
+    pub messages: usize,
+    pub bypass_plugins: bool,
+    pub page_size: i64,
+    /// Share of messages with attachments (their bytes dominate when present).
+    pub attachment_rate: f64,
+}
+
+/// One measured backfill.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncBenchReport {
+    pub variant: &'static str,
+    pub mailboxes: usize,
+    /// Messages the simulator holds in the synced folders.
+    pub processed: u64,
+    pub stored_emails: i64,
+    pub excluded: u64,
+    pub seconds: f64,
+    pub messages_per_second: f64,
+    /// The process's peak resident memory (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+    /// Attachment bytes stored (deduplicated), MiB.
+    pub attachment_mib: f64,
+    /// CPU seconds of the whole process (simulator, store, plugins), from /proc.
+    pub cpu_seconds: f64,
+    /// Seconds inside the exclusion and mapping stages (plugins, or the native baseline).
+    pub stage_seconds: f64,
+    /// The stages' share of the process's CPU time, percent.
+    pub stage_cpu_percent: f64,
+}
+
+/// User plus system CPU seconds of this process so far (0 where /proc is missing).
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncBenchError {
+    #[error("benchmark setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Sync(#[from] m365sync::sync::pipeline::SyncError),
+}
+
+fn setup<E: std::fmt::Display>(e: E) -> SyncBenchError {
+    SyncBenchError::Setup(e.to_string())
+}
+
+/// Peak resident memory of this process, from /proc (0 where there is none).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Generates the tenant, then times one backfill of every mailbox.
+pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBenchError> {
+    let sim = Sim::new(
+        Origin::Generated(GenerateOptions {
+            users: opts.mailboxes,
+            shared: 0,
+            messages: opts.messages,
+            events: 0,
+            attachment_rate: opts.attachment_rate,
+            ..GenerateOptions::default()
+        }),
+        ProtocolConfig::default(),
+    );
+    let running = serve(
+        sim,
+        ServeOptions {
+            bind: "127.0.0.1:0".parse().expect("literal address"),
+            tls_dir: None,
+            public_url: None,
+        },
+    )
+    .await
+    .map_err(setup)?;
+    let dir = std::env::temp_dir().join(format!("m365sync-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(setup)?;
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let store = Store::open(&url, SecretKey::generate())
+        .await
+        .map_err(setup)?;
+    let tenant = sandbox::declare(&store, &running.sim)
+        .await
+        .map_err(setup)?;
+    let mut settings = store.settings(tenant.id).await.map_err(setup)?;
+    // Everything the simulator generated, however old.
+    settings.commencement_ms = Some(0);
+    settings.page_size = opts.page_size;
+    store
+        .set_settings(tenant.id, &settings)
+        .await
+        .map_err(setup)?;
+    let env = SyncEnv {
+        store: store.clone(),
+        engine: PluginEngine::new(EngineConfig::default()).map_err(setup)?,
+        http: m365sync_graph::http_client(None).map_err(setup)?,
+    };
+    let mailboxes = store.mailboxes(tenant.id).await.map_err(setup)?;
+    let run_opts = RunOptions {
+        bypass_plugins: opts.bypass_plugins,
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let cpu_before = cpu_seconds();
+    let report = run_mailboxes_with(&env, &tenant, mailboxes, "bench", &run_opts).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let stage_seconds = report.stage_micros as f64 / 1e6;
+    let stored_emails = store.email_count(tenant.id).await.map_err(setup)?;
+    let attachment_mib = store.blob_bytes().await.map_err(setup)? as f64 / (1024.0 * 1024.0);
+    store.close().await;
+    running.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !report.mailbox_errors.is_empty() {
+        return Err(SyncBenchError::Setup(format!(
+            "mailboxes failed: {:?}",
+            report.mailbox_errors
+        )));
+    }
+    Ok(SyncBenchReport {
+        variant: if opts.bypass_plugins {
+            "plugin stages bypassed"
+        } else {
+            "default plugins"
+        },
+        mailboxes: opts.mailboxes,
+        processed: report.processed,
+        stored_emails,
+        excluded: report.excluded,
+        seconds,
+        messages_per_second: report.processed as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+        attachment_mib,
+        cpu_seconds: cpu,
+        stage_seconds,
+        stage_cpu_percent: 100.0 * stage_seconds / cpu.max(f64::MIN_POSITIVE),
+    })
+}

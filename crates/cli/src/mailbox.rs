@@ -1,0 +1,328 @@
+//! `m365sync mailbox ...` (import from Entra's CSV, add, list with health, enable, disable) and
+//! `m365sync user ...` (link a shared mailbox to its nominated user, list users).
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use m365sync::admin::import::{add_mailbox, import_csv};
+use m365sync_store::mailboxes::MailboxKind;
+
+use super::admin::{open, open_with_http};
+
+/// `m365sync mailbox ...`
+#[derive(Subcommand)]
+pub enum MailboxCommand {
+    /// Import users and their mailboxes from the CSV of Entra ID's "Download users" (E2).
+    /// Disabled accounts and guests are skipped with a note; bad rows are reported by line and
+    /// the rest is imported; importing again changes nothing. Exits non-zero when a row failed.
+    Import {
+        /// The downloaded CSV file.
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Do not look addresses up in the directory (addresses serve as Graph ids; groups
+        /// cannot be told apart).
+        #[arg(long)]
+        offline: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one mailbox: a person's own, or a shared one linked to its nominated user (E14).
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// The mailbox's address.
+        #[arg(long)]
+        address: String,
+        /// A shared mailbox (needs --user).
+        #[arg(long, requires = "user")]
+        shared: bool,
+        /// The CRM user it belongs to (default: a user with the mailbox's own address).
+        #[arg(long)]
+        user: Option<String>,
+        /// Do not look the address up in the directory.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// List a tenant's mailboxes with their health (E16).
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a mailbox's sync and clear its failure count.
+    Enable {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// The mailbox's address.
+        #[arg(long)]
+        address: String,
+    },
+    /// Stop syncing one mailbox (its stored mail stays).
+    Disable {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// The mailbox's address.
+        #[arg(long)]
+        address: String,
+    },
+}
+
+/// `m365sync user ...`
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Link a mailbox (typically a shared one) to a CRM user of the same tenant (E14).
+    Link {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// The CRM user's email.
+        #[arg(long)]
+        user: String,
+        /// The mailbox's address.
+        #[arg(long)]
+        mailbox: String,
+    },
+    /// List a tenant's CRM users and their mailboxes.
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Runs `m365sync mailbox ...`.
+pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<()> {
+    match cmd {
+        MailboxCommand::Import {
+            csv,
+            org,
+            tenant,
+            offline,
+            json,
+        } => {
+            let (store, http) = open_with_http(config).await?;
+            let t = store.tenant(&org, &tenant).await?;
+            let report = import_csv(&store, &t, &csv, (!offline).then_some(http)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                if let Some(note) = &report.directory_note {
+                    println!("note: {note}");
+                }
+                for s in &report.skipped {
+                    println!("{}:{}: skipped {}: {}", report.file, s.line, s.who, s.note);
+                }
+                for e in &report.errors {
+                    println!("{}:{}: error: {}", report.file, e.line, e.message);
+                }
+                println!(
+                    "imported {} into tenant {org}/{tenant}: {} new, {} updated, {} unchanged, {} skipped, {} error(s)",
+                    report.file,
+                    report.created.len(),
+                    report.updated.len(),
+                    report.unchanged.len(),
+                    report.skipped.len(),
+                    report.errors.len()
+                );
+            }
+            if !report.errors.is_empty() {
+                anyhow::bail!(
+                    "{} row(s) of {} could not be imported (see their lines above); fix them and import again: the other rows are stored and will not change",
+                    report.errors.len(),
+                    report.file
+                );
+            }
+        }
+        MailboxCommand::Add {
+            org,
+            tenant,
+            address,
+            shared,
+            user,
+            offline,
+        } => {
+            let (store, http) = open_with_http(config).await?;
+            let t = store.tenant(&org, &tenant).await?;
+            let kind = if shared {
+                MailboxKind::Shared
+            } else {
+                MailboxKind::Person
+            };
+            let added = add_mailbox(
+                &store,
+                &t,
+                &address,
+                kind,
+                user.as_deref(),
+                (!offline).then_some(http),
+            )
+            .await?;
+            if let Some(note) = &added.directory_note {
+                println!("note: {note}");
+            }
+            println!(
+                "added {} mailbox {} to tenant {org}/{tenant}, linked to user {}",
+                if shared { "shared" } else { "the" },
+                added.address,
+                added.user
+            );
+        }
+        MailboxCommand::List { org, tenant, json } => {
+            let store = open(config).await?;
+            let t = store.tenant(&org, &tenant).await?;
+            let mailboxes = store.mailboxes(t.id).await?;
+            let users: std::collections::HashMap<i64, String> =
+                store.users(t.id).await?.into_iter().collect();
+            if json {
+                let v: Vec<_> = mailboxes
+                    .iter()
+                    .map(|m| {
+                        let mut v = serde_json::to_value(m).expect("mailbox serialises");
+                        v["user"] = m.user_id.and_then(|u| users.get(&u)).cloned().into();
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<32} {:<7} {:<8} {:<28} {:<12} {:<9} {:<17} DETAIL",
+                    "ADDRESS", "KIND", "ENABLED", "USER", "HEALTH", "FAILURES", "BACKOFF UNTIL"
+                );
+                for m in mailboxes {
+                    println!(
+                        "{:<32} {:<7} {:<8} {:<28} {:<12} {:<9} {:<17} {}",
+                        m.address,
+                        match m.kind {
+                            MailboxKind::Person => "person",
+                            MailboxKind::Shared => "shared",
+                        },
+                        if m.enabled { "yes" } else { "no" },
+                        m.user_id
+                            .and_then(|u| users.get(&u))
+                            .map(String::as_str)
+                            .unwrap_or("-"),
+                        m.health,
+                        m.consecutive_failures,
+                        when(m.backoff_until_ms),
+                        m.health_detail.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        MailboxCommand::Enable {
+            org,
+            tenant,
+            address,
+        } => set_enabled(config, &org, &tenant, &address, true).await?,
+        MailboxCommand::Disable {
+            org,
+            tenant,
+            address,
+        } => set_enabled(config, &org, &tenant, &address, false).await?,
+    }
+    Ok(())
+}
+
+async fn set_enabled(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    address: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let t = store.tenant(org, tenant).await?;
+    let m = store.mailbox_by_address(t.id, address).await?.ok_or_else(|| {
+        anyhow::anyhow!("tenant {org}/{tenant} has no mailbox {address}; `m365sync mailbox list` shows them")
+    })?;
+    store.set_mailbox_enabled(m.id, enabled).await?;
+    println!(
+        "mailbox {} of tenant {org}/{tenant} {}",
+        m.address,
+        if enabled { "enabled" } else { "disabled" }
+    );
+    Ok(())
+}
+
+/// Runs `m365sync user ...`.
+pub async fn user(config: Option<&Path>, cmd: UserCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    match cmd {
+        UserCommand::Link {
+            org,
+            tenant,
+            user,
+            mailbox,
+        } => {
+            let t = store.tenant(&org, &tenant).await?;
+            let user_id = store.user_id(t.id, &user).await?.ok_or_else(|| {
+                anyhow::anyhow!("tenant {org}/{tenant} has no user {user}; import or add their own mailbox first (`m365sync mailbox import` or `mailbox add`)")
+            })?;
+            let m = store.mailbox_by_address(t.id, &mailbox).await?.ok_or_else(|| {
+                anyhow::anyhow!("tenant {org}/{tenant} has no mailbox {mailbox}; add it with `m365sync mailbox add --shared --user {user}`")
+            })?;
+            store.link_mailbox(m.id, user_id).await?;
+            println!(
+                "linked mailbox {} to user {} in tenant {org}/{tenant}",
+                m.address,
+                user.to_ascii_lowercase()
+            );
+        }
+        UserCommand::List { org, tenant, json } => {
+            let t = store.tenant(&org, &tenant).await?;
+            let mailboxes = store.mailboxes(t.id).await?;
+            let rows: Vec<(String, Vec<String>)> = store
+                .users(t.id)
+                .await?
+                .into_iter()
+                .map(|(id, email)| {
+                    let linked = mailboxes
+                        .iter()
+                        .filter(|m| m.user_id == Some(id))
+                        .map(|m| m.address.clone())
+                        .collect();
+                    (email, linked)
+                })
+                .collect();
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(u, m)| serde_json::json!({"user": u, "mailboxes": m}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<32} MAILBOXES", "USER");
+                for (u, m) in rows {
+                    println!("{u:<32} {}", m.join(", "));
+                }
+            }
+        }
+    }
+    Ok(())
+}

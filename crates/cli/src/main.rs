@@ -1,0 +1,217 @@
+//! The `m365sync` command line: parsing and the top-level error report (the one place `anyhow`
+//! is used). Each subcommand lives in a module of its own; what it does lives in the library crates.
+
+mod admin;
+mod bench;
+mod crm;
+mod events;
+mod mailbox;
+mod matching;
+mod ops;
+mod plugin;
+mod rules;
+mod serve;
+mod sim;
+mod tenant;
+mod tokens;
+
+use clap::{Parser, Subcommand};
+
+/// Server-side Microsoft 365 email and calendar sync for CRMs.
+#[derive(Parser)]
+#[command(name = "m365sync", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format: human or json.
+    #[arg(
+        long,
+        global = true,
+        default_value = "human",
+        env = "M365SYNC_LOG_FORMAT"
+    )]
+    log_format: String,
+    /// The service configuration (default: ./m365sync.toml if present).
+    #[arg(long, global = true, env = "M365SYNC_CONFIG")]
+    config: Option<std::path::PathBuf>,
+}
+
+// Parsed once per process, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// The local Microsoft Graph + identity simulator (the sandbox).
+    Sim {
+        #[command(subcommand)]
+        command: sim::SimCommand,
+    },
+    /// Declare orgs, tenants, secrets, settings, users, mailboxes and rules from a TOML file
+    /// (idempotent).
+    Apply { file: std::path::PathBuf },
+    /// Connected Microsoft 365 tenants: add, list, enable, disable, test, authorize, secrets.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
+    /// A tenant's mailboxes: import from Entra's CSV, add, list with health, enable, disable.
+    Mailbox {
+        #[command(subcommand)]
+        command: mailbox::MailboxCommand,
+    },
+    /// CRM users: link a shared mailbox to its nominated user, list.
+    User {
+        #[command(subcommand)]
+        command: mailbox::UserCommand,
+    },
+    /// CRM contacts (name, Email, Alternate Email, contact points, entity): add, update,
+    /// remove, show, list, import and export (CSV, JSON), and those carrying a sync user's
+    /// address (warnings).
+    Contact {
+        #[command(subcommand)]
+        command: crm::ContactCommand,
+    },
+    /// CRM entities (households and companies, with domains): add, update, remove, show, list,
+    /// import and export (CSV, JSON).
+    Entity {
+        #[command(subcommand)]
+        command: crm::EntityCommand,
+    },
+    /// Exclusion rules at org, tenant and user level.
+    Rules {
+        #[command(subcommand)]
+        command: rules::RulesCommand,
+    },
+    /// Confirm a tenant's settings and activate it: connectivity is tested, then its initial
+    /// sync is due now and its schedule starts (E13).
+    Activate {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Activate even if the connectivity test fails or no mailbox is enabled.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// CRM events and calendar sync: add, update, remove, list, deactivate, settings, the
+    /// Sync Events switch, the benchmark.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
+    },
+    /// Email sync.
+    Sync {
+        #[command(subcommand)]
+        command: admin::SyncCommand,
+    },
+    /// Run the service: the scheduler, the workers and the admin API (`--sandbox`: on the
+    /// built-in simulator, a SQLite file and the default plugins).
+    Serve(serve::ServeArgs),
+    /// A tenant's runs, newest first.
+    Runs(ops::RunsArgs),
+    /// Run log lines, filtered by org, tenant, run, age, and to errors.
+    Logs(ops::LogsArgs),
+    /// Sync again what failed: one run's errors, or every error since an age.
+    Retry(ops::RetryArgs),
+    /// The key that seals stored secrets.
+    Key {
+        #[command(subcommand)]
+        command: admin::KeyCommand,
+    },
+    /// The benchmark suite: ingest and floor, the Python peer, throttle efficiency (results as
+    /// JSON and Markdown in --out).
+    Bench(bench::BenchArgs),
+    /// WebAssembly plugins: run a plugin on its cases, measure the default plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugin::PluginCommand,
+    },
+    /// The matching job (E8): link stored emails to contacts now; measure it.
+    Match {
+        #[command(subcommand)]
+        command: matching::MatchCommand,
+    },
+    /// A user's review list of unmatched emails, and mapping them to a contact in bulk.
+    Review {
+        #[command(subcommand)]
+        command: matching::ReviewCommand,
+    },
+    /// Admin API tokens: an org's admin token, users' tokens (E12).
+    Token {
+        #[command(subcommand)]
+        command: tokens::TokenCommand,
+    },
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("M365SYNC_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Parses arguments, runs the command, and reports errors with their causes.
+pub fn run() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let config = cli.config.clone();
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        match cli.command {
+            Command::Sim { command } => sim::run(command).await,
+            Command::Apply { file } => admin::apply(config.as_deref(), &file).await,
+            Command::Tenant { command } => tenant::run(config.as_deref(), command).await,
+            Command::Mailbox { command } => mailbox::run(config.as_deref(), command).await,
+            Command::User { command } => mailbox::user(config.as_deref(), command).await,
+            Command::Rules { command } => rules::run(config.as_deref(), command).await,
+            Command::Contact { command } => crm::contact(config.as_deref(), command).await,
+            Command::Entity { command } => crm::entity(config.as_deref(), command).await,
+            Command::Activate {
+                org,
+                tenant,
+                force,
+                json,
+            } => rules::activate_tenant(config.as_deref(), &org, &tenant, force, json).await,
+            Command::Key { command } => admin::key(command),
+            Command::Sync { command } => admin::sync(config.as_deref(), command).await,
+            Command::Events { command } => events::run(config.as_deref(), command).await,
+            Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Serve(args) => serve::run(config.as_deref(), args).await,
+            Command::Runs(args) => ops::runs(config.as_deref(), args).await,
+            Command::Logs(args) => ops::logs(config.as_deref(), args).await,
+            Command::Retry(args) => ops::retry(config.as_deref(), args).await,
+            Command::Match { command } => matching::run_match(config.as_deref(), command).await,
+            Command::Review { command } => matching::run_review(config.as_deref(), command).await,
+            Command::Token { command } => tokens::run(config.as_deref(), command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    run()
+}

@@ -1,0 +1,280 @@
+//! `m365sync rules ...` (exclusion rules at org, tenant and user level, E6) and
+//! `m365sync activate` (E13).
+
+use std::path::Path;
+
+use clap::{Subcommand, ValueEnum};
+use m365sync::admin::activate::{activate, ActivateError};
+use m365sync_store::rules::{Effect, Rule, RuleScope, RuleSpec, Target};
+use m365sync_store::Store;
+use serde::Serialize;
+
+use super::admin::{open, open_with_http};
+
+/// What a rule does.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EffectArg {
+    Exclude,
+    Include,
+}
+
+/// What a rule looks at.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TargetArg {
+    /// Any address of the email (sender or recipient).
+    #[value(name = "any_address", alias = "any-address")]
+    AnyAddress,
+    Sender,
+    Recipient,
+    Subject,
+}
+
+/// `m365sync rules ...`
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Add an exclusion (or include) rule at org level, or tenant level with --tenant, or a
+    /// user's personal level with --tenant and --user. The most specific level wins. Rules act
+    /// on syncs after they are created, not retroactively.
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The CRM user's email (personal rule).
+        #[arg(long, requires = "tenant")]
+        user: Option<String>,
+        #[arg(long, value_enum)]
+        effect: EffectArg,
+        #[arg(long, value_enum)]
+        target: TargetArg,
+        /// An address, a wildcard such as `*@salesforce.com`, or text a subject contains.
+        #[arg(long)]
+        pattern: String,
+    },
+    /// List an org's rules at every level (narrow with --tenant and --user).
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, requires = "tenant")]
+        user: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a rule by the id `rules list` shows.
+    Remove { id: i64 },
+}
+
+/// A rule with where it applies, for listings.
+#[derive(Serialize)]
+struct Listed {
+    id: i64,
+    level: &'static str,
+    tenant: Option<String>,
+    user: Option<String>,
+    #[serde(flatten)]
+    spec: RuleSpec,
+}
+
+async fn scope(
+    store: &Store,
+    org: &str,
+    tenant: Option<&str>,
+    user: Option<&str>,
+) -> anyhow::Result<RuleScope> {
+    let org_id = store.org_id(org).await?;
+    let Some(tenant) = tenant else {
+        return Ok(RuleScope::Org { org_id });
+    };
+    let t = store.tenant(org, tenant).await?;
+    let Some(user) = user else {
+        return Ok(RuleScope::Tenant {
+            org_id,
+            tenant_id: t.id,
+        });
+    };
+    let user_id = store.user_id(t.id, user).await?.ok_or_else(|| {
+        anyhow::anyhow!("tenant {org}/{tenant} has no user {user}; `m365sync user list` shows them")
+    })?;
+    Ok(RuleScope::User {
+        org_id,
+        tenant_id: t.id,
+        user_id,
+    })
+}
+
+/// Runs `m365sync rules ...`.
+pub async fn run(config: Option<&Path>, cmd: RulesCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    match cmd {
+        RulesCommand::Add {
+            org,
+            tenant,
+            user,
+            effect,
+            target,
+            pattern,
+        } => {
+            let scope = scope(&store, &org, tenant.as_deref(), user.as_deref()).await?;
+            let spec = RuleSpec {
+                effect: match effect {
+                    EffectArg::Exclude => Effect::Exclude,
+                    EffectArg::Include => Effect::Include,
+                },
+                target: match target {
+                    TargetArg::AnyAddress => Target::AnyAddress,
+                    TargetArg::Sender => Target::Sender,
+                    TargetArg::Recipient => Target::Recipient,
+                    TargetArg::Subject => Target::Subject,
+                },
+                pattern,
+            };
+            let id = store.add_rule(scope, &spec).await?;
+            println!("added rule {id}; it acts on syncs from now on");
+        }
+        RulesCommand::List {
+            org,
+            tenant,
+            user,
+            json,
+        } => {
+            let rules = list(&store, &org, tenant.as_deref(), user.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rules)?);
+            } else {
+                println!(
+                    "{:<6} {:<7} {:<16} {:<28} {:<8} {:<12} PATTERN",
+                    "ID", "LEVEL", "TENANT", "USER", "EFFECT", "TARGET"
+                );
+                for r in rules {
+                    println!(
+                        "{:<6} {:<7} {:<16} {:<28} {:<8} {:<12} {}",
+                        r.id,
+                        r.level,
+                        r.tenant.as_deref().unwrap_or("-"),
+                        r.user.as_deref().unwrap_or("-"),
+                        text(r.spec.effect),
+                        text(r.spec.target),
+                        r.spec.pattern
+                    );
+                }
+            }
+        }
+        RulesCommand::Remove { id } => {
+            if !store.remove_rule(id).await? {
+                anyhow::bail!("no rule {id}; `m365sync rules list --org ORG` shows the ids");
+            }
+            println!("removed rule {id}");
+        }
+    }
+    Ok(())
+}
+
+fn text<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn list(
+    store: &Store,
+    org: &str,
+    tenant: Option<&str>,
+    user: Option<&str>,
+) -> anyhow::Result<Vec<Listed>> {
+    let org_id = store.org_id(org).await?;
+    let listed = |r: Rule, level, tenant: Option<&str>, user: Option<&str>| Listed {
+        id: r.id,
+        level,
+        tenant: tenant.map(str::to_string),
+        user: user.map(str::to_string),
+        spec: r.spec,
+    };
+    let mut out: Vec<Listed> = store
+        .rules_at(RuleScope::Org { org_id })
+        .await?
+        .into_iter()
+        .map(|r| listed(r, "org", None, None))
+        .collect();
+    for t in store.tenants(Some(org)).await? {
+        if tenant.is_some_and(|n| n != t.name) {
+            continue;
+        }
+        let tenant_id = t.id;
+        for r in store
+            .rules_at(RuleScope::Tenant { org_id, tenant_id })
+            .await?
+        {
+            out.push(listed(r, "tenant", Some(&t.name), None));
+        }
+        for (user_id, email) in store.users(tenant_id).await? {
+            if user.is_some_and(|u| !u.eq_ignore_ascii_case(&email)) {
+                continue;
+            }
+            let scope = RuleScope::User {
+                org_id,
+                tenant_id,
+                user_id,
+            };
+            for r in store.rules_at(scope).await? {
+                out.push(listed(r, "user", Some(&t.name), Some(&email)));
+            }
+        }
+    }
+    if let Some(t) = tenant {
+        store.tenant(org, t).await?;
+    }
+    Ok(out)
+}
+
+/// Runs `m365sync activate`.
+pub async fn activate_tenant(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (store, http) = open_with_http(config).await?;
+    let t = store.tenant(org, tenant).await?;
+    let done = match activate(&store, &t, http, force).await {
+        Ok(done) => done,
+        Err(ActivateError::Connectivity { report, .. }) if json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::bail!("tenant {org}/{tenant} failed its connectivity test; not activated");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+        return Ok(());
+    }
+    for w in &done.warnings {
+        println!("warning: {w}");
+    }
+    let day = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    if done.newly_activated {
+        println!(
+            "activated tenant {}: the initial sync of {} mailbox(es) is due now, reaching back to {}, then every {} minutes; {} exclusion rule(s) at org and tenant level",
+            done.tenant,
+            done.mailboxes,
+            day(done.commencement_ms),
+            done.cadence_minutes,
+            done.rules
+        );
+    } else {
+        println!(
+            "tenant {} was already activated on {}; nothing changed",
+            done.tenant,
+            day(done.activated_ms)
+        );
+    }
+    Ok(())
+}

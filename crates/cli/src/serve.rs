@@ -1,0 +1,196 @@
+//! `m365sync serve`: the service, on the configured database, or with `--sandbox` on an
+//! in-process simulator, a SQLite file and the default plugins (README's first command).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use m365sync::config::ServiceConfig;
+use m365sync::service::sandbox::{self, SandboxFiles};
+use m365sync::service::{Service, ServiceOptions};
+use m365sync::sync::stop::{stop_pair, StopHandle};
+use m365sync_sim::config::ProtocolConfig;
+use m365sync_sim::generate::GenerateOptions;
+use m365sync_sim::server::{serve as serve_sim, ServeOptions};
+use m365sync_sim::{Origin, Sim};
+use m365sync_store::Store;
+
+/// `m365sync serve` options.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Start the built-in sandbox: the simulator in-process with a generated tenant, a SQLite
+    /// store in --sandbox-dir and the default plugins. No configuration needed.
+    #[arg(long)]
+    sandbox: bool,
+    /// Where the sandbox keeps its database, key, token, CA and configuration.
+    #[arg(long, default_value = "sandbox")]
+    sandbox_dir: PathBuf,
+    /// Where the sandbox's simulator listens (https).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    sim_bind: SocketAddr,
+    /// People in the sandbox tenant.
+    #[arg(long, default_value_t = 5)]
+    users: usize,
+    /// Messages each sandbox mailbox starts with.
+    #[arg(long, default_value_t = 200)]
+    messages: usize,
+    /// The admin API's address (default: admin_listen of m365sync.toml, or 127.0.0.1:8080).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Mailboxes synced at once by this process (default: workers of m365sync.toml).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds a lease lasts without renewal (default: lease_secs of m365sync.toml).
+    #[arg(long)]
+    lease_secs: Option<u64>,
+    /// Seconds between scheduler ticks and idle workers' polls.
+    #[arg(long, default_value_t = 1.0)]
+    poll_secs: f64,
+    /// Write {"admin_url", "holder"} as JSON here once the service is up (for scripts, tests).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
+    let (handle, stop) = stop_pair();
+    let mut sim_running = None;
+    let (cfg, key, token) = if args.sandbox {
+        let sim = Sim::new(
+            Origin::Generated(GenerateOptions {
+                users: args.users,
+                messages: args.messages,
+                ..GenerateOptions::default()
+            }),
+            ProtocolConfig::default(),
+        );
+        let running = serve_sim(
+            sim,
+            ServeOptions {
+                bind: args.sim_bind,
+                tls_dir: Some(args.sandbox_dir.join("tls")),
+                public_url: None,
+            },
+        )
+        .await
+        .context("the sandbox's simulator cannot start")?;
+        let files = SandboxFiles::under(&args.sandbox_dir);
+        let admin_listen = args
+            .admin_listen
+            .unwrap_or_else(|| ServiceConfig::default().admin_listen);
+        let (key, token) =
+            sandbox::prepare_files(&files, admin_listen, running.ca_cert.as_deref())?;
+        let cfg = ServiceConfig::load(Some(&files.config))?;
+        sim_running = Some(running);
+        (cfg, key, token)
+    } else {
+        let cfg = ServiceConfig::load(config)?;
+        // The token before the key: without a token nothing else is worth checking.
+        let token = cfg.admin_token()?.context(
+            "the admin API needs a token: set admin_token_file in m365sync.toml (a file \
+             holding at least 16 random characters) or M365SYNC_ADMIN_TOKEN",
+        )?;
+        let key = cfg.secret_key()?;
+        (cfg, key, token)
+    };
+    let store = Store::open(&cfg.database_url, key).await?;
+    if let Some(running) = &sim_running {
+        let tenant = sandbox::declare(&store, &running.sim).await?;
+        tracing::info!(org = %tenant.org, tenant = %tenant.name, "sandbox tenant declared and activated");
+    }
+    let env = super::admin::sync_env(&cfg, store.clone())?;
+    let mut opts = ServiceOptions::new(Some(args.admin_listen.unwrap_or(cfg.admin_listen)), token);
+    opts.workers = args.workers.unwrap_or(cfg.workers).max(1);
+    opts.lease_ttl = Duration::from_secs(args.lease_secs.unwrap_or(cfg.lease_secs).max(2));
+    opts.poll = Duration::from_secs_f64(args.poll_secs.clamp(0.05, 60.0));
+    let holder = opts.holder.clone();
+    let service = Service::start(env, opts, stop).await?;
+    let admin_url = format!(
+        "http://{}",
+        service
+            .admin_addr
+            .expect("the API is always configured here")
+    );
+    if let Some(path) = &args.ready_file {
+        let ready = serde_json::json!({ "admin_url": admin_url, "holder": holder });
+        super::sim::write_atomically(path, &ready.to_string())?;
+    }
+    if let Some(running) = &sim_running {
+        print_sandbox_guide(&args.sandbox_dir, &running.base_url, &admin_url);
+        tokio::spawn(report_first_run(store.clone()));
+    } else {
+        eprintln!("m365sync serving; admin API on {admin_url} (holder {holder})");
+    }
+    wait_for_signal(handle).await;
+    eprintln!("stopping: finishing the pages in flight");
+    service.wait().await;
+    store.close().await;
+    if let Some(running) = sim_running {
+        running.stop();
+    }
+    eprintln!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal(handle: StopHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    handle.stop();
+}
+
+fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
+    let d = dir.display();
+    println!(
+        "m365sync sandbox is running.\n\
+         \n  simulated Microsoft 365 (Graph + identity): {sim_url}  (CA: {d}/tls/ca.pem)\n\
+         \x20 admin API: {admin_url}  (token in {d}/admin.token)\n\
+         \x20 database: {d}/m365sync.db (SQLite), default plugins, org '{org}', tenant '{tenant}'\n\
+         \nWhere to look:\n\
+         \x20 curl {admin_url}/health\n\
+         \x20 curl -H \"Authorization: Bearer $(cat {d}/admin.token)\" {admin_url}/api/tenants/{org}/{tenant}/runs\n\
+         \x20 curl -H \"Authorization: Bearer $(cat {d}/admin.token)\" {admin_url}/metrics\n\
+         \x20 m365sync --config {d}/m365sync.toml runs --org {org} --tenant {tenant}\n\
+         \x20 m365sync --config {d}/m365sync.toml logs --org {org} --tenant {tenant}\n\
+         \nCtrl-C stops it cleanly; starting it again resumes where it stopped.",
+        org = sandbox::ORG,
+        tenant = sandbox::TENANT,
+    );
+}
+
+/// Prints the first run's result once it finishes, so a new user sees the sync happen.
+async fn report_first_run(store: Store) {
+    let Ok(tenant) = store.tenant(sandbox::ORG, sandbox::TENANT).await else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Ok(runs) = store.runs(tenant.id, 1).await {
+            if let Some(run) = runs.first().filter(|r| r.finished_ms.is_some()) {
+                println!(
+                    "run {} {}: {} processed, {} synced, {} errors",
+                    run.id, run.status, run.processed, run.synced, run.errors
+                );
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! `m365sync tenant ...`: add, list, enable, disable, test connectivity (E11), authorize a
+//! delegated tenant (A2), and manage client secrets. Secrets are read from a file or an
+//! environment variable, never from the command line (it would land in shell history), and
+//! are never printed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use m365sync::admin::connectivity::{test_connectivity, Report, Status};
+use m365sync::credentials::{app_credentials, store_refresh_token};
+use m365sync_graph::authorize::PendingAuthorization;
+use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind};
+
+use super::admin::{open, open_with_http};
+
+/// `m365sync tenant ...`
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Connect a Microsoft 365 tenant to an org (creating the org if needed). Syncing starts
+    /// only after `m365sync activate`.
+    Add {
+        #[arg(long)]
+        org: String,
+        /// Our name for the tenant (unique within the org).
+        #[arg(long)]
+        name: String,
+        /// The Entra tenant id (GUID) or a verified domain.
+        #[arg(long)]
+        ms_tenant: String,
+        /// The app registration's application (client) id.
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        secret: SecretSource,
+        /// A name for the secret, to tell it apart when rotating (e.g. its expiry month).
+        #[arg(long, default_value = "initial")]
+        secret_label: String,
+        /// The identity platform.
+        #[arg(long, default_value = "https://login.microsoftonline.com")]
+        authority: String,
+        /// Microsoft Graph's base URL.
+        #[arg(long, default_value = "https://graph.microsoft.com/v1.0")]
+        graph_url: String,
+        /// Authenticate as an admin account (authorization code + refresh token, A2) instead
+        /// of app-only client credentials; run `tenant authorize` next.
+        #[arg(long)]
+        delegated: bool,
+    },
+    /// List tenants (all orgs, or one with --org).
+    List {
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a tenant's sync (T4).
+    Enable {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Stop a tenant's sync; its other settings, mailboxes and data stay (T4).
+    Disable {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Test connectivity (E11): a token, a directory read and one mailbox read, each failure
+    /// named (wrong or expired secret, unknown app or tenant, missing permission, mailbox
+    /// outside the access policy). Exits non-zero when a step fails.
+    Test {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// The mailbox to read (default: the tenant's first enabled mailbox).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Print the checklist as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Authorize a delegated tenant (A2): prints an address to open in a browser, where an
+    /// admin signs in and consents; the refresh token is stored encrypted. The app must have
+    /// the redirect URI http://127.0.0.1/callback (any port).
+    Authorize {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Only print the address (for a browser on another machine; paste the address the
+        /// browser ends on back here).
+        #[arg(long)]
+        no_browser: bool,
+        /// The admin account to sign in as.
+        #[arg(long)]
+        login_hint: Option<String>,
+        /// How long to wait for the browser.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
+    /// Client secrets of a tenant's app (several may be valid at once, for rotation, A1).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+}
+
+/// `m365sync tenant secret ...`
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Store a new client secret (tried before older ones).
+    Add {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// A name for the secret (e.g. its expiry month).
+        #[arg(long)]
+        label: String,
+        #[command(flatten)]
+        secret: SecretSource,
+    },
+    /// List the labels and dates of the stored secrets (never their values).
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret by label (after rotating it out in Entra).
+    Remove {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        label: String,
+    },
+}
+
+/// Where a client secret comes from: never the command line itself.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct SecretSource {
+    /// Read the client secret from this file (surrounding whitespace is ignored).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Read the client secret from this environment variable.
+    #[arg(long)]
+    secret_env: Option<String>,
+}
+
+impl SecretSource {
+    fn read(&self) -> anyhow::Result<String> {
+        let value = match (&self.secret_file, &self.secret_env) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the secret file {}", f.display()))?,
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("the environment variable {var} (--secret-env) is not set")
+            })?,
+            (None, None) => anyhow::bail!("give --secret-file or --secret-env"),
+        };
+        let value = value.trim().to_string();
+        if value.is_empty() {
+            anyhow::bail!(
+                "the client secret is empty; copy the secret's value (not its id) from Entra"
+            );
+        }
+        Ok(value)
+    }
+}
+
+/// Runs `m365sync tenant ...`.
+pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()> {
+    match cmd {
+        TenantCommand::Add {
+            org,
+            name,
+            ms_tenant,
+            client_id,
+            secret,
+            secret_label,
+            authority,
+            graph_url,
+            delegated,
+        } => {
+            let value = secret.read()?;
+            let store = open(config).await?;
+            if store.tenant(&org, &name).await.is_ok() {
+                anyhow::bail!("tenant {name} already exists in org {org}; `m365sync tenant secret add` adds a secret, `m365sync apply` changes a declaration");
+            }
+            let t = store
+                .upsert_tenant(&NewTenant {
+                    org: org.clone(),
+                    name: name.clone(),
+                    ms_tenant,
+                    authority: authority.trim_end_matches('/').to_string(),
+                    graph_url: graph_url.trim_end_matches('/').to_string(),
+                    client_id,
+                    auth_mode: if delegated {
+                        AuthMode::Delegated
+                    } else {
+                        AuthMode::App
+                    },
+                })
+                .await?;
+            store
+                .put_secret(t.id, SecretKind::ClientSecret, &secret_label, &value)
+                .await?;
+            let next = if delegated {
+                "tenant authorize"
+            } else {
+                "tenant test"
+            };
+            println!(
+                "added tenant {name} to org {org} ({}); client secret stored encrypted as '{secret_label}'\nnext: m365sync {next} --org {org} --tenant {name}",
+                if delegated { "delegated" } else { "app-only" }
+            );
+        }
+        TenantCommand::List { org, json } => {
+            let store = open(config).await?;
+            let tenants = store.tenants(org.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tenants)?);
+            } else {
+                println!(
+                    "{:<16} {:<16} {:<36} {:<9} {:<8} {:<10} CLIENT ID",
+                    "ORG", "TENANT", "MICROSOFT TENANT", "AUTH", "ENABLED", "ACTIVATED"
+                );
+                for t in tenants {
+                    println!(
+                        "{:<16} {:<16} {:<36} {:<9} {:<8} {:<10} {}",
+                        t.org,
+                        t.name,
+                        t.ms_tenant,
+                        match t.auth_mode {
+                            AuthMode::App => "app",
+                            AuthMode::Delegated => "delegated",
+                        },
+                        if t.enabled { "yes" } else { "no" },
+                        t.activated_ms.map(date).unwrap_or_else(|| "no".into()),
+                        t.client_id
+                    );
+                }
+            }
+        }
+        TenantCommand::Enable { org, tenant } => set_enabled(config, &org, &tenant, true).await?,
+        TenantCommand::Disable { org, tenant } => set_enabled(config, &org, &tenant, false).await?,
+        TenantCommand::Test {
+            org,
+            tenant,
+            mailbox,
+            json,
+        } => {
+            let (store, http) = open_with_http(config).await?;
+            let t = store.tenant(&org, &tenant).await?;
+            let report = test_connectivity(&store, &t, http, mailbox.as_deref()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_checklist(&report);
+            }
+            if let Some(f) = report.failure() {
+                anyhow::bail!("tenant {org}/{tenant}: {f}");
+            }
+        }
+        TenantCommand::Authorize {
+            org,
+            tenant,
+            no_browser,
+            login_hint,
+            timeout_secs,
+        } => authorize(config, &org, &tenant, no_browser, login_hint, timeout_secs).await?,
+        TenantCommand::Secret { command } => secret(config, command).await?,
+    }
+    Ok(())
+}
+
+/// `tenant enable` / `tenant disable`.
+async fn set_enabled(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let t = store.tenant(org, tenant).await?;
+    store.set_tenant_enabled(t.id, enabled).await?;
+    println!(
+        "tenant {org}/{tenant} {}",
+        if enabled {
+            "enabled: it syncs on its schedule again"
+        } else {
+            "disabled: its sync stops; other tenants go on"
+        }
+    );
+    Ok(())
+}
+
+fn date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn print_checklist(report: &Report) {
+    println!(
+        "connectivity of tenant {} ({})",
+        report.tenant,
+        match report.auth_mode {
+            AuthMode::App => "app-only",
+            AuthMode::Delegated => "delegated",
+        }
+    );
+    for s in &report.steps {
+        let mark = match s.status {
+            Status::Passed => "[ok]  ",
+            Status::Failed => "[FAIL]",
+            Status::Skipped => "[skip]",
+        };
+        println!("  {mark} {:<10} {}", s.name, s.detail);
+        if let Some(f) = &s.failure {
+            println!("         {f}");
+        }
+    }
+    println!(
+        "{}",
+        if report.ok {
+            "all checks passed"
+        } else {
+            "connectivity test failed"
+        }
+    );
+}
+
+async fn authorize(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    no_browser: bool,
+    login_hint: Option<String>,
+    timeout_secs: u64,
+) -> anyhow::Result<()> {
+    let (store, http) = open_with_http(config).await?;
+    let t = store.tenant(org, tenant).await?;
+    if t.auth_mode != AuthMode::Delegated {
+        anyhow::bail!("tenant {org}/{tenant} is app-only (client credentials) and needs no authorization; `m365sync tenant test` checks it");
+    }
+    let app = app_credentials(&store, &t).await?;
+    let pending = PendingAuthorization::start(app, login_hint.as_deref()).await?;
+    println!("Open this address in a browser, sign in as an admin of the tenant and consent:\n");
+    println!("{}\n", pending.url());
+    println!(
+        "Waiting for the browser's redirect to {} (up to {timeout_secs} s).\nIf the browser runs on another machine, paste the address it ends on here and press Enter.",
+        pending.redirect_uri()
+    );
+    if !no_browser {
+        open_browser(pending.url());
+    }
+    // Standard input is read on a plain thread: a blocked read must never hold up exit.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let done = pending
+        .finish(&http, Some(rx), Duration::from_secs(timeout_secs))
+        .await?;
+    store_refresh_token(&store, t.id, &done.refresh_token).await?;
+    println!(
+        "authorized tenant {org}/{tenant}; refresh token stored encrypted{}\nnext: m365sync tenant test --org {org} --tenant {tenant}",
+        done.scope
+            .map(|s| format!(" (granted: {s})"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Best effort: the address is printed either way.
+fn open_browser(url: &str) {
+    let cmd = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    let _ = std::process::Command::new(cmd)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+async fn secret(config: Option<&Path>, cmd: SecretCommand) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    match cmd {
+        SecretCommand::Add {
+            org,
+            tenant,
+            label,
+            secret,
+        } => {
+            let value = secret.read()?;
+            let t = store.tenant(&org, &tenant).await?;
+            store
+                .put_secret(t.id, SecretKind::ClientSecret, &label, &value)
+                .await?;
+            println!("stored client secret '{label}' of tenant {org}/{tenant} (encrypted); it is tried first");
+        }
+        SecretCommand::List { org, tenant, json } => {
+            let t = store.tenant(&org, &tenant).await?;
+            let labels = store.secret_labels(t.id, SecretKind::ClientSecret).await?;
+            if json {
+                let v: Vec<_> = labels
+                    .iter()
+                    .map(|(l, ms)| serde_json::json!({"label": l, "created_ms": ms}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<24} ADDED", "LABEL");
+                for (l, ms) in labels {
+                    println!("{l:<24} {}", date(ms));
+                }
+            }
+        }
+        SecretCommand::Remove { org, tenant, label } => {
+            let t = store.tenant(&org, &tenant).await?;
+            if !store
+                .remove_secret(t.id, SecretKind::ClientSecret, &label)
+                .await?
+            {
+                anyhow::bail!("tenant {org}/{tenant} has no client secret labelled '{label}'; `m365sync tenant secret list` shows them");
+            }
+            println!("removed client secret '{label}' of tenant {org}/{tenant}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! "Confirm settings and activate" (E13): checks the tenant can be synced (connectivity, enabled,
+//! mailboxes, exclusion rules), then marks it activated so its first sync is due now and its
+//! schedule starts. The first sync reaches back to the commencement date: six months before
+//! activation unless a date is set.
+
+use chrono::{Duration, TimeZone, Utc};
+use serde::Serialize;
+
+use super::connectivity::{test_connectivity, Report};
+use m365sync_store::rules::RuleScope;
+use m365sync_store::tenants::Tenant;
+use m365sync_store::{Store, StoreError};
+
+/// Six months, the default reach of a first sync (E4); the same figure the sync run uses.
+const DEFAULT_REACH_DAYS: i64 = 182;
+
+/// Why a tenant was not activated.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("tenant {tenant} is disabled; enable it with `m365sync tenant enable` first")]
+    Disabled { tenant: String },
+    #[error("tenant {tenant} failed its connectivity test: {reason}; fix it and run `m365sync tenant test` (or activate with --force)")]
+    Connectivity {
+        tenant: String,
+        reason: String,
+        report: Box<Report>,
+    },
+    #[error("tenant {tenant} has no enabled mailbox; import them with `m365sync mailbox import --csv` first (or activate with --force)")]
+    NoMailbox { tenant: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What activation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Activation {
+    pub tenant: String,
+    /// False when the tenant was already activated (nothing changed).
+    pub newly_activated: bool,
+    pub activated_ms: i64,
+    /// Mail from this instant on is synced (E4).
+    pub commencement_ms: i64,
+    pub cadence_minutes: i64,
+    pub mailboxes: usize,
+    /// Rules at org and tenant level; E13 asks for them before activation.
+    pub rules: usize,
+    /// Things the admin should know but that did not stop activation.
+    pub warnings: Vec<String>,
+}
+
+/// Activates `tenant` after its checks; `force` activates despite a failed connectivity test
+/// or no mailboxes. `http` is used for the connectivity test.
+pub async fn activate(
+    store: &Store,
+    tenant: &Tenant,
+    http: reqwest::Client,
+    force: bool,
+) -> Result<Activation, ActivateError> {
+    let name = format!("{}/{}", tenant.org, tenant.name);
+    if !tenant.enabled {
+        return Err(ActivateError::Disabled { tenant: name });
+    }
+    let mut warnings = Vec::new();
+    let report = test_connectivity(store, tenant, http, None).await?;
+    if let Some(f) = report.failure() {
+        if !force {
+            return Err(ActivateError::Connectivity {
+                tenant: name,
+                reason: f.to_string(),
+                report: Box::new(report.clone()),
+            });
+        }
+        warnings.push(format!("connectivity test failed (activated anyway): {f}"));
+    }
+    let mailboxes = store
+        .mailboxes(tenant.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.enabled)
+        .count();
+    if mailboxes == 0 {
+        if !force {
+            return Err(ActivateError::NoMailbox { tenant: name });
+        }
+        warnings.push("no enabled mailbox yet: nothing will be synced until one is added".into());
+    }
+    let rules = store
+        .rules_at(RuleScope::Org {
+            org_id: tenant.org_id,
+        })
+        .await?
+        .len()
+        + store
+            .rules_at(RuleScope::Tenant {
+                org_id: tenant.org_id,
+                tenant_id: tenant.id,
+            })
+            .await?
+            .len();
+    if rules == 0 {
+        warnings.push("no exclusion rules at org or tenant level: rules act only on syncs after they are created, so add them now if the firm has any (`m365sync rules add`)".into());
+    }
+    // C9: writing events to Microsoft can email the firm's clients.
+    let calendar = store.calendar_settings(tenant.org_id, tenant.id).await?;
+    if let Some(w) = crate::calendar::invitation_warning(calendar.direction) {
+        warnings.push(format!("{w} (`m365sync events settings`)"));
+    }
+    let newly_activated = store.activate_tenant(tenant.id).await?;
+    store.mark_initial_sync(tenant.id).await?;
+    let t = store.tenant_by_id(tenant.id).await?;
+    let settings = store.settings(tenant.id).await?;
+    let activated_ms = t.activated_ms.unwrap_or_default();
+    let anchor = t.initial_sync_ms.unwrap_or(activated_ms);
+    let commencement_ms = settings.commencement_ms.unwrap_or_else(|| {
+        (Utc.timestamp_millis_opt(anchor)
+            .single()
+            .unwrap_or_else(Utc::now)
+            - Duration::days(DEFAULT_REACH_DAYS))
+        .timestamp_millis()
+    });
+    Ok(Activation {
+        tenant: name,
+        newly_activated,
+        activated_ms,
+        commencement_ms,
+        cadence_minutes: settings.cadence_minutes,
+        mailboxes,
+        rules,
+        warnings,
+    })
+}

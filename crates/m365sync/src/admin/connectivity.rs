@@ -1,0 +1,429 @@
+//! "Test connectivity" (E11): a token, a directory read and one mailbox read, each reported as
+//! passed, failed (with precisely what is wrong and what to do) or skipped. The checks use the
+//! same token cache as a sync run ([`crate::credentials::token_cache_for`]), so a passing test means
+//! the sync can authenticate.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::Serialize;
+
+use super::admin_client;
+use crate::credentials::token_cache_for;
+use m365sync_graph::{AuthError, GraphError};
+use m365sync_store::tenants::{AuthMode, Tenant};
+use m365sync_store::{Store, StoreError};
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    /// Not tried because an earlier step failed.
+    Skipped,
+}
+
+/// What precisely is wrong, named after what the admin has to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    #[error("the client secret is wrong (AADSTS7000215): no stored secret is valid for app {client_id}; add the secret's value (not its id) with `m365sync tenant secret add`")]
+    WrongSecret { client_id: String },
+    #[error("the client secret has expired (AADSTS7000222); create a new one in Entra (App registrations > Certificates & secrets) and add it with `m365sync tenant secret add`")]
+    ExpiredSecret { client_id: String },
+    #[error("no app with client id {client_id} in directory {ms_tenant} (AADSTS700016); check the client id, and that an admin granted consent in that tenant")]
+    UnknownApp {
+        client_id: String,
+        ms_tenant: String,
+    },
+    #[error(
+        "the directory {ms_tenant} does not exist (AADSTS90002); check the tenant id or domain"
+    )]
+    UnknownTenant { ms_tenant: String },
+    #[error("no client secret is stored; add one with `m365sync tenant secret add`")]
+    NoSecret,
+    #[error(
+        "the tenant is delegated and nobody has authorized it yet; run `m365sync tenant authorize`"
+    )]
+    NotAuthorized,
+    #[error("the stored refresh token has expired or was revoked (AADSTS{code}); an admin must run `m365sync tenant authorize` again")]
+    RefreshExpired { code: u32 },
+    #[error("the identity platform refused the token request: {error} (AADSTS{code})")]
+    TokenRefused { error: String, code: u32 },
+    #[error("cannot reach the identity platform at {authority}: {detail}")]
+    Unreachable { authority: String, detail: String },
+    #[error("the app lacks the {permission} permission ({code}); add it as {permission_type} permission in Entra (API permissions) and grant admin consent")]
+    MissingPermission {
+        permission: String,
+        /// "an application" or "a delegated".
+        permission_type: String,
+        code: String,
+    },
+    #[error("mailbox {mailbox} is outside the Exchange application access policy (403 {code}); add it to the policy's group, or disable it with `m365sync mailbox disable`")]
+    OutsideAccessPolicy { mailbox: String, code: String },
+    #[error("mailbox {mailbox}: access denied (403 {code}: {message}); check the app's permissions and any application access policy")]
+    MailboxDenied {
+        mailbox: String,
+        code: String,
+        message: String,
+    },
+    #[error("mailbox {mailbox} was not found (404 {code}); check the address, and that it has an Exchange Online mailbox (a licence)")]
+    MailboxNotFound { mailbox: String, code: String },
+    #[error("no mailbox to read: the tenant has none and the directory listed no user; add one with `m365sync mailbox add` or pass --mailbox")]
+    NoMailbox,
+    #[error("Graph answered {status} {code}: {message}")]
+    Graph {
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+/// One line of the checklist.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// `token`, `directory` or `mailbox`.
+    pub name: &'static str,
+    pub status: Status,
+    /// What was checked, or what passed.
+    pub detail: String,
+    /// Set when the step failed.
+    pub failure: Option<Failure>,
+}
+
+/// The whole checklist for one tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `org/tenant`.
+    pub tenant: String,
+    pub auth_mode: AuthMode,
+    pub ok: bool,
+    pub steps: Vec<Step>,
+}
+
+impl Report {
+    /// The first failure, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.steps.iter().find_map(|s| s.failure.as_ref())
+    }
+}
+
+/// What a token says it may do (read without verifying: only to explain a refusal).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TokenPermissions {
+    /// Application permissions (`roles`) or delegated scopes (`scp`).
+    pub permissions: Vec<String>,
+    /// The signed-in user of a delegated token.
+    pub user: Option<String>,
+}
+
+/// Reads the `roles`/`scp` and `upn` claims of a JWT access token. `None` when the token is not
+/// a readable JWT (Microsoft does not promise it is; callers then explain less precisely).
+pub fn token_permissions(token: &str) -> Option<TokenPermissions> {
+    let payload = token.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let mut permissions: Vec<String> = claims["roles"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(scp) = claims["scp"].as_str() {
+        permissions.extend(scp.split(' ').filter(|s| !s.is_empty()).map(str::to_string));
+    }
+    Some(TokenPermissions {
+        permissions,
+        user: claims["upn"].as_str().map(str::to_string),
+    })
+}
+
+/// True when `granted` includes `wanted` or a permission that implies it (ReadWrite covers
+/// Read; Directory.Read.All covers User.Read.All).
+fn grants(granted: &[String], wanted: &str) -> bool {
+    let has = |p: &str| granted.iter().any(|g| g.eq_ignore_ascii_case(p));
+    has(wanted)
+        || wanted
+            .strip_suffix(".Read")
+            .is_some_and(|b| has(&format!("{b}.ReadWrite")))
+        || wanted.strip_suffix(".Read.All").is_some_and(|b| {
+            has(&format!("{b}.ReadWrite.All"))
+                || has("Directory.Read.All")
+                || has("Directory.ReadWrite.All")
+        })
+}
+
+fn auth_failure(e: &AuthError, tenant: &Tenant) -> Failure {
+    match e {
+        AuthError::WrongSecret { code: 7000222, .. } => Failure::ExpiredSecret {
+            client_id: tenant.client_id.clone(),
+        },
+        AuthError::WrongSecret { .. } => Failure::WrongSecret {
+            client_id: tenant.client_id.clone(),
+        },
+        AuthError::UnknownApp { client_id, .. } => Failure::UnknownApp {
+            client_id: client_id.clone(),
+            ms_tenant: tenant.ms_tenant.clone(),
+        },
+        AuthError::UnknownTenant { .. } => Failure::UnknownTenant {
+            ms_tenant: tenant.ms_tenant.clone(),
+        },
+        AuthError::NoSecret { .. } => Failure::NoSecret,
+        AuthError::NotAuthorized { .. } => Failure::NotAuthorized,
+        AuthError::RefreshExpired { code, .. } => Failure::RefreshExpired { code: *code },
+        AuthError::Refused { error, code, .. } => Failure::TokenRefused {
+            error: error.clone(),
+            code: *code,
+        },
+        AuthError::Unreachable {
+            authority, detail, ..
+        } => Failure::Unreachable {
+            authority: authority.clone(),
+            detail: detail.clone(),
+        },
+    }
+}
+
+fn graph_failure(e: GraphError, tenant: &Tenant) -> Failure {
+    let graph = |status, code, message| Failure::Graph {
+        status,
+        code,
+        message,
+    };
+    match e {
+        GraphError::Auth(a) => auth_failure(&a, tenant),
+        GraphError::AccessDenied { code, message, .. } => graph(403, code, message),
+        GraphError::NotFound { code, message, .. } => graph(404, code, message),
+        GraphError::Other {
+            status,
+            code,
+            message,
+            ..
+        } => graph(status, code, message),
+        GraphError::Exhausted {
+            status,
+            attempts,
+            message,
+            ..
+        } => graph(
+            status,
+            format!("still failing after {attempts} attempts"),
+            message,
+        ),
+        other => graph(0, "unexpected answer".into(), other.to_string()),
+    }
+}
+
+fn passed(name: &'static str, detail: String) -> Step {
+    Step {
+        name,
+        status: Status::Passed,
+        detail,
+        failure: None,
+    }
+}
+
+fn failed(name: &'static str, detail: &str, failure: Failure) -> Step {
+    Step {
+        name,
+        status: Status::Failed,
+        detail: detail.to_string(),
+        failure: Some(failure),
+    }
+}
+
+fn skipped(name: &'static str, detail: &str) -> Step {
+    Step {
+        name,
+        status: Status::Skipped,
+        detail: format!("{detail} (not tried: an earlier step failed)"),
+        failure: None,
+    }
+}
+
+const TOKEN: &str = "get an access token";
+const DIRECTORY: &str = "read the directory (GET /users)";
+const MAILBOX: &str = "read a mailbox (GET /users/{id}/mailFolders/inbox/messages)";
+
+/// Runs the checklist for `tenant`: token, directory, then one mailbox: `mailbox` if given,
+/// else the tenant's first enabled mailbox, else the first user the directory listed.
+pub async fn test_connectivity(
+    store: &Store,
+    tenant: &Tenant,
+    http: reqwest::Client,
+    mailbox: Option<&str>,
+) -> Result<Report, StoreError> {
+    let tokens = token_cache_for(store, tenant, http.clone()).await?;
+    let mut steps = Vec::new();
+    let delegated = tenant.auth_mode == AuthMode::Delegated;
+    let kind = if delegated {
+        "a delegated"
+    } else {
+        "an application"
+    };
+    let perms = match tokens.token().await {
+        Ok(token) => {
+            let perms = token_permissions(&token);
+            let mut detail = if delegated {
+                "delegated token (refresh token grant)".to_string()
+            } else {
+                "app-only token (client credentials)".to_string()
+            };
+            if let Some(p) = &perms {
+                if let Some(u) = &p.user {
+                    detail.push_str(&format!(" for {u}"));
+                }
+                detail.push_str(&format!("; permissions: {}", p.permissions.join(", ")));
+            }
+            steps.push(passed("token", detail));
+            perms
+        }
+        Err(e) => {
+            steps.push(failed("token", TOKEN, auth_failure(&e, tenant)));
+            steps.push(skipped("directory", DIRECTORY));
+            steps.push(skipped("mailbox", MAILBOX));
+            return Ok(finish(tenant, steps));
+        }
+    };
+    let client = admin_client(tenant, tokens, http);
+    let lacks = |p: &str| perms.as_ref().is_some_and(|t| !grants(&t.permissions, p));
+    let first_user = match client
+        .get(
+            "directory",
+            "users?$top=1&$select=id,userPrincipalName,mail",
+            None,
+        )
+        .await
+    {
+        Ok(v) => {
+            let first = v["value"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|u| u["userPrincipalName"].as_str())
+                .map(str::to_string);
+            steps.push(passed(
+                "directory",
+                format!(
+                    "listed users{}",
+                    first
+                        .as_deref()
+                        .map(|u| format!(" (first: {u})"))
+                        .unwrap_or_default()
+                ),
+            ));
+            first
+        }
+        Err(GraphError::AccessDenied { code, .. }) => {
+            steps.push(failed(
+                "directory",
+                DIRECTORY,
+                Failure::MissingPermission {
+                    permission: "User.Read.All".into(),
+                    permission_type: kind.into(),
+                    code,
+                },
+            ));
+            None
+        }
+        Err(e) => {
+            steps.push(failed("directory", DIRECTORY, graph_failure(e, tenant)));
+            None
+        }
+    };
+    let target = match mailbox {
+        Some(m) => Some(
+            store
+                .mailbox_by_address(tenant.id, m)
+                .await?
+                .map(|mb| (mb.address, mb.graph_id))
+                .unwrap_or_else(|| (m.to_string(), m.to_string())),
+        ),
+        None => store
+            .mailboxes(tenant.id)
+            .await?
+            .into_iter()
+            .find(|m| m.enabled)
+            .map(|m| (m.address, m.graph_id))
+            .or_else(|| first_user.map(|u| (u.clone(), u))),
+    };
+    let Some((address, graph_id)) = target else {
+        steps.push(failed("mailbox", MAILBOX, Failure::NoMailbox));
+        return Ok(finish(tenant, steps));
+    };
+    let url = format!(
+        "users/{}/mailFolders/inbox/messages?$top=1&$select=id",
+        utf8_percent_encode(&graph_id, NON_ALPHANUMERIC)
+    );
+    let what = format!("read mailbox {address}");
+    match client.get(&address, &url, None).await {
+        Ok(_) => steps.push(passed("mailbox", format!("read the inbox of {address}"))),
+        Err(GraphError::AccessDenied { code, message, .. }) => {
+            let failure = if lacks("Mail.Read") {
+                Failure::MissingPermission {
+                    permission: "Mail.Read".into(),
+                    permission_type: kind.into(),
+                    code,
+                }
+            } else if !delegated && (perms.is_some() || message.contains("AccessPolicy")) {
+                // App-only, the permission is granted, yet this mailbox refuses: the policy.
+                Failure::OutsideAccessPolicy {
+                    mailbox: address.clone(),
+                    code,
+                }
+            } else {
+                Failure::MailboxDenied {
+                    mailbox: address.clone(),
+                    code,
+                    message,
+                }
+            };
+            steps.push(failed("mailbox", &what, failure));
+        }
+        Err(GraphError::NotFound { code, .. }) => steps.push(failed(
+            "mailbox",
+            &what,
+            Failure::MailboxNotFound {
+                mailbox: address.clone(),
+                code,
+            },
+        )),
+        Err(e) => steps.push(failed("mailbox", &what, graph_failure(e, tenant))),
+    }
+    Ok(finish(tenant, steps))
+}
+
+fn finish(tenant: &Tenant, steps: Vec<Step>) -> Report {
+    Report {
+        tenant: format!("{}/{}", tenant.org, tenant.name),
+        auth_mode: tenant.auth_mode,
+        ok: steps.iter().all(|s| s.status == Status::Passed),
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broader_permissions_imply_narrower_ones() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(grants(&g(&["Mail.ReadWrite"]), "Mail.Read"));
+        assert!(grants(&g(&["Directory.Read.All"]), "User.Read.All"));
+        assert!(!grants(&g(&["Mail.Send"]), "Mail.Read"));
+        assert!(!grants(&g(&["Calendars.ReadWrite"]), "User.Read.All"));
+    }
+
+    #[test]
+    fn token_permissions_reads_roles_and_scopes() {
+        let payload = URL_SAFE_NO_PAD
+            .encode(br#"{"roles":["Mail.Read"],"scp":"User.Read.All","upn":"a@b.example"}"#);
+        let p = token_permissions(&format!("h.{payload}.s")).unwrap();
+        assert_eq!(p.permissions, ["Mail.Read", "User.Read.All"]);
+        assert_eq!(p.user.as_deref(), Some("a@b.example"));
+        assert!(token_permissions("opaque").is_none());
+    }
+}

@@ -1,0 +1,454 @@
+//! Microsoft to CRM: one primary calendar's calendarView delta over
+//! [commencement, now + the inbound range], page by page through the product rules (C7), the
+//! exclusion and mapping plugins, into the store with the calendar's cursor in the page's
+//! transaction.
+//!
+//! Occurrences arrive as ids and times only: their series master is fetched (once per pass)
+//! for the details, and its pattern is the "Recurring in M365" text of every occurrence and
+//! exception. Drafts are skipped; cancelled events and `@removed` items are removals, applied
+//! by the delete setting (C3); private events are skipped when private sync is off (the mapping
+//! plugin drops their attendees otherwise); internal events only when enabled.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::sync::pipeline::{stamp, StageSlot, SyncError};
+use crate::sync::round::{run_round, PageSink, Round};
+use crate::sync::stop::StopSignal;
+use m365sync_graph::delta::DeltaPage;
+use m365sync_graph::{GraphClient, GraphError};
+use m365sync_plugin::bindings::types::{AttendeeKind, Decision, Event, Sensitivity, Verdict};
+use m365sync_plugin::call::{CallContext, RecordError};
+use m365sync_store::events::{
+    CalendarSettings, EventPage, PageOutcome, PulledEvent, SeriesRecord, CALENDAR_FOLDER,
+};
+use m365sync_store::schedule::Lease;
+use m365sync_store::sync::{Cursor, Exclusion, FailedRecord};
+use m365sync_store::Store;
+
+use super::convert::{event_from_graph, fields_of, is_internal, ConvertError, GraphEvent};
+
+/// Everything one calendar's pull needs.
+pub struct PullJob<'a> {
+    pub store: &'a Store,
+    pub client: &'a GraphClient,
+    pub stages: &'a StageSlot,
+    pub tenant_id: i64,
+    pub mailbox_id: i64,
+    pub mailbox_graph_id: &'a str,
+    pub mailbox_address: &'a str,
+    pub user: Option<&'a str>,
+    pub user_id: Option<i64>,
+    pub settings: &'a CalendarSettings,
+    /// [commencement, now + inbound years]: sealed into the round's links by Graph.
+    pub window: (DateTime<Utc>, DateTime<Utc>),
+    /// Addresses of the tenant's CRM users and its internal domains (internal events, C3).
+    pub users: &'a [String],
+    pub internal_domains: &'a [String],
+    pub page_size: usize,
+    pub run_id: Option<i64>,
+    pub lease: Option<&'a Lease>,
+    pub stop: &'a StopSignal,
+}
+
+/// What a calendar's pull did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PullCounts {
+    pub pages: u64,
+    /// Items read (removals included).
+    pub processed: u64,
+    pub stored: PageOutcome,
+    pub excluded: u64,
+    pub failed: u64,
+    /// Series masters fetched for their occurrences' details.
+    pub masters_fetched: u64,
+}
+
+impl std::ops::AddAssign for PullCounts {
+    fn add_assign(&mut self, o: PullCounts) {
+        self.pages += o.pages;
+        self.processed += o.processed;
+        self.excluded += o.excluded;
+        self.failed += o.failed;
+        self.masters_fetched += o.masters_fetched;
+        self.stored += o.stored;
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn graph_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The first URL of a calendar's round.
+pub fn initial_url(
+    graph_url: &str,
+    mailbox_graph_id: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+) -> String {
+    format!(
+        "{}/users/{}/calendarView/delta?startDateTime={}&endDateTime={}",
+        graph_url.trim_end_matches('/'),
+        enc(mailbox_graph_id),
+        graph_time(window.0),
+        graph_time(window.1)
+    )
+}
+
+fn prefer(page_size: usize) -> String {
+    format!("odata.maxpagesize={page_size}, IdType=\"ImmutableId\", outlook.timezone=\"UTC\"")
+}
+
+/// One delta page, checked to carry exactly one of its two links.
+async fn fetch_page(job: &PullJob<'_>, url: &str) -> Result<DeltaPage, GraphError> {
+    let mut v = job
+        .client
+        .get(job.mailbox_address, url, Some(&prefer(job.page_size)))
+        .await?;
+    let items = match v.get_mut("value").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        _ => {
+            return Err(GraphError::Malformed {
+                mailbox: job.mailbox_address.to_string(),
+                detail: "a calendar delta page without a value array".into(),
+            })
+        }
+    };
+    let link = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let page = DeltaPage {
+        items,
+        next_link: link("@odata.nextLink"),
+        delta_link: link("@odata.deltaLink"),
+    };
+    if page.next_link.is_some() == page.delta_link.is_some() {
+        return Err(GraphError::Malformed {
+            mailbox: job.mailbox_address.to_string(),
+            detail: "a calendar delta page must carry exactly one of nextLink and deltaLink".into(),
+        });
+    }
+    Ok(page)
+}
+
+/// Runs the calendar's failed records again, then its delta round to the deltaLink.
+pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
+    let mut counts = PullCounts::default();
+    let mut masters = Masters::new();
+    // Failed records first (E10): their stored JSON, no refetch.
+    let failed = job
+        .store
+        .failed_payloads(job.mailbox_id, CALENDAR_FOLDER)
+        .await?;
+    for chunk in failed.chunks(job.page_size.max(1)) {
+        let items = chunk
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .collect();
+        let page = process_page(job, items, None, &mut masters, &mut counts).await?;
+        counts.stored += job.store.commit_event_page(&page).await?;
+    }
+    let round = Round {
+        store: job.store,
+        mailbox_id: job.mailbox_id,
+        folder: CALENDAR_FOLDER,
+        stop: job.stop,
+        initial_url: initial_url(job.client.graph_url(), job.mailbox_graph_id, job.window),
+    };
+    let mut sink = CalendarPages {
+        job,
+        masters: &mut masters,
+        counts: &mut counts,
+    };
+    let fetch = |url: String| async move { fetch_page(job, &url).await };
+    let pages = run_round(&round, fetch, &mut sink).await?;
+    counts.pages = pages;
+    Ok(counts)
+}
+
+/// A calendar's pages on their way through the rules and plugins into the store.
+struct CalendarPages<'a, 'j> {
+    job: &'a PullJob<'j>,
+    masters: &'a mut Masters,
+    counts: &'a mut PullCounts,
+}
+
+impl PageSink for CalendarPages<'_, '_> {
+    async fn store(&mut self, items: Vec<Value>, cursor: Cursor) -> Result<(), SyncError> {
+        let page = process_page(self.job, items, Some(cursor), self.masters, self.counts).await?;
+        self.counts.stored += self.job.store.commit_event_page(&page).await?;
+        Ok(())
+    }
+}
+
+/// A series master as its occurrences use it: its JSON, and its pattern as the "Recurring in
+/// M365" text, made once for all of them.
+struct Master {
+    json: Value,
+    recurrence: Option<String>,
+}
+
+/// The series masters met in one pass, by Graph id (`None`: gone).
+type Masters = HashMap<String, Option<Arc<Master>>>;
+
+/// The series master of an occurrence or exception, fetched once per pass; `None` when it is
+/// gone (the occurrence's removal follows in the same round).
+async fn master(
+    job: &PullJob<'_>,
+    id: &str,
+    masters: &mut Masters,
+    counts: &mut PullCounts,
+) -> Result<Option<Arc<Master>>, SyncError> {
+    if let Some(m) = masters.get(id) {
+        return Ok(m.clone());
+    }
+    let url = format!("users/{}/events/{}", enc(job.mailbox_graph_id), enc(id));
+    let prefer = "IdType=\"ImmutableId\", outlook.timezone=\"UTC\"";
+    let fetched = match job
+        .client
+        .get(job.mailbox_address, &url, Some(prefer))
+        .await
+    {
+        Ok(json) => Some(Arc::new(Master {
+            recurrence: json
+                .get("recurrence")
+                .filter(|r| r.is_object())
+                .map(Value::to_string),
+            json,
+        })),
+        Err(GraphError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    counts.masters_fetched += 1;
+    masters.insert(id.to_string(), fetched.clone());
+    Ok(fetched)
+}
+
+/// What the store needs of an event that passed the product rules, besides the event itself
+/// (which goes to the plugins' thread and comes back).
+struct Candidate {
+    payload: Value,
+    series: Option<String>,
+    kind: String,
+    ical_uid: Option<String>,
+    change_key: Option<String>,
+    transaction_id: Option<String>,
+}
+
+async fn process_page(
+    job: &PullJob<'_>,
+    items: Vec<Value>,
+    cursor: Option<Cursor>,
+    masters: &mut Masters,
+    counts: &mut PullCounts,
+) -> Result<EventPage, SyncError> {
+    let mut page = EventPage {
+        tenant_id: job.tenant_id,
+        mailbox_id: job.mailbox_id,
+        user_id: job.user_id,
+        upserts: Vec::new(),
+        removals: Vec::new(),
+        delete_removed: job.settings.delete_from_microsoft,
+        series: Vec::new(),
+        rooms: Vec::new(),
+        exclusions: Vec::new(),
+        failures: Vec::new(),
+        cursor,
+        run_id: job.run_id,
+        lease: job.lease.cloned(),
+    };
+    let mut candidates = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
+    let mut series_seen: BTreeMap<String, SeriesRecord> = BTreeMap::new();
+    let exclude = |page: &mut EventPage, counts: &mut PullCounts, id: &str, rule: &str| {
+        counts.excluded += 1;
+        page.exclusions.push(Exclusion {
+            graph_id: id.to_string(),
+            rule: rule.to_string(),
+            decided_by: "m365sync calendar rules (C7)".into(),
+        });
+    };
+    for item in items {
+        counts.processed += 1;
+        let id = item["id"].as_str().unwrap_or_default().to_string();
+        if item.get("@removed").is_some() {
+            page.removals.push(id);
+            continue;
+        }
+        let kind = item["type"]
+            .as_str()
+            .unwrap_or("singleInstance")
+            .to_string();
+        if kind == "seriesMaster" {
+            continue;
+        }
+        let master_id = item["seriesMasterId"].as_str().map(str::to_string);
+        let series = match &master_id {
+            None => None,
+            Some(mid) => match master(job, mid, masters, counts).await? {
+                None => {
+                    counts.failed += 1;
+                    page.failures.push(FailedRecord {
+                        graph_id: id.clone(),
+                        stage: "series".into(),
+                        error: format!("event {id}: its series master {mid} was not found"),
+                        payload: item.to_string(),
+                    });
+                    continue;
+                }
+                Some(m) => {
+                    if let Some(r) = &m.recurrence {
+                        series_seen
+                            .entry(mid.clone())
+                            .or_insert_with(|| SeriesRecord {
+                                graph_id: mid.clone(),
+                                subject: m.json["subject"].as_str().unwrap_or_default().to_string(),
+                                recurrence: r.clone(),
+                            });
+                    }
+                    Some(m)
+                }
+            },
+        };
+        let full = match &series {
+            Some(m) if kind == "occurrence" || item.get("subject").is_none() => {
+                GraphEvent::occurrence(&item, &m.json)
+            }
+            _ => GraphEvent::whole(&item),
+        };
+        if full.field("isDraft").as_bool() == Some(true) {
+            exclude(&mut page, counts, &id, "draft");
+            continue;
+        }
+        let recurrence = series.as_ref().and_then(|m| m.recurrence.clone());
+        let event = match event_from_graph(full, job.mailbox_address, job.user, recurrence) {
+            Ok(e) => e,
+            Err(ConvertError { what, .. }) => {
+                counts.failed += 1;
+                page.failures.push(FailedRecord {
+                    graph_id: id.clone(),
+                    stage: "convert".into(),
+                    error: format!("event {id}: {what}"),
+                    payload: item.to_string(),
+                });
+                continue;
+            }
+        };
+        let ical_uid = full.field("iCalUId").as_str().map(str::to_string);
+        let transaction_id = full.field("transactionId").as_str().map(str::to_string);
+        if event.is_cancelled {
+            page.removals.push(id);
+            continue;
+        }
+        if event.sensitivity == Sensitivity::Private && !job.settings.sync_private_events {
+            exclude(&mut page, counts, &id, "private");
+            continue;
+        }
+        if !job.settings.sync_internal_events
+            && is_internal(&event, job.users, job.internal_domains)
+        {
+            exclude(&mut page, counts, &id, "internal-event");
+            continue;
+        }
+        for l in &event.locations {
+            if let Some(email) = &l.email {
+                page.rooms.push((email.clone(), l.display_name.clone()));
+            }
+        }
+        for a in &event.attendees {
+            if a.kind == AttendeeKind::Resource {
+                page.rooms.push((a.email.clone(), a.name.clone()));
+            }
+        }
+        events.push(event);
+        candidates.push(Candidate {
+            series: master_id,
+            kind,
+            ical_uid,
+            change_key: super::convert::change_key(&item),
+            transaction_id,
+            payload: item,
+        });
+    }
+    page.series = series_seen.into_values().collect();
+    if candidates.is_empty() {
+        return Ok(page);
+    }
+    let stages = job.stages.current();
+    // Internal events are decided above by the C3 setting, not by the plugin's E7 rule.
+    let mut config = (*stages.ctx.config).clone();
+    config.insert("internal-only".into(), "false".into());
+    let ctx = CallContext {
+        tenant: Arc::clone(&stages.ctx.tenant),
+        config: Arc::new(config),
+        limits: stages.ctx.limits.clone(),
+    };
+    let (excl, map) = (Arc::clone(&stages.exclusion), Arc::clone(&stages.mapping));
+    let (events, verdicts, mapped) = tokio::task::spawn_blocking(move || {
+        let verdicts = excl.exclude_events(&ctx, &events).results;
+        let keep =
+            |v: &Result<Verdict, RecordError>| matches!(v, Ok(v) if v.decision == Decision::Keep);
+        let mapped = if verdicts.iter().all(keep) {
+            map.map_events(&ctx, &events).results
+        } else {
+            let kept: Vec<Event> = events
+                .iter()
+                .zip(&verdicts)
+                .filter(|(_, v)| keep(v))
+                .map(|(e, _)| e.clone())
+                .collect();
+            map.map_events(&ctx, &kept).results
+        };
+        (events, verdicts, mapped)
+    })
+    .await
+    .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
+    let (excl_stamp, map_stamp) = (stamp(&stages.exclusion), stamp(&stages.mapping));
+    let decided_by = format!("{excl_stamp}; {map_stamp}");
+    let mut mapped = mapped.into_iter();
+    for ((c, event), verdict) in candidates.into_iter().zip(events).zip(verdicts) {
+        let id = event.id.clone();
+        let fail = |page: &mut EventPage, counts: &mut PullCounts, stage: &str, error: String| {
+            counts.failed += 1;
+            page.failures.push(FailedRecord {
+                graph_id: id.clone(),
+                stage: stage.into(),
+                error,
+                payload: c.payload.to_string(),
+            });
+        };
+        match verdict {
+            Err(e) => fail(&mut page, counts, "exclude", e.to_string()),
+            Ok(v) if v.decision == Decision::Drop => {
+                counts.excluded += 1;
+                page.exclusions.push(Exclusion {
+                    graph_id: id.clone(),
+                    rule: v.rule.unwrap_or_else(|| "(no rule)".into()),
+                    decided_by: excl_stamp.clone(),
+                });
+            }
+            Ok(_) => match mapped.next().expect("one mapping result per kept event") {
+                Err(e) => fail(&mut page, counts, "map", e.to_string()),
+                Ok(crm) => match fields_of(&event, &crm) {
+                    Err(e) => fail(&mut page, counts, "map", format!("event {id}: {e}")),
+                    Ok(fields) => page.upserts.push(PulledEvent {
+                        graph_id: id.clone(),
+                        series_graph_id: c.series,
+                        kind: c.kind,
+                        ical_uid: c.ical_uid,
+                        change_key: c.change_key,
+                        transaction_id: c.transaction_id,
+                        cancelled: false,
+                        fields,
+                        decided_by: decided_by.clone(),
+                    }),
+                },
+            },
+        }
+    }
+    Ok(page)
+}

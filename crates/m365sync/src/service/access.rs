@@ -1,0 +1,172 @@
+//! Who is calling the admin API, and what they may reach (E12).
+//!
+//! Three kinds of bearer token: the service's admin token (everything), an org admin token
+//! (everything of one org), and a user token (that user's review list, their personal exclusion
+//! rules, their own calendar's events, and read access to their org's contacts to map mail to). Scope is checked before any
+//! read, and a record outside the caller's scope answers 404 exactly as a missing one does, so
+//! ids of other orgs cannot even be probed.
+
+use m365sync_store::tokens::TokenRole;
+use m365sync_store::{Store, StoreError};
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The service's own admin token.
+    Admin,
+    /// An org's admin token.
+    OrgAdmin { org_id: i64, org: String },
+    /// A CRM user's token.
+    User {
+        org_id: i64,
+        org: String,
+        tenant_id: i64,
+        tenant: String,
+        user_id: i64,
+        email: String,
+    },
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("send a token as 'Authorization: Bearer TOKEN': the service admin token (admin_token_file in m365sync.toml), an org admin token or a user token (`m365sync token create`)")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Resolves a bearer token to its actor.
+pub async fn authenticate(
+    store: &Store,
+    admin_token: &str,
+    bearer: Option<&str>,
+) -> Result<Actor, AccessError> {
+    let token = bearer
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AccessError::Unauthenticated)?;
+    if same_secret(token, admin_token) {
+        return Ok(Actor::Admin);
+    }
+    match store.token_role(token).await? {
+        Some(TokenRole::OrgAdmin { org_id, org }) => Ok(Actor::OrgAdmin { org_id, org }),
+        Some(TokenRole::User {
+            org_id,
+            org,
+            tenant_id,
+            tenant,
+            user_id,
+            email,
+        }) => Ok(Actor::User {
+            org_id,
+            org,
+            tenant_id,
+            tenant,
+            user_id,
+            email,
+        }),
+        None => Err(AccessError::Unauthenticated),
+    }
+}
+
+impl Actor {
+    /// The service admin only: process-wide views (metrics, leases, every org's retries).
+    pub fn require_service_admin(&self) -> Result<(), AccessError> {
+        match self {
+            Actor::Admin => Ok(()),
+            _ => Err(AccessError::Forbidden(
+                "this endpoint needs the service's admin token".into(),
+            )),
+        }
+    }
+
+    /// Admin rights over the org named `org`.
+    pub fn require_org_admin(&self, org: &str) -> Result<(), AccessError> {
+        match self {
+            Actor::Admin => Ok(()),
+            Actor::OrgAdmin { org: mine, .. } if mine == org => Ok(()),
+            Actor::OrgAdmin { .. } => Err(AccessError::Forbidden(format!(
+                "this token administers another org, not '{org}'"
+            ))),
+            Actor::User { .. } => Err(AccessError::Forbidden(
+                "a user token reaches only /api/me (the user's review list, personal rules and events)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Admin rights over the org with id `org_id` (for records found by id). Outside the
+    /// caller's orgs this is NotFound, as for a record that does not exist.
+    pub fn require_org_admin_id(&self, org_id: i64, what: &str) -> Result<(), AccessError> {
+        match self {
+            Actor::Admin => Ok(()),
+            Actor::OrgAdmin { org_id: mine, .. } if *mine == org_id => Ok(()),
+            _ => Err(AccessError::Store(StoreError::NotFound(format!(
+                "no {what}"
+            )))),
+        }
+    }
+
+    /// The org an org admin is confined to (none for the service admin).
+    pub fn org_filter(&self) -> Option<&str> {
+        match self {
+            Actor::OrgAdmin { org, .. } | Actor::User { org, .. } => Some(org),
+            Actor::Admin => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_admins_are_confined_to_their_org() {
+        let a = Actor::OrgAdmin {
+            org_id: 1,
+            org: "acme".into(),
+        };
+        assert!(a.require_org_admin("acme").is_ok());
+        assert!(a.require_org_admin("globex").is_err());
+        assert!(a.require_org_admin_id(1, "run 5").is_ok());
+        assert!(matches!(
+            a.require_org_admin_id(2, "run 5"),
+            Err(AccessError::Store(StoreError::NotFound(_)))
+        ));
+        assert!(a.require_service_admin().is_err());
+        assert!(Actor::Admin.require_org_admin("globex").is_ok());
+    }
+
+    #[test]
+    fn users_reach_no_admin_endpoint() {
+        let u = Actor::User {
+            org_id: 1,
+            org: "acme".into(),
+            tenant_id: 1,
+            tenant: "eu".into(),
+            user_id: 3,
+            email: "alice@acme.example".into(),
+        };
+        assert!(u.require_org_admin("acme").is_err());
+        assert!(u.require_org_admin_id(1, "run").is_err());
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "abcd"));
+    }
+}

@@ -1,0 +1,357 @@
+//! The admin HTTP API: health (open, for load balancers), Prometheus metrics, tenants,
+//! mailboxes with health, runs, logs, "sync now" and retries here; contacts, matching, review
+//! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`]. All but health need a bearer token, and what a
+//! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
+//! `{"error": "..."}` with a fitting status.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use m365sync_store::logs::LogFilter;
+use m365sync_store::{now_ms, Store, StoreError};
+
+use super::access::{authenticate, AccessError, Actor};
+
+use super::retry::{retry_run, retry_since};
+use super::Shared;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} for the admin API: {source}; set admin_listen in m365sync.toml to a free address")]
+pub struct ApiBindError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds the API's socket; returns the bound address (the port may have been 0).
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ApiBindError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiBindError { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ApiBindError { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Serves the API until the service stops.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    let stop = shared.stop.clone();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            _ = stop.stopped() => return,
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+pub(super) type Answer = Response<Full<Bytes>>;
+
+pub(super) fn respond(status: StatusCode, body: Value) -> Answer {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("static response parts")
+}
+
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Answer {
+    respond(status, json!({ "error": message.into() }))
+}
+
+pub(super) fn store_error(e: StoreError) -> Answer {
+    match e {
+        StoreError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+        StoreError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        other => {
+            tracing::error!(error = %other, "admin API: database error");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; see the service log",
+            )
+        }
+    }
+}
+
+/// The answer to a refused request.
+pub(super) fn access_error(e: AccessError) -> Answer {
+    match e {
+        AccessError::Unauthenticated => error(StatusCode::UNAUTHORIZED, e.to_string()),
+        AccessError::Forbidden(m) => error(StatusCode::FORBIDDEN, m),
+        AccessError::Store(s) => store_error(s),
+    }
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| {
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (dec(k), dec(v))
+        })
+        .collect()
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
+    let path: Vec<String> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
+    if req.method() == Method::GET && segs == ["health"] {
+        return health(shared).await;
+    }
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let store = &shared.env.store;
+    let actor = match authenticate(store, &shared.opts.admin_token, bearer.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => return access_error(e),
+    };
+    let q = query(&req);
+    if matches!(segs.as_slice(), ["api", "orgs", ..] | ["api", "me", ..]) {
+        let method = req.method().clone();
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
+        return super::api_crm::route(shared, &actor, &method, &segs, &q, body).await;
+    }
+    if let Err(e) = allowed(store, &actor, req.method(), &segs).await {
+        return access_error(e);
+    }
+    let result = match (req.method().clone(), segs.as_slice()) {
+        (Method::GET, ["metrics"]) => return metrics(shared).await,
+        (Method::GET, ["api", "tenants"]) => store
+            .tenants(actor.org_filter().or(q.get("org").map(String::as_str)))
+            .await
+            .map(|t| json!(t)),
+        (Method::GET, ["api", "tenants", org, tenant, "mailboxes"]) => {
+            match store.tenant(org, tenant).await {
+                Ok(t) => store.mailboxes(t.id).await.map(|m| json!(m)),
+                Err(e) => Err(e),
+            }
+        }
+        (Method::GET, ["api", "tenants", org, tenant, "runs"]) => {
+            let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+            match store.tenant(org, tenant).await {
+                Ok(t) => store.runs(t.id, limit).await.map(|r| json!(r)),
+                Err(e) => Err(e),
+            }
+        }
+        (Method::POST, ["api", "tenants", org, tenant, "sync"]) => {
+            match store.tenant(org, tenant).await {
+                Ok(t) => store
+                    .request_run(t.id)
+                    .await
+                    .map(|_| json!({ "requested": true, "tenant": t.name })),
+                Err(e) => Err(e),
+            }
+        }
+        (Method::GET, ["api", "runs", id]) => match id.parse::<i64>() {
+            Ok(id) => store.run(id).await.map(|r| json!(r)),
+            Err(_) => return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a run id")),
+        },
+        (Method::POST, ["api", "runs", id, "retry"]) => match id.parse::<i64>() {
+            Ok(id) => retry_run(store, id).await.map(|r| json!(r)),
+            Err(_) => return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a run id")),
+        },
+        (Method::POST, ["api", "retry"]) => {
+            let days = q
+                .get("since")
+                .map(|s| s.trim_end_matches('d').parse::<i64>())
+                .unwrap_or(Ok(30));
+            match days {
+                Ok(days) => retry_since(store, now_ms() - days * 86_400_000)
+                    .await
+                    .map(|r| json!(r)),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "since must be a number of days, like 30d",
+                    )
+                }
+            }
+        }
+        (Method::GET, ["api", "logs"]) => logs(shared, &actor, &q).await,
+        (Method::GET, ["api", "leases"]) => store.live_leases().await.map(|l| {
+            json!(l
+                .into_iter()
+                .map(|(m, h)| json!({ "mailbox_id": m, "holder": h }))
+                .collect::<Vec<_>>())
+        }),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {} {}", req.method(), req.uri().path()),
+            )
+        }
+    };
+    match result {
+        Ok(v) => respond(
+            if req.method() == Method::POST {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            },
+            v,
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn health(shared: &Shared) -> Answer {
+    match shared.env.store.pending_count().await {
+        Ok(pending) => respond(
+            StatusCode::OK,
+            json!({
+                "status": "ok",
+                "holder": shared.opts.holder,
+                "stopping": shared.stop.is_stopping(),
+                "pending_mailboxes": pending,
+            }),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "health: database unavailable");
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "database unavailable" }),
+            )
+        }
+    }
+}
+
+async fn metrics(shared: &Shared) -> Answer {
+    let store = &shared.env.store;
+    let (health, pending) = match (store.health_counts().await, store.pending_count().await) {
+        (Ok(h), Ok(p)) => (h, p),
+        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    };
+    let live = shared.contexts.live_graph_stats().await;
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(
+            shared.metrics.render(&live, &health, pending),
+        )))
+        .expect("static response parts")
+}
+
+async fn logs(
+    shared: &Shared,
+    actor: &Actor,
+    q: &HashMap<String, String>,
+) -> Result<Value, StoreError> {
+    let store = &shared.env.store;
+    // An org admin reads its own org's lines, whatever the query names.
+    let mut q = q.clone();
+    if let Some(org) = actor.org_filter() {
+        q.insert("org".into(), org.to_string());
+    }
+    let q = &q;
+    let mut filter = LogFilter {
+        errors_only: q
+            .get("errors_only")
+            .is_some_and(|v| v == "1" || v == "true"),
+        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100),
+        run_id: q.get("run").and_then(|r| r.parse().ok()),
+        ..LogFilter::default()
+    };
+    match (q.get("org"), q.get("tenant")) {
+        (Some(org), Some(tenant)) => filter.tenant_id = Some(store.tenant(org, tenant).await?.id),
+        (Some(org), None) => filter.org_id = Some(store.org_id(org).await?),
+        (None, Some(_)) => {
+            return Err(StoreError::Invalid(
+                "a tenant is named with its org: ?org=O&tenant=T".into(),
+            ))
+        }
+        (None, None) => {}
+    }
+    Ok(json!(store.logs(&filter).await?))
+}
+
+/// The most a request body may hold (a contact import).
+const MAX_BODY: usize = 32 << 20;
+
+/// Reads a request's body, bounded.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over {} MiB or was cut off; split the import",
+                MAX_BODY >> 20
+            ),
+        )),
+    }
+}
+
+/// Whether the actor may call one of this file's endpoints (E12).
+async fn allowed(
+    store: &Store,
+    actor: &Actor,
+    method: &Method,
+    segs: &[&str],
+) -> Result<(), AccessError> {
+    match (method, segs) {
+        (_, ["api", "tenants"]) | (_, ["api", "logs"]) => match actor {
+            Actor::User { .. } => actor.require_org_admin(""),
+            _ => Ok(()),
+        },
+        (_, ["api", "tenants", org, ..]) => actor.require_org_admin(org),
+        (_, ["api", "runs", id, ..]) => {
+            let Ok(id) = id.parse::<i64>() else {
+                return Ok(());
+            };
+            if matches!(actor, Actor::Admin) {
+                return Ok(());
+            }
+            let run = store.run(id).await?;
+            let tenant = store.tenant_by_id(run.tenant_id).await?;
+            actor.require_org_admin_id(tenant.org_id, &format!("run {id}"))
+        }
+        _ => actor.require_service_admin(),
+    }
+}

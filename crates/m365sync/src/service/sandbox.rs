@@ -1,0 +1,204 @@
+//! `m365sync serve --sandbox`: everything a new user needs to see the product work, in one
+//! directory. The simulator's tenant is declared in a SQLite store (org `sandbox`, tenant
+//! `contoso`, every mailbox linked to its user, the default plugins) and activated, and a
+//! `m365sync.toml` is written so every other command can be pointed at the same sandbox.
+
+use std::path::{Path, PathBuf};
+
+use m365sync_sim::model::MailboxKind as SimKind;
+use m365sync_sim::Sim;
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, Tenant, TenantSettings};
+use m365sync_store::{SecretKey, Store, StoreError};
+
+/// The sandbox's org and tenant names.
+pub const ORG: &str = "sandbox";
+pub const TENANT: &str = "contoso";
+
+/// Why the sandbox could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} does not hold a key: {detail}; delete the sandbox directory to start afresh")]
+    Key { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the simulator has no tenant with an app")]
+    NoTenant,
+}
+
+/// The files of a sandbox directory.
+#[derive(Debug, Clone)]
+pub struct SandboxFiles {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub database_url: String,
+    pub key_file: PathBuf,
+    pub admin_token_file: PathBuf,
+}
+
+impl SandboxFiles {
+    /// The paths under `dir`.
+    pub fn under(dir: &Path) -> SandboxFiles {
+        SandboxFiles {
+            dir: dir.to_path_buf(),
+            config: dir.join("m365sync.toml"),
+            database_url: format!("sqlite://{}", dir.join("m365sync.db").display()),
+            key_file: dir.join("secret.key"),
+            admin_token_file: dir.join("admin.token"),
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), SandboxError> {
+    let err = |source| SandboxError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(path, text).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Creates the directory, a key and an admin token (kept when they exist, so the store stays
+/// readable across restarts), and the configuration file. Returns the key and the token.
+pub fn prepare_files(
+    files: &SandboxFiles,
+    admin_listen: std::net::SocketAddr,
+    ca_cert: Option<&Path>,
+) -> Result<(SecretKey, String), SandboxError> {
+    std::fs::create_dir_all(&files.dir).map_err(|source| SandboxError::Write {
+        path: files.dir.clone(),
+        source,
+    })?;
+    if !files.key_file.exists() {
+        write_private(&files.key_file, &(SecretKey::generate().to_base64() + "\n"))?;
+    }
+    let key = SecretKey::from_file(&files.key_file).map_err(|e| SandboxError::Key {
+        path: files.key_file.clone(),
+        detail: e.to_string(),
+    })?;
+    if !files.admin_token_file.exists() {
+        let token: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        write_private(&files.admin_token_file, &(token + "\n"))?;
+    }
+    let token = std::fs::read_to_string(&files.admin_token_file)
+        .map_err(|source| SandboxError::Read {
+            path: files.admin_token_file.clone(),
+            source,
+        })?
+        .trim()
+        .to_string();
+    let mut config = format!(
+        "# Written by `m365sync serve --sandbox`: point any command at it with --config.\n\
+         database_url = {:?}\nadmin_listen = \"{admin_listen}\"\nkey_file = {:?}\nadmin_token_file = {:?}\n",
+        files.database_url,
+        files.key_file.display().to_string(),
+        files.admin_token_file.display().to_string(),
+    );
+    if let Some(ca) = ca_cert {
+        config.push_str(&format!("extra_ca_file = {:?}\n", ca.display().to_string()));
+    }
+    std::fs::write(&files.config, config).map_err(|source| SandboxError::Write {
+        path: files.config.clone(),
+        source,
+    })?;
+    Ok((key, token))
+}
+
+/// Declares the simulator's first tenant in `store` and activates it. Idempotent: a restart
+/// against the same directory finds everything in place and resumes.
+pub async fn declare(store: &Store, sim: &Sim) -> Result<Tenant, SandboxError> {
+    let base = sim.public_base();
+    let (ms_tenant, domain, client_id, secret, mailboxes) = {
+        let world = sim.world.lock().expect("world lock");
+        let t = world.tenants.first().ok_or(SandboxError::NoTenant)?;
+        let app = t.apps.first().ok_or(SandboxError::NoTenant)?;
+        let secret = app
+            .secrets
+            .first()
+            .map(|s| s.value.clone())
+            .ok_or(SandboxError::NoTenant)?;
+        let mailboxes: Vec<(String, String, MailboxKind, String)> = t
+            .users
+            .iter()
+            .map(|u| {
+                let kind = match u.kind {
+                    SimKind::Person => MailboxKind::Person,
+                    SimKind::Shared => MailboxKind::Shared,
+                };
+                (u.id.clone(), u.upn.clone(), kind, u.display_name.clone())
+            })
+            .collect();
+        (
+            t.id.clone(),
+            t.domain.clone(),
+            app.client_id.clone(),
+            secret,
+            mailboxes,
+        )
+    };
+    let tenant = store
+        .upsert_tenant(&NewTenant {
+            org: ORG.into(),
+            name: TENANT.into(),
+            ms_tenant,
+            authority: base.clone(),
+            graph_url: format!("{base}/v1.0"),
+            client_id,
+            auth_mode: AuthMode::App,
+        })
+        .await?;
+    store
+        .put_secret(tenant.id, SecretKind::ClientSecret, "sandbox", &secret)
+        .await?;
+    let mut settings = store.settings(tenant.id).await?;
+    if settings.internal_domains.is_empty() {
+        settings = TenantSettings {
+            internal_domains: vec![domain],
+            ..settings
+        };
+        store.set_settings(tenant.id, &settings).await?;
+    }
+    let first_person = mailboxes
+        .iter()
+        .find(|m| m.2 == MailboxKind::Person)
+        .map(|m| (m.1.clone(), m.3.clone()));
+    for (graph_id, upn, kind, name) in &mailboxes {
+        let mailbox_id = store
+            .upsert_mailbox(&NewMailbox {
+                tenant_id: tenant.id,
+                graph_id: graph_id.clone(),
+                address: upn.clone(),
+                display_name: name.clone(),
+                kind: *kind,
+            })
+            .await?;
+        // A shared mailbox is linked to a nominated user (E14): the first person.
+        let owner = match kind {
+            MailboxKind::Person => Some((upn.clone(), name.clone())),
+            MailboxKind::Shared => first_person.clone(),
+        };
+        if let Some((owner, owner_name)) = owner {
+            let user_id = store.upsert_user(tenant.id, &owner, &owner_name).await?;
+            store.link_mailbox(mailbox_id, user_id).await?;
+        }
+    }
+    store.activate_tenant(tenant.id).await?;
+    Ok(store.tenant_by_id(tenant.id).await?)
+}

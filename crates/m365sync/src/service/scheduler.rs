@@ -1,0 +1,62 @@
+//! The scheduler: every tick, starts the runs that are due (per-tenant cadence, E3) and closes
+//! the runs no mailbox owes work to any more. Any number of processes may run it: the
+//! conditional claim in the store lets exactly one start each run.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use m365sync_store::{now_ms, StoreError};
+
+use super::Shared;
+
+/// The scheduler's loop, until the service stops.
+pub async fn scheduler(shared: Arc<Shared>) {
+    let stop = shared.stop.clone();
+    while !stop.is_stopping() {
+        if let Err(e) = tick(&shared).await {
+            tracing::warn!(error = %e, "scheduler tick failed; trying again");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.opts.poll) => {}
+            _ = stop.stopped() => {}
+        }
+    }
+}
+
+async fn tick(shared: &Shared) -> Result<(), StoreError> {
+    let store = &shared.env.store;
+    let now = now_ms();
+    for tenant_id in store.due_tenants(now).await? {
+        let settings = store.settings(tenant_id).await?;
+        let cadence_ms = settings.cadence_minutes * 60_000;
+        if let Some(run_id) = store
+            .start_scheduled_run(tenant_id, now, cadence_ms, "scheduled")
+            .await?
+        {
+            shared.metrics.runs_started.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(tenant = tenant_id, run = run_id, "run started");
+        }
+    }
+    let closed = store.close_finished_runs().await?;
+    if !closed.is_empty() {
+        shared
+            .metrics
+            .runs_finished
+            .fetch_add(closed.len() as u64, Ordering::Relaxed);
+        for run_id in &closed {
+            if let Ok(run) = store.run(*run_id).await {
+                tracing::info!(
+                    tenant = run.tenant_id,
+                    run = run.id,
+                    status = %run.status,
+                    processed = run.processed,
+                    synced = run.synced,
+                    errors = run.errors,
+                    "run finished"
+                );
+            }
+        }
+        shared.contexts.forget_runs(&closed, &shared.metrics).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Workers: each takes a mailbox that owes a run work, holds its lease while syncing it (a
+//! heartbeat renews the lease between pages, each page's commit renews and checks it), records
+//! the result, and gives the lease back. A worker stops between pages when the service stops.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tracing::Instrument;
+
+use crate::sync::mailbox::{record_result, sync_mailbox, WorkerStamp};
+use m365sync_store::now_ms;
+use m365sync_store::schedule::{Lease, MailboxOutcome, PendingMailbox, RunProgress};
+
+use super::Shared;
+
+/// Candidates a worker looks at per poll.
+const CANDIDATES: i64 = 16;
+
+/// One worker's loop, until the service stops.
+pub async fn worker(shared: Arc<Shared>, index: usize) {
+    let stop = shared.stop.clone();
+    // Each worker holds leases in its own name: a lease proves one worker, not one process.
+    let holder = format!("{}/w{index}", shared.opts.holder);
+    while !stop.is_stopping() {
+        let claimed = match claim_next(&shared, index, &holder).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(worker = index, error = %e, "cannot look for work");
+                None
+            }
+        };
+        match claimed {
+            Some(p) => {
+                shared.metrics.workers_busy.fetch_add(1, Ordering::Relaxed);
+                work_on(&shared, &p, &holder).await;
+                shared.metrics.workers_busy.fetch_sub(1, Ordering::Relaxed);
+                let _ = shared.env.store.release_lease(p.mailbox_id, &holder).await;
+            }
+            None => {
+                tokio::select! {
+                    _ = tokio::time::sleep(shared.opts.poll) => {}
+                    _ = stop.stopped() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Claims the lease of a mailbox that owes work, if any is free. Workers start looking at
+/// different candidates so they rarely race for the same one.
+async fn claim_next(
+    shared: &Shared,
+    index: usize,
+    holder: &str,
+) -> Result<Option<PendingMailbox>, m365sync_store::StoreError> {
+    let store = &shared.env.store;
+    let pending = store.pending_mailboxes(now_ms(), None, CANDIDATES).await?;
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let start = index % pending.len();
+    for p in pending[start..].iter().chain(&pending[..start]) {
+        if store
+            .claim_lease(p.mailbox_id, holder, shared.lease_ttl_ms())
+            .await?
+        {
+            return Ok(Some(p.clone()));
+        }
+    }
+    Ok(None)
+}
+
+async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
+    let env = &shared.env;
+    let store = &env.store;
+    let mailbox = match store.mailbox_by_id(p.mailbox_id).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(mailbox = p.mailbox_id, error = %e, "cannot read the mailbox");
+            return;
+        }
+    };
+    let ctx = match shared
+        .contexts
+        .get(env, p.tenant_id, p.run_id, &shared.metrics)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            // The tenant cannot run at all (a plugin that does not load, a database error):
+            // every mailbox of the run records it, and the run ends with errors.
+            let line = format!("mailbox {}: {e}", mailbox.address);
+            tracing::error!(tenant = p.tenant_id, run = p.run_id, "{line}");
+            let _ = store
+                .log(p.run_id, p.tenant_id, Some(mailbox.id), "error", &line)
+                .await;
+            let _ = store
+                .finish_mailbox_work(
+                    p.run_id,
+                    mailbox.id,
+                    RunProgress {
+                        errors: 1,
+                        ..RunProgress::default()
+                    },
+                    Some(&MailboxOutcome::Failing {
+                        detail: e.to_string(),
+                        disable: false,
+                    }),
+                    true,
+                )
+                .await;
+            shared
+                .metrics
+                .mailbox_syncs_failed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let lease = Lease {
+        holder: holder.to_string(),
+        ttl_ms: shared.lease_ttl_ms(),
+    };
+    let started_ms = now_ms();
+    tracing::info!(mailbox = %mailbox.address, run = p.run_id, holder, "mailbox claimed");
+    let span = tracing::info_span!("mailbox", tenant = %ctx.tenant.name, mailbox = %mailbox.address, run = p.run_id);
+    // The heartbeat is a task of its own: it must never wait inside this task, because its
+    // UPDATE can wait for the row lock that this task's open page transaction holds.
+    let heartbeat = {
+        let (store, lease) = (store.clone(), lease.clone());
+        let every = shared.opts.lease_ttl / 3;
+        let mailbox_id = mailbox.id;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Ok(false) = store
+                    .renew_lease(mailbox_id, &lease.holder, lease.ttl_ms)
+                    .await
+                {
+                    tracing::warn!(
+                        mailbox = mailbox_id,
+                        "lease lost; the next commit will be refused and another worker goes on"
+                    );
+                    return;
+                }
+            }
+        })
+    };
+    let result = sync_mailbox(env, &ctx, &mailbox, p.run_id, Some(&lease), &shared.stop)
+        .instrument(span.clone())
+        .await;
+    heartbeat.abort();
+    let _enter = span.enter();
+    shared.metrics.add_counts(&result.counts);
+    match &result.error {
+        None => {
+            shared
+                .metrics
+                .mailbox_syncs_ok
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                processed = result.counts.processed,
+                synced = result.counts.synced,
+                excluded = result.counts.excluded,
+                "mailbox synced"
+            );
+        }
+        Some(crate::sync::pipeline::SyncError::Stopped) => {
+            shared
+                .metrics
+                .mailbox_syncs_interrupted
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Some(e) => {
+            shared
+                .metrics
+                .mailbox_syncs_failed
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "mailbox sync failed");
+        }
+    }
+    drop(_enter);
+    let stamp = WorkerStamp { holder, started_ms };
+    if let Err(e) = record_result(env, &ctx, &mailbox, p.run_id, &result, false, &stamp)
+        .instrument(span)
+        .await
+    {
+        tracing::error!(error = %e, "cannot record the mailbox's result; it will be synced again");
+    }
+}

@@ -1,0 +1,213 @@
+//! One-off runs from the command line (`m365sync sync run`, `m365sync retry`): a run is
+//! recorded, the chosen mailboxes are marked as owing it work, and this process works through
+//! them once each under leases, exactly as a service worker would, so a one-off run and a
+//! running service never sync the same mailbox at once.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use m365sync_store::mailboxes::Mailbox;
+use m365sync_store::schedule::Lease;
+use m365sync_store::tenants::Tenant;
+
+use super::mailbox::{record_result, sync_mailbox, WorkerStamp};
+use super::pipeline::{Counts, SyncError};
+use super::stop::StopSignal;
+pub use super::tenant::SyncEnv;
+use super::tenant::TenantContext;
+
+/// Mailboxes a one-off run syncs at once.
+const CLI_CONCURRENCY: usize = 4;
+/// A one-off run's lease: renewed with every page, so only a stalled page lets it run out.
+const CLI_LEASE_TTL_MS: i64 = 120_000;
+
+/// The result of a run.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub pages: u64,
+    pub processed: u64,
+    pub synced: u64,
+    pub excluded: u64,
+    pub removed: u64,
+    pub failed: u64,
+    /// Time inside the exclusion and mapping stages, summed over mailboxes, microseconds.
+    pub stage_micros: u64,
+    /// (mailbox, error) for mailboxes that could not be synced.
+    pub mailbox_errors: Vec<(String, String)>,
+    /// (mailbox, why) for mailboxes another process is working on.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Runs one sync of `tenant` (or of one mailbox of it, by address).
+pub async fn run_tenant(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    only_mailbox: Option<&str>,
+    trigger: &str,
+) -> Result<RunReport, SyncError> {
+    run_tenant_with(env, tenant, only_mailbox, trigger, &RunOptions::default()).await
+}
+
+/// [`run_tenant`] with options.
+pub async fn run_tenant_with(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    only_mailbox: Option<&str>,
+    trigger: &str,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let mailboxes: Vec<Mailbox> = env
+        .store
+        .mailboxes(tenant.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.enabled && only_mailbox.is_none_or(|o| o.eq_ignore_ascii_case(&m.address)))
+        .collect();
+    if let Some(o) = only_mailbox {
+        if mailboxes.is_empty() {
+            return Err(SyncError::Plugin(format!(
+                "tenant {}: no enabled mailbox '{o}'; `m365sync mailbox list` shows them",
+                tenant.name
+            )));
+        }
+    }
+    run_mailboxes_with(env, tenant, mailboxes, trigger, opts).await
+}
+
+/// Called as each mailbox finishes: (mailboxes done, mailboxes in the run, the mailbox's
+/// address, its counts). The CLI draws its progress line with it.
+pub type Progress = Box<dyn Fn(usize, usize, &str, &Counts) + Send + Sync>;
+
+/// How a one-off run goes.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Skip the plugin stages (keep all, map natively): the benchmark's baseline only.
+    pub bypass_plugins: bool,
+    pub progress: Option<Progress>,
+    /// Mailboxes synced at once (0: the CLI's default of 4). The calendar benchmark raises it
+    /// to put every mailbox's Graph budget in play at once, as the service's workers do.
+    pub mailboxes_in_flight: usize,
+}
+
+/// Runs one sync of the given mailboxes of `tenant`: their failed records are retried and
+/// their folders brought up to date.
+pub async fn run_mailboxes(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    mailboxes: Vec<Mailbox>,
+    trigger: &str,
+) -> Result<RunReport, SyncError> {
+    run_mailboxes_with(env, tenant, mailboxes, trigger, &RunOptions::default()).await
+}
+
+/// [`run_mailboxes`] with options.
+pub async fn run_mailboxes_with(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    mailboxes: Vec<Mailbox>,
+    trigger: &str,
+    opts: &RunOptions,
+) -> Result<RunReport, SyncError> {
+    let store = &env.store;
+    store.mark_initial_sync(tenant.id).await?;
+    let ctx = TenantContext::build(env, store.tenant_by_id(tenant.id).await?).await?;
+    if opts.bypass_plugins {
+        let s = ctx.stages.current();
+        ctx.stages.replace(super::pipeline::Stages {
+            exclusion: Arc::clone(&s.exclusion),
+            mapping: Arc::clone(&s.mapping),
+            ctx: s.ctx.clone(),
+            bypass: true,
+        });
+    }
+    let ctx = Arc::new(ctx);
+    let run_id = store.begin_run(tenant.id, None, trigger).await?;
+    let holder = format!("cli-{}", std::process::id());
+    let mut report = RunReport {
+        run_id,
+        pages: 0,
+        processed: 0,
+        synced: 0,
+        excluded: 0,
+        removed: 0,
+        failed: 0,
+        stage_micros: 0,
+        mailbox_errors: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut mine = Vec::new();
+    for m in mailboxes {
+        let assigned = store.assign_to_run(run_id, &[m.id]).await? == 1;
+        if assigned && store.claim_lease(m.id, &holder, CLI_LEASE_TTL_MS).await? {
+            mine.push(m);
+        } else {
+            if assigned {
+                store.unassign_from_run(run_id, m.id).await?;
+            }
+            report.skipped.push((
+                m.address.clone(),
+                "another process is syncing it now; the service will finish it".into(),
+            ));
+        }
+    }
+    let lease = Lease {
+        holder: holder.clone(),
+        ttl_ms: CLI_LEASE_TTL_MS,
+    };
+    let stop = StopSignal::never();
+    let mut total = Counts::default();
+    let in_run = mine.len();
+    let mut done = 0;
+    let mut queue = mine.into_iter();
+    let mut set = JoinSet::new();
+    let in_flight = match opts.mailboxes_in_flight {
+        0 => CLI_CONCURRENCY,
+        n => n,
+    };
+    loop {
+        while set.len() < in_flight {
+            let Some(m) = queue.next() else { break };
+            let (env, ctx, lease, stop) =
+                (env.clone(), Arc::clone(&ctx), lease.clone(), stop.clone());
+            set.spawn(async move {
+                let started_ms = m365sync_store::now_ms();
+                let result = sync_mailbox(&env, &ctx, &m, run_id, Some(&lease), &stop).await;
+                let stamp = WorkerStamp {
+                    holder: &lease.holder,
+                    started_ms,
+                };
+                let recorded = record_result(&env, &ctx, &m, run_id, &result, true, &stamp).await;
+                let _ = env.store.release_lease(m.id, &lease.holder).await;
+                (m, result, recorded)
+            });
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let (m, result, recorded) =
+            joined.map_err(|e| SyncError::Plugin(format!("a mailbox task panicked: {e}")))?;
+        recorded?;
+        total += result.counts;
+        done += 1;
+        if let Some(progress) = &opts.progress {
+            progress(done, in_run, &m.address, &result.counts);
+        }
+        if let Some(e) = result.error {
+            report
+                .mailbox_errors
+                .push((m.address.clone(), e.to_string()));
+        }
+    }
+    store.close_finished_runs().await?;
+    report.pages = total.pages;
+    report.processed = total.processed;
+    report.synced = total.synced;
+    report.excluded = total.excluded;
+    report.removed = total.removed;
+    report.failed = total.failed;
+    report.stage_micros = total.stage_micros;
+    Ok(report)
+}

@@ -1,0 +1,266 @@
+//! What a tenant's sync work needs, built once per run: its Graph client (with the tenant's
+//! own token cache, T2), its settings, its plugins with the rules and directory facts they read
+//! (the [`CallContext`]), and the commencement date its mailboxes reach back to (E4).
+//!
+//! The plugins sit in a [`StageSlot`] so the service can swap them under running work
+//! ([`TenantContext::reload_plugins`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::credentials::token_cache_for;
+use m365sync_graph::{ClientConfig, GraphClient};
+use m365sync_plugin::bindings::types::{Effect as PEffect, Level, Rule, RuleTarget};
+use m365sync_plugin::call::CallContext;
+use m365sync_plugin::engine::PluginEngine;
+use m365sync_plugin::host::{RuleDef, TenantData};
+use m365sync_plugin::{builtin, Kind, Plugin};
+use m365sync_store::mailboxes::Mailbox;
+use m365sync_store::rules::{Effect, RuleScope, Target};
+use m365sync_store::tenants::{Tenant, TenantSettings};
+use m365sync_store::Store;
+
+use super::pipeline::{StageSlot, Stages, SyncError};
+
+/// What sync work needs that outlives a run: the database, the plugin engine, HTTP.
+#[derive(Clone)]
+pub struct SyncEnv {
+    pub store: Store,
+    pub engine: PluginEngine,
+    pub http: reqwest::Client,
+}
+
+/// Six months, the default reach of a first sync (E4).
+const DEFAULT_REACH_DAYS: i64 = 182;
+
+pub(crate) async fn load_plugin(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    kind: Kind,
+) -> Result<Arc<Plugin>, SyncError> {
+    let bytes = match env
+        .store
+        .active_plugin(tenant.org_id, tenant.id, kind.world())
+        .await?
+    {
+        Some(active) => env.store.plugin_wasm(&active.digest).await?,
+        None => builtin::builtin(kind).wasm.to_vec(),
+    };
+    // Compiling is CPU work (seconds for a cold, unoptimised build): a blocking thread, so
+    // the service's heartbeats and API go on meanwhile.
+    let engine = env.engine.clone();
+    tokio::task::spawn_blocking(move || engine.load_shared(kind, &bytes))
+        .await
+        .map_err(|e| SyncError::Plugin(format!("loading a plugin panicked: {e}")))?
+        .map_err(|e| {
+            SyncError::Plugin(format!(
+                "tenant {}: the {kind} plugin cannot be loaded: {e}",
+                tenant.name
+            ))
+        })
+}
+
+async fn tenant_data(
+    store: &Store,
+    tenant: &Tenant,
+    internal_domains: Vec<String>,
+    users: &[(i64, String)],
+    sync_users: Vec<String>,
+) -> Result<TenantData, SyncError> {
+    let convert = |r: m365sync_store::rules::Rule, level: Level, user: Option<String>| RuleDef {
+        rule: Rule {
+            id: format!(
+                "{}-{}",
+                match level {
+                    Level::Org => "org",
+                    Level::Tenant => "tenant",
+                    Level::User => "user",
+                },
+                r.id
+            ),
+            level,
+            effect: match r.spec.effect {
+                Effect::Exclude => PEffect::Exclude,
+                Effect::Include => PEffect::Include,
+            },
+            target: match r.spec.target {
+                Target::AnyAddress => RuleTarget::AnyAddress,
+                Target::Sender => RuleTarget::Sender,
+                Target::Recipient => RuleTarget::Recipient,
+                Target::Subject => RuleTarget::Subject,
+            },
+            pattern: r.spec.pattern,
+        },
+        user,
+    };
+    let mut rules = Vec::new();
+    for r in store
+        .rules_at(RuleScope::Org {
+            org_id: tenant.org_id,
+        })
+        .await?
+    {
+        rules.push(convert(r, Level::Org, None));
+    }
+    for r in store
+        .rules_at(RuleScope::Tenant {
+            org_id: tenant.org_id,
+            tenant_id: tenant.id,
+        })
+        .await?
+    {
+        rules.push(convert(r, Level::Tenant, None));
+    }
+    for (user_id, email) in users {
+        for r in store
+            .rules_at(RuleScope::User {
+                org_id: tenant.org_id,
+                tenant_id: tenant.id,
+                user_id: *user_id,
+            })
+            .await?
+        {
+            rules.push(convert(r, Level::User, Some(email.clone())));
+        }
+    }
+    Ok(TenantData {
+        org: tenant.org.clone(),
+        tenant: tenant.name.clone(),
+        internal_domains,
+        rules,
+        contacts: Vec::new(),
+        entities: Vec::new(),
+        sync_users,
+    })
+}
+
+/// A tenant ready to sync: built at the start of each run, so rule, setting and credential
+/// changes apply from the next run (E6: rules act on later syncs, not retroactively).
+pub struct TenantContext {
+    pub tenant: Tenant,
+    pub settings: TenantSettings,
+    pub client: Arc<GraphClient>,
+    pub stages: StageSlot,
+    /// The oldest mail any of its mailboxes syncs (E4).
+    pub since: DateTime<Utc>,
+    /// CRM user id to address, for records' owning user.
+    pub user_email: HashMap<i64, String>,
+}
+
+impl TenantContext {
+    /// Loads everything a run of `tenant` needs.
+    pub async fn build(env: &SyncEnv, tenant: Tenant) -> Result<TenantContext, SyncError> {
+        let store = &env.store;
+        let settings = store.settings(tenant.id).await?;
+        let tokens = token_cache_for(store, &tenant, env.http.clone()).await?;
+        let client = Arc::new(GraphClient::new(
+            env.http.clone(),
+            tokens,
+            ClientConfig {
+                graph_url: tenant.graph_url.clone(),
+                per_tenant: settings.max_concurrency as usize,
+                ..ClientConfig::default()
+            },
+        ));
+        let users = store.users(tenant.id).await?;
+        let user_email: HashMap<i64, String> = users.iter().cloned().collect();
+        let stages = load_stages(env, &tenant, &settings).await?;
+        let anchor = tenant
+            .initial_sync_ms
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .unwrap_or_else(Utc::now);
+        let since = settings
+            .commencement_ms
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .unwrap_or(anchor - Duration::days(DEFAULT_REACH_DAYS));
+        Ok(TenantContext {
+            tenant,
+            settings,
+            client,
+            stages: StageSlot::new(stages),
+            since,
+            user_email,
+        })
+    }
+
+    /// The CRM user that owns a mailbox's records, if it is linked.
+    pub fn mailbox_user(&self, m: &Mailbox) -> Option<&str> {
+        m.user_id
+            .and_then(|u| self.user_email.get(&u))
+            .map(String::as_str)
+    }
+
+    /// Reloads the tenant's plugins if the active versions changed; true when they did. Pages
+    /// already running finish on the plugins they started with.
+    pub async fn reload_plugins(&self, env: &SyncEnv) -> Result<bool, SyncError> {
+        let mut digests = Vec::new();
+        for kind in [Kind::Exclusion, Kind::Mapping] {
+            digests.push(active_digest(env, &self.tenant, kind).await?);
+        }
+        let current: Vec<String> = {
+            let s = self.stages.current();
+            vec![
+                s.exclusion.digest().to_string(),
+                s.mapping.digest().to_string(),
+            ]
+        };
+        if digests == current {
+            return Ok(false);
+        }
+        let stages = load_stages(env, &self.tenant, &self.settings).await?;
+        self.stages.replace(stages);
+        Ok(true)
+    }
+}
+
+/// The digest of the plugin a tenant uses in a slot (`builtin` for the default one).
+async fn active_digest(env: &SyncEnv, tenant: &Tenant, kind: Kind) -> Result<String, SyncError> {
+    Ok(
+        match env
+            .store
+            .active_plugin(tenant.org_id, tenant.id, kind.world())
+            .await?
+        {
+            Some(active) => active.digest,
+            None => m365sync_plugin::cache::digest(builtin::builtin(kind).wasm),
+        },
+    )
+}
+
+async fn load_stages(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    settings: &TenantSettings,
+) -> Result<Stages, SyncError> {
+    let store = &env.store;
+    let users = store.users(tenant.id).await?;
+    let sync_users = store
+        .mailboxes(tenant.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.user_id.is_some())
+        .map(|m| m.address)
+        .collect();
+    let data = tenant_data(
+        store,
+        tenant,
+        settings.internal_domains.clone(),
+        &users,
+        sync_users,
+    )
+    .await?;
+    let config = BTreeMap::from([(
+        "internal-only".to_string(),
+        settings.skip_internal_only.to_string(),
+    )]);
+    let exclusion = load_plugin(env, tenant, Kind::Exclusion).await?;
+    let mapping = load_plugin(env, tenant, Kind::Mapping).await?;
+    Ok(Stages {
+        exclusion,
+        mapping,
+        ctx: CallContext::new(data, config),
+        bypass: false,
+    })
+}

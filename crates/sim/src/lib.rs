@@ -1,0 +1,145 @@
+//! `m365sync sim`: a stateful, local Microsoft Graph v1.0 and identity platform.
+//!
+//! It is the test bed of every other part of m365sync, the load of every benchmark and the
+//! sandbox a new user starts on. It follows `shared/reference/graph-protocol.md`: per-folder
+//! message delta with sealed tokens, ImmutableId, attachments, calendarView delta with recurring
+//! series, event writes with an invitation log, sendMail, `$batch`, subscriptions, Outlook's
+//! throttling, fault injection, and a control API that changes the world while a client syncs.
+//!
+//! Layout: [`model`] is the world; [`identity`] the token endpoints; [`graph`] routes Graph
+//! requests to [`directory`], [`mail`], [`delta`] and [`calendar`]; [`server`] speaks HTTP(S);
+//! [`control`] is the test harness's API; [`generate`] and [`scenario`] build worlds.
+
+pub mod batch;
+pub mod calendar;
+pub mod config;
+pub mod control;
+pub mod delta;
+pub mod directory;
+pub mod generate;
+pub mod graph;
+pub mod identity;
+pub mod ids;
+pub mod mail;
+pub mod model;
+pub mod request;
+pub mod scenario;
+pub mod server;
+pub mod stats;
+pub mod subscriptions;
+pub mod throttle;
+pub mod tls;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use config::{FaultConfig, ProtocolConfig};
+use model::World;
+use stats::Stats;
+use throttle::Throttle;
+
+/// Where a world comes from, kept so `POST /_sim/reset` can rebuild it.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    Generated(generate::GenerateOptions),
+    Scenario(scenario::Scenario),
+}
+
+impl Origin {
+    /// Builds the world this origin describes.
+    pub fn build(&self) -> World {
+        match self {
+            Origin::Generated(opts) => generate::generate(opts).world,
+            Origin::Scenario(s) => s.build(),
+        }
+    }
+}
+
+/// The whole simulator: the world and everything that shapes how it answers.
+#[derive(Debug)]
+pub struct Sim {
+    pub world: Mutex<World>,
+    protocol: RwLock<ProtocolConfig>,
+    pub throttle: Arc<Throttle>,
+    faults: RwLock<FaultConfig>,
+    pub stats: Stats,
+    /// Seals delta tokens, codes and refresh tokens, and signs access tokens.
+    pub sealer: ids::Sealer,
+    public_base: RwLock<String>,
+    /// The local CA certificate when serving https.
+    pub ca_cert: RwLock<Option<std::path::PathBuf>>,
+    /// Authorization codes already redeemed (a code works once).
+    pub redeemed_codes: Mutex<HashSet<u64>>,
+    pub subscriptions: subscriptions::Registry,
+    /// Numbers requests, for deterministic fault injection.
+    pub request_seq: AtomicU64,
+    origin: Origin,
+}
+
+impl Sim {
+    /// A simulator serving the world `origin` describes.
+    pub fn new(origin: Origin, protocol: ProtocolConfig) -> Arc<Sim> {
+        let world = origin.build();
+        let key = ids::mix64(world.salt as u64 ^ 0x5eed).to_le_bytes();
+        Arc::new(Sim {
+            world: Mutex::new(world),
+            protocol: RwLock::new(protocol),
+            throttle: Arc::new(Throttle::default()),
+            faults: RwLock::new(FaultConfig::default()),
+            stats: Stats::default(),
+            sealer: ids::Sealer::new(&key),
+            public_base: RwLock::new(String::from("http://localhost")),
+            ca_cert: RwLock::new(None),
+            redeemed_codes: Mutex::new(HashSet::new()),
+            subscriptions: subscriptions::Registry::default(),
+            request_seq: AtomicU64::new(0),
+            origin,
+        })
+    }
+
+    /// The base URL links are built from (`https://localhost:PORT`).
+    pub fn public_base(&self) -> String {
+        self.public_base.read().expect("base lock").clone()
+    }
+
+    /// Sets the base URL links are built from.
+    pub fn set_public_base(&self, base: &str) {
+        *self.public_base.write().expect("base lock") = base.trim_end_matches('/').to_string();
+    }
+
+    /// The protocol settings in force.
+    pub fn protocol(&self) -> ProtocolConfig {
+        self.protocol.read().expect("protocol lock").clone()
+    }
+
+    /// Replaces the protocol settings.
+    pub fn set_protocol(&self, p: ProtocolConfig) {
+        *self.protocol.write().expect("protocol lock") = p;
+    }
+
+    /// The faults in force.
+    pub fn faults(&self) -> FaultConfig {
+        self.faults.read().expect("faults lock").clone()
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, f: FaultConfig) {
+        *self.faults.write().expect("faults lock") = f;
+    }
+
+    /// Rebuilds the initial world and forgets throttling, faults, counters and subscriptions.
+    /// Tokens sealed before stay verifiable, but they name state of the old world, which is
+    /// why delta tokens carry the world's epoch.
+    pub fn reset(&self) {
+        let mut fresh = self.origin.build();
+        let mut world = self.world.lock().expect("world lock");
+        fresh.epoch = world.epoch + 1;
+        *world = fresh;
+        drop(world);
+        self.throttle.clear();
+        self.set_faults(FaultConfig::default());
+        self.stats.reset();
+        self.subscriptions.clear();
+    }
+}

@@ -1,0 +1,10 @@
+//! The simulator's own tests: one binary, one module per feature (as wasmtime does). They
+//! talk to it over loopback HTTP(S) as any Graph client would; nothing of the product is used.
+
+mod calendar;
+mod client;
+mod delta;
+mod https_subscriptions;
+mod identity;
+mod mail;
+mod throttle;

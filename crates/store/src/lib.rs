@@ -1,0 +1,265 @@
+//! The database: one store interface over SQLite (the embedded default) and PostgreSQL
+//! (several service processes sharing the work).
+//!
+//! Both run the same SQL through sqlx's `Any` driver: the migrations in `migrations/` keep the
+//! two schemas identical but for two column types, times are epoch milliseconds and flags 0/1,
+//! so every query here is written once. The few statements that must differ (lease claims) ask
+//! [`Backend`].
+//!
+//! Layout: [`secrets`] encrypts credentials at rest; [`tenants`] holds orgs, tenants, their
+//! secrets and settings; [`mailboxes`] users and mailboxes; [`sync`] cursors, runs and the
+//! per-page commit that upserts records and advances the cursor in one transaction;
+//! [`attachments`] the attachments written with it, their bytes content-addressed.
+
+// A rule for every module here: a statement with RETURNING is read with `fetch_all`, never
+// `fetch_one`/`fetch_optional`. SQLite completes (and, outside a transaction, commits) such a
+// statement only when it is stepped to the end; a half-read one leaves its connection holding
+// the write lock while it idles in the pool, and every other writer waits out busy_timeout.
+
+pub mod address;
+pub mod attachments;
+pub mod crm;
+pub mod event_page;
+pub mod event_queries;
+pub mod events;
+pub mod logs;
+pub mod mailboxes;
+pub mod matching;
+pub mod plugins;
+pub mod review;
+pub mod rules;
+pub mod schedule;
+pub mod secrets;
+pub mod sync;
+pub mod tenants;
+pub mod tokens;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor};
+
+pub use secrets::{SecretKey, SecretKeyError};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a store operation failed. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot bring the database schema up to date: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// A worker's lease on a mailbox ran out and another worker took the mailbox over.
+    #[error("mailbox {mailbox_id}: this worker's lease ran out and another worker took the mailbox over; its page was not stored")]
+    LeaseLost { mailbox_id: i64 },
+    #[error("cannot decrypt a stored secret: {0}")]
+    Secret(#[from] secrets::SecretError),
+}
+
+/// A handle on the database. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    key: SecretKey,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch, the store's time unit.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The schema's versions, oldest first: (version, name, SQLite text, PostgreSQL text).
+/// A change is a new entry (and a new file in both `migrations/` folders), never an edit.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "service",
+        include_str!("../migrations/sqlite/0002_service.sql"),
+        include_str!("../migrations/postgres/0002_service.sql"),
+    ),
+    (
+        3,
+        "crm",
+        include_str!("../migrations/sqlite/0003_crm.sql"),
+        include_str!("../migrations/postgres/0003_crm.sql"),
+    ),
+    (
+        4,
+        "calendar",
+        include_str!("../migrations/sqlite/0004_calendar.sql"),
+        include_str!("../migrations/postgres/0004_calendar.sql"),
+    ),
+    (
+        5,
+        "event_matching",
+        include_str!("../migrations/sqlite/0005_event_matching.sql"),
+        include_str!("../migrations/postgres/0005_event_matching.sql"),
+    ),
+];
+
+fn migrator(backend: Backend) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, name, sqlite, postgres)| {
+            let sql = match backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            Migration::new(
+                *version,
+                (*name).into(),
+                MigrationType::Simple,
+                (*sql).into(),
+                false,
+            )
+        })
+        .collect();
+    // The fields are public for sqlx's own macro; the version is pinned in Cargo.lock.
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) and migrates the database at `url`.
+    pub async fn open(url: &str, key: SecretKey) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let connect_url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let options =
+            AnyConnectOptions::from_str(&connect_url).map_err(|source| StoreError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 10 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the one writer; NORMAL sync is durable
+                        // across process crashes; foreign keys are off in SQLite by default.
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+        migrator(backend).run(&pool).await?;
+        Ok(Store { pool, backend, key })
+    }
+
+    /// The database kind.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool: for the store's own modules, and for bulk fixtures written
+    /// directly in SQL (the matching benchmark's million emails). Product code goes through
+    /// the store's methods.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The key secrets are encrypted with.
+    pub(crate) fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A database URL with any password replaced, fit for errors and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_dialects_hold_the_same_schema() {
+        // The store writes its SQL once, which is only sound while the two schemas differ in
+        // nothing but the identity column and the binary type.
+        for (version, _, sqlite, postgres) in super::MIGRATIONS {
+            let sqlite = sqlite
+                .replace("INTEGER PRIMARY KEY", "@ID@")
+                .replace("BLOB", "@BIN@");
+            let postgres = postgres
+                .replace(
+                    "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+                    "@ID@",
+                )
+                .replace("BYTEA", "@BIN@");
+            assert_eq!(sqlite, postgres, "migration {version} differs");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact("postgres://app:hunter2@db/x"),
+            "postgres://app:***@db/x"
+        );
+        assert_eq!(super::redact("sqlite://a.db"), "sqlite://a.db");
+    }
+}

@@ -1,0 +1,655 @@
+//! Sync state: cursors per mailbox folder, runs and their logs, and the per-page commit.
+//!
+//! [`Store::commit_page`] is where "nothing lost, nothing twice" is made true: the records of a
+//! delta page and the cursor that follows it are written in one transaction, so a crash replays
+//! at most that page, and every write is an upsert so the replay is harmless.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::attachments::{write_attachments, AttachmentSet};
+use super::{now_ms, Backend, Store, StoreError};
+
+/// Where a folder's delta stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cursor {
+    /// The link to follow next: a nextLink mid-round, or the deltaLink after a round.
+    pub link: String,
+    /// True when `link` is a deltaLink (the round finished).
+    pub complete: bool,
+    pub round_started_ms: i64,
+}
+
+/// An email as the pipeline stores it: the Graph facts the store indexes, plus the CRM record
+/// the mapping plugin produced.
+#[derive(Debug, Clone)]
+pub struct EmailRecord {
+    /// The Graph immutable id in this mailbox.
+    pub graph_id: String,
+    pub internet_message_id: String,
+    pub conversation_id: String,
+    pub subject: String,
+    pub sender: String,
+    pub sent_ms: i64,
+    pub received_ms: i64,
+    /// (role, address, name)
+    pub recipients: Vec<(String, String, String)>,
+    /// The CRM email record (JSON) from the mapping plugin.
+    pub record: String,
+    /// Plugin name, version and digest that decided and mapped it (P5).
+    pub decided_by: String,
+    /// Its attachments as fetched on this pass (E5), written with the email.
+    pub attachments: AttachmentSet,
+}
+
+impl EmailRecord {
+    /// The key that makes the same message in several mailboxes one email: internetMessageId
+    /// plus sender plus sent second (internetMessageId alone is not unique).
+    pub fn correlation_key(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.internet_message_id,
+            self.sender.to_ascii_lowercase(),
+            self.sent_ms / 1000
+        )
+    }
+}
+
+/// An item the exclusion stage dropped, with the rule that decided.
+#[derive(Debug, Clone)]
+pub struct Exclusion {
+    pub graph_id: String,
+    pub rule: String,
+    pub decided_by: String,
+}
+
+/// An item a stage could not process: kept with its error and retried.
+#[derive(Debug, Clone)]
+pub struct FailedRecord {
+    pub graph_id: String,
+    pub stage: String,
+    pub error: String,
+    /// The Graph JSON, so a retry needs no refetch.
+    pub payload: String,
+}
+
+/// Everything one delta page changes.
+#[derive(Debug, Clone)]
+pub struct PageCommit {
+    pub org_id: i64,
+    pub tenant_id: i64,
+    pub mailbox_id: i64,
+    pub folder: String,
+    pub upserts: Vec<EmailRecord>,
+    /// Graph ids reported `@removed` from this folder.
+    pub removals: Vec<String>,
+    pub exclusions: Vec<Exclusion>,
+    pub failures: Vec<FailedRecord>,
+    /// Where the folder stands after this page; `None` when retrying failed records.
+    pub cursor: Option<Cursor>,
+    /// The run this work counts toward.
+    pub run_id: Option<i64>,
+    /// The worker's lease: renewed in the page's transaction, which fails if it was lost.
+    pub lease: Option<super::schedule::Lease>,
+}
+
+/// A run of a tenant or mailbox, as the log shows it (E10).
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub mailbox_id: Option<i64>,
+    pub trigger_kind: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub status: String,
+    pub processed: i64,
+    pub synced: i64,
+    pub errors: i64,
+}
+
+impl Store {
+    /// A folder's cursor, if it has synced before.
+    pub async fn cursor(
+        &self,
+        mailbox_id: i64,
+        folder: &str,
+    ) -> Result<Option<Cursor>, StoreError> {
+        let row = sqlx::query("SELECT link, complete, round_started_ms FROM sync_cursors WHERE mailbox_id = $1 AND folder = $2")
+            .bind(mailbox_id)
+            .bind(folder)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            None => None,
+            Some(r) => Some(Cursor {
+                link: r.try_get("link")?,
+                complete: r.try_get::<i64, _>("complete")? != 0,
+                round_started_ms: r.try_get("round_started_ms")?,
+            }),
+        })
+    }
+
+    /// Forgets a folder's cursor so its next run is a full round (after a 410).
+    pub async fn reset_cursor(&self, mailbox_id: i64, folder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sync_cursors WHERE mailbox_id = $1 AND folder = $2")
+            .bind(mailbox_id)
+            .bind(folder)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Writes one page's records and advances the cursor, atomically.
+    pub async fn commit_page(&self, page: &PageCommit) -> Result<(), StoreError> {
+        let now = now_ms();
+        let tx = self.pool().begin().await?;
+        let mut tx = fence_lease(tx, page.mailbox_id, page.lease.as_ref(), now).await?;
+        write_upserts(&mut tx, self.backend(), page, now).await?;
+        for graph_id in &page.removals {
+            // Only this folder's copy: with immutable ids a message moved to another folder
+            // keeps its id, and that folder's round may already have recorded the arrival.
+            sqlx::query("UPDATE email_mailboxes SET removed = 1, updated_ms = $1 WHERE mailbox_id = $2 AND graph_id = $3 AND folder = $4")
+                .bind(now)
+                .bind(page.mailbox_id)
+                .bind(graph_id)
+                .bind(&page.folder)
+                .execute(&mut *tx)
+                .await?;
+            // A record that failed before and is gone now is no longer owed a retry.
+            sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2 AND folder = $3")
+                .bind(page.mailbox_id)
+                .bind(graph_id)
+                .bind(&page.folder)
+                .execute(&mut *tx)
+                .await?;
+        }
+        write_exclusions_and_failures(
+            &mut tx,
+            page.mailbox_id,
+            &page.folder,
+            &page.exclusions,
+            &page.failures,
+            page.run_id,
+            now,
+        )
+        .await?;
+        if let Some(cursor) = &page.cursor {
+            write_cursor(&mut tx, page.mailbox_id, &page.folder, cursor, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The Graph ids a mailbox currently holds (not removed), for comparing with a ground truth.
+    pub async fn mailbox_graph_ids(
+        &self,
+        mailbox_id: i64,
+        folder: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT graph_id FROM email_mailboxes WHERE mailbox_id = $1 AND removed = 0 AND ($2 = '' OR folder = $2) ORDER BY graph_id")
+            .bind(mailbox_id)
+            .bind(folder.unwrap_or(""))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("graph_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// How many distinct emails a tenant has stored.
+    pub async fn email_count(&self, tenant_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    /// The mailboxes (ids) an email is linked to.
+    pub async fn email_links(
+        &self,
+        tenant_id: i64,
+        internet_message_id: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT em.mailbox_id FROM emails e JOIN email_mailboxes em ON em.email_id = e.id
+             WHERE e.tenant_id = $1 AND e.internet_message_id = $2 AND em.removed = 0 ORDER BY em.mailbox_id",
+        )
+        .bind(tenant_id)
+        .bind(internet_message_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("mailbox_id"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Adds a line to a run's log (E10).
+    pub async fn log(
+        &self,
+        run_id: i64,
+        tenant_id: i64,
+        mailbox_id: Option<i64>,
+        level: &str,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO run_log (run_id, tenant_id, mailbox_id, level, message, at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(run_id)
+            .bind(tenant_id)
+            .bind(mailbox_id)
+            .bind(level)
+            .bind(message)
+            .bind(now_ms())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records that a run started; returns its id.
+    pub async fn begin_run(
+        &self,
+        tenant_id: i64,
+        mailbox_id: Option<i64>,
+        trigger: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query("INSERT INTO runs (tenant_id, mailbox_id, trigger_kind, started_ms) VALUES ($1, $2, $3, $4) RETURNING id")
+            .bind(tenant_id)
+            .bind(mailbox_id)
+            .bind(trigger)
+            .bind(now_ms())
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)?
+            .try_get("id")?)
+    }
+
+    /// Records how a run ended.
+    pub async fn finish_run(
+        &self,
+        run_id: i64,
+        status: &str,
+        processed: i64,
+        synced: i64,
+        errors: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET finished_ms = $1, status = $2, processed = $3, synced = $4, errors = $5 WHERE id = $6")
+            .bind(now_ms())
+            .bind(status)
+            .bind(processed)
+            .bind(synced)
+            .bind(errors)
+            .bind(run_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A tenant's runs, newest first.
+    pub async fn runs(&self, tenant_id: i64, limit: i64) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(tenant_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
+    }
+
+    /// The stored Graph JSON of a folder's records that a stage failed on, oldest first.
+    pub async fn failed_payloads(
+        &self,
+        mailbox_id: i64,
+        folder: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT payload FROM failed_records WHERE mailbox_id = $1 AND folder = $2 ORDER BY first_ms, graph_id")
+            .bind(mailbox_id)
+            .bind(folder)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get("payload"))
+            .collect::<Result<_, _>>()?)
+    }
+}
+
+/// A `runs` row as a [`Run`].
+pub(crate) fn run_from(r: &sqlx::any::AnyRow) -> Result<Run, sqlx::Error> {
+    Ok(Run {
+        id: r.try_get("id")?,
+        tenant_id: r.try_get("tenant_id")?,
+        mailbox_id: r.try_get("mailbox_id")?,
+        trigger_kind: r.try_get("trigger_kind")?,
+        started_ms: r.try_get("started_ms")?,
+        finished_ms: r.try_get("finished_ms")?,
+        status: r.try_get("status")?,
+        processed: r.try_get("processed")?,
+        synced: r.try_get("synced")?,
+        errors: r.try_get("errors")?,
+    })
+}
+
+/// Rows per multi-row statement: far below SQLite's and PostgreSQL's parameter limits.
+pub const ROWS_PER_STATEMENT: usize = 200;
+
+/// The `n`th (from 1) parameter marker. SQLite gets anonymous `?`: it finds a numbered
+/// parameter's name by a linear scan, which makes binding a statement of thousands of `$n`
+/// quadratic; anonymous markers bind in order at no cost. PostgreSQL needs `$n`.
+pub(crate) fn marker(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${n}"),
+    }
+}
+
+/// `($1, $2, ..), (..)` for `rows` rows of `cols` parameters, numbered from `first`. Public
+/// for bulk loaders outside the store (the matching benchmark's million-email fixture).
+pub fn value_rows(backend: Backend, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| marker(backend, r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, .., $(first + n - 1)`: the markers of an `IN (..)` list.
+pub(crate) fn in_list(backend: Backend, first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| marker(backend, i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Writes a page's emails, recipients, mailbox links and attachments with a few multi-row
+/// statements per page instead of several per email: the page commit is the sync's hot path.
+/// Within a page the same message may appear twice (Graph replays); the last copy wins, as the
+/// row-at-a-time upserts did, and no statement touches one row twice (PostgreSQL refuses that).
+async fn write_upserts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    page: &PageCommit,
+    now: i64,
+) -> Result<(), StoreError> {
+    use std::collections::HashMap;
+    if page.upserts.is_empty() {
+        return Ok(());
+    }
+    // The last copy of each correlation key and of each Graph id.
+    let mut by_key: HashMap<String, &EmailRecord> = HashMap::new();
+    let mut key_order: Vec<String> = Vec::new();
+    for e in &page.upserts {
+        let key = e.correlation_key();
+        if by_key.insert(key.clone(), e).is_none() {
+            key_order.push(key);
+        }
+    }
+    let mut email_ids: HashMap<String, i64> = HashMap::new();
+    let mut new_ids: Vec<i64> = Vec::new();
+    for chunk in key_order.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO emails (org_id, tenant_id, correlation_key, internet_message_id, conversation_id, subject, sender,
+                 sent_ms, received_ms, record, decided_by, created_ms, updated_ms)
+             VALUES {}
+             ON CONFLICT (tenant_id, correlation_key) DO UPDATE SET subject = excluded.subject, record = excluded.record,
+                 decided_by = excluded.decided_by, updated_ms = excluded.updated_ms
+             RETURNING id, correlation_key, created_ms",
+            value_rows(backend, chunk.len(), 13)
+        );
+        let mut q = sqlx::query(&sql);
+        for key in chunk {
+            let e = by_key[key];
+            q = q
+                .bind(page.org_id)
+                .bind(page.tenant_id)
+                .bind(key.clone())
+                .bind(&e.internet_message_id)
+                .bind(&e.conversation_id)
+                .bind(&e.subject)
+                .bind(e.sender.to_ascii_lowercase())
+                .bind(e.sent_ms)
+                .bind(e.received_ms)
+                .bind(&e.record)
+                .bind(&e.decided_by)
+                .bind(now)
+                .bind(now);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            let id: i64 = row.try_get("id")?;
+            if row.try_get::<i64, _>("created_ms")? == now {
+                new_ids.push(id);
+            }
+            email_ids.insert(row.try_get("correlation_key")?, id);
+        }
+    }
+    // New emails are owed a matching pass (E8): queued in this transaction, so the matching
+    // job sees every email exactly when it is committed, whichever process wrote it.
+    queue_for_matching(tx, backend, page.tenant_id, "email", &new_ids).await?;
+    let mut recipients: Vec<(i64, &str, String, &str)> = Vec::new();
+    for key in &key_order {
+        let e = by_key[key];
+        let id = email_ids[key];
+        for (role, address, name) in &e.recipients {
+            recipients.push((id, role, address.to_ascii_lowercase(), name));
+        }
+    }
+    insert_addresses(tx, backend, AddressTable::EmailRecipients, recipients).await?;
+    let mut by_graph_id: HashMap<&str, i64> = HashMap::new();
+    let mut graph_order: Vec<&str> = Vec::new();
+    for e in &page.upserts {
+        let id = email_ids[&e.correlation_key()];
+        if by_graph_id.insert(&e.graph_id, id).is_none() {
+            graph_order.push(&e.graph_id);
+        }
+    }
+    for chunk in graph_order.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms) VALUES {}
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET email_id = excluded.email_id, folder = excluded.folder,
+                 removed = 0, updated_ms = excluded.updated_ms",
+            value_rows(backend, chunk.len(), 6)
+        );
+        let mut q = sqlx::query(&sql);
+        for graph_id in chunk {
+            q = q
+                .bind(page.mailbox_id)
+                .bind(*graph_id)
+                .bind(by_graph_id[graph_id])
+                .bind(&page.folder)
+                .bind(0i64)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    for key in &key_order {
+        write_attachments(tx, email_ids[key], &by_key[key].attachments).await?;
+    }
+    // A record stored now is no longer owed a retry; most mailboxes have none to forget.
+    let owed: i64 = sqlx::query("SELECT COUNT(*) AS n FROM failed_records WHERE mailbox_id = $1")
+        .bind(page.mailbox_id)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    if owed > 0 {
+        for chunk in graph_order.chunks(ROWS_PER_STATEMENT) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| marker(backend, i + 2)).collect();
+            let sql = format!(
+                "DELETE FROM failed_records WHERE mailbox_id = {} AND graph_id IN ({})",
+                marker(backend, 1),
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(page.mailbox_id);
+            for graph_id in chunk {
+                q = q.bind(*graph_id);
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The tables that hold a record's addresses, one row per (record, role, address).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AddressTable {
+    EmailRecipients,
+    EventAddresses,
+}
+
+/// Inserts a page's address rows (record id, role, lowercase address, display name) into
+/// `table`: each (record, role, address) once, a few multi-row statements for the whole page.
+pub(crate) async fn insert_addresses(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    table: AddressTable,
+    mut rows: Vec<(i64, &str, String, &str)>,
+) -> Result<(), StoreError> {
+    let (table, owner) = match table {
+        AddressTable::EmailRecipients => ("email_recipients", "email_id"),
+        AddressTable::EventAddresses => ("event_addresses", "event_id"),
+    };
+    rows.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    rows.dedup_by(|a, b| (a.0, a.1, &a.2) == (b.0, b.1, &b.2));
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO {table} ({owner}, role, address, name) VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(backend, chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, role, address, name) in chunk {
+            q = q.bind(*id).bind(*role).bind(address.clone()).bind(*name);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Queues new records of `kind` (`email` or `event`) for the matching job in the page's
+/// transaction, a few multi-row statements for the whole page.
+pub(crate) async fn queue_for_matching(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    tenant_id: i64,
+    kind: &str,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO match_queue (tenant_id, kind, record_id) VALUES {} ON CONFLICT DO NOTHING",
+            value_rows(backend, chunk.len(), 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(tenant_id).bind(kind).bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Renews the worker's lease inside `tx`, first thing: a worker whose lease ran out (and was
+/// taken over) must not commit (fencing). Refused, the transaction is rolled back explicitly
+/// (SQLite holds its write lock until the rollback actually runs).
+pub(crate) async fn fence_lease<'c>(
+    mut tx: sqlx::Transaction<'c, sqlx::Any>,
+    mailbox_id: i64,
+    lease: Option<&super::schedule::Lease>,
+    now: i64,
+) -> Result<sqlx::Transaction<'c, sqlx::Any>, StoreError> {
+    if let Some(lease) = lease {
+        let held =
+            sqlx::query("UPDATE leases SET expires_ms = $1 WHERE mailbox_id = $2 AND holder = $3")
+                .bind(now + lease.ttl_ms)
+                .bind(mailbox_id)
+                .bind(&lease.holder)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if held != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::LeaseLost { mailbox_id });
+        }
+    }
+    Ok(tx)
+}
+
+/// Records a page's exclusions (P5) and failures (kept for a retry, E10), for mail and
+/// calendar pages alike; an excluded record is no longer owed a retry.
+pub(crate) async fn write_exclusions_and_failures(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mailbox_id: i64,
+    folder: &str,
+    exclusions: &[Exclusion],
+    failures: &[FailedRecord],
+    run_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    for x in exclusions {
+        sqlx::query(
+            "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by, at_ms = excluded.at_ms",
+        )
+        .bind(mailbox_id)
+        .bind(&x.graph_id)
+        .bind(&x.rule)
+        .bind(&x.decided_by)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
+            .bind(mailbox_id)
+            .bind(&x.graph_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for f in failures {
+        sqlx::query(
+            "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
+                 payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms,
+                 run_id = excluded.run_id",
+        )
+        .bind(mailbox_id)
+        .bind(&f.graph_id)
+        .bind(folder)
+        .bind(&f.stage)
+        .bind(&f.error)
+        .bind(&f.payload)
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Advances a folder's (or the calendar's) delta cursor, in the page's transaction.
+pub(crate) async fn write_cursor(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mailbox_id: i64,
+    folder: &str,
+    cursor: &Cursor,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
+             round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
+    )
+    .bind(mailbox_id)
+    .bind(folder)
+    .bind(&cursor.link)
+    .bind(cursor.complete as i64)
+    .bind(cursor.round_started_ms)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

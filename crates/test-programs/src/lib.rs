@@ -1,0 +1,12 @@
+//! Paths of the WebAssembly components the tests load: hostile, ill-fitting and
+//! future-versioned plugins from `tests/plugins/`, built by this crate's build script for
+//! `wasm32-wasip2`. A dev-dependency only: nothing of the product links it.
+
+/// A component that misbehaves on request: traps, loops, allocates without end, answers
+/// the wrong count (`tests/plugins/hostile`).
+pub const HOSTILE: &str = env!("M365SYNC_WASM_HOSTILE");
+/// A component that imports what the sandbox refuses (`tests/plugins/escape`).
+pub const ESCAPE: &str = env!("M365SYNC_WASM_ESCAPE");
+/// A component built against a contract version this host does not serve
+/// (`tests/plugins/future-version`).
+pub const FUTURE_VERSION: &str = env!("M365SYNC_WASM_FUTURE_VERSION");

@@ -1,8 +1,0 @@
-//! The CRM side's logic outside the database: what an email address is
-//! ([`address`]), and the CSV and JSON files contacts and entities are imported from
-//! ([`import`]) and exported to ([`export`]). The records themselves live in
-//! [`crate::store::crm`].
-
-pub mod address;
-pub mod export;
-pub mod import;
