@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use m365sync::calendar::crm::{add_event, NewEvent};
+use m365sync::outbound::edits::{add_event, NewEvent};
 use m365sync_store::events::{CalendarSettings, Direction};
 
 use super::child::{cpu_seconds, load_average, run_child};
@@ -295,8 +295,8 @@ async fn phase(
                 &m.address,
                 &NewEvent {
                     subject: format!("Bench {i}"),
-                    start: m365sync::calendar::convert::rfc3339(start),
-                    end: m365sync::calendar::convert::rfc3339(
+                    start: m365sync::sync::calendar::convert::rfc3339(start),
+                    end: m365sync::sync::calendar::convert::rfc3339(
                         start + chrono::Duration::minutes(30),
                     ),
                     ..NewEvent::default()

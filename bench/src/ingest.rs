@@ -140,7 +140,7 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         bypass_plugins: c.variant == Variant::Floor,
         mailboxes_in_flight: c.in_flight,
         progress: Some(Box::new(
-            move |_: usize, _: usize, _: &str, counts: &m365sync::sync::pipeline::Counts| {
+            move |_: usize, _: usize, _: &str, counts: &m365sync::sync::Counts| {
                 let total = done.fetch_add(counts.processed, std::sync::atomic::Ordering::Relaxed)
                     + counts.processed;
                 progress_timeline

@@ -55,7 +55,7 @@ pub enum BenchError {
     #[error("the peer (Python) failed: {0}")]
     Peer(String),
     #[error(transparent)]
-    Sync(#[from] m365sync::sync::pipeline::SyncError),
+    Sync(#[from] m365sync::sync::SyncError),
 }
 
 /// A scenario of the suite.

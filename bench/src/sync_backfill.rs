@@ -70,7 +70,7 @@ pub enum SyncBenchError {
     #[error("benchmark setup: {0}")]
     Setup(String),
     #[error(transparent)]
-    Sync(#[from] m365sync::sync::pipeline::SyncError),
+    Sync(#[from] m365sync::sync::SyncError),
 }
 
 fn setup<E: std::fmt::Display>(e: E) -> SyncBenchError {

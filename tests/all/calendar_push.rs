@@ -3,7 +3,7 @@
 //! nothing, each intended change sends exactly one message per attendee concerned, our own
 //! writes never come back as changes, and a conflict keeps Microsoft's version (C1).
 
-use m365sync::calendar::crm::{add_event, remove_event, update_event, EventChange, NewEvent};
+use m365sync::outbound::edits::{add_event, remove_event, update_event, EventChange, NewEvent};
 use m365sync_store::events::Direction;
 use serde_json::json;
 
@@ -456,7 +456,7 @@ async fn a_create_whose_answer_was_lost_is_adopted_not_doubled() {
         let e = store.event(id).await.unwrap();
         let crm: m365sync_plugin::bindings::types::CrmEvent =
             serde_json::from_str(&e.record).unwrap();
-        let mut body = m365sync::calendar::push::graph_body(&crm, None, true);
+        let mut body = m365sync::outbound::push::graph_body(&crm, None, true);
         body.insert("transactionId".into(), tx.clone().into());
         let created = ms_create(&s, &me, serde_json::Value::Object(body)).await;
         assert_eq!(invitations(&s).await.len(), 1);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m365sync::sync::attachments::Fetcher;
+use m365sync::sync::mail::attachments::Fetcher;
 use m365sync::sync::run::run_tenant;
 use m365sync_graph::{http_client, AppCredentials, ClientConfig, GraphClient, TokenCache};
 use m365sync_sim::generate::GenerateOptions;

@@ -171,7 +171,7 @@ async fn sync_run(
     let progress: Option<m365sync::sync::run::Progress> =
         std::io::stderr().is_terminal().then(|| {
             Box::new(
-                |done: usize, total: usize, mailbox: &str, c: &m365sync::sync::pipeline::Counts| {
+                |done: usize, total: usize, mailbox: &str, c: &m365sync::sync::Counts| {
                     let width = 24;
                     let filled = done * width / total.max(1);
                     eprint!(

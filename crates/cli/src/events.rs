@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
-use m365sync::calendar::crm::{add_event, remove_event, update_event, EventChange, NewEvent};
+use m365sync::outbound::edits::{add_event, remove_event, update_event, EventChange, NewEvent};
 use m365sync_store::events::{CalendarSettings, Direction};
 
 use super::admin::open;
@@ -419,7 +419,7 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
             s.inbound_years = inbound_years.unwrap_or(s.inbound_years);
             s.outbound_months = outbound_months.unwrap_or(s.outbound_months);
             store.set_calendar_settings(org_id, tenant_id, &s).await?;
-            if let Some(w) = m365sync::calendar::invitation_warning(s.direction) {
+            if let Some(w) = m365sync::outbound::invitation_warning(s.direction) {
                 eprintln!("warning: {w} (`events add --send-invitations`)");
             }
             println!("{}", serde_json::to_string_pretty(&s)?);

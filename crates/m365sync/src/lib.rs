@@ -13,10 +13,11 @@
 
 pub mod admin;
 pub mod apply;
-pub mod calendar;
+
 pub mod config;
 pub mod credentials;
 pub mod crm;
 pub mod matching;
+pub mod outbound;
 pub mod service;
 pub mod sync;

@@ -102,7 +102,7 @@ pub async fn activate(
     }
     // C9: writing events to Microsoft can email the firm's clients.
     let calendar = store.calendar_settings(tenant.org_id, tenant.id).await?;
-    if let Some(w) = crate::calendar::invitation_warning(calendar.direction) {
+    if let Some(w) = crate::outbound::invitation_warning(calendar.direction) {
         warnings.push(format!("{w} (`m365sync events settings`)"));
     }
     let newly_activated = store.activate_tenant(tenant.id).await?;

@@ -14,9 +14,9 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::input::{accept, batch_addresses, batch_conversations, match_inputs, tenant_view};
-use crate::sync::pipeline::stamp;
-use crate::sync::pipeline::SyncError;
-use crate::sync::tenant::load_plugin;
+use crate::sync::error::SyncError;
+use crate::sync::stages::load_plugin;
+use crate::sync::stages::stamp;
 use crate::sync::SyncEnv;
 use m365sync_plugin::call::CallContext;
 use m365sync_plugin::{Kind, Plugin};

@@ -3,7 +3,7 @@
 //! `/api/orgs/{org}/...` (the service admin or that org's admin), and a user's own events under
 //! `/api/me/events` (a user token).
 //!
-//! Every edit goes through [`crate::calendar::crm`], the same code as `m365sync events`, so the
+//! Every edit goes through [`crate::outbound::edits`], the same code as `m365sync events`, so the
 //! event and its outbox row are written in one transaction. When an edit left a row in the
 //! outbox, the tenant's next run is made due now ([`m365sync_store::Store::request_run`]): the
 //! service's scheduler starts it at its next tick and the user's mailbox sync pushes the change,
@@ -18,10 +18,10 @@ use hyper::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::calendar::crm::{
+use crate::outbound::edits::{
     add_event, present, remove_event, update_event, CrmEditError, EventChange, NewEvent,
 };
-use crate::calendar::invitation_warning;
+use crate::outbound::invitation_warning;
 use m365sync_store::event_queries::EventWindow;
 use m365sync_store::events::{CalendarSettings, Direction, StoredEvent};
 use m365sync_store::tenants::Tenant;

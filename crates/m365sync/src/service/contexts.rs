@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::sync::pipeline::SyncError;
+use crate::sync::error::SyncError;
 use crate::sync::{SyncEnv, TenantContext};
 use m365sync_graph::client::ClientStatsSnapshot;
 

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::sync::pipeline::Counts;
+use crate::sync::Counts;
 use m365sync_graph::client::ClientStatsSnapshot;
 
 /// Counters since the process started.

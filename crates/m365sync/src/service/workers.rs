@@ -164,7 +164,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
                 "mailbox synced"
             );
         }
-        Some(crate::sync::pipeline::SyncError::Stopped) => {
+        Some(crate::sync::error::SyncError::Stopped) => {
             shared
                 .metrics
                 .mailbox_syncs_interrupted

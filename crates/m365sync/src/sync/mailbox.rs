@@ -8,9 +8,11 @@ use m365sync_store::mailboxes::Mailbox;
 use m365sync_store::schedule::{Lease, MailboxOutcome, RunProgress};
 use m365sync_store::{now_ms, StoreError};
 
-use super::pipeline::{retry_failed, sync_folder, Counts, FolderJob, SyncError};
+use super::error::SyncError;
+use super::mail::{sync_folder, FolderJob};
 use super::stop::StopSignal;
 use super::tenant::{SyncEnv, TenantContext};
+use super::Counts;
 
 /// Consecutive failures after which a mailbox stops trying within a run (transient errors) or
 /// is disabled until an admin re-enables it (permanent ones: access denied, not found).
@@ -57,21 +59,19 @@ pub async fn sync_mailbox(
             lease,
             stop,
         };
-        let step = async {
-            counts += retry_failed(&job).await?;
-            counts += sync_folder(&job).await?;
-            Ok::<(), SyncError>(())
-        };
-        if let Err(error) = step.await {
-            return MailboxResult {
-                counts,
-                error: Some(error),
-            };
+        match sync_folder(&job).await {
+            Ok(c) => counts += c,
+            Err(error) => {
+                return MailboxResult {
+                    counts,
+                    error: Some(error),
+                }
+            }
         }
     }
     // The calendar (C2): pulled and pushed under the same lease when this is the user's
     // primary mailbox and their Sync Events switch is on (otherwise nothing happens).
-    match crate::calendar::sync_calendar(env, ctx, mailbox, run_id, lease, stop).await {
+    match crate::sync::calendar::sync_calendar(env, ctx, mailbox, run_id, lease, stop).await {
         Ok(calendar) => counts += calendar.as_counts(),
         Err(error) => {
             return MailboxResult {

@@ -13,10 +13,10 @@ use m365sync_store::schedule::Lease;
 use m365sync_store::tenants::Tenant;
 
 use super::mailbox::{record_result, sync_mailbox, WorkerStamp};
-use super::pipeline::{Counts, SyncError};
 use super::stop::StopSignal;
 pub use super::tenant::SyncEnv;
 use super::tenant::TenantContext;
+use super::{Counts, SyncError};
 
 /// Mailboxes a one-off run syncs at once.
 const CLI_CONCURRENCY: usize = 4;
@@ -116,7 +116,7 @@ pub async fn run_mailboxes_with(
     let ctx = TenantContext::build(env, store.tenant_by_id(tenant.id).await?).await?;
     if opts.bypass_plugins {
         let s = ctx.stages.current();
-        ctx.stages.replace(super::pipeline::Stages {
+        ctx.stages.replace(super::stages::Stages {
             exclusion: Arc::clone(&s.exclusion),
             mapping: Arc::clone(&s.mapping),
             ctx: s.ctx.clone(),

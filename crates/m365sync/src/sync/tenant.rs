@@ -16,13 +16,14 @@ use m365sync_plugin::bindings::types::{Effect as PEffect, Level, Rule, RuleTarge
 use m365sync_plugin::call::CallContext;
 use m365sync_plugin::engine::PluginEngine;
 use m365sync_plugin::host::{RuleDef, TenantData};
-use m365sync_plugin::{builtin, Kind, Plugin};
+use m365sync_plugin::{builtin, Kind};
 use m365sync_store::mailboxes::Mailbox;
 use m365sync_store::rules::{Effect, RuleScope, Target};
 use m365sync_store::tenants::{Tenant, TenantSettings};
 use m365sync_store::Store;
 
-use super::pipeline::{StageSlot, Stages, SyncError};
+use super::error::SyncError;
+use super::stages::{load_plugin, StageSlot, Stages};
 
 /// What sync work needs that outlives a run: the database, the plugin engine, HTTP.
 #[derive(Clone)]
@@ -34,33 +35,6 @@ pub struct SyncEnv {
 
 /// Six months, the default reach of a first sync (E4).
 const DEFAULT_REACH_DAYS: i64 = 182;
-
-pub(crate) async fn load_plugin(
-    env: &SyncEnv,
-    tenant: &Tenant,
-    kind: Kind,
-) -> Result<Arc<Plugin>, SyncError> {
-    let bytes = match env
-        .store
-        .active_plugin(tenant.org_id, tenant.id, kind.world())
-        .await?
-    {
-        Some(active) => env.store.plugin_wasm(&active.digest).await?,
-        None => builtin::builtin(kind).wasm.to_vec(),
-    };
-    // Compiling is CPU work (seconds for a cold, unoptimised build): a blocking thread, so
-    // the service's heartbeats and API go on meanwhile.
-    let engine = env.engine.clone();
-    tokio::task::spawn_blocking(move || engine.load_shared(kind, &bytes))
-        .await
-        .map_err(|e| SyncError::Plugin(format!("loading a plugin panicked: {e}")))?
-        .map_err(|e| {
-            SyncError::Plugin(format!(
-                "tenant {}: the {kind} plugin cannot be loaded: {e}",
-                tenant.name
-            ))
-        })
-}
 
 async fn tenant_data(
     store: &Store,

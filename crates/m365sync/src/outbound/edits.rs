@@ -9,7 +9,7 @@ use m365sync_store::events::{EventAddress, StoredEvent};
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};
 
-use super::convert::{fields_with, ms_of, rfc3339};
+use crate::sync::calendar::convert::{fields_with, ms_of, rfc3339};
 
 /// Why a CRM edit was refused.
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,7 @@ pub async fn sync_rooms_once(env: &SyncEnv, ctx: &TenantContext, mailbox: &Mailb
             })
             .collect();
         env.store.upsert_rooms(ctx.tenant.id, &rooms).await?;
-        Ok::<usize, crate::sync::pipeline::SyncError>(rooms.len())
+        Ok::<usize, crate::sync::error::SyncError>(rooms.len())
     }
     .await;
     if let Err(e) = result {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use crate::sync::pipeline::SyncError;
+use crate::sync::error::SyncError;
 use crate::sync::stop::StopSignal;
 use m365sync_graph::GraphError;
 use m365sync_plugin::bindings::types::{CrmEvent, ShowTimeAs};
@@ -25,7 +25,7 @@ use m365sync_store::events::{CalendarSettings, OutboxRow, PushResult, StoredEven
 use m365sync_store::schedule::Lease;
 use m365sync_store::{now_ms, Store};
 
-use super::convert::{change_key, ms_of};
+use crate::sync::calendar::convert::{change_key, ms_of};
 
 /// Everything one user's push needs.
 pub struct PushJob<'a> {

@@ -1,11 +1,11 @@
-//! Calendar sync (C1-C9): a user's primary calendar pulled into CRM events and CRM events
-//! pushed to it, within the same mailbox work (and lease) as the user's email.
+//! Calendar sync (C1-C9): a user's primary calendar pulled into CRM events, within the same
+//! mailbox work (and lease) as the user's email, and the user's outbox pushed after it.
 //!
-//! Layout: [`convert`] reads Graph event JSON into the plugin contract's `event` and a mapped
-//! `crm-event` into what the store keeps; [`pull`] runs a calendar's calendarView delta through
-//! the product rules and plugins into the store; [`push`] turns a user's outbox rows into Graph
-//! writes; [`crm`] is the CRM side's create, change and delete; [`rooms`] keeps the tenant's
-//! resource calendars. `m365sync bench calendar` (`bench::calendar`) measures pull and push.
+//! Layout: [`convert`] reads Graph event JSON into the plugin contract's `Event` and a mapped
+//! `CrmEvent` into what the store keeps; [`pull`] runs a calendar's calendarView delta through
+//! the product rules (C7) and the stage engine into the store; [`rooms`] keeps the tenant's
+//! resource calendars. The other direction (CRM edits, the outbox, Graph writes) is
+//! [`crate::outbound`]. `m365sync bench calendar` measures pull and push.
 //!
 //! [`sync_calendar`] is what a mailbox's work calls: it does nothing unless the mailbox is its
 //! user's primary one and the user's Sync Events switch is on (C2), then pulls when the
@@ -14,22 +14,20 @@
 //! CRM change is dropped before the push could send it.
 
 pub mod convert;
-pub mod crm;
 pub mod pull;
-pub mod push;
 pub mod rooms;
 
 use chrono::{Duration, TimeZone, Utc};
 
-use crate::sync::pipeline::{Counts, SyncError};
-use crate::sync::stop::StopSignal;
-use crate::sync::tenant::{SyncEnv, TenantContext};
-use m365sync_store::events::Direction;
 use m365sync_store::mailboxes::Mailbox;
 use m365sync_store::schedule::Lease;
 
+use crate::outbound::push::{self, PushCounts};
+use crate::sync::stop::StopSignal;
+use crate::sync::tenant::{SyncEnv, TenantContext};
+use crate::sync::{Counts, SyncError};
+
 pub use pull::PullCounts;
-pub use push::PushCounts;
 
 /// What a mailbox's calendar work did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -58,19 +56,6 @@ impl CalendarCounts {
             stage_micros: 0,
         }
     }
-}
-
-/// C9's warning for a direction that writes CRM events to Microsoft (`None` for to_crm):
-/// Microsoft, not m365sync, emails the attendees, so an admin choosing such a direction must
-/// hear it. One text for every place that chooses a direction (`events settings`, `activate`,
-/// the admin API's settings), so they cannot drift apart.
-pub fn invitation_warning(direction: Direction) -> Option<String> {
-    direction.pushes().then(|| {
-        format!(
-            "calendar direction is {}: CRM events are written to Microsoft, which emails invitations, updates and cancellations to their attendees when an event's \"send invitations\" is on (C9); the default is to_crm",
-            direction.as_str()
-        )
-    })
 }
 
 /// Days in a year, for the inbound range.

@@ -161,7 +161,7 @@ pub fn record_for_store(email: &Email, crm: &CrmEmail, decided_by: &str) -> Emai
             .collect(),
         record: serde_json::to_string(crm).expect("CRM records serialise"),
         decided_by: decided_by.to_string(),
-        // Fetched after mapping, for kept emails only (sync::attachments).
+        // Fetched after mapping, for kept emails only (sync::mail::attachments).
         attachments: AttachmentSet::Untouched,
     }
 }

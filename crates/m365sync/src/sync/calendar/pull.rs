@@ -15,19 +15,21 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::sync::pipeline::{stamp, StageSlot, SyncError};
-use crate::sync::round::{run_round, PageSink, Round};
-use crate::sync::stop::StopSignal;
 use m365sync_graph::delta::DeltaPage;
 use m365sync_graph::{GraphClient, GraphError};
-use m365sync_plugin::bindings::types::{AttendeeKind, Decision, Event, Sensitivity, Verdict};
-use m365sync_plugin::call::{CallContext, RecordError};
+use m365sync_plugin::bindings::types::{AttendeeKind, Event, Sensitivity};
+use m365sync_plugin::call::CallContext;
 use m365sync_store::events::{
     CalendarSettings, EventPage, PageOutcome, PulledEvent, SeriesRecord, CALENDAR_FOLDER,
 };
 use m365sync_store::schedule::Lease;
 use m365sync_store::sync::{Cursor, Exclusion, FailedRecord};
 use m365sync_store::Store;
+
+use crate::sync::error::SyncError;
+use crate::sync::round::{retry_failed, run_round, PageSink, Round};
+use crate::sync::stages::{decide, Stage, StageSlot};
+use crate::sync::stop::StopSignal;
 
 use super::convert::{event_from_graph, fields_of, is_internal, ConvertError, GraphEvent};
 
@@ -139,19 +141,6 @@ async fn fetch_page(job: &PullJob<'_>, url: &str) -> Result<DeltaPage, GraphErro
 pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
     let mut counts = PullCounts::default();
     let mut masters = Masters::new();
-    // Failed records first (E10): their stored JSON, no refetch.
-    let failed = job
-        .store
-        .failed_payloads(job.mailbox_id, CALENDAR_FOLDER)
-        .await?;
-    for chunk in failed.chunks(job.page_size.max(1)) {
-        let items = chunk
-            .iter()
-            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
-            .collect();
-        let page = process_page(job, items, None, &mut masters, &mut counts).await?;
-        counts.stored += job.store.commit_event_page(&page).await?;
-    }
     let round = Round {
         store: job.store,
         mailbox_id: job.mailbox_id,
@@ -164,13 +153,15 @@ pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
         masters: &mut masters,
         counts: &mut counts,
     };
+    // Failed records first (E10): their stored JSON, no refetch.
+    retry_failed(&round, job.page_size, &mut sink).await?;
     let fetch = |url: String| async move { fetch_page(job, &url).await };
     let pages = run_round(&round, fetch, &mut sink).await?;
-    counts.pages = pages;
+    counts.pages += pages;
     Ok(counts)
 }
 
-/// A calendar's pages on their way through the rules and plugins into the store.
+/// A calendar's pages on their way through the rules and the stages into the store.
 struct CalendarPages<'a, 'j> {
     job: &'a PullJob<'j>,
     masters: &'a mut Masters,
@@ -178,8 +169,8 @@ struct CalendarPages<'a, 'j> {
 }
 
 impl PageSink for CalendarPages<'_, '_> {
-    async fn store(&mut self, items: Vec<Value>, cursor: Cursor) -> Result<(), SyncError> {
-        let page = process_page(self.job, items, Some(cursor), self.masters, self.counts).await?;
+    async fn store(&mut self, items: Vec<Value>, cursor: Option<Cursor>) -> Result<(), SyncError> {
+        let page = process_page(self.job, items, cursor, self.masters, self.counts).await?;
         self.counts.stored += self.job.store.commit_event_page(&page).await?;
         Ok(())
     }
@@ -294,7 +285,7 @@ async fn process_page(
                     counts.failed += 1;
                     page.failures.push(FailedRecord {
                         graph_id: id.clone(),
-                        stage: "series".into(),
+                        stage: Stage::Series.as_str().into(),
                         error: format!("event {id}: its series master {mid} was not found"),
                         payload: item.to_string(),
                     });
@@ -331,7 +322,7 @@ async fn process_page(
                 counts.failed += 1;
                 page.failures.push(FailedRecord {
                     graph_id: id.clone(),
-                    stage: "convert".into(),
+                    stage: Stage::Convert.as_str().into(),
                     error: format!("event {id}: {what}"),
                     payload: item.to_string(),
                 });
@@ -387,68 +378,29 @@ async fn process_page(
         config: Arc::new(config),
         limits: stages.ctx.limits.clone(),
     };
-    let (excl, map) = (Arc::clone(&stages.exclusion), Arc::clone(&stages.mapping));
-    let (events, verdicts, mapped) = tokio::task::spawn_blocking(move || {
-        let verdicts = excl.exclude_events(&ctx, &events).results;
-        let keep =
-            |v: &Result<Verdict, RecordError>| matches!(v, Ok(v) if v.decision == Decision::Keep);
-        let mapped = if verdicts.iter().all(keep) {
-            map.map_events(&ctx, &events).results
-        } else {
-            let kept: Vec<Event> = events
-                .iter()
-                .zip(&verdicts)
-                .filter(|(_, v)| keep(v))
-                .map(|(e, _)| e.clone())
-                .collect();
-            map.map_events(&ctx, &kept).results
-        };
-        (events, verdicts, mapped)
-    })
-    .await
-    .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
-    let (excl_stamp, map_stamp) = (stamp(&stages.exclusion), stamp(&stages.mapping));
-    let decided_by = format!("{excl_stamp}; {map_stamp}");
-    let mut mapped = mapped.into_iter();
-    for ((c, event), verdict) in candidates.into_iter().zip(events).zip(verdicts) {
-        let id = event.id.clone();
-        let fail = |page: &mut EventPage, counts: &mut PullCounts, stage: &str, error: String| {
-            counts.failed += 1;
-            page.failures.push(FailedRecord {
-                graph_id: id.clone(),
-                stage: stage.into(),
-                error,
-                payload: c.payload.to_string(),
-            });
-        };
-        match verdict {
-            Err(e) => fail(&mut page, counts, "exclude", e.to_string()),
-            Ok(v) if v.decision == Decision::Drop => {
-                counts.excluded += 1;
-                page.exclusions.push(Exclusion {
-                    graph_id: id.clone(),
-                    rule: v.rule.unwrap_or_else(|| "(no rule)".into()),
-                    decided_by: excl_stamp.clone(),
-                });
-            }
-            Ok(_) => match mapped.next().expect("one mapping result per kept event") {
-                Err(e) => fail(&mut page, counts, "map", e.to_string()),
-                Ok(crm) => match fields_of(&event, &crm) {
-                    Err(e) => fail(&mut page, counts, "map", format!("event {id}: {e}")),
-                    Ok(fields) => page.upserts.push(PulledEvent {
-                        graph_id: id.clone(),
-                        series_graph_id: c.series,
-                        kind: c.kind,
-                        ical_uid: c.ical_uid,
-                        change_key: c.change_key,
-                        transaction_id: c.transaction_id,
-                        cancelled: false,
-                        fields,
-                        decided_by: decided_by.clone(),
-                    }),
-                },
-            },
-        }
-    }
+    let decided = decide(&stages, Some(ctx), events).await?;
+    let folded = decided.fold(
+        candidates,
+        |c: &Candidate| c.payload.to_string(),
+        |event, crm, c, decided_by| match fields_of(&event, &crm) {
+            Err(e) => Err((format!("event {}: {e}", event.id), c)),
+            Ok(fields) => Ok(PulledEvent {
+                graph_id: event.id.clone(),
+                series_graph_id: c.series,
+                kind: c.kind,
+                ical_uid: c.ical_uid,
+                change_key: c.change_key,
+                transaction_id: c.transaction_id,
+                cancelled: false,
+                fields,
+                decided_by: decided_by.to_string(),
+            }),
+        },
+    );
+    counts.excluded += folded.exclusions.len() as u64;
+    counts.failed += folded.failures.len() as u64;
+    page.upserts = folded.kept;
+    page.exclusions.extend(folded.exclusions);
+    page.failures.extend(folded.failures);
     Ok(page)
 }

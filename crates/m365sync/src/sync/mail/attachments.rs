@@ -35,7 +35,8 @@ use m365sync_store::attachments::{
 };
 use m365sync_store::sync::EmailRecord;
 
-use super::pipeline::{FolderJob, SyncError};
+use super::folder::FolderJob;
+use crate::sync::error::SyncError;
 
 /// Attachment requests in flight for one page: Outlook's limit per app and mailbox. (The
 /// client's own per-mailbox slots apply as well; this bounds what a page holds at once.)
