@@ -26,7 +26,7 @@ fn ok(v: Value) -> SimResponse {
 /// The ready file's JSON: where everything is and how to sign in.
 pub fn info(sim: &Sim) -> Value {
     let base = sim.public_base();
-    let world = sim.world.lock().expect("world lock");
+    let world = sim.world();
     let tenants: Vec<Value> = world
         .tenants
         .iter()
@@ -43,7 +43,7 @@ pub fn info(sim: &Sim) -> Value {
         "base_url": base,
         "graph_url": format!("{base}/v1.0"),
         "authority": base,
-        "ca_cert": sim.ca_cert.read().expect("ca lock").as_ref().map(|p| p.display().to_string()),
+        "ca_cert": sim.ca_cert.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|p| p.display().to_string()),
         "control_url": format!("{base}/_sim"),
         "tenants": tenants,
     })
@@ -314,18 +314,14 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
     let response = match (method, path.as_slice()) {
         ("GET", ["health"]) => ok(json!({"ok": true})),
         ("GET", ["info"]) => ok(info(sim)),
-        ("GET", ["ground-truth"]) => ok(ground_truth(&sim.world.lock().expect("world lock"))),
+        ("GET", ["ground-truth"]) => ok(ground_truth(&sim.world())),
         ("GET", ["stats"]) => {
             let mut snapshot = sim.stats.snapshot();
             snapshot.mailbox_requests = sim.throttle.admitted_by_mailbox();
             ok(serde_json::to_value(snapshot).expect("stats serialise"))
         }
-        ("GET", ["invitations"]) => {
-            ok(json!({"value": sim.world.lock().expect("world lock").invitations}))
-        }
-        ("GET", ["outbound-mail"]) => {
-            ok(json!({"value": sim.world.lock().expect("world lock").outbound_mail}))
-        }
+        ("GET", ["invitations"]) => ok(json!({"value": sim.world().invitations})),
+        ("GET", ["outbound-mail"]) => ok(json!({"value": sim.world().outbound_mail})),
         ("GET", ["subscriptions"]) => ok(json!({"value": sim.subscriptions.list()})),
         ("GET", ["calendar-view"]) => {
             let (Some(user), Some(start), Some(end)) =
@@ -333,7 +329,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             else {
                 return bad("user, start and end are required");
             };
-            let world = sim.world.lock().expect("world lock");
+            let world = sim.world();
             let Some((t, u)) = find_user(&world, user) else {
                 return bad(format!("no user '{user}'"));
             };
@@ -342,17 +338,13 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
                 Err(e) => bad(e),
             }
         }
-        ("POST", ["deliver"]) => {
-            deliver(&mut sim.world.lock().expect("world lock"), body!(Deliver))
+        ("POST", ["deliver"]) => deliver(&mut sim.world(), body!(Deliver)),
+        ("POST", ["messages", op @ ("move" | "delete" | "update")]) => {
+            message_op(&mut sim.world(), op, body!(MessageRef))
         }
-        ("POST", ["messages", op @ ("move" | "delete" | "update")]) => message_op(
-            &mut sim.world.lock().expect("world lock"),
-            op,
-            body!(MessageRef),
-        ),
         ("POST", ["events", rest @ ..]) => {
             let v = body!(Value);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             let op = rest.first().copied().unwrap_or("create");
             super::calendar::control(&mut world, op, &v)
                 .map(ok)
@@ -360,7 +352,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("POST", ["tokens", "expire"]) | ("POST", ["refresh-tokens", "expire"]) => {
             let a = body!(TenantArg);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             match tenant_filter(&world, a.tenant.as_deref()) {
                 Err(r) => r,
                 Ok(ts) => {
@@ -380,7 +372,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("POST", ["secrets", op @ ("revoke" | "add" | "expire")]) => {
             let a = body!(TenantArg);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             let Some(t) = a.tenant.as_deref().and_then(|k| world.tenant_by_key(k)) else {
                 return bad("tenant is required and must exist");
             };
@@ -421,7 +413,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("POST", ["sync-state", "expire"]) => {
             let a = body!(TenantArg);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             match tenant_filter(&world, a.tenant.as_deref()) {
                 Err(r) => r,
                 Ok(ts) => {
@@ -476,6 +468,12 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             sim.set_protocol(p.clone());
             ok(serde_json::to_value(p).expect("config serialises"))
         }
+        ("POST", ["panic"]) => {
+            // For robustness tests: a handler that panics while it holds the world lock, as a
+            // bug would. The server answers 500 and the next request finds the world usable.
+            let _world = sim.world();
+            panic!("panic requested through /_sim/panic");
+        }
         ("POST", ["reset"]) => {
             sim.reset();
             ok(json!({"ok": true}))
@@ -485,7 +483,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             &json!({"error": format!("no control endpoint {method} /_sim/{}", path.join("/"))}),
         ),
     };
-    let changes = std::mem::take(&mut sim.world.lock().expect("world lock").pending_changes);
+    let changes = std::mem::take(&mut sim.world().pending_changes);
     sim.subscriptions.enqueue(sim, changes);
     response
 }

@@ -574,6 +574,26 @@ impl World {
     }
 }
 
+/// The keys after `start` up to `end` inclusive, for `BTreeMap::range` over sequences.
+///
+/// Empty, never a panic of `range`, when a cursor has already reached or passed its end: a
+/// round with nothing new to read is normal (two delta rounds with no change between them),
+/// and `start + 1..=end` panics exactly then.
+pub fn after(start: u64, end: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    use std::ops::Bound::{Excluded, Included};
+    (Excluded(start), Included(end.max(start)))
+}
+
+/// The keys from `start` to `end`, both inclusive; empty (not a panic) when `start > end`.
+pub fn from_to(start: u64, end: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    use std::ops::Bound::{Excluded, Included};
+    if start > end {
+        (Excluded(end), Included(end))
+    } else {
+        (Included(start), Included(end))
+    }
+}
+
 /// Graph's `bodyPreview`: the body as plain text with whitespace collapsed, cut at 255
 /// characters. One pass that stops early, since every stored message needs one.
 pub fn preview_of(content: &MessageContent) -> String {

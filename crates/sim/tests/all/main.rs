@@ -7,4 +7,5 @@ mod delta;
 mod https_subscriptions;
 mod identity;
 mod mail;
+mod robustness;
 mod throttle;
