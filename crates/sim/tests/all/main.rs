@@ -1,6 +1,7 @@
 //! The simulator's own tests: one binary, one module per feature (as wasmtime does). They
 //! talk to it over loopback HTTP(S) as any Graph client would; nothing of the product is used.
 
+mod bodies;
 mod calendar;
 mod client;
 mod delta;
