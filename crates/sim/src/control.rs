@@ -89,6 +89,10 @@ struct Deliver {
     conversation_id: Option<String>,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// Where each recipient's copy lands instead of the inbox (id, well-known name or path
+    /// such as "Inbox/Clients/Acme"): what an inbox rule does.
+    #[serde(default)]
+    folder: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -184,9 +188,14 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
         name: a.split('@').next().unwrap_or(a).to_string(),
         address: a.to_string(),
     };
-    let Some((t, _)) = d.to.iter().chain(&d.cc).find_map(|a| find_user(world, a)) else {
+    if !d
+        .to
+        .iter()
+        .chain(&d.cc)
+        .any(|a| find_user(world, a).is_some())
+    {
         return bad("no recipient is a user of a simulated tenant");
-    };
+    }
     let seq = world.bump();
     let now = d.received.unwrap_or_else(Utc::now);
     let mut attachments = Vec::with_capacity(d.attachments.len());
@@ -201,7 +210,8 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
             Err(e) => return bad(e),
         }
     }
-    let sender = world.tenants[t].user_by_key(&d.from);
+    // A sender with a simulated mailbox (in any tenant) keeps a copy in its sent items.
+    let sender = find_user(world, &d.from);
     let content = MessageContent {
         internet_message_id: d.internet_message_id.unwrap_or_else(|| {
             format!(
@@ -242,25 +252,21 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
         attachments,
     };
     let internet_message_id = content.internet_message_id.clone();
-    let copies = match sender {
-        Some(s) => super::mail::deliver(world, t, s, content, true),
-        None => {
-            let mut copies = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for r in d.to.iter().chain(&d.cc) {
-                if let Some(u) = world.tenants[t].user_by_key(r) {
-                    if seen.insert(u) {
-                        let inbox = world.tenants[t].users[u]
-                            .folder_index("inbox")
-                            .expect("inbox");
-                        copies.push((u, world.add_message(t, u, inbox, content.clone(), true)));
-                    }
-                }
-            }
-            copies
-        }
-    };
-    let messages: Vec<Value> = copies.iter().map(|(u, k)| json!({"user": world.tenants[t].users[*u].upn, "id": message_id::immutable(*k, world.salt)})).collect();
+    let copies =
+        match super::mail::deliver_everywhere(world, sender, content, true, d.folder.as_deref()) {
+            Ok(copies) => copies,
+            Err(e) => return bad(e),
+        };
+    let messages: Vec<Value> = copies
+        .iter()
+        .map(|(t, u, k)| {
+            json!({
+                "user": world.tenants[*t].users[*u].upn,
+                "tenant": world.tenants[*t].id,
+                "id": message_id::immutable(*k, world.salt),
+            })
+        })
+        .collect();
     ok(json!({"messages": messages, "internet_message_id": internet_message_id}))
 }
 
@@ -274,7 +280,7 @@ fn message_op(world: &mut World, op: &str, r: MessageRef) -> SimResponse {
     match op {
         "move" => {
             let dest = r.destination.unwrap_or_default();
-            let Some(f) = world.tenants[t].users[u].folder_index(&dest) else {
+            let Some(f) = world.tenants[t].users[u].resolve_folder(&dest) else {
                 return bad(format!("no folder '{dest}'"));
             };
             world.move_message(key, f);
@@ -293,6 +299,109 @@ fn message_op(world: &mut World, op: &str, r: MessageRef) -> SimResponse {
         }),
     }
     ok(json!({"id": message_id::immutable(key, world.salt)}))
+}
+
+#[derive(Deserialize)]
+struct FolderOp {
+    user: String,
+    /// The folder acted on: id, well-known name or path ("Inbox/Clients/Acme").
+    #[serde(default)]
+    folder: Option<String>,
+    /// `create`: the whole path; missing folders along it are created too.
+    #[serde(default)]
+    path: Option<String>,
+    /// `create`: the parent (id, well-known name or path) of a folder named `name`.
+    #[serde(default)]
+    parent: Option<String>,
+    /// `create` with `parent`, and `rename`: the display name.
+    #[serde(default)]
+    name: Option<String>,
+    /// `move`: the new parent.
+    #[serde(default)]
+    destination: Option<String>,
+    /// `create`: a hidden folder (listings show it only with includeHiddenFolders=true).
+    #[serde(default)]
+    hidden: bool,
+    /// `delete`: gone for good (permanentDelete) instead of moved to Deleted Items.
+    #[serde(default)]
+    permanent: bool,
+}
+
+/// One folder as the control API describes it.
+fn folder_info(world: &World, t: usize, u: usize, f: usize) -> Value {
+    let user = &world.tenants[t].users[u];
+    let folder = &user.folders[f];
+    json!({
+        "id": folder.id,
+        "path": user.folder_path(f),
+        "parent": folder.parent.map(|p| user.folders[p].id.clone()),
+        "well_known": folder.well_known,
+        "hidden": folder.hidden,
+        "count": folder.items.len(),
+    })
+}
+
+/// `/_sim/folders/{create,rename,move,delete}`: changes a mailbox's folder tree the way a
+/// user in Outlook would, through the same code as Graph's folder writes.
+fn folder_op(world: &mut World, op: &str, r: FolderOp) -> SimResponse {
+    let Some((t, u)) = find_user(world, &r.user) else {
+        return bad(format!("no user '{}'", r.user));
+    };
+    let resolve = |world: &World, key: Option<&str>, what: &str| {
+        let key = key.ok_or_else(|| bad(format!("{what} is required")))?;
+        world.tenants[t].users[u]
+            .resolve_folder(key)
+            .ok_or_else(|| bad(format!("{} has no folder '{key}'", r.user)))
+    };
+    let result = match op {
+        "create" => match (&r.path, &r.parent, &r.name) {
+            (Some(path), None, None) if !r.hidden => world.ensure_folder_path(t, u, path),
+            (Some(path), None, None) => {
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let parent = if parent.is_empty() {
+                    Ok(world.tenants[t].users[u].root_folder())
+                } else {
+                    world.ensure_folder_path(t, u, parent)
+                };
+                parent.and_then(|p| world.create_folder(t, u, p, name, true))
+            }
+            (None, Some(parent), Some(name)) => {
+                let root = world.tenants[t].users[u].root_folder();
+                let p = if parent.is_empty() || parent.eq_ignore_ascii_case("msgfolderroot") {
+                    root
+                } else {
+                    match resolve(world, Some(parent), "parent") {
+                        Ok(p) => p,
+                        Err(resp) => return resp,
+                    }
+                };
+                world.create_folder(t, u, p, name, r.hidden)
+            }
+            _ => return bad("create takes either path, or parent and name"),
+        },
+        "rename" | "move" | "delete" => {
+            let f = match resolve(world, r.folder.as_deref(), "folder") {
+                Ok(f) => f,
+                Err(resp) => return resp,
+            };
+            match op {
+                "rename" => world
+                    .rename_folder(t, u, f, r.name.as_deref().unwrap_or_default())
+                    .map(|_| f),
+                "move" => match resolve(world, r.destination.as_deref(), "destination") {
+                    Ok(dest) => world.move_folder(t, u, f, dest).map(|_| f),
+                    Err(resp) => return resp,
+                },
+                _ if r.permanent => world.purge_folder(t, u, f).map(|_| f),
+                _ => world.delete_folder(t, u, f).map(|_| f),
+            }
+        }
+        other => return bad(format!("unknown folder operation '{other}'")),
+    };
+    match result {
+        Ok(f) => ok(folder_info(world, t, u, f)),
+        Err(e) => bad(e.to_string()),
+    }
 }
 
 /// Serves `/_sim/...`.
@@ -339,6 +448,24 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             }
         }
         ("POST", ["deliver"]) => deliver(&mut sim.world(), body!(Deliver)),
+        ("GET", ["folders"]) => {
+            let Some(user) = req.query("user") else {
+                return bad("user is required");
+            };
+            let world = sim.world();
+            let Some((t, u)) = find_user(&world, user) else {
+                return bad(format!("no user '{user}'"));
+            };
+            let mailbox = &world.tenants[t].users[u];
+            let value: Vec<Value> = (0..mailbox.folders.len())
+                .filter(|&f| !mailbox.folders[f].deleted && mailbox.folders[f].parent.is_some())
+                .map(|f| folder_info(&world, t, u, f))
+                .collect();
+            ok(json!({"value": value}))
+        }
+        ("POST", ["folders", op @ ("create" | "rename" | "move" | "delete")]) => {
+            folder_op(&mut sim.world(), op, body!(FolderOp))
+        }
         ("POST", ["messages", op @ ("move" | "delete" | "update")]) => {
             message_op(&mut sim.world(), op, body!(MessageRef))
         }

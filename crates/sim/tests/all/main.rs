@@ -5,6 +5,7 @@ mod bodies;
 mod calendar;
 mod client;
 mod delta;
+mod folders;
 mod https_subscriptions;
 mod identity;
 mod mail;
