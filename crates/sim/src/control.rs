@@ -26,7 +26,7 @@ fn ok(v: Value) -> SimResponse {
 /// The ready file's JSON: where everything is and how to sign in.
 pub fn info(sim: &Sim) -> Value {
     let base = sim.public_base();
-    let world = sim.world.lock().expect("world lock");
+    let world = sim.world();
     let tenants: Vec<Value> = world
         .tenants
         .iter()
@@ -43,7 +43,7 @@ pub fn info(sim: &Sim) -> Value {
         "base_url": base,
         "graph_url": format!("{base}/v1.0"),
         "authority": base,
-        "ca_cert": sim.ca_cert.read().expect("ca lock").as_ref().map(|p| p.display().to_string()),
+        "ca_cert": sim.ca_cert.read().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref().map(|p| p.display().to_string()),
         "control_url": format!("{base}/_sim"),
         "tenants": tenants,
     })
@@ -89,6 +89,10 @@ struct Deliver {
     conversation_id: Option<String>,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// Where each recipient's copy lands instead of the inbox (id, well-known name or path
+    /// such as "Inbox/Clients/Acme"): what an inbox rule does.
+    #[serde(default)]
+    folder: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -184,9 +188,14 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
         name: a.split('@').next().unwrap_or(a).to_string(),
         address: a.to_string(),
     };
-    let Some((t, _)) = d.to.iter().chain(&d.cc).find_map(|a| find_user(world, a)) else {
+    if !d
+        .to
+        .iter()
+        .chain(&d.cc)
+        .any(|a| find_user(world, a).is_some())
+    {
         return bad("no recipient is a user of a simulated tenant");
-    };
+    }
     let seq = world.bump();
     let now = d.received.unwrap_or_else(Utc::now);
     let mut attachments = Vec::with_capacity(d.attachments.len());
@@ -201,7 +210,8 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
             Err(e) => return bad(e),
         }
     }
-    let sender = world.tenants[t].user_by_key(&d.from);
+    // A sender with a simulated mailbox (in any tenant) keeps a copy in its sent items.
+    let sender = find_user(world, &d.from);
     let content = MessageContent {
         internet_message_id: d.internet_message_id.unwrap_or_else(|| {
             format!(
@@ -242,25 +252,21 @@ fn deliver(world: &mut World, d: Deliver) -> SimResponse {
         attachments,
     };
     let internet_message_id = content.internet_message_id.clone();
-    let copies = match sender {
-        Some(s) => super::mail::deliver(world, t, s, content, true),
-        None => {
-            let mut copies = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for r in d.to.iter().chain(&d.cc) {
-                if let Some(u) = world.tenants[t].user_by_key(r) {
-                    if seen.insert(u) {
-                        let inbox = world.tenants[t].users[u]
-                            .folder_index("inbox")
-                            .expect("inbox");
-                        copies.push((u, world.add_message(t, u, inbox, content.clone(), true)));
-                    }
-                }
-            }
-            copies
-        }
-    };
-    let messages: Vec<Value> = copies.iter().map(|(u, k)| json!({"user": world.tenants[t].users[*u].upn, "id": message_id::immutable(*k, world.salt)})).collect();
+    let copies =
+        match super::mail::deliver_everywhere(world, sender, content, true, d.folder.as_deref()) {
+            Ok(copies) => copies,
+            Err(e) => return bad(e),
+        };
+    let messages: Vec<Value> = copies
+        .iter()
+        .map(|(t, u, k)| {
+            json!({
+                "user": world.tenants[*t].users[*u].upn,
+                "tenant": world.tenants[*t].id,
+                "id": message_id::immutable(*k, world.salt),
+            })
+        })
+        .collect();
     ok(json!({"messages": messages, "internet_message_id": internet_message_id}))
 }
 
@@ -274,7 +280,7 @@ fn message_op(world: &mut World, op: &str, r: MessageRef) -> SimResponse {
     match op {
         "move" => {
             let dest = r.destination.unwrap_or_default();
-            let Some(f) = world.tenants[t].users[u].folder_index(&dest) else {
+            let Some(f) = world.tenants[t].users[u].resolve_folder(&dest) else {
                 return bad(format!("no folder '{dest}'"));
             };
             world.move_message(key, f);
@@ -293,6 +299,109 @@ fn message_op(world: &mut World, op: &str, r: MessageRef) -> SimResponse {
         }),
     }
     ok(json!({"id": message_id::immutable(key, world.salt)}))
+}
+
+#[derive(Deserialize)]
+struct FolderOp {
+    user: String,
+    /// The folder acted on: id, well-known name or path ("Inbox/Clients/Acme").
+    #[serde(default)]
+    folder: Option<String>,
+    /// `create`: the whole path; missing folders along it are created too.
+    #[serde(default)]
+    path: Option<String>,
+    /// `create`: the parent (id, well-known name or path) of a folder named `name`.
+    #[serde(default)]
+    parent: Option<String>,
+    /// `create` with `parent`, and `rename`: the display name.
+    #[serde(default)]
+    name: Option<String>,
+    /// `move`: the new parent.
+    #[serde(default)]
+    destination: Option<String>,
+    /// `create`: a hidden folder (listings show it only with includeHiddenFolders=true).
+    #[serde(default)]
+    hidden: bool,
+    /// `delete`: gone for good (permanentDelete) instead of moved to Deleted Items.
+    #[serde(default)]
+    permanent: bool,
+}
+
+/// One folder as the control API describes it.
+fn folder_info(world: &World, t: usize, u: usize, f: usize) -> Value {
+    let user = &world.tenants[t].users[u];
+    let folder = &user.folders[f];
+    json!({
+        "id": folder.id,
+        "path": user.folder_path(f),
+        "parent": folder.parent.map(|p| user.folders[p].id.clone()),
+        "well_known": folder.well_known,
+        "hidden": folder.hidden,
+        "count": folder.items.len(),
+    })
+}
+
+/// `/_sim/folders/{create,rename,move,delete}`: changes a mailbox's folder tree the way a
+/// user in Outlook would, through the same code as Graph's folder writes.
+fn folder_op(world: &mut World, op: &str, r: FolderOp) -> SimResponse {
+    let Some((t, u)) = find_user(world, &r.user) else {
+        return bad(format!("no user '{}'", r.user));
+    };
+    let resolve = |world: &World, key: Option<&str>, what: &str| {
+        let key = key.ok_or_else(|| bad(format!("{what} is required")))?;
+        world.tenants[t].users[u]
+            .resolve_folder(key)
+            .ok_or_else(|| bad(format!("{} has no folder '{key}'", r.user)))
+    };
+    let result = match op {
+        "create" => match (&r.path, &r.parent, &r.name) {
+            (Some(path), None, None) if !r.hidden => world.ensure_folder_path(t, u, path),
+            (Some(path), None, None) => {
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let parent = if parent.is_empty() {
+                    Ok(world.tenants[t].users[u].root_folder())
+                } else {
+                    world.ensure_folder_path(t, u, parent)
+                };
+                parent.and_then(|p| world.create_folder(t, u, p, name, true))
+            }
+            (None, Some(parent), Some(name)) => {
+                let root = world.tenants[t].users[u].root_folder();
+                let p = if parent.is_empty() || parent.eq_ignore_ascii_case("msgfolderroot") {
+                    root
+                } else {
+                    match resolve(world, Some(parent), "parent") {
+                        Ok(p) => p,
+                        Err(resp) => return resp,
+                    }
+                };
+                world.create_folder(t, u, p, name, r.hidden)
+            }
+            _ => return bad("create takes either path, or parent and name"),
+        },
+        "rename" | "move" | "delete" => {
+            let f = match resolve(world, r.folder.as_deref(), "folder") {
+                Ok(f) => f,
+                Err(resp) => return resp,
+            };
+            match op {
+                "rename" => world
+                    .rename_folder(t, u, f, r.name.as_deref().unwrap_or_default())
+                    .map(|_| f),
+                "move" => match resolve(world, r.destination.as_deref(), "destination") {
+                    Ok(dest) => world.move_folder(t, u, f, dest).map(|_| f),
+                    Err(resp) => return resp,
+                },
+                _ if r.permanent => world.purge_folder(t, u, f).map(|_| f),
+                _ => world.delete_folder(t, u, f).map(|_| f),
+            }
+        }
+        other => return bad(format!("unknown folder operation '{other}'")),
+    };
+    match result {
+        Ok(f) => ok(folder_info(world, t, u, f)),
+        Err(e) => bad(e.to_string()),
+    }
 }
 
 /// Serves `/_sim/...`.
@@ -314,18 +423,14 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
     let response = match (method, path.as_slice()) {
         ("GET", ["health"]) => ok(json!({"ok": true})),
         ("GET", ["info"]) => ok(info(sim)),
-        ("GET", ["ground-truth"]) => ok(ground_truth(&sim.world.lock().expect("world lock"))),
+        ("GET", ["ground-truth"]) => ok(ground_truth(&sim.world())),
         ("GET", ["stats"]) => {
             let mut snapshot = sim.stats.snapshot();
             snapshot.mailbox_requests = sim.throttle.admitted_by_mailbox();
             ok(serde_json::to_value(snapshot).expect("stats serialise"))
         }
-        ("GET", ["invitations"]) => {
-            ok(json!({"value": sim.world.lock().expect("world lock").invitations}))
-        }
-        ("GET", ["outbound-mail"]) => {
-            ok(json!({"value": sim.world.lock().expect("world lock").outbound_mail}))
-        }
+        ("GET", ["invitations"]) => ok(json!({"value": sim.world().invitations})),
+        ("GET", ["outbound-mail"]) => ok(json!({"value": sim.world().outbound_mail})),
         ("GET", ["subscriptions"]) => ok(json!({"value": sim.subscriptions.list()})),
         ("GET", ["calendar-view"]) => {
             let (Some(user), Some(start), Some(end)) =
@@ -333,7 +438,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             else {
                 return bad("user, start and end are required");
             };
-            let world = sim.world.lock().expect("world lock");
+            let world = sim.world();
             let Some((t, u)) = find_user(&world, user) else {
                 return bad(format!("no user '{user}'"));
             };
@@ -342,17 +447,31 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
                 Err(e) => bad(e),
             }
         }
-        ("POST", ["deliver"]) => {
-            deliver(&mut sim.world.lock().expect("world lock"), body!(Deliver))
+        ("POST", ["deliver"]) => deliver(&mut sim.world(), body!(Deliver)),
+        ("GET", ["folders"]) => {
+            let Some(user) = req.query("user") else {
+                return bad("user is required");
+            };
+            let world = sim.world();
+            let Some((t, u)) = find_user(&world, user) else {
+                return bad(format!("no user '{user}'"));
+            };
+            let mailbox = &world.tenants[t].users[u];
+            let value: Vec<Value> = (0..mailbox.folders.len())
+                .filter(|&f| !mailbox.folders[f].deleted && mailbox.folders[f].parent.is_some())
+                .map(|f| folder_info(&world, t, u, f))
+                .collect();
+            ok(json!({"value": value}))
         }
-        ("POST", ["messages", op @ ("move" | "delete" | "update")]) => message_op(
-            &mut sim.world.lock().expect("world lock"),
-            op,
-            body!(MessageRef),
-        ),
+        ("POST", ["folders", op @ ("create" | "rename" | "move" | "delete")]) => {
+            folder_op(&mut sim.world(), op, body!(FolderOp))
+        }
+        ("POST", ["messages", op @ ("move" | "delete" | "update")]) => {
+            message_op(&mut sim.world(), op, body!(MessageRef))
+        }
         ("POST", ["events", rest @ ..]) => {
             let v = body!(Value);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             let op = rest.first().copied().unwrap_or("create");
             super::calendar::control(&mut world, op, &v)
                 .map(ok)
@@ -360,7 +479,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("POST", ["tokens", "expire"]) | ("POST", ["refresh-tokens", "expire"]) => {
             let a = body!(TenantArg);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             match tenant_filter(&world, a.tenant.as_deref()) {
                 Err(r) => r,
                 Ok(ts) => {
@@ -380,7 +499,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("POST", ["secrets", op @ ("revoke" | "add" | "expire")]) => {
             let a = body!(TenantArg);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             let Some(t) = a.tenant.as_deref().and_then(|k| world.tenant_by_key(k)) else {
                 return bad("tenant is required and must exist");
             };
@@ -421,7 +540,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("POST", ["sync-state", "expire"]) => {
             let a = body!(TenantArg);
-            let mut world = sim.world.lock().expect("world lock");
+            let mut world = sim.world();
             match tenant_filter(&world, a.tenant.as_deref()) {
                 Err(r) => r,
                 Ok(ts) => {
@@ -476,6 +595,12 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             sim.set_protocol(p.clone());
             ok(serde_json::to_value(p).expect("config serialises"))
         }
+        ("POST", ["panic"]) => {
+            // For robustness tests: a handler that panics while it holds the world lock, as a
+            // bug would. The server answers 500 and the next request finds the world usable.
+            let _world = sim.world();
+            panic!("panic requested through /_sim/panic");
+        }
         ("POST", ["reset"]) => {
             sim.reset();
             ok(json!({"ok": true}))
@@ -485,7 +610,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             &json!({"error": format!("no control endpoint {method} /_sim/{}", path.join("/"))}),
         ),
     };
-    let changes = std::mem::take(&mut sim.world.lock().expect("world lock").pending_changes);
+    let changes = std::mem::take(&mut sim.world().pending_changes);
     sim.subscriptions.enqueue(sim, changes);
     response
 }

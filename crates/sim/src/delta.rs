@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::graph::Ctx;
 use super::ids::unit_hash;
 use super::mail::{parse_select, MessageView};
-use super::model::{FolderChange, World};
+use super::model::{after, FolderChange, World};
 use super::request::{GraphError, GraphResult, SimResponse};
 
 /// How many log or folder entries one page may scan before it answers, even with nothing to
@@ -302,13 +302,6 @@ impl Serialize for DeltaPage<'_> {
         m.serialize_entry("value", self.items)?;
         m.end()
     }
-}
-
-/// The keys after `start` up to `end` inclusive; empty (never a panic of `BTreeMap::range`)
-/// when a round's cursor has already reached or passed its end.
-fn after(start: u64, end: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
-    use std::ops::Bound::{Excluded, Included};
-    (Excluded(start), Included(end.max(start)))
 }
 
 /// Removed entries of a page: (key, immutable id, default id).

@@ -371,6 +371,7 @@ fn directory(world: &mut World, rng: &mut Rng, opts: &GenerateOptions, index: us
             job_title: title.map(str::to_string),
             kind,
             folders: Vec::new(),
+            folder_log: Default::default(),
             sync_generation: 0,
             calendar: Default::default(),
         };
@@ -695,21 +696,33 @@ pub fn ground_truth(world: &World) -> Value {
                 .users
                 .iter()
                 .map(|u| {
-                    let folders: serde_json::Map<String, Value> = u
-                        .folders
-                        .iter()
-                        .map(|f| {
-                            let ids: Vec<String> = f
-                                .items
-                                .values()
-                                .map(|k| message_id::immutable(*k, world.salt))
-                                .collect();
-                            (
-                                f.well_known.clone().unwrap_or_else(|| f.id.clone()),
-                                json!({"count": ids.len(), "ids": ids}),
-                            )
-                        })
-                        .collect();
+                    let mut folders = serde_json::Map::new();
+                    for (i, f) in u.folders.iter().enumerate() {
+                        let Some(parent) = f.parent.filter(|_| !f.deleted) else {
+                            continue; // the root holds no mail; deleted folders are gone
+                        };
+                        let (mut ids, mut received) = (Vec::new(), Vec::new());
+                        for m in f.items.values().filter_map(|k| world.messages.get(k)) {
+                            ids.push(message_id::immutable(m.key, world.salt));
+                            received.push(super::mail::graph_time(&m.content.received));
+                        }
+                        let mut key = u.truth_key(i);
+                        if folders.contains_key(&key) {
+                            key = f.id.clone(); // a user folder's path that shadows a name
+                        }
+                        folders.insert(
+                            key,
+                            json!({
+                                "id": f.id,
+                                "path": u.folder_path(i),
+                                "parent": u.folders[parent].id,
+                                "hidden": f.hidden,
+                                "count": ids.len(),
+                                "ids": ids,
+                                "received": received,
+                            }),
+                        );
+                    }
                     let events = super::calendar::event_ids(&u.calendar);
                     json!({
                         "id": u.id, "upn": u.upn, "kind": u.kind,

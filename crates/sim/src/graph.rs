@@ -135,7 +135,7 @@ pub async fn execute(
     let client_request_id = req.header("client-request-id").map(str::to_string);
     let fail = |e: GraphError| e.into_response(&request_id, client_request_id.as_deref());
     let (mailbox, policy_refusal) = {
-        let world = sim.world.lock().expect("world lock");
+        let world = sim.world();
         let mailbox = target_mailbox(&world, caller, &req);
         (
             mailbox,
@@ -221,7 +221,7 @@ pub async fn execute(
         request_id: request_id.clone(),
     };
     let result = {
-        let mut world = sim.world.lock().expect("world lock");
+        let mut world = sim.world();
         let r = route(&ctx, &mut world);
         let changes = std::mem::take(&mut world.pending_changes);
         drop(world);

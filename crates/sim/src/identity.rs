@@ -118,7 +118,7 @@ pub fn aad_error(status: u16, error: &str, code: u32, description: &str) -> SimR
 
 /// `GET /{tenant}/v2.0/.well-known/openid-configuration`.
 pub fn discovery(sim: &Sim, tenant_key: &str) -> SimResponse {
-    let world = sim.world.lock().expect("world lock");
+    let world = sim.world();
     let tid = match world.tenant_by_key(tenant_key) {
         Some(t) => world.tenants[t].id.clone(),
         None if is_multi_tenant_alias(tenant_key) => "{tenantid}".to_string(),
@@ -187,7 +187,7 @@ pub fn token(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
         client_id = client_id.or(Some(id));
         client_secret = client_secret.or(Some(secret));
     }
-    let mut world = sim.world.lock().expect("world lock");
+    let mut world = sim.world();
     let Some(t) = world.tenant_by_key(tenant_key) else {
         return unknown_tenant(tenant_key);
     };
@@ -386,7 +386,7 @@ fn delegated(
     upn: &str,
     nonce: u64,
 ) -> SimResponse {
-    let world = sim.world.lock().expect("world lock");
+    let world = sim.world();
     let Some(t) = world.tenant_by_key(tid) else {
         return unknown_tenant(tid);
     };
@@ -438,7 +438,7 @@ fn delegated(
 /// is sent back to `redirect_uri` with a code (or with Entra's error parameters).
 pub fn authorize(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
     let q = |n: &str| req.query(n).map(str::to_string);
-    let world = sim.world.lock().expect("world lock");
+    let world = sim.world();
     let Some(t) = world.tenant_by_key(tenant_key) else {
         return unknown_tenant(tenant_key);
     };
@@ -489,7 +489,7 @@ pub fn authorize(sim: &Sim, tenant_key: &str, req: &SimRequest) -> SimResponse {
         .unwrap_or_else(|| tenant.admin_upn.clone());
     let tid = tenant.id.clone();
     drop(world);
-    let nonce = sim.world.lock().expect("world lock").bump();
+    let nonce = sim.world().bump();
     let code = sim.sealer.seal(&AuthCode {
         tid,
         client_id,
@@ -561,7 +561,7 @@ pub fn authenticate(sim: &Sim, req: &SimRequest) -> Result<Caller, super::reques
         .sealer
         .open_jwt(token)
         .ok_or_else(|| unauthorized("Invalid signature."))?;
-    let world = sim.world.lock().expect("world lock");
+    let world = sim.world();
     let tenant = world
         .tenant_by_key(&claims.tid)
         .ok_or_else(|| unauthorized("Access token validation failure. Invalid audience."))?;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod delta;
 pub mod directory;
+pub mod folders;
 pub mod generate;
 pub mod graph;
 pub mod identity;
@@ -98,34 +99,64 @@ impl Sim {
         })
     }
 
+    /// The world, locked. A handler that panicked while holding the lock poisons it; the
+    /// simulator then carries on with the world as the panic left it (and clears the poison,
+    /// so callers that `lock().unwrap()` keep working too) rather than refusing every later
+    /// request, which is what one bad request used to do to a whole test run.
+    pub fn world(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|poisoned| {
+            self.world.clear_poison();
+            poisoned.into_inner()
+        })
+    }
+
     /// The base URL links are built from (`https://localhost:PORT`).
     pub fn public_base(&self) -> String {
-        self.public_base.read().expect("base lock").clone()
+        self.public_base
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Sets the base URL links are built from.
     pub fn set_public_base(&self, base: &str) {
-        *self.public_base.write().expect("base lock") = base.trim_end_matches('/').to_string();
+        *self
+            .public_base
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            base.trim_end_matches('/').to_string();
     }
 
     /// The protocol settings in force.
     pub fn protocol(&self) -> ProtocolConfig {
-        self.protocol.read().expect("protocol lock").clone()
+        self.protocol
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the protocol settings.
     pub fn set_protocol(&self, p: ProtocolConfig) {
-        *self.protocol.write().expect("protocol lock") = p;
+        *self
+            .protocol
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = p;
     }
 
     /// The faults in force.
     pub fn faults(&self) -> FaultConfig {
-        self.faults.read().expect("faults lock").clone()
+        self.faults
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the faults.
     pub fn set_faults(&self, f: FaultConfig) {
-        *self.faults.write().expect("faults lock") = f;
+        *self
+            .faults
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = f;
     }
 
     /// Rebuilds the initial world and forgets throttling, faults, counters and subscriptions.
@@ -133,7 +164,7 @@ impl Sim {
     /// why delta tokens carry the world's epoch.
     pub fn reset(&self) {
         let mut fresh = self.origin.build();
-        let mut world = self.world.lock().expect("world lock");
+        let mut world = self.world();
         fresh.epoch = world.epoch + 1;
         *world = fresh;
         drop(world);

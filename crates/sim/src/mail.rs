@@ -254,51 +254,17 @@ pub fn handle(ctx: &Ctx, world: &mut World, t: usize, u: usize, rest: &[String])
     let method = ctx.req.method.as_str();
     let seg = |i: usize| rest.get(i).map(String::as_str);
     match (method, seg(0), rest.len()) {
-        ("GET", Some("mailFolders"), 1) => {
-            ctx.require("Mail.Read")?;
-            list_folders(ctx, world, t, u)
-        }
-        (_, Some("mailFolders"), _) => {
-            let name = seg(1).unwrap_or_default();
-            let f = world.tenants[t].users[u]
-                .folder_index(name)
-                .ok_or_else(|| {
-                    // Graph tells a well-formed unknown id from something that is no id at all.
-                    if name.starts_with("AQMk") {
-                        item_not_found()
-                    } else {
-                        GraphError::bad_request("Id is malformed.")
-                            .with_code("ErrorInvalidIdMalformed")
-                    }
-                })?;
-            match (method, seg(2), seg(3)) {
-                ("GET", None, _) => {
-                    ctx.require("Mail.Read")?;
-                    Ok(SimResponse::json(200, &folder_json(ctx, world, t, u, f)))
-                }
-                ("GET", Some("childFolders"), None) => {
-                    ctx.require("Mail.Read")?;
-                    Ok(SimResponse::json(200, &serde_json::json!({"value": []})))
-                }
-                ("GET", Some("messages"), Some("delta" | "delta()")) if rest.len() == 4 => {
-                    ctx.require("Mail.Read")?;
-                    super::delta::messages_delta(ctx, world, t, u, f)
-                }
-                (_, Some("messages"), None) if method == "GET" => {
-                    ctx.require("Mail.Read")?;
-                    list_messages(ctx, world, t, u, Some(f))
-                }
-                (_, Some("messages"), Some(id)) => message_routes(ctx, world, t, u, id, &rest[4..]),
-                _ => Err(unsupported(ctx)),
-            }
-        }
+        (_, Some("mailFolders"), _) => super::folders::handle(ctx, world, t, u, rest),
         ("GET", Some("messages"), 1) => {
             ctx.require("Mail.Read")?;
             list_messages(ctx, world, t, u, None)
         }
         ("POST", Some("messages"), 1) => {
             ctx.require("Mail.ReadWrite")?;
-            create_draft(ctx, world, t, u)
+            let drafts = world.tenants[t].users[u]
+                .folder_index("drafts")
+                .expect("every mailbox has drafts");
+            create_draft(ctx, world, t, u, drafts)
         }
         (_, Some("messages"), n) if n >= 2 => {
             let id = seg(1).unwrap_or_default().to_string();
@@ -320,112 +286,171 @@ pub fn unsupported(ctx: &Ctx) -> GraphError {
     ))
 }
 
-fn item_not_found() -> GraphError {
+/// Graph's 404 for an item or folder that does not exist.
+pub fn item_not_found() -> GraphError {
     GraphError::not_found(
         "ErrorItemNotFound",
         "The specified object was not found in the store.",
     )
 }
 
-fn folder_json(ctx: &Ctx, world: &World, t: usize, u: usize, f: usize) -> serde_json::Value {
-    let folder = &world.tenants[t].users[u].folders[f];
-    let unread = folder
-        .items
-        .values()
-        .filter(|k| world.messages.get(k).is_some_and(|m| !m.content.is_read))
-        .count();
-    serde_json::json!({
-        "@odata.context": format!("{}/$metadata#users('{}')/mailFolders/$entity", ctx.graph_base, world.tenants[t].users[u].id),
-        "id": folder.id,
-        "displayName": folder.display_name,
-        "parentFolderId": format!("AQMkADroot{}", world.tenants[t].users[u].id),
-        "childFolderCount": 0,
-        "unreadItemCount": unread,
-        "totalItemCount": folder.items.len(),
-        "sizeInBytes": folder.items.len() * 4096,
-        "isHidden": false,
-    })
+/// One clause of a listing's `$filter`.
+#[derive(Debug, Clone, PartialEq)]
+enum Clause {
+    /// `receivedDateTime {op} {instant}` (unix seconds).
+    Received(Cmp, i64),
+    /// `isRead eq|ne true|false`: wanted value of isRead.
+    IsRead(bool),
 }
 
-fn list_folders(ctx: &Ctx, world: &World, t: usize, u: usize) -> GraphResult {
-    let user = &world.tenants[t].users[u];
-    let value: Vec<_> = (0..user.folders.len())
-        .map(|f| {
-            let mut v = folder_json(ctx, world, t, u, f);
-            v.as_object_mut().map(|o| o.remove("@odata.context"));
-            v
-        })
-        .collect();
-    Ok(SimResponse::json(
-        200,
-        &serde_json::json!({
-            "@odata.context": format!("{}/$metadata#users('{}')/mailFolders", ctx.graph_base, user.id),
-            "value": value,
-        }),
-    ))
+/// A comparison operator of `$filter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+    Ne,
 }
 
-/// `$filter` forms the simulator understands on message listings.
-fn listing_filter(filter: Option<&str>) -> Result<impl Fn(&Message) -> bool, GraphError> {
-    let parsed = match filter.map(str::trim).filter(|f| !f.is_empty()) {
-        None => None,
-        Some(f) => {
-            let parts: Vec<&str> = f.splitn(3, ' ').collect();
-            if parts.len() != 3 {
-                return Err(GraphError::bad_request(format!(
-                    "Invalid filter clause: {f}"
-                )));
-            }
-            let (field, op, value) = (
-                parts[0],
-                parts[1].to_ascii_lowercase(),
-                parts[2].trim_matches('\''),
-            );
-            match field {
-                f if f.eq_ignore_ascii_case("receivedDateTime") => {
-                    let at = DateTime::parse_from_rfc3339(value)
-                        .map_err(|_| {
-                            GraphError::bad_request(format!(
-                                "Invalid filter clause: bad date '{value}'"
-                            ))
-                        })?
-                        .with_timezone(&Utc);
-                    Some((0u8, op, at.timestamp(), false))
-                }
-                f if f.eq_ignore_ascii_case("isRead") => Some((1u8, op, 0, value == "true")),
-                _ => {
-                    return Err(GraphError::bad_request(format!(
-                        "The query filter contains one or more invalid nodes: {field}"
-                    )))
-                }
-            }
+impl Cmp {
+    fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            Cmp::Ge => a >= b,
+            Cmp::Gt => a > b,
+            Cmp::Le => a <= b,
+            Cmp::Lt => a < b,
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
         }
+    }
+}
+
+/// Parses a listing's `$filter`: clauses on `receivedDateTime` (ge, gt, le, lt, eq, ne) and
+/// `isRead` (eq, ne), joined by `and`, e.g. `receivedDateTime ge 2026-01-01T00:00:00Z and
+/// receivedDateTime lt 2026-02-01T00:00:00Z`. Anything else is refused rather than ignored.
+fn listing_filter(filter: Option<&str>) -> Result<Vec<Clause>, GraphError> {
+    let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
+        return Ok(Vec::new());
     };
-    if let Some((_, op, _, _)) = &parsed {
-        if !matches!(op.as_str(), "ge" | "gt" | "le" | "lt" | "eq" | "ne") {
+    let words: Vec<&str> = filter.split_whitespace().collect();
+    let mut clauses = Vec::new();
+    for clause in words.split(|w| w.eq_ignore_ascii_case("and")) {
+        let [field, op, value] = clause else {
             return Err(GraphError::bad_request(format!(
-                "Invalid filter operator '{op}'."
+                "Invalid filter clause: '{}' in '{filter}' (the simulator reads 'field op value' clauses joined by 'and').",
+                clause.join(" ")
+            )));
+        };
+        let cmp = match op.to_ascii_lowercase().as_str() {
+            "ge" => Cmp::Ge,
+            "gt" => Cmp::Gt,
+            "le" => Cmp::Le,
+            "lt" => Cmp::Lt,
+            "eq" => Cmp::Eq,
+            "ne" => Cmp::Ne,
+            other => {
+                return Err(GraphError::bad_request(format!(
+                    "Invalid filter operator '{other}'."
+                )))
+            }
+        };
+        let value = value.trim_matches('\'');
+        if field.eq_ignore_ascii_case("receivedDateTime") {
+            let at = DateTime::parse_from_rfc3339(value)
+                .map_err(|_| {
+                    GraphError::bad_request(format!("Invalid filter clause: bad date '{value}'"))
+                })?
+                .with_timezone(&Utc);
+            clauses.push(Clause::Received(cmp, at.timestamp()));
+        } else if field.eq_ignore_ascii_case("isRead") && matches!(cmp, Cmp::Eq | Cmp::Ne) {
+            let want = value.eq_ignore_ascii_case("true");
+            clauses.push(Clause::IsRead(if cmp == Cmp::Eq { want } else { !want }));
+        } else {
+            return Err(GraphError::bad_request(format!(
+                "The query filter contains one or more invalid nodes: {field} {op}"
             )));
         }
     }
-    Ok(move |m: &Message| match &parsed {
-        None => true,
-        Some((0, op, at, _)) => {
-            let r = m.content.received.timestamp();
-            match op.as_str() {
-                "ge" => r >= *at,
-                "gt" => r > *at,
-                "le" => r <= *at,
-                "lt" => r < *at,
-                "eq" => r == *at,
-                _ => r != *at,
-            }
-        }
-        Some((_, op, _, want)) => (m.content.is_read == *want) == (op == "eq"),
+    Ok(clauses)
+}
+
+fn passes(clauses: &[Clause], m: &Message) -> bool {
+    clauses.iter().all(|c| match c {
+        Clause::Received(cmp, at) => cmp.holds(m.content.received.timestamp(), *at),
+        Clause::IsRead(want) => m.content.is_read == *want,
     })
 }
 
-fn list_messages(
+/// The messages of a folder (or of the whole mailbox) that pass the listing's `$filter`.
+fn filtered<'w>(
+    ctx: &Ctx,
+    world: &'w World,
+    t: usize,
+    u: usize,
+    folder: Option<usize>,
+) -> Result<Vec<&'w Message>, GraphError> {
+    let clauses = listing_filter(ctx.req.query("$filter"))?;
+    let user = &world.tenants[t].users[u];
+    let keys: Box<dyn Iterator<Item = &u64>> = match folder {
+        Some(f) => Box::new(user.folders[f].items.values()),
+        None => Box::new(
+            user.folders
+                .iter()
+                .filter(|f| !f.deleted)
+                .flat_map(|f| f.items.values()),
+        ),
+    };
+    Ok(keys
+        .filter_map(|k| world.messages.get(k))
+        .filter(|m| passes(&clauses, m))
+        .collect())
+}
+
+/// `GET .../messages/$count`: how many messages a listing with the same `$filter` has.
+pub fn count_messages(
+    ctx: &Ctx,
+    world: &World,
+    t: usize,
+    u: usize,
+    folder: Option<usize>,
+) -> Result<usize, GraphError> {
+    Ok(filtered(ctx, world, t, u, folder)?.len())
+}
+
+/// `$orderby` of a listing: `receivedDateTime` ascending or descending; Graph's default
+/// order is newest first.
+fn listing_order(ctx: &Ctx) -> Result<bool, GraphError> {
+    let Some(order) = ctx
+        .req
+        .query("$orderby")
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+    else {
+        return Ok(false);
+    };
+    let words: Vec<&str> = order.split_whitespace().collect();
+    match words.as_slice() {
+        [field] if field.eq_ignore_ascii_case("receivedDateTime") => Ok(true),
+        [field, dir] if field.eq_ignore_ascii_case("receivedDateTime") => {
+            match dir.to_ascii_lowercase().as_str() {
+                "asc" => Ok(true),
+                "desc" => Ok(false),
+                _ => Err(GraphError::bad_request(format!(
+                    "Invalid $orderby '{order}'."
+                ))),
+            }
+        }
+        _ => Err(GraphError::bad_request(format!(
+            "The simulator orders messages by receivedDateTime only, got '{order}'."
+        ))),
+    }
+}
+
+/// `GET .../messages` (a folder's or the whole mailbox's): `$filter`, `$orderby`, `$top` (up
+/// to 1,000), `$skip`, `$select`, `$count=true`.
+pub fn list_messages(
     ctx: &Ctx,
     world: &World,
     t: usize,
@@ -445,27 +470,9 @@ fn list_messages(
         .query("$skip")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let keep = listing_filter(ctx.req.query("$filter"))?;
+    let ascending = listing_order(ctx)?;
+    let mut found = filtered(ctx, world, t, u, folder)?;
     let user = &world.tenants[t].users[u];
-    let mut found: Vec<&Message> = match folder {
-        Some(f) => user.folders[f]
-            .items
-            .values()
-            .filter_map(|k| world.messages.get(k))
-            .filter(|m| keep(m))
-            .collect(),
-        None => user
-            .folders
-            .iter()
-            .flat_map(|f| f.items.values())
-            .filter_map(|k| world.messages.get(k))
-            .filter(|m| keep(m))
-            .collect(),
-    };
-    let ascending = ctx
-        .req
-        .query("$orderby")
-        .is_some_and(|o| o.to_ascii_lowercase().ends_with(" asc"));
     found.sort_by_key(|m| (m.content.received, m.arrival));
     if !ascending {
         found.reverse();
@@ -484,20 +491,38 @@ fn list_messages(
             with_type: false,
         })
         .collect();
-    let mut body = serde_json::json!({
-        "@odata.context": format!("{}/$metadata#users('{}')/messages", ctx.graph_base, user.id),
-        "value": page,
-    });
+    let context = match folder {
+        Some(f) => format!(
+            "{}/$metadata#users('{}')/mailFolders('{}')/messages",
+            ctx.graph_base, user.id, user.folders[f].id
+        ),
+        None => format!("{}/$metadata#users('{}')/messages", ctx.graph_base, user.id),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("@odata.context".into(), context.into());
+    if ctx
+        .req
+        .query("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"))
+    {
+        body.insert("@odata.count".into(), found.len().into());
+    }
     if skip + top < found.len() {
-        body["@odata.nextLink"] = ctx.same_url_with("$skip", &(skip + top).to_string()).into();
+        body.insert(
+            "@odata.nextLink".into(),
+            ctx.same_url_with("$skip", &(skip + top).to_string()).into(),
+        );
     }
-    if ctx.req.query("$count").is_some_and(|c| c == "true") {
-        body["@odata.count"] = found.len().into();
-    }
+    body.insert(
+        "value".into(),
+        serde_json::to_value(&page).expect("messages serialise"),
+    );
     Ok(SimResponse::json(200, &body))
 }
 
-fn message_routes(
+/// Routes `.../messages/{id}...` of one mailbox: read, change, delete, move, copy and
+/// attachments.
+pub fn message_routes(
     ctx: &Ctx,
     world: &mut World,
     t: usize,
@@ -537,9 +562,7 @@ fn message_routes(
                 destination_id: String,
             }
             let dest: Dest = ctx.req.json()?;
-            let f = world.tenants[t].users[u]
-                .folder_index(&dest.destination_id)
-                .ok_or_else(|| GraphError::bad_request("Id is malformed."))?;
+            let f = super::folders::graph_folder(world, t, u, &dest.destination_id)?;
             let key = if action == "move" {
                 world.move_message(key, f);
                 key
@@ -906,14 +929,18 @@ fn build_content(
     })
 }
 
-fn create_draft(ctx: &Ctx, world: &mut World, t: usize, u: usize) -> GraphResult {
+/// `POST .../messages` (into Drafts) and `POST .../mailFolders/{id}/messages`: a new draft.
+pub fn create_draft(
+    ctx: &Ctx,
+    world: &mut World,
+    t: usize,
+    u: usize,
+    folder: usize,
+) -> GraphResult {
     let msg: IncomingMessage = ctx.req.json()?;
     let mut content = build_content(world, t, u, msg)?;
     content.is_draft = true;
-    let drafts = world.tenants[t].users[u]
-        .folder_index("drafts")
-        .expect("every mailbox has drafts");
-    let key = world.add_message(t, u, drafts, content, true);
+    let key = world.add_message(t, u, folder, content, true);
     let mut resp = render_one(ctx, world, key, DEFAULT_FIELDS);
     resp.status = 201;
     Ok(resp)
@@ -932,8 +959,8 @@ fn yes() -> bool {
 }
 
 /// `POST /users/{u}/sendMail`: the sent copy in the sender's sentitems, a received copy in the
-/// inbox of every recipient inside the tenant, all under one internetMessageId; mail for
-/// outside addresses is logged.
+/// inbox of every recipient with a simulated mailbox (in any tenant), all under one
+/// internetMessageId; mail for addresses outside the tenant is logged.
 fn send_mail(ctx: &Ctx, world: &mut World, t: usize, u: usize) -> GraphResult {
     let req: SendMailRequest = ctx.req.json()?;
     if req.message.to_recipients.is_empty()
@@ -945,47 +972,75 @@ fn send_mail(ctx: &Ctx, world: &mut World, t: usize, u: usize) -> GraphResult {
         ));
     }
     let content = build_content(world, t, u, req.message)?;
-    deliver(world, t, u, content, req.save_to_sent_items);
+    deliver_everywhere(world, Some((t, u)), content, req.save_to_sent_items, None)
+        .map_err(GraphError::bad_request)?;
     Ok(SimResponse::empty(202))
 }
 
-/// Delivers a sent message: sender's sentitems (when `save_sent`), internal recipients' inboxes,
-/// and the outbound log for the rest. Returns the (user, key) of every copy.
-pub fn deliver(
+/// Finds the mailbox an address (or object id) belongs to, in any simulated tenant.
+pub fn mailbox_of(world: &World, address: &str) -> Option<(usize, usize)> {
+    world
+        .tenants
+        .iter()
+        .enumerate()
+        .find_map(|(t, tenant)| tenant.user_by_key(address).map(|u| (t, u)))
+}
+
+/// Delivers a message: a copy in the sender's sentitems (when `sender` is a simulated mailbox
+/// and `save_sent`), a copy for every recipient who is a mailbox of any simulated tenant (mail
+/// between tenants arrives as it would over the internet), and the outbound log for addresses
+/// outside the sender's tenant. Each recipient's copy lands in `folder` (an id, well-known name
+/// or path, as an inbox rule files it) or in the inbox. Nothing changes when a recipient has no
+/// such folder. Returns (tenant, user, key) of every copy, the sender's first.
+pub fn deliver_everywhere(
     world: &mut World,
-    t: usize,
-    sender: usize,
+    sender: Option<(usize, usize)>,
     content: MessageContent,
     save_sent: bool,
-) -> Vec<(usize, u64)> {
+    folder: Option<&str>,
+) -> Result<Vec<(usize, usize, u64)>, String> {
+    let mut recipients = Vec::new();
+    let mut external = Vec::new();
+    for r in content.to.iter().chain(&content.cc).chain(&content.bcc) {
+        match mailbox_of(world, &r.address) {
+            Some(box_) => {
+                if !recipients.iter().any(|(b, _)| *b == box_) {
+                    let (t, u) = box_;
+                    let user = &world.tenants[t].users[u];
+                    let f = match folder {
+                        None => user
+                            .folder_index("inbox")
+                            .expect("every mailbox has an inbox"),
+                        Some(name) => user
+                            .resolve_folder(name)
+                            .ok_or_else(|| format!("{} has no folder '{name}'", user.upn))?,
+                    };
+                    recipients.push((box_, f));
+                }
+                if sender.is_some_and(|(st, _)| st != box_.0) {
+                    external.push(r.address.clone());
+                }
+            }
+            None => external.push(r.address.clone()),
+        }
+    }
     let mut copies = Vec::new();
-    if save_sent {
-        let sent = world.tenants[t].users[sender]
+    if let Some((t, s)) = sender.filter(|_| save_sent) {
+        let sent = world.tenants[t].users[s]
             .folder_index("sentitems")
             .expect("every mailbox has sentitems");
         let mut c = content.clone();
         c.is_read = true;
-        copies.push((sender, world.add_message(t, sender, sent, c, true)));
+        copies.push((t, s, world.add_message(t, s, sent, c, true)));
     }
-    let mut external = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for r in content.to.iter().chain(&content.cc).chain(&content.bcc) {
-        match world.tenants[t].user_by_key(&r.address) {
-            Some(rcpt) if seen.insert(rcpt) => {
-                let inbox = world.tenants[t].users[rcpt]
-                    .folder_index("inbox")
-                    .expect("every mailbox has an inbox");
-                let mut c = content.clone();
-                c.is_read = false;
-                c.bcc.clear();
-                copies.push((rcpt, world.add_message(t, rcpt, inbox, c, true)));
-            }
-            Some(_) => {}
-            None => external.push(r.address.clone()),
-        }
+    for ((t, u), f) in recipients {
+        let mut c = content.clone();
+        c.is_read = false;
+        c.bcc.clear();
+        copies.push((t, u, world.add_message(t, u, f, c, true)));
     }
-    if !external.is_empty() {
-        let from = world.tenants[t].users[sender].mail.clone();
+    if let (Some((t, s)), false) = (sender, external.is_empty()) {
+        let from = world.tenants[t].users[s].mail.clone();
         world.outbound_mail.push(OutboundMail {
             tenant: world.tenants[t].id.clone(),
             from,
@@ -994,5 +1049,5 @@ pub fn deliver(
             internet_message_id: content.internet_message_id.clone(),
         });
     }
-    copies
+    Ok(copies)
 }

@@ -25,6 +25,21 @@ pub const WELL_KNOWN_FOLDERS: [(&str, &str); 7] = [
     ("outbox", "Outbox"),
 ];
 
+/// The root of the folders mail clients show, the parent of Inbox and its siblings:
+/// (well-known name, display name).
+pub const ROOT_FOLDER: (&str, &str) = ("msgfolderroot", "Top of Information Store");
+
+/// The other well-known folders every mailbox has: (name, display name, parent's well-known
+/// name, `None` for the root). They come after [`WELL_KNOWN_FOLDERS`] and the root, so the
+/// first seven keep the ids (and indices) they always had.
+pub const MORE_WELL_KNOWN_FOLDERS: [(&str, &str, Option<&str>); 5] = [
+    ("conversationhistory", "Conversation History", None),
+    ("syncissues", "Sync Issues", None),
+    ("conflicts", "Conflicts", Some("syncissues")),
+    ("localfailures", "Local Failures", Some("syncissues")),
+    ("serverfailures", "Server Failures", Some("syncissues")),
+];
+
 /// What kind of directory object a mailbox is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +106,12 @@ pub struct User {
     pub surname: String,
     pub job_title: Option<String>,
     pub kind: MailboxKind,
+    /// Every folder the mailbox ever had, by index; deleted ones stay as tombstones, because
+    /// messages and sealed delta tokens name folders by index.
     pub folders: Vec<Folder>,
+    /// Changes to the folder hierarchy (created, renamed, moved, deleted), for
+    /// `mailFolders/delta`: change sequence -> folder index.
+    pub folder_log: BTreeMap<u64, usize>,
     /// Bumped to invalidate every delta token of this mailbox (control API).
     pub sync_generation: u64,
     pub calendar: Calendar,
@@ -105,10 +125,11 @@ impl User {
             .and_then(|s| s.strip_suffix("')"))
             .unwrap_or(name_or_id);
         self.folders.iter().position(|f| {
-            f.id == wanted
-                || f.well_known
-                    .as_deref()
-                    .is_some_and(|w| w.eq_ignore_ascii_case(wanted))
+            !f.deleted
+                && (f.id == wanted
+                    || f.well_known
+                        .as_deref()
+                        .is_some_and(|w| w.eq_ignore_ascii_case(wanted)))
         })
     }
 }
@@ -119,12 +140,56 @@ pub struct Folder {
     pub id: String,
     pub display_name: String,
     pub well_known: Option<String>,
+    /// The parent folder's index; `None` only for the root (`msgfolderroot`).
+    pub parent: Option<usize>,
+    /// Hidden folders are left out of listings unless `includeHiddenFolders=true` is asked.
+    pub hidden: bool,
+    /// Permanently deleted: kept so indices stay valid, invisible to every request.
+    pub deleted: bool,
+    /// The world sequence at creation (0 for the folders a mailbox starts with), so a first
+    /// folder delta round leaves folders created after it began to the next round.
+    pub created: u64,
+    /// The sequence of the folder's latest hierarchy change, to fold repeated changes.
+    pub changed: u64,
     /// arrival sequence -> message key.
     pub items: BTreeMap<u64, u64>,
     /// change sequence -> change.
     pub log: BTreeMap<u64, FolderChange>,
     /// message key -> sequence of its latest change in this folder (to fold repeated changes).
     pub last_change: HashMap<u64, u64>,
+}
+
+/// A folder id as Exchange makes them (`AQMkAD` and 32 characters), from `rng`.
+pub fn folder_id(rng: &mut super::ids::Rng) -> String {
+    format!(
+        "AQMkAD{}",
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, rng.bytes(24))
+    )
+}
+
+impl Folder {
+    /// An empty, visible user folder.
+    pub fn new(id: String, display_name: &str, parent: Option<usize>) -> Folder {
+        Folder {
+            id,
+            display_name: display_name.to_string(),
+            well_known: None,
+            parent,
+            hidden: false,
+            deleted: false,
+            created: 0,
+            changed: 0,
+            items: BTreeMap::new(),
+            log: BTreeMap::new(),
+            last_change: HashMap::new(),
+        }
+    }
+
+    /// The same folder, addressable by a well-known name.
+    pub fn well_known(mut self, name: &str) -> Folder {
+        self.well_known = Some(name.to_string());
+        self
+    }
 }
 
 /// One entry of a folder's change log.
@@ -392,23 +457,26 @@ impl World {
             let mut rng = super::ids::Rng::new(super::ids::mix64(
                 (tenant as u64) << 32 | idx as u64 ^ self.salt as u64,
             ));
+            // The seven folders first, with the ids they always had; then the root (their
+            // parent) and the rest, from the same stream.
+            let root = WELL_KNOWN_FOLDERS.len();
             user.folders = WELL_KNOWN_FOLDERS
                 .iter()
-                .map(|(name, display)| Folder {
-                    id: format!(
-                        "AQMkAD{}",
-                        base64::Engine::encode(
-                            &base64::engine::general_purpose::URL_SAFE,
-                            rng.bytes(24)
-                        )
-                    ),
-                    display_name: display.to_string(),
-                    well_known: Some(name.to_string()),
-                    items: BTreeMap::new(),
-                    log: BTreeMap::new(),
-                    last_change: HashMap::new(),
+                .map(|(name, display)| {
+                    Folder::new(folder_id(&mut rng), display, Some(root)).well_known(name)
                 })
                 .collect();
+            user.folders.push(
+                Folder::new(folder_id(&mut rng), ROOT_FOLDER.1, None).well_known(ROOT_FOLDER.0),
+            );
+            for (name, display, parent) in MORE_WELL_KNOWN_FOLDERS {
+                let parent = match parent {
+                    None => root,
+                    Some(p) => user.folder_index(p).expect("parents come first"),
+                };
+                let f = Folder::new(folder_id(&mut rng), display, Some(parent)).well_known(name);
+                user.folders.push(f);
+            }
         }
         for key in [&user.id, &user.upn, &user.mail] {
             t.user_index.insert(key.to_ascii_lowercase(), idx);
@@ -571,6 +639,26 @@ impl World {
             Some(n) if n != m.moves => None,
             _ => Some(key),
         }
+    }
+}
+
+/// The keys after `start` up to `end` inclusive, for `BTreeMap::range` over sequences.
+///
+/// Empty, never a panic of `range`, when a cursor has already reached or passed its end: a
+/// round with nothing new to read is normal (two delta rounds with no change between them),
+/// and `start + 1..=end` panics exactly then.
+pub fn after(start: u64, end: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    use std::ops::Bound::{Excluded, Included};
+    (Excluded(start), Included(end.max(start)))
+}
+
+/// The keys from `start` to `end`, both inclusive; empty (not a panic) when `start > end`.
+pub fn from_to(start: u64, end: u64) -> (std::ops::Bound<u64>, std::ops::Bound<u64>) {
+    use std::ops::Bound::{Excluded, Included};
+    if start > end {
+        (Excluded(end), Included(end))
+    } else {
+        (Included(start), Included(end))
     }
 }
 

@@ -85,14 +85,165 @@ impl SimRequest {
     }
 
     /// The body parsed as JSON, or a Graph-shaped 400.
+    ///
+    /// Property names are matched case-insensitively, as Graph matches them: every name is
+    /// first rewritten to its canonical camelCase spelling ([`canonical_keys`]), so
+    /// `{"DestinationId":..}` (what msgraph-sdk for Python sends) reads as
+    /// `{"destinationId":..}`. Every Graph body the simulator reads comes through here.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, GraphError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
             GraphError::new(
                 400,
                 "BadRequest",
                 format!("Invalid JSON in the request body: {e}"),
             )
-        })
+        };
+        let value: serde_json::Value = serde_json::from_slice(&self.body).map_err(invalid)?;
+        serde_json::from_value(canonical_keys(value)).map_err(invalid)
+    }
+}
+
+/// Every property name the simulator reads from a Graph request body, in Graph's spelling.
+///
+/// Graph matches names in any case; handlers match exact names. [`canonical_keys`] bridges
+/// the two with this list, so a name missing here is still read when a client sends it in
+/// camelCase or PascalCase (the first letter is lowered), but not in other spellings.
+pub const BODY_PROPERTIES: &[&str] = &[
+    // Messages, sendMail, move and copy.
+    "address",
+    "attachments",
+    "bccRecipients",
+    "body",
+    "categories",
+    "ccRecipients",
+    "comment",
+    "content",
+    "contentBytes",
+    "contentId",
+    "contentType",
+    "conversationId",
+    "destinationId",
+    "emailAddress",
+    "flag",
+    "flagStatus",
+    "from",
+    "importance",
+    "inferenceClassification",
+    "internetMessageHeaders",
+    "internetMessageId",
+    "isDeliveryReceiptRequested",
+    "isInline",
+    "isRead",
+    "isReadReceiptRequested",
+    "message",
+    "name",
+    "replyTo",
+    "saveToSentItems",
+    "sender",
+    "subject",
+    "toRecipients",
+    "value",
+    // Mail folders.
+    "displayName",
+    "isHidden",
+    // `$batch`.
+    "dependsOn",
+    "headers",
+    "id",
+    "method",
+    "requests",
+    "url",
+    // Subscriptions.
+    "changeType",
+    "clientState",
+    "expirationDateTime",
+    "includeResourceData",
+    "latestSupportedTlsVersion",
+    "lifecycleNotificationUrl",
+    "notificationUrl",
+    "resource",
+    // Events.
+    "allowedOnlineMeetingProviders",
+    "attendees",
+    "dateTime",
+    "dayOfMonth",
+    "daysOfWeek",
+    "end",
+    "endDate",
+    "event",
+    "firstDayOfWeek",
+    "index",
+    "interval",
+    "isAllDay",
+    "isCancelled",
+    "isDraft",
+    "isOnlineMeeting",
+    "isOrganizer",
+    "isReminderOn",
+    "joinUrl",
+    "location",
+    "locationEmailAddress",
+    "locationType",
+    "locationUri",
+    "locations",
+    "month",
+    "numberOfOccurrences",
+    "onlineMeeting",
+    "onlineMeetingProvider",
+    "organizer",
+    "pattern",
+    "range",
+    "recurrence",
+    "recurrenceTimeZone",
+    "reminderMinutesBeforeStart",
+    "response",
+    "sensitivity",
+    "showAs",
+    "start",
+    "startDate",
+    "status",
+    "time",
+    "timeZone",
+    "transactionId",
+    "type",
+    "uniqueId",
+    "uniqueIdType",
+];
+
+/// Rewrites every property name of a JSON body to Graph's spelling: a name in
+/// [`BODY_PROPERTIES`] in any case becomes that entry; any other name gets its first letter
+/// lowered (PascalCase to camelCase); annotations (`@odata.type`) stay as they are.
+pub fn canonical_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    static BY_LOWERCASE: std::sync::OnceLock<std::collections::HashMap<String, &'static str>> =
+        std::sync::OnceLock::new();
+    let names = BY_LOWERCASE.get_or_init(|| {
+        BODY_PROPERTIES
+            .iter()
+            .map(|n| (n.to_ascii_lowercase(), *n))
+            .collect()
+    });
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, v)| {
+                    let key = if key.starts_with('@') {
+                        key
+                    } else if let Some(name) = names.get(&key.to_ascii_lowercase()) {
+                        name.to_string()
+                    } else {
+                        let mut chars = key.chars();
+                        match chars.next() {
+                            Some(first) => first.to_lowercase().chain(chars).collect(),
+                            None => key,
+                        }
+                    };
+                    (key, canonical_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical_keys).collect()),
+        other => other,
     }
 }
 
@@ -290,6 +441,23 @@ mod tests {
         assert_eq!(p.max_page_size, Some(100));
         assert!(p.immutable_ids);
         assert_eq!(p.time_zone.as_deref(), Some("Pacific Standard Time"));
+    }
+
+    #[test]
+    fn body_property_names_match_in_any_case() {
+        let req = SimRequest::new(
+            Method::POST,
+            "/v1.0/me/sendMail",
+            HeaderMap::new(),
+            Bytes::from_static(
+                br##"{"Message":{"SUBJECT":"x","ToRecipients":[{"EmailAddress":{"Address":"a@b"}}],"@odata.type":"#m"},"SaveToSentItems":false,"UnknownThing":1}"##,
+            ),
+        );
+        let v: serde_json::Value = req.json().unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"message": {"subject": "x", "toRecipients": [{"emailAddress": {"address": "a@b"}}], "@odata.type": "#m"}, "saveToSentItems": false, "unknownThing": 1})
+        );
     }
 
     #[test]

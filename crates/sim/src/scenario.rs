@@ -17,7 +17,7 @@
 //! kind = "shared"
 //! [[tenant.message]]
 //! mailbox = "alice@contoso.example"
-//! folder = "inbox"
+//! folder = "inbox"          # or a path: "Inbox/Clients/Acme" (created as needed)
 //! from = "client@example.org"
 //! to = ["alice@contoso.example"]
 //! subject = "Hello"
@@ -241,11 +241,18 @@ impl Scenario {
                         format!("no user '{}' in tenant {}", m.mailbox.get_ref(), t.domain),
                     ));
                 }
-                if !super::model::WELL_KNOWN_FOLDERS
+                let folder = m.folder.get_ref();
+                let well_known = super::model::WELL_KNOWN_FOLDERS
                     .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case(m.folder.get_ref()))
-                {
-                    return Err(invalid(m.folder.span(), "folder", format!("'{}' is not a well-known folder (inbox, sentitems, drafts, deleteditems, archive, junkemail, outbox)", m.folder.get_ref())));
+                    .map(|(n, _)| *n)
+                    .chain(
+                        super::model::MORE_WELL_KNOWN_FOLDERS
+                            .iter()
+                            .map(|(n, _, _)| *n),
+                    )
+                    .any(|n| n.eq_ignore_ascii_case(folder));
+                if !well_known && !folder.contains('/') {
+                    return Err(invalid(m.folder.span(), "folder", format!("'{folder}' is neither a well-known folder (inbox, sentitems, drafts, deleteditems, archive, junkemail, outbox, ...) nor a path such as \"Inbox/Clients/Acme\"")));
                 }
                 if DateTime::parse_from_rfc3339(m.received.get_ref()).is_err() {
                     return Err(invalid(
@@ -327,6 +334,7 @@ impl Scenario {
                         job_title: u.job_title.clone(),
                         kind: u.kind,
                         folders: Vec::new(),
+                        folder_log: Default::default(),
                         sync_generation: 0,
                         calendar: Default::default(),
                     },
@@ -359,8 +367,9 @@ impl Scenario {
                 let u = world.tenants[t]
                     .user_by_key(m.mailbox.get_ref())
                     .expect("checked at load");
-                let f = world.tenants[t].users[u]
-                    .folder_index(m.folder.get_ref())
+                // A path's missing folders are created on first use.
+                let f = world
+                    .ensure_folder_path(t, u, m.folder.get_ref())
                     .expect("checked at load");
                 let received = DateTime::parse_from_rfc3339(m.received.get_ref())
                     .expect("checked at load")

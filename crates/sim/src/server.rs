@@ -1,9 +1,12 @@
 //! The simulator's HTTP(S) server: accepts connections, turns each request into a
 //! [`SimRequest`], and routes it to identity, Graph or the control API.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -79,7 +82,9 @@ pub async fn serve(sim: Arc<Sim>, opts: ServeOptions) -> Result<Running, ServeEr
         .unwrap_or_else(|| format!("{scheme}://localhost:{}", addr.port()));
     sim.set_public_base(&base_url);
     let ca_cert = tls.as_ref().map(|t| t.ca_cert_path.clone());
-    *sim.ca_cert.write().expect("ca lock") = ca_cert.clone();
+    *sim.ca_cert
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = ca_cert.clone();
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.config));
     let (stop, mut stopped) = watch::channel(false);
     let server_sim = Arc::clone(&sim);
@@ -151,7 +156,7 @@ async fn handle(
         super::ids::Rng::new(sim.request_seq.load(std::sync::atomic::Ordering::Relaxed) ^ 0xabc)
             .guid();
     let started = std::time::Instant::now();
-    let resp = dispatch(&sim, req.clone(), &request_id).await;
+    let resp = guarded(&sim, req.clone(), &request_id).await;
     // The path only: query strings carry delta tokens and authorization codes.
     tracing::debug!(
         method = %req.method,
@@ -183,6 +188,53 @@ async fn handle(
     Ok(builder
         .body(Full::new(resp.body))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// A future whose panics come out as `Err` (the panic's payload) instead of unwinding into
+/// the connection task: one request that trips a bug must not take the server down with it.
+struct CatchUnwind<'a, T>(Pin<Box<dyn Future<Output = T> + Send + 'a>>);
+
+impl<T> Future for CatchUnwind<'_, T> {
+    type Output = Result<T, Box<dyn std::any::Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.get_mut().0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// [`dispatch`], with a panic answered as Graph answers its own failures (500 with an error
+/// body) and the world lock's poison cleared, so the next request is served as usual.
+pub async fn guarded(sim: &Arc<Sim>, req: SimRequest, request_id: &str) -> SimResponse {
+    let client_request_id = req.header("client-request-id").map(str::to_string);
+    let path = req.segments.join("/");
+    match CatchUnwind(Box::pin(dispatch(sim, req, request_id))).await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let text = panic_text(panic.as_ref());
+            tracing::error!(path = %path, panic = %text, "a simulator handler panicked; answered 500");
+            sim.world.clear_poison();
+            GraphError::new(
+                500,
+                "InternalServerError",
+                format!("The simulator failed while handling this request: {text}"),
+            )
+            .into_response(request_id, client_request_id.as_deref())
+        }
+    }
 }
 
 /// Routes any request to identity, Graph or control.

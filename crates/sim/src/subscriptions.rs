@@ -133,7 +133,10 @@ fn check_expiration(at: DateTime<Utc>) -> Result<(), GraphError> {
 impl Registry {
     /// Forgets every subscription.
     pub fn clear(&self) {
-        self.subs.lock().expect("subs lock").clear();
+        self.subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     fn sender(&self) -> &mpsc::UnboundedSender<Delivery> {
@@ -165,18 +168,26 @@ impl Registry {
         if changes.is_empty() {
             return;
         }
-        if self.subs.lock().expect("subs lock").is_empty() {
+        if self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+        {
             return;
         }
         // Lock order is world before subscriptions, so read the user ids first.
         let uids: Vec<String> = {
-            let w = sim.world.lock().expect("world lock");
+            let w = sim.world();
             changes
                 .iter()
                 .map(|c| w.tenants[c.tenant].users[c.user].id.clone())
                 .collect()
         };
-        let subs = self.subs.lock().expect("subs lock");
+        let subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Utc::now();
         for (change, uid) in changes.into_iter().zip(uids) {
             for s in subs.iter() {
@@ -222,7 +233,10 @@ impl Registry {
 
     /// Sends a lifecycle event (`reauthorizationRequired`, `subscriptionRemoved`, `missed`).
     pub fn lifecycle(&self, id: &str, event: &str) -> Result<(), String> {
-        let mut subs = self.subs.lock().expect("subs lock");
+        let mut subs = self
+            .subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let s = subs
             .iter()
             .find(|s| s.id == id)
@@ -247,7 +261,10 @@ impl Registry {
 
     /// All subscriptions (for the control API).
     pub fn list(&self) -> Vec<Subscription> {
-        self.subs.lock().expect("subs lock").clone()
+        self.subs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -280,7 +297,7 @@ pub async fn create(
         }
     }
     let (target, tenant_id, id) = {
-        let mut world = sim.world.lock().expect("world lock");
+        let mut world = sim.world();
         let target =
             parse_resource(&world, caller.tenant, caller, &body.resource).ok_or_else(|| {
                 GraphError::bad_request(format!(
@@ -370,7 +387,10 @@ async fn validate_endpoint(url: &str) -> Result<(), GraphError> {
 /// `GET /subscriptions`, `GET|PATCH|DELETE /subscriptions/{id}`.
 pub fn handle(ctx: &Ctx, _world: &mut World, rest: &[String]) -> GraphResult {
     let reg = &ctx.sim.subscriptions;
-    let mut subs = reg.subs.lock().expect("subs lock");
+    let mut subs = reg
+        .subs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mine = |s: &Subscription| {
         s.tenant == ctx.caller.tenant && s.application_id == ctx.caller.client_id
     };

@@ -70,13 +70,22 @@ impl Drop for Permit {
 impl Throttle {
     /// The limits in force.
     pub fn config(&self) -> ThrottleConfig {
-        self.config.read().expect("throttle config").clone()
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Changes the limits and starts every budget afresh.
     pub fn set_config(&self, config: ThrottleConfig) {
-        *self.config.write().expect("throttle config") = config;
-        let mut buckets = self.buckets.lock().expect("throttle lock");
+        *self
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         for b in buckets.values_mut() {
             b.window_start = now;
@@ -87,7 +96,10 @@ impl Throttle {
     /// Requests admitted so far per (tenant index, mailbox index), all apps together, by
     /// tenant and mailbox: what a benchmark needs to know the budget's least time per mailbox.
     pub fn admitted_by_mailbox(&self) -> Vec<MailboxRequests> {
-        let buckets = self.buckets.lock().expect("throttle lock");
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut by: std::collections::BTreeMap<(usize, usize), u64> = Default::default();
         for ((_, tenant, mailbox), b) in buckets.iter() {
             *by.entry((*tenant, *mailbox)).or_default() += b.admitted;
@@ -103,7 +115,10 @@ impl Throttle {
 
     /// Forgets all budgets (on reset).
     pub fn clear(&self) {
-        self.buckets.lock().expect("throttle lock").clear();
+        self.buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Admits a request for `key` or says why not. An admitted request holds its permit until
@@ -111,7 +126,10 @@ impl Throttle {
     pub fn admit(self: &Arc<Self>, key: ThrottleKey) -> Result<Permit, Refusal> {
         let cfg = self.config();
         let window = Duration::from_secs(cfg.window_secs.max(1));
-        let mut buckets = self.buckets.lock().expect("throttle lock");
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let b = buckets.entry(key.clone()).or_insert(Bucket {
             window_start: now,

@@ -20,7 +20,7 @@ use super::model::{Calendar, Event};
 use super::render;
 use super::timezone::{parse_date_time, Zone};
 use crate::graph::Ctx;
-use crate::model::World;
+use crate::model::{after, from_to, World};
 use crate::request::{GraphError, GraphResult, SimResponse};
 
 /// How many stored events or log entries one page may scan for every item it may send.
@@ -389,7 +389,7 @@ impl Page<'_> {
         let end = state.end.expect("a round in progress has an end");
         let mut items = Vec::new();
         let mut scanned = 0;
-        for (&key, event) in self.cal.events.range(state.ck.max(1)..=end) {
+        for (&key, event) in self.cal.events.range(from_to(state.ck.max(1), end)) {
             scanned += 1;
             for inst in instances(event, self.span.0, self.span.1) {
                 if key == state.ck && inst.order() <= state.co {
@@ -405,7 +405,7 @@ impl Page<'_> {
             state.ck = key;
             state.co = i64::MAX;
             if scanned >= self.size * SCAN_LIMIT_PER_ITEM {
-                let more = self.cal.events.range(key + 1..=end).next().is_some();
+                let more = self.cal.events.range(after(key, end)).next().is_some();
                 return (items, !more);
             }
         }
@@ -445,7 +445,7 @@ impl Page<'_> {
         let mut items = Vec::new();
         let mut scanned = 0;
         let start = state.ck.max(base);
-        for (&seq, entry) in self.cal.log.range(start + 1..=end) {
+        for (&seq, entry) in self.cal.log.range(after(start, end)) {
             scanned += 1;
             // Several changes to one event in a round fold into its last one.
             if self.cal.last_change_until(entry.key, end) == Some(seq) {
@@ -463,7 +463,7 @@ impl Page<'_> {
             state.ck = seq;
             state.co = 0;
             if scanned >= self.size * SCAN_LIMIT_PER_ITEM {
-                let more = self.cal.log.range(seq + 1..=end).next().is_some();
+                let more = self.cal.log.range(after(seq, end)).next().is_some();
                 return (items, !more);
             }
         }
