@@ -242,3 +242,28 @@ fn client(ca: Option<&Path>) -> Result<reqwest::Client, BenchError> {
         .transpose()?;
     m365sync_graph::http_client(pem.as_deref()).map_err(|e| BenchError::Setup(e.to_string()))
 }
+
+/// How many messages of a ground-truth mailbox a tenant with the default settings syncs:
+/// every folder but the excluded well-known ones and their subfolders.
+pub fn synced_by_default(mailbox: &serde_json::Value) -> u64 {
+    use m365sync_store::tenants::DEFAULT_EXCLUDED_FOLDERS as EXCLUDED;
+    let Some(folders) = mailbox["folders"].as_object() else {
+        return 0;
+    };
+    let excluded_paths: Vec<&str> = EXCLUDED
+        .iter()
+        .filter_map(|k| folders.get(*k))
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    folders
+        .iter()
+        .filter(|(key, f)| {
+            let path = f["path"].as_str().unwrap_or(key.as_str());
+            !EXCLUDED.contains(&key.as_str())
+                && !excluded_paths
+                    .iter()
+                    .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        })
+        .map(|(_, f)| f["count"].as_u64().unwrap_or(0))
+        .sum()
+}

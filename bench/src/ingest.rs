@@ -43,7 +43,8 @@ pub struct IngestRun {
     pub variant: Variant,
     pub db: String,
     pub mailboxes: usize,
-    /// Messages read from the simulator (every message of inbox and sent items).
+    /// Messages read from the simulator (every message of the folders the default settings
+    /// sync: all but Junk Email, Deleted Items, Drafts, Outbox and the like).
     pub processed: u64,
     pub stored_emails: i64,
     pub excluded: u64,

@@ -369,10 +369,7 @@ async fn measure(
         .as_array()
         .into_iter()
         .flatten()
-        .map(|m| {
-            m["folders"]["inbox"]["count"].as_u64().unwrap_or(0)
-                + m["folders"]["sentitems"]["count"].as_u64().unwrap_or(0)
-        })
+        .map(crate::host::synced_by_default)
         .sum();
     let swaps = issued
         .iter()

@@ -616,7 +616,14 @@ async fn records_a_plugin_failed_on_are_retried() {
             &run_id.to_string(),
         ]);
         let logs = String::from_utf8_lossy(&out.stdout);
-        assert!(logs.contains("failed in a plugin stage"), "{logs}");
+        // The record is named with its folder, stage, plugin and the guest's panic message.
+        assert!(
+            logs.contains("ERROR")
+                && logs.contains("failed in the exclude stage of plugin hostile")
+                && logs.contains("panicked: asked to trap")
+                && logs.contains("folder Inbox"),
+            "{logs}"
+        );
         // Fix the plugin (back to the default), then retry the run.
         db.store.rollback_plugin(scope, "exclusion").await.ok();
         sqlx::query("DELETE FROM plugin_active")

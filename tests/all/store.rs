@@ -63,7 +63,9 @@ fn page(org_id: i64, tenant_id: i64, mailbox_id: i64, folder: &str, link: &str) 
             link: link.into(),
             complete: false,
             round_started_ms: 1,
+            full: false,
         }),
+        cursor_key: None,
         run_id: None,
         lease: None,
     }
@@ -219,6 +221,8 @@ async fn removals_touch_only_their_folder_and_failures_are_kept() {
             graph_id: "A4".into(),
             stage: "map".into(),
             error: "plugin trapped".into(),
+            subject: "A4's subject".into(),
+            plugin: "field-mapping 0.1.0 sha256:00".into(),
             payload: "{}".into(),
         }];
         s.commit_page(&p).await.unwrap();

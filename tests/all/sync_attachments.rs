@@ -392,7 +392,9 @@ async fn commit(store: &Store, t: &Tenant, mailbox_id: i64, upserts: Vec<EmailRe
                 link: "next".into(),
                 complete: false,
                 round_started_ms: 1,
+                full: false,
             }),
+            cursor_key: None,
             run_id: None,
             lease: None,
         })

@@ -80,6 +80,28 @@ pub enum MailboxCommand {
         #[arg(long)]
         address: String,
     },
+    /// Compare each synced folder with Graph, message by message: Graph's count since the
+    /// commencement date against what is stored (kept, excluded or failed), the differences
+    /// listed by id. Each folder is brought up to date first, and a difference is confirmed by
+    /// one more delta round before it is reported. Exits 1 when a folder still differs.
+    #[command(after_help = "Examples:\n  m365sync mailbox verify --org acme --tenant main\n  m365sync mailbox verify --org acme --tenant main --mailbox alice@contoso.example --repair")]
+    Verify {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// Only this mailbox (its address); default: every enabled mailbox of the tenant.
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Read a folder that differs again at once from its first URL (a full round, its
+        /// listing backfill and its reconcile), then check it again. Without it, such a folder
+        /// is read again at its next run.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `m365sync user ...`
@@ -107,6 +129,20 @@ pub enum UserCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// A user's Sync Emails switch (C2): off, none of the user's mailboxes has its mail
+    /// synced (mail already stored stays; the calendar follows Sync Events alone).
+    SyncEmails {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tenant: String,
+        /// The CRM user's email.
+        #[arg(long)]
+        user: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
 }
 
@@ -245,6 +281,72 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
             tenant,
             address,
         } => set_enabled(config, &org, &tenant, &address, false).await?,
+        MailboxCommand::Verify {
+            org,
+            tenant,
+            mailbox,
+            repair,
+            json,
+        } => verify(config, &org, &tenant, mailbox.as_deref(), repair, json).await?,
+    }
+    Ok(())
+}
+
+async fn verify(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    mailbox: Option<&str>,
+    repair: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let cfg = m365sync::config::ServiceConfig::load(config)?;
+    let store = open(config).await?;
+    let t = store.tenant(org, tenant).await?;
+    let env = super::admin::sync_env(&cfg, store)?;
+    let reports = m365sync::sync::run::verify_tenant(&env, &t, mailbox, repair).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            if let Some(e) = &r.error {
+                println!("{}: not verified: {e}", r.mailbox);
+                continue;
+            }
+            for f in &r.folders {
+                let state = match (f.complete(), f.repaired) {
+                    (true, true) => "repaired",
+                    (true, false) => "ok",
+                    (false, true) => "differs; read again at its next run",
+                    (false, false) => "differs",
+                };
+                println!(
+                    "{} {:<40} graph {:>7}  stored {:>7} (kept {}, excluded {}, failed {})  missing {}  extra {}  {state}",
+                    r.mailbox,
+                    f.path,
+                    f.graph,
+                    f.kept + f.excluded + f.failed,
+                    f.kept,
+                    f.excluded,
+                    f.failed,
+                    f.missing,
+                    f.extra
+                );
+                for id in &f.missing_ids {
+                    println!("    missing {id}");
+                }
+                for id in &f.extra_ids {
+                    println!("    extra   {id}");
+                }
+            }
+        }
+    }
+    let bad = reports.iter().filter(|r| !r.complete()).count();
+    if bad > 0 {
+        anyhow::bail!(
+            "{bad} mailbox(es) of tenant {org}/{tenant} differ from Graph or could not be verified (see above){}",
+            if repair { "" } else { "; `--repair` reads a differing folder again now" }
+        );
     }
     Ok(())
 }
@@ -292,6 +394,27 @@ pub async fn user(config: Option<&Path>, cmd: UserCommand) -> anyhow::Result<()>
                 "linked mailbox {} to user {} in tenant {org}/{tenant}",
                 m.address,
                 user.to_ascii_lowercase()
+            );
+        }
+        UserCommand::SyncEmails {
+            org,
+            tenant,
+            user,
+            state,
+        } => {
+            let t = store.tenant(&org, &tenant).await?;
+            let user_id = store.user_id(t.id, &user).await?.ok_or_else(|| {
+                anyhow::anyhow!("tenant {org}/{tenant} has no user {user}; `m365sync user list` shows them")
+            })?;
+            store.set_sync_emails(user_id, state == "on").await?;
+            println!(
+                "Sync Emails of user {} in tenant {org}/{tenant} is {state}{}",
+                user.to_ascii_lowercase(),
+                if state == "on" {
+                    ": their mailboxes' folders go on from where they stopped at the next run"
+                } else {
+                    ": their mail is not synced from the next run on (stored mail stays)"
+                }
             );
         }
         UserCommand::List { org, tenant, json } => {

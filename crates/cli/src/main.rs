@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod crm;
 mod events;
+mod failures;
 mod mailbox;
 mod matching;
 mod ops;
@@ -111,6 +112,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// A tenant's runs, newest first.
     Runs(ops::RunsArgs),
+    /// Records a stage failed on, named by id, subject, mailbox and folder with the stage,
+    /// the plugin version and the error; retry parked ones.
+    Failures {
+        #[command(subcommand)]
+        command: failures::FailuresCommand,
+    },
     /// Run log lines, filtered by org, tenant, run, age, and to errors.
     Logs(ops::LogsArgs),
     /// Sync again what failed: one run's errors, or every error since an age.
@@ -196,6 +203,7 @@ pub fn run() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Serve(args) => serve::run(config.as_deref(), args).await,
             Command::Runs(args) => ops::runs(config.as_deref(), args).await,
+            Command::Failures { command } => failures::run(config.as_deref(), command).await,
             Command::Logs(args) => ops::logs(config.as_deref(), args).await,
             Command::Retry(args) => ops::retry(config.as_deref(), args).await,
             Command::Match { command } => matching::run_match(config.as_deref(), command).await,

@@ -252,6 +252,12 @@ pub async fn activate_tenant(
         println!("{}", serde_json::to_string_pretty(&done)?);
         return Ok(());
     }
+    if !done.internal_domains_set.is_empty() {
+        println!(
+            "internal domains set from the tenant's verified domains (E7): {}",
+            done.internal_domains_set.join(", ")
+        );
+    }
     for w in &done.warnings {
         println!("warning: {w}");
     }

@@ -48,6 +48,10 @@ pub enum TenantCommand {
         #[arg(long)]
         delegated: bool,
     },
+    /// Show a tenant's settings, or change the ones given: each change is validated with the
+    /// rest and written alone (the settings not named keep their value).
+    #[command(after_help = "Examples:\n  m365sync tenant settings --org acme --tenant main\n  m365sync tenant settings --org acme --tenant main --cadence 30 --excluded-folders junkemail,deleteditems,Inbox/Personal\n  m365sync tenant settings --org acme --tenant main --commencement 2026-01-01 --attachment-cap 10MB")]
+    Settings(SettingsArgs),
     /// List tenants (all orgs, or one with --org).
     List {
         #[arg(long)]
@@ -178,6 +182,135 @@ impl SecretSource {
     }
 }
 
+/// `m365sync tenant settings`: the tenant, and the settings to change.
+#[derive(Args)]
+pub struct SettingsArgs {
+    #[arg(long)]
+    org: String,
+    #[arg(long)]
+    tenant: String,
+    /// Minutes between runs: 15 (recommended) to 10080 (weekly).
+    #[arg(long)]
+    cadence: Option<i64>,
+    /// The oldest mail to sync (YYYY-MM-DD, UTC), or `none` for six months before activation.
+    #[arg(long)]
+    commencement: Option<String>,
+    /// The internal domains, comma-separated (E7); an empty value clears them.
+    #[arg(long)]
+    internal_domains: Option<String>,
+    /// Skip an email whose every address is internal (E7): on or off.
+    #[arg(long, value_parser = ["on", "off"])]
+    skip_internal_only: Option<String>,
+    /// The attachment size cap: bytes, or with KB/MB (at most 128MB, E5).
+    #[arg(long)]
+    attachment_cap: Option<String>,
+    /// The folders to sync with their subfolders, comma-separated: `*` for all, well-known
+    /// names (inbox, sentitems, archive) or paths (Inbox/Clients).
+    #[arg(long)]
+    folders: Option<String>,
+    /// The folders never synced with their subfolders, comma-separated, by well-known name or
+    /// path (default: junkemail, deleteditems, drafts, outbox, conversationhistory,
+    /// syncissues); an empty value excludes none.
+    #[arg(long)]
+    excluded_folders: Option<String>,
+    /// Messages per Graph page (1 to 1000).
+    #[arg(long)]
+    page_size: Option<i64>,
+    /// Graph requests in flight per tenant (1 to 256).
+    #[arg(long)]
+    max_concurrency: Option<i64>,
+    /// Failures after which a record is parked (1 to 100).
+    #[arg(long)]
+    failure_attempts: Option<i64>,
+    /// Print the settings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn list_arg(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A size such as `5242880`, `512KB` or `5MB`.
+fn size_arg(s: &str) -> anyhow::Result<i64> {
+    let t = s.trim().to_ascii_uppercase();
+    let (num, mult) = if let Some(n) = t.strip_suffix("MB") {
+        (n, 1024 * 1024)
+    } else if let Some(n) = t.strip_suffix("KB") {
+        (n, 1024)
+    } else {
+        (t.strip_suffix('B').unwrap_or(&t), 1)
+    };
+    let n: i64 = num.trim().parse().with_context(|| {
+        format!("--attachment-cap {s:?} is not a size: give bytes, or a number with KB or MB")
+    })?;
+    Ok(n * mult)
+}
+
+async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> {
+    use m365sync::admin::settings::{change_settings, SettingsChange};
+    let store = open(config).await?;
+    let t = store.tenant(&a.org, &a.tenant).await?;
+    let commencement_ms = match a.commencement.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(d) => {
+            let day = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").with_context(|| {
+                format!("--commencement {d:?} is not a date: give YYYY-MM-DD, or none")
+            })?;
+            Some(Some(
+                day.and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp_millis(),
+            ))
+        }
+    };
+    let change = SettingsChange {
+        cadence_minutes: a.cadence,
+        commencement_ms,
+        internal_domains: a.internal_domains.as_deref().map(list_arg),
+        skip_internal_only: a.skip_internal_only.as_deref().map(|v| v == "on"),
+        attachment_cap_bytes: a.attachment_cap.as_deref().map(size_arg).transpose()?,
+        folders: a.folders.as_deref().map(list_arg),
+        excluded_folders: a.excluded_folders.as_deref().map(list_arg),
+        page_size: a.page_size,
+        max_concurrency: a.max_concurrency,
+        failure_attempts: a.failure_attempts,
+    };
+    let s = if change.is_empty() {
+        store.settings(t.id).await?
+    } else {
+        change_settings(&store, &t, &change).await?
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    if !change.is_empty() {
+        println!("changed the settings of tenant {}/{}:", a.org, a.tenant);
+    }
+    let when = |ms: Option<i64>| {
+        ms.and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "six months before activation".into())
+    };
+    println!("cadence_minutes       {}", s.cadence_minutes);
+    println!("commencement          {}", when(s.commencement_ms));
+    println!("internal_domains      {}", s.internal_domains.join(", "));
+    println!("skip_internal_only    {}", if s.skip_internal_only { "on" } else { "off" });
+    println!("attachment_cap_bytes  {}", s.attachment_cap_bytes);
+    println!("folders               {}", s.folders.join(", "));
+    println!("excluded_folders      {}", s.excluded_folders.join(", "));
+    println!("page_size             {}", s.page_size);
+    println!("max_concurrency       {}", s.max_concurrency);
+    println!("failure_attempts      {}", s.failure_attempts);
+    Ok(())
+}
+
 /// Runs `m365sync tenant ...`.
 pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()> {
     match cmd {
@@ -215,6 +348,21 @@ pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()
             store
                 .put_secret(t.id, SecretKind::ClientSecret, &secret_label, &value)
                 .await?;
+            if !delegated {
+                // E7 for every tenant: its verified domains are its internal domains until an
+                // admin says otherwise. Best effort: the app may not be consented yet.
+                let (_, http) = open_with_http(config).await?;
+                match m365sync::admin::settings::fill_internal_domains(&store, &t, http).await {
+                    Ok(Some(d)) => println!(
+                        "internal domains set from the tenant's verified domains: {}",
+                        d.join(", ")
+                    ),
+                    Ok(None) => {}
+                    Err(e) => println!(
+                        "note: the tenant's verified domains could not be read yet ({e}); `m365sync activate` takes them, or set them with `m365sync tenant settings --internal-domains`"
+                    ),
+                }
+            }
             let next = if delegated {
                 "tenant authorize"
             } else {
@@ -225,6 +373,7 @@ pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()
                 if delegated { "delegated" } else { "app-only" }
             );
         }
+        TenantCommand::Settings(args) => settings(config, args).await?,
         TenantCommand::List { org, json } => {
             let store = open(config).await?;
             let tenants = store.tenants(org.as_deref()).await?;

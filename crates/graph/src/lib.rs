@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod client;
 pub mod delta;
 pub mod error;
+pub mod folders;
 
 pub use auth::{AppCredentials, DelegatedCredentials, TokenCache};
 pub use client::{ClientConfig, GraphClient, RawBody};

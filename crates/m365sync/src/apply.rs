@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
 use m365sync_store::rules::{RuleScope, RuleSpec};
+use crate::admin::settings::SettingsChange;
 use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
 use m365sync_store::{Store, StoreError};
 
@@ -126,8 +127,10 @@ struct SettingsDecl {
     skip_internal_only: Option<bool>,
     attachment_cap_bytes: Option<i64>,
     folders: Option<Vec<String>>,
+    excluded_folders: Option<Vec<String>>,
     page_size: Option<i64>,
     max_concurrency: Option<i64>,
+    failure_attempts: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,23 +215,31 @@ pub async fn apply_text(store: &Store, text: &str, path: &Path) -> Result<ApplyR
                 };
                 secrets.push((s.label.clone(), value));
             }
-            let mut settings = TenantSettings::default();
-            if let Some(s) = &t.settings {
-                settings.cadence_minutes = s.cadence_minutes.unwrap_or(settings.cadence_minutes);
-                settings.commencement_ms = s.commencement.map(|d| {
-                    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-                        .timestamp_millis()
-                });
-                settings.internal_domains = s.internal_domains.clone().unwrap_or_default();
-                settings.skip_internal_only = s.skip_internal_only.unwrap_or(true);
-                settings.attachment_cap_bytes = s
-                    .attachment_cap_bytes
-                    .unwrap_or(settings.attachment_cap_bytes);
-                settings.folders = s.folders.clone().unwrap_or(settings.folders);
-                settings.page_size = s.page_size.unwrap_or(settings.page_size);
-                settings.max_concurrency = s.max_concurrency.unwrap_or(settings.max_concurrency);
-            }
-            settings.validate().map_err(invalid)?;
+            // Only the settings the file names change; the others keep their stored value.
+            let settings = match &t.settings {
+                None => SettingsChange::default(),
+                Some(s) => SettingsChange {
+                    cadence_minutes: s.cadence_minutes,
+                    commencement_ms: s.commencement.map(|d| {
+                        Some(
+                            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+                                .timestamp_millis(),
+                        )
+                    }),
+                    internal_domains: s.internal_domains.clone(),
+                    skip_internal_only: s.skip_internal_only,
+                    attachment_cap_bytes: s.attachment_cap_bytes,
+                    folders: s.folders.clone(),
+                    excluded_folders: s.excluded_folders.clone(),
+                    page_size: s.page_size,
+                    max_concurrency: s.max_concurrency,
+                    failure_attempts: s.failure_attempts,
+                },
+            };
+            settings
+                .applied_to(TenantSettings::default())
+                .validate()
+                .map_err(invalid)?;
             for u in &t.users {
                 for m in u
                     .mailboxes
@@ -277,7 +288,7 @@ pub async fn apply_text(store: &Store, text: &str, path: &Path) -> Result<ApplyR
                     .await?;
                 report.secrets += 1;
             }
-            store.set_settings(tenant.id, &settings).await?;
+            crate::admin::settings::change_settings(store, &tenant, &settings).await?;
             let scope = RuleScope::Tenant {
                 org_id,
                 tenant_id: tenant.id,

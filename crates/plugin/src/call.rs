@@ -282,8 +282,21 @@ impl Plugin {
                 ms: ctx.limits.call_timeout.as_millis() as u64,
             };
         }
+        if let Some(wasmtime::Trap::StackOverflow) = e.downcast_ref::<wasmtime::Trap>() {
+            return RecordError::Trap {
+                message: "stack overflow: the plugin recursed deeper than its stack allows"
+                    .into(),
+            };
+        }
+        // A Rust guest's panic message goes to stderr before the trap (std's panic hook): the
+        // record's error names it, not only the wasm backtrace.
+        let [_, (stderr, _)] = store.data().wasi.output();
+        let message = match panic_message(&String::from_utf8_lossy(&stderr)) {
+            Some(panic) => format!("panicked: {panic}"),
+            None => format!("{e:#}"),
+        };
         RecordError::Trap {
-            message: truncate(format!("{e:#}"), 2048),
+            message: truncate(message, 2048),
         }
     }
 
@@ -533,4 +546,48 @@ impl Plugin {
 /// How long a call may take at most, given the engine's tick (for messages and tests).
 pub fn effective_timeout(engine: &PluginEngine, limits: &Limits) -> Duration {
     engine.config.epoch_tick * engine.ticks(limits.call_timeout) as u32
+}
+
+/// The last panic a Rust guest printed to stderr (`thread '..' panicked at FILE:LINE:COL:` and
+/// the message on the following lines, up to std's `note:` line), as `MESSAGE (at FILE:LINE:COL)`.
+pub fn panic_message(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("panicked at "))?;
+    let head = lines[start];
+    let at = head
+        .split_once("panicked at ")
+        .map(|(_, rest)| rest.trim_end_matches(':').to_string())
+        .unwrap_or_default();
+    // Older std put the message on the same line: `panicked at 'msg', file:line:col`.
+    if let Some(old) = at.strip_prefix('\'') {
+        return Some(old.replacen("', ", " (at ", 1) + ")");
+    }
+    let message: Vec<&str> = lines[start + 1..]
+        .iter()
+        .take_while(|l| !l.starts_with("note:") && !l.starts_with("stack backtrace"))
+        .copied()
+        .collect();
+    let message = message.join("\n").trim().to_string();
+    Some(if message.is_empty() {
+        format!("(no message) (at {at})")
+    } else {
+        format!("{message} (at {at})")
+    })
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::panic_message;
+
+    #[test]
+    fn a_guest_panic_is_read_from_stderr() {
+        let stderr = "some log\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nthe record has no sender\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("the record has no sender (at src/lib.rs:12:9)")
+        );
+        assert_eq!(panic_message("no panic here"), None);
+    }
 }

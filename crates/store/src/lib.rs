@@ -22,6 +22,8 @@ pub mod crm;
 pub mod event_page;
 pub mod event_queries;
 pub mod events;
+pub mod failures;
+pub mod folders;
 pub mod logs;
 pub mod mailboxes;
 pub mod matching;
@@ -126,6 +128,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "event_matching",
         include_str!("../migrations/sqlite/0005_event_matching.sql"),
         include_str!("../migrations/postgres/0005_event_matching.sql"),
+    ),
+    (
+        6,
+        "folders",
+        include_str!("../migrations/sqlite/0006_folders.sql"),
+        include_str!("../migrations/postgres/0006_folders.sql"),
     ),
 ];
 

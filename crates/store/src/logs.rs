@@ -69,7 +69,8 @@ impl Store {
     }
 
     /// The mailboxes (ids) of a tenant with something to retry: a record that failed, or a
-    /// logged error, in run `run_id` or (with `since_ms`) since that time.
+    /// logged error, in run `run_id` or (with `since_ms`) since that time; a mailbox that has
+    /// completed a run since its logged errors is healed and left out of the latter.
     pub async fn mailboxes_to_retry(
         &self,
         tenant_id: i64,
@@ -81,9 +82,10 @@ impl Store {
                  SELECT f.mailbox_id AS id FROM failed_records f JOIN mailboxes m ON m.id = f.mailbox_id
                  WHERE m.tenant_id = $1 AND ($2 = 0 OR f.run_id = $2) AND f.last_ms >= $3
                  UNION
-                 SELECT l.mailbox_id AS id FROM run_log l
+                 SELECT l.mailbox_id AS id FROM run_log l JOIN mailboxes m ON m.id = l.mailbox_id
                  WHERE l.tenant_id = $1 AND l.mailbox_id IS NOT NULL AND l.level = 'error'
                      AND ($2 = 0 OR l.run_id = $2) AND l.at_ms >= $3
+                     AND ($2 <> 0 OR l.at_ms > COALESCE(m.last_success_ms, 0))
              ) AS x ORDER BY id",
         )
         .bind(tenant_id)

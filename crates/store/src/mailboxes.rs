@@ -41,6 +41,8 @@ pub struct Mailbox {
     /// While set and in the future, the mailbox is resting after throttling or failures.
     pub backoff_until_ms: Option<i64>,
     pub added_ms: i64,
+    /// When the mailbox last completed its share of a run (epoch ms).
+    pub last_success_ms: Option<i64>,
 }
 
 fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
@@ -62,6 +64,7 @@ fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
         consecutive_failures: r.try_get("consecutive_failures")?,
         backoff_until_ms: r.try_get("backoff_until_ms")?,
         added_ms: r.try_get("added_ms")?,
+        last_success_ms: r.try_get("last_success_ms")?,
     })
 }
 
@@ -231,6 +234,38 @@ impl Store {
         };
         sqlx::query(sql)
             .bind(mailbox_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A user's Sync Emails switch (C2): off, none of the user's mailboxes has its mail
+    /// synced (its calendar follows the Sync Events switch alone).
+    pub async fn sync_emails(&self, user_id: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT sync_emails FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no user {user_id}")))?;
+        Ok(r.try_get::<i64, _>("sync_emails")? != 0)
+    }
+
+    /// Turns a user's Sync Emails switch on or off (C2). Mail already stored stays; turned
+    /// back on, each folder goes on from its cursor.
+    pub async fn set_sync_emails(&self, user_id: i64, on: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET sync_emails = $1 WHERE id = $2")
+            .bind(on as i64)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a run incomplete for one more mailbox that did not complete its share (a gap
+    /// `verify` found after a backfill).
+    pub async fn mark_run_incomplete(&self, run_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE runs SET incomplete = incomplete + 1 WHERE id = $1")
+            .bind(run_id)
             .execute(self.pool())
             .await?;
         Ok(())

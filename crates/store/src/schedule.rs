@@ -40,6 +40,9 @@ pub struct RunProgress {
 pub enum MailboxOutcome {
     /// Synced: healthy again.
     Healthy,
+    /// Synced, but records of it failed in a stage (retried, or parked): `degraded` until
+    /// none is left (issue 14).
+    Degraded { detail: String },
     /// A transient failure (throttling, 5xx, network): try again after `until_ms`.
     BackingOff { detail: String, until_ms: i64 },
     /// A permanent failure (403, 404, credentials); `disable` stops it being scheduled.
@@ -293,8 +296,23 @@ impl Store {
             tx.commit().await?;
             return Ok(());
         };
+        if settled
+            && !matches!(
+                outcome,
+                MailboxOutcome::Healthy | MailboxOutcome::Degraded { .. }
+            )
+        {
+            // The mailbox gives up on this run without having completed its share.
+            sqlx::query("UPDATE runs SET incomplete = incomplete + 1 WHERE id = $1")
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let (health, detail, until, failed, disable) = match outcome {
             MailboxOutcome::Healthy => ("healthy", None, None, false, false),
+            MailboxOutcome::Degraded { detail } => {
+                ("degraded", Some(detail.as_str()), None, false, false)
+            }
             MailboxOutcome::BackingOff { detail, until_ms } => (
                 "backing_off",
                 Some(detail.as_str()),
@@ -314,7 +332,8 @@ impl Store {
             "UPDATE mailboxes SET health = $1, health_detail = $2, backoff_until_ms = $3,
                  consecutive_failures = CASE WHEN $4 = 1 THEN consecutive_failures + 1 ELSE 0 END,
                  enabled = CASE WHEN $5 = 1 THEN 0 ELSE enabled END,
-                 pending_run_id = CASE WHEN $6 = 1 AND pending_run_id = $8 THEN NULL ELSE pending_run_id END
+                 pending_run_id = CASE WHEN $6 = 1 AND pending_run_id = $8 THEN NULL ELSE pending_run_id END,
+                 last_success_ms = CASE WHEN $4 = 0 THEN $9 ELSE last_success_ms END
              WHERE id = $7",
         )
         .bind(health)
@@ -325,6 +344,7 @@ impl Store {
         .bind(settled as i64)
         .bind(mailbox_id)
         .bind(run_id)
+        .bind(now_ms())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -345,7 +365,7 @@ impl Store {
             let id: i64 = r.try_get("id")?;
             let n = sqlx::query(
                 "UPDATE runs SET finished_ms = $1,
-                     status = CASE WHEN errors = 0 THEN 'succeeded' ELSE 'completed_with_errors' END
+                     status = CASE WHEN incomplete > 0 THEN 'incomplete' WHEN errors = 0 THEN 'succeeded' ELSE 'completed_with_errors' END
                  WHERE id = $2 AND status = 'running'",
             )
             .bind(now_ms())

@@ -17,7 +17,13 @@ pub struct Cursor {
     pub link: String,
     /// True when `link` is a deltaLink (the round finished).
     pub complete: bool,
+    /// When the round began (the store's clock): what a full round did not touch since then
+    /// is gone from the folder.
     pub round_started_ms: i64,
+    /// True when the round began from its first URL (an initial round, or a restart after a
+    /// 410) rather than from a deltaLink: it returns the folder's whole content (up to Graph's
+    /// cap on filtered rounds), so the store is reconciled with it at its end.
+    pub full: bool,
 }
 
 /// An email as the pipeline stores it: the Graph facts the store indexes, plus the CRM record
@@ -58,17 +64,30 @@ impl EmailRecord {
 /// An item the exclusion stage dropped, with the rule that decided.
 #[derive(Debug, Clone)]
 pub struct Exclusion {
+    /// The record's Graph id in its mailbox.
     pub graph_id: String,
+    /// The rule that dropped it (the plugin's rule id, or a product rule such as `draft`).
     pub rule: String,
+    /// The stamp of the plugin (or product rule set) that decided (P5).
     pub decided_by: String,
 }
 
-/// An item a stage could not process: kept with its error and retried.
+/// An item a stage could not process: kept with its error and retried, until it has failed
+/// the tenant's `failure_attempts` times; then it is parked (kept, listed, retried only on
+/// request).
 #[derive(Debug, Clone)]
 pub struct FailedRecord {
+    /// The record's Graph id in its mailbox.
     pub graph_id: String,
+    /// The stage that failed: `convert`, `series`, `exclude` or `map`.
     pub stage: String,
+    /// What went wrong, as the stage said it (a plugin's trap names its panic message).
     pub error: String,
+    /// The record's subject, so a list can name it without its JSON.
+    pub subject: String,
+    /// The stamp (`name version sha256:digest`) of the plugin whose stage failed; empty for
+    /// the product's own stages.
+    pub plugin: String,
     /// The Graph JSON, so a retry needs no refetch.
     pub payload: String,
 }
@@ -87,6 +106,9 @@ pub struct PageCommit {
     pub failures: Vec<FailedRecord>,
     /// Where the folder stands after this page; `None` when retrying failed records.
     pub cursor: Option<Cursor>,
+    /// The cursor's key when it is not the folder's own delta cursor (a listing backfill's
+    /// `FOLDER#list`); `None` for the folder's delta cursor.
+    pub cursor_key: Option<String>,
     /// The run this work counts toward.
     pub run_id: Option<i64>,
     /// The worker's lease: renewed in the page's transaction, which fails if it was lost.
@@ -106,6 +128,10 @@ pub struct Run {
     pub processed: i64,
     pub synced: i64,
     pub errors: i64,
+    /// Mailboxes that never completed their share (an outage outlasting the back-off, a
+    /// permanent failure, a gap `mailbox verify` found): more than zero makes the run
+    /// `incomplete`, never `succeeded`.
+    pub incomplete: i64,
 }
 
 impl Store {
@@ -115,7 +141,7 @@ impl Store {
         mailbox_id: i64,
         folder: &str,
     ) -> Result<Option<Cursor>, StoreError> {
-        let row = sqlx::query("SELECT link, complete, round_started_ms FROM sync_cursors WHERE mailbox_id = $1 AND folder = $2")
+        let row = sqlx::query("SELECT link, complete, round_started_ms, full_round FROM sync_cursors WHERE mailbox_id = $1 AND folder = $2")
             .bind(mailbox_id)
             .bind(folder)
             .fetch_optional(self.pool())
@@ -126,6 +152,7 @@ impl Store {
                 link: r.try_get("link")?,
                 complete: r.try_get::<i64, _>("complete")? != 0,
                 round_started_ms: r.try_get("round_started_ms")?,
+                full: r.try_get::<i64, _>("full_round")? != 0,
             }),
         })
     }
@@ -163,6 +190,13 @@ impl Store {
                 .bind(&page.folder)
                 .execute(&mut *tx)
                 .await?;
+            // Nor is an exclusion decided in this folder the folder's any more.
+            sqlx::query("DELETE FROM exclusions WHERE mailbox_id = $1 AND graph_id = $2 AND folder = $3")
+                .bind(page.mailbox_id)
+                .bind(graph_id)
+                .bind(&page.folder)
+                .execute(&mut *tx)
+                .await?;
         }
         write_exclusions_and_failures(
             &mut tx,
@@ -175,7 +209,8 @@ impl Store {
         )
         .await?;
         if let Some(cursor) = &page.cursor {
-            write_cursor(&mut tx, page.mailbox_id, &page.folder, cursor, now).await?;
+            let key = page.cursor_key.as_deref().unwrap_or(&page.folder);
+            write_cursor(&mut tx, page.mailbox_id, key, cursor, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -301,13 +336,14 @@ impl Store {
         Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
     }
 
-    /// The stored Graph JSON of a folder's records that a stage failed on, oldest first.
+    /// The stored Graph JSON of a folder's records that a stage failed on and that are not
+    /// parked, oldest first.
     pub async fn failed_payloads(
         &self,
         mailbox_id: i64,
         folder: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT payload FROM failed_records WHERE mailbox_id = $1 AND folder = $2 ORDER BY first_ms, graph_id")
+        let rows = sqlx::query("SELECT payload FROM failed_records WHERE mailbox_id = $1 AND folder = $2 AND parked = 0 ORDER BY first_ms, graph_id")
             .bind(mailbox_id)
             .bind(folder)
             .fetch_all(self.pool())
@@ -332,6 +368,7 @@ pub(crate) fn run_from(r: &sqlx::any::AnyRow) -> Result<Run, sqlx::Error> {
         processed: r.try_get("processed")?,
         synced: r.try_get("synced")?,
         errors: r.try_get("errors")?,
+        incomplete: r.try_get("incomplete")?,
     })
 }
 
@@ -580,7 +617,8 @@ pub(crate) async fn fence_lease<'c>(
 }
 
 /// Records a page's exclusions (P5) and failures (kept for a retry, E10), for mail and
-/// calendar pages alike; an excluded record is no longer owed a retry.
+/// calendar pages alike; an excluded record is no longer owed a retry. A failure that reaches
+/// the tenant's `failure_attempts` is parked.
 pub(crate) async fn write_exclusions_and_failures(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mailbox_id: i64,
@@ -590,16 +628,31 @@ pub(crate) async fn write_exclusions_and_failures(
     run_id: Option<i64>,
     now: i64,
 ) -> Result<(), StoreError> {
+    let park_after: i64 = if failures.is_empty() {
+        0
+    } else {
+        sqlx::query(
+            "SELECT ts.failure_attempts AS n FROM tenant_settings ts JOIN mailboxes m ON m.tenant_id = ts.tenant_id WHERE m.id = $1",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|r| r.try_get::<i64, _>("n"))
+        .transpose()?
+        .unwrap_or(5)
+    };
     for x in exclusions {
         sqlx::query(
-            "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by, at_ms = excluded.at_ms",
+            "INSERT INTO exclusions (mailbox_id, graph_id, rule, decided_by, at_ms, folder) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET rule = excluded.rule, decided_by = excluded.decided_by,
+                 at_ms = excluded.at_ms, folder = excluded.folder",
         )
         .bind(mailbox_id)
         .bind(&x.graph_id)
         .bind(&x.rule)
         .bind(&x.decided_by)
         .bind(now)
+        .bind(folder)
         .execute(&mut **tx)
         .await?;
         sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND graph_id = $2")
@@ -610,11 +663,13 @@ pub(crate) async fn write_exclusions_and_failures(
     }
     for f in failures {
         sqlx::query(
-            "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id)
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8)
-             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET stage = excluded.stage, error = excluded.error,
-                 payload = excluded.payload, attempts = failed_records.attempts + 1, last_ms = excluded.last_ms,
-                 run_id = excluded.run_id",
+            "INSERT INTO failed_records (mailbox_id, graph_id, folder, stage, error, payload, attempts, first_ms, last_ms, run_id, subject, plugin, parked)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $8, $9, $10, CASE WHEN $11 <= 1 THEN 1 ELSE 0 END)
+             ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET folder = excluded.folder, stage = excluded.stage,
+                 error = excluded.error, payload = excluded.payload, attempts = failed_records.attempts + 1,
+                 last_ms = excluded.last_ms, run_id = excluded.run_id, subject = excluded.subject,
+                 plugin = excluded.plugin,
+                 parked = CASE WHEN failed_records.attempts + 1 >= $11 THEN 1 ELSE failed_records.parked END",
         )
         .bind(mailbox_id)
         .bind(&f.graph_id)
@@ -624,6 +679,9 @@ pub(crate) async fn write_exclusions_and_failures(
         .bind(&f.payload)
         .bind(now)
         .bind(run_id)
+        .bind(&f.subject)
+        .bind(&f.plugin)
+        .bind(park_after)
         .execute(&mut **tx)
         .await?;
     }
@@ -639,9 +697,9 @@ pub(crate) async fn write_cursor(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO sync_cursors (mailbox_id, folder, link, complete, round_started_ms, updated_ms, full_round) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (mailbox_id, folder) DO UPDATE SET link = excluded.link, complete = excluded.complete,
-             round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms",
+             round_started_ms = excluded.round_started_ms, updated_ms = excluded.updated_ms, full_round = excluded.full_round",
     )
     .bind(mailbox_id)
     .bind(folder)
@@ -649,6 +707,7 @@ pub(crate) async fn write_cursor(
     .bind(cursor.complete as i64)
     .bind(cursor.round_started_ms)
     .bind(now)
+    .bind(cursor.full as i64)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -75,10 +75,32 @@ pub struct TenantSettings {
     /// E7: do not sync an email whose every address is in the internal domains.
     pub skip_internal_only: bool,
     pub attachment_cap_bytes: i64,
+    /// The folders to sync, each with its subfolders: `*` (every folder, the default),
+    /// well-known names (`inbox`, `sentitems`, `archive`, ...) or paths (`Inbox/Clients`).
     pub folders: Vec<String>,
+    /// Folders never synced, with their subfolders, by well-known name or path; they win over
+    /// `folders`. Default: Junk Email, Deleted Items, Drafts, Outbox, Conversation History
+    /// and Sync Issues.
+    pub excluded_folders: Vec<String>,
     pub page_size: i64,
     pub max_concurrency: i64,
+    /// Attempts after which a record a stage keeps failing on is parked: kept and listed, but
+    /// retried only when an admin asks (`m365sync failures retry`).
+    pub failure_attempts: i64,
 }
+
+/// The folders a tenant syncs by default: all of them (`folders = ["*"]`).
+pub const ALL_FOLDERS: &str = "*";
+
+/// The folders excluded by default, by well-known name (with their subfolders).
+pub const DEFAULT_EXCLUDED_FOLDERS: [&str; 6] = [
+    "junkemail",
+    "deleteditems",
+    "drafts",
+    "outbox",
+    "conversationhistory",
+    "syncissues",
+];
 
 impl Default for TenantSettings {
     fn default() -> Self {
@@ -88,9 +110,11 @@ impl Default for TenantSettings {
             internal_domains: Vec::new(),
             skip_internal_only: true,
             attachment_cap_bytes: 5 * 1024 * 1024,
-            folders: vec!["inbox".into(), "sentitems".into()],
+            folders: vec![ALL_FOLDERS.into()],
+            excluded_folders: DEFAULT_EXCLUDED_FOLDERS.iter().map(|f| f.to_string()).collect(),
             page_size: 100,
             max_concurrency: 8,
+            failure_attempts: 5,
         }
     }
 }
@@ -111,7 +135,20 @@ impl TenantSettings {
             ));
         }
         if self.folders.is_empty() {
-            return Err("folders must name at least one folder".into());
+            return Err("folders must name at least one folder (\"*\" for all)".into());
+        }
+        for f in self.folders.iter().chain(&self.excluded_folders) {
+            if f.trim().is_empty() || f.trim_matches('/').is_empty() && f != ALL_FOLDERS {
+                return Err(format!(
+                    "folder {f:?} names nothing: use a well-known name such as inbox, a path such as Inbox/Clients, or * for all"
+                ));
+            }
+        }
+        if !(1..=100).contains(&self.failure_attempts) {
+            return Err(format!(
+                "failure_attempts must be between 1 and 100, got {}",
+                self.failure_attempts
+            ));
         }
         if !(1..=1000).contains(&self.page_size) {
             return Err(format!(
@@ -202,8 +239,11 @@ impl Store {
             .next()
             .ok_or(sqlx::Error::RowNotFound)?
         .try_get("id")?;
-        sqlx::query("INSERT INTO tenant_settings (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING")
+        // The folders column's default predates folder trees (Inbox and Sent Items only); a new
+        // tenant syncs every folder.
+        sqlx::query("INSERT INTO tenant_settings (tenant_id, folders) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING")
             .bind(id)
+            .bind(format!("[\"{ALL_FOLDERS}\"]"))
             .execute(self.pool())
             .await?;
         self.tenant_by_id(id).await
@@ -378,8 +418,10 @@ impl Store {
             skip_internal_only: r.try_get::<i64, _>("skip_internal_only")? != 0,
             attachment_cap_bytes: r.try_get("attachment_cap_bytes")?,
             folders: list("folders")?,
+            excluded_folders: list("excluded_folders")?,
             page_size: r.try_get("page_size")?,
             max_concurrency: r.try_get("max_concurrency")?,
+            failure_attempts: r.try_get("failure_attempts")?,
         })
     }
 
@@ -393,7 +435,8 @@ impl Store {
             .collect();
         sqlx::query(
             "UPDATE tenant_settings SET cadence_minutes = $1, commencement_ms = $2, internal_domains = $3,
-                 attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7, skip_internal_only = $8
+                 attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7, skip_internal_only = $8,
+                 excluded_folders = $10, failure_attempts = $11
              WHERE tenant_id = $9",
         )
         .bind(s.cadence_minutes)
@@ -405,6 +448,8 @@ impl Store {
         .bind(s.max_concurrency)
         .bind(s.skip_internal_only as i64)
         .bind(tenant_id)
+        .bind(serde_json::to_string(&s.excluded_folders).expect("strings serialise"))
+        .bind(s.failure_attempts)
         .execute(self.pool())
         .await?;
         Ok(())

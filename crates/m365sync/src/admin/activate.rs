@@ -46,6 +46,9 @@ pub struct Activation {
     pub rules: usize,
     /// Things the admin should know but that did not stop activation.
     pub warnings: Vec<String>,
+    /// The internal domains taken from the tenant's verified domains because none were set
+    /// (E7); empty when the tenant had some.
+    pub internal_domains_set: Vec<String>,
 }
 
 /// Activates `tenant` after its checks; `force` activates despite a failed connectivity test
@@ -61,7 +64,7 @@ pub async fn activate(
         return Err(ActivateError::Disabled { tenant: name });
     }
     let mut warnings = Vec::new();
-    let report = test_connectivity(store, tenant, http, None).await?;
+    let report = test_connectivity(store, tenant, http.clone(), None).await?;
     if let Some(f) = report.failure() {
         if !force {
             return Err(ActivateError::Connectivity {
@@ -105,6 +108,18 @@ pub async fn activate(
     if let Some(w) = crate::outbound::invitation_warning(calendar.direction) {
         warnings.push(format!("{w} (`m365sync events settings`)"));
     }
+    // E7 for every tenant: one added by hand gets its verified domains as internal domains.
+    let internal_domains_set = if report.failure().is_none() {
+        match super::settings::fill_internal_domains(store, tenant, http).await {
+            Ok(set) => set.unwrap_or_default(),
+            Err(e) => {
+                warnings.push(format!("the tenant's verified domains could not be read ({e}); set its internal domains with `m365sync tenant settings --internal-domains`"));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
     let newly_activated = store.activate_tenant(tenant.id).await?;
     store.mark_initial_sync(tenant.id).await?;
     let t = store.tenant_by_id(tenant.id).await?;
@@ -127,5 +142,6 @@ pub async fn activate(
         mailboxes,
         rules,
         warnings,
+        internal_domains_set,
     })
 }

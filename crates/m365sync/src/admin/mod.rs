@@ -7,6 +7,7 @@ pub mod connectivity;
 pub mod csv;
 pub mod directory;
 pub mod import;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -159,6 +159,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     if let Err(e) = allowed(store, &actor, req.method(), &segs).await {
         return access_error(e);
     }
+    if let ["api", "tenants", org, tenant, rest @ ..] = segs.as_slice() {
+        if matches!(
+            rest,
+            ["settings"] | ["mailboxes", _, "verify"] | ["failures", ..] | ["users", _, "sync-emails"]
+        ) {
+            let method = req.method().clone();
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(answer) => return answer,
+            };
+            return super::api_mail::route(shared, &method, org, tenant, rest, &q, &body).await;
+        }
+    }
     let result = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => return metrics(shared).await,
         (Method::GET, ["api", "tenants"]) => store

@@ -10,6 +10,7 @@
 mod access;
 mod api;
 mod api_calendar;
+mod api_mail;
 mod api_crm;
 mod contexts;
 mod matcher;

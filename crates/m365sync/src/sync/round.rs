@@ -33,6 +33,9 @@ pub struct Round<'a> {
     pub stop: &'a StopSignal,
     /// The first URL of a round that has no cursor yet.
     pub initial_url: String,
+    /// Where to mark that a full round began (a mail folder's `FOLDER#list`), so what follows
+    /// it is owed even across a crash; `None` for a round that needs nothing after it.
+    pub full_round_marker: Option<String>,
 }
 
 /// What a round hands each page to: the caller's stages and store (mail and calendar each
@@ -71,20 +74,42 @@ pub async fn retry_failed(
     Ok(())
 }
 
+/// What a round came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundOutcome {
+    /// Delta pages read (in this call).
+    pub pages: u64,
+    /// The round began from its first URL (an initial round, or a restart after 410), so it
+    /// returned the folder's whole content (up to Graph's cap on a filtered round).
+    pub full: bool,
+    /// The whole round ran in this call, from its first page (else it resumed a round an
+    /// earlier process began, and what this call saw is only part of it).
+    pub began_here: bool,
+    /// When the round began (the store's clock).
+    pub round_started_ms: i64,
+}
+
 /// Runs the round to its deltaLink: `fetch` reads the page at a link, `sink` stores it.
-/// Returns the number of pages read.
+/// A round that begins from its first URL is *full*; when `round.full_round_marker` names a
+/// cursor key, a marker is written there as such a round begins (an incomplete cursor with an
+/// empty link), so whatever must follow a full round (a listing backfill, the reconcile) is
+/// owed even if the process dies before the round ends.
 pub async fn run_round<F, Fetched>(
     round: &Round<'_>,
     fetch: F,
     sink: &mut impl PageSink,
-) -> Result<u64, SyncError>
+) -> Result<RoundOutcome, SyncError>
 where
     F: Fn(String) -> Fetched,
     Fetched: Future<Output = Result<DeltaPage, GraphError>>,
 {
-    let mut pages = 0;
+    let mut outcome = RoundOutcome {
+        pages: 0,
+        full: false,
+        began_here: false,
+        round_started_ms: now_ms(),
+    };
     let mut restarted = false;
-    let mut round_started = now_ms();
     // The next page, fetched while the current one was being stored.
     let mut ahead: Option<Result<DeltaPage, GraphError>> = None;
     loop {
@@ -96,13 +121,29 @@ where
             Some(fetched) => fetched,
             None => {
                 let url = match round.store.cursor(round.mailbox_id, round.folder).await? {
-                    Some(c) => {
-                        if !c.complete {
-                            round_started = c.round_started_ms;
-                        }
+                    Some(c) if !c.complete => {
+                        // Resuming a round an earlier call began.
+                        outcome.round_started_ms = c.round_started_ms;
+                        outcome.full = c.full;
                         c.link
                     }
-                    None => round.initial_url.clone(),
+                    Some(c) => {
+                        // A new incremental round from the last deltaLink.
+                        outcome.round_started_ms = now_ms();
+                        c.link
+                    }
+                    None => {
+                        outcome.round_started_ms = now_ms();
+                        outcome.full = true;
+                        outcome.began_here = true;
+                        if let Some(marker) = &round.full_round_marker {
+                            round
+                                .store
+                                .begin_full_round(round.mailbox_id, marker, outcome.round_started_ms)
+                                .await?;
+                        }
+                        round.initial_url.clone()
+                    }
                 };
                 unless_stopped(round.stop, fetch(url))
                     .await
@@ -112,7 +153,8 @@ where
         let page = match fetched {
             Ok(p) => p,
             Err(GraphError::SyncStateNotFound { .. }) if !restarted => {
-                // The state is gone: the round starts over; the upserts absorb the overlap.
+                // The state is gone: the round starts over from its first URL; the upserts
+                // absorb the overlap and the full round's reconcile removes what is gone.
                 restarted = true;
                 round
                     .store
@@ -122,11 +164,18 @@ where
             }
             Err(e) => return Err(e.into()),
         };
-        pages += 1;
+        outcome.pages += 1;
+        let Some(link) = page.cursor_link() else {
+            return Err(SyncError::Graph(GraphError::Malformed {
+                mailbox: round.folder.to_string(),
+                detail: "a delta page without a nextLink or deltaLink".into(),
+            }));
+        };
         let cursor = Cursor {
-            link: page.cursor_link().expect("a page has one link").to_string(),
+            link: link.to_string(),
             complete: page.next_link.is_none(),
-            round_started_ms: round_started,
+            round_started_ms: outcome.round_started_ms,
+            full: outcome.full,
         };
         let stored = sink.store(page.items, Some(cursor));
         let (stored, fetched_next) = match &page.next_link {
@@ -139,7 +188,7 @@ where
         };
         stored?;
         match fetched_next {
-            None => return Ok(pages),
+            None => return Ok(outcome),
             // The page in hand is stored; the rest resumes from its cursor.
             Some(None) => return Err(SyncError::Stopped),
             Some(Some(next)) => ahead = Some(next),

@@ -102,6 +102,9 @@ pub trait StageRecord: Clone + Send + Sync + 'static {
     /// The record's Graph id, which names it in exclusions and failures.
     fn graph_id(&self) -> &str;
 
+    /// The record's subject, which names it in the failures list.
+    fn subject(&self) -> &str;
+
     /// The exclusion plugin's verdicts, one per record, in order.
     fn exclude(
         plugin: &Plugin,
@@ -130,6 +133,10 @@ impl StageRecord for Email {
         &self.id
     }
 
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+
     fn exclude(
         plugin: &Plugin,
         ctx: &CallContext,
@@ -156,6 +163,10 @@ impl StageRecord for Event {
 
     fn graph_id(&self) -> &str {
         &self.id
+    }
+
+    fn subject(&self) -> &str {
+        &self.subject
     }
 
     fn exclude(
@@ -216,8 +227,10 @@ pub struct Decided<R: StageRecord> {
     pub records: Vec<R>,
     /// One per record.
     pub verdicts: Vec<Verdicted<R::Mapped>>,
-    /// The exclusion plugin's stamp, for exclusions.
+    /// The exclusion plugin's stamp, for exclusions and its failures.
     pub exclusion_stamp: String,
+    /// The mapping plugin's stamp, for its failures.
+    pub mapping_stamp: String,
     /// Both plugins' stamps, for kept records.
     pub decided_by: String,
     /// Time inside the plugins, microseconds (their price; the benchmark reports it).
@@ -254,11 +267,13 @@ pub async fn decide<R: StageRecord>(
     .await
     .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
     let exclusion_stamp = stamp(&stages.exclusion);
-    let decided_by = format!("{exclusion_stamp}; {}", stamp(&stages.mapping));
+    let mapping_stamp = stamp(&stages.mapping);
+    let decided_by = format!("{exclusion_stamp}; {mapping_stamp}");
     Ok(Decided {
         records,
         verdicts,
         exclusion_stamp,
+        mapping_stamp,
         decided_by,
         micros,
     })
@@ -336,6 +351,7 @@ impl<R: StageRecord> Decided<R> {
         let records = self.records.into_iter().zip(self.verdicts);
         for ((record, verdict), candidate) in records.zip(candidates) {
             let graph_id = record.graph_id().to_string();
+            let subject = record.subject().to_string();
             let (stage, error, candidate) = match verdict {
                 Verdicted::Kept(mapped) => match keep(record, mapped, candidate, decided_by) {
                     Ok(k) => {
@@ -354,10 +370,17 @@ impl<R: StageRecord> Decided<R> {
                 }
                 Verdicted::Failed(stage, error) => (stage, error, candidate),
             };
+            let plugin = match stage {
+                Stage::Exclude => self.exclusion_stamp.clone(),
+                Stage::Map => self.mapping_stamp.clone(),
+                Stage::Convert | Stage::Series => String::new(),
+            };
             folded.failures.push(FailedRecord {
                 graph_id,
                 stage: stage.as_str().into(),
                 error,
+                subject,
+                plugin,
                 payload: payload(&candidate),
             });
         }

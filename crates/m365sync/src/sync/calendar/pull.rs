@@ -147,6 +147,7 @@ pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
         folder: CALENDAR_FOLDER,
         stop: job.stop,
         initial_url: initial_url(job.client.graph_url(), job.mailbox_graph_id, job.window),
+        full_round_marker: None,
     };
     let mut sink = CalendarPages {
         job,
@@ -156,8 +157,8 @@ pub async fn pull_calendar(job: &PullJob<'_>) -> Result<PullCounts, SyncError> {
     // Failed records first (E10): their stored JSON, no refetch.
     retry_failed(&round, job.page_size, &mut sink).await?;
     let fetch = |url: String| async move { fetch_page(job, &url).await };
-    let pages = run_round(&round, fetch, &mut sink).await?;
-    counts.pages += pages;
+    let outcome = run_round(&round, fetch, &mut sink).await?;
+    counts.pages += outcome.pages;
     Ok(counts)
 }
 
@@ -286,6 +287,8 @@ async fn process_page(
                     page.failures.push(FailedRecord {
                         graph_id: id.clone(),
                         stage: Stage::Series.as_str().into(),
+                        subject: item["subject"].as_str().unwrap_or_default().to_string(),
+                        plugin: String::new(),
                         error: format!("event {id}: its series master {mid} was not found"),
                         payload: item.to_string(),
                     });
@@ -323,6 +326,8 @@ async fn process_page(
                 page.failures.push(FailedRecord {
                     graph_id: id.clone(),
                     stage: Stage::Convert.as_str().into(),
+                    subject: item["subject"].as_str().unwrap_or_default().to_string(),
+                    plugin: String::new(),
                     error: format!("event {id}: {what}"),
                     payload: item.to_string(),
                 });
