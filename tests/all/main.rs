@@ -28,4 +28,5 @@ mod store;
 mod support;
 mod sync_attachments;
 mod sync_email;
+mod sync_folders;
 mod sync_storms;

@@ -15,7 +15,9 @@ pub enum FailuresCommand {
     /// List failed records, most recently failed first. A record is retried by every run of
     /// its mailbox until it has failed the tenant's `failure_attempts` times (5 by default);
     /// then it is parked: kept and listed here, retried only by `failures retry`.
-    #[command(after_help = "Examples:\n  m365sync failures list --org acme\n  m365sync failures list --org acme --tenant main --mailbox alice@contoso.example --parked")]
+    #[command(
+        after_help = "Examples:\n  m365sync failures list --org acme\n  m365sync failures list --org acme --tenant main --mailbox alice@contoso.example --parked"
+    )]
     List {
         /// Only this org's.
         #[arg(long)]
@@ -78,7 +80,14 @@ pub async fn run(config: Option<&Path>, cmd: FailuresCommand) -> anyhow::Result<
                 limit,
                 ..FailureFilter::default()
             };
-            scope(&store, &mut filter, org.as_deref(), tenant.as_deref(), mailbox.as_deref()).await?;
+            scope(
+                &store,
+                &mut filter,
+                org.as_deref(),
+                tenant.as_deref(),
+                mailbox.as_deref(),
+            )
+            .await?;
             let rows = store.failures(&filter).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -106,7 +115,14 @@ pub async fn run(config: Option<&Path>, cmd: FailuresCommand) -> anyhow::Result<
                 graph_id: id,
                 ..FailureFilter::default()
             };
-            scope(&store, &mut filter, Some(&org), tenant.as_deref(), mailbox.as_deref()).await?;
+            scope(
+                &store,
+                &mut filter,
+                Some(&org),
+                tenant.as_deref(),
+                mailbox.as_deref(),
+            )
+            .await?;
             let mailboxes = store.unpark_failures(&filter).await?;
             let mut tenants = std::collections::BTreeSet::new();
             for m in &mailboxes {
@@ -137,7 +153,9 @@ async fn scope(
     let Some(tenant) = tenant else { return Ok(()) };
     let t = store.tenant(org, tenant).await?;
     filter.tenant_id = Some(t.id);
-    let Some(address) = mailbox else { return Ok(()) };
+    let Some(address) = mailbox else {
+        return Ok(());
+    };
     let m = store.mailbox_by_address(t.id, address).await?.ok_or_else(|| {
         anyhow::anyhow!("tenant {org}/{tenant} has no mailbox {address}; `m365sync mailbox list` shows them")
     })?;

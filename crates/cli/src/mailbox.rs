@@ -84,7 +84,9 @@ pub enum MailboxCommand {
     /// commencement date against what is stored (kept, excluded or failed), the differences
     /// listed by id. Each folder is brought up to date first, and a difference is confirmed by
     /// one more delta round before it is reported. Exits 1 when a folder still differs.
-    #[command(after_help = "Examples:\n  m365sync mailbox verify --org acme --tenant main\n  m365sync mailbox verify --org acme --tenant main --mailbox alice@contoso.example --repair")]
+    #[command(
+        after_help = "Examples:\n  m365sync mailbox verify --org acme --tenant main\n  m365sync mailbox verify --org acme --tenant main --mailbox alice@contoso.example --repair"
+    )]
     Verify {
         #[arg(long)]
         org: String,
@@ -404,7 +406,9 @@ pub async fn user(config: Option<&Path>, cmd: UserCommand) -> anyhow::Result<()>
         } => {
             let t = store.tenant(&org, &tenant).await?;
             let user_id = store.user_id(t.id, &user).await?.ok_or_else(|| {
-                anyhow::anyhow!("tenant {org}/{tenant} has no user {user}; `m365sync user list` shows them")
+                anyhow::anyhow!(
+                    "tenant {org}/{tenant} has no user {user}; `m365sync user list` shows them"
+                )
             })?;
             store.set_sync_emails(user_id, state == "on").await?;
             println!(

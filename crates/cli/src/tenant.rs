@@ -50,7 +50,9 @@ pub enum TenantCommand {
     },
     /// Show a tenant's settings, or change the ones given: each change is validated with the
     /// rest and written alone (the settings not named keep their value).
-    #[command(after_help = "Examples:\n  m365sync tenant settings --org acme --tenant main\n  m365sync tenant settings --org acme --tenant main --cadence 30 --excluded-folders junkemail,deleteditems,Inbox/Personal\n  m365sync tenant settings --org acme --tenant main --commencement 2026-01-01 --attachment-cap 10MB")]
+    #[command(
+        after_help = "Examples:\n  m365sync tenant settings --org acme --tenant main\n  m365sync tenant settings --org acme --tenant main --cadence 30 --excluded-folders junkemail,deleteditems,Inbox/Personal\n  m365sync tenant settings --org acme --tenant main --commencement 2026-01-01 --attachment-cap 10MB"
+    )]
     Settings(SettingsArgs),
     /// List tenants (all orgs, or one with --org).
     List {
@@ -301,7 +303,10 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
     println!("cadence_minutes       {}", s.cadence_minutes);
     println!("commencement          {}", when(s.commencement_ms));
     println!("internal_domains      {}", s.internal_domains.join(", "));
-    println!("skip_internal_only    {}", if s.skip_internal_only { "on" } else { "off" });
+    println!(
+        "skip_internal_only    {}",
+        if s.skip_internal_only { "on" } else { "off" }
+    );
     println!("attachment_cap_bytes  {}", s.attachment_cap_bytes);
     println!("folders               {}", s.folders.join(", "));
     println!("excluded_folders      {}", s.excluded_folders.join(", "));

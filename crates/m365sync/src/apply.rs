@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::admin::settings::SettingsChange;
 use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
 use m365sync_store::rules::{RuleScope, RuleSpec};
-use crate::admin::settings::SettingsChange;
 use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
 use m365sync_store::{Store, StoreError};
 
@@ -222,8 +222,10 @@ pub async fn apply_text(store: &Store, text: &str, path: &Path) -> Result<ApplyR
                     cadence_minutes: s.cadence_minutes,
                     commencement_ms: s.commencement.map(|d| {
                         Some(
-                            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight exists"))
-                                .timestamp_millis(),
+                            Utc.from_utc_datetime(
+                                &d.and_hms_opt(0, 0, 0).expect("midnight exists"),
+                            )
+                            .timestamp_millis(),
                         )
                     }),
                     internal_domains: s.internal_domains.clone(),

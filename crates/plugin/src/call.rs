@@ -284,8 +284,7 @@ impl Plugin {
         }
         if let Some(wasmtime::Trap::StackOverflow) = e.downcast_ref::<wasmtime::Trap>() {
             return RecordError::Trap {
-                message: "stack overflow: the plugin recursed deeper than its stack allows"
-                    .into(),
+                message: "stack overflow: the plugin recursed deeper than its stack allows".into(),
             };
         }
         // A Rust guest's panic message goes to stderr before the trap (std's panic hook): the
@@ -552,9 +551,7 @@ pub fn effective_timeout(engine: &PluginEngine, limits: &Limits) -> Duration {
 /// the message on the following lines, up to std's `note:` line), as `MESSAGE (at FILE:LINE:COL)`.
 pub fn panic_message(stderr: &str) -> Option<String> {
     let lines: Vec<&str> = stderr.lines().collect();
-    let start = lines
-        .iter()
-        .rposition(|l| l.contains("panicked at "))?;
+    let start = lines.iter().rposition(|l| l.contains("panicked at "))?;
     let head = lines[start];
     let at = head
         .split_once("panicked at ")

@@ -66,7 +66,8 @@ pub struct FailureFilter {
     pub limit: i64,
 }
 
-const WHERE: &str = "($1 = 0 OR t.org_id = $1) AND ($2 = 0 OR m.tenant_id = $2) AND ($3 = 0 OR f.mailbox_id = $3)
+const WHERE: &str =
+    "($1 = 0 OR t.org_id = $1) AND ($2 = 0 OR m.tenant_id = $2) AND ($3 = 0 OR f.mailbox_id = $3)
      AND ($4 = -1 OR f.parked = $4) AND ($5 = '' OR f.graph_id = $5) AND ($6 = 0 OR f.run_id = $6)";
 
 impl Store {

@@ -93,10 +93,11 @@ fn folder_from(r: &sqlx::any::AnyRow) -> Result<MailFolder, sqlx::Error> {
 impl Store {
     /// A mailbox's folder tree as last discovered (removed folders included), by path.
     pub async fn mail_folders(&self, mailbox_id: i64) -> Result<Vec<MailFolder>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM mail_folders WHERE mailbox_id = $1 ORDER BY path, graph_id")
-            .bind(mailbox_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM mail_folders WHERE mailbox_id = $1 ORDER BY path, graph_id")
+                .bind(mailbox_id)
+                .fetch_all(self.pool())
+                .await?;
         Ok(rows.iter().map(folder_from).collect::<Result<_, _>>()?)
     }
 
@@ -199,12 +200,14 @@ impl Store {
             .bind(round_started_ms)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM failed_records WHERE mailbox_id = $1 AND folder = $2 AND last_ms < $3")
-            .bind(mailbox_id)
-            .bind(folder)
-            .bind(round_started_ms)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM failed_records WHERE mailbox_id = $1 AND folder = $2 AND last_ms < $3",
+        )
+        .bind(mailbox_id)
+        .bind(folder)
+        .bind(round_started_ms)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(removed)
     }
@@ -239,7 +242,10 @@ impl Store {
                     super::sync::marker(b, 3),
                     list.join(", ")
                 );
-                let mut q = sqlx::query(&sql).bind(mailbox_id).bind(folder).bind(since_ms);
+                let mut q = sqlx::query(&sql)
+                    .bind(mailbox_id)
+                    .bind(folder)
+                    .bind(since_ms);
                 for id in chunk {
                     q = q.bind(id);
                 }
@@ -312,12 +318,14 @@ impl Store {
     /// so the next run reads the folder from its first URL and reconciles the store with it
     /// (`mailbox verify --repair`).
     pub async fn resync_folder(&self, mailbox_id: i64, folder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sync_cursors WHERE mailbox_id = $1 AND (folder = $2 OR folder = $3)")
-            .bind(mailbox_id)
-            .bind(folder)
-            .bind(listing_key(folder))
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "DELETE FROM sync_cursors WHERE mailbox_id = $1 AND (folder = $2 OR folder = $3)",
+        )
+        .bind(mailbox_id)
+        .bind(folder)
+        .bind(listing_key(folder))
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 }

@@ -191,12 +191,14 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             // Nor is an exclusion decided in this folder the folder's any more.
-            sqlx::query("DELETE FROM exclusions WHERE mailbox_id = $1 AND graph_id = $2 AND folder = $3")
-                .bind(page.mailbox_id)
-                .bind(graph_id)
-                .bind(&page.folder)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM exclusions WHERE mailbox_id = $1 AND graph_id = $2 AND folder = $3",
+            )
+            .bind(page.mailbox_id)
+            .bind(graph_id)
+            .bind(&page.folder)
+            .execute(&mut *tx)
+            .await?;
         }
         write_exclusions_and_failures(
             &mut tx,

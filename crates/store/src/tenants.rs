@@ -111,7 +111,10 @@ impl Default for TenantSettings {
             skip_internal_only: true,
             attachment_cap_bytes: 5 * 1024 * 1024,
             folders: vec![ALL_FOLDERS.into()],
-            excluded_folders: DEFAULT_EXCLUDED_FOLDERS.iter().map(|f| f.to_string()).collect(),
+            excluded_folders: DEFAULT_EXCLUDED_FOLDERS
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
             page_size: 100,
             max_concurrency: 8,
             failure_attempts: 5,

@@ -106,22 +106,34 @@ pub async fn change_settings(
     change: &SettingsChange,
 ) -> Result<TenantSettings, StoreError> {
     let next = change.applied_to(store.settings(tenant.id).await?);
-    next.validate().map_err(|e| {
-        StoreError::Invalid(format!("tenant {}/{}: {e}", tenant.org, tenant.name))
-    })?;
+    next.validate()
+        .map_err(|e| StoreError::Invalid(format!("tenant {}/{}: {e}", tenant.org, tenant.name)))?;
     store.set_settings(tenant.id, &next).await?;
     Ok(next)
 }
 
 /// The tenant's verified domains (`GET /organization`), lower-cased.
-pub async fn verified_domains(client: &GraphClient) -> Result<Vec<String>, m365sync_graph::GraphError> {
-    let v = client.get("directory", "organization?$select=verifiedDomains", None).await?;
+pub async fn verified_domains(
+    client: &GraphClient,
+) -> Result<Vec<String>, m365sync_graph::GraphError> {
+    let v = client
+        .get("directory", "organization?$select=verifiedDomains", None)
+        .await?;
     let mut domains: Vec<String> = v["value"]
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|org| org["verifiedDomains"].as_array().cloned().unwrap_or_default())
-        .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_ascii_lowercase))
+        .flat_map(|org| {
+            org["verifiedDomains"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|d| {
+            d.get("name")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+        })
         .collect();
     domains.sort();
     domains.dedup();

@@ -162,7 +162,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     if let ["api", "tenants", org, tenant, rest @ ..] = segs.as_slice() {
         if matches!(
             rest,
-            ["settings"] | ["mailboxes", _, "verify"] | ["failures", ..] | ["users", _, "sync-emails"]
+            ["settings"]
+                | ["mailboxes", _, "verify"]
+                | ["failures", ..]
+                | ["users", _, "sync-emails"]
         ) {
             let method = req.method().clone();
             let body = match read_body(req).await {

@@ -71,9 +71,7 @@ pub(super) async fn route(
         (&Method::GET, ["failures"]) => {
             let mut filter = FailureFilter {
                 tenant_id: Some(t.id),
-                parked: q
-                    .get("parked")
-                    .map(|v| v == "1" || v == "true"),
+                parked: q.get("parked").map(|v| v == "1" || v == "true"),
                 limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(200),
                 ..FailureFilter::default()
             };
@@ -125,7 +123,12 @@ pub(super) async fn route(
                 .and_then(|v| v["on"].as_bool())
             {
                 Some(on) => on,
-                None => return error(StatusCode::BAD_REQUEST, "send {\"on\": true} or {\"on\": false}"),
+                None => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "send {\"on\": true} or {\"on\": false}",
+                    )
+                }
             };
             let result = async {
                 let user = store.user_id(t.id, email).await?.ok_or_else(|| {

@@ -10,8 +10,8 @@
 mod access;
 mod api;
 mod api_calendar;
-mod api_mail;
 mod api_crm;
+mod api_mail;
 mod contexts;
 mod matcher;
 pub mod metrics;

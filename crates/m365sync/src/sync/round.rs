@@ -139,7 +139,11 @@ where
                         if let Some(marker) = &round.full_round_marker {
                             round
                                 .store
-                                .begin_full_round(round.mailbox_id, marker, outcome.round_started_ms)
+                                .begin_full_round(
+                                    round.mailbox_id,
+                                    marker,
+                                    outcome.round_started_ms,
+                                )
                                 .await?;
                         }
                         round.initial_url.clone()

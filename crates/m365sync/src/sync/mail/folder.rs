@@ -182,9 +182,8 @@ async fn finish_full_round(
     if owed.link.is_empty() {
         // The listing is not planned yet: the stats are this round's only when the whole
         // round ran here; otherwise the whole window is listed (its ids deduplicated).
-        let whole_round_here = outcome.full
-            && outcome.began_here
-            && outcome.round_started_ms == owed.round_started_ms;
+        let whole_round_here =
+            outcome.full && outcome.began_here && outcome.round_started_ms == owed.round_started_ms;
         let plan = plan_listing(job, whole_round_here.then_some(stats)).await?;
         owed.link = plan.unwrap_or_else(|| RECONCILE_OWED.to_string());
         job.store.put_cursor(job.mailbox_id, marker, &owed).await?;
@@ -215,7 +214,12 @@ async fn plan_listing(
         return Ok(None);
     };
     let count = |range: (Option<DateTime<Utc>>, Option<DateTime<Utc>>)| async move {
-        let url = count_url(job.client.graph_url(), job.mailbox_graph_id, job.folder, range);
+        let url = count_url(
+            job.client.graph_url(),
+            job.mailbox_graph_id,
+            job.folder,
+            range,
+        );
         job.client.count(job.mailbox_address, &url).await
     };
     let total = count((Some(since), None)).await?;
@@ -298,7 +302,7 @@ async fn run_listing(
             counts,
             cursor_key: Some(marker.to_string()),
             stats: RoundStats::default(),
-            };
+        };
         sink.store(fresh, Some(cursor.clone())).await?;
         *owed = cursor;
         if next.is_none() {

@@ -310,7 +310,10 @@ mod tests {
     }
 
     fn tree(folders: Vec<MailFolder>) -> BTreeMap<String, MailFolder> {
-        folders.into_iter().map(|f| (f.graph_id.clone(), f)).collect()
+        folders
+            .into_iter()
+            .map(|f| (f.graph_id.clone(), f))
+            .collect()
     }
 
     fn synced(out: &[MailFolder]) -> Vec<String> {
