@@ -43,6 +43,8 @@ pub struct Mailbox {
     pub added_ms: i64,
     /// When the mailbox last completed its share of a run (epoch ms).
     pub last_success_ms: Option<i64>,
+    /// When its current streak of counted failures began (epoch ms); `None` when healthy.
+    pub failing_since_ms: Option<i64>,
 }
 
 fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
@@ -65,6 +67,7 @@ fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
         backoff_until_ms: r.try_get("backoff_until_ms")?,
         added_ms: r.try_get("added_ms")?,
         last_success_ms: r.try_get("last_success_ms")?,
+        failing_since_ms: r.try_get("failing_since_ms")?,
     })
 }
 
@@ -228,7 +231,7 @@ impl Store {
         enabled: bool,
     ) -> Result<(), StoreError> {
         let sql = if enabled {
-            "UPDATE mailboxes SET enabled = 1, health = 'healthy', health_detail = NULL, consecutive_failures = 0, backoff_until_ms = NULL WHERE id = $1"
+            "UPDATE mailboxes SET enabled = 1, health = 'healthy', health_detail = NULL, consecutive_failures = 0, failing_since_ms = NULL, backoff_until_ms = NULL WHERE id = $1"
         } else {
             "UPDATE mailboxes SET enabled = 0 WHERE id = $1"
         };

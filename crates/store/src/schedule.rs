@@ -272,7 +272,8 @@ impl Store {
 
     /// Records a worker's result for one mailbox of a run: its progress joins the run's totals,
     /// its health becomes `outcome` (unchanged when `None`: the work was interrupted), and when
-    /// `settled` it no longer owes the run work.
+    /// `settled` it no longer owes the run work. A failure that is not `counted` (a manual
+    /// run's) leaves the streak of failures that disables a mailbox where it was.
     pub async fn finish_mailbox_work(
         &self,
         run_id: i64,
@@ -280,6 +281,7 @@ impl Store {
         progress: RunProgress,
         outcome: Option<&MailboxOutcome>,
         settled: bool,
+        counted: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -330,7 +332,10 @@ impl Store {
         };
         sqlx::query(
             "UPDATE mailboxes SET health = $1, health_detail = $2, backoff_until_ms = $3,
-                 consecutive_failures = CASE WHEN $4 = 1 THEN consecutive_failures + 1 ELSE 0 END,
+                 consecutive_failures = CASE WHEN $4 = 1 AND $10 = 1 THEN consecutive_failures + 1
+                     WHEN $4 = 1 THEN consecutive_failures ELSE 0 END,
+                 failing_since_ms = CASE WHEN $4 = 1 AND $10 = 1 THEN COALESCE(failing_since_ms, $9)
+                     WHEN $4 = 1 THEN failing_since_ms ELSE NULL END,
                  enabled = CASE WHEN $5 = 1 THEN 0 ELSE enabled END,
                  pending_run_id = CASE WHEN $6 = 1 AND pending_run_id = $8 THEN NULL ELSE pending_run_id END,
                  last_success_ms = CASE WHEN $4 = 0 THEN $9 ELSE last_success_ms END
@@ -345,6 +350,7 @@ impl Store {
         .bind(mailbox_id)
         .bind(run_id)
         .bind(now_ms())
+        .bind(counted as i64)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -107,6 +107,8 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
                         disable: false,
                     }),
                     true,
+                    // The tenant's failure, not the mailbox's: no step toward disabling it.
+                    false,
                 )
                 .await;
             shared

@@ -18,13 +18,22 @@ use super::stop::StopSignal;
 use super::tenant::{SyncEnv, TenantContext};
 use super::Counts;
 
-/// Consecutive failures after which a mailbox stops trying within a run (transient errors) or
-/// is disabled until an admin re-enables it (permanent ones: access denied, not found).
-pub const FAILURES_BEFORE_GIVING_UP: i64 = 5;
+/// Tries within one run after which the run stops waiting for a mailbox failing transiently
+/// (the mailbox stays enabled; its next run tries again).
+pub const TRIES_PER_RUN: i64 = 3;
 
-/// The first wait after a transient failure; doubled per consecutive failure, up to an hour.
+/// Transient failures in a row (throttling that outlasts the retries, 5xx, network) after
+/// which a mailbox is disabled, as Dynamics does: only when they also span
+/// [`TRANSIENT_WINDOW`], so a short outage never disables anything (E16).
+pub const TRANSIENT_FAILURES_BEFORE_DISABLING: i64 = 10;
+
+/// The least time a streak of transient failures must span before it disables a mailbox
+/// (Dynamics: 10 tries, 5 minutes apart).
+pub const TRANSIENT_WINDOW: Duration = Duration::from_secs(45 * 60);
+
+/// The first wait after a transient failure; doubled per consecutive failure, up to the cap.
 const BACKOFF_BASE: Duration = Duration::from_secs(30);
-const BACKOFF_MAX: Duration = Duration::from_secs(3600);
+const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
 
 /// How many failed records a run's log names one by one per mailbox (the rest are counted).
 const FAILURES_NAMED: usize = 20;
@@ -237,7 +246,7 @@ pub async fn record_result(
         store.mark_run_incomplete(run_id).await?;
         progress.errors += result.gaps.len() as i64;
     }
-    let (outcome, settled) = match &result.error {
+    let (outcome, settled, counted) = match &result.error {
         None => {
             let c = &result.counts;
             let held = store
@@ -274,49 +283,97 @@ pub async fn record_result(
                     ),
                 },
             };
-            (Some(outcome), true)
+            (Some(outcome), true, true)
         }
-        Some(e) if interrupted(e) => (None, one_attempt),
+        Some(e) if interrupted(e) => (None, one_attempt, false),
         Some(e) => {
-            let failures = mailbox.consecutive_failures + 1;
+            // A manual run (the CLI's `sync run`, `retry`) never counts toward disabling.
+            let counted = !one_attempt;
+            let failures = mailbox.consecutive_failures + counted as i64;
+            let streak_ms = mailbox
+                .failing_since_ms
+                .map_or(0, |since| now_ms().saturating_sub(since));
             let detail = e.to_string();
             let (outcome, settled) = if e.is_transient() {
                 let wait = BACKOFF_BASE
                     .saturating_mul(1 << (failures - 1).clamp(0, 16) as u32)
                     .min(BACKOFF_MAX);
+                let disable = counted
+                    && failures >= TRANSIENT_FAILURES_BEFORE_DISABLING
+                    && streak_ms >= TRANSIENT_WINDOW.as_millis() as i64;
+                if disable {
+                    (
+                        MailboxOutcome::Failing {
+                            detail: format!(
+                                "{detail}; disabled after {failures} transient failures over {} minutes: check the tenant's Graph access and network, then `m365sync mailbox enable`",
+                                streak_ms / 60_000
+                            ),
+                            disable: true,
+                        },
+                        true,
+                    )
+                } else {
+                    let tries_this_run = failures.min(TRIES_PER_RUN);
+                    (
+                        MailboxOutcome::BackingOff {
+                            detail: detail.clone(),
+                            until_ms: now_ms() + wait.as_millis() as i64,
+                        },
+                        one_attempt || tries_this_run >= TRIES_PER_RUN,
+                    )
+                }
+            } else if e.is_mailbox_permanent() {
+                // Access denied (an application access policy, A3) or a mailbox that is gone:
+                // trying again cannot help until an admin acts, so it is disabled at once
+                // (not by a manual run, whose result an admin is looking at).
                 (
-                    MailboxOutcome::BackingOff {
-                        detail: detail.clone(),
-                        until_ms: now_ms() + wait.as_millis() as i64,
+                    MailboxOutcome::Failing {
+                        detail: format!("{detail}; {}", permanent_fix(e, &mailbox.address)),
+                        disable: counted,
                     },
-                    one_attempt || failures >= FAILURES_BEFORE_GIVING_UP,
+                    true,
                 )
             } else {
-                let disable = e.is_mailbox_permanent() && failures >= FAILURES_BEFORE_GIVING_UP;
-                (MailboxOutcome::Failing { detail, disable }, true)
+                (
+                    MailboxOutcome::Failing {
+                        detail,
+                        disable: false,
+                    },
+                    true,
+                )
             };
             let level = if settled { "error" } else { "warning" };
-            let mut line = format!("mailbox {}: {e}", mailbox.address);
-            match &outcome {
-                MailboxOutcome::BackingOff { .. } if !settled => {
-                    line.push_str("; will try again after a back-off")
+            let line = match &outcome {
+                MailboxOutcome::BackingOff { .. } if !settled => format!(
+                    "mailbox {}: {e}; will try again after a back-off",
+                    mailbox.address
+                ),
+                MailboxOutcome::Failing { detail, .. } => {
+                    format!("mailbox {}: {detail}", mailbox.address)
                 }
-                MailboxOutcome::Failing { disable: true, .. } => line.push_str(&format!(
-                    "; disabled after {failures} failures in a row: fix the cause, then `m365sync mailbox enable`"
-                )),
-                _ => {}
-            }
+                _ => format!("mailbox {}: {e}", mailbox.address),
+            };
             store
                 .log(run_id, ctx.tenant.id, Some(mailbox.id), level, &line)
                 .await?;
             if settled {
                 progress.errors += 1;
             }
-            (Some(outcome), settled)
+            (Some(outcome), settled, counted)
         }
     };
+    if let Some(o) = &outcome {
+        log_health_change(env, ctx, mailbox, run_id, o).await?;
+    }
     store
-        .finish_mailbox_work(run_id, mailbox.id, progress, outcome.as_ref(), settled)
+        .finish_mailbox_work(
+            run_id,
+            mailbox.id,
+            progress,
+            outcome.as_ref(),
+            settled,
+            counted,
+        )
         .await?;
     Ok(outcome)
 }
@@ -401,4 +458,64 @@ async fn log_failures(
             .await?;
     }
     Ok(())
+}
+
+/// What an admin does about a mailbox's permanent failure.
+fn permanent_fix(e: &SyncError, address: &str) -> String {
+    match e {
+        SyncError::Graph(m365sync_graph::GraphError::AccessDenied { .. }) => format!(
+            "the app may not read {address}: add it to the Exchange application access policy (or grant the app Mail.ReadWrite), then `m365sync mailbox enable --address {address}`"
+        ),
+        _ => format!(
+            "{address} is no longer in the tenant's directory: remove it (`m365sync mailbox disable`), or fix its address and `m365sync mailbox enable`"
+        ),
+    }
+}
+
+/// Logs a mailbox's change of health (healthy, degraded, backing off, failing, disabled) with
+/// its cause, so every state change is visible in the run log (E16).
+async fn log_health_change(
+    env: &SyncEnv,
+    ctx: &TenantContext,
+    mailbox: &Mailbox,
+    run_id: i64,
+    outcome: &MailboxOutcome,
+) -> Result<(), StoreError> {
+    let (now, level) = match outcome {
+        MailboxOutcome::Healthy => ("healthy", "info"),
+        MailboxOutcome::Degraded { .. } => ("degraded", "warning"),
+        MailboxOutcome::BackingOff { .. } => ("backing_off", "warning"),
+        MailboxOutcome::Failing { disable: true, .. } => ("disabled", "error"),
+        MailboxOutcome::Failing { .. } => ("failing", "error"),
+    };
+    if now == mailbox.health {
+        return Ok(());
+    }
+    let why = match outcome {
+        MailboxOutcome::Healthy => {
+            if mailbox.consecutive_failures > 0 {
+                format!(
+                    "recovered after {} failure(s) in a row",
+                    mailbox.consecutive_failures
+                )
+            } else {
+                "synced".to_string()
+            }
+        }
+        MailboxOutcome::Degraded { detail }
+        | MailboxOutcome::BackingOff { detail, .. }
+        | MailboxOutcome::Failing { detail, .. } => detail.clone(),
+    };
+    env.store
+        .log(
+            run_id,
+            ctx.tenant.id,
+            Some(mailbox.id),
+            level,
+            &format!(
+                "mailbox {}: health {} -> {now}: {why}",
+                mailbox.address, mailbox.health
+            ),
+        )
+        .await
 }

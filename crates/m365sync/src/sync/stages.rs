@@ -334,13 +334,13 @@ impl<R: StageRecord> Decided<R> {
     /// Folds the verdicts: each record with its `candidate` (what the caller kept beside it,
     /// the Graph JSON among it) goes to `kept` through `keep`, to the exclusions, or to the
     /// failures (with `payload` of its candidate, made only for failures). `keep` may refuse a
-    /// mapped record with a message, handing its candidate back; the record then fails in the
-    /// map stage.
+    /// mapped record with a message, handing its candidate back (boxed: the refusal is rare and
+    /// a candidate can be large); the record then fails in the map stage.
     pub fn fold<C, K>(
         self,
         candidates: Vec<C>,
         payload: impl Fn(&C) -> String,
-        mut keep: impl FnMut(R, R::Mapped, C, &str) -> Result<K, (String, C)>,
+        mut keep: impl FnMut(R, R::Mapped, C, &str) -> Result<K, (String, Box<C>)>,
     ) -> Folded<K> {
         let mut folded = Folded {
             kept: Vec::new(),
@@ -358,7 +358,7 @@ impl<R: StageRecord> Decided<R> {
                         folded.kept.push(k);
                         continue;
                     }
-                    Err((error, candidate)) => (Stage::Map, error, candidate),
+                    Err((error, candidate)) => (Stage::Map, error, *candidate),
                 },
                 Verdicted::Excluded(rule) => {
                     folded.exclusions.push(Exclusion {

@@ -50,6 +50,10 @@ ALTER TABLE exclusions ADD COLUMN folder TEXT NOT NULL DEFAULT '';
 -- When a mailbox last completed its share of a run: errors logged before it are healed (a
 -- retry of "every error since" skips them), and health shows it.
 ALTER TABLE mailboxes ADD COLUMN last_success_ms BIGINT;
+-- When the mailbox's current streak of counted failures began: a transient streak disables
+-- the mailbox only after both enough failures and enough time (Dynamics: 10 tries, 5 minutes
+-- apart), so a short outage never does.
+ALTER TABLE mailboxes ADD COLUMN failing_since_ms BIGINT;
 
 -- Mailboxes that never completed their share of a run (an outage that outlasted the back-off,
 -- a permanent failure, a gap `mailbox verify` found): such a run ends `incomplete`.

@@ -388,7 +388,7 @@ async fn process_page(
         candidates,
         |c: &Candidate| c.payload.to_string(),
         |event, crm, c, decided_by| match fields_of(&event, &crm) {
-            Err(e) => Err((format!("event {}: {e}", event.id), c)),
+            Err(e) => Err((format!("event {}: {e}", event.id), Box::new(c))),
             Ok(fields) => Ok(PulledEvent {
                 graph_id: event.id.clone(),
                 series_graph_id: c.series,

@@ -479,7 +479,7 @@ async fn process_page(
     let folded = decided.fold(
         payloads,
         Value::to_string,
-        |email, crm, payload, decided_by| -> Result<(EmailRecord, bool), (String, Value)> {
+        |email, crm, payload, decided_by| -> Result<(EmailRecord, bool), (String, Box<Value>)> {
             let record = record_for_store(&email, &crm, decided_by);
             Ok((record, attachments::has_attachments(&payload)))
         },
