@@ -18,6 +18,7 @@ pub mod delta;
 pub mod directory;
 pub mod folders;
 pub mod generate;
+mod generate_busy;
 pub mod graph;
 pub mod identity;
 pub mod ids;
