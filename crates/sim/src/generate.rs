@@ -908,6 +908,39 @@ mod tests {
         );
     }
 
+    /// `cargo test -p m365sync-sim --release --lib generation_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, meaningful in release builds only"]
+    fn generation_speed_of_a_50000_message_mailbox() {
+        let opts = GenerateOptions {
+            users: 3,
+            busy_users: 1,
+            busy_messages: 50_000,
+            now: Some(june()),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let world = generate(&opts).world;
+        let elapsed = started.elapsed();
+        eprintln!(
+            "generated {} messages ({} in the busy mailbox) in {:.2} s",
+            world.messages.len(),
+            world.tenants[0].users[1]
+                .folders
+                .iter()
+                .map(|f| f.items.len())
+                .sum::<usize>(),
+            elapsed.as_secs_f64()
+        );
+        let started = std::time::Instant::now();
+        let bytes = crate::persist::to_bytes(&world);
+        eprintln!(
+            "saved as {} MB of JSON in {:.2} s",
+            bytes.len() / 1_000_000,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     #[test]
     fn a_busy_mailbox_has_the_shape_of_a_real_advisors() {
         let now = june();
