@@ -14,7 +14,7 @@ use m365sync::sync::stop::{stop_pair, StopHandle};
 use m365sync_sim::config::ProtocolConfig;
 use m365sync_sim::generate::GenerateOptions;
 use m365sync_sim::server::{serve as serve_sim, ServeOptions};
-use m365sync_sim::{Origin, Sim};
+use m365sync_sim::Origin;
 use m365sync_store::Store;
 
 /// `m365sync serve` options.
@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Messages each sandbox mailbox starts with.
     #[arg(long, default_value_t = 200)]
     messages: usize,
+    /// Messages of the sandbox's busy advisor (the first person after the admin), filed
+    /// over three years in nested folders; 0 for none.
+    #[arg(long, default_value_t = 20_000)]
+    busy_messages: usize,
     /// The admin API's address (default: admin_listen of m365sync.toml, or 127.0.0.1:8080).
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -57,15 +61,28 @@ pub struct ServeArgs {
 pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     let (handle, stop) = stop_pair();
     let mut sim_running = None;
+    let mut autosave = None;
     let (cfg, key, token) = if args.sandbox {
-        let sim = Sim::new(
+        // The simulator's world lives in the sandbox directory: a restart resumes it (same
+        // ids, same mail, delta tokens still valid) instead of generating a new one.
+        let files = SandboxFiles::under(&args.sandbox_dir);
+        let (sim, loaded) = m365sync_sim::persist::open_or_build(
+            &files.sim_world,
             Origin::Generated(GenerateOptions {
                 users: args.users,
                 messages: args.messages,
-                ..GenerateOptions::default()
+                busy_users: usize::from(args.busy_messages > 0),
+                busy_messages: args.busy_messages,
+                ..GenerateOptions::sandbox()
             }),
             ProtocolConfig::default(),
-        );
+        )?;
+        autosave = Some(m365sync_sim::persist::Autosave::start(
+            sim.clone(),
+            files.sim_world.clone(),
+            Duration::from_secs(5),
+            loaded,
+        ));
         let running = serve_sim(
             sim,
             ServeOptions {
@@ -76,7 +93,6 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         )
         .await
         .context("the sandbox's simulator cannot start")?;
-        let files = SandboxFiles::under(&args.sandbox_dir);
         let admin_listen = args
             .admin_listen
             .unwrap_or_else(|| ServiceConfig::default().admin_listen);
@@ -130,6 +146,9 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(running) = sim_running {
         running.stop();
     }
+    if let Some(autosave) = autosave {
+        autosave.finish().await?;
+    }
     eprintln!("stopped cleanly");
     Ok(())
 }
@@ -164,6 +183,7 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
          \n  simulated Microsoft 365 (Graph + identity): {sim_url}  (CA: {d}/tls/ca.pem)\n\
          \x20 admin API: {admin_url}  (token in {d}/admin.token)\n\
          \x20 database: {d}/m365sync.db (SQLite), default plugins, org '{org}', tenant '{tenant}'\n\
+         \x20 simulated mailboxes: {d}/sim-world.json (kept across restarts)\n\
          \nWhere to look:\n\
          \x20 curl {admin_url}/health\n\
          \x20 curl -H \"Authorization: Bearer $(cat {d}/admin.token)\" {admin_url}/api/tenants/{org}/{tenant}/runs\n\

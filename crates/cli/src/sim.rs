@@ -79,6 +79,16 @@ pub struct WorldArgs {
     /// Calendar items per person.
     #[arg(long, default_value_t = 20)]
     events: usize,
+    /// Years of mail history (0: the classic 200 days; busy mailboxes then span 3 years).
+    #[arg(long, default_value_t = 0)]
+    years: u32,
+    /// People (counted after the admin) with a busy advisor's mailbox: --busy-messages more
+    /// messages over the years, filed in nested folders (Inbox/Clients/<client>, ...).
+    #[arg(long, default_value_t = 0)]
+    busy_users: usize,
+    /// Messages of each busy mailbox.
+    #[arg(long, default_value_t = 20_000)]
+    busy_messages: usize,
 }
 
 impl WorldArgs {
@@ -92,6 +102,9 @@ impl WorldArgs {
                 shared: self.shared,
                 messages: self.messages,
                 events: self.events,
+                years: self.years,
+                busy_users: self.busy_users,
+                busy_messages: self.busy_messages,
                 ..GenerateOptions::default()
             }),
         })
@@ -133,6 +146,11 @@ pub struct ServeArgs {
     /// Throttling limits, as JSON, e.g. '{"window_secs":60,"limit":600,"concurrency":4}'.
     #[arg(long)]
     throttle: Option<String>,
+    /// Keep the world in this file: loaded at start when it exists (instead of generating),
+    /// saved every few seconds when it changed and at Ctrl-C, so ids, mail and delta tokens
+    /// survive a restart.
+    #[arg(long)]
+    state: Option<PathBuf>,
 }
 
 pub(crate) fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
@@ -192,7 +210,13 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
         ..ProtocolConfig::default()
     };
     let started = Instant::now();
-    let sim = Sim::new(origin, protocol);
+    let (sim, loaded) = match &args.state {
+        Some(path) => m365sync_sim::persist::open_or_build(path, origin, protocol)?,
+        None => (Sim::new(origin, protocol), false),
+    };
+    if loaded {
+        tracing::info!(state = %args.state.as_deref().unwrap_or_else(|| std::path::Path::new("")).display(), "world loaded from the state file");
+    }
     if let Some(json) = &args.faults {
         let faults: m365sync_sim::config::FaultConfig = serde_json::from_str(json)
             .context("--faults must be JSON with the fields of PUT /_sim/faults")?;
@@ -248,10 +272,21 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
             running.base_url
         );
     }
+    let autosave = args.state.clone().map(|path| {
+        m365sync_sim::persist::Autosave::start(
+            sim.clone(),
+            path,
+            std::time::Duration::from_secs(5),
+            loaded,
+        )
+    });
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
     running.stop();
+    if let Some(autosave) = autosave {
+        autosave.finish().await?;
+    }
     Ok(())
 }
 

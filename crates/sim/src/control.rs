@@ -544,6 +544,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
             match tenant_filter(&world, a.tenant.as_deref()) {
                 Err(r) => r,
                 Ok(ts) => {
+                    world.bump(); // a change of the world, for the autosave to write
                     for t in ts {
                         for user in world.tenants[t].users.iter_mut() {
                             if a.user

@@ -37,6 +37,18 @@ pub struct GenerateOptions {
     /// Share of messages with attachments (0.18 by default; 0 for a benchmark that prices
     /// the message pipeline alone). Changing it changes nothing else of the world.
     pub attachment_rate: f64,
+    /// Years of history. 0 keeps the classic 200 days for ordinary mailboxes (and 3 years for
+    /// busy ones): worlds generated before this option existed stay byte-for-byte the same.
+    pub years: u32,
+    /// How many people, counted from the first after the tenant's admin, have a busy
+    /// advisor's mailbox: `busy_messages` more messages over the years, half of them in the
+    /// last six months, filed as a real advisor files them (Inbox/Clients/<client>,
+    /// Inbox/Projects/<year>/<project>, Inbox/Newsletters, old mail in Archive, some in Junk
+    /// and Deleted Items). Real mailboxes look like this, and they are where a sync that reads
+    /// only Inbox, or trusts a capped delta round, loses mail.
+    pub busy_users: usize,
+    /// Messages a busy mailbox gets on top of its ordinary ones.
+    pub busy_messages: usize,
 }
 
 impl Default for GenerateOptions {
@@ -50,6 +62,24 @@ impl Default for GenerateOptions {
             events: 20,
             now: None,
             attachment_rate: 0.18,
+            years: 0,
+            busy_users: 0,
+            busy_messages: 20_000,
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// The world `m365sync serve --sandbox` starts with: today's five people and a shared
+    /// mailbox, the first person after the admin a busy advisor (20,000 more messages over
+    /// three years, more than 5,000 of them received in Inbox in the last six months, older
+    /// mail in Archive, mail filed in nested folders), so a new user sees the product sync a
+    /// mailbox shaped like theirs.
+    pub fn sandbox() -> GenerateOptions {
+        GenerateOptions {
+            busy_users: 1,
+            busy_messages: 20_000,
+            ..GenerateOptions::default()
         }
     }
 }
@@ -59,7 +89,7 @@ pub struct Generated {
     pub world: World,
 }
 
-const FIRST: [&str; 24] = [
+pub(crate) const FIRST: [&str; 24] = [
     "Adele",
     "Alex",
     "Diego",
@@ -85,7 +115,7 @@ const FIRST: [&str; 24] = [
     "Zoe",
     "Omar",
 ];
-const LAST: [&str; 16] = [
+pub(crate) const LAST: [&str; 16] = [
     "Vance",
     "Wilber",
     "Siciliani",
@@ -119,14 +149,14 @@ const CLIENT_DOMAINS: [&str; 6] = [
     "mail.example",
     "hooli.example",
 ];
-const AUTOMATED: [(&str, &str); 5] = [
+pub(crate) const AUTOMATED: [(&str, &str); 5] = [
     ("Market Weekly", "newsletter@marketweekly.example"),
     ("Salesforce", "notifications@salesforce.example"),
     ("DocuSign", "no-reply@docusign.example"),
     ("LinkedIn", "messages-noreply@linkedin.example"),
     ("Microsoft 365", "no-reply@microsoft.example"),
 ];
-const TOPICS: [&str; 16] = [
+pub(crate) const TOPICS: [&str; 16] = [
     "Quarterly portfolio review",
     "Trust documents",
     "Rebalancing proposal",
@@ -208,7 +238,7 @@ fn person(
     }
 }
 
-fn html_body(rng: &mut Rng, greeting: &str, signer: &str) -> String {
+pub(crate) fn html_body(rng: &mut Rng, greeting: &str, signer: &str) -> String {
     let paragraphs = 1 + rng.below(4) as usize;
     let mut body = format!("<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body><p>Hi {greeting},</p>");
     for _ in 0..paragraphs {
@@ -444,7 +474,7 @@ fn directory(world: &mut World, rng: &mut Rng, opts: &GenerateOptions, index: us
     t
 }
 
-fn recipient(name: &str, address: &str) -> Recipient {
+pub(crate) fn recipient(name: &str, address: &str) -> Recipient {
     Recipient {
         name: name.to_string(),
         address: address.to_string(),
@@ -466,6 +496,18 @@ pub fn generate(opts: &GenerateOptions) -> Generated {
             super::calendar::generate_events(&mut world, t, u, &mut rng, opts.events, now);
         }
     }
+    // Busy mailboxes last, from their own random streams: everything above (ids, keys,
+    // sequences) is exactly what the same options without busy mailboxes give.
+    for t in 0..world.tenants.len() {
+        let busy: Vec<usize> = (0..world.tenants[t].users.len())
+            .filter(|&u| world.tenants[t].users[u].kind == MailboxKind::Person)
+            .skip(1)
+            .take(opts.busy_users)
+            .collect();
+        for u in busy {
+            super::generate_busy::fill(&mut world, t, u, opts, now);
+        }
+    }
     Generated { world }
 }
 
@@ -478,7 +520,11 @@ fn fill_mail(
 ) {
     let users = world.tenants[t].users.len();
     let domain = world.tenants[t].domain.clone();
-    let span = Duration::days(200);
+    let span = if opts.years == 0 {
+        Duration::days(200)
+    } else {
+        Duration::days(365 * opts.years as i64)
+    };
     // Conversations started so far: (conversation id, subject, participants' addresses).
     let mut threads: Vec<(String, String, Recipient)> = Vec::new();
     let mut seq = 0u64;
@@ -739,7 +785,227 @@ pub fn ground_truth(world: &World) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::hash::{Hash, Hasher};
+
     use super::*;
+
+    /// FNV-1a: a hash whose output no toolchain update changes.
+    struct Fnv(u64);
+
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+
+    /// A digest of everything tests depend on in a generated world: messages (key, place,
+    /// order, content), directory ids, the first seven folders' ids, event keys, sequence.
+    fn digest(w: &World) -> u64 {
+        let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+        let mut keys: Vec<u64> = w.messages.keys().copied().collect();
+        keys.sort();
+        for k in keys {
+            let m = &w.messages[&k];
+            let c = &m.content;
+            (k, m.tenant, m.user, m.folder, m.arrival, &c.subject).hash(&mut h);
+            (c.received.timestamp(), &c.internet_message_id, &*c.body).hash(&mut h);
+            (c.is_read, c.attachments.len()).hash(&mut h);
+        }
+        for t in &w.tenants {
+            t.id.hash(&mut h);
+            for u in &t.users {
+                (&u.id, &u.upn, &u.display_name).hash(&mut h);
+                for f in u.folders.iter().take(7) {
+                    f.id.hash(&mut h);
+                }
+                for k in u.calendar.events.keys() {
+                    k.hash(&mut h);
+                }
+            }
+        }
+        (w.seq, w.salt).hash(&mut h);
+        h.finish()
+    }
+
+    fn june() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-06-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn default_options_give_the_worlds_they_always_gave() {
+        // The digest of this world before folder trees, busy mailboxes and `years` existed:
+        // tests everywhere depend on those worlds, so new options must leave them alone.
+        let opts = GenerateOptions {
+            tenants: 2,
+            now: Some(june()),
+            ..Default::default()
+        };
+        let w = generate(&opts).world;
+        assert_eq!((w.messages.len(), w.seq), (2888, 3278));
+        assert_eq!(format!("{:016x}", digest(&w)), "71abefba4f62f9a5");
+    }
+
+    #[test]
+    fn busy_mailboxes_are_deterministic_and_leave_the_rest_of_the_world_alone() {
+        let opts = GenerateOptions {
+            users: 3,
+            busy_users: 1,
+            busy_messages: 3_000,
+            now: Some(june()),
+            ..Default::default()
+        };
+        let a = ground_truth(&generate(&opts).world);
+        assert_eq!(a, ground_truth(&generate(&opts).world));
+        let plain = ground_truth(
+            &generate(&GenerateOptions {
+                busy_users: 0,
+                ..opts.clone()
+            })
+            .world,
+        );
+        let boxes = |v: &Value| v["tenants"][0]["mailboxes"].as_array().unwrap().clone();
+        let (busy, calm) = (boxes(&a), boxes(&plain));
+        assert_eq!(busy.len(), calm.len());
+        for (i, (x, y)) in busy.iter().zip(&calm).enumerate() {
+            if i == 1 {
+                assert_ne!(x, y, "the first person after the admin is busy");
+            } else {
+                assert_eq!(x, y, "mailbox {i} is as without busy mailboxes");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sandbox_advisor_has_more_than_5000_recent_messages_in_inbox() {
+        let now = june();
+        let started = std::time::Instant::now();
+        let world = generate(&GenerateOptions {
+            now: Some(now),
+            ..GenerateOptions::sandbox()
+        })
+        .world;
+        let elapsed = started.elapsed();
+        let user = &world.tenants[0].users[1];
+        let inbox = &user.folders[user.folder_index("inbox").unwrap()];
+        let since = now - Duration::days(182);
+        let recent = inbox
+            .items
+            .values()
+            .filter(|k| world.messages[k].content.received >= since)
+            .count();
+        assert!(recent > 5_000, "{recent}");
+        assert!(world.messages.len() > 21_000);
+        eprintln!(
+            "sandbox world: {} messages in {elapsed:?}, {recent} recent in the advisor's inbox",
+            world.messages.len()
+        );
+    }
+
+    /// `cargo test -p m365sync-sim --release --lib generation_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, meaningful in release builds only"]
+    fn generation_speed_of_a_50000_message_mailbox() {
+        let opts = GenerateOptions {
+            users: 3,
+            busy_users: 1,
+            busy_messages: 50_000,
+            now: Some(june()),
+            ..Default::default()
+        };
+        let started = std::time::Instant::now();
+        let world = generate(&opts).world;
+        let elapsed = started.elapsed();
+        eprintln!(
+            "generated {} messages ({} in the busy mailbox) in {:.2} s",
+            world.messages.len(),
+            world.tenants[0].users[1]
+                .folders
+                .iter()
+                .map(|f| f.items.len())
+                .sum::<usize>(),
+            elapsed.as_secs_f64()
+        );
+        let started = std::time::Instant::now();
+        let bytes = crate::persist::to_bytes(&world);
+        eprintln!(
+            "saved as {} MB of JSON in {:.2} s",
+            bytes.len() / 1_000_000,
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    #[test]
+    fn a_busy_mailbox_has_the_shape_of_a_real_advisors() {
+        let now = june();
+        let opts = GenerateOptions {
+            users: 3,
+            busy_users: 1,
+            busy_messages: 6_000,
+            now: Some(now),
+            ..Default::default()
+        };
+        let world = generate(&opts).world;
+        let truth = ground_truth(&world);
+        let folders = &truth["tenants"][0]["mailboxes"][1]["folders"];
+        let count = |k: &str| {
+            folders[k]["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{k}"))
+        };
+        let six_months_ago = now - Duration::days(182);
+        let recent = |k: &str| {
+            folders[k]["received"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| {
+                    DateTime::parse_from_rfc3339(r.as_str().unwrap()).unwrap() >= six_months_ago
+                })
+                .count() as u64
+        };
+        let total: u64 = folders
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|f| f["count"].as_u64().unwrap())
+            .sum();
+        assert!(total >= 6_000, "{total}");
+        // Inbox: mostly recent mail; Archive: mostly old mail (the busy share is all old).
+        assert!(recent("inbox") > 1_400, "{}", recent("inbox"));
+        assert!(recent("inbox") * 10 > count("inbox") * 8);
+        assert!(count("archive") > 600, "{}", count("archive"));
+        assert!(recent("archive") * 20 < count("archive"));
+        // Filed mail at every depth: 3 (Clients/<client>), 4 (Statements, Projects/<year>/..).
+        for key in [
+            "Inbox/Clients/Acme Holdings",
+            "Inbox/Clients/Acme Holdings/Statements",
+            "Inbox/Projects/2025/Tax season",
+            "Inbox/Newsletters",
+            "Deleted Items/Old Prospects",
+            "junkemail",
+            "deleteditems",
+            "sentitems",
+        ] {
+            assert!(count(key) > 5, "{key}: {}", count(key));
+        }
+        let depth = |k: &str| folders[k]["path"].as_str().unwrap().split('/').count();
+        assert_eq!(depth("Inbox/Clients/Acme Holdings/Statements"), 4);
+        assert_eq!(
+            folders["Inbox/Clients/Acme Holdings/Statements"]["parent"],
+            folders["Inbox/Clients/Acme Holdings"]["id"]
+        );
+        assert_eq!(
+            world.tenants[0].users[1].job_title.as_deref(),
+            Some("Wealth advisor")
+        );
+    }
 
     #[test]
     fn same_seed_same_world() {

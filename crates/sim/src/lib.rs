@@ -18,11 +18,13 @@ pub mod delta;
 pub mod directory;
 pub mod folders;
 pub mod generate;
+mod generate_busy;
 pub mod graph;
 pub mod identity;
 pub mod ids;
 pub mod mail;
 pub mod model;
+pub mod persist;
 pub mod request;
 pub mod scenario;
 pub mod server;
@@ -82,6 +84,13 @@ impl Sim {
     /// A simulator serving the world `origin` describes.
     pub fn new(origin: Origin, protocol: ProtocolConfig) -> Arc<Sim> {
         let world = origin.build();
+        Sim::with_world(origin, protocol, world)
+    }
+
+    /// A simulator serving `world` (one loaded from disk, see [`persist`]); `origin` is what
+    /// `POST /_sim/reset` rebuilds. Tokens are sealed with a key derived from the world's id
+    /// salt, so tokens issued by the simulator that saved the world open here too.
+    pub fn with_world(origin: Origin, protocol: ProtocolConfig, world: World) -> Arc<Sim> {
         let key = ids::mix64(world.salt as u64 ^ 0x5eed).to_le_bytes();
         Arc::new(Sim {
             world: Mutex::new(world),
@@ -108,6 +117,13 @@ impl Sim {
             self.world.clear_poison();
             poisoned.into_inner()
         })
+    }
+
+    /// What changes whenever the world does (its sequence and epoch): how the autosave
+    /// knows there is something new to write.
+    pub fn world_version(&self) -> (u64, u64) {
+        let world = self.world();
+        (world.seq, world.epoch)
     }
 
     /// The base URL links are built from (`https://localhost:PORT`).

@@ -259,6 +259,15 @@ pub fn handle(ctx: &Ctx, world: &mut World, t: usize, u: usize, rest: &[String])
             ctx.require("Mail.Read")?;
             list_messages(ctx, world, t, u, None)
         }
+        ("GET", Some("messages"), 2) if seg(1) == Some("$count") => {
+            ctx.require("Mail.Read")?;
+            let n = count_messages(ctx, world, t, u, None)?;
+            Ok(SimResponse::bytes(
+                200,
+                "text/plain",
+                n.to_string().into_bytes(),
+            ))
+        }
         ("POST", Some("messages"), 1) => {
             ctx.require("Mail.ReadWrite")?;
             let drafts = world.tenants[t].users[u]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::calendar::Calendar;
 use super::ids::{message_id, Rng};
@@ -41,7 +41,7 @@ pub const MORE_WELL_KNOWN_FOLDERS: [(&str, &str, Option<&str>); 5] = [
 ];
 
 /// What kind of directory object a mailbox is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MailboxKind {
     /// A person who signs in.
@@ -51,7 +51,7 @@ pub enum MailboxKind {
 }
 
 /// An app registration in a tenant, with the application permissions an admin consented to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct App {
     pub client_id: String,
     pub display_name: String,
@@ -65,7 +65,7 @@ pub struct App {
 }
 
 /// One client secret. Several may be valid at once, which is how secrets rotate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppSecret {
     pub value: String,
     /// Unix seconds after which the secret answers AADSTS7000222.
@@ -73,7 +73,7 @@ pub struct AppSecret {
 }
 
 /// A Microsoft 365 group: has an address, but is not a mailbox m365sync may sync.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
     pub id: String,
@@ -85,7 +85,7 @@ pub struct Group {
 }
 
 /// A room (resource calendar).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
     pub id: String,
@@ -96,7 +96,7 @@ pub struct Room {
 }
 
 /// A directory user with a mailbox.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub upn: String,
@@ -135,7 +135,7 @@ impl User {
 }
 
 /// A mail folder: its contents in arrival order plus the log of changes that delta replays.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Folder {
     pub id: String,
     pub display_name: String,
@@ -193,7 +193,7 @@ impl Folder {
 }
 
 /// One entry of a folder's change log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FolderChange {
     /// The message was created, arrived or changed; delta sends its current state.
     Upsert { key: u64 },
@@ -207,7 +207,7 @@ pub enum FolderChange {
 }
 
 /// An address as Graph writes it: `{"emailAddress":{"name":..,"address":..}}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Recipient {
     pub name: String,
     pub address: String,
@@ -215,9 +215,9 @@ pub struct Recipient {
 
 /// Where an attachment's bytes come from. Generated content is produced on demand from a seed,
 /// so a tenant with gigabytes of attachments costs no memory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Content {
-    Bytes(Arc<[u8]>),
+    Bytes(#[serde(with = "crate::persist::arc_bytes")] Arc<[u8]>),
     Generated { seed: u64, len: u64 },
 }
 
@@ -245,7 +245,7 @@ impl Content {
 }
 
 /// The three attachment kinds Graph has.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AttachmentKind {
     File {
         content_type: String,
@@ -260,7 +260,7 @@ pub enum AttachmentKind {
 }
 
 /// One attachment of a message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
     pub id: String,
     pub name: String,
@@ -280,12 +280,13 @@ impl Attachment {
 }
 
 /// The content of a message, before the world gives it an identity and a place.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageContent {
     pub internet_message_id: String,
     pub conversation_id: String,
     pub conversation_index: String,
     pub subject: String,
+    #[serde(with = "crate::persist::arc_str")]
     pub body: Arc<str>,
     pub body_is_html: bool,
     pub from: Option<Recipient>,
@@ -297,8 +298,10 @@ pub struct MessageContent {
     pub sent: DateTime<Utc>,
     pub is_draft: bool,
     pub is_read: bool,
-    pub importance: &'static str,
-    pub inference_classification: &'static str,
+    #[serde(with = "crate::persist::static_str")]
+    pub importance: crate::persist::StaticStr,
+    #[serde(with = "crate::persist::static_str")]
+    pub inference_classification: crate::persist::StaticStr,
     pub categories: Vec<String>,
     pub flagged: bool,
     pub headers: Vec<(String, String)>,
@@ -306,7 +309,7 @@ pub struct MessageContent {
 }
 
 /// A message in a mailbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     pub key: u64,
     pub tenant: usize,
@@ -323,7 +326,7 @@ pub struct Message {
 }
 
 /// A mail sent through `sendMail` to an address outside the simulated tenants.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboundMail {
     pub tenant: String,
     pub from: String,
@@ -333,7 +336,7 @@ pub struct OutboundMail {
 }
 
 /// A tenant: its directory, its apps, and the lines that invalidate tokens issued before them.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Tenant {
     pub id: String,
     pub domain: String,
@@ -397,7 +400,7 @@ impl Tenant {
 }
 
 /// Everything the simulator holds. Guarded by one mutex in [`super::Sim`].
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct World {
     pub tenants: Vec<Tenant>,
     pub messages: HashMap<u64, Message>,
@@ -411,7 +414,8 @@ pub struct World {
     pub invitations: Vec<super::calendar::Invitation>,
     /// Bumped by a reset: delta tokens of an earlier world answer 410.
     pub epoch: u64,
-    /// Changes to report to subscriptions, drained by the notifier.
+    /// Changes to report to subscriptions, drained by the notifier (never saved).
+    #[serde(skip)]
     pub pending_changes: Vec<Change>,
 }
 

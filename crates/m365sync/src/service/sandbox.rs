@@ -44,6 +44,9 @@ pub struct SandboxFiles {
     pub database_url: String,
     pub key_file: PathBuf,
     pub admin_token_file: PathBuf,
+    /// The simulator's world, saved so a restart resumes the same mailboxes (ids, mail,
+    /// delta tokens) instead of generating new ones.
+    pub sim_world: PathBuf,
 }
 
 impl SandboxFiles {
@@ -55,6 +58,7 @@ impl SandboxFiles {
             database_url: format!("sqlite://{}", dir.join("m365sync.db").display()),
             key_file: dir.join("secret.key"),
             admin_token_file: dir.join("admin.token"),
+            sim_world: dir.join("sim-world.json"),
         }
     }
 }

@@ -21,7 +21,7 @@ mod view;
 mod writes;
 
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::graph::Ctx;
@@ -30,9 +30,10 @@ use super::request::GraphResult;
 use model::Mode;
 
 pub use model::Calendar;
+pub use timezone::Zone;
 
 /// An invitation, update or cancellation a real server would have emailed, one per attendee.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invitation {
     /// `invitation`, `update` or `cancellation`.
     pub kind: String,

@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::recurrence::Recurrence;
 use super::timezone::Zone;
 use crate::model::{Change, Recipient, World};
 
 /// Graph's `attendeeType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttendeeType {
     Required,
     Optional,
@@ -34,43 +35,49 @@ impl AttendeeType {
 }
 
 /// One attendee and the answer they gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attendee {
     pub kind: AttendeeType,
     pub who: Recipient,
     /// Graph's `responseType`: none, organizer, tentativelyAccepted, accepted, declined,
     /// notResponded.
-    pub response: &'static str,
+    #[serde(with = "crate::persist::static_str")]
+    pub response: crate::persist::StaticStr,
     pub response_time: Option<DateTime<Utc>>,
 }
 
 /// A place: Graph's `location`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Location {
     pub display_name: String,
     /// `default`, `conferenceRoom`, ...
-    pub location_type: &'static str,
+    #[serde(with = "crate::persist::static_str")]
+    pub location_type: crate::persist::StaticStr,
     /// A room's address (`locationEmailAddress`), empty for free text.
     pub email: String,
     pub unique_id: String,
     /// `unknown`, `directory`, `private`.
-    pub unique_id_type: &'static str,
+    #[serde(with = "crate::persist::static_str")]
+    pub unique_id_type: crate::persist::StaticStr,
 }
 
 /// When an event happens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum When {
     /// Wall-clock times in the zones the organizer gave.
     Timed {
         start: NaiveDateTime,
+        #[serde(with = "crate::persist::zone")]
         start_zone: Zone,
         end: NaiveDateTime,
+        #[serde(with = "crate::persist::zone")]
         end_zone: Zone,
     },
     /// Whole days, `end` exclusive. Kept as dates so no zone conversion can shift them.
     AllDay {
         start: NaiveDate,
         end: NaiveDate,
+        #[serde(with = "crate::persist::zone")]
         zone: Zone,
     },
 }
@@ -134,16 +141,19 @@ impl When {
 }
 
 /// What an exception may change about an occurrence, and everything a single event has.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Details {
     pub subject: String,
     pub body_html: String,
     pub attendees: Vec<Attendee>,
     /// The first is `location`; all are `locations`.
     pub locations: Vec<Location>,
-    pub sensitivity: &'static str,
-    pub show_as: &'static str,
-    pub importance: &'static str,
+    #[serde(with = "crate::persist::static_str")]
+    pub sensitivity: crate::persist::StaticStr,
+    #[serde(with = "crate::persist::static_str")]
+    pub show_as: crate::persist::StaticStr,
+    #[serde(with = "crate::persist::static_str")]
+    pub importance: crate::persist::StaticStr,
     /// A Teams join URL when the event is an online meeting.
     pub join_url: Option<String>,
     pub reminder_minutes: u32,
@@ -154,7 +164,7 @@ pub struct Details {
 }
 
 /// A modified occurrence: the fields it overrides, on top of the master's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exception {
     pub details: Details,
     pub version: u32,
@@ -162,7 +172,7 @@ pub struct Exception {
 }
 
 /// A stored event: a single instance or a series master.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// World sequence at creation: the payload of its id and its place in a first delta round.
     pub key: u64,
@@ -170,7 +180,8 @@ pub struct Event {
     pub organizer: Recipient,
     pub is_organizer: bool,
     /// This mailbox's own answer (`responseStatus`).
-    pub response: &'static str,
+    #[serde(with = "crate::persist::static_str")]
+    pub response: crate::persist::StaticStr,
     pub response_time: Option<DateTime<Utc>>,
     pub is_draft: bool,
     pub transaction_id: Option<String>,
@@ -186,14 +197,14 @@ pub struct Event {
 }
 
 /// One logged change: the event's state before it (`None` when it was created).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Logged {
     pub key: u64,
     pub before: Option<Box<Event>>,
 }
 
 /// One mailbox's calendar.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Calendar {
     /// Singles and series masters by key.
     pub events: BTreeMap<u64, Event>,

@@ -5,10 +5,11 @@
 //! the last one) and what lets callers stop at the end of a view window.
 
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// How the pattern repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PatternKind {
     Daily,
     Weekly,
@@ -28,7 +29,7 @@ const PATTERN_NAMES: [(PatternKind, &str); 6] = [
 ];
 
 /// How the series ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RangeKind {
     EndDate,
     NoEnd,
@@ -39,7 +40,7 @@ pub enum RangeKind {
 const WEEK_INDEX: [&str; 5] = ["first", "second", "third", "fourth", "last"];
 
 /// A series' repetition: Graph's `patternedRecurrence`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recurrence {
     pub kind: PatternKind,
     pub interval: u32,

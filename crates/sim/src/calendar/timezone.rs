@@ -159,7 +159,9 @@ const WINDOWS_ZONES: [(&str, &str); 141] = [
 /// "Pacific Standard Time" is rendered with that `timeZone` under `Prefer: outlook.timezone`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
+    /// The name as the client gave it (Windows or IANA), echoed back in renderings.
     pub name: String,
+    /// The tz database zone that does the arithmetic.
     pub tz: Tz,
 }
 

@@ -47,7 +47,11 @@ impl TestSim {
         protocol: ProtocolConfig,
         tls_dir: Option<std::path::PathBuf>,
     ) -> TestSim {
-        let sim = Sim::new(origin, protocol);
+        Self::serve_sim(Sim::new(origin, protocol), tls_dir).await
+    }
+
+    /// Serves a simulator already built (e.g. over a world loaded from disk).
+    pub async fn serve_sim(sim: Arc<Sim>, tls_dir: Option<std::path::PathBuf>) -> TestSim {
         let running = serve(
             sim.clone(),
             ServeOptions {

@@ -495,6 +495,27 @@ async fn nested_folders_hold_mail_at_each_level_and_listings_filter_order_and_co
         .unwrap()
         .starts_with("text/plain"));
     assert_eq!(resp.text().await.unwrap(), "2");
+    let all = s
+        .http
+        .get(format!("{user}/messages/$count"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let every: u64 = s.mailbox(1)["folders"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        all,
+        every.to_string(),
+        "the mailbox's count is every folder's"
+    );
     let (status, _, _) = s
         .get(
             &format!("{user}/mailFolders/inbox/messages?$filter=subject eq 'x'"),

@@ -9,5 +9,6 @@ mod folders;
 mod https_subscriptions;
 mod identity;
 mod mail;
+mod persist;
 mod robustness;
 mod throttle;
