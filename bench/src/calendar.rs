@@ -30,18 +30,21 @@ const SERVICE_WORKERS: usize = 8;
 /// The generated tenant and the two budgets.
 #[derive(Debug, Clone, Serialize)]
 pub struct CalendarOptions {
+    /// Users of the generated tenant, each with a primary calendar.
     pub users: usize,
     /// Calendar items the simulator generates per user; series expand to many more events.
     pub items: usize,
     /// CRM events created per user and pushed from the outbox after each pull.
     pub pushes_per_user: usize,
+    /// Delta page size of the calendar pull.
     pub page_size: i64,
     /// The tenant's inbound range (C4): how far ahead occurrences of series are expanded (3
     /// years gives about 2,000 events per user with the generator's mix).
     pub inbound_years: i64,
     /// The scaled-down budget: requests per app and mailbox per window (0: calibrated from the
-    /// unthrottled pull, see [`calibrated_limit`]).
+    /// unthrottled pull, so the busiest mailbox alone would need 1.5 times that pull's time).
     pub scaled_limit: u64,
+    /// The scaled-down budget's window, seconds.
     pub scaled_window_secs: u64,
 }
 
@@ -64,44 +67,65 @@ impl Default for CalendarOptions {
 pub struct CalendarPhase {
     /// `outlook` or `scaled`.
     pub budget: String,
+    /// The budget's requests per app and mailbox per window.
     pub limit: u64,
+    /// The budget's window, seconds.
     pub window_secs: u64,
     /// Mailboxes the child synced at once.
     pub mailboxes_in_flight: usize,
     /// Delta items read (occurrences expanded, removals and skipped items included).
     pub pulled_items: u64,
+    /// Event rows stored after the pull.
     pub stored_events: i64,
+    /// Wall time of the pull child's sync, seconds.
     pub pull_seconds: f64,
+    /// Delta items read per second of the pull.
     pub events_per_second: f64,
-    /// The pull child's CPU seconds, and that as a share of one core over the pull.
+    /// The pull child's CPU seconds (the sync alone: the simulator runs elsewhere).
     pub pull_cpu_seconds: f64,
+    /// Those CPU seconds as a share of one core over the pull, percent.
     pub pull_cpu_percent_of_core: f64,
     /// The simulator's CPU seconds over the pull (the harness's process; 0 with `--sim`).
     pub sim_cpu_seconds: f64,
+    /// The pull child's peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// Graph requests the simulator counted over the pull.
     pub pull_requests: u64,
+    /// Of those, the ones answered 429.
     pub pull_answered_429: u64,
-    /// Graph requests per mailbox over the pull: the average and the most.
+    /// Graph requests per mailbox over the pull, on average.
     pub requests_per_mailbox: f64,
+    /// The most Graph requests one mailbox made over the pull (what a calibrated scaled
+    /// budget is derived from).
     pub most_requests_of_a_mailbox: u64,
     /// Seconds the budget alone requires: each mailbox waits for a new window every `limit`
-    /// requests, `mailboxes_in_flight` at a time (from each mailbox's own requests). Its
-    /// share of the pull's time says how much of the pull the budget alone explains (100% =
-    /// limited by the budget, not by our CPU; 0% = the budget never binds).
+    /// requests, `mailboxes_in_flight` at a time (from each mailbox's own requests).
     pub budget_floor_seconds: f64,
+    /// [`CalendarPhase::budget_floor_seconds`] as a share of the pull's time, percent: how
+    /// much of the pull the budget alone explains (100% = limited by the budget, not by our
+    /// CPU; 0% = the budget never binds).
     pub budget_bound_percent: f64,
+    /// CRM events queued in the outbox, all of them pushed by the push run.
     pub pushed: u64,
+    /// Wall time of the push child's run, seconds (its incremental pass over every mailbox
+    /// included).
     pub push_seconds: f64,
+    /// Pushed events per second of the push run.
     pub pushes_per_second: f64,
+    /// Graph requests the simulator counted over the push run.
     pub push_requests: u64,
+    /// Of those, the ones answered 429.
     pub push_answered_429: u64,
+    /// The machine's 1-minute load average when the phase ended.
     pub load_average: f64,
 }
 
 /// Both phases.
 #[derive(Debug, Clone, Serialize)]
 pub struct CalendarResult {
+    /// The options the phases ran with (`scaled_limit` as given: 0 when calibrated).
     pub options: CalendarOptions,
+    /// The phase under Outlook's budget, then the one under the scaled-down budget.
     pub phases: Vec<CalendarPhase>,
 }
 

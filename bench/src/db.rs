@@ -20,7 +20,9 @@ pub const ORG: &str = "bench";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DbKind {
+    /// A SQLite file in the work directory.
     Sqlite,
+    /// A new database beside the one `--postgres` names, dropped afterwards.
     Postgres,
 }
 
@@ -36,8 +38,11 @@ impl DbKind {
 
 /// A database made for one run, with the key that seals its secrets in a file beside it.
 pub struct BenchDb {
+    /// Which database it is.
     pub kind: DbKind,
+    /// The URL the harness and the children open it by.
     pub url: String,
+    /// The file holding the key that seals its secrets (children read it too).
     pub key_file: PathBuf,
     /// (admin URL, database name) to drop afterwards (PostgreSQL).
     drop: Option<(String, String)>,

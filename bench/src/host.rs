@@ -22,9 +22,13 @@ use super::BenchError;
 /// One tenant of the simulator, as the harness declares it.
 #[derive(Debug, Clone)]
 pub struct SimTenant {
+    /// The simulated Entra tenant id.
     pub ms_tenant: String,
+    /// The tenant's mail domain, declared as its internal domain.
     pub domain: String,
+    /// The client id of the tenant's first app.
     pub client_id: String,
+    /// That app's first client secret.
     pub secret: String,
     /// (graph id, user principal name, display name) of every mailbox.
     pub mailboxes: Vec<(String, String, String)>,

@@ -29,6 +29,7 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// The variant's name in reports, run labels and the child's `--variant`.
     pub fn name(self) -> &'static str {
         match self {
             Variant::Ingest => "ingest",
@@ -40,25 +41,36 @@ impl Variant {
 /// One measured backfill, as its child process reports it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestRun {
+    /// Which backfill it was.
     pub variant: Variant,
+    /// The database it wrote to (`sqlite` or `postgres`).
     pub db: String,
+    /// Mailboxes backfilled.
     pub mailboxes: usize,
     /// Messages read from the simulator (every message of the folders the default settings
     /// sync: all but Junk Email, Deleted Items, Drafts, Outbox and the like).
     pub processed: u64,
+    /// Email rows in the database afterwards.
     pub stored_emails: i64,
+    /// Records the exclusion stage dropped.
     pub excluded: u64,
+    /// Records a stage failed on (kept for retry).
     pub failed: u64,
+    /// Delta pages read.
     pub pages: u64,
+    /// Wall time of the backfill inside the child, seconds (process start-up not included).
     pub seconds: f64,
+    /// `processed` over `seconds`.
     pub messages_per_second: f64,
     /// CPU seconds of the child (the sync alone: the simulator runs elsewhere).
     pub cpu_seconds: f64,
+    /// The child's CPU seconds per 1,000 messages processed.
     pub cpu_seconds_per_1000: f64,
     /// The child's peak resident memory, MiB.
     pub peak_rss_mib: f64,
     /// Time inside the exclusion and mapping stages, summed over mailboxes.
     pub stage_seconds: f64,
+    /// `stage_seconds` as a share of the child's CPU seconds, percent.
     pub stage_cpu_percent: f64,
     /// Attachment bytes stored (deduplicated), MiB.
     pub attachment_mib: f64,
@@ -79,11 +91,17 @@ pub struct IngestRun {
 /// What the parent tells an ingest child.
 #[derive(Debug, Clone)]
 pub struct ChildIngest {
+    /// The benchmark database the child opens.
     pub database_url: String,
+    /// The key file that database's secrets are sealed with.
     pub key_file: std::path::PathBuf,
+    /// The declared tenant's name, in org [`ORG`].
     pub tenant: String,
+    /// The CA the simulator's https needs, when the system's roots do not cover it.
     pub ca_cert: Option<std::path::PathBuf>,
+    /// Which backfill to run.
     pub variant: Variant,
+    /// The database's name in the report (`sqlite`, `postgres`).
     pub db: String,
     /// Mailboxes synced at once (0: the CLI's default).
     pub in_flight: usize,

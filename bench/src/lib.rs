@@ -46,14 +46,25 @@ use m365sync_sim::generate::GenerateOptions;
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// Preparing or reading back a measurement failed: files, databases, the store, starting
+    /// a child, a service that never got going.
     #[error("benchmark setup: {0}")]
     Setup(String),
+    /// The simulator could not be started, or its control API or Graph answered wrongly.
     #[error("simulator: {0}")]
     Sim(String),
+    /// A measured child process failed, or its report could not be read.
     #[error("the {label} run failed: {detail}")]
-    Child { label: String, detail: String },
+    Child {
+        /// The run's label, which also names its log file in the work directory.
+        label: String,
+        /// Its exit status and the end of its log, or why its report is unreadable.
+        detail: String,
+    },
+    /// The Python peer is missing, failed, or reported something unreadable.
     #[error("the peer (Python) failed: {0}")]
     Peer(String),
+    /// A sync run in this process failed.
     #[error(transparent)]
     Sync(#[from] m365sync::sync::SyncError),
 }
@@ -80,6 +91,8 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The scenario's name on the command line and in its result files (`NAME.json`,
+    /// `NAME.md`).
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Ingest => "ingest",
@@ -96,14 +109,23 @@ impl Scenario {
 /// Everything a benchmark invocation can be told.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchOptions {
+    /// Mailboxes of the generated tenant for `ingest` and `peer`.
     pub mailboxes: usize,
+    /// Messages each of those mailboxes starts with.
     pub messages: usize,
+    /// Share of messages with attachments, 0 to 1, for `ingest` and `peer`.
     pub attachment_rate: f64,
+    /// Delta page size (`Prefer: odata.maxpagesize`) of `ingest`, `peer`, `scale` and
+    /// `capture`, for m365sync and the peer alike.
     pub page_size: i64,
+    /// The databases `ingest` measures, each in turn; `scale` and `capture` use the first.
     pub dbs: Vec<DbKind>,
     /// A separate simulator's base URL (`None`: start one in this process).
     pub sim: Option<String>,
+    /// The CA certificate a separate simulator's https needs.
     pub sim_ca: Option<PathBuf>,
+    /// Where results go: `SCENARIO.json`, `SCENARIO.md`, `throughput.svg`, and a `work`
+    /// directory removed at the end.
     pub out: PathBuf,
     /// An existing PostgreSQL database URL; benchmark databases are created beside it.
     pub postgres: String,
@@ -111,10 +133,15 @@ pub struct BenchOptions {
     pub python: PathBuf,
     /// The peer script (default: `bench/peer/peer.py`).
     pub peer_script: PathBuf,
+    /// The `throttle` scenario's budget and load.
     pub throttle: throttle::ThrottleOptions,
+    /// The `swap` scenario's load.
     pub swap: swap::SwapOptions,
+    /// The `scale` scenario's size.
     pub scale: scale::ScaleOptions,
+    /// The `capture` scenario's size.
     pub capture: capture::CaptureOptions,
+    /// The `calendar` scenario's tenant and budgets.
     pub calendar: calendar::CalendarOptions,
     /// The command line, recorded in every result file.
     pub command: String,
@@ -123,12 +150,20 @@ pub struct BenchOptions {
 /// The results of one invocation, scenario by scenario.
 #[derive(Debug, Default, Serialize)]
 pub struct Results {
+    /// The ingest and floor runs, per database; also there when only `peer` ran, which
+    /// measures against the SQLite ones.
     pub ingest: Option<Vec<ingest::IngestRun>>,
+    /// The peer beside m365sync's SQLite runs, when `peer` ran.
     pub peer: Option<peer::PeerResult>,
+    /// The share of the budget used, when `throttle` ran.
     pub throttle: Option<throttle::ThrottleResult>,
+    /// The swaps under load, when `swap` ran.
     pub swap: Option<swap::SwapResult>,
+    /// The many-tenant service's memory and pass, when `scale` ran.
     pub scale: Option<scale::ScaleResult>,
+    /// Delivery to stored, when `capture` ran.
     pub capture: Option<capture::CaptureResult>,
+    /// The calendar pull and push under both budgets, when `calendar` ran.
     pub calendar: Option<calendar::CalendarResult>,
 }
 

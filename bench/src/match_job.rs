@@ -27,14 +27,19 @@ const NEWCOMER_EMAILS: usize = 40;
 const NEWCOMER: &str = "newcomer@prospect.example";
 const MAILBOXES: usize = 20;
 
+/// Why the matching benchmark could not run.
 #[derive(Debug, Error)]
 pub enum MatchBenchError {
+    /// The store failed: opening it, or declaring the org, tenant and mailboxes.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The matching job failed.
     #[error(transparent)]
     Match(#[from] MatchError),
+    /// Writing the generated contacts and emails (the benchmark's own SQL) failed.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    /// The temporary directory, the plugin engine or the HTTP client could not be set up.
     #[error("setting the benchmark up: {0}")]
     Setup(String),
 }
@@ -42,23 +47,37 @@ pub enum MatchBenchError {
 /// The figures of one benchmark run.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatchBenchReport {
+    /// The store's backend, lower-case (`sqlite`, `postgres`).
     pub backend: String,
+    /// Stored emails generated.
     pub emails: usize,
+    /// CRM contacts generated.
     pub contacts: usize,
+    /// Time to generate and write the data, seconds.
     pub generate_secs: f64,
+    /// Wall time of the full matching pass, seconds.
     pub match_secs: f64,
+    /// Records the pass put through the plugin, per second.
     pub emails_per_sec: f64,
+    /// CPU seconds of this process over the pass.
     pub cpu_secs: f64,
+    /// Records of the pass linked to at least one contact.
     pub matched: u64,
+    /// Records of the pass linked to nothing.
     pub unmatched: u64,
+    /// Links the pass stored.
     pub links: u64,
-    /// Adding one contact: the stored emails sent back for a pass, and the job's time.
+    /// Adding one contact: the stored emails sent back for a pass.
     pub rematch_records: u64,
+    /// Adding one contact: the job's wall time for that re-match, ms.
     pub rematch_ms: f64,
+    /// This process's peak resident memory, MiB.
     pub peak_rss_mib: f64,
-    /// The job's wall time by phase, in seconds: reads, the plugin, writes.
+    /// The full pass's time reading records and contacts, seconds.
     pub read_secs: f64,
+    /// The full pass's time in the matching plugin, seconds.
     pub plugin_secs: f64,
+    /// The full pass's time storing the matches, seconds.
     pub write_secs: f64,
 }
 

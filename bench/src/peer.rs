@@ -16,18 +16,29 @@ use super::{BenchError, BenchOptions};
 /// What the Python script reports about itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerRun {
+    /// Messages the script read from the simulator.
     pub processed: u64,
+    /// Messages it wrote to its SQLite database.
     pub stored: u64,
+    /// Delta pages it read.
     pub pages: u64,
+    /// Wall time of its sync, seconds, as it measured it (without interpreter start-up).
     pub seconds: f64,
+    /// Its user plus system CPU seconds.
     pub cpu_seconds: f64,
+    /// Its peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// (seconds since start, messages processed) as it went: its curve of the chart.
     pub timeline: Vec<(f64, u64)>,
+    /// The Python version that ran it.
     pub python: String,
+    /// `processed` over `seconds`, filled in by the harness.
     #[serde(default)]
     pub messages_per_second: f64,
+    /// CPU seconds per 1,000 messages processed, filled in by the harness.
     #[serde(default)]
     pub cpu_seconds_per_1000: f64,
+    /// The machine's 1-minute load average when the script ended, filled in by the harness.
     #[serde(default)]
     pub load_average: f64,
     /// Wall time of the whole process, interpreter start and imports included.
@@ -38,11 +49,15 @@ pub struct PeerRun {
 /// The peer beside m365sync's SQLite runs of the same invocation.
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerResult {
+    /// The script's report, completed by the harness.
     pub peer: PeerRun,
+    /// m365sync's SQLite ingest run of the same invocation, if there was one.
     pub ingest: Option<IngestRun>,
+    /// m365sync's SQLite floor run of the same invocation, if there was one.
     pub floor: Option<IngestRun>,
     /// m365sync's messages per second through its plugins over the peer's.
     pub ratio_ingest: Option<f64>,
+    /// m365sync's floor messages per second over the peer's.
     pub ratio_floor: Option<f64>,
 }
 

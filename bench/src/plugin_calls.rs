@@ -18,7 +18,9 @@ use m365sync_plugin::{Kind, PluginError};
 /// Figures of one default plugin.
 #[derive(Debug, Serialize)]
 pub struct PluginFigures {
+    /// The plugin's name: a default plugin's crate name, or the name given with an extra one.
     pub plugin: String,
+    /// Size of the component, bytes.
     pub component_bytes: usize,
     /// Compile + check + link + describe, no cache.
     pub cold_load_ms: f64,
@@ -30,7 +32,9 @@ pub struct PluginFigures {
     pub per_record_us: f64,
     /// The same without the instance's share.
     pub per_record_call_only_us: f64,
+    /// Records per batch.
     pub batch: usize,
+    /// Batches timed; the per-record figures come from their median.
     pub batches: usize,
 }
 

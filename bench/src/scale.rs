@@ -22,6 +22,7 @@ use super::{BenchError, BenchOptions};
 /// The scale scenario's size.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleOptions {
+    /// Tenants of the generated world, each with its own exclusion plugin version.
     pub tenants: usize,
     /// Mailboxes per tenant.
     pub mailboxes: usize,
@@ -29,6 +30,7 @@ pub struct ScaleOptions {
     pub messages: usize,
     /// New messages delivered to each mailbox before the incremental pass.
     pub new_per_mailbox: usize,
+    /// The service's sync workers.
     pub workers: usize,
     /// Seconds the service idles between the backfill and the pass.
     pub idle_secs: u64,
@@ -50,22 +52,31 @@ impl Default for ScaleOptions {
 /// What the scenario measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleResult {
+    /// The size it ran with.
     pub options: ScaleOptions,
+    /// The database the service ran on (`sqlite` or `postgres`).
     pub db: String,
+    /// Mailboxes across all tenants.
     pub mailboxes: usize,
+    /// From the service's start to every tenant's first run finished, seconds.
     pub backfill_seconds: f64,
     /// Resident memory of the service after the backfill, idle.
     pub idle_rss_mib: f64,
     /// Peak resident memory over the backfill.
     pub backfill_peak_rss_mib: f64,
+    /// Messages delivered before the pass, across all mailboxes.
     pub new_messages: usize,
     /// From the runs being requested to the last tenant's run finishing.
     pub pass_seconds: f64,
+    /// Resident memory of the service right after the pass, MiB.
     pub rss_after_pass_mib: f64,
     /// Peak resident memory over the whole life of the service.
     pub peak_rss_mib: f64,
+    /// Email rows across all tenants after the pass.
     pub emails_stored: i64,
+    /// The `serve` child's own report of its CPU and memory.
     pub service: ServeReport,
+    /// The machine's 1-minute load average when the scenario ended.
     pub load_average: f64,
 }
 

@@ -17,9 +17,13 @@ use super::BenchError;
 /// What the parent tells a service child.
 #[derive(Debug, Clone)]
 pub struct ChildServe {
+    /// The benchmark database the service opens.
     pub database_url: String,
+    /// The key file that database's secrets are sealed with.
     pub key_file: std::path::PathBuf,
+    /// The CA the simulator's https needs, when the system's roots do not cover it.
     pub ca_cert: Option<std::path::PathBuf>,
+    /// The service's sync workers (at least one).
     pub workers: usize,
     /// The longest the service runs.
     pub seconds: f64,
@@ -56,9 +60,13 @@ impl ChildServe {
 /// What a service child reports when its time is up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServeReport {
+    /// How long the service ran, seconds.
     pub seconds: f64,
+    /// The child's CPU seconds from the service's start to its stop.
     pub cpu_seconds: f64,
+    /// The child's peak resident memory over its whole life, MiB.
     pub peak_rss_mib: f64,
+    /// The child's resident memory when its time was up, MiB.
     pub rss_mib: f64,
 }
 

@@ -15,16 +15,25 @@ use m365sync_sim::{Origin, Sim};
 /// What one run measured.
 #[derive(Debug, Serialize)]
 pub struct DeltaBench {
+    /// Messages the simulator generated for the one mailbox, all folders.
     pub messages_generated: usize,
+    /// Time to generate them, seconds.
     pub generate_seconds: f64,
+    /// The page size asked for (`Prefer: odata.maxpagesize`).
     pub page_size: usize,
     /// Whether the client parsed each page as JSON (else it only found the link and counted).
     pub client_parses_json: bool,
+    /// Pages fetched, over every folder.
     pub pages: usize,
+    /// Delta items the simulator served (its own count).
     pub items: usize,
+    /// Response body bytes received.
     pub bytes: usize,
+    /// Wall time of the paging, seconds (generation not included).
     pub seconds: f64,
+    /// `items` over `seconds`.
     pub messages_per_second: f64,
+    /// Body bytes over `seconds`, in MB (10^6 bytes) per second.
     pub megabytes_per_second: f64,
     /// Peak resident memory of the whole process (server and client), in MiB.
     pub peak_rss_mib: f64,
@@ -47,10 +56,14 @@ pub fn peak_rss_mib() -> f64 {
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// The simulator could not be served.
     #[error(transparent)]
     Serve(#[from] m365sync_sim::server::ServeError),
+    /// A request to the simulator failed.
     #[error("benchmark request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// An answer is not what the simulator promises: no access token, a page without
+    /// `value`, or one that does not parse.
     #[error("unexpected answer: {0}")]
     Protocol(String),
 }

@@ -24,13 +24,17 @@ use super::{BenchError, BenchOptions};
 /// How the swap scenario loads the service.
 #[derive(Debug, Clone, Serialize)]
 pub struct SwapOptions {
+    /// Mailboxes of the generated tenant.
     pub mailboxes: usize,
+    /// Messages each mailbox starts with.
     pub messages: usize,
+    /// Delta page size; a page is a batch, so it sets how many batch latencies there are.
     pub page_size: i64,
     /// Added to every Graph answer, so the backfill lasts long enough to swap during it.
     pub latency_ms: u64,
     /// Seconds between the swaps.
     pub every_secs: f64,
+    /// The service's sync workers.
     pub workers: usize,
 }
 
@@ -50,6 +54,7 @@ impl Default for SwapOptions {
 /// One swap: the command, and when its version first decided a record.
 #[derive(Debug, Clone, Serialize)]
 pub struct Swap {
+    /// The command as an operator types it (`m365sync plugin install`, `... rollback`).
     pub command: String,
     /// sha256 of the version the command made active.
     pub digest: String,
@@ -57,15 +62,19 @@ pub struct Swap {
     pub command_ms: i64,
     /// From the command's start to the first record decided by that version.
     pub to_first_record_ms: Option<i64>,
-    /// Batch latency in the 3 seconds after the command, p50 and p99 (ms).
+    /// Batch latency in the 3 seconds after the command's start, p50, ms (`None`: no batch
+    /// committed then).
     pub batch_p50_ms_after: Option<i64>,
+    /// The same, p99.
     pub batch_p99_ms_after: Option<i64>,
 }
 
 /// The scenario's figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct SwapResult {
+    /// The load it ran with.
     pub options: SwapOptions,
+    /// The commands in the order they ran: two installs, then a rollback.
     pub swaps: Vec<Swap>,
     /// Messages in the synced folders (the simulator's ground truth).
     pub truth: u64,
@@ -73,13 +82,21 @@ pub struct SwapResult {
     pub decided: u64,
     /// Records the runs counted as processed.
     pub processed: u64,
+    /// `truth` less `decided`: records no version decided (0 is the goal).
     pub lost: i64,
+    /// `processed` less `decided`: records decided more than once (0 is the goal).
     pub decided_twice: i64,
+    /// Batches measured: page commits that followed an earlier one of the same mailbox.
     pub batches: usize,
+    /// Batch latency over the whole backfill, p50, ms.
     pub batch_p50_ms: i64,
+    /// The same, p99.
     pub batch_p99_ms: i64,
+    /// From the service's start to the backfill's end, seconds.
     pub seconds: f64,
+    /// The `serve` child's own report of its CPU and memory.
     pub service: ServeReport,
+    /// The machine's 1-minute load average when the scenario ended.
     pub load_average: f64,
 }
 

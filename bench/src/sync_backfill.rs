@@ -21,9 +21,13 @@ use m365sync::sync::SyncEnv;
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct SyncBenchOptions {
+    /// Mailboxes of the generated tenant.
     pub mailboxes: usize,
+    /// Messages each mailbox starts with.
     pub messages: usize,
+    /// Bypass the plugin stages (every message kept and mapped natively): the baseline.
     pub bypass_plugins: bool,
+    /// Delta page size (`Prefer: odata.maxpagesize`).
     pub page_size: i64,
     /// Share of messages with attachments (their bytes dominate when present).
     pub attachment_rate: f64,
@@ -32,13 +36,19 @@ pub struct SyncBenchOptions {
 /// One measured backfill.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncBenchReport {
+    /// `default plugins` or `plugin stages bypassed`.
     pub variant: &'static str,
+    /// Mailboxes backfilled.
     pub mailboxes: usize,
     /// Messages the simulator holds in the synced folders.
     pub processed: u64,
+    /// Email rows in the database afterwards.
     pub stored_emails: i64,
+    /// Records the exclusion stage dropped.
     pub excluded: u64,
+    /// Wall time of the backfill, seconds (generating the tenant not included).
     pub seconds: f64,
+    /// `processed` over `seconds`.
     pub messages_per_second: f64,
     /// The process's peak resident memory (VmHWM), MiB.
     pub peak_rss_mib: f64,
@@ -67,8 +77,11 @@ pub fn cpu_seconds() -> f64 {
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncBenchError {
+    /// The simulator, the store, the tenant's declaration or the engine could not be set up,
+    /// or a mailbox failed in the backfill.
     #[error("benchmark setup: {0}")]
     Setup(String),
+    /// The backfill itself failed.
     #[error(transparent)]
     Sync(#[from] m365sync::sync::SyncError),
 }

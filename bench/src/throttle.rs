@@ -20,13 +20,18 @@ use super::{BenchError, BenchOptions};
 /// The scaled-down budget and the load.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThrottleOptions {
+    /// Mailboxes of the generated tenant, each synced by a worker of its own.
     pub mailboxes: usize,
+    /// Messages each mailbox starts with: more than the budget lets through in the windows
+    /// measured.
     pub messages: usize,
     /// Small pages make the budget, not the data, run out first.
     pub page_size: i64,
+    /// The budget's window, seconds.
     pub window_secs: u64,
     /// Requests per app and mailbox per window.
     pub limit: u64,
+    /// Requests in flight per app and mailbox before the simulator answers 429.
     pub concurrency: u32,
     /// Windows measured.
     pub windows: u64,
@@ -52,23 +57,33 @@ impl Default for ThrottleOptions {
 /// What the simulator counted over the measured windows.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThrottleResult {
+    /// The budget and load it ran with.
     pub options: ThrottleOptions,
+    /// From the first Graph request to the end of the last window measured, seconds.
     pub measured_seconds: f64,
     /// Requests the budget allowed: mailboxes x limit x windows.
     pub permitted: u64,
     /// Graph requests the simulator answered without refusing them.
     pub admitted: u64,
+    /// Graph requests over the windows, refused ones included.
     pub requests: u64,
+    /// Requests the simulator answered 429.
     pub answered_429: u64,
+    /// Of those, refused for too many in flight for one mailbox.
     pub refused_concurrency: u64,
+    /// Of those, refused for a mailbox's spent budget.
     pub refused_budget: u64,
+    /// `admitted` as a share of `permitted`, percent (the goal is at least 95%).
     pub used_percent: f64,
+    /// `answered_429` as a share of `requests`, percent (the goal is under 0.5%).
     pub percent_429: f64,
     /// Delta items served over the window (messages moved).
     pub delta_items: u64,
     /// (second, admitted requests in that second) through the measurement.
     pub per_second: Vec<(u64, u64)>,
+    /// The `serve` child's own report of its CPU and memory.
     pub service: Option<ServeReport>,
+    /// The machine's 1-minute load average when the scenario ended.
     pub load_average: f64,
 }
 

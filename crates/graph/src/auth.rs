@@ -35,6 +35,7 @@ pub struct AppCredentials {
     pub authority: String,
     /// Entra tenant id or domain.
     pub ms_tenant: String,
+    /// The app registration's client (application) id.
     pub client_id: String,
     /// Valid secrets, newest first.
     pub secrets: Vec<String>,
@@ -147,7 +148,10 @@ pub type RotationSink =
 /// A delegated tenant: its app plus the refresh token an admin's authorization produced (A2).
 #[derive(Clone)]
 pub struct DelegatedCredentials {
+    /// The app the admin authorized, with its secrets.
     pub app: AppCredentials,
+    /// The newest refresh token stored for the tenant; the cache replaces it with each one
+    /// the identity platform hands out.
     pub refresh_token: String,
     /// Told about every new refresh token the identity platform hands out.
     pub on_rotate: Option<RotationSink>,

@@ -25,32 +25,65 @@ pub const CALLBACK_PATH: &str = "/callback";
 /// Why an authorization did not produce a refresh token.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
+    /// No loopback port could be bound to receive the redirect.
     #[error("tenant {tenant}: cannot listen on the loopback interface for the redirect: {error}")]
     Listen {
+        /// Our name for the tenant.
         tenant: String,
+        /// The OS's error.
         error: std::io::Error,
     },
+    /// Neither the browser's redirect nor a pasted address came within the wait.
     #[error("tenant {tenant}: no answer from the browser within {secs} s; run `m365sync tenant authorize` again and open the address it prints")]
-    Timeout { tenant: String, secs: u64 },
+    Timeout {
+        /// Our name for the tenant.
+        tenant: String,
+        /// The wait, seconds.
+        secs: u64,
+    },
+    /// The identity platform sent the browser back with an error instead of a code: the
+    /// sign-in or the consent was refused, or the redirect URI is not registered.
     #[error("tenant {tenant}: the sign-in was refused: {error}: {description}; check the app's redirect URI (http://127.0.0.1{CALLBACK_PATH}) and that the admin may consent")]
     Denied {
+        /// Our name for the tenant.
         tenant: String,
+        /// The redirect's OAuth `error` (`access_denied`, ...).
         error: String,
+        /// Its `error_description` (AADSTS code and text), empty when it had none.
         description: String,
     },
+    /// The redirect's `state` is not this authorization's: an earlier attempt's answer, or a
+    /// forged one, so its code is not used.
     #[error("tenant {tenant}: the answer belongs to another authorization (state mismatch); start again")]
-    StateMismatch { tenant: String },
+    StateMismatch {
+        /// Our name for the tenant.
+        tenant: String,
+    },
+    /// The pasted line is not an address carrying `code=` (or `error=`), or the redirect came
+    /// back without a code.
     #[error("tenant {tenant}: the pasted text is not the address the browser was sent to (it needs code= and state=)")]
-    BadPaste { tenant: String },
+    BadPaste {
+        /// Our name for the tenant.
+        tenant: String,
+    },
+    /// The code was exchanged, but without a refresh token: the app does not allow
+    /// `offline_access`.
     #[error("tenant {tenant}: the identity platform gave no refresh token; the app must allow offline_access")]
-    NoRefreshToken { tenant: String },
+    NoRefreshToken {
+        /// Our name for the tenant.
+        tenant: String,
+    },
+    /// The code exchange was refused: see the [`AuthError`].
     #[error(transparent)]
     Auth(#[from] AuthError),
 }
 
 /// The tokens an authorization produced. `Debug` hides them.
 pub struct Authorized {
+    /// The refresh token to store (sealed) for the tenant; its
+    /// [`DelegatedCredentials`](crate::DelegatedCredentials) are built from it.
     pub refresh_token: String,
+    /// The access token the exchange answered with (short-lived, unlike the refresh token).
     pub access_token: String,
     /// The delegated permissions granted, as the identity platform reports them.
     pub scope: Option<String>,

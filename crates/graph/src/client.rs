@@ -33,6 +33,8 @@ pub struct ClientConfig {
     pub max_attempts: u32,
     /// First backoff step; doubles each attempt, with jitter.
     pub base_backoff: Duration,
+    /// The longest backoff step, however many attempts came before (a `Retry-After` from
+    /// Graph is waited out as given).
     pub max_backoff: Duration,
 }
 
@@ -52,28 +54,42 @@ impl Default for ClientConfig {
 /// What the client did, for logs, health and benchmarks.
 #[derive(Debug, Default)]
 pub struct ClientStats {
+    /// HTTP requests sent to Graph, retries included.
     pub requests: AtomicU64,
+    /// Attempts after a request's first: after throttling, a server or network error, an
+    /// unreadable body or an unreachable identity platform (token renewals are not retries).
     pub retries: AtomicU64,
+    /// Answers 429 (Too Many Requests).
     pub throttled: AtomicU64,
+    /// Answers 500, 502, 503 and 504.
     pub server_errors: AtomicU64,
+    /// Requests that got no answer, or whose body was cut short.
     pub network_errors: AtomicU64,
+    /// 401 answers after which the token was renewed.
     pub token_renewals: AtomicU64,
 }
 
 /// A copy of [`ClientStats`].
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct ClientStatsSnapshot {
+    /// HTTP requests sent ([`ClientStats::requests`]).
     pub requests: u64,
+    /// Attempts after a request's first ([`ClientStats::retries`]).
     pub retries: u64,
+    /// Answers 429 ([`ClientStats::throttled`]).
     pub throttled: u64,
+    /// Answers 500, 502, 503 and 504 ([`ClientStats::server_errors`]).
     pub server_errors: u64,
+    /// Requests without a whole answer ([`ClientStats::network_errors`]).
     pub network_errors: u64,
+    /// Token renewals after a 401 ([`ClientStats::token_renewals`]).
     pub token_renewals: u64,
 }
 
 /// A successful answer's raw bytes: what `$value` endpoints (attachment contents) return.
 #[derive(Debug, Clone)]
 pub struct RawBody {
+    /// The body, whole (a body cut short in transit is asked for again).
     pub bytes: bytes::Bytes,
     /// The answer's `Content-Type`, when it had one.
     pub content_type: Option<String>,
@@ -86,6 +102,7 @@ pub struct GraphClient {
     cfg: ClientConfig,
     tenant_slots: Arc<Semaphore>,
     mailbox_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The counters, updated as requests go; [`GraphClient::stats()`] copies them.
     pub stats: ClientStats,
 }
 

@@ -4,32 +4,74 @@
 /// Why getting a token failed, as precisely as Entra says (E11).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// Entra refused every stored client secret as wrong (AADSTS7000215) or expired
+    /// (AADSTS7000222).
     #[error("tenant {tenant}: {} (AADSTS{code}); add a current secret with `m365sync tenant secret add`", wrong_secret(code))]
-    WrongSecret { tenant: String, code: u32 },
+    WrongSecret {
+        /// Our name for the tenant.
+        tenant: String,
+        /// The AADSTS code of the last secret tried.
+        code: u32,
+    },
+    /// The tenant's directory has no app with this client id (AADSTS700016).
     #[error("tenant {tenant}: no app with client id {client_id} in that directory (AADSTS700016); check the client id and that an admin consented to the app")]
-    UnknownApp { tenant: String, client_id: String },
+    UnknownApp {
+        /// Our name for the tenant.
+        tenant: String,
+        /// The client id asked for.
+        client_id: String,
+    },
+    /// The Entra tenant id or domain does not exist (AADSTS90002).
     #[error("tenant {tenant}: the directory does not exist (AADSTS90002); check the tenant id or domain")]
-    UnknownTenant { tenant: String },
+    UnknownTenant {
+        /// Our name for the tenant.
+        tenant: String,
+    },
+    /// The grant was refused as `invalid_grant`: for a delegated tenant, its refresh token has
+    /// expired or was revoked, and only a new authorization helps (A2).
     #[error("tenant {tenant}: the refresh token has expired or was revoked (AADSTS{code}); authorize again with `m365sync tenant authorize`")]
-    RefreshExpired { tenant: String, code: u32 },
+    RefreshExpired {
+        /// Our name for the tenant.
+        tenant: String,
+        /// The AADSTS code of the answer (0 when it had none).
+        code: u32,
+    },
+    /// No client secret is stored for the tenant, so no token can be asked for.
     #[error(
         "tenant {tenant}: no client secret is stored; add one with `m365sync tenant secret add`"
     )]
-    NoSecret { tenant: String },
+    NoSecret {
+        /// Our name for the tenant.
+        tenant: String,
+    },
+    /// A delegated tenant no admin has authorized yet: there is no refresh token
+    /// ([`TokenCache::unauthorized`](crate::TokenCache::unauthorized)).
     #[error("tenant {tenant}: delegated, but no admin has authorized it yet; run `m365sync tenant authorize`")]
-    NotAuthorized { tenant: String },
+    NotAuthorized {
+        /// Our name for the tenant.
+        tenant: String,
+    },
+    /// Any other refusal of the token request.
     #[error(
         "tenant {tenant}: the identity platform refused the token request: {error} (AADSTS{code})"
     )]
     Refused {
+        /// Our name for the tenant.
         tenant: String,
+        /// The OAuth error code (`invalid_client`, `unauthorized_client`, ...).
         error: String,
+        /// The AADSTS code of the answer (0 when it had none).
         code: u32,
     },
+    /// The identity platform could not be reached, or its answer could not be read: the one
+    /// error worth retrying later ([`AuthError::is_transient`]).
     #[error("tenant {tenant}: cannot reach the identity platform at {authority}: {detail}")]
     Unreachable {
+        /// Our name for the tenant.
         tenant: String,
+        /// The authority asked ([`AppCredentials::authority`](crate::AppCredentials::authority)).
         authority: String,
+        /// The transport's or the parser's error.
         detail: String,
     },
 }
@@ -64,26 +106,35 @@ impl AuthError {
 /// A Graph request that did not succeed after the client's retries.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GraphError {
+    /// No token could be had for the request: see the [`AuthError`].
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// 403: the app may not read this mailbox (application access policy, A3) or lacks a permission.
     #[error("mailbox {mailbox}: access denied ({code}): {message}; check the app's permissions and any Exchange application access policy")]
     AccessDenied {
+        /// The mailbox the request was for.
         mailbox: String,
+        /// Graph's `error.code` (`ErrorAccessDenied`, ...).
         code: String,
+        /// Graph's `error.message`, at most 300 characters.
         message: String,
     },
     /// 404 of a user or item.
     #[error("mailbox {mailbox}: not found ({code}): {message}")]
     NotFound {
+        /// The mailbox the request was for.
         mailbox: String,
+        /// Graph's `error.code` (`ErrorItemNotFound`, ...).
         code: String,
+        /// Graph's `error.message`, at most 300 characters.
         message: String,
     },
     /// 410: the delta state is gone; restart the folder's round.
     #[error("mailbox {mailbox}: the delta state expired (SyncStateNotFound); the folder restarts with a full round")]
     SyncStateNotFound {
+        /// The mailbox the request was for.
         mailbox: String,
+        /// The answer's `Location` header, when Graph sent one.
         location: Option<String>,
     },
     /// Still throttled or failing after every retry.
@@ -91,22 +142,35 @@ pub enum GraphError {
         "mailbox {mailbox}: Graph kept answering {status} after {attempts} attempts: {message}"
     )]
     Exhausted {
+        /// The mailbox the request was for.
         mailbox: String,
+        /// The last attempt's status (0: it got no answer, or no token).
         status: u16,
+        /// Attempts made ([`ClientConfig::max_attempts`](crate::ClientConfig::max_attempts)).
         attempts: u32,
+        /// Why the last attempt failed.
         message: String,
     },
     /// Any other refusal.
     #[error("mailbox {mailbox}: Graph answered {status} {code}: {message}")]
     Other {
+        /// The mailbox the request was for.
         mailbox: String,
+        /// The answer's HTTP status.
         status: u16,
+        /// Graph's `error.code` (`unknown` when the body had none).
         code: String,
+        /// Graph's `error.message` (else the body), at most 300 characters.
         message: String,
     },
     /// The answer was not the JSON Graph promises.
     #[error("mailbox {mailbox}: Graph's answer could not be read: {detail}")]
-    Malformed { mailbox: String, detail: String },
+    Malformed {
+        /// The mailbox the request was for.
+        mailbox: String,
+        /// What is wrong with the answer.
+        detail: String,
+    },
 }
 
 impl GraphError {

@@ -1,5 +1,5 @@
-//! The Microsoft Graph client: tokens per tenant ([`auth`], built from the store by
-//! [`credentials`]; delegated consent through [`authorize`]), requests with Outlook-aware
+//! The Microsoft Graph client: tokens per tenant ([`auth`], built from the store by the
+//! product's `credentials` module; delegated consent through [`authorize`]), requests with Outlook-aware
 //! throttling and retries ([`client`]), and delta paging ([`delta`]). Errors ([`error`]) say
 //! which tenant or mailbox failed and what to do.
 

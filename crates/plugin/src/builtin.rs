@@ -6,8 +6,11 @@ use super::Kind;
 
 /// A default plugin: its crate name, kind, component bytes and shipped case file.
 pub struct Builtin {
+    /// The crate's name under `plugins/`, which is also the name its `describe()` answers.
     pub name: &'static str,
+    /// The slot it fills.
     pub kind: Kind,
+    /// The component, as `build.rs` built it for wasm32-wasip2.
     pub wasm: &'static [u8],
     /// Where the component was built (for tools that want a path).
     pub path: &'static str,
@@ -15,6 +18,7 @@ pub struct Builtin {
     pub cases: &'static str,
 }
 
+/// The three default plugins, one per kind, in [`Kind::ALL`] order.
 pub static BUILTINS: [Builtin; 3] = [
     Builtin {
         name: "exclusion-rules",

@@ -37,33 +37,82 @@ use super::{Kind, PluginError};
 #[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize)]
 #[serde(tag = "error", rename_all = "kebab-case")]
 pub enum RecordError {
+    /// The call ran past [`Limits::call_timeout`] and was interrupted at the next epoch tick.
     #[error("the plugin did not finish within {ms} ms")]
-    Timeout { ms: u64 },
+    Timeout {
+        /// The call timeout in force, milliseconds.
+        ms: u64,
+    },
+    /// The plugin asked to grow its memory (or a table) past the limit, and then trapped.
     #[error("the plugin reached its memory limit of {bytes} bytes")]
-    MemoryLimit { bytes: usize },
+    MemoryLimit {
+        /// [`Limits::max_memory_bytes`] in force.
+        bytes: usize,
+    },
+    /// The plugin trapped: a panic, `unreachable`, or a host import asked for more than
+    /// [`Limits::max_host_list`] items.
     #[error("the plugin trapped: {message}")]
-    Trap { message: String },
+    Trap {
+        /// wasmtime's error chain, cut to 2 KiB.
+        message: String,
+    },
+    /// The plugin answered an error for this record (the `err` case of its result).
     #[error("the plugin refused the record: {message}")]
-    Refused { message: String },
+    Refused {
+        /// What the plugin said, cut to 2 KiB.
+        message: String,
+    },
+    /// The plugin's answer does not fit the call: not one answer per record.
     #[error("the plugin's answer is malformed: {message}")]
-    Malformed { message: String },
+    Malformed {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The record's estimated size is over [`Limits::max_record_bytes`]; it was never handed
+    /// to the plugin.
     #[error("the record is too large to hand to a plugin ({bytes} bytes; the limit is {limit})")]
-    InputTooLarge { bytes: usize, limit: usize },
+    InputTooLarge {
+        /// The record's estimated size ([`Weigh`]), bytes.
+        bytes: usize,
+        /// [`Limits::max_record_bytes`] in force.
+        limit: usize,
+    },
+    /// The plugin's answer for the record (or its `describe()` answer) is over
+    /// [`Limits::max_output_record_bytes`].
     #[error(
         "the plugin's answer for this record is too large ({bytes} bytes; the limit is {limit})"
     )]
-    OutputTooLarge { bytes: usize, limit: usize },
+    OutputTooLarge {
+        /// The answer's estimated size ([`Weigh`]), bytes.
+        bytes: usize,
+        /// [`Limits::max_output_record_bytes`] in force.
+        limit: usize,
+    },
+    /// A fresh Store and instance could not be made ([`Plugin::instantiate_only`]).
     #[error("no plugin instance could be made: {message}")]
-    Instantiate { message: String },
+    Instantiate {
+        /// wasmtime's error chain.
+        message: String,
+    },
+    /// A call of another slot's interface (an exclusion plugin asked to map); every record of
+    /// the batch carries it, and the plugin is not called.
     #[error("this is a {actual} plugin; it cannot be called as {called}")]
-    WrongKind { actual: Kind, called: Kind },
+    WrongKind {
+        /// The plugin's kind.
+        actual: Kind,
+        /// The kind whose call was made.
+        called: Kind,
+    },
 }
 
 /// What a call needs besides its records: whose data, which configuration, what bounds.
 #[derive(Clone)]
 pub struct CallContext {
+    /// The one tenant whose data the host imports answer from; nothing else is reachable.
     pub tenant: Arc<dyn TenantView>,
+    /// The plugin's configuration values for this tenant, as `host.config` answers them.
     pub config: Arc<BTreeMap<String, String>>,
+    /// The bounds of each call (the tenant's own, or the defaults).
     pub limits: Limits,
 }
 
@@ -81,7 +130,10 @@ impl CallContext {
 /// The results of one batch, in input order, and what the plugin logged.
 #[derive(Debug)]
 pub struct BatchOutcome<T> {
+    /// One result per input record, in input order.
     pub results: Vec<Result<T, RecordError>>,
+    /// What the plugin wrote through `host.log`, stdout (as info) and stderr (as warn), over
+    /// every instance of the batch, each within [`Limits::max_log_bytes`].
     pub log: Vec<LogLine>,
     /// Log lines dropped because the per-call bound was reached.
     pub log_dropped: usize,
@@ -107,6 +159,8 @@ pub struct Plugin {
 
 /// The estimated bytes a value occupies when copied across the boundary.
 pub trait Weigh {
+    /// The estimate, bytes: string lengths plus a fixed overhead per value, list and record.
+    /// Only the bounds use it, so it need not match the canonical ABI exactly.
     fn weigh(&self) -> usize;
 }
 
@@ -241,6 +295,7 @@ impl Plugin {
         Plugin::load(engine, kind, &bytes)
     }
 
+    /// The slot the plugin was loaded for (its `describe()` agreed).
     pub fn kind(&self) -> Kind {
         self.kind
     }

@@ -49,38 +49,55 @@ use super::Kind;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaseFile {
+    /// The kind of plugin the file is for; running it on another is [`CaseError::Kind`].
     pub kind: Kind,
+    /// `[context]`: the tenant data (a [`TenantData`]) the host imports answer from in every
+    /// case.
     #[serde(default = "empty_table")]
     pub context: toml::Value,
+    /// `[config]`: the plugin's configuration values in every case.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// `[limits]`: the bounds of the calls, when not the defaults.
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// `[defaults.email]`, `[defaults.event]`, `[defaults.record]`: merged under every case's
+    /// input of that name, so a case gives only the fields it is about.
     #[serde(default)]
     pub defaults: BTreeMap<String, toml::Value>,
     /// Expected `describe()` answer (keys left out are not compared).
     #[serde(default)]
     pub describe: Option<toml::Value>,
+    /// The `[[case]]` entries, run in file order.
     #[serde(default, rename = "case")]
     pub cases: Vec<Case>,
 }
 
+/// One `[[case]]`: one input record, and the answer or the error it must produce.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
+    /// Names the case in the report.
     pub name: String,
+    /// An email input (exclusion and mapping files).
     #[serde(default)]
     pub email: Option<toml::Value>,
+    /// An event input (exclusion and mapping files).
     #[serde(default)]
     pub event: Option<toml::Value>,
+    /// A match input (matching files).
     #[serde(default)]
     pub record: Option<toml::Value>,
+    /// The expected answer; only the keys given are compared.
     #[serde(default)]
     pub expect: Option<toml::Value>,
+    /// A substring the record's error must contain, for a case that must fail.
     #[serde(default)]
     pub expect_error: Option<String>,
+    /// This case's configuration values, replacing the file's `[config]` whole.
     #[serde(default)]
     pub config: Option<BTreeMap<String, String>>,
+    /// Merged over the file's `[context]`, for this case alone.
     #[serde(default)]
     pub context: Option<toml::Value>,
 }
@@ -88,17 +105,33 @@ pub struct Case {
 /// A case file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaseError {
+    /// The file is not TOML, or not shaped like a case file (unknown keys are refused, so a
+    /// misspelt key is not silently ignored).
     #[error("the case file is not valid TOML for a case file: {0}")]
     Parse(#[from] toml::de::Error),
+    /// One case cannot be run: not exactly one input, an input or a context that is not a
+    /// valid record, or not exactly one of `expect` and `expect_error`.
     #[error("case {case:?}: {message}")]
-    Case { case: String, message: String },
+    Case {
+        /// The case's name.
+        case: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The file is for another kind of plugin than the one given.
     #[error("the case file is for {file} plugins but the plugin is a {plugin} plugin")]
-    Kind { file: Kind, plugin: Kind },
+    Kind {
+        /// The kind the file names.
+        file: Kind,
+        /// The plugin's kind.
+        plugin: Kind,
+    },
 }
 
 /// The outcome of one case that did not pass.
 #[derive(Debug)]
 pub struct Failure {
+    /// The case's name (`describe()` for the check of the descriptor).
     pub case: String,
     /// `path: expected X, got Y` lines.
     pub diffs: Vec<String>,
@@ -107,11 +140,14 @@ pub struct Failure {
 /// What a case file run found.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Cases that passed, the `describe()` check included.
     pub passed: usize,
+    /// Cases that did not, in file order.
     pub failures: Vec<Failure>,
 }
 
 impl Report {
+    /// True when every case passed.
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
     }
@@ -237,6 +273,7 @@ fn parse_input<T: serde::de::DeserializeOwned>(
 }
 
 impl CaseFile {
+    /// Parses a case file. The cases' inputs are only checked as records when they run.
     pub fn parse(text: &str) -> Result<CaseFile, CaseError> {
         Ok(toml::from_str(text)?)
     }

@@ -24,6 +24,7 @@ pub trait TenantView: Send + Sync {
     fn internal_domains(&self) -> Vec<String>;
     /// Contacts carrying any of `emails` (lower-case), at most `limit`.
     fn contacts_by_email(&self, emails: &[String], limit: usize) -> Vec<Contact>;
+    /// The CRM entity (household, company) with `id`, if the tenant's org has it.
     fn entity(&self, id: &str) -> Option<Entity>;
     /// Whether `email` (lower-case) is a linked mailbox of one of the tenant's sync users.
     fn is_sync_user(&self, email: &str) -> bool;
@@ -32,6 +33,7 @@ pub trait TenantView: Send + Sync {
 /// A rule with the user it belongs to (user-level rules only).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleDef {
+    /// The rule as a plugin sees it (flattened: a case file writes its fields beside `user`).
     #[serde(flatten)]
     pub rule: Rule,
     /// The CRM user of a user-level rule.
@@ -44,11 +46,21 @@ pub struct RuleDef {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantData {
+    /// The name of the org the data belongs to. No host import answers it: it says whose
+    /// data this is.
     pub org: String,
+    /// The name of the tenant the data belongs to, likewise never handed to a plugin.
     pub tenant: String,
+    /// The org's internal domains; `host.internal-domains` answers them trimmed, lower-case
+    /// and without a leading `@`.
     pub internal_domains: Vec<String>,
+    /// Rules of every level; `host.rules` answers the org's and the tenant's, plus a user's
+    /// own when asked for that user.
     pub rules: Vec<RuleDef>,
+    /// The CRM contacts `host.contacts-by-email` finds by email, alternate email or contact
+    /// point.
     pub contacts: Vec<Contact>,
+    /// The CRM entities `host.entity-by-id` answers from.
     pub entities: Vec<Entity>,
     /// Addresses of the tenant's sync users' linked mailboxes.
     pub sync_users: Vec<String>,
@@ -141,20 +153,28 @@ impl TenantView for IndexedTenant {
 /// One log line a plugin wrote (through `host.log` or stdout/stderr).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LogLine {
+    /// The level the plugin gave; stdout lines are `Info`, stderr lines `Warn`.
     pub level: LogLevel,
+    /// The line; through `host.log`, cut to its first 4 KiB.
     pub message: String,
 }
 
 /// The bounded log of one Store.
 #[derive(Debug, Default)]
 pub struct LogBuffer {
+    /// The lines kept, in the order they were written.
     pub lines: Vec<LogLine>,
+    /// Bytes of message text kept so far.
     pub bytes: usize,
+    /// Lines refused because keeping them would have passed `cap`.
     pub dropped: usize,
+    /// The most message bytes kept ([`Limits::max_log_bytes`]).
     pub cap: usize,
 }
 
 impl LogBuffer {
+    /// Keeps `message` at `level`, unless that would take the kept text past `cap`; then the
+    /// line is only counted in `dropped`.
     pub fn push(&mut self, level: LogLevel, message: &str) {
         if self.bytes + message.len() > self.cap {
             self.dropped += 1;
@@ -179,6 +199,8 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// The data of a Store for one call for `tenant`: its view and the plugin's configuration,
+    /// with the memory limiter, the log bound and the WASI output buffers that `limits` sets.
     pub fn new(
         tenant: Arc<dyn TenantView>,
         config: Arc<BTreeMap<String, String>>,

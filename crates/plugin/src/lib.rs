@@ -2,7 +2,7 @@
 //!
 //! Firms express their policy (which records to exclude, how Graph records map onto CRM
 //! records, which contacts a record matches) as WebAssembly components against the contract in
-//! `wit/plugin.wit`. This module loads, checks, sandboxes, bounds and calls them:
+//! `wit/plugin.wit`. This crate loads, checks, sandboxes, bounds and calls them:
 //!
 //! | module | job |
 //! |---|---|
@@ -14,9 +14,11 @@
 //! | [`host`] | the host imports, scoped to one tenant |
 //! | [`call`] | loading a plugin and running a batch with per-record results |
 //! | [`cases`] | case files: run a plugin on inputs and diff against expected outputs |
-//! | [`bench`] | the figures of BENCHMARKS.md |
 //! | [`builtin`] | the default plugins, embedded in the binary |
 //! | [`scaffold`] | `plugin new`: a Rust or Python plugin project that builds and passes its cases |
+//!
+//! The figures of BENCHMARKS.md for plugins are measured from outside, by the bench crate
+//! (`m365sync_bench::plugin_calls`).
 
 pub mod bindings;
 pub mod builtin;
@@ -38,12 +40,16 @@ pub use limits::Limits;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// Decides which emails and events stay out of the CRM (the `exclusion` world).
     Exclusion,
+    /// Turns a kept Graph email or event into the CRM's record (the `mapping` world).
     Mapping,
+    /// Links stored records to the CRM contacts they concern (the `matching` world).
     Matching,
 }
 
 impl Kind {
+    /// Every kind, in the contract's order: for code that goes through all three slots.
     pub const ALL: [Kind; 3] = [Kind::Exclusion, Kind::Mapping, Kind::Matching];
 
     /// The world's name in `wit/plugin.wit`.
@@ -82,37 +88,74 @@ impl std::str::FromStr for Kind {
     }
 }
 
-/// The contract version this host serves: `m365sync:plugin@0.1.x`.
+/// The contract's WIT package; with [`CONTRACT_MAJOR_MINOR`], the contract version this host
+/// serves: `m365sync:plugin@0.1.x`.
 pub const CONTRACT_PACKAGE: &str = "m365sync:plugin";
+/// The contract's major and minor version: a plugin built against any `0.1.x` is accepted, one
+/// importing or exporting another version is refused ([`PluginError::IncompatibleVersion`]).
 pub const CONTRACT_MAJOR_MINOR: (u64, u64) = (0, 1);
 
 /// Why a plugin could not be loaded or called at all (per-record failures are [`RecordError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// wasmtime refused the engine's configuration, the host imports could not be linked, or
+    /// the epoch ticker thread could not start ([`PluginEngine::new`]).
     #[error("the plugin engine could not start: {0}")]
     Engine(String),
+    /// The plugin file could not be read ([`Plugin::load_file`]).
     #[error("cannot read plugin {path}: {source}")]
     Read {
+        /// The file, as the caller gave it.
         path: String,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// wasmtime could not compile the bytes as a component (not WebAssembly, a core module
+    /// rather than a component, or invalid); the message is wasmtime's error chain.
     #[error("the plugin is not a valid WebAssembly component: {0}")]
     Compile(String),
+    /// The component imports interfaces outside the sandbox's allow-list (see [`sandbox`]);
+    /// every such import is named, so the author sees them all at once.
     #[error("the plugin imports interfaces outside the sandbox: {}; a plugin may import only m365sync:plugin/host@0.1.x and WASI cli, io, clocks and random (no filesystem, sockets, http or environment)", .0.join(", "))]
     ForbiddenImports(Vec<String>),
+    /// The component imports or exports the contract at a version other than
+    /// [`CONTRACT_MAJOR_MINOR`].
     #[error("the plugin is built against an incompatible contract: {found}; this host serves {CONTRACT_PACKAGE}@0.1.x")]
-    IncompatibleVersion { found: String },
+    IncompatibleVersion {
+        /// The first import or export at another version, as the component names it.
+        found: String,
+    },
+    /// The component does not export the interface of the slot it was loaded for.
     #[error("the plugin does not export the {expected} world (it exports: {})", if .found.is_empty() { "nothing".to_string() } else { .found.join(", ") })]
-    WrongWorld { expected: Kind, found: Vec<String> },
+    WrongWorld {
+        /// The slot it was loaded for.
+        expected: Kind,
+        /// The interfaces it exports instead, so the message says what it is.
+        found: Vec<String>,
+    },
+    /// The component could not be pre-linked against the host's imports, or its exports do
+    /// not have the world's types; the message is wasmtime's error chain.
     #[error("the plugin could not be instantiated: {0}")]
     Instantiate(String),
+    /// `describe()` failed while loading (trap, timeout, memory limit, an answer over the
+    /// output bound); the message is the [`RecordError`]'s.
     #[error("the plugin's describe() failed: {0}")]
     Describe(String),
+    /// `describe()` names another kind than the slot the plugin was loaded for.
     #[error("describe() says the plugin is a {found:?} plugin, but it was loaded as {expected}")]
     KindMismatch {
+        /// The slot it was loaded for.
         expected: Kind,
+        /// The kind its `describe()` answered.
         found: bindings::types::PluginKind,
     },
+    /// The component compiled, but its artifact could not be stored in the cache directory
+    /// ([`cache`]); the load fails with this error.
     #[error("the artifact cache at {path} failed: {message}")]
-    Cache { path: String, message: String },
+    Cache {
+        /// The cache directory.
+        path: String,
+        /// The step that failed (create, serialize, write, rename) and the OS's error.
+        message: String,
+    },
 }

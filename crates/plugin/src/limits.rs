@@ -79,13 +79,16 @@ mod millis {
 /// did, so a trap that follows is reported as the memory limit rather than a bare trap.
 #[derive(Debug)]
 pub struct StoreLimiter {
+    /// The largest linear memory an instance may grow to, bytes ([`Limits::max_memory_bytes`]).
     pub max_memory_bytes: usize,
+    /// The largest table an instance may grow to, elements (100,000 for every tenant).
     pub max_table_elements: usize,
     /// Set once a growth request was refused.
     pub hit: bool,
 }
 
 impl StoreLimiter {
+    /// A limiter holding an instance to `limits`, with nothing refused yet.
     pub fn new(limits: &Limits) -> Self {
         StoreLimiter {
             max_memory_bytes: limits.max_memory_bytes,

@@ -146,6 +146,7 @@ pub struct BoundedOutput {
 }
 
 impl BoundedOutput {
+    /// An empty buffer that keeps the first `capacity` bytes written to it.
     pub fn new(capacity: usize) -> Self {
         BoundedOutput {
             capacity,

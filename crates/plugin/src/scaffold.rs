@@ -66,7 +66,9 @@ fn slot_templates(kind: Kind) -> SlotTemplates {
 /// The language of a scaffolded plugin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
+    /// A cargo crate using `wit-bindgen`, built for `wasm32-wasip2`.
     Rust,
+    /// A Python app made a component by componentize-py.
     Python,
 }
 
@@ -94,13 +96,23 @@ impl std::str::FromStr for Lang {
 /// Why a project could not be created. Nothing is left behind when creation fails.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
+    /// The name breaks a rule of [`check_name`].
     #[error("invalid plugin name {name:?}: {why}")]
-    InvalidName { name: String, why: String },
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// The rule it breaks, phrased as what to do instead.
+        why: String,
+    },
+    /// Something already exists at the project directory's path (even an empty directory).
     #[error("{} already exists; choose another name or --dir (nothing is overwritten)", .0.display())]
     Exists(PathBuf),
+    /// A directory could not be created or a file written.
     #[error("cannot write {}: {source}", path.display())]
     Io {
+        /// The directory or file that failed.
         path: PathBuf,
+        /// The OS's error.
         source: std::io::Error,
     },
 }
@@ -110,7 +122,9 @@ pub enum ScaffoldError {
 pub struct Options {
     /// The plugin's name: `describe()` answers it, and for Rust it is the crate name.
     pub name: String,
+    /// The language of the project.
     pub lang: Lang,
+    /// The slot the plugin fills: the world it is built against and the templates used.
     pub kind: Kind,
     /// The project directory; it must not exist.
     pub dir: PathBuf,
@@ -119,6 +133,7 @@ pub struct Options {
 /// A created project: where, what, and how to build and test it.
 #[derive(Clone, Debug)]
 pub struct Project {
+    /// The project directory, as [`Options::dir`] gave it.
     pub dir: PathBuf,
     /// Relative paths of the files written.
     pub files: Vec<PathBuf>,
