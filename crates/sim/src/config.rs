@@ -65,13 +65,17 @@ impl Default for ThrottleConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FaultConfig {
+    /// Share of requests answered 429 with `Retry-After: 1`, as if over a mailbox limit.
     pub rate_429: f64,
+    /// Share of requests answered 503 ServiceUnavailable with `Retry-After: 1`.
     pub rate_503: f64,
+    /// Share of requests answered 504 GatewayTimeout.
     pub rate_504: f64,
     /// The connection is dropped without an answer.
     pub rate_reset: f64,
     /// The answer is delayed by `slow_ms`.
     pub rate_slow: f64,
+    /// How long a slow answer is held back, in milliseconds.
     pub slow_ms: u64,
     /// The JSON body is cut short.
     pub rate_malformed: f64,
@@ -79,6 +83,7 @@ pub struct FaultConfig {
     pub latency_ms: u64,
     /// Share of delta items sent a second time in the same round, as Graph sometimes does.
     pub replay_rate: f64,
+    /// Mixed into the hash that picks the failing requests; another seed fails other requests.
     pub seed: u64,
 }
 

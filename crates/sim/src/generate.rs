@@ -22,7 +22,9 @@ use super::model::{
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
+    /// Seeds every random choice: the same options always make the same world.
     pub seed: u64,
+    /// How many tenants to make.
     pub tenants: usize,
     /// People per tenant.
     pub users: usize,
@@ -86,6 +88,7 @@ impl GenerateOptions {
 
 /// A generated world.
 pub struct Generated {
+    /// The world itself.
     pub world: World,
 }
 

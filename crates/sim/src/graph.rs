@@ -16,12 +16,17 @@ use super::Sim;
 
 /// What every Graph handler knows about the request it serves.
 pub struct Ctx<'a> {
+    /// The simulator, for configuration, counters and sealing.
     pub sim: &'a Sim,
+    /// Who sent the request, from its bearer token.
     pub caller: &'a Caller,
+    /// The request being served.
     pub req: &'a SimRequest,
+    /// What the request's `Prefer` header asks for.
     pub prefer: Prefer,
     /// `https://localhost:PORT/v1.0`: the base of links and `@odata.context`.
     pub graph_base: String,
+    /// The id sent back as `request-id`, which Graph puts in every answer for support cases.
     pub request_id: String,
 }
 

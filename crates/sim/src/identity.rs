@@ -19,12 +19,19 @@ pub const GRAPH_DEFAULT_SCOPE: &str = "https://graph.microsoft.com/.default";
 /// Claims of the access tokens the simulator issues (a subset of Entra's).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
+    /// Audience: always `https://graph.microsoft.com`.
     pub aud: String,
+    /// Issuer: `https://sts.windows.net/{tenant id}/`.
     pub iss: String,
+    /// Issued at, Unix seconds.
     pub iat: i64,
+    /// Not valid before, Unix seconds.
     pub nbf: i64,
+    /// Expiry, Unix seconds.
     pub exp: i64,
+    /// The tenant id.
     pub tid: String,
+    /// The client id of the app the token was issued to.
     pub appid: String,
     /// Application permissions (app-only tokens).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -35,10 +42,12 @@ pub struct AccessClaims {
     /// The signed-in user's object id (delegated tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oid: Option<String>,
+    /// The signed-in user's UPN (delegated tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upn: Option<String>,
     /// Unique token id: the world sequence at issue, which expiry lines are drawn against.
     pub uti: String,
+    /// The token format version, `1.0`.
     pub ver: String,
 }
 
@@ -69,9 +78,13 @@ struct RefreshToken {
 /// The caller of a Graph request, established from its bearer token.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// Index of the caller's tenant in the world.
     pub tenant: usize,
+    /// The client id of the calling app.
     pub client_id: String,
+    /// Application permissions the token carries (app-only tokens).
     pub roles: Vec<String>,
+    /// Delegated scopes the token carries (delegated tokens).
     pub scopes: Vec<String>,
     /// The signed-in user for delegated tokens.
     pub user: Option<usize>,

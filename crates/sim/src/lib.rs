@@ -45,7 +45,9 @@ use throttle::Throttle;
 /// Where a world comes from, kept so `POST /_sim/reset` can rebuild it.
 #[derive(Debug, Clone)]
 pub enum Origin {
+    /// A world generated from options.
     Generated(generate::GenerateOptions),
+    /// A world described by a scenario file.
     Scenario(scenario::Scenario),
 }
 
@@ -62,10 +64,13 @@ impl Origin {
 /// The whole simulator: the world and everything that shapes how it answers.
 #[derive(Debug)]
 pub struct Sim {
+    /// The simulated world, behind one lock; prefer [`Sim::world`], which survives poisoning.
     pub world: Mutex<World>,
     protocol: RwLock<ProtocolConfig>,
+    /// Outlook's per app-and-mailbox throttling.
     pub throttle: Arc<Throttle>,
     faults: RwLock<FaultConfig>,
+    /// What the simulator counted, for `GET /_sim/stats`.
     pub stats: Stats,
     /// Seals delta tokens, codes and refresh tokens, and signs access tokens.
     pub sealer: ids::Sealer,
@@ -74,6 +79,7 @@ pub struct Sim {
     pub ca_cert: RwLock<Option<std::path::PathBuf>>,
     /// Authorization codes already redeemed (a code works once).
     pub redeemed_codes: Mutex<HashSet<u64>>,
+    /// Change-notification subscriptions and their delivery queue.
     pub subscriptions: subscriptions::Registry,
     /// Numbers requests, for deterministic fault injection.
     pub request_seq: AtomicU64,

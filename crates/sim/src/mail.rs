@@ -87,11 +87,17 @@ pub fn parse_select(select: Option<&str>) -> Result<u64, GraphError> {
 
 /// Renders a message as Graph does, honouring `$select`, the id form and the body type.
 pub struct MessageView<'a> {
+    /// The message to render.
     pub message: &'a Message,
+    /// The id of the folder it is in (`parentFolderId`).
     pub folder_id: &'a str,
+    /// The world's salt, which message ids are derived with.
     pub salt: u32,
+    /// The properties to send, one bit per [`MESSAGE_FIELDS`] entry (see [`parse_select`]).
     pub mask: u64,
+    /// Send ImmutableIds (`Prefer: IdType="ImmutableId"`) rather than default ids.
     pub immutable_ids: bool,
+    /// Send the body as text (`Prefer: outlook.body-content-type="text"`).
     pub text_body: bool,
     /// Delta items carry `@odata.type`.
     pub with_type: bool,
@@ -768,8 +774,10 @@ fn importance_of(i: &str) -> Result<&'static str, GraphError> {
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct IncomingBody {
+    /// `html` (the default) or `text`.
     #[serde(default = "html")]
     pub content_type: String,
+    /// The body itself.
     #[serde(default)]
     pub content: String,
 }

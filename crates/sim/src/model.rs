@@ -53,11 +53,15 @@ pub enum MailboxKind {
 /// An app registration in a tenant, with the application permissions an admin consented to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct App {
+    /// The application (client) id, a GUID.
     pub client_id: String,
+    /// The name shown in Entra and on the consent page.
     pub display_name: String,
+    /// Every currently configured client secret.
     pub secrets: Vec<AppSecret>,
     /// Application permissions (app roles) such as `Mail.ReadWrite`.
     pub roles: Vec<String>,
+    /// Where the authorize endpoint may send a code; empty accepts any (AADSTS50011 otherwise).
     pub redirect_uris: Vec<String>,
     /// An Exchange application access policy: when set, only these mailboxes (UPNs, lowercase)
     /// may be read with app-only tokens; the rest answer 403 ErrorAccessDenied.
@@ -67,6 +71,7 @@ pub struct App {
 /// One client secret. Several may be valid at once, which is how secrets rotate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AppSecret {
+    /// The secret text a client presents as `client_secret`.
     pub value: String,
     /// Unix seconds after which the secret answers AADSTS7000222.
     pub expires_at: Option<i64>,
@@ -76,11 +81,17 @@ pub struct AppSecret {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
+    /// The group's object id.
     pub id: String,
+    /// The group's display name.
     pub display_name: String,
+    /// The group's SMTP address.
     pub mail: String,
+    /// True for groups that receive mail (Microsoft 365 and distribution groups).
     pub mail_enabled: bool,
+    /// True for security groups.
     pub security_enabled: bool,
+    /// `Unified` for a Microsoft 365 group; empty for other kinds.
     pub group_types: Vec<String>,
 }
 
@@ -88,23 +99,36 @@ pub struct Group {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
+    /// The room's object id.
     pub id: String,
+    /// The room's display name.
     pub display_name: String,
+    /// The room's SMTP address, which invitations are sent to.
     pub email_address: String,
+    /// How many people the room seats.
     pub capacity: u32,
+    /// The building the room is in, as `places` reports it.
     pub building: String,
 }
 
 /// A directory user with a mailbox.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct User {
+    /// The user's object id, a GUID.
     pub id: String,
+    /// The user principal name the user signs in with.
     pub upn: String,
+    /// The primary SMTP address.
     pub mail: String,
+    /// The full name shown in the directory.
     pub display_name: String,
+    /// The first name.
     pub given_name: String,
+    /// The last name.
     pub surname: String,
+    /// The job title, when the directory has one.
     pub job_title: Option<String>,
+    /// Whether this is a person or a shared mailbox.
     pub kind: MailboxKind,
     /// Every folder the mailbox ever had, by index; deleted ones stay as tombstones, because
     /// messages and sealed delta tokens name folders by index.
@@ -114,6 +138,7 @@ pub struct User {
     pub folder_log: BTreeMap<u64, usize>,
     /// Bumped to invalidate every delta token of this mailbox (control API).
     pub sync_generation: u64,
+    /// The mailbox's calendar: its events and their change log.
     pub calendar: Calendar,
 }
 
@@ -137,8 +162,11 @@ impl User {
 /// A mail folder: its contents in arrival order plus the log of changes that delta replays.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Folder {
+    /// The folder's Exchange id (`AQMkAD...`).
     pub id: String,
+    /// The name the folder shows.
     pub display_name: String,
+    /// The well-known name (`inbox`, `sentitems`, ...) when the folder has one.
     pub well_known: Option<String>,
     /// The parent folder's index; `None` only for the root (`msgfolderroot`).
     pub parent: Option<usize>,
@@ -196,12 +224,20 @@ impl Folder {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FolderChange {
     /// The message was created, arrived or changed; delta sends its current state.
-    Upsert { key: u64 },
+    Upsert {
+        /// The message's key in [`World::messages`].
+        key: u64,
+    },
     /// The message was deleted or moved out; delta sends `@removed` with the ids it had here.
     Removed {
+        /// The message's key in [`World::messages`] (gone from it once deleted).
         key: u64,
+        /// Its ImmutableId, which never changes.
         immutable_id: String,
+        /// Its default id as it was in this folder (default ids change on every move).
         default_id: String,
+        /// When it was received, so a delta filtered on `receivedDateTime` can leave out
+        /// removals outside its filter.
         received: DateTime<Utc>,
     },
 }
@@ -209,7 +245,9 @@ pub enum FolderChange {
 /// An address as Graph writes it: `{"emailAddress":{"name":..,"address":..}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Recipient {
+    /// The display name.
     pub name: String,
+    /// The SMTP address.
     pub address: String,
 }
 
@@ -217,8 +255,15 @@ pub struct Recipient {
 /// so a tenant with gigabytes of attachments costs no memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Content {
+    /// Bytes held in memory: uploaded by a client or set through the control API.
     Bytes(#[serde(with = "crate::persist::arc_bytes")] Arc<[u8]>),
-    Generated { seed: u64, len: u64 },
+    /// Bytes drawn on demand from a seeded generator.
+    Generated {
+        /// Seeds the generator, so the same attachment always has the same bytes.
+        seed: u64,
+        /// The size in bytes.
+        len: u64,
+    },
 }
 
 impl Content {
@@ -247,24 +292,41 @@ impl Content {
 /// The three attachment kinds Graph has.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AttachmentKind {
+    /// A file attachment (`#microsoft.graph.fileAttachment`).
     File {
+        /// The MIME type, such as `application/pdf`.
         content_type: String,
+        /// The file's bytes.
         content: Content,
+        /// True for an image shown in the body, referenced by `cid:`.
         is_inline: bool,
+        /// The `Content-ID` an inline image is referenced by in the HTML body.
         content_id: Option<String>,
     },
     /// An attached message (subject and body are enough for the simulator).
-    Item { subject: String, body: String },
+    Item {
+        /// The attached message's subject.
+        subject: String,
+        /// The attached message's body.
+        body: String,
+    },
     /// A link to a file in OneDrive or SharePoint.
-    Reference { source_url: String },
+    Reference {
+        /// Where the file lives.
+        source_url: String,
+    },
 }
 
 /// One attachment of a message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attachment {
+    /// The attachment's id, unique within its message.
     pub id: String,
+    /// The file name shown to the user.
     pub name: String,
+    /// What kind of attachment it is and what it holds.
     pub kind: AttachmentKind,
+    /// When the attachment last changed (`lastModifiedDateTime`).
     pub last_modified: DateTime<Utc>,
 }
 
@@ -282,72 +344,115 @@ impl Attachment {
 /// The content of a message, before the world gives it an identity and a place.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageContent {
+    /// The `Message-ID` header, the same in every copy of the message.
     pub internet_message_id: String,
+    /// Groups the messages of one thread.
     pub conversation_id: String,
+    /// Base64 header that orders messages within their conversation.
     pub conversation_index: String,
+    /// The subject line.
     pub subject: String,
+    /// The body, shared rather than copied between the copies of a message.
     #[serde(with = "crate::persist::arc_str")]
     pub body: Arc<str>,
+    /// True when `body` is HTML, false for plain text.
     pub body_is_html: bool,
+    /// The sender (`from`); `None` when the message has none.
     pub from: Option<Recipient>,
+    /// The `To` recipients.
     pub to: Vec<Recipient>,
+    /// The `Cc` recipients.
     pub cc: Vec<Recipient>,
+    /// The `Bcc` recipients (only the sender's copy keeps them).
     pub bcc: Vec<Recipient>,
+    /// Where replies should go, when not to the sender.
     pub reply_to: Vec<Recipient>,
+    /// When the message arrived (`receivedDateTime`).
     pub received: DateTime<Utc>,
+    /// When the message was sent (`sentDateTime`).
     pub sent: DateTime<Utc>,
+    /// True for an unsent draft.
     pub is_draft: bool,
+    /// True once the message has been read.
     pub is_read: bool,
+    /// `low`, `normal` or `high`.
     #[serde(with = "crate::persist::static_str")]
     pub importance: crate::persist::StaticStr,
+    /// Focused Inbox's verdict: `focused` or `other`.
     #[serde(with = "crate::persist::static_str")]
     pub inference_classification: crate::persist::StaticStr,
+    /// Outlook categories (colour tags) by name.
     pub categories: Vec<String>,
+    /// True when the message is flagged for follow-up.
     pub flagged: bool,
+    /// Internet message headers as (name, value) pairs, in order.
     pub headers: Vec<(String, String)>,
+    /// The attachments, with their content.
     pub attachments: Vec<Attachment>,
 }
 
 /// A message in a mailbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
+    /// The world-unique key the message's ids are derived from.
     pub key: u64,
+    /// Index of the tenant in [`World::tenants`].
     pub tenant: usize,
+    /// Index of the mailbox in its tenant's users.
     pub user: usize,
+    /// Index of the folder in the mailbox's folders.
     pub folder: usize,
+    /// The world sequence at which it arrived in its current folder; orders folder contents.
     pub arrival: u64,
+    /// How often it was moved; part of its default id, which therefore changes on every move.
     pub moves: u32,
+    /// Bumped on every change; part of the change key in `@odata.etag`.
     pub version: u32,
+    /// When the message was created (`createdDateTime`).
     pub created: DateTime<Utc>,
+    /// When the message last changed (`lastModifiedDateTime`).
     pub last_modified: DateTime<Utc>,
     /// The first 255 characters of the body as text, kept because every listing sends it.
     pub body_preview: String,
+    /// Everything a client sees of the message besides its identity and place.
     pub content: MessageContent,
 }
 
 /// A mail sent through `sendMail` to an address outside the simulated tenants.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboundMail {
+    /// The sending tenant's id.
     pub tenant: String,
+    /// The sender's address.
     pub from: String,
+    /// The addresses outside the world it was sent to.
     pub to: Vec<String>,
+    /// The subject line.
     pub subject: String,
+    /// The `Message-ID` the message was sent with.
     pub internet_message_id: String,
 }
 
 /// A tenant: its directory, its apps, and the lines that invalidate tokens issued before them.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Tenant {
+    /// The tenant id, a GUID.
     pub id: String,
+    /// The tenant's verified domain, such as `contoso.example`.
     pub domain: String,
+    /// The organisation's name.
     pub display_name: String,
     /// The admin who consents in the authorization-code flow.
     pub admin_upn: String,
+    /// The app registrations of the tenant.
     pub apps: Vec<App>,
+    /// Every user and shared mailbox of the tenant, by index.
     pub users: Vec<User>,
     /// Lowercase object id, UPN and mail -> index into `users`.
     pub user_index: HashMap<String, usize>,
+    /// The tenant's Microsoft 365 groups, listed but never synced.
     pub groups: Vec<Group>,
+    /// The tenant's rooms (resource calendars).
     pub rooms: Vec<Room>,
     /// Access tokens issued at a world sequence below this one are expired. A sequence, not a
     /// time, so a token fetched right after an expiry is valid at once.
@@ -402,13 +507,16 @@ impl Tenant {
 /// Everything the simulator holds. Guarded by one mutex in [`super::Sim`].
 #[derive(Debug, Serialize, Deserialize)]
 pub struct World {
+    /// Every tenant, by index.
     pub tenants: Vec<Tenant>,
+    /// Every message in the world, by key.
     pub messages: HashMap<u64, Message>,
     /// The sequence that orders every arrival and change in the world.
     pub seq: u64,
     next_key: u64,
     /// Mixed into ids so ids of one world are not valid in another.
     pub salt: u32,
+    /// Mail sent to addresses outside the world, for tests to inspect.
     pub outbound_mail: Vec<OutboundMail>,
     /// Every invitation, update and cancellation a real server would have emailed.
     pub invitations: Vec<super::calendar::Invitation>,
@@ -422,12 +530,17 @@ pub struct World {
 /// A change a subscription may want to hear about.
 #[derive(Debug, Clone)]
 pub struct Change {
+    /// Index of the tenant in [`World::tenants`].
     pub tenant: usize,
+    /// Index of the mailbox in its tenant's users.
     pub user: usize,
     /// `Some(folder)` for messages, `None` for events.
     pub folder: Option<usize>,
+    /// `created`, `updated` or `deleted`, as in a notification's `changeType`.
     pub change_type: &'static str,
+    /// The message's ImmutableId or the event's id.
     pub id: String,
+    /// True for a calendar event, false for a message.
     pub is_event: bool,
 }
 

@@ -13,12 +13,15 @@ use serde::Serialize;
 /// A request as handlers see it.
 #[derive(Debug, Clone)]
 pub struct SimRequest {
+    /// The HTTP method.
     pub method: Method,
     /// Path segments, percent-decoded.
     pub segments: Vec<String>,
     /// Query pairs, names and values percent-decoded (`+` is a space).
     pub query: Vec<(String, String)>,
+    /// The request headers.
     pub headers: HeaderMap,
+    /// The request body, possibly empty.
     pub body: Bytes,
 }
 
@@ -281,17 +284,24 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 /// The `Prefer` header preferences Graph honours.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prefer {
+    /// `odata.maxpagesize`: the page size the client asks for.
     pub max_page_size: Option<usize>,
+    /// `IdType="ImmutableId"`: send ImmutableIds instead of default ids.
     pub immutable_ids: bool,
+    /// `outlook.timezone`: the zone event times are written in.
     pub time_zone: Option<String>,
+    /// `outlook.body-content-type="text"`: send bodies as plain text.
     pub text_body: bool,
 }
 
 /// An answer to a request.
 #[derive(Debug, Clone)]
 pub struct SimResponse {
+    /// The HTTP status code.
     pub status: u16,
+    /// The response headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The response body, possibly empty.
     pub body: Bytes,
     /// Drop the connection instead of answering (fault injection).
     pub reset: bool,
@@ -363,9 +373,13 @@ impl SimResponse {
 /// A Graph error: `{"error":{"code","message","innerError":{...}}}` with a status.
 #[derive(Debug, Clone)]
 pub struct GraphError {
+    /// The HTTP status code.
     pub status: u16,
+    /// Graph's error code, such as `ErrorItemNotFound`.
     pub code: String,
+    /// The human-readable message.
     pub message: String,
+    /// Extra headers to send with the error, such as `Retry-After`.
     pub headers: Vec<(&'static str, String)>,
 }
 

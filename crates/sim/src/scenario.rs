@@ -42,18 +42,32 @@ use super::model::{
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// The file could not be read.
     #[error("cannot read scenario {path}: {source}")]
     Read {
+        /// The file's path.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not TOML, or does not have a scenario's shape (an unknown field, a wrong type).
     #[error("scenario {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file's path.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// The file parsed, but a value in it makes no sense (an unknown mailbox, a bad date).
     #[error("scenario {path}, line {line}: field `{field}`: {message}")]
     Invalid {
+        /// The file's path.
         path: PathBuf,
+        /// The line of the value at fault.
         line: usize,
+        /// The name of the field at fault.
         field: String,
+        /// What is wrong with the value.
         message: String,
     },
 }
@@ -62,8 +76,10 @@ pub enum ScenarioError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// Seeds generated ids and contents; 1 when absent.
     #[serde(default = "one")]
     pub seed: u64,
+    /// The tenants, from `[[tenant]]` tables.
     #[serde(default, rename = "tenant")]
     pub tenants: Vec<TenantSpec>,
 }
@@ -72,21 +88,31 @@ fn one() -> u64 {
     1
 }
 
+/// One `[[tenant]]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSpec {
+    /// The organisation's name.
     pub name: String,
+    /// The verified domain, such as `contoso.example`.
     pub domain: String,
+    /// The tenant id; a random GUID when absent.
     pub id: Option<String>,
+    /// The admin's UPN; the first user when absent.
     pub admin: Option<String>,
+    /// App registrations, from `[[tenant.app]]`.
     #[serde(default, rename = "app")]
     pub apps: Vec<AppSpec>,
+    /// Users and shared mailboxes, from `[[tenant.user]]`.
     #[serde(default, rename = "user")]
     pub users: Vec<UserSpec>,
+    /// Microsoft 365 groups, from `[[tenant.group]]`.
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupSpec>,
+    /// Rooms, from `[[tenant.room]]`.
     #[serde(default, rename = "room")]
     pub rooms: Vec<RoomSpec>,
+    /// Messages, from `[[tenant.message]]`.
     #[serde(default, rename = "message")]
     pub messages: Vec<MessageSpec>,
     /// Calendar items, in Graph's event JSON shape plus `mailbox` (read by the calendar module).
@@ -94,25 +120,37 @@ pub struct TenantSpec {
     pub events: Vec<toml::Value>,
 }
 
+/// One `[[tenant.app]]` table: an app registration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSpec {
+    /// The client id; a random GUID when absent.
     pub client_id: Option<String>,
+    /// The client secrets, all valid (as during a rotation).
     pub secrets: Vec<String>,
+    /// Application permissions; when absent, the ones m365sync needs (mail, calendars, directory).
     pub roles: Option<Vec<String>>,
+    /// Where the authorize endpoint may redirect; empty accepts any.
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// UPNs the Exchange application access policy lets the app read; absent means every mailbox.
     pub access_policy: Option<Vec<String>>,
 }
 
+/// One `[[tenant.user]]` table: a person or a shared mailbox.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserSpec {
+    /// The UPN, which is also the mail address.
     pub upn: Spanned<String>,
+    /// The full name; the first word becomes the given name, the rest the surname.
     pub name: String,
+    /// The object id; a random GUID when absent.
     pub id: Option<String>,
+    /// `person` (the default) or `shared`.
     #[serde(default = "person")]
     pub kind: MailboxKind,
+    /// The job title, when there is one.
     pub job_title: Option<String>,
 }
 
@@ -120,47 +158,70 @@ fn person() -> MailboxKind {
     MailboxKind::Person
 }
 
+/// One `[[tenant.group]]` table: a Microsoft 365 group.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
+    /// The group's display name.
     pub name: String,
+    /// The group's SMTP address.
     pub mail: String,
 }
 
+/// One `[[tenant.room]]` table: a room (resource calendar).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoomSpec {
+    /// The room's display name.
     pub name: String,
+    /// The room's SMTP address.
     pub email: String,
+    /// How many people it seats; 0 when absent.
     #[serde(default)]
     pub capacity: u32,
 }
 
+/// One `[[tenant.message]]` table: a message in one mailbox.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageSpec {
+    /// The UPN of the mailbox it is in; must be a user of this tenant.
     pub mailbox: Spanned<String>,
+    /// A well-known folder name or a path such as `Inbox/Clients/Acme`; `inbox` when absent.
     #[serde(default = "inbox")]
     pub folder: Spanned<String>,
+    /// The sender's address.
     pub from: String,
+    /// `To` addresses.
     #[serde(default)]
     pub to: Vec<String>,
+    /// `Cc` addresses.
     #[serde(default)]
     pub cc: Vec<String>,
+    /// `Bcc` addresses.
     #[serde(default)]
     pub bcc: Vec<String>,
+    /// The subject line.
     pub subject: String,
+    /// The body; HTML when it starts with `<`, plain text otherwise.
     #[serde(default)]
     pub body: String,
+    /// When it was received, RFC 3339 (such as `2026-05-01T10:00:00Z`).
     pub received: Spanned<String>,
+    /// The `Message-ID`; made up from the seed when absent.
     pub internet_message_id: Option<String>,
+    /// The conversation id; one per message when absent.
     pub conversation_id: Option<String>,
+    /// Outlook categories by name.
     #[serde(default)]
     pub categories: Vec<String>,
+    /// True when the message has been read; false when absent.
     #[serde(default)]
     pub is_read: bool,
+    /// Internet message headers as (name, value) pairs.
     #[serde(default)]
     pub headers: Vec<(String, String)>,
+    /// File attachments, with generated contents.
     #[serde(default)]
     pub attachments: Vec<AttachmentSpec>,
 }
@@ -169,13 +230,18 @@ fn inbox() -> Spanned<String> {
     Spanned::new(0..0, "inbox".to_string())
 }
 
+/// A file attachment of a scenario message, its bytes generated.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentSpec {
+    /// The file name.
     pub name: String,
+    /// The size in bytes.
     pub size: u64,
+    /// The MIME type; `application/octet-stream` when absent.
     #[serde(default = "octet")]
     pub content_type: String,
+    /// True for an inline attachment.
     #[serde(default)]
     pub inline: bool,
 }

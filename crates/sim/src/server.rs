@@ -23,6 +23,7 @@ use super::Sim;
 /// How to serve.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// The address to listen on; port 0 picks a free port.
     pub bind: SocketAddr,
     /// Serve https with the local CA kept in this directory.
     pub tls_dir: Option<PathBuf>,
@@ -33,20 +34,28 @@ pub struct ServeOptions {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}; pick another --bind address or port")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The error binding it.
         source: std::io::Error,
     },
+    /// The local CA or the server certificate could not be set up.
     #[error(transparent)]
     Tls(#[from] super::tls::TlsError),
 }
 
 /// A running simulator. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
+    /// The address actually bound (with the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// The base of every link the simulator writes, such as `http://localhost:PORT`.
     pub base_url: String,
+    /// The CA certificate clients must trust, when serving https.
     pub ca_cert: Option<PathBuf>,
+    /// The simulator being served, for direct access from tests.
     pub sim: Arc<Sim>,
     stop: watch::Sender<bool>,
 }

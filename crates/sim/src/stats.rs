@@ -7,19 +7,29 @@ use serde::Serialize;
 /// Every counter the control API reports.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Graph requests received, `$batch` sub-requests included.
     pub graph_requests: AtomicU64,
+    /// Requests to the token endpoint.
     pub token_requests: AtomicU64,
     /// 429s because a client had too many requests in flight for one mailbox.
     pub throttled_concurrency: AtomicU64,
     /// 429s because a client spent a mailbox's budget for the window.
     pub throttled_budget: AtomicU64,
+    /// 429s injected by [`crate::config::FaultConfig::rate_429`].
     pub injected_429: AtomicU64,
+    /// 503s injected by [`crate::config::FaultConfig::rate_503`].
     pub injected_503: AtomicU64,
+    /// 504s injected by [`crate::config::FaultConfig::rate_504`].
     pub injected_504: AtomicU64,
+    /// Connections dropped by [`crate::config::FaultConfig::rate_reset`].
     pub injected_reset: AtomicU64,
+    /// Answers delayed by [`crate::config::FaultConfig::rate_slow`].
     pub injected_slow: AtomicU64,
+    /// Bodies cut short by [`crate::config::FaultConfig::rate_malformed`].
     pub injected_malformed: AtomicU64,
+    /// Items sent in message, folder and calendar delta pages.
     pub delta_items_served: AtomicU64,
+    /// Change notifications queued for delivery to subscribers.
     pub notifications_sent: AtomicU64,
 }
 
@@ -29,19 +39,31 @@ pub struct StatsSnapshot {
     /// Requests admitted per mailbox (filled in by the control API from the throttle).
     #[serde(default)]
     pub mailbox_requests: Vec<super::throttle::MailboxRequests>,
+    /// See [`Stats::graph_requests`].
     pub graph_requests: u64,
+    /// See [`Stats::token_requests`].
     pub token_requests: u64,
+    /// See [`Stats::throttled_concurrency`].
     pub throttled_concurrency: u64,
+    /// See [`Stats::throttled_budget`].
     pub throttled_budget: u64,
     /// Requests refused for exceeding a limit (the sum of the two above).
     pub violations: u64,
+    /// See [`Stats::injected_429`].
     pub injected_429: u64,
+    /// See [`Stats::injected_503`].
     pub injected_503: u64,
+    /// See [`Stats::injected_504`].
     pub injected_504: u64,
+    /// See [`Stats::injected_reset`].
     pub injected_reset: u64,
+    /// See [`Stats::injected_slow`].
     pub injected_slow: u64,
+    /// See [`Stats::injected_malformed`].
     pub injected_malformed: u64,
+    /// See [`Stats::delta_items_served`].
     pub delta_items_served: u64,
+    /// See [`Stats::notifications_sent`].
     pub notifications_sent: u64,
 }
 

@@ -23,16 +23,26 @@ pub const MAX_MINUTES: i64 = 10_080;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
+    /// The subscription id, a GUID.
     pub id: String,
+    /// The resource watched, such as `users/{id}/mailFolders('inbox')/messages`.
     pub resource: String,
+    /// The change types asked for, comma-separated: `created`, `updated`, `deleted`.
     pub change_type: String,
+    /// Where notifications are posted.
     pub notification_url: String,
+    /// Where lifecycle events (`reauthorizationRequired`, `subscriptionRemoved`, `missed`) go.
     pub lifecycle_notification_url: Option<String>,
+    /// When the subscription lapses unless renewed; at most [`MAX_MINUTES`] ahead.
     pub expiration_date_time: DateTime<Utc>,
+    /// Echoed in every notification so the receiver can tell them genuine.
     pub client_state: Option<String>,
+    /// The client id of the app that created the subscription.
     pub application_id: String,
+    /// Index of the tenant in the world.
     #[serde(skip)]
     pub tenant: usize,
+    /// The tenant id, sent in every notification.
     #[serde(skip)]
     pub tenant_id: String,
     /// (user index, folder index or None for all folders, is_event)

@@ -30,8 +30,11 @@ pub struct Throttle {
 /// Requests admitted for one mailbox (indexes into the simulator's world).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailboxRequests {
+    /// Index of the tenant in the world.
     pub tenant: usize,
+    /// Index of the mailbox in its tenant's users.
     pub mailbox: usize,
+    /// Requests admitted since the simulator started.
     pub admitted: u64,
 }
 
@@ -41,7 +44,10 @@ pub enum Refusal {
     /// More than `concurrency` requests in flight for this mailbox.
     Concurrency,
     /// The window's budget is spent; retry after this many seconds.
-    Budget { retry_after_secs: u64 },
+    Budget {
+        /// Seconds until the window ends, sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
 }
 
 /// A slot in a mailbox's concurrency; released when dropped.

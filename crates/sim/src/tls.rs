@@ -13,22 +13,30 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// Reading or writing the CA directory failed.
     #[error("cannot read or write the simulator's CA in {dir}: {source}; check the directory is writable or pass another --tls-dir")]
     Io {
+        /// The CA directory.
         dir: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// A certificate could not be generated.
     #[error("cannot make a certificate: {0}")]
     Cert(#[from] rcgen::Error),
+    /// The CA files exist but cannot be parsed.
     #[error("the CA files in {0} are unreadable; delete them and the simulator makes new ones")]
     BadCa(PathBuf),
+    /// rustls refused the certificate or key.
     #[error("TLS configuration failed: {0}")]
     Rustls(#[from] rustls::Error),
 }
 
 /// The server's TLS settings plus where the CA certificate is.
 pub struct Tls {
+    /// The rustls server configuration, with the server certificate and key.
     pub config: Arc<rustls::ServerConfig>,
+    /// Where the CA certificate is, for clients to trust.
     pub ca_cert_path: PathBuf,
 }
 

@@ -37,8 +37,11 @@ pub use timezone::Zone;
 pub struct Invitation {
     /// `invitation`, `update` or `cancellation`.
     pub kind: String,
+    /// The organizer's address.
     pub organizer: String,
+    /// The address of the attendee it went to.
     pub attendee: String,
+    /// The event's subject.
     pub subject: String,
     /// The event or occurrence the message is about.
     pub event_id: String,
