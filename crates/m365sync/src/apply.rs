@@ -37,20 +37,36 @@ use m365sync_store::{Store, StoreError};
 /// Why a declaration could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The declaration file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The file is not TOML of the declaration's shape (unknown fields are refused).
     #[error("{path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{path}: org {org}, tenant {tenant}: {message}")]
-    Invalid {
+    Parse {
+        /// The file.
         path: PathBuf,
-        org: String,
-        tenant: String,
+        /// The TOML parser's message, with its position.
         message: String,
     },
+    /// A tenant's entry cannot be applied (a secret's variable unset or file unreadable, a
+    /// bad setting); found before anything is written, so a bad file changes nothing.
+    #[error("{path}: org {org}, tenant {tenant}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The org's name.
+        org: String,
+        /// The tenant's name.
+        tenant: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -149,12 +165,19 @@ struct UserDecl {
 /// What an apply changed.
 #[derive(Debug, Default, Serialize, PartialEq, Eq)]
 pub struct ApplyReport {
+    /// Orgs declared (created or already there).
     pub orgs: usize,
+    /// Tenants declared (created or updated).
     pub tenants: usize,
+    /// Client secrets stored.
     pub secrets: usize,
+    /// CRM users declared.
     pub users: usize,
+    /// Mailboxes declared, own and shared.
     pub mailboxes: usize,
+    /// Exclusion rules new at some scope.
     pub rules_added: usize,
+    /// Exclusion rules gone from the file and so removed.
     pub rules_removed: usize,
 }
 

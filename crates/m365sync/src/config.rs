@@ -16,13 +16,23 @@ pub const DEFAULT_PATH: &str = "m365sync.toml";
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The file is not valid TOML for [`ServiceConfig`] (unknown fields are refused).
     #[error("{path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message, with its position.
+        message: String,
+    },
+    /// The key that seals secrets is missing or malformed.
     #[error(transparent)]
     Key(#[from] SecretKeyError),
 }

@@ -17,16 +17,29 @@ const DEFAULT_REACH_DAYS: i64 = 182;
 /// Why a tenant was not activated.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
+    /// The tenant is disabled; activating it would schedule syncs that never run.
     #[error("tenant {tenant} is disabled; enable it with `m365sync tenant enable` first")]
-    Disabled { tenant: String },
+    Disabled {
+        /// `org/tenant`.
+        tenant: String,
+    },
+    /// The connectivity test (E11) failed and `force` was not given.
     #[error("tenant {tenant} failed its connectivity test: {reason}; fix it and run `m365sync tenant test` (or activate with --force)")]
     Connectivity {
+        /// `org/tenant`.
         tenant: String,
+        /// The first failure of the checklist, as the admin should read it.
         reason: String,
+        /// The whole checklist, for the CLI and API to show.
         report: Box<Report>,
     },
+    /// No enabled mailbox, so there would be nothing to sync, and `force` was not given.
     #[error("tenant {tenant} has no enabled mailbox; import them with `m365sync mailbox import --csv` first (or activate with --force)")]
-    NoMailbox { tenant: String },
+    NoMailbox {
+        /// `org/tenant`.
+        tenant: String,
+    },
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,13 +47,17 @@ pub enum ActivateError {
 /// What activation did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Activation {
+    /// `org/tenant`.
     pub tenant: String,
     /// False when the tenant was already activated (nothing changed).
     pub newly_activated: bool,
+    /// When the tenant was (first) activated, Unix milliseconds.
     pub activated_ms: i64,
     /// Mail from this instant on is synced (E4).
     pub commencement_ms: i64,
+    /// Minutes between the tenant's scheduled syncs.
     pub cadence_minutes: i64,
+    /// Enabled mailboxes the first sync will cover.
     pub mailboxes: usize,
     /// Rules at org and tenant level; E13 asks for them before activation.
     pub rules: usize,

@@ -18,7 +18,9 @@ use m365sync_store::{Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// The step worked.
     Passed,
+    /// The step failed; its [`Step::failure`] says why.
     Failed,
     /// Not tried because an earlier step failed.
     Skipped,
@@ -28,54 +30,113 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Failure {
+    /// No stored secret is accepted for the app (AADSTS7000215), often a secret's id pasted
+    /// for its value.
     #[error("the client secret is wrong (AADSTS7000215): no stored secret is valid for app {client_id}; add the secret's value (not its id) with `m365sync tenant secret add`")]
-    WrongSecret { client_id: String },
+    WrongSecret {
+        /// The app registration's client id.
+        client_id: String,
+    },
+    /// The stored secret has passed its expiry in Entra (AADSTS7000222).
     #[error("the client secret has expired (AADSTS7000222); create a new one in Entra (App registrations > Certificates & secrets) and add it with `m365sync tenant secret add`")]
-    ExpiredSecret { client_id: String },
+    ExpiredSecret {
+        /// The app registration's client id.
+        client_id: String,
+    },
+    /// The directory has no such app, or no consent for it (AADSTS700016).
     #[error("no app with client id {client_id} in directory {ms_tenant} (AADSTS700016); check the client id, and that an admin granted consent in that tenant")]
     UnknownApp {
+        /// The client id the token request named.
         client_id: String,
+        /// The Microsoft tenant (id or domain) asked.
         ms_tenant: String,
     },
+    /// The Microsoft tenant id or domain names no directory (AADSTS90002).
     #[error(
         "the directory {ms_tenant} does not exist (AADSTS90002); check the tenant id or domain"
     )]
-    UnknownTenant { ms_tenant: String },
+    UnknownTenant {
+        /// The Microsoft tenant (id or domain) as configured.
+        ms_tenant: String,
+    },
+    /// An app-only tenant with no client secret stored.
     #[error("no client secret is stored; add one with `m365sync tenant secret add`")]
     NoSecret,
+    /// A delegated tenant whose admin has not signed in yet, so there is no refresh token.
     #[error(
         "the tenant is delegated and nobody has authorized it yet; run `m365sync tenant authorize`"
     )]
     NotAuthorized,
+    /// A delegated tenant's refresh token expired or was revoked; only a new sign-in helps.
     #[error("the stored refresh token has expired or was revoked (AADSTS{code}); an admin must run `m365sync tenant authorize` again")]
-    RefreshExpired { code: u32 },
+    RefreshExpired {
+        /// The AADSTS error number.
+        code: u32,
+    },
+    /// Any other refusal of the token request.
     #[error("the identity platform refused the token request: {error} (AADSTS{code})")]
-    TokenRefused { error: String, code: u32 },
+    TokenRefused {
+        /// The OAuth `error` code.
+        error: String,
+        /// The AADSTS error number.
+        code: u32,
+    },
+    /// The identity platform could not be reached at all (DNS, TLS, network).
     #[error("cannot reach the identity platform at {authority}: {detail}")]
-    Unreachable { authority: String, detail: String },
+    Unreachable {
+        /// The authority URL tried.
+        authority: String,
+        /// The transport error.
+        detail: String,
+    },
+    /// The token lacks a Graph permission the step needs (read from its claims).
     #[error("the app lacks the {permission} permission ({code}); add it as {permission_type} permission in Entra (API permissions) and grant admin consent")]
     MissingPermission {
+        /// The permission to add, e.g. `Mail.Read`.
         permission: String,
         /// "an application" or "a delegated".
         permission_type: String,
+        /// Graph's error code from the 403.
         code: String,
     },
+    /// App-only access to this mailbox is refused although the permission is granted: an
+    /// Exchange application access policy scopes the app to other mailboxes.
     #[error("mailbox {mailbox} is outside the Exchange application access policy (403 {code}); add it to the policy's group, or disable it with `m365sync mailbox disable`")]
-    OutsideAccessPolicy { mailbox: String, code: String },
+    OutsideAccessPolicy {
+        /// The mailbox's address.
+        mailbox: String,
+        /// Graph's error code from the 403.
+        code: String,
+    },
+    /// Any other 403 on the mailbox read.
     #[error("mailbox {mailbox}: access denied (403 {code}: {message}); check the app's permissions and any application access policy")]
     MailboxDenied {
+        /// The mailbox's address.
         mailbox: String,
+        /// Graph's error code.
         code: String,
+        /// Graph's error message.
         message: String,
     },
+    /// Graph knows no such mailbox (a wrong address, or a user without an Exchange licence).
     #[error("mailbox {mailbox} was not found (404 {code}); check the address, and that it has an Exchange Online mailbox (a licence)")]
-    MailboxNotFound { mailbox: String, code: String },
+    MailboxNotFound {
+        /// The mailbox's address.
+        mailbox: String,
+        /// Graph's error code from the 404.
+        code: String,
+    },
+    /// Nothing to read: no mailbox given, none stored, and the directory listed no user.
     #[error("no mailbox to read: the tenant has none and the directory listed no user; add one with `m365sync mailbox add` or pass --mailbox")]
     NoMailbox,
+    /// Any other Graph failure, as Graph put it.
     #[error("Graph answered {status} {code}: {message}")]
     Graph {
+        /// The HTTP status (0 when there was no usable answer).
         status: u16,
+        /// Graph's error code, or what went wrong.
         code: String,
+        /// Graph's error message.
         message: String,
     },
 }
@@ -85,6 +146,7 @@ pub enum Failure {
 pub struct Step {
     /// `token`, `directory` or `mailbox`.
     pub name: &'static str,
+    /// How the step ended.
     pub status: Status,
     /// What was checked, or what passed.
     pub detail: String,
@@ -97,8 +159,11 @@ pub struct Step {
 pub struct Report {
     /// `org/tenant`.
     pub tenant: String,
+    /// App-only or delegated: which token the checks used.
     pub auth_mode: AuthMode,
+    /// True when every step passed.
     pub ok: bool,
+    /// Token, directory and mailbox, in that order.
     pub steps: Vec<Step>,
 }
 

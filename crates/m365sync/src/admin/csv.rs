@@ -7,21 +7,35 @@
 /// A record of a CSV file and the line it starts on (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// The line the record starts on (a quoted field may span lines).
     pub line: usize,
+    /// The fields, unquoted and unescaped.
     pub fields: Vec<String>,
 }
 
 /// A CSV file that cannot be read as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CsvError {
+    /// A quoted field runs to the end of the file.
     #[error("line {line}: a quoted field is never closed (the rest of the file is inside it)")]
-    UnclosedQuote { line: usize },
+    UnclosedQuote {
+        /// The line the quoted field opens on.
+        line: usize,
+    },
+    /// A `"` in the middle of an unquoted field.
     #[error(
         "line {line}: a quote inside an unquoted field; quote the whole field and double the quote"
     )]
-    StrayQuote { line: usize },
+    StrayQuote {
+        /// The line of the quote.
+        line: usize,
+    },
+    /// Text between a closing quote and the next comma.
     #[error("line {line}: text after a closing quote; fields are separated by commas")]
-    AfterQuote { line: usize },
+    AfterQuote {
+        /// The line of the text.
+        line: usize,
+    },
 }
 
 impl CsvError {
@@ -136,13 +150,19 @@ pub fn records(text: &str) -> Vec<Result<Record, CsvError>> {
 /// The columns the import uses, wherever they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Columns {
+    /// `userPrincipalName`: the user's sign-in name.
     pub upn: Option<usize>,
+    /// `displayName`.
     pub display_name: Option<usize>,
+    /// `mail`: the primary SMTP address; empty for a user without a mailbox.
     pub mail: Option<usize>,
+    /// `userType`: `Member` or `Guest` (guests are skipped).
     pub user_type: Option<usize>,
+    /// `accountEnabled`: false for a blocked sign-in (skipped).
     pub account_enabled: Option<usize>,
     /// "Block sign in" (the Microsoft 365 admin center's export): the opposite of enabled.
     pub block_sign_in: Option<usize>,
+    /// The directory object id (`id`, `objectId`), a Graph id without a lookup.
     pub object_id: Option<usize>,
     /// How many columns the header has.
     pub width: usize,
@@ -198,11 +218,15 @@ impl Columns {
 /// One user row of the file, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntraUser {
+    /// The line the row starts on, for reports.
     pub line: usize,
+    /// The UPN, lower-cased (the mail address when the file has no UPN).
     pub user_principal_name: String,
+    /// The display name; empty when the file has none.
     pub display_name: String,
     /// The primary SMTP address; `None` when the file has no mail column.
     pub mail: Option<String>,
+    /// The directory object id, when the file has one.
     pub object_id: Option<String>,
 }
 
@@ -228,7 +252,10 @@ pub enum SkipReason {
     /// No mail address: the user has no Exchange Online mailbox.
     NoMailbox,
     /// The same user appeared earlier in the file.
-    Duplicate { first_line: usize },
+    Duplicate {
+        /// The line the user first appeared on.
+        first_line: usize,
+    },
 }
 
 impl std::fmt::Display for SkipReason {
@@ -245,14 +272,22 @@ impl std::fmt::Display for SkipReason {
 /// What became of one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Row {
+    /// A user to import.
     User(EntraUser),
+    /// Left out on purpose (guest, disabled, no mailbox, duplicate).
     Skipped {
+        /// The line the row starts on.
         line: usize,
+        /// The row's UPN.
         who: String,
+        /// Why it was left out.
         reason: SkipReason,
     },
+    /// A row that cannot be read as a user; the rest of the file goes on.
     Bad {
+        /// The line the row starts on.
         line: usize,
+        /// What is wrong with it.
         message: String,
     },
 }
@@ -401,12 +436,18 @@ pub fn entra_users(text: &str) -> Result<Vec<Row>, EntraCsvError> {
 /// A file that is not a users CSV at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntraCsvError {
+    /// The header itself is not valid CSV.
     #[error(transparent)]
     Csv(CsvError),
+    /// No header at all.
     #[error("the file is empty; download it from Entra ID (Users > Download users)")]
     Empty,
+    /// A header without a UPN or mail column: some other CSV.
     #[error("line {line}: the header has no userPrincipalName or mail column; is this Entra's \"Download users\" file?")]
-    NoUserColumn { line: usize },
+    NoUserColumn {
+        /// The header's line.
+        line: usize,
+    },
 }
 
 #[cfg(test)]

@@ -12,19 +12,32 @@ use m365sync_graph::{GraphClient, GraphError};
 pub struct DirectoryUser {
     /// The object id, what Graph paths are best addressed by.
     pub id: String,
+    /// The user's sign-in name.
     pub user_principal_name: String,
     /// The primary SMTP address (empty for a user without a mailbox).
     pub mail: String,
+    /// The user's display name, used for the mailbox and its CRM user.
     pub display_name: String,
 }
 
 /// Why an address is not a mailbox m365sync can sync.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
+    /// The address is a group's: it has mail but no mailbox to sync.
     #[error("{address} is the group '{name}', not a mailbox; groups cannot be synced: add the group's members' mailboxes instead")]
-    IsGroup { address: String, name: String },
+    IsGroup {
+        /// The address looked up.
+        address: String,
+        /// The group's display name.
+        name: String,
+    },
+    /// Neither a user nor a group has the address.
     #[error("{address} is not a user in the tenant's directory (Request_ResourceNotFound); check the address, or that it is not an alias or a group")]
-    NotFound { address: String },
+    NotFound {
+        /// The address looked up.
+        address: String,
+    },
+    /// The user lookup itself failed.
     #[error(transparent)]
     Graph(#[from] GraphError),
 }

@@ -20,17 +20,39 @@ use m365sync_store::{Store, StoreError};
 /// Why a whole import (or a single add) could not be done.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The CSV file could not be read.
     #[error("cannot read {path}: {error}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         error: std::io::Error,
     },
+    /// The file is not an Entra users CSV as a whole.
     #[error("{path}: {error}")]
-    File { path: PathBuf, error: EntraCsvError },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        error: EntraCsvError,
+    },
+    /// A single add's address is a group's or unknown to the directory.
     #[error("tenant {tenant}: {error}")]
-    Lookup { tenant: String, error: LookupError },
+    Lookup {
+        /// `org/tenant`.
+        tenant: String,
+        /// What the directory said.
+        error: LookupError,
+    },
+    /// A single add's mailbox or nominated user is not an address.
     #[error("tenant {tenant}: '{address}' is not an email address")]
-    NotAnAddress { tenant: String, address: String },
+    NotAnAddress {
+        /// `org/tenant`.
+        tenant: String,
+        /// The text given.
+        address: String,
+    },
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -38,22 +60,29 @@ pub enum ImportError {
 /// A row left out on purpose.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
+    /// The line the row starts on.
     pub line: usize,
+    /// The row's UPN.
     pub who: String,
+    /// Why it was left out.
     pub reason: SkipReason,
+    /// The reason as the admin reads it, with what to do (a shared mailbox's command).
     pub note: String,
 }
 
 /// A row that could not be imported; the others were.
 #[derive(Debug, Clone, Serialize)]
 pub struct BadRow {
+    /// The line the row starts on.
     pub line: usize,
+    /// What is wrong with it.
     pub message: String,
 }
 
 /// What an import did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
+    /// The file imported, as given.
     pub file: String,
     /// Mailboxes that were new.
     pub created: Vec<String>,
@@ -61,7 +90,9 @@ pub struct ImportReport {
     pub updated: Vec<String>,
     /// Mailboxes already exactly as the file says.
     pub unchanged: Vec<String>,
+    /// Rows left out on purpose.
     pub skipped: Vec<Skipped>,
+    /// Rows that could not be imported.
     pub errors: Vec<BadRow>,
     /// Set when the directory could not be used: why, and that addresses serve as Graph ids.
     pub directory_note: Option<String>,
@@ -242,8 +273,11 @@ async fn save(
 /// What `mailbox add` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Added {
+    /// The mailbox's address (the directory's primary SMTP address when it was looked up).
     pub address: String,
+    /// The id Graph paths use: the object id, or the address when offline.
     pub graph_id: String,
+    /// A person's own mailbox or a shared one.
     pub kind: MailboxKind,
     /// The CRM user it is linked to.
     pub user: String,

@@ -33,12 +33,23 @@ const LEASE_MS: i64 = 60_000;
 /// kept in `match_failures` and retried by the next one.
 #[derive(Debug, Error)]
 pub enum MatchError {
+    /// The database failed; the queue is left as it was for the next job.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A tenant's matching plugin could not be loaded.
     #[error("org '{org}': {message}")]
-    Plugin { org: String, message: String },
+    Plugin {
+        /// The org whose job stopped (empty when converted from a [`SyncError`]).
+        org: String,
+        /// Why the plugin could not be used.
+        message: String,
+    },
+    /// Another process holds the org's matching lease; two jobs at once would link twice.
     #[error("org '{org}': another process is running its matching job; it will pick up this work")]
-    Busy { org: String },
+    Busy {
+        /// The org asked for.
+        org: String,
+    },
 }
 
 impl From<SyncError> for MatchError {
@@ -66,15 +77,19 @@ pub struct MatchReport {
     pub failed: u64,
     /// Links stored.
     pub links: u64,
-    /// Addresses whose contacts changed, and the stored records they sent back for a pass.
+    /// Addresses whose contacts changed since the last job.
     pub changed_addresses: u64,
+    /// Stored records those addresses sent back through the plugin for a re-match.
     pub rematched_records: u64,
     /// Warnings the plugin logged (E9: a contact carrying a sync user's address).
     pub warnings: Vec<String>,
+    /// The whole job's wall time, milliseconds.
     pub millis: u64,
-    /// Where the time went: reading records and contacts, the plugin, storing the matches.
+    /// Where the time went: reading records and contacts, milliseconds.
     pub read_ms: u64,
+    /// Time inside the matching plugin, milliseconds.
     pub plugin_ms: u64,
+    /// Time storing the matches, milliseconds.
     pub write_ms: u64,
 }
 

@@ -14,8 +14,11 @@ use crate::sync::calendar::convert::{fields_with, ms_of, rfc3339};
 /// Why a CRM edit was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CrmEditError {
+    /// The database failed (or the event does not exist).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The edit itself is wrong (a bad time, attendee or reminder, an unknown user, another
+    /// tenant's event); the message says what to give instead.
     #[error("{0}")]
     Invalid(String),
 }
@@ -93,14 +96,23 @@ where
 /// A new CRM event, as an admin or the CRM gives it.
 #[derive(Debug, Clone, Default)]
 pub struct NewEvent {
+    /// The title; an event without one is refused.
     pub subject: String,
+    /// The body text.
     pub description: String,
+    /// RFC 3339 (`2027-03-14T09:00:00Z`), or a date (`2027-03-14`) for an all-day event.
     pub start: String,
+    /// As `start`; it may not come before it.
     pub end: String,
+    /// An all-day event: `start` and `end` are dates, the end exclusive.
     pub all_day: bool,
+    /// Where it takes place, as free text.
     pub location: String,
+    /// Required attendees, each `address` or `Name <address>`.
     pub required: Vec<String>,
+    /// Optional attendees, in the same form.
     pub optional: Vec<String>,
+    /// Marked private (Graph's `sensitivity`), so others see only busy time.
     pub private: bool,
     /// Imported events are never pushed (C5).
     pub imported: bool,
@@ -118,19 +130,29 @@ pub struct NewEvent {
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventChange {
+    /// A new title.
     pub subject: Option<String>,
+    /// A new body text.
     pub description: Option<String>,
+    /// A new start, in [`NewEvent::start`]'s form for the event's all-day-ness.
     pub start: Option<String>,
+    /// A new end, in the same form.
     pub end: Option<String>,
+    /// A new location.
     pub location: Option<String>,
+    /// The new required attendees, replacing the old ones (the optional ones stay).
     pub required: Option<Vec<String>>,
+    /// The new optional attendees, replacing the old ones (the required ones stay).
     pub optional: Option<Vec<String>>,
+    /// Mark private or not.
     pub private: Option<bool>,
+    /// Turn sending invitations on or off (C9); turning it on pushes the attendees.
     pub send_invitations: Option<bool>,
     /// A new reminder date and time, or `null` to turn the reminder off. Moving the start
     /// without it keeps the reminder as long before the start as it was.
     #[serde(deserialize_with = "present")]
     pub reminder_at: Option<Option<String>>,
+    /// A new "Show Time As" ([`show_time_as`]'s words).
     pub show_as: Option<String>,
 }
 

@@ -29,23 +29,34 @@ use crate::sync::calendar::convert::{change_key, ms_of};
 
 /// Everything one user's push needs.
 pub struct PushJob<'a> {
+    /// The database.
     pub store: &'a Store,
+    /// The tenant's Graph client.
     pub client: &'a m365sync_graph::GraphClient,
+    /// The CRM user whose outbox is drained.
     pub user_id: i64,
     /// The user's primary mailbox: its id, Graph id and address.
     pub mailbox_id: i64,
+    /// The primary mailbox's Graph id (or UPN), which the event URLs address.
     pub mailbox_graph_id: &'a str,
+    /// The primary mailbox's address: what the client's per-mailbox request limit keys on.
     pub mailbox_address: &'a str,
+    /// The tenant's calendar settings: direction, outbound range, deletes from the CRM.
     pub settings: &'a CalendarSettings,
+    /// The worker's lease on the mailbox, fenced when each push's result is stored.
     pub lease: Option<&'a Lease>,
+    /// Stops the push between events.
     pub stop: &'a StopSignal,
 }
 
 /// What a push did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PushCounts {
+    /// Events created in Microsoft (POST).
     pub created: u64,
+    /// Events changed in Microsoft (PATCH of the changed fields).
     pub updated: u64,
+    /// Events deleted from Microsoft (DELETE).
     pub deleted: u64,
     /// Rows dropped without a write: past, beyond the range, imported, Inactive, direction,
     /// deletes from the CRM off, or never in Microsoft.

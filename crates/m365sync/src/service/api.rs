@@ -29,7 +29,9 @@ use super::Shared;
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} for the admin API: {source}; set admin_listen in m365sync.toml to a free address")]
 pub struct ApiBindError {
+    /// The address asked for (`admin_listen`).
     pub addr: SocketAddr,
+    /// Why it could not be bound (in use, no permission).
     pub source: std::io::Error,
 }
 

@@ -13,18 +13,31 @@ use m365sync_graph::client::ClientStatsSnapshot;
 /// Counters since the process started.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Tenant runs this process started.
     pub runs_started: AtomicU64,
+    /// Tenant runs this process closed.
     pub runs_finished: AtomicU64,
+    /// Mailbox syncs that finished.
     pub mailbox_syncs_ok: AtomicU64,
+    /// Mailbox syncs that failed.
     pub mailbox_syncs_failed: AtomicU64,
+    /// Mailbox syncs stopped by shutdown or a lost lease (the work resumes from its cursors).
     pub mailbox_syncs_interrupted: AtomicU64,
+    /// Delta pages committed.
     pub pages: AtomicU64,
+    /// Records passed through the plugin stages.
     pub processed: AtomicU64,
+    /// Records stored.
     pub synced: AtomicU64,
+    /// Records the exclusion stage dropped.
     pub excluded: AtomicU64,
+    /// Records Graph reported removed.
     pub removed: AtomicU64,
+    /// Records a plugin stage failed on (kept and retried).
     pub failed_records: AtomicU64,
+    /// Plugin changes picked up without a restart.
     pub plugin_swaps: AtomicU64,
+    /// Workers syncing a mailbox now: a gauge, raised and lowered around each mailbox.
     pub workers_busy: AtomicU64,
     /// Graph counters of the clients of runs that are over (live ones are added at scrape).
     retired_graph: std::sync::Mutex<ClientStatsSnapshot>,

@@ -11,27 +11,42 @@ use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
 use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, Tenant, TenantSettings};
 use m365sync_store::{SecretKey, Store, StoreError};
 
-/// The sandbox's org and tenant names.
+/// The sandbox's org name.
 pub const ORG: &str = "sandbox";
+/// The sandbox's tenant name (the simulator's first tenant).
 pub const TENANT: &str = "contoso";
 
 /// Why the sandbox could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// A sandbox file or the directory could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file or directory.
         path: PathBuf,
+        /// Why it could not be written.
         source: std::io::Error,
     },
+    /// A sandbox file (the admin token) could not be read back.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The key file of an earlier sandbox is damaged, so its sealed secrets are unreadable.
     #[error("{path} does not hold a key: {detail}; delete the sandbox directory to start afresh")]
-    Key { path: PathBuf, detail: String },
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The simulator's world has no tenant with an app and a secret to declare.
     #[error("the simulator has no tenant with an app")]
     NoTenant,
 }
@@ -39,10 +54,15 @@ pub enum SandboxError {
 /// The files of a sandbox directory.
 #[derive(Debug, Clone)]
 pub struct SandboxFiles {
+    /// The sandbox directory itself.
     pub dir: PathBuf,
+    /// The `m365sync.toml` written for other commands' `--config`.
     pub config: PathBuf,
+    /// The SQLite store inside the directory, as a database URL.
     pub database_url: String,
+    /// The key that seals the store's secrets; kept across restarts.
     pub key_file: PathBuf,
+    /// The admin API's bearer token; kept across restarts.
     pub admin_token_file: PathBuf,
     /// The simulator's world, saved so a restart resumes the same mailboxes (ids, mail,
     /// delta tokens) instead of generating new ones.

@@ -189,7 +189,9 @@ async fn sync_mail(
 /// Who did a mailbox's work and since when, for the run log (operators can see which process
 /// synced what, and that no two ever synced one mailbox at once).
 pub struct WorkerStamp<'a> {
+    /// The lease holder's name: the process (and worker) that did the work.
     pub holder: &'a str,
+    /// When it took the mailbox up, Unix milliseconds.
     pub started_ms: i64,
 }
 

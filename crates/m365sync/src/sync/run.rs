@@ -28,12 +28,19 @@ const CLI_LEASE_TTL_MS: i64 = 120_000;
 /// The result of a run.
 #[derive(Debug, Serialize)]
 pub struct RunReport {
+    /// The run's id in the run log, by which `m365sync retry` and the logs name it.
     pub run_id: i64,
+    /// Delta pages read.
     pub pages: u64,
+    /// Records read (removals not counted).
     pub processed: u64,
+    /// Records stored (kept and mapped), and pushes made.
     pub synced: u64,
+    /// Records the exclusion rules dropped.
     pub excluded: u64,
+    /// Records Graph reported removed.
     pub removed: u64,
+    /// Records a stage failed on (kept for retry).
     pub failed: u64,
     /// Time inside the exclusion and mapping stages, summed over mailboxes, microseconds.
     pub stage_micros: u64,
@@ -88,6 +95,7 @@ pub type Progress = Box<dyn Fn(usize, usize, &str, &Counts) + Send + Sync>;
 pub struct RunOptions {
     /// Skip the plugin stages (keep all, map natively): the benchmark's baseline only.
     pub bypass_plugins: bool,
+    /// Told as each mailbox finishes (the CLI's progress line); `None`: nobody is told.
     pub progress: Option<Progress>,
     /// Mailboxes synced at once (0: the CLI's default of 4). The calendar benchmark raises it
     /// to put every mailbox's Graph budget in play at once, as the service's workers do.

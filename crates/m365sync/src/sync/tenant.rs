@@ -28,8 +28,11 @@ use super::stages::{load_plugin, StageSlot, Stages};
 /// What sync work needs that outlives a run: the database, the plugin engine, HTTP.
 #[derive(Clone)]
 pub struct SyncEnv {
+    /// The database.
     pub store: Store,
+    /// The one plugin engine and linker, shared by every tenant's plugins.
     pub engine: PluginEngine,
+    /// The HTTP client every tenant's Graph client and token cache is built on.
     pub http: reqwest::Client,
 }
 
@@ -113,9 +116,13 @@ async fn tenant_data(
 /// A tenant ready to sync: built at the start of each run, so rule, setting and credential
 /// changes apply from the next run (E6: rules act on later syncs, not retroactively).
 pub struct TenantContext {
+    /// The tenant as stored when the run began.
     pub tenant: Tenant,
+    /// Its settings as stored when the run began (cadence, folders, page size, caps).
     pub settings: TenantSettings,
+    /// Its Graph client, shared by the run's mailboxes so the per-tenant limit holds.
     pub client: Arc<GraphClient>,
+    /// Its exclusion and mapping plugins, swappable mid-run ([`TenantContext::reload_plugins`]).
     pub stages: StageSlot,
     /// The oldest mail any of its mailboxes syncs (E4).
     pub since: DateTime<Utc>,

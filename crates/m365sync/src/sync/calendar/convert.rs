@@ -18,7 +18,9 @@ use m365sync_store::events::{EventAddress, EventFields};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("event {id}: {what}")]
 pub struct ConvertError {
+    /// The event's Graph id.
     pub id: String,
+    /// What about it cannot be read (a time in another zone, an unreadable date).
     pub what: String,
 }
 

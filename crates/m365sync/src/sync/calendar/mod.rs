@@ -34,7 +34,9 @@ pub use pull::PullCounts;
 pub struct CalendarCounts {
     /// False when the mailbox has no calendar work (not a primary mailbox, Sync Events off).
     pub ran: bool,
+    /// Microsoft to CRM: the calendarView delta.
     pub pull: PullCounts,
+    /// CRM to Microsoft: the outbox's writes, made after the pull.
     pub push: PushCounts,
 }
 

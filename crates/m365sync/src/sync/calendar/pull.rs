@@ -35,35 +35,55 @@ use super::convert::{event_from_graph, fields_of, is_internal, ConvertError, Gra
 
 /// Everything one calendar's pull needs.
 pub struct PullJob<'a> {
+    /// The database.
     pub store: &'a Store,
+    /// The tenant's Graph client.
     pub client: &'a GraphClient,
+    /// The tenant's plugins.
     pub stages: &'a StageSlot,
+    /// The tenant the mailbox belongs to.
     pub tenant_id: i64,
+    /// The (primary) mailbox whose calendar is read.
     pub mailbox_id: i64,
+    /// The mailbox's Graph id (or UPN).
     pub mailbox_graph_id: &'a str,
+    /// The mailbox's primary address.
     pub mailbox_address: &'a str,
+    /// The CRM user owning the calendar's events, by address, if linked.
     pub user: Option<&'a str>,
+    /// The same CRM user's id, which the stored events are assigned to.
     pub user_id: Option<i64>,
+    /// The tenant's calendar settings: private and internal events, deletes from Microsoft.
     pub settings: &'a CalendarSettings,
     /// [commencement, now + inbound years]: sealed into the round's links by Graph.
     pub window: (DateTime<Utc>, DateTime<Utc>),
-    /// Addresses of the tenant's CRM users and its internal domains (internal events, C3).
+    /// Addresses of the tenant's CRM users (internal events, C3).
     pub users: &'a [String],
+    /// The tenant's internal domains (internal events, C3).
     pub internal_domains: &'a [String],
+    /// Events per delta page (`Prefer: odata.maxpagesize`).
     pub page_size: usize,
+    /// The run the work counts toward (failed records remember it for `m365sync retry`).
     pub run_id: Option<i64>,
+    /// The worker's lease on the mailbox, fenced in every page's transaction.
     pub lease: Option<&'a Lease>,
+    /// Stops the round between pages.
     pub stop: &'a StopSignal,
 }
 
 /// What a calendar's pull did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PullCounts {
+    /// Delta pages read.
     pub pages: u64,
     /// Items read (removals included).
     pub processed: u64,
+    /// What the store made of the pages: inserted, updated, unchanged, conflicts, deleted.
     pub stored: PageOutcome,
+    /// Events left out by the product rules (drafts, private, internal; C7) or the exclusion
+    /// plugin.
     pub excluded: u64,
+    /// Events that failed a stage (conversion, series master, plugins); kept for retry.
     pub failed: u64,
     /// Series masters fetched for their occurrences' details.
     pub masters_fetched: u64,

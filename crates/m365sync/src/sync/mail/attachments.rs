@@ -93,6 +93,7 @@ pub async fn fetch_for_page(
 
 /// Fetches and decides the attachments of one mailbox's messages.
 pub struct Fetcher<'a> {
+    /// The tenant's Graph client.
     pub client: &'a GraphClient,
     /// The mailbox's Graph id (or UPN), for the URLs.
     pub mailbox_graph_id: &'a str,

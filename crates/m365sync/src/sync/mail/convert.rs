@@ -12,8 +12,11 @@ use m365sync_store::sync::EmailRecord;
 
 /// Where a message was read: the mailbox, its CRM user, and the folder.
 pub struct Origin<'a> {
+    /// The mailbox's address; a message from it is sent mail.
     pub mailbox: &'a str,
+    /// The CRM user owning the mailbox's records, if linked.
     pub user: Option<&'a str>,
+    /// The folder's key; `sentitems` makes every message sent mail.
     pub folder: &'a str,
 }
 

@@ -7,7 +7,7 @@
 //! Graph moves on while a check runs (new mail, moves), so a difference is confirmed before it
 //! is called a gap: the folder's next delta round is run (it carries every change since the
 //! last one) and the folder is compared again; what still differs is a gap. A gap is repaired
-//! by reading the folder again from its first URL ([`Store::resync_folder`]): a full round, its
+//! by reading the folder again from its first URL ([`Store::resync_folder`](m365sync_store::Store::resync_folder)): a full round, its
 //! listing backfill and its reconcile make the store equal to Graph.
 
 use std::collections::HashSet;
