@@ -885,3 +885,188 @@ async fn the_commands_show_verify_failures_and_switches() {
     assert!(!admin.store.sync_emails(user).await.unwrap());
     admin.finish().await;
 }
+
+/// The same controls through the admin API, over real HTTP on loopback, on both databases:
+/// settings shown and changed one field at a time (a bad value names the tenant and field and
+/// changes nothing), a mailbox verified and repaired, a failed record listed and its retry
+/// requested, a user's Sync Emails switch; without a token, nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_shows_settings_verify_failures_and_switches() {
+    use crate::roles::{Api, ADMIN};
+    use m365sync::service::{Service, ServiceOptions};
+    for db in TestDb::both().await {
+        let s = TestSim::start(one_person()).await;
+        let (t, upn, mailbox) = setup(&db, &s, 10).await;
+        sync(&db, &t).await;
+        let (handle, stop) = m365sync::sync::stop::stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let api = Api {
+            base: format!("http://{}", service.admin_addr.unwrap()),
+            http: reqwest::Client::new(),
+        };
+        let base = "/api/tenants/acme/main";
+        let call = |m: Method, path: String, body: Option<Value>| {
+            let api = &api;
+            async move {
+                api.call(m, &format!("{base}{path}"), Some(ADMIN), body)
+                    .await
+            }
+        };
+
+        // Settings: shown; one field changed, the others keep their value; a bad one refused.
+        let (st, before) = call(Method::GET, "/settings".into(), None).await;
+        assert_eq!(st, 200, "{before}");
+        assert_eq!(before["folders"], json!(["*"]));
+        let (st, after) = call(
+            Method::PATCH,
+            "/settings".into(),
+            Some(json!({"cadence_minutes": 60})),
+        )
+        .await;
+        assert_eq!(st, 200, "{after}");
+        assert_eq!(after["cadence_minutes"], 60);
+        assert_eq!(after["excluded_folders"], before["excluded_folders"]);
+        assert_eq!(after["internal_domains"], before["internal_domains"]);
+        let (st, err) = call(
+            Method::PATCH,
+            "/settings".into(),
+            Some(json!({"cadence_minutes": 5})),
+        )
+        .await;
+        assert_eq!(st, 400, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("acme/main") && text.contains("cadence_minutes"),
+            "{text}"
+        );
+        assert_eq!(db.store.settings(t.id).await.unwrap().cadence_minutes, 60);
+        let (st, _) = api
+            .call(Method::GET, &format!("{base}/settings"), None, None)
+            .await;
+        assert_eq!(st, 401, "no token, no settings");
+
+        // Verify: complete; a gap named by id; repaired.
+        let verify = format!("/mailboxes/{upn}/verify");
+        let (st, clean) = call(Method::POST, verify.clone(), None).await;
+        assert_eq!(st, 200, "{clean}");
+        assert_eq!(clean["complete"], true, "{clean}");
+        let inbox = db
+            .store
+            .mailbox_graph_ids(mailbox, Some("inbox"))
+            .await
+            .unwrap();
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        sqlx::query("DELETE FROM email_mailboxes WHERE mailbox_id = $1 AND graph_id = $2")
+            .bind(mailbox)
+            .bind(&inbox[0])
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (st, gap) = call(Method::POST, verify.clone(), None).await;
+        assert_eq!(st, 200, "{gap}");
+        assert_eq!(gap["complete"], false, "{gap}");
+        assert!(
+            gap.to_string().contains(&inbox[0]),
+            "the lost id is named: {gap}"
+        );
+        let (st, fixed) = call(Method::POST, format!("{verify}?repair=1"), None).await;
+        assert_eq!(st, 200, "{fixed}");
+        assert_eq!(fixed["complete"], true, "{fixed}");
+        let (st, missing) = call(
+            Method::POST,
+            "/mailboxes/nobody@nowhere.example/verify".into(),
+            None,
+        )
+        .await;
+        assert!(st == 404 || st == 502, "{st} {missing}");
+        assert!(
+            missing.to_string().contains("nobody@nowhere.example"),
+            "{missing}"
+        );
+
+        // A record the exclusion plugin fails on: listed with its name, then retried on request.
+        let trap = deliver(&s, &upn, "trap", Some("Inbox/Clients")).await;
+        let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
+        let digest = m365sync_plugin::cache::digest(&hostile);
+        db.store
+            .install_plugin(
+                m365sync_store::plugins::PluginScope {
+                    org_id: t.org_id,
+                    tenant_id: Some(t.id),
+                },
+                &m365sync_store::plugins::NewPlugin {
+                    slot: "exclusion",
+                    digest: &digest,
+                    name: "hostile",
+                    version: "0.0.1",
+                    wasm: &hostile,
+                },
+            )
+            .await
+            .unwrap();
+        let report = run_tenant(&env(&db.store), &t, None, "manual")
+            .await
+            .unwrap();
+        assert_eq!(report.failed, 1);
+        let (st, failures) = call(Method::GET, format!("/failures?mailbox={upn}"), None).await;
+        assert_eq!(st, 200, "{failures}");
+        let items = failures["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{failures}");
+        assert_eq!(items[0]["graph_id"], trap.as_str());
+        assert_eq!(items[0]["subject"], "trap");
+        assert_eq!(items[0]["folder_path"], "Inbox/Clients");
+        assert!(
+            items[0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("asked to trap"),
+            "{failures}"
+        );
+        let (st, retry) = call(
+            Method::POST,
+            "/failures/retry".into(),
+            Some(json!({"mailbox": upn})),
+        )
+        .await;
+        assert_eq!(st, 202, "{retry}");
+        let (st, nobody) = call(
+            Method::GET,
+            "/failures?mailbox=nobody@nowhere.example".into(),
+            None,
+        )
+        .await;
+        assert_eq!(st, 404, "{nobody}");
+
+        // Sync Emails: off for the user, then a clear error for a user the tenant lacks.
+        let (st, off) = call(
+            Method::PUT,
+            format!("/users/{upn}/sync-emails"),
+            Some(json!({"on": false})),
+        )
+        .await;
+        assert_eq!(st, 200, "{off}");
+        assert_eq!(off["sync_emails"], false);
+        let (st, bad) = call(
+            Method::PUT,
+            format!("/users/{upn}/sync-emails"),
+            Some(json!({"on": "maybe"})),
+        )
+        .await;
+        assert_eq!(st, 400, "{bad}");
+        let (st, unknown) = call(
+            Method::PUT,
+            "/users/nobody@nowhere.example/sync-emails".into(),
+            Some(json!({"on": true})),
+        )
+        .await;
+        assert_eq!(st, 404, "{unknown}");
+        assert!(unknown.to_string().contains("acme/main"), "{unknown}");
+
+        handle.stop();
+        service.wait().await;
+        pool.close().await;
+        db.drop_db().await;
+    }
+}
