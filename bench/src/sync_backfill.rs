@@ -57,6 +57,10 @@ pub struct SyncBenchReport {
     pub attachment_mib: f64,
     /// CPU seconds of the whole process (simulator, store, plugins), from /proc.
     pub cpu_seconds: f64,
+    /// Messages the simulator holds in the folders the default settings sync (every folder
+    /// but Junk Email, Deleted Items, Drafts, Outbox, Conversation History and Sync Issues):
+    /// the ground truth `stored_emails` must equal.
+    pub truth_messages: u64,
     /// Messages in the tenant's largest folder: above Graph's 5,000-message cap on a filtered
     /// delta round, the backfill must list the folder instead (issue 14's speed figure).
     pub largest_folder: u64,
@@ -165,16 +169,41 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
         bypass_plugins: opts.bypass_plugins,
         ..RunOptions::default()
     };
-    let largest_folder = {
+    let (largest_folder, truth_messages) = {
+        const EXCLUDED: [&str; 6] = [
+            "junkemail",
+            "deleteditems",
+            "drafts",
+            "outbox",
+            "conversationhistory",
+            "syncissues",
+        ];
         let world = running.sim.world();
-        world
-            .tenants
-            .iter()
-            .flat_map(|t| t.users.iter())
-            .flat_map(|u| u.folders.iter())
-            .map(|f| f.items.len() as u64)
-            .max()
-            .unwrap_or(0)
+        let mut largest = 0u64;
+        let mut synced = 0u64;
+        for user in world.tenants.iter().flat_map(|t| t.users.iter()) {
+            for (i, f) in user.folders.iter().enumerate() {
+                if f.deleted {
+                    continue;
+                }
+                largest = largest.max(f.items.len() as u64);
+                // Excluded when the folder or one of its ancestors is an excluded well-known one.
+                let mut at = Some(i);
+                let mut excluded = false;
+                while let Some(j) = at {
+                    let folder = &user.folders[j];
+                    excluded |= folder
+                        .well_known
+                        .as_deref()
+                        .is_some_and(|w| EXCLUDED.contains(&w));
+                    at = folder.parent;
+                }
+                if !excluded {
+                    synced += f.items.len() as u64;
+                }
+            }
+        }
+        (largest, synced)
     };
     let requests_before = running.sim.stats.graph_requests.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -210,6 +239,7 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
         peak_rss_mib: peak_rss_mib(),
         attachment_mib,
         cpu_seconds: cpu,
+        truth_messages,
         largest_folder,
         graph_requests,
         requests_per_1000: 1000.0 * graph_requests as f64 / (report.processed.max(1) as f64),
