@@ -274,6 +274,12 @@ async fn admin_tenant_test_names_each_failure() {
         // Listing, secrets by label only, and no secret in any output or the database's text.
         let list = a.run(&["tenant", "list", "--org", "acme", "--json"]).await;
         assert_eq!(list.json().as_array().unwrap().len(), cases.len());
+        let typo = a.run(&["tenant", "list", "--org", "acmee"]).await;
+        assert!(
+            !typo.ok && typo.all().contains("no org 'acmee'"),
+            "{}",
+            typo.all()
+        );
         let labels = a
             .run(&[
                 "tenant", "secret", "list", "--org", "acme", "--tenant", "good",
@@ -583,12 +589,31 @@ async fn admin_csv_import_users_links_and_activation() {
             "warns about rules: {}",
             r.all()
         );
+        // Every enabled mailbox is tried, not only the first: Bob is outside the app's access
+        // policy and is named now, not found by the first run.
+        assert!(
+            r.stdout.contains("mailbox bob@c.example will not sync")
+                && r.stdout.contains("access policy"),
+            "{}",
+            r.all()
+        );
+        assert!(!r.stdout.contains("mailbox alice@c.example will not sync"));
         let t = a.store.tenant("acme", "main").await.unwrap();
         assert!(t.activated_ms.is_some() && t.initial_sync_ms.is_some());
         let r = a
             .run(&["activate", "--org", "acme", "--tenant", "main", "--json"])
             .await;
         assert_eq!(r.json()["newly_activated"], false, "{}", r.all());
+        let failing = r.json()["failing_mailboxes"].clone();
+        assert!(
+            failing
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["mailbox"] == "bob@c.example"
+                    && f["failure"]["kind"] == "outside_access_policy"),
+            "{failing}"
+        );
         assert_no_secret(&[out, again.all()], &SECRETS);
         a.finish().await;
     }
@@ -787,4 +812,43 @@ async fn admin_rules_add_list_remove_and_help() {
         );
     }
     a.finish().await;
+}
+
+/// Shell completions come from the binary itself, and a reader that closes the pipe early
+/// (`... | head -c 100`) ends the command quietly: exit 0, no panic, no backtrace hint.
+#[test]
+fn completions_print_and_a_closed_pipe_is_quiet() {
+    let bin = env!("CARGO_BIN_EXE_m365sync");
+    let out = std::process::Command::new(bin)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("_m365sync") && script.contains("serve") && script.contains("failures"),
+        "{}",
+        &script[..script.len().min(400)]
+    );
+    // Larger than a pipe's buffer, so the writer really meets the closed pipe.
+    assert!(script.len() > 128 * 1024, "{} bytes", script.len());
+    let piped = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("set -o pipefail; '{bin}' completions bash | head -c 100 > /dev/null"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let out = std::process::Command::new(bin)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
 }

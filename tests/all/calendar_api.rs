@@ -414,7 +414,8 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
             .collect();
         assert_eq!(subjects, vec!["Annual review"]);
 
-        // Other orgs and tenants: 403 for another org's admin, 404 for ids outside the path.
+        // Other orgs and tenants: 404 for another org's admin (as for a missing org), 404 for
+        // ids outside the path.
         assert_eq!(
             api.call(
                 Method::GET,
@@ -424,7 +425,7 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
             )
             .await
             .0,
-            403
+            404
         );
         let id = created["id"].as_i64().unwrap();
         for (path, token) in [

@@ -276,11 +276,22 @@ async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
                 .0,
             200
         );
+        // Another org by path answers exactly as an org that does not exist.
+        let (st, foreign) = api
+            .call(Method::GET, &timeline, Some(&globex_admin), None)
+            .await;
+        let (missing_st, missing) = api
+            .call(
+                Method::GET,
+                &timeline.replace("/orgs/acme/", "/orgs/nosuch/"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!((st, missing_st), (404, 404), "{foreign} {missing}");
         assert_eq!(
-            api.call(Method::GET, &timeline, Some(&globex_admin), None)
-                .await
-                .0,
-            403
+            foreign["error"].as_str().unwrap().replace("acme", "X"),
+            missing["error"].as_str().unwrap().replace("nosuch", "X")
         );
         let probe = format!("/api/orgs/globex/contacts/{}/timeline", w.pat);
         assert_eq!(
@@ -295,13 +306,10 @@ async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
                 .0,
             404
         );
+        // Listings: the caller's own org; another named is a missing org, never silently the
+        // caller's own.
         let (_, tenants) = api
-            .call(
-                Method::GET,
-                "/api/tenants?org=acme",
-                Some(&globex_admin),
-                None,
-            )
+            .call(Method::GET, "/api/tenants", Some(&globex_admin), None)
             .await;
         let names: Vec<&str> = tenants
             .as_array()
@@ -310,14 +318,46 @@ async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
             .map(|t| t["org"].as_str().unwrap())
             .collect();
         assert_eq!(names, vec!["globex"]);
-        let (_, logs) = api
-            .call(Method::GET, "/api/logs?org=acme", Some(&globex_admin), None)
+        for path in ["/api/tenants?org=acme", "/api/logs?org=acme"] {
+            let (st, body) = api.call(Method::GET, path, Some(&globex_admin), None).await;
+            assert_eq!(st, 404, "{path}: {body}");
+            assert!(body.to_string().contains("no org 'acme'"), "{body}");
+        }
+        let (st, body) = api
+            .call(Method::GET, "/api/tenants?org=nosuch", Some(ADMIN), None)
             .await;
+        assert_eq!(st, 404, "a missing org is not an empty list: {body}");
+        let (st, logs) = api
+            .call(Method::GET, "/api/logs", Some(&globex_admin), None)
+            .await;
+        assert_eq!(st, 200, "{logs}");
         assert_eq!(
             logs,
             json!([]),
             "the globex admin reads only globex's log lines"
         );
+        // A run asked of a tenant that will not sync is refused with the reason.
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/tenants/globex/eu/sync",
+                Some(&globex_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 409, "{body}");
+        assert!(body.to_string().contains("not activated"), "{body}");
+        db.store.set_tenant_enabled(globex.id, false).await.unwrap();
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/tenants/globex/eu/sync",
+                Some(&globex_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 409, "{body}");
+        assert!(body.to_string().contains("is disabled"), "{body}");
         let map = json!({"emails": [w.email["m6-1 from a stranger"]], "contact": w.sam});
         assert_eq!(
             api.call(
@@ -365,7 +405,7 @@ async fn tokens_confine_org_admins_to_their_org_and_users_to_their_own_mail() {
             api.call(Method::GET, &contact_path, Some(&globex_admin), None)
                 .await
                 .0,
-            403
+            404
         );
         let probe = format!("/api/orgs/globex/contacts/{}", created["id"]);
         assert_eq!(

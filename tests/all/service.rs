@@ -679,3 +679,95 @@ fn a_bad_configuration_is_named_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("admin_token_file"), "{err}");
 }
+
+/// A container's way of running the service: no configuration file, every setting from the
+/// environment (the database URL from a `_FILE` secret), on PostgreSQL. `/ready` answers 200
+/// while it takes work and 503 ("draining") from SIGTERM until the pages in hand are committed;
+/// then the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_by_the_environment_alone_it_drains_with_ready_503() {
+    let db = TestDb::postgres().await;
+    // Slow answers: the backfill is still under way when SIGTERM arrives.
+    let s = slow_sim(100, 250).await;
+    let (tenant, _) = declare(&db.store, &s).await;
+    let dir = Scratch::new("env-only");
+    let secrets = dir.0.join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("db"), format!("{}\n", db.url)).unwrap();
+    std::fs::write(secrets.join("key"), &db.key_base64).unwrap();
+    let ready = dir.0.join("ready");
+    let log = dir.0.join("serve.log");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--poll-secs", "0.2", "--ready-file"])
+        .arg(&ready)
+        .current_dir(&dir.0)
+        .env(
+            "M365SYNC_DATABASE_URL_FILE",
+            secrets.join("db").to_str().unwrap(),
+        )
+        .env("M365SYNC_KEY_FILE", secrets.join("key").to_str().unwrap())
+        .env("M365SYNC_ADMIN_TOKEN", TOKEN)
+        .env("M365SYNC_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("M365SYNC_WORKERS", "2")
+        .env("M365SYNC_LOG", "info")
+        .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let admin = loop {
+        if let Some(v) = std::fs::read_to_string(&ready)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
+            break v["admin_url"].as_str().unwrap().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not start from the environment:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!dir.0.join("m365sync.toml").exists() && !dir.0.join("m365sync.db").exists());
+    let http = reqwest::Client::new();
+    let get_ready = || async {
+        match http.get(format!("{admin}/ready")).send().await {
+            Ok(r) => Some((r.status().as_u16(), r.text().await.unwrap_or_default())),
+            Err(_) => None,
+        }
+    };
+    let (status, body) = get_ready().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ready\""), "{body}");
+    db.store.activate_tenant(tenant.id).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while email_count(&db.store, &tenant).await == 0 {
+        assert!(Instant::now() < deadline, "the backfill never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut draining = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match get_ready().await {
+            Some((503, body)) => {
+                draining = Some(body);
+                break;
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            None => break,
+        }
+    }
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let draining = draining.unwrap_or_else(|| panic!("/ready never answered 503:\n{stderr}"));
+    assert!(draining.contains("draining"), "{draining}");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    db.drop_db().await;
+}

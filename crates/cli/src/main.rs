@@ -16,7 +16,7 @@ mod sim;
 mod tenant;
 mod tokens;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Server-side Microsoft 365 email and calendar sync for CRMs.
 #[derive(Parser)]
@@ -150,6 +150,12 @@ enum Command {
         #[command(subcommand)]
         command: tokens::TokenCommand,
     },
+    /// Print a shell completion script, e.g. `m365sync completions bash >
+    /// /etc/bash_completion.d/m365sync` or `m365sync completions zsh > ~/.zfunc/_m365sync`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_tracing(format: &str) {
@@ -165,8 +171,38 @@ fn init_tracing(format: &str) {
     }
 }
 
+/// A reader that closes the pipe early (`m365sync runs ... | head`) ends the command quietly,
+/// as it ends `ls` or `grep`: without this, the standard library's print panics on the broken
+/// pipe and prints a backtrace hint to a user who did nothing wrong.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
+}
+
+/// Writes `bytes` to stdout; a reader that closed the pipe early is not an error.
+fn print_quietly(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Parses arguments, runs the command, and reports errors with their causes.
 pub fn run() -> std::process::ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -209,6 +245,11 @@ pub fn run() -> std::process::ExitCode {
             Command::Match { command } => matching::run_match(config.as_deref(), command).await,
             Command::Review { command } => matching::run_review(config.as_deref(), command).await,
             Command::Token { command } => tokens::run(config.as_deref(), command).await,
+            Command::Completions { shell } => {
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "m365sync", &mut script);
+                print_quietly(&script)
+            }
         }
     });
     match result {

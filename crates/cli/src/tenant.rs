@@ -381,6 +381,10 @@ pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()
         TenantCommand::Settings(args) => settings(config, args).await?,
         TenantCommand::List { org, json } => {
             let store = open(config).await?;
+            if let Some(org) = &org {
+                // A mistyped org is an error, not an empty list that looks like "no tenants".
+                store.org_id(org).await?;
+            }
             let tenants = store.tenants(org.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenants)?);

@@ -1,5 +1,12 @@
 //! `m365sync.toml`: how the service itself runs (database, admin API, key, workers).
 //!
+//! Every setting can also come from the environment, which wins over the file, so a container
+//! or a service unit needs no file at all: `M365SYNC_` and the setting's name in capitals
+//! (`M365SYNC_DATABASE_URL`, `M365SYNC_ADMIN_LISTEN`, ...; [`ENV_SETTINGS`] lists them). A
+//! setting may instead be read from a file named by the same variable with `_FILE` appended
+//! (`M365SYNC_DATABASE_URL_FILE=/run/secrets/db`), as container secrets are mounted: a database
+//! URL carries a password and should not sit in the process's environment.
+//!
 //! Orgs and tenants are data, not configuration: they live in the database and are declared
 //! with `m365sync apply` (see [`crate::apply`]).
 
@@ -35,7 +42,29 @@ pub enum ConfigError {
     /// The key that seals secrets is missing or malformed.
     #[error(transparent)]
     Key(#[from] SecretKeyError),
+    /// An environment variable holds a value its setting cannot take, or names a file that
+    /// cannot be read.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable, e.g. `M365SYNC_WORKERS`.
+        var: String,
+        /// What is wrong with it and what the setting expects.
+        message: String,
+    },
 }
+
+/// The settings the environment can set, by the name of their variable; each also accepts
+/// `NAME_FILE` (the value read from that file, trimmed).
+pub const ENV_SETTINGS: [&str; 8] = [
+    "M365SYNC_DATABASE_URL",
+    "M365SYNC_ADMIN_LISTEN",
+    "M365SYNC_KEY_FILE",
+    "M365SYNC_EXTRA_CA_FILE",
+    "M365SYNC_WORKERS",
+    "M365SYNC_ADMIN_TOKEN_FILE",
+    "M365SYNC_LEASE_SECS",
+    "M365SYNC_PLUGIN_CACHE_DIR",
+];
 
 /// The service's settings. Every field has a default, so no file is needed to start.
 #[derive(Debug, Clone, Deserialize)]
@@ -77,18 +106,87 @@ impl Default for ServiceConfig {
 }
 
 impl ServiceConfig {
-    /// Reads `path`, or `m365sync.toml` if it exists, or uses the defaults.
+    /// Reads `path`, or `m365sync.toml` if it exists, or uses the defaults; then the
+    /// environment's settings replace the file's ([`ServiceConfig::with_env`]).
     pub fn load(path: Option<&Path>) -> Result<ServiceConfig, ConfigError> {
         let path = match path {
             Some(p) => p.to_path_buf(),
             None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
-            None => return Ok(ServiceConfig::default()),
+            None => return ServiceConfig::default().with_env(|v| std::env::var(v).ok()),
         };
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,
         })?;
-        Self::parse(&text, &path)
+        Self::parse(&text, &path)?.with_env(|v| std::env::var(v).ok())
+    }
+
+    /// These settings with every one `var` (the environment, or a map in tests) sets replaced:
+    /// `M365SYNC_<SETTING>` holds the value, `M365SYNC_<SETTING>_FILE` a file holding it. An
+    /// empty variable counts as unset; setting both forms of one is refused, as is a value the
+    /// setting cannot take, with the variable named.
+    pub fn with_env(
+        mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServiceConfig, ConfigError> {
+        let bad = |name: &str, message: String| ConfigError::Env {
+            var: name.to_string(),
+            message,
+        };
+        let value = |name: &str| -> Result<Option<String>, ConfigError> {
+            let direct = var(name).filter(|v| !v.trim().is_empty());
+            let file_var = format!("{name}_FILE");
+            let from_file = var(&file_var).filter(|v| !v.trim().is_empty());
+            match (direct, from_file) {
+                (Some(_), Some(_)) => Err(bad(
+                    name,
+                    format!("set either {name} or {file_var}, not both"),
+                )),
+                (Some(v), None) => Ok(Some(v.trim().to_string())),
+                (None, Some(file)) => std::fs::read_to_string(file.trim())
+                    .map(|v| Some(v.trim().to_string()))
+                    .map_err(|e| bad(&file_var, format!("cannot read {}: {e}", file.trim()))),
+                (None, None) => Ok(None),
+            }
+        };
+        let number = |name: &str, v: String| -> Result<u64, ConfigError> {
+            v.parse::<u64>()
+                .map_err(|_| bad(name, format!("'{v}' is not a whole number")))
+        };
+        if let Some(v) = value("M365SYNC_DATABASE_URL")? {
+            self.database_url = v;
+        }
+        if let Some(v) = value("M365SYNC_ADMIN_LISTEN")? {
+            self.admin_listen = v.parse().map_err(|_| {
+                bad(
+                    "M365SYNC_ADMIN_LISTEN",
+                    format!("'{v}' is not an address and port such as 0.0.0.0:8080"),
+                )
+            })?;
+        }
+        if let Some(v) = value("M365SYNC_KEY_FILE")? {
+            self.key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = value("M365SYNC_EXTRA_CA_FILE")? {
+            self.extra_ca_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = value("M365SYNC_WORKERS")? {
+            let n = number("M365SYNC_WORKERS", v)?;
+            if n == 0 {
+                return Err(bad("M365SYNC_WORKERS", "must be at least 1".into()));
+            }
+            self.workers = n as usize;
+        }
+        if let Some(v) = value("M365SYNC_ADMIN_TOKEN_FILE")? {
+            self.admin_token_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = value("M365SYNC_LEASE_SECS")? {
+            self.lease_secs = number("M365SYNC_LEASE_SECS", v)?;
+        }
+        if let Some(v) = value("M365SYNC_PLUGIN_CACHE_DIR")? {
+            self.plugin_cache_dir = Some(PathBuf::from(v));
+        }
+        Ok(self)
     }
 
     /// Parses configuration text; `path` names it in errors (which carry the line).
@@ -183,5 +281,63 @@ mod tests {
             (ok.workers, ok.database_url.as_str()),
             (2, "sqlite://m365sync.db")
         );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_and_names_a_bad_variable() {
+        let file = ServiceConfig::parse(
+            "database_url = \"sqlite://file.db\"\nworkers = 2\n",
+            Path::new("m.toml"),
+        )
+        .unwrap();
+        let secret = std::env::temp_dir().join(format!("m365sync-db-url-{}", std::process::id()));
+        std::fs::write(&secret, "postgres://app:pw@db/m365sync\n").unwrap();
+        let cfg = file
+            .clone()
+            .with_env(vars(&[
+                ("M365SYNC_DATABASE_URL_FILE", secret.to_str().unwrap()),
+                ("M365SYNC_ADMIN_LISTEN", "0.0.0.0:9090"),
+                ("M365SYNC_WORKERS", "4"),
+                ("M365SYNC_LEASE_SECS", ""),
+            ]))
+            .unwrap();
+        std::fs::remove_file(&secret).unwrap();
+        assert_eq!(cfg.database_url, "postgres://app:pw@db/m365sync");
+        assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(cfg.workers, 4);
+        assert_eq!(cfg.lease_secs, 30, "an empty variable counts as unset");
+        for (pairs, expect) in [
+            (
+                vec![("M365SYNC_WORKERS", "many")],
+                "M365SYNC_WORKERS: 'many'",
+            ),
+            (vec![("M365SYNC_WORKERS", "0")], "M365SYNC_WORKERS: must be"),
+            (
+                vec![("M365SYNC_ADMIN_LISTEN", "8080")],
+                "M365SYNC_ADMIN_LISTEN",
+            ),
+            (
+                vec![
+                    ("M365SYNC_DATABASE_URL", "sqlite://a.db"),
+                    ("M365SYNC_DATABASE_URL_FILE", "/x"),
+                ],
+                "not both",
+            ),
+            (
+                vec![("M365SYNC_DATABASE_URL_FILE", "/nonexistent/m365sync-db")],
+                "M365SYNC_DATABASE_URL_FILE: cannot read /nonexistent/m365sync-db",
+            ),
+        ] {
+            let err = file.clone().with_env(vars(&pairs)).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err}");
+        }
     }
 }

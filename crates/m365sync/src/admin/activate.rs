@@ -1,12 +1,12 @@
 //! "Confirm settings and activate" (E13): checks the tenant can be synced (connectivity, enabled,
-//! mailboxes, exclusion rules), then marks it activated so its first sync is due now and its
+//! every enabled mailbox readable, exclusion rules), then marks it activated so its first sync is due now and its
 //! schedule starts. The first sync reaches back to the commencement date: six months before
 //! activation unless a date is set.
 
 use chrono::{Duration, TimeZone, Utc};
 use serde::Serialize;
 
-use super::connectivity::{test_connectivity, Report};
+use super::connectivity::{test_connectivity, test_mailboxes, Failure, Report};
 use m365sync_store::rules::RuleScope;
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};
@@ -63,9 +63,21 @@ pub struct Activation {
     pub rules: usize,
     /// Things the admin should know but that did not stop activation.
     pub warnings: Vec<String>,
+    /// Enabled mailboxes whose inbox could not be read at activation, each with what to fix;
+    /// the others sync. Empty when every mailbox passed (or the checklist itself failed).
+    pub failing_mailboxes: Vec<MailboxProblem>,
     /// The internal domains taken from the tenant's verified domains because none were set
     /// (E7); empty when the tenant had some.
     pub internal_domains_set: Vec<String>,
+}
+
+/// A mailbox activation found it cannot sync, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct MailboxProblem {
+    /// The mailbox's address.
+    pub mailbox: String,
+    /// What is wrong, named after what to fix.
+    pub failure: Failure,
 }
 
 /// Activates `tenant` after its checks; `force` activates despite a failed connectivity test
@@ -92,12 +104,28 @@ pub async fn activate(
         }
         warnings.push(format!("connectivity test failed (activated anyway): {f}"));
     }
-    let mailboxes = store
+    let enabled: Vec<(String, String)> = store
         .mailboxes(tenant.id)
         .await?
         .into_iter()
         .filter(|m| m.enabled)
-        .count();
+        .map(|m| (m.address, m.graph_id))
+        .collect();
+    let mailboxes = enabled.len();
+    // Every mailbox, not only the checklist's one: a mailbox outside the application access
+    // policy, or gone from the directory, is named now rather than found by the first run.
+    let mut failing_mailboxes = Vec::new();
+    if report.failure().is_none() {
+        for (address, step) in test_mailboxes(store, tenant, http.clone(), enabled).await? {
+            if let Some(f) = step.failure {
+                warnings.push(format!("mailbox {address} will not sync: {f}"));
+                failing_mailboxes.push(MailboxProblem {
+                    mailbox: address,
+                    failure: f,
+                });
+            }
+        }
+    }
     if mailboxes == 0 {
         if !force {
             return Err(ActivateError::NoMailbox { tenant: name });
@@ -159,6 +187,7 @@ pub async fn activate(
         mailboxes,
         rules,
         warnings,
+        failing_mailboxes,
         internal_domains_set,
     })
 }

@@ -1,7 +1,10 @@
 //! "Test connectivity" (E11): a token, a directory read and one mailbox read, each reported as
-//! passed, failed (with precisely what is wrong and what to do) or skipped. The checks use the
+//! passed, failed (with precisely what is wrong and what to do) or skipped; and the mailbox
+//! read for every mailbox of a tenant ([`test_mailboxes`]), which activation runs. The checks use the
 //! same token cache as a sync run ([`crate::credentials::token_cache_for`]), so a passing test means
 //! the sync can authenticate.
+
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -10,7 +13,7 @@ use serde::Serialize;
 
 use super::admin_client;
 use crate::credentials::token_cache_for;
-use m365sync_graph::{AuthError, GraphError};
+use m365sync_graph::{AuthError, GraphClient, GraphError};
 use m365sync_store::tenants::{AuthMode, Tenant};
 use m365sync_store::{Store, StoreError};
 
@@ -418,47 +421,136 @@ pub async fn test_connectivity(
         steps.push(failed("mailbox", MAILBOX, Failure::NoMailbox));
         return Ok(finish(tenant, steps));
     };
-    let url = format!(
-        "users/{}/mailFolders/inbox/messages?$top=1&$select=id",
-        utf8_percent_encode(&graph_id, NON_ALPHANUMERIC)
-    );
-    let what = format!("read mailbox {address}");
-    match client.get(&address, &url, None).await {
-        Ok(_) => steps.push(passed("mailbox", format!("read the inbox of {address}"))),
-        Err(GraphError::AccessDenied { code, message, .. }) => {
-            let failure = if lacks("Mail.Read") {
-                Failure::MissingPermission {
-                    permission: "Mail.Read".into(),
-                    permission_type: kind.into(),
-                    code,
-                }
-            } else if !delegated && (perms.is_some() || message.contains("AccessPolicy")) {
-                // App-only, the permission is granted, yet this mailbox refuses: the policy.
-                Failure::OutsideAccessPolicy {
-                    mailbox: address.clone(),
-                    code,
-                }
-            } else {
-                Failure::MailboxDenied {
-                    mailbox: address.clone(),
-                    code,
-                    message,
-                }
-            };
-            steps.push(failed("mailbox", &what, failure));
-        }
-        Err(GraphError::NotFound { code, .. }) => steps.push(failed(
-            "mailbox",
-            &what,
-            Failure::MailboxNotFound {
-                mailbox: address.clone(),
-                code,
-            },
-        )),
-        Err(e) => steps.push(failed("mailbox", &what, graph_failure(e, tenant))),
-    }
+    let probe = Probe {
+        delegated,
+        kind,
+        lacks_mail_read: lacks("Mail.Read"),
+        permissions_known: perms.is_some(),
+    };
+    steps.push(probe.mailbox(&client, tenant, &address, &graph_id).await);
     Ok(finish(tenant, steps))
 }
+
+/// What the mailbox step needs to know of the token to name a refusal precisely.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    delegated: bool,
+    kind: &'static str,
+    lacks_mail_read: bool,
+    permissions_known: bool,
+}
+
+impl Probe {
+    /// Reads one message id of `address`'s inbox: the mailbox step of the checklist.
+    async fn mailbox(
+        self,
+        client: &GraphClient,
+        tenant: &Tenant,
+        address: &str,
+        graph_id: &str,
+    ) -> Step {
+        let url = format!(
+            "users/{}/mailFolders/inbox/messages?$top=1&$select=id",
+            utf8_percent_encode(graph_id, NON_ALPHANUMERIC)
+        );
+        let what = format!("read mailbox {address}");
+        match client.get(address, &url, None).await {
+            Ok(_) => passed("mailbox", format!("read the inbox of {address}")),
+            Err(GraphError::AccessDenied { code, message, .. }) => {
+                let failure = if self.lacks_mail_read {
+                    Failure::MissingPermission {
+                        permission: "Mail.Read".into(),
+                        permission_type: self.kind.into(),
+                        code,
+                    }
+                } else if !self.delegated
+                    && (self.permissions_known || message.contains("AccessPolicy"))
+                {
+                    // App-only, the permission is granted, yet this mailbox refuses: the policy.
+                    Failure::OutsideAccessPolicy {
+                        mailbox: address.to_string(),
+                        code,
+                    }
+                } else {
+                    Failure::MailboxDenied {
+                        mailbox: address.to_string(),
+                        code,
+                        message,
+                    }
+                };
+                failed("mailbox", &what, failure)
+            }
+            Err(GraphError::NotFound { code, .. }) => failed(
+                "mailbox",
+                &what,
+                Failure::MailboxNotFound {
+                    mailbox: address.to_string(),
+                    code,
+                },
+            ),
+            Err(e) => failed("mailbox", &what, graph_failure(e, tenant)),
+        }
+    }
+}
+
+/// The mailbox step for each of `mailboxes` (address, Graph id), with one token and at most
+/// [`MAILBOX_PROBES_AT_ONCE`] reads in flight: what `activate` runs over every enabled mailbox,
+/// so a mailbox outside the access policy or gone from the directory is named before the
+/// first run rather than found by it. A token that cannot be had fails every mailbox alike.
+pub async fn test_mailboxes(
+    store: &Store,
+    tenant: &Tenant,
+    http: reqwest::Client,
+    mailboxes: Vec<(String, String)>,
+) -> Result<Vec<(String, Step)>, StoreError> {
+    let tokens = token_cache_for(store, tenant, http.clone()).await?;
+    let perms = match tokens.token().await {
+        Ok(token) => token_permissions(&token),
+        Err(e) => {
+            let failure = auth_failure(&e, tenant);
+            return Ok(mailboxes
+                .into_iter()
+                .map(|(address, _)| (address, failed("token", TOKEN, failure.clone())))
+                .collect());
+        }
+    };
+    let delegated = tenant.auth_mode == AuthMode::Delegated;
+    let probe = Probe {
+        delegated,
+        kind: if delegated {
+            "a delegated"
+        } else {
+            "an application"
+        },
+        lacks_mail_read: perms
+            .as_ref()
+            .is_some_and(|t| !grants(&t.permissions, "Mail.Read")),
+        permissions_known: perms.is_some(),
+    };
+    let client = Arc::new(admin_client(tenant, tokens, http));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAILBOX_PROBES_AT_ONCE));
+    let mut probes = tokio::task::JoinSet::new();
+    for (i, (address, graph_id)) in mailboxes.into_iter().enumerate() {
+        let (client, slots, tenant) = (Arc::clone(&client), Arc::clone(&slots), tenant.clone());
+        probes.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let step = probe.mailbox(&client, &tenant, &address, &graph_id).await;
+            (i, address, step)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(done) = probes.join_next().await {
+        if let Ok(r) = done {
+            results.push(r);
+        }
+    }
+    results.sort_by_key(|r| r.0);
+    Ok(results.into_iter().map(|(_, a, s)| (a, s)).collect())
+}
+
+/// Mailbox reads `test_mailboxes` keeps in flight: enough to test hundreds of mailboxes in
+/// seconds, well under Graph's per-app limits.
+pub const MAILBOX_PROBES_AT_ONCE: usize = 8;
 
 fn finish(tenant: &Tenant, steps: Vec<Step>) -> Report {
     Report {

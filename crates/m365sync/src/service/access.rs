@@ -92,14 +92,14 @@ impl Actor {
         }
     }
 
-    /// Admin rights over the org named `org`.
+    /// Admin rights over the org named `org`. Another org's admin is answered as if the org
+    /// did not exist (404 with the store's own words), so a token never learns which other
+    /// orgs the service holds; a user token is refused for its role (403).
     pub fn require_org_admin(&self, org: &str) -> Result<(), AccessError> {
         match self {
             Actor::Admin => Ok(()),
             Actor::OrgAdmin { org: mine, .. } if mine == org => Ok(()),
-            Actor::OrgAdmin { .. } => Err(AccessError::Forbidden(format!(
-                "this token administers another org, not '{org}'"
-            ))),
+            Actor::OrgAdmin { .. } => Err(AccessError::Store(no_org(org))),
             Actor::User { .. } => Err(AccessError::Forbidden(
                 "a user token reaches only /api/me (the user's review list, personal rules and events)"
                     .into(),
@@ -126,6 +126,26 @@ impl Actor {
             Actor::Admin => None,
         }
     }
+
+    /// The org a listing is narrowed to: the one the query names (`?org=`), which must be the
+    /// caller's own if the caller is confined to one (another answers 404, as a missing org
+    /// does, never silently the caller's own), else the caller's org, else none.
+    pub fn listing_org<'a>(
+        &'a self,
+        asked: Option<&'a str>,
+    ) -> Result<Option<&'a str>, AccessError> {
+        match (self.org_filter(), asked) {
+            (Some(mine), Some(asked)) if mine != asked => Err(AccessError::Store(no_org(asked))),
+            (Some(mine), _) => Ok(Some(mine)),
+            (None, asked) => Ok(asked),
+        }
+    }
+}
+
+/// The answer for an org a caller may not see: word for word what the store says of an org
+/// that does not exist.
+fn no_org(org: &str) -> StoreError {
+    StoreError::NotFound(format!("no org '{org}'; declare it with `m365sync apply`"))
 }
 
 #[cfg(test)]
@@ -139,7 +159,17 @@ mod tests {
             org: "acme".into(),
         };
         assert!(a.require_org_admin("acme").is_ok());
-        assert!(a.require_org_admin("globex").is_err());
+        assert!(matches!(
+            a.require_org_admin("globex"),
+            Err(AccessError::Store(StoreError::NotFound(_)))
+        ));
+        assert_eq!(a.listing_org(None).unwrap(), Some("acme"));
+        assert_eq!(a.listing_org(Some("acme")).unwrap(), Some("acme"));
+        assert!(a.listing_org(Some("globex")).is_err());
+        assert_eq!(
+            Actor::Admin.listing_org(Some("globex")).unwrap(),
+            Some("globex")
+        );
         assert!(a.require_org_admin_id(1, "run 5").is_ok());
         assert!(matches!(
             a.require_org_admin_id(2, "run 5"),

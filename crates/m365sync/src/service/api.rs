@@ -1,6 +1,6 @@
-//! The admin HTTP API: health (open, for load balancers), Prometheus metrics, tenants,
+//! The admin HTTP API: health and readiness (open, for load balancers), Prometheus metrics, tenants,
 //! mailboxes with health, runs, logs, "sync now" and retries here; contacts, matching, review
-//! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`]. All but health need a bearer token, and what a
+//! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`]. All but health and readiness need a bearer token, and what a
 //! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
 //! `{"error": "..."}` with a fitting status.
 
@@ -46,13 +46,13 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ApiBind
     Ok((listener, local))
 }
 
-/// Serves the API until the service stops.
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
-    let stop = shared.stop.clone();
+/// Serves the API until `close` is notified: after the stop signal, once the workers have
+/// drained (see [`super::Service::wait`]), so `/ready` answers 503 throughout the drain.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, close: Arc<tokio::sync::Notify>) {
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
-            _ = stop.stopped() => return,
+            _ = close.notified() => return,
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -138,6 +138,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     if req.method() == Method::GET && segs == ["health"] {
         return health(shared).await;
     }
+    if req.method() == Method::GET && segs == ["ready"] {
+        return ready(shared).await;
+    }
     let bearer = req
         .headers()
         .get("authorization")
@@ -179,10 +182,21 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     }
     let result = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => return metrics(shared).await,
-        (Method::GET, ["api", "tenants"]) => store
-            .tenants(actor.org_filter().or(q.get("org").map(String::as_str)))
+        (Method::GET, ["api", "tenants"]) => {
+            let org = match actor.listing_org(q.get("org").map(String::as_str)) {
+                Ok(org) => org,
+                Err(e) => return access_error(e),
+            };
+            async {
+                if let Some(org) = org {
+                    // A named org that does not exist is an error, not an empty list.
+                    store.org_id(org).await?;
+                }
+                store.tenants(org).await
+            }
             .await
-            .map(|t| json!(t)),
+            .map(|t| json!(t))
+        }
         (Method::GET, ["api", "tenants", org, tenant, "mailboxes"]) => {
             match store.tenant(org, tenant).await {
                 Ok(t) => store.mailboxes(t.id).await.map(|m| json!(m)),
@@ -198,6 +212,26 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
         }
         (Method::POST, ["api", "tenants", org, tenant, "sync"]) => {
             match store.tenant(org, tenant).await {
+                // A run asked of a tenant the scheduler will not sync would be a promise
+                // nobody keeps: say why, and what to do.
+                Ok(t) if !t.enabled => {
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "tenant {org}/{tenant} is disabled, so nothing would sync; enable it \
+                             first (`m365sync tenant enable --org {org} --tenant {tenant}`)"
+                        ),
+                    )
+                }
+                Ok(t) if t.activated_ms.is_none() => {
+                    return error(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "tenant {org}/{tenant} is not activated, so nothing would sync; \
+                             activate it first (`m365sync activate --org {org} --tenant {tenant}`)"
+                        ),
+                    )
+                }
                 Ok(t) => store
                     .request_run(t.id)
                     .await
@@ -230,7 +264,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
                 }
             }
         }
-        (Method::GET, ["api", "logs"]) => logs(shared, &actor, &q).await,
+        (Method::GET, ["api", "logs"]) => match logs(shared, &actor, &q).await {
+            Ok(v) => Ok(v),
+            Err(e) => return access_error(e),
+        },
         (Method::GET, ["api", "leases"]) => store.live_leases().await.map(|l| {
             json!(l
                 .into_iter()
@@ -278,6 +315,33 @@ async fn health(shared: &Shared) -> Answer {
     }
 }
 
+/// Readiness, for a load balancer or an orchestrator: 200 while this process takes work (its
+/// database answers and it is not stopping), 503 with the reason otherwise. `/health` says the
+/// process is alive; this says whether to send it work, and turns 503 the moment SIGTERM starts
+/// the drain, while the pages in hand are still being committed.
+async fn ready(shared: &Shared) -> Answer {
+    let holder = &shared.opts.holder;
+    if shared.stop.is_stopping() {
+        return respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "draining", "holder": holder }),
+        );
+    }
+    match shared.env.store.pending_count().await {
+        Ok(_) => respond(
+            StatusCode::OK,
+            json!({ "status": "ready", "holder": holder }),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "ready: database unavailable");
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "database unavailable", "holder": holder }),
+            )
+        }
+    }
+}
+
 async fn metrics(shared: &Shared) -> Answer {
     let store = &shared.env.store;
     let (health, pending) = match (store.health_counts().await, store.pending_count().await) {
@@ -298,11 +362,11 @@ async fn logs(
     shared: &Shared,
     actor: &Actor,
     q: &HashMap<String, String>,
-) -> Result<Value, StoreError> {
+) -> Result<Value, AccessError> {
     let store = &shared.env.store;
-    // An org admin reads its own org's lines, whatever the query names.
+    // An org admin reads its own org's lines; naming another org is answered as a missing one.
     let mut q = q.clone();
-    if let Some(org) = actor.org_filter() {
+    if let Some(org) = actor.listing_org(q.get("org").map(String::as_str))? {
         q.insert("org".into(), org.to_string());
     }
     let q = &q;
@@ -320,7 +384,8 @@ async fn logs(
         (None, Some(_)) => {
             return Err(StoreError::Invalid(
                 "a tenant is named with its org: ?org=O&tenant=T".into(),
-            ))
+            )
+            .into())
         }
         (None, None) => {}
     }

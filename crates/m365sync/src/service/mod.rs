@@ -102,6 +102,11 @@ pub struct Service {
     /// Where the admin API listens, once bound.
     pub admin_addr: Option<SocketAddr>,
     tasks: tokio::task::JoinSet<()>,
+    /// The admin API, apart from the other tasks: it keeps answering (`/ready` with 503)
+    /// while they drain after the stop signal, and closes only once they have finished.
+    api: tokio::task::JoinSet<()>,
+    /// Tells the admin API to close.
+    api_close: Arc<tokio::sync::Notify>,
 }
 
 impl Service {
@@ -131,15 +136,30 @@ impl Service {
             tasks.spawn(workers::worker(Arc::clone(&shared), i));
         }
         let admin_addr = listener.as_ref().map(|(_, a)| *a);
+        let api_close = Arc::new(tokio::sync::Notify::new());
+        let mut api = tokio::task::JoinSet::new();
         if let Some((listener, _)) = listener {
-            tasks.spawn(api::serve(Arc::clone(&shared), listener));
+            api.spawn(api::serve(
+                Arc::clone(&shared),
+                listener,
+                Arc::clone(&api_close),
+            ));
         }
         tracing::info!(holder = %shared.opts.holder, workers = shared.opts.workers, admin = ?admin_addr, "service started");
-        Ok(Service { admin_addr, tasks })
+        Ok(Service {
+            admin_addr,
+            tasks,
+            api,
+            api_close,
+        })
     }
 
-    /// Waits until every task has stopped (after the stop signal fired).
+    /// Waits until every task has stopped (after the stop signal fired): first the workers
+    /// and the scheduler drain, with the admin API still answering (`/ready`: 503, draining),
+    /// then the API closes.
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        self.api_close.notify_one();
+        while self.api.join_next().await.is_some() {}
     }
 }
