@@ -440,6 +440,48 @@ async fn admin_csv_import_users_links_and_activation() {
             "{}",
             r.all()
         );
+        // E14: a user the directory does not know is refused before anything is written.
+        let users_before = a
+            .store
+            .users(a.store.tenant("acme", "main").await.unwrap().id)
+            .await
+            .unwrap();
+        let r = a
+            .run(&[
+                "mailbox",
+                "add",
+                "--org",
+                "acme",
+                "--tenant",
+                "main",
+                "--address",
+                "info@c.example",
+                "--shared",
+                "--user",
+                "alcie@c.example",
+            ])
+            .await;
+        assert!(
+            !r.ok
+                && r.stderr
+                    .contains("alcie@c.example is not a user in the tenant's directory"),
+            "{}",
+            r.all()
+        );
+        let t = a.store.tenant("acme", "main").await.unwrap();
+        assert_eq!(
+            a.store.users(t.id).await.unwrap(),
+            users_before,
+            "no phantom user"
+        );
+        assert!(a
+            .store
+            .mailbox_by_address(t.id, "info@c.example")
+            .await
+            .unwrap()
+            .is_none_or(
+                |m| m.user_id.is_none() || users_before.iter().any(|u| Some(u.0) == m.user_id)
+            ));
         let r = a
             .run(&[
                 "mailbox",

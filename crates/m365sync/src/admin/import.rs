@@ -306,6 +306,25 @@ pub async fn add_mailbox(
         }
     }
     let (resolver, note) = resolver(store, tenant, http).await?;
+    // E14: the user a mailbox is linked to is a person of the directory. A user not declared
+    // yet is looked up before anything is written, so a typo is refused instead of becoming a
+    // phantom user that takes over the mailbox's link.
+    let mut directory_user = None;
+    if let (Resolver::Directory(client), Some(u)) = (&resolver, user) {
+        let u = u.trim().to_ascii_lowercase();
+        if u != address.trim().to_ascii_lowercase() && store.user_id(tenant.id, &u).await?.is_none()
+        {
+            match lookup_mailbox(client, &u).await {
+                Ok(d) => directory_user = Some(d),
+                Err(error) => {
+                    return Err(ImportError::Lookup {
+                        tenant: tenant_name,
+                        error,
+                    })
+                }
+            }
+        }
+    }
     let (graph_id, address, name) = match resolver {
         Resolver::Directory(client) => match lookup_mailbox(&client, address).await {
             Ok(d) => {
@@ -343,6 +362,8 @@ pub async fn add_mailbox(
         None => {
             let display = if user == address {
                 name.as_str()
+            } else if let Some(d) = &directory_user {
+                d.display_name.as_str()
             } else {
                 user.as_str()
             };
