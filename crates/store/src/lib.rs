@@ -19,8 +19,6 @@
 pub mod address;
 pub mod attachments;
 pub mod crm;
-pub mod event_page;
-pub mod event_queries;
 pub mod events;
 pub mod failures;
 pub mod folders;
