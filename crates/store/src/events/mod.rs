@@ -46,6 +46,7 @@ pub enum Direction {
     ToCrm,
     /// CRM to Microsoft.
     ToMicrosoft,
+    /// Both ways: each side's changes reach the other.
     TwoWay,
 }
 
@@ -60,6 +61,7 @@ impl Direction {
         matches!(self, Direction::ToMicrosoft | Direction::TwoWay)
     }
 
+    /// The stored word: `to_crm`, `to_microsoft` or `two_way`.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::ToCrm => "to_crm",
@@ -84,6 +86,7 @@ impl Direction {
 /// A tenant's calendar settings (C1, C3, C4), as stored for the org or the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CalendarSettings {
+    /// Which way events flow (C1).
     pub direction: Direction,
     /// Events only attended by CRM users (C3).
     pub sync_internal_events: bool,
@@ -142,77 +145,108 @@ impl CalendarSettings {
 /// An address of an event: `organizer`, `required`, `optional` or `resource`; lower-case.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventAddress {
+    /// The address's role: `organizer`, `required`, `optional` or `resource`.
     pub role: String,
+    /// The address, lower-case.
     pub address: String,
+    /// The display name Graph gave with it (may be empty).
     pub name: String,
 }
 
 /// The fields of an event both sides write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventFields {
+    /// The event's subject.
     pub subject: String,
+    /// Start, UTC epoch ms.
     pub start_ms: i64,
+    /// End, UTC epoch ms.
     pub end_ms: i64,
     /// `(start date, end date)` of an all-day event (end exclusive), `YYYY-MM-DD`.
     pub all_day: Option<(String, String)>,
     /// The CRM event record (C8), JSON.
     pub record: String,
+    /// The organizer, attendees and resources.
     pub addresses: Vec<EventAddress>,
 }
 
 /// An event as a calendar delta page brings it.
 #[derive(Debug, Clone)]
 pub struct PulledEvent {
+    /// The event's Graph id (immutable).
     pub graph_id: String,
+    /// The Graph id of the event's series master, for an occurrence or exception.
     pub series_graph_id: Option<String>,
     /// Graph's type: singleInstance, occurrence, exception.
     pub kind: String,
+    /// The iCalendar UID Graph gives every copy of a meeting.
     pub ical_uid: Option<String>,
+    /// Graph's version of the event.
     pub change_key: Option<String>,
+    /// The `transactionId` our push set on it, if this is our own create coming back.
     pub transaction_id: Option<String>,
+    /// True when the organizer cancelled the event.
     pub cancelled: bool,
+    /// The fields both sides write.
     pub fields: EventFields,
+    /// The stamps (`name version sha256:digest`) of the plugins that decided it (P5).
     pub decided_by: String,
 }
 
 /// A series master: its pattern as text ("Recurring in M365").
 #[derive(Debug, Clone)]
 pub struct SeriesRecord {
+    /// The master's Graph id.
     pub graph_id: String,
+    /// The series' subject.
     pub subject: String,
+    /// The pattern as text.
     pub recurrence: String,
 }
 
 /// Everything one calendar delta page changes.
 #[derive(Debug, Clone)]
 pub struct EventPage {
+    /// The tenant of the calendar.
     pub tenant_id: i64,
+    /// The mailbox whose calendar this is.
     pub mailbox_id: i64,
+    /// The CRM user the mailbox belongs to, if linked.
     pub user_id: Option<i64>,
+    /// Events new or changed in this page.
     pub upserts: Vec<PulledEvent>,
     /// Graph ids reported `@removed` (or cancelled) in this page.
     pub removals: Vec<String>,
     /// C3: a removal deletes the CRM event (else the event is kept and made Inactive).
     pub delete_removed: bool,
+    /// Series masters seen in this page.
     pub series: Vec<SeriesRecord>,
     /// (address, name) of resource calendars seen in the page's locations.
     pub rooms: Vec<(String, String)>,
+    /// Records a plugin excluded, with the rule.
     pub exclusions: Vec<Exclusion>,
+    /// Records a stage failed on.
     pub failures: Vec<FailedRecord>,
+    /// The cursor that follows this page; `None` keeps the stored one.
     pub cursor: Option<Cursor>,
+    /// The run this page belongs to, for its counts.
     pub run_id: Option<i64>,
+    /// The worker's lease on the mailbox: the commit is refused if it was lost.
     pub lease: Option<Lease>,
 }
 
 /// What a page's commit did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PageOutcome {
+    /// New events written.
     pub inserted: u64,
+    /// Known events whose fields changed.
     pub updated: u64,
     /// Items whose changeKey we already hold: our own writes coming back, or no change.
     pub unchanged: u64,
     /// Events changed on both sides since the last sync: Microsoft's version was kept (C1).
     pub conflicts: u64,
+    /// Events deleted because Microsoft removed them.
     pub deleted: u64,
     /// Removed in Microsoft but kept (deletes from Microsoft off): made Inactive.
     pub detached: u64,
@@ -232,39 +266,68 @@ impl std::ops::AddAssign for PageOutcome {
 /// A stored event.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredEvent {
+    /// m365sync's id of the event.
     pub id: i64,
+    /// The tenant the event belongs to.
     pub tenant_id: i64,
+    /// The CRM user whose calendar holds it.
     pub user_id: Option<i64>,
+    /// The mailbox whose calendar holds it.
     pub mailbox_id: Option<i64>,
+    /// Its Graph id, once Microsoft has it.
     pub graph_id: Option<String>,
+    /// The Graph id of its series master, for an occurrence or exception.
     pub series_graph_id: Option<String>,
+    /// Graph's type: singleInstance, occurrence, exception (or the CRM's for its own events).
     pub kind: String,
+    /// The subject.
     pub subject: String,
+    /// Start, UTC epoch ms.
     pub start_ms: i64,
+    /// End, UTC epoch ms.
     pub end_ms: i64,
+    /// True for an all-day event (its dates are in `start_date`, `end_date`).
     pub all_day: bool,
+    /// An all-day event's first date, `YYYY-MM-DD`.
     pub start_date: Option<String>,
+    /// An all-day event's end date (exclusive), `YYYY-MM-DD`.
     pub end_date: Option<String>,
+    /// The CRM event record (C8), JSON.
     pub record: String,
+    /// Where it was made: `microsoft` (pulled) or `crm`.
     pub origin: String,
+    /// True when it came in by a CRM import: it is never pushed.
     pub imported: bool,
+    /// True when a push sends invitations to its attendees (C9).
     pub send_invitations: bool,
+    /// C8's sync status: `never`, `active` or `inactive`.
     pub sync_status: String,
+    /// Graph's version we last stored (ours coming back is recognised by it).
     pub change_key: Option<String>,
+    /// The `transactionId` of our create, stored before the POST.
     pub transaction_id: Option<String>,
+    /// How many CRM edits it has had.
     pub crm_version: i64,
+    /// The CRM version Microsoft last agreed with; below `crm_version`, a push is owed.
     pub synced_version: i64,
+    /// True when the organizer cancelled it.
     pub cancelled: bool,
+    /// True when deleted (kept as a tombstone for the sync).
     pub deleted: bool,
 }
 
 /// A CRM change owed to Microsoft.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutboxRow {
+    /// The outbox row's id (rows are pushed in id order).
     pub id: i64,
+    /// The event the change is of.
     pub event_id: i64,
+    /// `create`, `update` or `delete`.
     pub op: String,
+    /// The fields an update changed, so a PATCH sends only those.
     pub fields: Vec<String>,
+    /// How many pushes of it failed.
     pub attempts: i64,
 }
 
@@ -273,8 +336,11 @@ pub struct OutboxRow {
 pub struct PushResult {
     /// The event's id in Microsoft (set after a create).
     pub graph_id: Option<String>,
+    /// The mailbox whose calendar now holds the event.
     pub mailbox_id: Option<i64>,
+    /// Graph's version after the write.
     pub change_key: Option<String>,
+    /// The `transactionId` the write carried.
     pub transaction_id: Option<String>,
     /// The CRM version the push carried.
     pub version: i64,
@@ -283,8 +349,12 @@ pub struct PushResult {
 /// A CRM user's calendar switches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CalendarUser {
+    /// The CRM user.
     pub user_id: i64,
+    /// The user's own address.
     pub email: String,
+    /// The user's "Sync Events" switch.
     pub sync_events: bool,
+    /// The user's own mailbox, whose calendar is synced.
     pub primary_mailbox_id: Option<i64>,
 }

@@ -10,9 +10,13 @@ use crate::{Store, StoreError};
 /// previous page's last `(start_ms, id)`.
 #[derive(Debug, Clone, Copy)]
 pub struct EventWindow {
+    /// The earliest start, epoch ms (none: no bound).
     pub from_ms: Option<i64>,
+    /// The start before which the page stops, epoch ms (none: no bound).
     pub to_ms: Option<i64>,
+    /// The previous page's last `(start_ms, id)`.
     pub after: Option<(i64, i64)>,
+    /// The most events to return (at least 1).
     pub limit: i64,
 }
 
