@@ -103,7 +103,7 @@ macro_rules! contact_columns {
     };
 }
 
-/// See [`contact_columns`].
+/// See `contact_columns!`.
 const CONTACT_COLUMNS: &str = contact_columns!();
 
 fn contact_from(r: &AnyRow) -> Result<Contact, sqlx::Error> {

@@ -5,7 +5,7 @@
 //!
 //! Every function takes the org id and treats a record of another org as absent, so one org
 //! never reads or changes another's records by guessing ids. Addresses and domains are stored
-//! normalised ([`crate::address`]); a bad value is a [`StoreError::Invalid`] naming the
+//! normalised ([`crate::address`]); a bad value is a [`crate::StoreError::Invalid`] naming the
 //! field and the value.
 //!
 //! Every change that adds, alters or removes an address of a contact (its field or its
@@ -20,7 +20,7 @@
 //!
 //! Entity domains are stored for the matching plugin's use; changing them queues nothing,
 //! because `contact_changes` is keyed by address.
-
+//!
 //! The store's CRM code, by concern:
 //! - [`record`]: the [`CrmRecord`] trait and the one path both kinds share (read, list,
 //!   create, update, upsert, batch save), and the helpers their writes use;

@@ -2,7 +2,7 @@
 //! events with their addresses and series, the outbox of CRM changes owed to Microsoft (C5),
 //! and the per-page commit of a calendar's delta.
 //!
-//! [`Store::commit_event_page`] is the calendar's "nothing lost, nothing twice": a page's events,
+//! [`crate::Store::commit_event_page`] is the calendar's "nothing lost, nothing twice": a page's events,
 //! removals, series, rooms, failed records and the calendar's cursor in one transaction, under
 //! the worker's lease. Every CRM edit writes its outbox row in the edit's own transaction.
 //!
