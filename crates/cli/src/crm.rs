@@ -315,6 +315,9 @@ trait Shown: Importable + Exportable + serde::Serialize {
     fn list_line(&self) -> String;
     /// The record, one field a line.
     fn show(&self);
+    /// What `remove` adds after the record's name, given how many contacts lost it as their
+    /// entity.
+    fn removed_note(detached: usize) -> String;
 }
 
 impl Shown for Contact {
@@ -337,6 +340,10 @@ impl Shown for Contact {
             c.contact_points.len(),
             c.entity_name.as_deref().unwrap_or("-")
         )
+    }
+
+    fn removed_note(_detached: usize) -> String {
+        String::new()
     }
 
     fn show(&self) {
@@ -384,6 +391,10 @@ impl Shown for Entity {
             e.kind.as_str(),
             e.domains.join(", ")
         )
+    }
+
+    fn removed_note(detached: usize) -> String {
+        format!("; {detached} contact(s) no longer have an entity")
     }
 
     fn show(&self) {
@@ -442,6 +453,21 @@ async fn show_cmd<R: Shown>(store: &Store, org: &str, id: &str, json: bool) -> a
         r.show();
         Ok(())
     }
+}
+
+/// `remove`: one record, by id or `ext:ID`.
+async fn remove_cmd<R: Shown>(store: &Store, org: &str, id: &str) -> anyhow::Result<()> {
+    let org_id = store.org_id(org).await?;
+    let r = find::<R>(store, org_id, id).await?;
+    let (r, detached) = store.delete_record::<R>(org_id, r.id()).await?;
+    println!(
+        "removed {} {} ({}){}",
+        R::KIND,
+        r.id(),
+        r.name(),
+        R::removed_note(detached)
+    );
+    Ok(())
 }
 
 /// `list`: a page of the org's records, and where the next page starts.
@@ -580,10 +606,7 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
             update_and_print(&store, org_id, &current, &input, json).await?;
         }
         ContactCommand::Remove { org, id } => {
-            let org_id = store.org_id(&org).await?;
-            let c = find::<Contact>(&store, org_id, &id).await?;
-            let c = store.delete_contact(org_id, c.id).await?;
-            println!("removed contact {} ({})", c.id, c.name);
+            remove_cmd::<Contact>(&store, &org, &id).await?;
         }
         ContactCommand::Show { org, id, json } => {
             show_cmd::<Contact>(&store, &org, &id, json).await?;
@@ -714,13 +737,7 @@ pub async fn entity(config: Option<&Path>, cmd: EntityCommand) -> anyhow::Result
             update_and_print(&store, org_id, &current, &input, json).await?;
         }
         EntityCommand::Remove { org, id } => {
-            let org_id = store.org_id(&org).await?;
-            let e = find::<Entity>(&store, org_id, &id).await?;
-            let (e, members) = store.delete_entity(org_id, e.id).await?;
-            println!(
-                "removed entity {} ({}); {members} contact(s) no longer have an entity",
-                e.id, e.name
-            );
+            remove_cmd::<Entity>(&store, &org, &id).await?;
         }
         EntityCommand::Show { org, id, json } => {
             show_cmd::<Entity>(&store, &org, &id, json).await?;

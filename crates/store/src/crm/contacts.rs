@@ -159,6 +159,10 @@ impl CrmRecord for Contact {
         self.id
     }
 
+    fn name(&self) -> &str {
+        &self.name
+    }
+
     fn validate(input: &ContactInput) -> Result<ContactInput, StoreError> {
         clean_contact(input)
     }
@@ -195,6 +199,25 @@ impl CrmRecord for Contact {
         clean: &ContactInput,
     ) -> impl Future<Output = Result<(SaveOutcome, Self), StoreError>> + Send {
         update_contact_in(store, tx, org_id, id, clean)
+    }
+
+    async fn delete_in(
+        store: &Store,
+        tx: &mut Tx<'_>,
+        org_id: i64,
+        id: i64,
+    ) -> Result<(Self, usize), StoreError> {
+        let old: Contact = record_in(store, tx, org_id, id).await?;
+        let affected = affected_addresses(Some(&ContactInput::from(&old)), None);
+        queue_changes(tx, org_id, &affected, now_ms()).await?;
+        for sql in [
+            "DELETE FROM activity_matches WHERE contact_id = $1",
+            "DELETE FROM contact_emails WHERE contact_id = $1",
+            "DELETE FROM contacts WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(&mut **tx).await?;
+        }
+        Ok((old, 0))
     }
 }
 
@@ -518,23 +541,7 @@ impl Store {
     /// Deletes a contact with its contact points and its activity matches, and queues all its
     /// addresses. Returns what was deleted.
     pub async fn delete_contact(&self, org_id: i64, id: i64) -> Result<Contact, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let result = async {
-            lock_org(&mut tx, org_id).await?;
-            let old: Contact = record_in(self, &mut tx, org_id, id).await?;
-            let affected = affected_addresses(Some(&ContactInput::from(&old)), None);
-            queue_changes(&mut tx, org_id, &affected, now_ms()).await?;
-            for sql in [
-                "DELETE FROM activity_matches WHERE contact_id = $1",
-                "DELETE FROM contact_emails WHERE contact_id = $1",
-                "DELETE FROM contacts WHERE id = $1",
-            ] {
-                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
-            }
-            Ok(old)
-        }
-        .await;
-        finish(tx, result).await
+        Ok(self.delete_record::<Contact>(org_id, id).await?.0)
     }
 }
 

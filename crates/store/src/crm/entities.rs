@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, Row};
 use super::changes::{affected_addresses, queue_changes};
 use super::contacts::ContactInput;
 use super::record::{
-    check_external_id, clean_text, finish, lock_org, record_in, CrmRecord, ListQuery, RecordSave,
+    check_external_id, clean_text, lock_org, record_in, CrmRecord, ListQuery, RecordSave,
     SaveOutcome, Tx,
 };
 use crate::address::normalise_domain;
@@ -157,6 +157,10 @@ impl CrmRecord for Entity {
         self.id
     }
 
+    fn name(&self) -> &str {
+        &self.name
+    }
+
     fn validate(input: &EntityInput) -> Result<EntityInput, StoreError> {
         clean_entity(input)
     }
@@ -193,6 +197,37 @@ impl CrmRecord for Entity {
         clean: &EntityInput,
     ) -> impl Future<Output = Result<(SaveOutcome, Self), StoreError>> + Send {
         update_entity_in(store, tx, org_id, id, clean)
+    }
+
+    async fn delete_in(
+        store: &Store,
+        tx: &mut Tx<'_>,
+        org_id: i64,
+        id: i64,
+    ) -> Result<(Self, usize), StoreError> {
+        let old = entity_in(tx, org_id, id).await?;
+        let members = store.contacts_of_entity(tx, org_id, id).await?;
+        let mut affected = BTreeSet::new();
+        for c in &members {
+            affected.extend(affected_addresses(Some(&ContactInput::from(c)), None));
+        }
+        let now = now_ms();
+        queue_changes(tx, org_id, &affected, now).await?;
+        sqlx::query("UPDATE contacts SET entity_id = NULL, updated_ms = $1 WHERE org_id = $2 AND entity_id = $3")
+            .bind(now)
+            .bind(org_id)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("UPDATE activity_matches SET entity_id = NULL WHERE entity_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM entities WHERE id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok((old, members.len()))
     }
 }
 
@@ -359,34 +394,6 @@ impl Store {
     /// (their matches carry the entity), and activity matches naming it lose it. Returns what
     /// was deleted and how many contacts it had.
     pub async fn delete_entity(&self, org_id: i64, id: i64) -> Result<(Entity, usize), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        let result = async {
-            lock_org(&mut tx, org_id).await?;
-            let old = entity_in(&mut tx, org_id, id).await?;
-            let members = self.contacts_of_entity(&mut tx, org_id, id).await?;
-            let mut affected = BTreeSet::new();
-            for c in &members {
-                affected.extend(affected_addresses(Some(&ContactInput::from(c)), None));
-            }
-            let now = now_ms();
-            queue_changes(&mut tx, org_id, &affected, now).await?;
-            sqlx::query("UPDATE contacts SET entity_id = NULL, updated_ms = $1 WHERE org_id = $2 AND entity_id = $3")
-                .bind(now)
-                .bind(org_id)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE activity_matches SET entity_id = NULL WHERE entity_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM entities WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            Ok((old, members.len()))
-        }
-        .await;
-        finish(tx, result).await
+        self.delete_record(org_id, id).await
     }
 }

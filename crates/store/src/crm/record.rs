@@ -109,6 +109,9 @@ pub trait CrmRecord: Sized + Send + Sync + Unpin + 'static {
     /// The record's m365sync id.
     fn id(&self) -> i64;
 
+    /// The record's name.
+    fn name(&self) -> &str;
+
     /// The input checked and normalised, or `Invalid` naming the field and the value.
     fn validate(input: &Self::Input) -> Result<Self::Input, StoreError>;
 
@@ -141,6 +144,16 @@ pub trait CrmRecord: Sized + Send + Sync + Unpin + 'static {
         id: i64,
         clean: &Self::Input,
     ) -> impl Future<Output = Result<(SaveOutcome, Self), StoreError>> + Send;
+
+    /// Deletes record `id` with what hangs off it, in `tx` (which holds the org's lock), and
+    /// queues the addresses it affects; answers the record as it was and how many contacts
+    /// lost it as their entity (0 for a contact).
+    fn delete_in(
+        store: &Store,
+        tx: &mut Tx<'_>,
+        org_id: i64,
+        id: i64,
+    ) -> impl Future<Output = Result<(Self, usize), StoreError>> + Send;
 }
 
 /// A trimmed text field, `None` when empty; `Invalid` when too long or not one line.
@@ -431,6 +444,23 @@ impl Store {
                     .await
                     .map(|r| (SaveOutcome::Created, r)),
             }
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    /// Deletes a record of the org (see [`CrmRecord::delete_in`] and the kinds'
+    /// [`Store::delete_contact`], [`Store::delete_entity`]): the record as it was, and how many
+    /// contacts lost it as their entity.
+    pub async fn delete_record<R: CrmRecord>(
+        &self,
+        org_id: i64,
+        id: i64,
+    ) -> Result<(R, usize), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let result = async {
+            lock_org(&mut tx, org_id).await?;
+            R::delete_in(self, &mut tx, org_id, id).await
         }
         .await;
         finish(tx, result).await
