@@ -3,7 +3,7 @@
 //! either pointing at its blob or saying why it was skipped.
 //!
 //! The rows are written by [`Store::commit_page`](super::Store::commit_page), in the page's
-//! transaction, through [`write_attachments`]: an attachment never appears without its bytes,
+//! transaction, through `write_attachments`: an attachment never appears without its bytes,
 //! and a replayed page rewrites the same rows.
 //!
 //! A skip reason starts with a stable code (`over-cap:`, `reference:`, `unsupported:`,

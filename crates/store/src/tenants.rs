@@ -51,7 +51,7 @@ pub struct NewTenant {
     pub auth_mode: AuthMode,
 }
 
-/// A stored tenant (no secrets: those are read on purpose through [`Store::client_secrets`]).
+/// A stored tenant (no secrets: those are read on purpose through [`Store::secrets`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Tenant {
     /// m365sync's id of the tenant.
