@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use m365sync::crm::export::{export_contacts, export_entities};
-use m365sync::crm::import::{import_contacts, import_entities, Format, ImportReport};
+use m365sync::crm::export::{export_records, Exportable};
+use m365sync::crm::import::{import_records, Format, ImportReport, Importable};
 use m365sync_store::crm::{
-    Contact, ContactInput, Entity, EntityInput, EntityKind, ListQuery, SaveOutcome,
+    Contact, ContactInput, CrmRecord, Entity, EntityInput, EntityKind, ListQuery,
 };
 use m365sync_store::Store;
 
@@ -274,30 +274,23 @@ fn parse_ref(s: &str) -> anyhow::Result<Ref> {
         .map_err(|_| anyhow::anyhow!("'{s}' is neither an id nor ext:EXTERNAL_ID"))
 }
 
-async fn find_contact(store: &Store, org_id: i64, s: &str) -> anyhow::Result<Contact> {
+/// The org's record of kind `R` named by `s` (an id or `ext:ID`).
+async fn find<R: CrmRecord>(store: &Store, org_id: i64, s: &str) -> anyhow::Result<R> {
     Ok(match parse_ref(s)? {
-        Ref::Id(id) => store.contact(org_id, id).await?,
+        Ref::Id(id) => store.record::<R>(org_id, id).await?,
         Ref::External(ext) => store
-            .contact_by_external_id(org_id, &ext)
+            .record_by_external_id::<R>(org_id, &ext)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("no contact with external id '{ext}' in this org"))?,
-    })
-}
-
-async fn find_entity(store: &Store, org_id: i64, s: &str) -> anyhow::Result<Entity> {
-    Ok(match parse_ref(s)? {
-        Ref::Id(id) => store.entity(org_id, id).await?,
-        Ref::External(ext) => store
-            .entity_by_external_id(org_id, &ext)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no entity with external id '{ext}' in this org"))?,
+            .ok_or_else(|| {
+                anyhow::anyhow!("no {} with external id '{ext}' in this org", R::KIND)
+            })?,
     })
 }
 
 /// An entity given as an id, `ext:ID` or a name.
 async fn entity_ref(store: &Store, org_id: i64, s: &str) -> anyhow::Result<i64> {
     if s.starts_with("ext:") || s.trim().parse::<i64>().is_ok() {
-        return Ok(find_entity(store, org_id, s).await?.id);
+        return Ok(find::<Entity>(store, org_id, s).await?.id);
     }
     match store.entities_named(org_id, s).await?.as_slice() {
         [e] => Ok(e.id),
@@ -313,55 +306,224 @@ fn some(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
 
-fn show_contact(c: &Contact) {
-    println!("contact {}: {}", c.id, c.name);
-    println!(
-        "  external id:    {}",
-        c.external_id.as_deref().unwrap_or("-")
-    );
-    println!("  email:          {}", c.email.as_deref().unwrap_or("-"));
-    println!(
-        "  alt email:      {}",
-        c.alt_email.as_deref().unwrap_or("-")
-    );
-    println!(
-        "  contact points: {}",
-        if c.contact_points.is_empty() {
-            "-".to_string()
-        } else {
-            c.contact_points.join(", ")
+/// What the commands print of a kind of record, so `show`, `list`, `add`, `update`, `import`
+/// and `export` are written once for contacts and entities.
+trait Shown: Importable + Exportable + serde::Serialize {
+    /// The listing's header line.
+    fn list_header() -> String;
+    /// The record's line in a listing.
+    fn list_line(&self) -> String;
+    /// The record, one field a line.
+    fn show(&self);
+    /// What `remove` adds after the record's name, given how many contacts lost it as their
+    /// entity.
+    fn removed_note(detached: usize) -> String;
+}
+
+impl Shown for Contact {
+    fn list_header() -> String {
+        format!(
+            "{:<8} {:<14} {:<24} {:<30} {:<30} {:<6} ENTITY",
+            "ID", "EXTERNAL ID", "NAME", "EMAIL", "ALT EMAIL", "POINTS"
+        )
+    }
+
+    fn list_line(&self) -> String {
+        let c = self;
+        format!(
+            "{:<8} {:<14} {:<24} {:<30} {:<30} {:<6} {}",
+            c.id,
+            c.external_id.as_deref().unwrap_or("-"),
+            c.name,
+            c.email.as_deref().unwrap_or("-"),
+            c.alt_email.as_deref().unwrap_or("-"),
+            c.contact_points.len(),
+            c.entity_name.as_deref().unwrap_or("-")
+        )
+    }
+
+    fn removed_note(_detached: usize) -> String {
+        String::new()
+    }
+
+    fn show(&self) {
+        let c = self;
+        println!("contact {}: {}", c.id, c.name);
+        println!(
+            "  external id:    {}",
+            c.external_id.as_deref().unwrap_or("-")
+        );
+        println!("  email:          {}", c.email.as_deref().unwrap_or("-"));
+        println!(
+            "  alt email:      {}",
+            c.alt_email.as_deref().unwrap_or("-")
+        );
+        println!(
+            "  contact points: {}",
+            if c.contact_points.is_empty() {
+                "-".to_string()
+            } else {
+                c.contact_points.join(", ")
+            }
+        );
+        match (c.entity_id, &c.entity_name) {
+            (Some(id), Some(name)) => println!("  entity:         {name} ({id})"),
+            _ => println!("  entity:         -"),
         }
-    );
-    match (c.entity_id, &c.entity_name) {
-        (Some(id), Some(name)) => println!("  entity:         {name} ({id})"),
-        _ => println!("  entity:         -"),
     }
 }
 
-fn show_entity(e: &Entity) {
-    println!("entity {}: {} ({})", e.id, e.name, e.kind.as_str());
-    println!("  external id: {}", e.external_id.as_deref().unwrap_or("-"));
-    println!(
-        "  domains:     {}",
-        if e.domains.is_empty() {
-            "-".to_string()
-        } else {
+impl Shown for Entity {
+    fn list_header() -> String {
+        format!(
+            "{:<8} {:<14} {:<30} {:<10} DOMAINS",
+            "ID", "EXTERNAL ID", "NAME", "KIND"
+        )
+    }
+
+    fn list_line(&self) -> String {
+        let e = self;
+        format!(
+            "{:<8} {:<14} {:<30} {:<10} {}",
+            e.id,
+            e.external_id.as_deref().unwrap_or("-"),
+            e.name,
+            e.kind.as_str(),
             e.domains.join(", ")
-        }
+        )
+    }
+
+    fn removed_note(detached: usize) -> String {
+        format!("; {detached} contact(s) no longer have an entity")
+    }
+
+    fn show(&self) {
+        let e = self;
+        println!("entity {}: {} ({})", e.id, e.name, e.kind.as_str());
+        println!("  external id: {}", e.external_id.as_deref().unwrap_or("-"));
+        println!(
+            "  domains:     {}",
+            if e.domains.is_empty() {
+                "-".to_string()
+            } else {
+                e.domains.join(", ")
+            }
+        );
+    }
+}
+
+/// Prints a record just added (`added contact 7` and the record), or as JSON.
+fn print_added<R: Shown>(r: &R, json: bool) -> anyhow::Result<()> {
+    if json {
+        print_json(r)
+    } else {
+        println!("added {} {}", R::KIND, r.id());
+        r.show();
+        Ok(())
+    }
+}
+
+/// Saves `input` over the record `current` and prints what happened (`contact 7 updated`).
+async fn update_and_print<R: Shown>(
+    store: &Store,
+    org_id: i64,
+    current: &R,
+    input: &R::Input,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (outcome, r) = store
+        .update_record::<R>(org_id, current.id(), input)
+        .await?;
+    if json {
+        print_json(&r)
+    } else {
+        println!("{} {} {}", R::KIND, r.id(), outcome.as_str());
+        r.show();
+        Ok(())
+    }
+}
+
+/// `show`: one record, by id or `ext:ID`.
+async fn show_cmd<R: Shown>(store: &Store, org: &str, id: &str, json: bool) -> anyhow::Result<()> {
+    let org_id = store.org_id(org).await?;
+    let r = find::<R>(store, org_id, id).await?;
+    if json {
+        print_json(&r)
+    } else {
+        r.show();
+        Ok(())
+    }
+}
+
+/// `remove`: one record, by id or `ext:ID`.
+async fn remove_cmd<R: Shown>(store: &Store, org: &str, id: &str) -> anyhow::Result<()> {
+    let org_id = store.org_id(org).await?;
+    let r = find::<R>(store, org_id, id).await?;
+    let (r, detached) = store.delete_record::<R>(org_id, r.id()).await?;
+    println!(
+        "removed {} {} ({}){}",
+        R::KIND,
+        r.id(),
+        r.name(),
+        R::removed_note(detached)
     );
+    Ok(())
+}
+
+/// `list`: a page of the org's records, and where the next page starts.
+async fn list_cmd<R: Shown>(
+    store: &Store,
+    org: &str,
+    q: ListQuery,
+    json: bool,
+) -> anyhow::Result<()> {
+    let org_id = store.org_id(org).await?;
+    let page = store.list_records::<R>(org_id, &q).await?;
+    if json {
+        return print_json(&page);
+    }
+    println!("{}", R::list_header());
+    for r in &page {
+        println!("{}", r.list_line());
+    }
+    if page.len() as i64 >= q.limit.clamp(1, 1000) {
+        if let Some(last) = page.last() {
+            println!("(more: --after {})", last.id());
+        }
+    }
+    Ok(())
+}
+
+/// `import`: a file into the org, and its report.
+async fn import_cmd<R: Shown>(
+    store: &Store,
+    org: &str,
+    file: &Path,
+    format: Option<Format>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let org_id = store.org_id(org).await?;
+    let (name, text, format) = read_import(file, format)?;
+    let report = import_records::<R>(store, org_id, &name, &text, format).await?;
+    finish_import(R::PLURAL, &name, &report, json)
+}
+
+/// `export`: the org's records to a file or standard output.
+async fn export_cmd<R: Shown>(
+    store: &Store,
+    org: &str,
+    format: Option<Format>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let org_id = store.org_id(org).await?;
+    let format = export_format(format, out);
+    let text = export_records::<R>(store, org_id, format).await?;
+    write_export(&text, out)
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-fn outcome_word(o: SaveOutcome) -> &'static str {
-    match o {
-        SaveOutcome::Created => "created",
-        SaveOutcome::Updated => "updated",
-        SaveOutcome::Unchanged => "unchanged",
-    }
 }
 
 /// Runs `m365sync contact ...`.
@@ -396,12 +558,7 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
                     },
                 )
                 .await?;
-            if json {
-                print_json(&c)?;
-            } else {
-                println!("added contact {}", c.id);
-                show_contact(&c);
-            }
+            print_added(&c, json)?;
         }
         ContactCommand::Update {
             org,
@@ -418,7 +575,7 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
             json,
         } => {
             let org_id = store.org_id(&org).await?;
-            let current = find_contact(&store, org_id, &id).await?;
+            let current = find::<Contact>(&store, org_id, &id).await?;
             let mut input = ContactInput::from(&current);
             if let Some(name) = name {
                 input.name = name;
@@ -446,28 +603,13 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
             if let Some(ext) = external_id {
                 input.external_id = some(Some(ext));
             }
-            let (outcome, c) = store.update_contact(org_id, current.id, &input).await?;
-            if json {
-                print_json(&c)?;
-            } else {
-                println!("contact {} {}", c.id, outcome_word(outcome));
-                show_contact(&c);
-            }
+            update_and_print(&store, org_id, &current, &input, json).await?;
         }
         ContactCommand::Remove { org, id } => {
-            let org_id = store.org_id(&org).await?;
-            let c = find_contact(&store, org_id, &id).await?;
-            let c = store.delete_contact(org_id, c.id).await?;
-            println!("removed contact {} ({})", c.id, c.name);
+            remove_cmd::<Contact>(&store, &org, &id).await?;
         }
         ContactCommand::Show { org, id, json } => {
-            let org_id = store.org_id(&org).await?;
-            let c = find_contact(&store, org_id, &id).await?;
-            if json {
-                print_json(&c)?;
-            } else {
-                show_contact(&c);
-            }
+            show_cmd::<Contact>(&store, &org, &id, json).await?;
         }
         ContactCommand::List {
             org,
@@ -476,37 +618,12 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
             after,
             json,
         } => {
-            let org_id = store.org_id(&org).await?;
             let q = ListQuery {
                 limit,
                 after_id: after,
                 filter,
             };
-            let page = store.list_contacts(org_id, &q).await?;
-            if json {
-                return print_json(&page);
-            }
-            println!(
-                "{:<8} {:<14} {:<24} {:<30} {:<30} {:<6} ENTITY",
-                "ID", "EXTERNAL ID", "NAME", "EMAIL", "ALT EMAIL", "POINTS"
-            );
-            for c in &page {
-                println!(
-                    "{:<8} {:<14} {:<24} {:<30} {:<30} {:<6} {}",
-                    c.id,
-                    c.external_id.as_deref().unwrap_or("-"),
-                    c.name,
-                    c.email.as_deref().unwrap_or("-"),
-                    c.alt_email.as_deref().unwrap_or("-"),
-                    c.contact_points.len(),
-                    c.entity_name.as_deref().unwrap_or("-")
-                );
-            }
-            if page.len() as i64 >= limit.clamp(1, 1000) {
-                if let Some(last) = page.last() {
-                    println!("(more: --after {})", last.id);
-                }
-            }
+            list_cmd::<Contact>(&store, &org, q, json).await?;
         }
         ContactCommand::Import {
             org,
@@ -514,16 +631,10 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
             format,
             json,
         } => {
-            let org_id = store.org_id(&org).await?;
-            let (name, text, format) = read_import(&file, format)?;
-            let report = import_contacts(&store, org_id, &name, &text, format).await?;
-            finish_import("contacts", &name, &report, json)?;
+            import_cmd::<Contact>(&store, &org, &file, format, json).await?;
         }
         ContactCommand::Export { org, format, out } => {
-            let org_id = store.org_id(&org).await?;
-            let format = export_format(format, out.as_deref());
-            let text = export_contacts(&store, org_id, format).await?;
-            write_export(&text, out.as_deref())?;
+            export_cmd::<Contact>(&store, &org, format, out.as_deref()).await?;
         }
         ContactCommand::Timeline {
             org,
@@ -533,7 +644,7 @@ pub async fn contact(config: Option<&Path>, cmd: ContactCommand) -> anyhow::Resu
             json,
         } => {
             let org_id = store.org_id(&org).await?;
-            let c = find_contact(&store, org_id, &id).await?;
+            let c = find::<Contact>(&store, org_id, &id).await?;
             super::matching::timeline(config, &org, c.id, limit, before.as_deref(), json).await?;
         }
         ContactCommand::Warnings { org, json } => {
@@ -589,12 +700,7 @@ pub async fn entity(config: Option<&Path>, cmd: EntityCommand) -> anyhow::Result
                     },
                 )
                 .await?;
-            if json {
-                print_json(&e)?;
-            } else {
-                println!("added entity {}", e.id);
-                show_entity(&e);
-            }
+            print_added(&e, json)?;
         }
         EntityCommand::Update {
             org,
@@ -608,7 +714,7 @@ pub async fn entity(config: Option<&Path>, cmd: EntityCommand) -> anyhow::Result
             json,
         } => {
             let org_id = store.org_id(&org).await?;
-            let current = find_entity(&store, org_id, &id).await?;
+            let current = find::<Entity>(&store, org_id, &id).await?;
             let mut input = EntityInput::from(&current);
             if let Some(name) = name {
                 input.name = name;
@@ -628,31 +734,13 @@ pub async fn entity(config: Option<&Path>, cmd: EntityCommand) -> anyhow::Result
             if let Some(ext) = external_id {
                 input.external_id = some(Some(ext));
             }
-            let (outcome, e) = store.update_entity(org_id, current.id, &input).await?;
-            if json {
-                print_json(&e)?;
-            } else {
-                println!("entity {} {}", e.id, outcome_word(outcome));
-                show_entity(&e);
-            }
+            update_and_print(&store, org_id, &current, &input, json).await?;
         }
         EntityCommand::Remove { org, id } => {
-            let org_id = store.org_id(&org).await?;
-            let e = find_entity(&store, org_id, &id).await?;
-            let (e, members) = store.delete_entity(org_id, e.id).await?;
-            println!(
-                "removed entity {} ({}); {members} contact(s) no longer have an entity",
-                e.id, e.name
-            );
+            remove_cmd::<Entity>(&store, &org, &id).await?;
         }
         EntityCommand::Show { org, id, json } => {
-            let org_id = store.org_id(&org).await?;
-            let e = find_entity(&store, org_id, &id).await?;
-            if json {
-                print_json(&e)?;
-            } else {
-                show_entity(&e);
-            }
+            show_cmd::<Entity>(&store, &org, &id, json).await?;
         }
         EntityCommand::List {
             org,
@@ -661,35 +749,12 @@ pub async fn entity(config: Option<&Path>, cmd: EntityCommand) -> anyhow::Result
             after,
             json,
         } => {
-            let org_id = store.org_id(&org).await?;
             let q = ListQuery {
                 limit,
                 after_id: after,
                 filter,
             };
-            let page = store.list_entities(org_id, &q).await?;
-            if json {
-                return print_json(&page);
-            }
-            println!(
-                "{:<8} {:<14} {:<30} {:<10} DOMAINS",
-                "ID", "EXTERNAL ID", "NAME", "KIND"
-            );
-            for e in &page {
-                println!(
-                    "{:<8} {:<14} {:<30} {:<10} {}",
-                    e.id,
-                    e.external_id.as_deref().unwrap_or("-"),
-                    e.name,
-                    e.kind.as_str(),
-                    e.domains.join(", ")
-                );
-            }
-            if page.len() as i64 >= limit.clamp(1, 1000) {
-                if let Some(last) = page.last() {
-                    println!("(more: --after {})", last.id);
-                }
-            }
+            list_cmd::<Entity>(&store, &org, q, json).await?;
         }
         EntityCommand::Import {
             org,
@@ -697,16 +762,10 @@ pub async fn entity(config: Option<&Path>, cmd: EntityCommand) -> anyhow::Result
             format,
             json,
         } => {
-            let org_id = store.org_id(&org).await?;
-            let (name, text, format) = read_import(&file, format)?;
-            let report = import_entities(&store, org_id, &name, &text, format).await?;
-            finish_import("entities", &name, &report, json)?;
+            import_cmd::<Entity>(&store, &org, &file, format, json).await?;
         }
         EntityCommand::Export { org, format, out } => {
-            let org_id = store.org_id(&org).await?;
-            let format = export_format(format, out.as_deref());
-            let text = export_entities(&store, org_id, format).await?;
-            write_export(&text, out.as_deref())?;
+            export_cmd::<Entity>(&store, &org, format, out.as_deref()).await?;
         }
     }
     Ok(())

@@ -15,20 +15,28 @@ pub const MAX_LOCAL_LEN: usize = 64;
 /// Why a text is not an address (or not a domain). The message says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// Nothing was given.
     #[error("it is empty")]
     Empty,
+    /// No `@`.
     #[error("it has no '@'; write it as name@domain.example")]
     NoAt,
+    /// More than one `@`.
     #[error("it has more than one '@'; give one address per field (contact points are separated by ';')")]
     SeveralAt,
+    /// Nothing before the `@`.
     #[error("nothing before the '@'; write it as name@domain.example")]
     EmptyLocal,
+    /// The domain (given) has no dot.
     #[error("the domain '{0}' has no dot; write a full domain such as example.com")]
     DomainWithoutDot(String),
+    /// The domain (given) has an empty label or a character domains cannot hold.
     #[error("the domain '{0}' is malformed (empty label, or a character other than letters, digits, '-' and '.')")]
     BadDomain(String),
+    /// A space, comma, semicolon, angle bracket or control character.
     #[error("it contains a space, comma, semicolon, angle bracket or control character; give the bare address only")]
     BadCharacter,
+    /// Longer than an address (or its local part) may be.
     #[error("it is longer than {MAX_ADDRESS_LEN} characters (or its part before '@' longer than {MAX_LOCAL_LEN})")]
     TooLong,
 }

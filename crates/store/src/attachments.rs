@@ -3,7 +3,7 @@
 //! either pointing at its blob or saying why it was skipped.
 //!
 //! The rows are written by [`Store::commit_page`](super::Store::commit_page), in the page's
-//! transaction, through [`write_attachments`]: an attachment never appears without its bytes,
+//! transaction, through `write_attachments`: an attachment never appears without its bytes,
 //! and a replayed page rewrites the same rows.
 //!
 //! A skip reason starts with a stable code (`over-cap:`, `reference:`, `unsupported:`,
@@ -35,13 +35,16 @@ pub mod reason {
 /// Bytes to keep, named by their SHA-256 (lowercase hex).
 #[derive(Debug, Clone)]
 pub struct Blob {
+    /// The SHA-256 of the bytes, lowercase hex: the blob's key.
     pub digest: String,
+    /// The bytes.
     pub bytes: bytes::Bytes,
 }
 
 /// What became of one attachment.
 #[derive(Debug, Clone)]
 pub enum AttachmentOutcome {
+    /// Stored: its bytes are in this blob.
     Stored(Blob),
     /// Not stored; the reason starts with one of the [`reason`] codes.
     Skipped(String),
@@ -52,10 +55,13 @@ pub enum AttachmentOutcome {
 pub struct AttachmentRecord {
     /// The attachment's Graph id (in the mailbox it was read from).
     pub graph_id: String,
+    /// The file name.
     pub name: String,
+    /// The MIME type Graph reports.
     pub content_type: String,
     /// The size Graph reports (for a file, a little more than its bytes; 0 for a link).
     pub size: i64,
+    /// Stored or skipped, and why.
     pub outcome: AttachmentOutcome,
 }
 
@@ -76,9 +82,13 @@ pub enum AttachmentSet {
 /// An attachment row as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredAttachment {
+    /// The attachment's Graph id.
     pub graph_id: String,
+    /// The file name.
     pub name: String,
+    /// The MIME type.
     pub content_type: String,
+    /// The size Graph reported.
     pub size: i64,
     /// The blob holding the bytes, when stored.
     pub digest: Option<String>,

@@ -9,12 +9,19 @@ use super::{Store, StoreError};
 /// One line of a run's log.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogEntry {
+    /// The run the line belongs to.
     pub run_id: i64,
+    /// The org's name.
     pub org: String,
+    /// The tenant's name.
     pub tenant: String,
+    /// The mailbox's address, for a line about one mailbox.
     pub mailbox: Option<String>,
+    /// `info`, `warning` or `error`.
     pub level: String,
+    /// What happened, and for an error what to do.
     pub message: String,
+    /// When, epoch ms.
     pub at_ms: i64,
 }
 
@@ -31,6 +38,7 @@ pub struct LogFilter {
     pub since_ms: Option<i64>,
     /// Only this run.
     pub run_id: Option<i64>,
+    /// The most lines to return.
     pub limit: i64,
 }
 

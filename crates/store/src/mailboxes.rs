@@ -9,37 +9,55 @@ use super::{now_ms, Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MailboxKind {
+    /// A person's own mailbox.
     Person,
+    /// A shared mailbox.
     Shared,
 }
 
 /// A mailbox to register.
 #[derive(Debug, Clone)]
 pub struct NewMailbox {
+    /// The tenant the mailbox is in.
     pub tenant_id: i64,
     /// The Graph user object id.
     pub graph_id: String,
+    /// The mailbox's address.
     pub address: String,
+    /// The display name.
     pub display_name: String,
+    /// A person's or a shared mailbox.
     pub kind: MailboxKind,
 }
 
 /// A stored mailbox with its health (E16).
 #[derive(Debug, Clone, Serialize)]
 pub struct Mailbox {
+    /// m365sync's id of the mailbox.
     pub id: i64,
+    /// The tenant the mailbox is in.
     pub tenant_id: i64,
+    /// The CRM user it is linked to (its owner, or the nominated user of a shared one).
     pub user_id: Option<i64>,
+    /// The Graph user object id.
     pub graph_id: String,
+    /// The mailbox's address.
     pub address: String,
+    /// The display name.
     pub display_name: String,
+    /// A person's or a shared mailbox.
     pub kind: MailboxKind,
+    /// False when disabled (by an admin, or by a permanent failure, E16).
     pub enabled: bool,
+    /// The health word (`healthy` when nothing is wrong, E16).
     pub health: String,
+    /// What is wrong and how to fix it, when not healthy.
     pub health_detail: Option<String>,
+    /// Counted failures in a row (E16).
     pub consecutive_failures: i64,
     /// While set and in the future, the mailbox is resting after throttling or failures.
     pub backoff_until_ms: Option<i64>,
+    /// When the mailbox was registered, epoch ms.
     pub added_ms: i64,
     /// When the mailbox last completed its share of a run (epoch ms).
     pub last_success_ms: Option<i64>,

@@ -22,7 +22,9 @@ const IN_CHUNK: usize = 1000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActivityKind {
+    /// An email.
     Email,
+    /// A calendar event.
     Event,
 }
 
@@ -47,6 +49,7 @@ impl ActivityKind {
 /// A stored record as the matching plugin sees it.
 #[derive(Debug, Clone)]
 pub struct MatchCandidate {
+    /// The record's id (an email's or an event's).
     pub id: i64,
     /// The email's conversation (empty for events and for mail without one).
     pub conversation_id: String,
@@ -61,30 +64,43 @@ pub struct MatchCandidate {
 /// A contact as matching needs it: every address it can be reached by.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatchContact {
+    /// m365sync's id of the contact.
     pub id: i64,
+    /// The contact's name.
     pub name: String,
+    /// The contact's entity, which a match carries.
     pub entity_id: Option<i64>,
+    /// The Email field.
     pub email: Option<String>,
+    /// The Alternate Email field.
     pub alt_email: Option<String>,
+    /// The contact-point emails.
     pub contact_points: Vec<String>,
 }
 
 /// One link from a record to a contact, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredMatch {
+    /// The contact linked.
     pub contact_id: i64,
+    /// The contact's entity when the match was made.
     pub entity_id: Option<i64>,
+    /// The address the link was made on.
     pub address: String,
     /// `email`, `alternate-email`, `contact-point`, `thread` or `manual`.
     pub field: String,
+    /// Why, in the plugin's (or the admin's) words.
     pub reason: String,
 }
 
 /// What one record's pass produced: its matches, or the plugin's error for it.
 #[derive(Debug, Clone)]
 pub struct MatchOutcome {
+    /// The record passed.
     pub record_id: i64,
+    /// When it happened: the timeline's order.
     pub occurred_ms: i64,
+    /// The record's matches, or the plugin's error for it.
     pub result: Result<Vec<StoredMatch>, String>,
 }
 

@@ -13,7 +13,9 @@ use super::{now_ms, Store, StoreError};
 /// Where a plugin is active: the org's default (`tenant_id` None) or one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PluginScope {
+    /// The org.
     pub org_id: i64,
+    /// The tenant, or `None` for the org's default.
     pub tenant_id: Option<i64>,
 }
 
@@ -26,32 +28,47 @@ impl PluginScope {
 /// A validated component to install.
 #[derive(Debug, Clone)]
 pub struct NewPlugin<'a> {
+    /// The slot: `exclusion`, `mapping` or `matching`.
     pub slot: &'a str,
+    /// The SHA-256 of the component's bytes (`sha256:...`), its key.
     pub digest: &'a str,
+    /// The name the component's `describe()` gave.
     pub name: &'a str,
+    /// The version the component's `describe()` gave.
     pub version: &'a str,
+    /// The component's bytes.
     pub wasm: &'a [u8],
 }
 
 /// The plugin active for a slot, and where it was set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ActivePlugin {
+    /// The slot: `exclusion`, `mapping` or `matching`.
     pub slot: String,
+    /// The component's digest.
     pub digest: String,
+    /// The component's name.
     pub name: String,
+    /// The component's version.
     pub version: String,
     /// True when set for the tenant, false when it is the org's default.
     pub tenant_level: bool,
+    /// When it was activated, epoch ms.
     pub activated_ms: i64,
 }
 
 /// One line of a slot's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
+    /// What happened: an install or a `rollback`.
     pub action: String,
+    /// The digest of the component it made active.
     pub digest: String,
+    /// The component's name.
     pub name: String,
+    /// The component's version.
     pub version: String,
+    /// When, epoch ms.
     pub at_ms: i64,
 }
 

@@ -17,16 +17,21 @@ use super::{now_ms, Store, StoreError};
 /// A timeline entry: one activity linked to the contact.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineItem {
+    /// An email or an event.
     pub kind: ActivityKind,
+    /// The email's or event's id.
     pub record_id: i64,
     /// When it happened (an email's sent time, an event's start), epoch ms.
     pub occurred_ms: i64,
+    /// The subject.
     pub subject: String,
     /// The email's sender or the event's organizer.
     pub from: String,
     /// How it was linked: `email`, `alternate-email`, `contact-point`, `thread` or `manual`.
     pub field: String,
+    /// Who made the link: `plugin` or `manual`.
     pub source: String,
+    /// Why, in the plugin's (or the admin's) words.
     pub reason: String,
 }
 
@@ -44,15 +49,20 @@ pub struct ReviewFilter {
     pub sender_domain: Option<String>,
     /// Strictly older than this (sent_ms, email id): the next page.
     pub before: Option<(i64, i64)>,
+    /// The most emails to return.
     pub limit: i64,
 }
 
 /// An email waiting in a review list.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReviewItem {
+    /// The email's id.
     pub email_id: i64,
+    /// The subject.
     pub subject: String,
+    /// The sender's address.
     pub sender: String,
+    /// When it was sent, epoch ms.
     pub sent_ms: i64,
     /// The user's mailbox that holds it.
     pub mailbox: String,
@@ -61,13 +71,16 @@ pub struct ReviewItem {
 /// Who a mass action acts for: an org's admin, or one of its users (their own mail only).
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewScope {
+    /// The org.
     pub org_id: i64,
+    /// The user acting, or `None` for the org's admin.
     pub user_id: Option<i64>,
 }
 
 /// What a mass mapping did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MapReport {
+    /// Emails newly linked to the contact.
     pub mapped: u64,
     /// Already linked to that contact.
     pub already: u64,

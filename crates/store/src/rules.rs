@@ -8,16 +8,25 @@ use super::{now_ms, Store, StoreError};
 /// Where a rule applies: the whole org, one tenant, or one user (personal exclusions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RuleScope {
+    /// Every tenant and user of the org.
     Org {
+        /// The org.
         org_id: i64,
     },
+    /// Every user of one tenant.
     Tenant {
+        /// The tenant's org.
         org_id: i64,
+        /// The tenant.
         tenant_id: i64,
     },
+    /// One user's own mail (personal exclusions).
     User {
+        /// The user's org.
         org_id: i64,
+        /// The user's tenant.
         tenant_id: i64,
+        /// The user.
         user_id: i64,
     },
 }
@@ -40,7 +49,9 @@ impl RuleScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
+    /// Records the rule matches are not synced.
     Exclude,
+    /// Records the rule matches are synced whatever the exclusions say.
     Include,
 }
 
@@ -48,16 +59,22 @@ pub enum Effect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
+    /// Any of the email's addresses.
     AnyAddress,
+    /// The sender's address.
     Sender,
+    /// A recipient's address.
     Recipient,
+    /// The subject's text.
     Subject,
 }
 
 /// A rule to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleSpec {
+    /// Exclude or include.
     pub effect: Effect,
+    /// What part of an email the pattern is compared with.
     pub target: Target,
     /// An address, a wildcard such as `*@salesforce.com`, or text a subject contains.
     pub pattern: String,
@@ -66,8 +83,11 @@ pub struct RuleSpec {
 /// A stored rule.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rule {
+    /// m365sync's id of the rule.
     pub id: i64,
+    /// Where it applies.
     pub scope: RuleScope,
+    /// What it does.
     pub spec: RuleSpec,
 }
 

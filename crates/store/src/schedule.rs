@@ -15,23 +15,31 @@ use super::{now_ms, Store, StoreError};
 /// A worker's claim on a mailbox: who holds it and for how long each renewal extends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// Who holds it: the worker's name, unique among running processes.
     pub holder: String,
+    /// How long each claim or renewal lasts, ms.
     pub ttl_ms: i64,
 }
 
 /// A mailbox with work owed to a run, as a worker claims it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMailbox {
+    /// The mailbox.
     pub mailbox_id: i64,
+    /// Its tenant.
     pub tenant_id: i64,
+    /// The run the work is owed to.
     pub run_id: i64,
 }
 
 /// What a worker did for a run in one mailbox, added to the run's totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RunProgress {
+    /// Records read.
     pub processed: i64,
+    /// Records stored.
     pub synced: i64,
+    /// Errors logged.
     pub errors: i64,
 }
 
@@ -42,11 +50,24 @@ pub enum MailboxOutcome {
     Healthy,
     /// Synced, but records of it failed in a stage (retried, or parked): `degraded` until
     /// none is left (issue 14).
-    Degraded { detail: String },
+    Degraded {
+        /// What failed, and what to do.
+        detail: String,
+    },
     /// A transient failure (throttling, 5xx, network): try again after `until_ms`.
-    BackingOff { detail: String, until_ms: i64 },
+    BackingOff {
+        /// What failed.
+        detail: String,
+        /// When to try again, epoch ms.
+        until_ms: i64,
+    },
     /// A permanent failure (403, 404, credentials); `disable` stops it being scheduled.
-    Failing { detail: String, disable: bool },
+    Failing {
+        /// What failed, and what to fix.
+        detail: String,
+        /// True when this failure disables the mailbox: it stops being scheduled.
+        disable: bool,
+    },
 }
 
 impl Store {

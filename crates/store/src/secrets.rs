@@ -13,13 +13,18 @@ pub const KEY_ENV: &str = "M365SYNC_SECRET_KEY";
 /// Why a key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretKeyError {
+    /// The key file could not be read.
     #[error("cannot read the secret key file {path}: {source}; create it with `m365sync key generate --out {path}`")]
     Read {
+        /// The key file's path.
         path: String,
+        /// Why it could not be read.
         source: std::io::Error,
     },
+    /// The key (from the place named) is not base64 of 32 bytes.
     #[error("the secret key from {0} is not base64 of exactly 32 bytes; generate one with `m365sync key generate`")]
     Malformed(String),
+    /// No key was configured.
     #[error("no secret key: set {KEY_ENV} or point key_file in m365sync.toml at a key file")]
     Missing,
 }
@@ -27,6 +32,7 @@ pub enum SecretKeyError {
 /// Why a stored secret could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The secret does not open with this key.
     #[error("it was encrypted with another key or is damaged; restore the key the data was written with")]
     WrongKey,
 }

@@ -32,11 +32,17 @@ pub struct Cursor {
 pub struct EmailRecord {
     /// The Graph immutable id in this mailbox.
     pub graph_id: String,
+    /// The message's `internetMessageId` (with sender and sent second, the email's key in the tenant).
     pub internet_message_id: String,
+    /// Graph's conversation id, for thread matches.
     pub conversation_id: String,
+    /// The subject.
     pub subject: String,
+    /// The sender's address.
     pub sender: String,
+    /// When it was sent, epoch ms.
     pub sent_ms: i64,
+    /// When it was received, epoch ms.
     pub received_ms: i64,
     /// (role, address, name)
     pub recipients: Vec<(String, String, String)>,
@@ -95,14 +101,21 @@ pub struct FailedRecord {
 /// Everything one delta page changes.
 #[derive(Debug, Clone)]
 pub struct PageCommit {
+    /// The org of the tenant.
     pub org_id: i64,
+    /// The tenant of the mailbox.
     pub tenant_id: i64,
+    /// The mailbox the page is of.
     pub mailbox_id: i64,
+    /// The folder the page is of (its id, or a well-known name).
     pub folder: String,
+    /// Emails new or changed in this page.
     pub upserts: Vec<EmailRecord>,
     /// Graph ids reported `@removed` from this folder.
     pub removals: Vec<String>,
+    /// Records a plugin excluded, with the rule.
     pub exclusions: Vec<Exclusion>,
+    /// Records a stage failed on.
     pub failures: Vec<FailedRecord>,
     /// Where the folder stands after this page; `None` when retrying failed records.
     pub cursor: Option<Cursor>,
@@ -118,15 +131,25 @@ pub struct PageCommit {
 /// A run of a tenant or mailbox, as the log shows it (E10).
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
+    /// The run's id.
     pub id: i64,
+    /// The tenant the run is of.
     pub tenant_id: i64,
+    /// The mailbox, for a run of one mailbox.
     pub mailbox_id: Option<i64>,
+    /// What started it (the scheduler, an admin, a retry...).
     pub trigger_kind: String,
+    /// When it started, epoch ms.
     pub started_ms: i64,
+    /// When it finished, epoch ms; `None` while running.
     pub finished_ms: Option<i64>,
+    /// `running` until it finishes, then how it ended.
     pub status: String,
+    /// Records read.
     pub processed: i64,
+    /// Records stored.
     pub synced: i64,
+    /// Errors logged.
     pub errors: i64,
     /// Mailboxes that never completed their share (an outage outlasting the back-off, a
     /// permanent failure, a gap `mailbox verify` found): more than zero makes the run

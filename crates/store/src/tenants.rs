@@ -35,7 +35,9 @@ impl AuthMode {
 /// What declares a tenant.
 #[derive(Debug, Clone)]
 pub struct NewTenant {
+    /// The org's name.
     pub org: String,
+    /// The tenant's name within the org.
     pub name: String,
     /// Entra tenant id or verified domain.
     pub ms_tenant: String,
@@ -43,24 +45,38 @@ pub struct NewTenant {
     pub authority: String,
     /// Graph base, `https://graph.microsoft.com/v1.0` in production.
     pub graph_url: String,
+    /// The Entra application's client id.
     pub client_id: String,
+    /// How the tenant authenticates.
     pub auth_mode: AuthMode,
 }
 
-/// A stored tenant (no secrets: those are read on purpose through [`Store::client_secrets`]).
+/// A stored tenant (no secrets: those are read on purpose through [`Store::secrets`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Tenant {
+    /// m365sync's id of the tenant.
     pub id: i64,
+    /// The org's id.
     pub org_id: i64,
+    /// The org's name.
     pub org: String,
+    /// The tenant's name within the org.
     pub name: String,
+    /// Entra tenant id or verified domain.
     pub ms_tenant: String,
+    /// Identity authority.
     pub authority: String,
+    /// Graph base URL.
     pub graph_url: String,
+    /// The Entra application's client id.
     pub client_id: String,
+    /// How the tenant authenticates.
     pub auth_mode: AuthMode,
+    /// False while the tenant is switched off: nothing of it is synced.
     pub enabled: bool,
+    /// When the tenant was activated, epoch ms.
     pub activated_ms: Option<i64>,
+    /// When its first sync began, epoch ms.
     pub initial_sync_ms: Option<i64>,
 }
 
@@ -71,9 +87,11 @@ pub struct TenantSettings {
     pub cadence_minutes: i64,
     /// The oldest mail to sync; `None` means six months before activation.
     pub commencement_ms: Option<i64>,
+    /// Domains whose addresses are the firm's own (E7).
     pub internal_domains: Vec<String>,
     /// E7: do not sync an email whose every address is in the internal domains.
     pub skip_internal_only: bool,
+    /// Attachments larger than this are not downloaded (E5).
     pub attachment_cap_bytes: i64,
     /// The folders to sync, each with its subfolders: `*` (every folder, the default),
     /// well-known names (`inbox`, `sentitems`, `archive`, ...) or paths (`Inbox/Clients`).
@@ -82,7 +100,9 @@ pub struct TenantSettings {
     /// `folders`. Default: Junk Email, Deleted Items, Drafts, Outbox, Conversation History
     /// and Sync Issues.
     pub excluded_folders: Vec<String>,
+    /// Records per Graph page.
     pub page_size: i64,
+    /// Mailboxes synced at once.
     pub max_concurrency: i64,
     /// Attempts after which a record a stage keeps failing on is parked: kept and listed, but
     /// retried only when an admin asks (`m365sync failures retry`).
@@ -462,7 +482,9 @@ impl Store {
 /// The kinds of stored secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretKind {
+    /// An application's client secret.
     ClientSecret,
+    /// A delegated refresh token.
     RefreshToken,
 }
 

@@ -14,14 +14,25 @@ use super::{now_ms, Store, StoreError};
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum TokenRole {
     /// Everything of one org.
-    OrgAdmin { org_id: i64, org: String },
+    OrgAdmin {
+        /// The org's id.
+        org_id: i64,
+        /// The org's name.
+        org: String,
+    },
     /// One user's review list and personal exclusion rules.
     User {
+        /// The user's org.
         org_id: i64,
+        /// The org's name.
         org: String,
+        /// The user's tenant.
         tenant_id: i64,
+        /// The tenant's name.
         tenant: String,
+        /// The user's id.
         user_id: i64,
+        /// The user's address.
         email: String,
     },
 }
@@ -29,11 +40,15 @@ pub enum TokenRole {
 /// A token as listed (never the token itself).
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenInfo {
+    /// The token's id (what revoking names).
     pub id: i64,
+    /// What the admin called it.
     pub label: String,
     /// The user's address for a user token, none for an org admin token.
     pub user: Option<String>,
+    /// When it was made, epoch ms.
     pub created_ms: i64,
+    /// When it was revoked, epoch ms; `None` while valid.
     pub revoked_ms: Option<i64>,
 }
 

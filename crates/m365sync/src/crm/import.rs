@@ -20,19 +20,25 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use std::future::Future;
+
 use crate::admin::csv::records;
-use m365sync_store::crm::{ContactInput, EntityInput, EntityKind, RecordSave, SaveOutcome};
+use m365sync_store::crm::{
+    Contact, ContactInput, CrmRecord, Entity, EntityInput, EntityKind, RecordSave, SaveOutcome,
+};
+use m365sync_store::{Store, StoreError};
 
 /// Rows saved per transaction: one commit per batch, and other writers wait at most one
 /// batch.
 const BATCH: usize = 200;
-use m365sync_store::{Store, StoreError};
 
 /// The two file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// Comma-separated values with a header line.
     Csv,
+    /// A JSON array of objects (or an object holding one).
     Json,
 }
 
@@ -81,8 +87,11 @@ impl std::fmt::Display for Location {
 /// A row that was not imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowError {
+    /// The file's name as the caller gave it.
     pub file: String,
+    /// Where the row is in the file.
     pub location: Location,
+    /// Why it was not imported, and what to fix.
     pub message: String,
 }
 
@@ -97,8 +106,11 @@ impl std::fmt::Display for RowError {
 pub struct ImportReport {
     /// Rows read (blank CSV lines are not rows).
     pub rows: usize,
+    /// Records created.
     pub created: usize,
+    /// Records changed.
     pub updated: usize,
+    /// Records that already held the row's values.
     pub unchanged: usize,
     /// The rows left out, in file order.
     pub errors: Vec<RowError>,
@@ -150,14 +162,24 @@ impl ImportReport {
 /// Why a whole import failed (row problems are in [`ImportReport::errors`] instead).
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The file is not a file of records at all (not CSV or JSON, no name column).
     #[error("{file}: {problem}")]
-    Unreadable { file: String, problem: String },
+    Unreadable {
+        /// The file's name.
+        file: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The database failed part-way: the rows before `location` were imported.
     #[error(
         "{file}: the database failed part-way; rows before {location} were imported: {source}"
     )]
     Store {
+        /// The file's name.
         file: String,
+        /// The first row not known to be saved.
         location: Location,
+        /// The database's error.
         source: StoreError,
     },
 }
@@ -165,26 +187,42 @@ pub enum ImportError {
 /// The columns of a contacts file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContactField {
+    /// m365sync's id (`id`), as an export writes it.
     Id,
+    /// The CRM's own id.
     ExternalId,
+    /// The full name.
     Name,
+    /// A first name, joined with the last name when there is no name column.
     FirstName,
+    /// A last name, joined with the first name when there is no name column.
     LastName,
+    /// The Email field.
     Email,
+    /// The Alternate Email field.
     AltEmail,
+    /// Contact-point emails (`;`-separated in CSV).
     ContactPoints,
+    /// The entity by m365sync's id.
     EntityId,
+    /// The entity by the CRM's id.
     EntityExternalId,
+    /// The entity by name (must be unique in the org).
     EntityName,
 }
 
 /// The columns of an entities file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntityField {
+    /// m365sync's id (`id`), as an export writes it.
     Id,
+    /// The CRM's own id.
     ExternalId,
+    /// The name.
     Name,
+    /// `household` or `company`.
     Kind,
+    /// Email domains (`;`-separated in CSV).
     Domains,
 }
 
@@ -239,20 +277,24 @@ pub fn entity_field(header: &str) -> Option<EntityField> {
 
 /// A value of a row: text, or a list (JSON arrays; in CSV, text split on `;`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
+pub enum Value {
+    /// A CSV field or a JSON string or number.
     Text(String),
+    /// A JSON array of strings.
     List(Vec<String>),
 }
 
 impl Value {
-    fn text(&self) -> Option<String> {
+    /// The value as trimmed text, `None` when empty (a list joined with `;`).
+    pub fn text(&self) -> Option<String> {
         match self {
             Value::Text(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
             Value::List(l) => Some(l.join(";")).filter(|t| !t.trim().is_empty()),
         }
     }
 
-    fn list(&self) -> Vec<String> {
+    /// The value as a list (text split on `;`, `,` or line breaks; empty items dropped).
+    pub fn list(&self) -> Vec<String> {
         match self {
             Value::Text(t) => t
                 .split([';', ',', '\n'])
@@ -439,6 +481,37 @@ fn row_problem(e: StoreError) -> Result<String, StoreError> {
     }
 }
 
+/// A kind of record a file can import: its columns and how a row's values become the
+/// record's input. Implemented for [`Contact`] and [`Entity`]; [`import_records`] is written
+/// once over it.
+pub trait Importable: CrmRecord {
+    /// The columns of the kind's files.
+    type Field: Copy + Eq + std::hash::Hash + Send + Sync;
+    /// What one import resolves a row's references with, and remembers across rows (a
+    /// contact's entity); `()` when the kind references nothing.
+    type Refs: Default + Send;
+    /// The column of the CRM's own id.
+    const EXTERNAL_ID: Self::Field;
+    /// The column of m365sync's id.
+    const ID: Self::Field;
+
+    /// The column a header (CSV) or key (JSON) names, if any.
+    fn field(header: &str) -> Option<Self::Field>;
+
+    /// True when the CSV columns include a name (a file without one is refused as a whole).
+    fn has_name(columns: &[Self::Field]) -> bool;
+
+    /// The record's input: the row's values over `existing`'s (a column the row does not have
+    /// keeps the stored value), or a new record's. `Invalid` when the row is not a record.
+    fn apply(
+        store: &Store,
+        org_id: i64,
+        values: &HashMap<Self::Field, Value>,
+        existing: Option<&Self>,
+        refs: &mut Self::Refs,
+    ) -> impl Future<Output = Result<Self::Input, StoreError>> + Send;
+}
+
 /// Imports contacts into the org from `text` (`file` names it in errors).
 pub async fn import_contacts(
     store: &Store,
@@ -447,16 +520,36 @@ pub async fn import_contacts(
     text: &str,
     format: Format,
 ) -> Result<ImportReport, ImportError> {
-    use ContactField as F;
+    import_records::<Contact>(store, org_id, file, text, format).await
+}
+
+/// Imports entities into the org from `text` (`file` names it in errors).
+pub async fn import_entities(
+    store: &Store,
+    org_id: i64,
+    file: &str,
+    text: &str,
+    format: Format,
+) -> Result<ImportReport, ImportError> {
+    import_records::<Entity>(store, org_id, file, text, format).await
+}
+
+/// Imports records of kind `R` into the org from `text` (`file` names it in errors): rows
+/// are read, turned into saves, and saved 200 to a transaction.
+pub async fn import_records<R: Importable>(
+    store: &Store,
+    org_id: i64,
+    file: &str,
+    text: &str,
+    format: Format,
+) -> Result<ImportReport, ImportError> {
     let rows = match format {
-        Format::Csv => csv_rows(file, text, contact_field, |cols| {
-            cols.contains(&F::Name) || cols.contains(&F::FirstName) || cols.contains(&F::LastName)
-        })?,
-        Format::Json => json_rows(file, text, contact_field, "contacts")?,
+        Format::Csv => csv_rows(file, text, R::field, R::has_name)?,
+        Format::Json => json_rows(file, text, R::field, R::PLURAL)?,
     };
     let mut report = ImportReport::default();
-    let mut entities = EntityResolver::default();
-    let mut batch: Vec<(Location, RecordSave<ContactInput>)> = Vec::new();
+    let mut refs = R::Refs::default();
+    let mut batch: Vec<(Location, RecordSave<R::Input>)> = Vec::new();
     let mut pending = std::collections::HashSet::new();
     for row in rows {
         report.rows += 1;
@@ -468,49 +561,42 @@ pub async fn import_contacts(
             }
         };
         // A record already in the batch is saved first, so this row starts from its values.
-        if !pending.insert(row_key(
-            &row.values,
-            ContactField::ExternalId,
-            ContactField::Id,
-        )) {
-            flush_contacts(store, org_id, file, &mut batch, &mut report).await?;
+        if !pending.insert(row_key(&row.values, R::EXTERNAL_ID, R::ID)) {
+            flush::<R>(store, org_id, file, &mut batch, &mut report).await?;
             pending.clear();
-            pending.insert(row_key(
-                &row.values,
-                ContactField::ExternalId,
-                ContactField::Id,
-            ));
+            pending.insert(row_key(&row.values, R::EXTERNAL_ID, R::ID));
         }
-        match prepare_contact(store, org_id, &row, &mut entities).await {
+        match prepare::<R>(store, org_id, &row, &mut refs).await {
             Ok(save) => batch.push((row.location, save)),
             Err(e) => report.store_error(file, row.location, e)?,
         }
         if batch.len() >= BATCH {
-            flush_contacts(store, org_id, file, &mut batch, &mut report).await?;
+            flush::<R>(store, org_id, file, &mut batch, &mut report).await?;
             pending.clear();
         }
     }
-    flush_contacts(store, org_id, file, &mut batch, &mut report).await?;
+    flush::<R>(store, org_id, file, &mut batch, &mut report).await?;
     report.errors.sort_by_key(|e| match e.location {
         Location::Line(n) | Location::Index(n) => n,
     });
     Ok(report)
 }
 
-async fn flush_contacts(
+/// Saves the batch in one transaction and counts what each row did.
+async fn flush<R: Importable>(
     store: &Store,
     org_id: i64,
     file: &str,
-    batch: &mut Vec<(Location, RecordSave<ContactInput>)>,
+    batch: &mut Vec<(Location, RecordSave<R::Input>)>,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let (locations, saves): (Vec<Location>, Vec<RecordSave<ContactInput>>) =
+    let (locations, saves): (Vec<Location>, Vec<RecordSave<R::Input>>) =
         std::mem::take(batch).into_iter().unzip();
     let results = store
-        .save_contacts(org_id, &saves)
+        .save_records::<R>(org_id, &saves)
         .await
         .map_err(|source| ImportError::Store {
             file: file.to_string(),
@@ -526,9 +612,167 @@ async fn flush_contacts(
     Ok(())
 }
 
+/// A row as a save: of the org's record with the row's external id, else of the record with
+/// its `id` (which must exist), else of a new record.
+async fn prepare<R: Importable>(
+    store: &Store,
+    org_id: i64,
+    row: &RawRow<R::Field>,
+    refs: &mut R::Refs,
+) -> Result<RecordSave<R::Input>, StoreError> {
+    let v = &row.values;
+    let ext = v.get(&R::EXTERNAL_ID).and_then(Value::text);
+    let id = match v.get(&R::ID) {
+        Some(x) => parse_id("id", x).map_err(StoreError::Invalid)?,
+        None => None,
+    };
+    let mut existing = None;
+    if let Some(ext) = &ext {
+        existing = store.record_by_external_id::<R>(org_id, ext).await?;
+    }
+    if existing.is_none() {
+        if let Some(id) = id {
+            existing = Some(store.record::<R>(org_id, id).await.map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::Invalid(format!(
+                    "no {kind} with id {id} in this org; leave id empty to create the {kind}",
+                    kind = R::KIND
+                )),
+                other => other,
+            })?);
+        }
+    }
+    let input = R::apply(store, org_id, v, existing.as_ref(), refs).await?;
+    Ok(RecordSave {
+        id: existing.map(|r| r.id()),
+        input,
+    })
+}
+
+/// The name check both kinds make once a row's values are applied.
+fn require_name(name: &str, kind: &str) -> Result<(), StoreError> {
+    if name.trim().is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "no name; every {kind} needs one"
+        )));
+    }
+    Ok(())
+}
+
+impl Importable for Contact {
+    type Field = ContactField;
+    type Refs = EntityResolver;
+    const EXTERNAL_ID: ContactField = ContactField::ExternalId;
+    const ID: ContactField = ContactField::Id;
+
+    fn field(header: &str) -> Option<ContactField> {
+        contact_field(header)
+    }
+
+    fn has_name(cols: &[ContactField]) -> bool {
+        use ContactField as F;
+        cols.contains(&F::Name) || cols.contains(&F::FirstName) || cols.contains(&F::LastName)
+    }
+
+    async fn apply(
+        store: &Store,
+        org_id: i64,
+        v: &HashMap<ContactField, Value>,
+        existing: Option<&Contact>,
+        entities: &mut EntityResolver,
+    ) -> Result<ContactInput, StoreError> {
+        use ContactField as F;
+        let get = |f: F| v.get(&f).and_then(Value::text);
+        let mut input = existing.map(ContactInput::from).unwrap_or_default();
+        if v.contains_key(&F::ExternalId) {
+            input.external_id = get(F::ExternalId);
+        }
+        if v.contains_key(&F::Name) {
+            input.name = get(F::Name).unwrap_or_default();
+        } else if v.contains_key(&F::FirstName) || v.contains_key(&F::LastName) {
+            input.name = [get(F::FirstName), get(F::LastName)]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        require_name(&input.name, Contact::KIND)?;
+        if v.contains_key(&F::Email) {
+            input.email = get(F::Email);
+        }
+        if v.contains_key(&F::AltEmail) {
+            input.alt_email = get(F::AltEmail);
+        }
+        if let Some(points) = v.get(&F::ContactPoints) {
+            input.contact_points = points.list();
+        }
+        if let Some(entity_id) = entities.resolve(store, org_id, v).await? {
+            input.entity_id = entity_id;
+        }
+        Ok(input)
+    }
+}
+
+impl Importable for Entity {
+    type Field = EntityField;
+    type Refs = ();
+    const EXTERNAL_ID: EntityField = EntityField::ExternalId;
+    const ID: EntityField = EntityField::Id;
+
+    fn field(header: &str) -> Option<EntityField> {
+        entity_field(header)
+    }
+
+    fn has_name(cols: &[EntityField]) -> bool {
+        cols.contains(&EntityField::Name)
+    }
+
+    async fn apply(
+        _store: &Store,
+        _org_id: i64,
+        v: &HashMap<EntityField, Value>,
+        existing: Option<&Entity>,
+        _refs: &mut (),
+    ) -> Result<EntityInput, StoreError> {
+        use EntityField as F;
+        let get = |f: F| v.get(&f).and_then(Value::text);
+        let kind = match get(F::Kind) {
+            Some(k) => Some(k.parse::<EntityKind>().map_err(StoreError::Invalid)?),
+            None => None,
+        };
+        let mut input = match (existing, kind) {
+            (Some(e), _) => EntityInput::from(e),
+            (None, Some(kind)) => EntityInput {
+                external_id: None,
+                name: String::new(),
+                kind,
+                domains: Vec::new(),
+            },
+            (None, None) => {
+                return Err(StoreError::Invalid(
+                    "no kind; give household or company".into(),
+                ))
+            }
+        };
+        if let Some(kind) = kind {
+            input.kind = kind;
+        }
+        if v.contains_key(&F::ExternalId) {
+            input.external_id = get(F::ExternalId);
+        }
+        if v.contains_key(&F::Name) {
+            input.name = get(F::Name).unwrap_or_default();
+        }
+        require_name(&input.name, Entity::KIND)?;
+        if let Some(domains) = v.get(&F::Domains) {
+            input.domains = domains.list();
+        }
+        Ok(input)
+    }
+}
+
 /// Entity references of one import, looked up once each.
 #[derive(Default)]
-struct EntityResolver {
+pub struct EntityResolver {
     by_external_id: HashMap<String, i64>,
     by_name: HashMap<String, i64>,
 }
@@ -593,225 +837,6 @@ impl EntityResolver {
         }
         Ok(Some(None))
     }
-}
-
-async fn prepare_contact(
-    store: &Store,
-    org_id: i64,
-    row: &RawRow<ContactField>,
-    entities: &mut EntityResolver,
-) -> Result<RecordSave<ContactInput>, StoreError> {
-    use ContactField as F;
-    let v = &row.values;
-    let get = |f: F| v.get(&f).and_then(Value::text);
-    let ext = get(F::ExternalId);
-    let id = match v.get(&F::Id) {
-        Some(x) => parse_id("id", x).map_err(StoreError::Invalid)?,
-        None => None,
-    };
-    let mut existing = None;
-    if let Some(ext) = &ext {
-        existing = store.contact_by_external_id(org_id, ext).await?;
-    }
-    if existing.is_none() {
-        if let Some(id) = id {
-            existing = Some(store.contact(org_id, id).await.map_err(|e| match e {
-                StoreError::NotFound(_) => StoreError::Invalid(format!(
-                    "no contact with id {id} in this org; leave id empty to create the contact"
-                )),
-                other => other,
-            })?);
-        }
-    }
-    let mut input = existing
-        .as_ref()
-        .map(ContactInput::from)
-        .unwrap_or_default();
-    if v.contains_key(&F::ExternalId) {
-        input.external_id = ext;
-    }
-    if v.contains_key(&F::Name) {
-        input.name = get(F::Name).unwrap_or_default();
-    } else if v.contains_key(&F::FirstName) || v.contains_key(&F::LastName) {
-        input.name = [get(F::FirstName), get(F::LastName)]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    if input.name.trim().is_empty() {
-        return Err(StoreError::Invalid(
-            "no name; every contact needs one".into(),
-        ));
-    }
-    if v.contains_key(&F::Email) {
-        input.email = get(F::Email);
-    }
-    if v.contains_key(&F::AltEmail) {
-        input.alt_email = get(F::AltEmail);
-    }
-    if let Some(points) = v.get(&F::ContactPoints) {
-        input.contact_points = points.list();
-    }
-    if let Some(entity_id) = entities.resolve(store, org_id, v).await? {
-        input.entity_id = entity_id;
-    }
-    Ok(RecordSave {
-        id: existing.map(|c| c.id),
-        input,
-    })
-}
-
-/// Imports entities into the org from `text` (`file` names it in errors).
-pub async fn import_entities(
-    store: &Store,
-    org_id: i64,
-    file: &str,
-    text: &str,
-    format: Format,
-) -> Result<ImportReport, ImportError> {
-    let rows = match format {
-        Format::Csv => csv_rows(file, text, entity_field, |cols| {
-            cols.contains(&EntityField::Name)
-        })?,
-        Format::Json => json_rows(file, text, entity_field, "entities")?,
-    };
-    let mut report = ImportReport::default();
-    let mut batch: Vec<(Location, RecordSave<EntityInput>)> = Vec::new();
-    let mut pending = std::collections::HashSet::new();
-    for row in rows {
-        report.rows += 1;
-        let row = match row {
-            Ok(r) => r,
-            Err((location, message)) => {
-                report.row_error(file, location, message);
-                continue;
-            }
-        };
-        if !pending.insert(row_key(
-            &row.values,
-            EntityField::ExternalId,
-            EntityField::Id,
-        )) {
-            flush_entities(store, org_id, file, &mut batch, &mut report).await?;
-            pending.clear();
-            pending.insert(row_key(
-                &row.values,
-                EntityField::ExternalId,
-                EntityField::Id,
-            ));
-        }
-        match prepare_entity(store, org_id, &row).await {
-            Ok(save) => batch.push((row.location, save)),
-            Err(e) => report.store_error(file, row.location, e)?,
-        }
-        if batch.len() >= BATCH {
-            flush_entities(store, org_id, file, &mut batch, &mut report).await?;
-            pending.clear();
-        }
-    }
-    flush_entities(store, org_id, file, &mut batch, &mut report).await?;
-    report.errors.sort_by_key(|e| match e.location {
-        Location::Line(n) | Location::Index(n) => n,
-    });
-    Ok(report)
-}
-
-async fn flush_entities(
-    store: &Store,
-    org_id: i64,
-    file: &str,
-    batch: &mut Vec<(Location, RecordSave<EntityInput>)>,
-    report: &mut ImportReport,
-) -> Result<(), ImportError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let (locations, saves): (Vec<Location>, Vec<RecordSave<EntityInput>>) =
-        std::mem::take(batch).into_iter().unzip();
-    let results = store
-        .save_entities(org_id, &saves)
-        .await
-        .map_err(|source| ImportError::Store {
-            file: file.to_string(),
-            location: locations[0],
-            source,
-        })?;
-    for (location, result) in locations.into_iter().zip(results) {
-        match result {
-            Ok((outcome, _)) => report.count(outcome),
-            Err(e) => report.store_error(file, location, e)?,
-        }
-    }
-    Ok(())
-}
-
-async fn prepare_entity(
-    store: &Store,
-    org_id: i64,
-    row: &RawRow<EntityField>,
-) -> Result<RecordSave<EntityInput>, StoreError> {
-    use EntityField as F;
-    let v = &row.values;
-    let get = |f: F| v.get(&f).and_then(Value::text);
-    let ext = get(F::ExternalId);
-    let id = match v.get(&F::Id) {
-        Some(x) => parse_id("id", x).map_err(StoreError::Invalid)?,
-        None => None,
-    };
-    let mut existing = None;
-    if let Some(ext) = &ext {
-        existing = store.entity_by_external_id(org_id, ext).await?;
-    }
-    if existing.is_none() {
-        if let Some(id) = id {
-            existing = Some(store.entity(org_id, id).await.map_err(|e| match e {
-                StoreError::NotFound(_) => StoreError::Invalid(format!(
-                    "no entity with id {id} in this org; leave id empty to create the entity"
-                )),
-                other => other,
-            })?);
-        }
-    }
-    let kind = match get(F::Kind) {
-        Some(k) => Some(k.parse::<EntityKind>().map_err(StoreError::Invalid)?),
-        None => None,
-    };
-    let mut input = match (&existing, kind) {
-        (Some(e), _) => EntityInput::from(e),
-        (None, Some(kind)) => EntityInput {
-            external_id: None,
-            name: String::new(),
-            kind,
-            domains: Vec::new(),
-        },
-        (None, None) => {
-            return Err(StoreError::Invalid(
-                "no kind; give household or company".into(),
-            ))
-        }
-    };
-    if let Some(kind) = kind {
-        input.kind = kind;
-    }
-    if v.contains_key(&F::ExternalId) {
-        input.external_id = ext;
-    }
-    if v.contains_key(&F::Name) {
-        input.name = get(F::Name).unwrap_or_default();
-    }
-    if input.name.trim().is_empty() {
-        return Err(StoreError::Invalid(
-            "no name; every entity needs one".into(),
-        ));
-    }
-    if let Some(domains) = v.get(&F::Domains) {
-        input.domains = domains.list();
-    }
-    Ok(RecordSave {
-        id: existing.map(|e| e.id),
-        input,
-    })
 }
 
 #[cfg(test)]

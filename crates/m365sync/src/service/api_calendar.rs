@@ -22,7 +22,7 @@ use crate::outbound::edits::{
     add_event, present, remove_event, update_event, CrmEditError, EventChange, NewEvent,
 };
 use crate::outbound::invitation_warning;
-use m365sync_store::event_queries::EventWindow;
+use m365sync_store::events::EventWindow;
 use m365sync_store::events::{CalendarSettings, Direction, StoredEvent};
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};

@@ -13,15 +13,15 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Row, Transaction};
 
-use super::events::{
+use super::{
     event_from_row, update_fields, EventPage, PageOutcome, PulledEvent, StoredEvent, EVENT_COLUMNS,
 };
-use super::sync::{
+use crate::events::CALENDAR_FOLDER;
+use crate::sync::{
     fence_lease, in_list, insert_addresses, marker, queue_for_matching, value_rows, write_cursor,
     write_exclusions_and_failures, AddressTable, ROWS_PER_STATEMENT,
 };
-use super::{now_ms, Backend, Store, StoreError};
-use crate::events::CALENDAR_FOLDER;
+use crate::{now_ms, Backend, Store, StoreError};
 
 impl Store {
     /// Writes one calendar delta page and advances the calendar's cursor, atomically.
@@ -402,7 +402,7 @@ async fn write_series(
 
 /// Records resource calendars (C6), ahead of the events that name them: by lower-cased
 /// address, the last name seen winning.
-pub(super) async fn write_rooms(
+pub(crate) async fn write_rooms(
     tx: &mut Transaction<'_, Any>,
     backend: Backend,
     tenant_id: i64,

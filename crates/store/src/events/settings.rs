@@ -1,0 +1,120 @@
+//! Calendar settings per org and tenant (C1, C3, C4) and a user's calendar switches.
+
+use sqlx::Row;
+
+use super::*;
+use crate::{Store, StoreError};
+
+fn settings_from_row(r: &sqlx::any::AnyRow) -> Result<CalendarSettings, StoreError> {
+    let flag = |name: &str| -> Result<bool, StoreError> { Ok(r.try_get::<i64, _>(name)? != 0) };
+    let direction: String = r.try_get("direction")?;
+    Ok(CalendarSettings {
+        direction: Direction::parse(&direction).map_err(StoreError::Invalid)?,
+        sync_internal_events: flag("sync_internal_events")?,
+        delete_from_microsoft: flag("delete_from_microsoft")?,
+        delete_from_crm: flag("delete_from_crm")?,
+        sync_private_events: flag("sync_private_events")?,
+        sync_unmatched_events: flag("sync_unmatched_events")?,
+        commencement_ms: r.try_get("commencement_ms")?,
+        inbound_years: r.try_get("inbound_years")?,
+        outbound_months: r.try_get("outbound_months")?,
+    })
+}
+
+impl Store {
+    /// The calendar settings that apply to a tenant: its own, else its org's, else the
+    /// defaults of C3 and C4.
+    pub async fn calendar_settings(
+        &self,
+        org_id: i64,
+        tenant_id: i64,
+    ) -> Result<CalendarSettings, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calendar_settings WHERE org_id = $1 AND tenant_scope IN (0, $2) ORDER BY tenant_scope DESC",
+        )
+        .bind(org_id)
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        match rows.first() {
+            Some(r) => settings_from_row(r),
+            None => Ok(CalendarSettings::default()),
+        }
+    }
+
+    /// The settings stored at one level (`tenant_id` `None`: the org's), if any.
+    pub async fn calendar_settings_at(
+        &self,
+        org_id: i64,
+        tenant_id: Option<i64>,
+    ) -> Result<Option<CalendarSettings>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM calendar_settings WHERE org_id = $1 AND tenant_scope = $2")
+                .bind(org_id)
+                .bind(tenant_id.unwrap_or(0))
+                .fetch_optional(self.pool())
+                .await?;
+        row.as_ref().map(settings_from_row).transpose()
+    }
+
+    /// Stores the calendar settings of an org (`tenant_id` `None`) or of one tenant.
+    pub async fn set_calendar_settings(
+        &self,
+        org_id: i64,
+        tenant_id: Option<i64>,
+        s: &CalendarSettings,
+    ) -> Result<(), StoreError> {
+        s.validate().map_err(StoreError::Invalid)?;
+        sqlx::query(
+            "INSERT INTO calendar_settings (org_id, tenant_scope, direction, sync_internal_events, delete_from_microsoft, delete_from_crm,
+                 sync_private_events, sync_unmatched_events, commencement_ms, inbound_years, outbound_months)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (org_id, tenant_scope) DO UPDATE SET direction = excluded.direction,
+                 sync_internal_events = excluded.sync_internal_events, delete_from_microsoft = excluded.delete_from_microsoft,
+                 delete_from_crm = excluded.delete_from_crm, sync_private_events = excluded.sync_private_events,
+                 sync_unmatched_events = excluded.sync_unmatched_events, commencement_ms = excluded.commencement_ms,
+                 inbound_years = excluded.inbound_years, outbound_months = excluded.outbound_months",
+        )
+        .bind(org_id)
+        .bind(tenant_id.unwrap_or(0))
+        .bind(s.direction.as_str())
+        .bind(s.sync_internal_events as i64)
+        .bind(s.delete_from_microsoft as i64)
+        .bind(s.delete_from_crm as i64)
+        .bind(s.sync_private_events as i64)
+        .bind(s.sync_unmatched_events as i64)
+        .bind(s.commencement_ms)
+        .bind(s.inbound_years)
+        .bind(s.outbound_months)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The CRM user a mailbox belongs to, with their calendar switches (C2).
+    pub async fn calendar_user(&self, user_id: i64) -> Result<CalendarUser, StoreError> {
+        let r = sqlx::query(
+            "SELECT id, email, sync_events, primary_mailbox_id FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no CRM user {user_id}")))?;
+        Ok(CalendarUser {
+            user_id: r.try_get("id")?,
+            email: r.try_get("email")?,
+            sync_events: r.try_get::<i64, _>("sync_events")? != 0,
+            primary_mailbox_id: r.try_get("primary_mailbox_id")?,
+        })
+    }
+
+    /// Turns a user's Sync Events switch on or off (C2).
+    pub async fn set_sync_events(&self, user_id: i64, on: bool) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET sync_events = $1 WHERE id = $2")
+            .bind(on as i64)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
