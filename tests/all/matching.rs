@@ -620,6 +620,36 @@ async fn events_are_matched_and_unmatched_ones_kept_out_of_the_crm_until_they_ma
         );
         let kept = db.store.events(cal.tenant.id, None, true).await.unwrap();
         assert_eq!(kept.len(), 2, "but not lost");
+        // Turned on, the setting brings in the events already kept out, at once; turned off
+        // again, the next matching job keeps out those that match nothing.
+        let shown = |db: &TestDb| {
+            let store = db.store.clone();
+            let tenant = cal.tenant.id;
+            async move { store.events(tenant, None, false).await.unwrap().len() }
+        };
+        let mut on = db
+            .store
+            .calendar_settings(org_id, cal.tenant.id)
+            .await
+            .unwrap();
+        on.sync_unmatched_events = true;
+        db.store
+            .set_calendar_settings(org_id, Some(cal.tenant.id), &on)
+            .await
+            .unwrap();
+        assert_eq!(
+            shown(&db).await,
+            2,
+            "C3 on shows the stored unmatched event"
+        );
+        let mut off = on.clone();
+        off.sync_unmatched_events = false;
+        db.store
+            .set_calendar_settings(org_id, Some(cal.tenant.id), &off)
+            .await
+            .unwrap();
+        match_now(&db.store, "acme").await;
+        assert_eq!(shown(&db).await, 1, "C3 off keeps it out again");
         // A contact for the stranger brings the event in, by a re-match of that event alone.
         add_contact(
             &db,

@@ -88,6 +88,51 @@ impl Store {
         .bind(s.outbound_months)
         .execute(self.pool())
         .await?;
+        // C3 applies to the events already stored, not only to those matched from now on.
+        let tenants: Vec<i64> = match tenant_id {
+            Some(t) => vec![t],
+            None => {
+                sqlx::query_scalar("SELECT id FROM tenants WHERE org_id = $1")
+                    .bind(org_id)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        for t in tenants {
+            let effective = self.calendar_settings(org_id, t).await?;
+            self.apply_unmatched_events_setting(t, effective.sync_unmatched_events)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Brings a tenant's stored events in line with its "Sync Unmatched Events" setting (C3):
+    /// on, the events from Microsoft kept out for matching no CRM record are shown at once;
+    /// off, every shown event from Microsoft is queued for the matching job, which keeps out
+    /// those that match nothing. Without this, a setting turned on would leave the events
+    /// already kept out hidden until each happened to be matched again.
+    pub async fn apply_unmatched_events_setting(
+        &self,
+        tenant_id: i64,
+        sync_unmatched: bool,
+    ) -> Result<(), StoreError> {
+        if sync_unmatched {
+            sqlx::query(
+                "UPDATE events SET unmatched = 0 WHERE tenant_id = $1 AND origin = 'microsoft' AND unmatched = 1",
+            )
+            .bind(tenant_id)
+            .execute(self.pool())
+            .await?;
+        } else {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE tenant_id = $1 AND origin = 'microsoft' AND unmatched = 0",
+            )
+            .bind(tenant_id)
+            .fetch_all(self.pool())
+            .await?;
+            self.queue_for_matching(tenant_id, crate::matching::ActivityKind::Event, &ids)
+                .await?;
+        }
         Ok(())
     }
 
