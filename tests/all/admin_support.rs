@@ -23,6 +23,8 @@ pub struct Admin {
 /// What a command printed, and whether it succeeded.
 pub struct Run {
     pub ok: bool,
+    /// The exit code (0 done, 1 failed, 2 usage, 3 partly done).
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -98,6 +100,7 @@ impl Admin {
             .unwrap();
         Run {
             ok: out.status.success(),
+            code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }

@@ -459,7 +459,7 @@ async fn imports_report_bad_rows_and_exports_import_back_unchanged() {
                 "--json",
             ])
             .await;
-        assert!(r.ok, "{}", r.all());
+        assert_eq!(r.code, Some(3), "one row refused: partly done {}", r.all());
         let report = r.json();
         assert_eq!(
             (
@@ -481,7 +481,14 @@ async fn imports_report_bad_rows_and_exports_import_back_unchanged() {
         let r = a
             .run(&["contact", "import", "--org", "acme", "contacts.csv"])
             .await;
-        assert!(r.ok, "{}", r.all());
+        // Some rows refused, the rest imported: partly done, exit 3.
+        assert_eq!(r.code, Some(3), "{}", r.all());
+        assert!(
+            r.stderr
+                .contains("partly done: contacts.csv: 4 row(s) refused"),
+            "{}",
+            r.all()
+        );
         assert!(
             r.stdout
                 .contains("2 created, 0 updated, 0 unchanged, 4 with errors"),
@@ -554,7 +561,12 @@ async fn imports_report_bad_rows_and_exports_import_back_unchanged() {
                 "--json",
             ])
             .await;
-        assert!(r.ok, "{}", r.all());
+        assert_eq!(
+            r.code,
+            Some(3),
+            "some rows refused: partly done {}",
+            r.all()
+        );
         let report = r.json();
         assert_eq!(
             (report["created"].as_i64(), report["updated"].as_i64()),

@@ -609,6 +609,9 @@ async fn records_a_plugin_failed_on_are_retried() {
         let out = cli(&["sync", "run", "--org", "acme", "--tenant", "main", "--json"]);
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["failed"], 1, "{report}");
+        // A run with a failed record is partly done: exit 3, and the message says where to look.
+        assert_eq!(out.status.code(), Some(3), "{report}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("failures list"));
         let run_id = report["run_id"].as_i64().unwrap();
         let run = db.store.run(run_id).await.unwrap();
         assert_eq!(run.status, "completed_with_errors");

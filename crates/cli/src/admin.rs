@@ -214,10 +214,18 @@ async fn sync_run(
         }
     }
     if !report.mailbox_errors.is_empty() {
-        anyhow::bail!(
+        return Err(crate::Partial(format!(
             "{} mailbox(es) could not be synced; see above",
             report.mailbox_errors.len()
-        );
+        ))
+        .into());
+    }
+    if report.failed > 0 {
+        return Err(crate::Partial(format!(
+            "{} record(s) failed in the plugins; `m365sync failures list` names them",
+            report.failed
+        ))
+        .into());
     }
     Ok(())
 }

@@ -804,6 +804,13 @@ fn finish_import(what: &str, file: &str, report: &ImportReport, json: bool) -> a
     if report.nothing_imported() {
         anyhow::bail!("{file}: no row could be imported; see the errors above");
     }
+    if !report.errors.is_empty() {
+        return Err(crate::Partial(format!(
+            "{file}: {} row(s) refused, the rest imported; see the errors above",
+            report.errors.len()
+        ))
+        .into());
+    }
     Ok(())
 }
 

@@ -20,7 +20,13 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 /// Server-side Microsoft 365 email and calendar sync for CRMs.
 #[derive(Parser)]
-#[command(name = "m365sync", version, about)]
+#[command(
+    name = "m365sync",
+    version,
+    about,
+    after_help = "Exit codes: 0 done; 1 failed (the message says what to do); 2 usage error; \
+                  3 partly done (some mailboxes, rows or retries failed: see the lines above)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -190,6 +196,23 @@ fn quiet_on_closed_pipe() {
     }));
 }
 
+/// A command that did part of its work: some mailboxes synced and some not, some rows imported
+/// and some refused, errors left after a retry. It exits 3, apart from a failure (1) and a usage
+/// error (2), so a script can tell "look at the errors" from "nothing happened".
+#[derive(Debug)]
+pub struct Partial(pub String);
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Partial {}
+
+/// The exit code of a partial result ([`Partial`]).
+const EXIT_PARTIAL: u8 = 3;
+
 /// Writes `bytes` to stdout; a reader that closed the pipe early is not an error.
 fn print_quietly(bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
@@ -254,6 +277,10 @@ pub fn run() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Partial>().is_some() => {
+            eprintln!("partly done: {e:#}");
+            std::process::ExitCode::from(EXIT_PARTIAL)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -218,7 +218,10 @@ pub async fn retry(config: Option<&Path>, a: RetryArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     if failures > 0 {
-        anyhow::bail!("{failures} error(s) remain; `m365sync logs --errors-only` shows them");
+        return Err(crate::Partial(format!(
+            "{failures} error(s) remain; `m365sync logs --errors-only` shows them"
+        ))
+        .into());
     }
     Ok(())
 }
