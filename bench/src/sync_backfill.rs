@@ -170,14 +170,7 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
         ..RunOptions::default()
     };
     let (largest_folder, truth_messages) = {
-        const EXCLUDED: [&str; 6] = [
-            "junkemail",
-            "deleteditems",
-            "drafts",
-            "outbox",
-            "conversationhistory",
-            "syncissues",
-        ];
+        use m365sync_store::tenants::DEFAULT_EXCLUDED_FOLDERS as EXCLUDED;
         let world = running.sim.world();
         let mut largest = 0u64;
         let mut synced = 0u64;
