@@ -15,8 +15,8 @@ use super::error::SyncError;
 use super::mail::verify::{verify_folder, FolderCheck};
 use super::mail::{discover, sync_folder, DiscoverJob, FolderJob, SyncedFolder};
 use super::stop::StopSignal;
-use super::tenant::{SyncEnv, TenantContext};
 use super::Counts;
+use super::{SyncEnv, TenantContext};
 
 /// Tries within one run after which the run stops waiting for a mailbox failing transiently
 /// (the mailbox stays enabled; its next run tries again).

@@ -16,11 +16,13 @@
 //! [`round::PageSink`]; [`stages`] runs a page's records through the tenant's exclusion and
 //! mapping plugins and folds the verdicts; [`mail`] and [`calendar`] only adapt their record
 //! type (`Email`, `Event`) to the two and commit their pages. [`mailbox`] drives one mailbox,
-//! [`tenant`] builds what a tenant's run needs, [`run`] drives one-off runs from the CLI (the
+//! [`env`] is what all sync work shares (store, plugin engine, HTTP), [`tenant`] builds what a
+//! tenant's run needs, [`run`] drives one-off runs from the CLI (the
 //! service drives scheduled ones, see [`crate::service`]), [`stop`] carries SIGTERM to the work
 //! and [`error`] says why work stopped.
 
 pub mod calendar;
+pub mod env;
 pub mod error;
 pub mod mail;
 pub mod mailbox;
@@ -30,8 +32,9 @@ pub mod stages;
 pub mod stop;
 pub mod tenant;
 
+pub use env::SyncEnv;
 pub use error::SyncError;
-pub use tenant::{SyncEnv, TenantContext};
+pub use tenant::TenantContext;
 
 /// What a mailbox's work did, summed over its folders and calendar: the run totals (E10).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

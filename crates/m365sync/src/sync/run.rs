@@ -12,11 +12,11 @@ use m365sync_store::mailboxes::Mailbox;
 use m365sync_store::schedule::Lease;
 use m365sync_store::tenants::Tenant;
 
+pub use super::env::SyncEnv;
 use super::mail::sync_folder;
 use super::mail::verify::{verify_folder, FolderCheck};
 use super::mailbox::{folder_job, record_result, sync_mailbox, WorkerStamp};
 use super::stop::StopSignal;
-pub use super::tenant::SyncEnv;
 use super::tenant::TenantContext;
 use super::{Counts, SyncError};
 

@@ -21,8 +21,8 @@ use m365sync_plugin::{builtin, Kind, Plugin};
 use m365sync_store::sync::{Exclusion, FailedRecord};
 use m365sync_store::tenants::Tenant;
 
+use super::env::SyncEnv;
 use super::error::SyncError;
-use super::tenant::SyncEnv;
 
 /// The plugins a tenant's records go through, with what their decisions are stamped with (P5).
 pub struct Stages {

@@ -14,7 +14,6 @@ use crate::credentials::token_cache_for;
 use m365sync_graph::{ClientConfig, GraphClient};
 use m365sync_plugin::bindings::types::{Effect as PEffect, Level, Rule, RuleTarget};
 use m365sync_plugin::call::CallContext;
-use m365sync_plugin::engine::PluginEngine;
 use m365sync_plugin::host::{RuleDef, TenantData};
 use m365sync_plugin::{builtin, Kind};
 use m365sync_store::mailboxes::Mailbox;
@@ -22,19 +21,9 @@ use m365sync_store::rules::{Effect, RuleScope, Target};
 use m365sync_store::tenants::{Tenant, TenantSettings};
 use m365sync_store::Store;
 
+use super::env::SyncEnv;
 use super::error::SyncError;
 use super::stages::{load_plugin, StageSlot, Stages};
-
-/// What sync work needs that outlives a run: the database, the plugin engine, HTTP.
-#[derive(Clone)]
-pub struct SyncEnv {
-    /// The database.
-    pub store: Store,
-    /// The one plugin engine and linker, shared by every tenant's plugins.
-    pub engine: PluginEngine,
-    /// The HTTP client every tenant's Graph client and token cache is built on.
-    pub http: reqwest::Client,
-}
 
 /// Six months, the default reach of a first sync (E4).
 const DEFAULT_REACH_DAYS: i64 = 182;

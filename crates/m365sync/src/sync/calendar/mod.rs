@@ -24,8 +24,8 @@ use m365sync_store::schedule::Lease;
 
 use crate::outbound::push::{self, PushCounts};
 use crate::sync::stop::StopSignal;
-use crate::sync::tenant::{SyncEnv, TenantContext};
 use crate::sync::{Counts, SyncError};
+use crate::sync::{SyncEnv, TenantContext};
 
 pub use pull::PullCounts;
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::sync::tenant::{SyncEnv, TenantContext};
+use crate::sync::{SyncEnv, TenantContext};
 use m365sync_store::mailboxes::Mailbox;
 
 /// (tenant, run) pairs whose room list this process has read.
