@@ -1070,3 +1070,63 @@ async fn the_api_shows_settings_verify_failures_and_switches() {
         db.drop_db().await;
     }
 }
+
+/// A commencement date moved earlier takes effect at the next run: Graph seals a round's
+/// `$filter` into its links, so the folders must begin new rounds to reach the older mail. A
+/// date moved later loses nothing already stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commencement_moved_earlier_reaches_back_at_the_next_run() {
+    use m365sync::admin::settings::{change_settings, SettingsChange};
+    for db in TestDb::both().await {
+        let s = TestSim::start(one_person()).await;
+        let (t, upn, mailbox) = setup(&db, &s, 10).await;
+        let days_ago = |d: i64| Some((Utc::now() - Duration::days(d)).timestamp_millis());
+        let change = |d: i64| SettingsChange {
+            commencement_ms: Some(days_ago(d)),
+            ..Default::default()
+        };
+        change_settings(&db.store, &t, &change(100)).await.unwrap();
+        sync(&db, &t).await;
+        let recent = db
+            .store
+            .mailbox_graph_ids(mailbox, None)
+            .await
+            .unwrap()
+            .len();
+        let truth = s.truth()["tenants"][0]["mailboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["upn"] == upn)
+            .unwrap()
+            .clone();
+        let all: usize = truth_synced(&truth, &DEFAULT_EXCLUDED)
+            .values()
+            .map(BTreeSet::len)
+            .sum();
+        let cutoff = Utc::now() - Duration::days(100);
+        let in_window = truth["folders"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|f| f["received"].as_array().cloned().unwrap_or_default())
+            .filter(|r| {
+                chrono::DateTime::parse_from_rfc3339(r.as_str().unwrap_or_default())
+                    .is_ok_and(|d| d > cutoff)
+            })
+            .count();
+        assert!(
+            recent > 0 && recent < all,
+            "100 days hold some of the mail: {recent} of {all} (Graph has {in_window} since then)"
+        );
+        // Earlier: the next run reaches back, every folder equal to Graph.
+        change_settings(&db.store, &t, &change(400)).await.unwrap();
+        sync(&db, &t).await;
+        assert_folders_match(&db.store, &s, &upn, mailbox, &DEFAULT_EXCLUDED).await;
+        // Later: nothing stored is dropped.
+        change_settings(&db.store, &t, &change(10)).await.unwrap();
+        sync(&db, &t).await;
+        assert_folders_match(&db.store, &s, &upn, mailbox, &DEFAULT_EXCLUDED).await;
+        db.drop_db().await;
+    }
+}

@@ -190,6 +190,44 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the date-bounded cursors of every mailbox of a tenant, so each folder's (or
+    /// calendar's) next round starts from its first URL with the settings now in force: what a
+    /// commencement date moved earlier needs, since Graph seals a round's `$filter` or window
+    /// into its links. `mail` drops the mail folders' cursors (not the folder tree's, which no
+    /// date bounds), `calendar` the calendar's. Nothing stored is touched; the full rounds that
+    /// follow upsert what they read again and add what the wider window holds.
+    pub async fn rewind_cursors(
+        &self,
+        tenant_id: i64,
+        mail: bool,
+        calendar: bool,
+    ) -> Result<u64, StoreError> {
+        let mut dropped = 0;
+        let mailboxes = "SELECT id FROM mailboxes WHERE tenant_id = $1";
+        if mail {
+            dropped += sqlx::query(&format!(
+                "DELETE FROM sync_cursors WHERE folder <> $2 AND folder <> $3 AND mailbox_id IN ({mailboxes})"
+            ))
+            .bind(tenant_id)
+            .bind(crate::events::CALENDAR_FOLDER)
+            .bind(crate::folders::FOLDER_TREE_CURSOR)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        if calendar {
+            dropped += sqlx::query(&format!(
+                "DELETE FROM sync_cursors WHERE folder = $2 AND mailbox_id IN ({mailboxes})"
+            ))
+            .bind(tenant_id)
+            .bind(crate::events::CALENDAR_FOLDER)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(dropped)
+    }
+
     /// Writes one page's records and advances the cursor, atomically.
     pub async fn commit_page(&self, page: &PageCommit) -> Result<(), StoreError> {
         let now = now_ms();

@@ -105,11 +105,39 @@ pub async fn change_settings(
     tenant: &Tenant,
     change: &SettingsChange,
 ) -> Result<TenantSettings, StoreError> {
-    let next = change.applied_to(store.settings(tenant.id).await?);
+    let before = store.settings(tenant.id).await?;
+    let next = change.applied_to(before.clone());
     next.validate()
         .map_err(|e| StoreError::Invalid(format!("tenant {}/{}: {e}", tenant.org, tenant.name)))?;
     store.set_settings(tenant.id, &next).await?;
+    // Graph seals a round's `$filter` into its links: a commencement moved earlier takes
+    // effect only if the folders begin new rounds. The calendars follow the tenant's date
+    // unless their own settings name one. A later date narrows nothing already stored.
+    if commencement(tenant, &next) < commencement(tenant, &before) {
+        let calendar_own_date = store
+            .calendar_settings(tenant.org_id, tenant.id)
+            .await?
+            .commencement_ms
+            .is_some();
+        let dropped = store
+            .rewind_cursors(tenant.id, true, !calendar_own_date)
+            .await?;
+        tracing::info!(tenant = %format!("{}/{}", tenant.org, tenant.name), cursors = dropped,
+            "commencement moved earlier: every folder begins a new round at its next run");
+    }
     Ok(next)
+}
+
+/// The instant a tenant's mail reaches back to under `s` (E4): its commencement date, else
+/// six months before its first sync (or now), as the sync computes it.
+fn commencement(tenant: &Tenant, s: &TenantSettings) -> i64 {
+    const DEFAULT_REACH_MS: i64 = 182 * 86_400_000;
+    s.commencement_ms.unwrap_or_else(|| {
+        tenant
+            .initial_sync_ms
+            .unwrap_or_else(m365sync_store::now_ms)
+            - DEFAULT_REACH_MS
+    })
 }
 
 /// The tenant's verified domains (`GET /organization`), lower-cased.

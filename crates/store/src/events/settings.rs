@@ -65,6 +65,22 @@ impl Store {
         s: &CalendarSettings,
     ) -> Result<(), StoreError> {
         s.validate().map_err(StoreError::Invalid)?;
+        // C4: the window each calendar's delta round was begun with is sealed in its links.
+        // Settings that widen it (an earlier commencement, more years ahead) rewind the
+        // calendars they apply to, so the next round reads the wider window.
+        let tenants: Vec<i64> = match tenant_id {
+            Some(t) => vec![t],
+            None => {
+                sqlx::query_scalar("SELECT id FROM tenants WHERE org_id = $1")
+                    .bind(org_id)
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        let mut before = Vec::with_capacity(tenants.len());
+        for t in &tenants {
+            before.push(self.calendar_settings(org_id, *t).await?);
+        }
         sqlx::query(
             "INSERT INTO calendar_settings (org_id, tenant_scope, direction, sync_internal_events, delete_from_microsoft, delete_from_crm,
                  sync_private_events, sync_unmatched_events, commencement_ms, inbound_years, outbound_months)
@@ -88,20 +104,20 @@ impl Store {
         .bind(s.outbound_months)
         .execute(self.pool())
         .await?;
-        // C3 applies to the events already stored, not only to those matched from now on.
-        let tenants: Vec<i64> = match tenant_id {
-            Some(t) => vec![t],
-            None => {
-                sqlx::query_scalar("SELECT id FROM tenants WHERE org_id = $1")
-                    .bind(org_id)
-                    .fetch_all(self.pool())
-                    .await?
-            }
-        };
-        for t in tenants {
+        for (t, old) in tenants.into_iter().zip(before) {
             let effective = self.calendar_settings(org_id, t).await?;
+            // C3 applies to the events already stored, not only to those matched from now on.
             self.apply_unmatched_events_setting(t, effective.sync_unmatched_events)
                 .await?;
+            let earlier = match (effective.commencement_ms, old.commencement_ms) {
+                (Some(new), Some(old)) => new < old,
+                // A date set where the tenant's applied, or cleared: the window may have
+                // moved either way; one full round settles it.
+                (a, b) => a != b,
+            };
+            if earlier || effective.inbound_years > old.inbound_years {
+                self.rewind_cursors(t, false, true).await?;
+            }
         }
         Ok(())
     }
