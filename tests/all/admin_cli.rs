@@ -894,3 +894,85 @@ fn completions_print_and_a_closed_pipe_is_quiet() {
         "an unknown shell is a usage error"
     );
 }
+
+/// Every command, subcommand and argument of `m365sync` explains itself in `--help`, and no
+/// help text cites an internal requirement id such as "(E16)": a first-time admin reads them.
+#[test]
+fn every_command_and_argument_has_help_without_internal_ids() {
+    let bin = env!("CARGO_BIN_EXE_m365sync");
+    let help = |path: &[String]| {
+        let out = std::process::Command::new(bin)
+            .args(path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cites_id = |line: &str| {
+        line.match_indices('(').any(|(i, _)| {
+            let rest = &line[i + 1..];
+            let mut chars = rest.chars();
+            chars.next().is_some_and(|c| c.is_ascii_uppercase()) && {
+                let digits: String = chars.clone().take_while(char::is_ascii_digit).collect();
+                !digits.is_empty() && rest[1 + digits.len()..].starts_with(')')
+            }
+        })
+    };
+    let mut queue: Vec<Vec<String>> = vec![vec![], vec!["bench".into(), "child".into()]];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut missing = Vec::new();
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let text = help(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut section = "";
+        for (i, line) in lines.iter().enumerate() {
+            if cites_id(line) {
+                missing.push(format!("{}: cites an id: {}", path.join(" "), line.trim()));
+            }
+            if !line.starts_with(' ') && line.ends_with(':') {
+                section = line.trim_end_matches(':');
+                continue;
+            }
+            if line.starts_with("Usage:") {
+                section = "";
+            }
+            let entry = match section {
+                "Commands" => line.starts_with("  ") && !line[2..].starts_with(' '),
+                "Arguments" | "Options" => {
+                    let t = line.trim_start();
+                    line.len() - t.len() <= 6 && t.starts_with(['-', '<', '['])
+                }
+                _ => false,
+            };
+            if !entry {
+                continue;
+            }
+            let body = line.trim();
+            let (spec, mut text) = body.split_once("  ").unwrap_or((body, ""));
+            text = text.trim();
+            if text.is_empty() {
+                if let Some(next) = lines.get(i + 1) {
+                    if next.starts_with("        ") && !next.trim().is_empty() {
+                        text = next.trim();
+                    }
+                }
+            }
+            if text.is_empty() {
+                missing.push(format!("{}: {spec} has no help", path.join(" ")));
+            }
+            if section == "Commands" {
+                let name = spec.split([',', ' ']).next().unwrap_or_default();
+                if name != "help" {
+                    let mut sub = path.clone();
+                    sub.push(name.to_string());
+                    queue.push(sub);
+                }
+            }
+        }
+    }
+    assert!(seen.len() > 60, "walked only {} commands", seen.len());
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

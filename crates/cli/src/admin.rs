@@ -15,8 +15,11 @@ use m365sync_store::{SecretKey, Store};
 pub enum SyncCommand {
     /// Sync one tenant (or one of its mailboxes) now, through its plugins, and record the run.
     Run {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Only this mailbox (its address).
@@ -29,6 +32,7 @@ pub enum SyncCommand {
     /// Measure a backfill: a generated tenant (simulator in this process) into a fresh SQLite
     /// file, through the default plugins and with the plugin stages bypassed.
     Bench {
+        /// Mailboxes of the generated tenant.
         #[arg(long, default_value_t = 20)]
         mailboxes: usize,
         /// Messages each mailbox starts with.
@@ -37,6 +41,7 @@ pub enum SyncCommand {
         /// plugins, bypass, or both (each in its own process, so peak memory is its own).
         #[arg(long, default_value = "both")]
         variant: String,
+        /// Messages per Graph delta page.
         #[arg(long, default_value_t = 100)]
         page_size: i64,
         /// Share of messages with attachments: 0 prices the message pipeline alone, 0.18 is
@@ -51,6 +56,7 @@ pub enum SyncCommand {
 pub enum KeyCommand {
     /// Write a new random key for sealing secrets (keep it out of the database's backups).
     Generate {
+        /// The file to write the key to (refused if it exists; written with mode 600 on Unix).
         #[arg(long)]
         out: PathBuf,
     },

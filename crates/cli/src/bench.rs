@@ -17,8 +17,11 @@ use m365sync_bench::{BenchOptions, Scenario};
 /// Which databases the ingest scenario writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DbChoice {
+    /// A SQLite file only.
     Sqlite,
+    /// PostgreSQL only (see --postgres).
     Postgres,
+    /// SQLite, then PostgreSQL.
     Both,
 }
 
@@ -142,16 +145,22 @@ enum ChildCommand {
 enum ChildWhat {
     /// One backfill of a declared tenant.
     Ingest {
+        /// The benchmark database to open (a SQLite or PostgreSQL URL).
         #[arg(long)]
         database_url: String,
+        /// The key file that database's secrets are sealed with.
         #[arg(long)]
         key_file: PathBuf,
+        /// The declared tenant's name, in the benchmark's org.
         #[arg(long)]
         tenant: String,
+        /// ingest (through the tenant's plugins) or floor (the plugin stages bypassed).
         #[arg(long, value_parser = ["ingest", "floor"])]
         variant: String,
+        /// The database's name in the report: sqlite or postgres.
         #[arg(long)]
         db: String,
+        /// The CA certificate the simulator's https needs, when the system's roots do not cover it.
         #[arg(long)]
         ca: Option<PathBuf>,
         /// Mailboxes synced at once (0: the CLI's default).
@@ -160,16 +169,22 @@ enum ChildWhat {
     },
     /// The service for a fixed time.
     Serve {
+        /// The benchmark database the service opens (a SQLite or PostgreSQL URL).
         #[arg(long)]
         database_url: String,
+        /// The key file that database's secrets are sealed with.
         #[arg(long)]
         key_file: PathBuf,
+        /// The service's sync workers (at least one).
         #[arg(long)]
         workers: usize,
+        /// The longest the service runs, in seconds.
         #[arg(long)]
         seconds: f64,
+        /// The CA certificate the simulator's https needs, when the system's roots do not cover it.
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Stop as soon as this file exists (the harness's signal that it is done).
         #[arg(long)]
         stop_file: Option<PathBuf>,
     },

@@ -22,8 +22,11 @@ const ID_HELP: &str = "m365sync's id (from `list`), or ext:ID for the CRM's exte
 pub enum ContactCommand {
     /// Add a contact. Addresses are stored trimmed and lower-cased; a malformed one is refused.
     Add {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The contact's full name (required).
         #[arg(long)]
         name: String,
         /// The Email field.
@@ -47,14 +50,19 @@ pub enum ContactCommand {
     },
     /// Change a contact; only the fields given change (an empty value clears a field).
     Update {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         #[arg(help = ID_HELP)]
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// A new Email field (an empty value clears it).
         #[arg(long)]
         email: Option<String>,
+        /// A new Alternate Email field (an empty value clears it).
         #[arg(long)]
         alt_email: Option<String>,
         /// Add a contact-point email (repeat for several).
@@ -72,13 +80,17 @@ pub enum ContactCommand {
         /// Detach the contact from its entity.
         #[arg(long)]
         no_entity: bool,
+        /// A new CRM id for the contact (an empty value clears it).
         #[arg(long)]
         external_id: Option<String>,
+        /// Print the updated contact as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Delete a contact, with its links to synced mail (the mail itself stays).
     Remove {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         #[arg(help = ID_HELP)]
@@ -86,15 +98,20 @@ pub enum ContactCommand {
     },
     /// Show one contact.
     Show {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         #[arg(help = ID_HELP)]
         id: String,
+        /// Print the contact as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List an org's contacts by id, a page at a time.
     List {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         /// Only contacts whose name or an address contains this (any case).
@@ -106,6 +123,7 @@ pub enum ContactCommand {
         /// Only contacts with ids above this (the next page starts after the last id shown).
         #[arg(long)]
         after: Option<i64>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -115,8 +133,11 @@ pub enum ContactCommand {
     /// entities first when rows name them. Exits non-zero only when nothing could be read: the
     /// file is unreadable or not CSV/JSON, has no name column, or every row was bad.
     Import {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The CSV or JSON file to import.
         file: PathBuf,
         /// csv or json (default: from the file's extension).
         #[arg(long)]
@@ -127,6 +148,8 @@ pub enum ContactCommand {
     },
     /// Export an org's contacts as CSV or JSON (what `import` reads back unchanged).
     Export {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         /// csv or json (default: from --out's extension, else csv).
@@ -136,25 +159,32 @@ pub enum ContactCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Contacts that carry a sync user's address (a user's own, or a mailbox linked to a user,
-    /// E9): mail is never matched on such an address, so fix the contact.
+    /// Contacts that carry a sync user's address (a user's own, or a mailbox linked to a
+    /// user): mail is never matched on such an address, so fix the contact.
     Warnings {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// The contact's activity timeline: the emails (and events) matched to it, newest first.
     Timeline {
+        /// The org (the firm) the contacts belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         /// The contact's id, or `ext:ID`.
         id: String,
+        /// At most this many items (1 to 1000).
         #[arg(long, default_value_t = 50)]
         limit: i64,
         /// Start after this cursor (printed at the end of the previous page).
         #[arg(long)]
         before: Option<String>,
+        /// Print JSON (the items and the next page's cursor) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -165,8 +195,11 @@ pub enum ContactCommand {
 pub enum EntityCommand {
     /// Add an entity: a household or a company, with optional domains.
     Add {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The entity's name (required), e.g. the family or company name.
         #[arg(long)]
         name: String,
         /// household or company.
@@ -175,19 +208,25 @@ pub enum EntityCommand {
         /// An email domain of the entity (repeat for several).
         #[arg(long = "domain")]
         domains: Vec<String>,
+        /// The CRM's own id of the entity (imports update by it).
         #[arg(long)]
         external_id: Option<String>,
+        /// Print the entity as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Change an entity; only the fields given change.
     Update {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         #[arg(help = ID_HELP)]
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// A new kind: household or company.
         #[arg(long)]
         kind: Option<EntityKind>,
         /// Add a domain (repeat for several).
@@ -199,13 +238,17 @@ pub enum EntityCommand {
         /// Remove every domain (before any --add-domain).
         #[arg(long)]
         clear_domains: bool,
+        /// A new CRM id for the entity (an empty value clears it).
         #[arg(long)]
         external_id: Option<String>,
+        /// Print the updated entity as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Delete an entity; its contacts stay, without an entity.
     Remove {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         #[arg(help = ID_HELP)]
@@ -213,24 +256,32 @@ pub enum EntityCommand {
     },
     /// Show one entity.
     Show {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         #[arg(help = ID_HELP)]
         id: String,
+        /// Print the entity as JSON.
         #[arg(long)]
         json: bool,
     },
     /// List an org's entities by id, a page at a time.
     List {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         /// Only entities whose name or a domain contains this (any case).
         #[arg(long)]
         filter: Option<String>,
+        /// At most this many (1 to 1000).
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        /// Only entities with ids above this (the next page starts after the last id shown).
         #[arg(long)]
         after: Option<i64>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -239,20 +290,29 @@ pub enum EntityCommand {
     /// the rest is imported; importing twice changes nothing. Exits non-zero only when nothing
     /// could be read: the file is unreadable, has no name column, or every row was bad.
     Import {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The CSV or JSON file to import.
         file: PathBuf,
+        /// csv or json (default: from the file's extension).
         #[arg(long)]
         format: Option<Format>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Export an org's entities as CSV or JSON.
     Export {
+        /// The org (the firm) the entities belong to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// csv or json (default: from --out's extension, else csv).
         #[arg(long)]
         format: Option<Format>,
+        /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
     },

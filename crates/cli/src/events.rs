@@ -26,24 +26,33 @@ pub enum EventsCommand {
     /// Microsoft, it is queued for the user's primary mailbox (past and imported events never
     /// are).
     Add {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The CRM user's email.
         #[arg(long)]
         user: String,
+        /// The event's title (required).
         #[arg(long)]
         subject: String,
         /// RFC 3339 (2027-03-14T09:00:00Z), or a date with --all-day.
         #[arg(long)]
         start: String,
+        /// The end, in the same form as --start; not before the start (with --all-day, the day
+        /// after the last).
         #[arg(long)]
         end: String,
+        /// An all-day event: --start and --end are dates (YYYY-MM-DD), the end exclusive.
         #[arg(long)]
         all_day: bool,
+        /// The body text (default: empty).
         #[arg(long, default_value = "")]
         description: String,
+        /// Where it takes place, as free text (default: empty).
         #[arg(long, default_value = "")]
         location: String,
         /// A required attendee (ADDRESS or 'Name <ADDRESS>'); repeat for more.
@@ -52,12 +61,14 @@ pub enum EventsCommand {
         /// An optional attendee; repeat for more.
         #[arg(long = "optional")]
         optional: Vec<String>,
+        /// Mark the event private, so others see only busy time.
         #[arg(long)]
         private: bool,
-        /// Imported from elsewhere: stored, never pushed (C5).
+        /// Imported from elsewhere: stored in the CRM, never pushed to Microsoft.
         #[arg(long)]
         imported: bool,
-        /// Give Microsoft the attendees, which emails them invitations (C9).
+        /// Give Microsoft the attendees, which emails them invitations (without it, the
+        /// attendees are not sent to Microsoft).
         #[arg(long)]
         send_invitations: bool,
         /// The reminder's date and time (RFC 3339), before the start; none if left out.
@@ -69,20 +80,28 @@ pub enum EventsCommand {
     },
     /// Change a CRM event; only the options given change, and only they are pushed.
     Update {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The event's id (`events list`).
         id: i64,
+        /// A new title.
         #[arg(long)]
         subject: Option<String>,
+        /// A new start: RFC 3339, or a date (YYYY-MM-DD) for an all-day event.
         #[arg(long)]
         start: Option<String>,
+        /// A new end, in the same form as --start.
         #[arg(long)]
         end: Option<String>,
+        /// A new body text.
         #[arg(long)]
         description: Option<String>,
+        /// A new location (free text).
         #[arg(long)]
         location: Option<String>,
         /// The required attendees, replacing the current ones; repeat for more.
@@ -91,8 +110,11 @@ pub enum EventsCommand {
         /// The optional attendees, replacing the current ones.
         #[arg(long = "optional")]
         optional: Option<Vec<String>>,
+        /// Mark the event private or not: on or off.
         #[arg(long, value_parser = on_off)]
         private: Option<bool>,
+        /// Send invitations to the attendees (on pushes the attendees to Microsoft, which emails
+        /// them): on or off.
         #[arg(long, value_parser = on_off)]
         send_invitations: Option<bool>,
         /// A new reminder date and time (RFC 3339). Moving the start without it keeps the
@@ -108,30 +130,42 @@ pub enum EventsCommand {
     },
     /// Delete a CRM event (deleted in Microsoft too when deletes from the CRM are on).
     Remove {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
+        /// The event's id (`events list`).
         id: i64,
     },
     /// A tenant's events (of one user with --user), by start.
     List {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
+        /// Only this CRM user's events (their email address).
         #[arg(long)]
         user: Option<String>,
         /// Include deleted events.
         #[arg(long)]
         deleted: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Mark synced events that ended before DATE Inactive: they leave the scheduled sync.
     Deactivate {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// YYYY-MM-DD (UTC midnight) or RFC 3339.
@@ -141,40 +175,53 @@ pub enum EventsCommand {
     /// Show, or change, the calendar settings of an org (default of its tenants) or of one
     /// tenant. With no change option, prints the settings in force.
     Settings {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`; without --tenant,
+        /// its settings are the default of its tenants.
         #[arg(long)]
         org: String,
+        /// Show or change this tenant's settings instead of the org's default.
         #[arg(long)]
         tenant: Option<String>,
         /// to_crm (default), to_microsoft or two_way.
         #[arg(long)]
         direction: Option<String>,
+        /// Sync events whose attendees are all CRM users or internal addresses: on or off (default
+        /// off).
         #[arg(long, value_parser = on_off)]
         sync_internal: Option<bool>,
-        /// Delete CRM events deleted (or cancelled) in Microsoft.
+        /// Delete CRM events deleted (or cancelled) in Microsoft: on (the default) or off.
         #[arg(long, value_parser = on_off)]
         delete_from_microsoft: Option<bool>,
-        /// Delete Microsoft events deleted in the CRM.
+        /// Delete Microsoft events deleted in the CRM: on or off (default off).
         #[arg(long, value_parser = on_off)]
         delete_from_crm: Option<bool>,
+        /// Sync private events (without their attendees): on (the default) or off.
         #[arg(long, value_parser = on_off)]
         sync_private: Option<bool>,
-        /// Kept for the matching job, which applies it.
+        /// Keep events matched to no CRM contact visible: on or off (default off: the matching
+        /// job hides them).
         #[arg(long, value_parser = on_off)]
         sync_unmatched: Option<bool>,
         /// YYYY-MM-DD: the oldest event pulled (default: six months before the first sync).
         #[arg(long)]
         commencement: Option<String>,
+        /// How many years ahead Microsoft's events are pulled (0 to 50, default 10).
         #[arg(long)]
         inbound_years: Option<i64>,
+        /// How many months ahead CRM events are pushed to Microsoft (0 to 600, default 24).
         #[arg(long)]
         outbound_months: Option<i64>,
     },
-    /// Turn a CRM user's Sync Events switch on or off (C2).
+    /// Turn a CRM user's Sync Events switch on or off: off, their calendar is not synced.
     SyncEvents {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
+        /// The CRM user's email.
         #[arg(long)]
         user: String,
         /// on or off.

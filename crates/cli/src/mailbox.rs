@@ -12,15 +12,18 @@ use super::admin::{open, open_with_http};
 /// `m365sync mailbox ...`
 #[derive(Subcommand)]
 pub enum MailboxCommand {
-    /// Import users and their mailboxes from the CSV of Entra ID's "Download users" (E2).
+    /// Import users and their mailboxes from the CSV of Entra ID's "Download users".
     /// Disabled accounts and guests are skipped with a note; bad rows are reported by line and
     /// the rest is imported; importing again changes nothing. Exits non-zero when a row failed.
     Import {
         /// The downloaded CSV file.
         #[arg(long)]
         csv: PathBuf,
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Do not look addresses up in the directory (addresses serve as Graph ids; groups
@@ -31,10 +34,13 @@ pub enum MailboxCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add one mailbox: a person's own, or a shared one linked to its nominated user (E14).
+    /// Add one mailbox: a person's own, or a shared one linked to its nominated user.
     Add {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The mailbox's address.
@@ -50,10 +56,14 @@ pub enum MailboxCommand {
         #[arg(long)]
         offline: bool,
     },
-    /// List a tenant's mailboxes with their health (E16).
+    /// List a tenant's mailboxes with their health (its state and detail, consecutive
+    /// failures, backoff).
     List {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Print JSON instead of a table.
@@ -62,8 +72,11 @@ pub enum MailboxCommand {
     },
     /// Resume a mailbox's sync and clear its failure count.
     Enable {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The mailbox's address.
@@ -72,8 +85,11 @@ pub enum MailboxCommand {
     },
     /// Stop syncing one mailbox (its stored mail stays).
     Disable {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The mailbox's address.
@@ -88,8 +104,11 @@ pub enum MailboxCommand {
         after_help = "Examples:\n  m365sync mailbox verify --org acme --tenant main\n  m365sync mailbox verify --org acme --tenant main --mailbox alice@contoso.example --repair"
     )]
     Verify {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Only this mailbox (its address); default: every enabled mailbox of the tenant.
@@ -109,10 +128,14 @@ pub enum MailboxCommand {
 /// `m365sync user ...`
 #[derive(Subcommand)]
 pub enum UserCommand {
-    /// Link a mailbox (typically a shared one) to a CRM user of the same tenant (E14).
+    /// Link a mailbox (typically a shared one) to a CRM user of the same tenant: its mail is
+    /// synced as that user's.
     Link {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The CRM user's email.
@@ -124,19 +147,25 @@ pub enum UserCommand {
     },
     /// List a tenant's CRM users and their mailboxes.
     List {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// A user's Sync Emails switch (C2): off, none of the user's mailboxes has its mail
+    /// A user's Sync Emails switch: off, none of the user's mailboxes has its mail
     /// synced (mail already stored stays; the calendar follows Sync Events alone).
     SyncEmails {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The CRM user's email.

@@ -54,7 +54,10 @@ enum Command {
     },
     /// Declare orgs, tenants, secrets, settings, users, mailboxes and rules from a TOML file
     /// (idempotent).
-    Apply { file: std::path::PathBuf },
+    Apply {
+        /// The declaration file (TOML); applying it again changes nothing.
+        file: std::path::PathBuf,
+    },
     /// Connected Microsoft 365 tenants: add, list, enable, disable, test, authorize, secrets.
     Tenant {
         #[command(subcommand)]
@@ -89,10 +92,13 @@ enum Command {
         command: rules::RulesCommand,
     },
     /// Confirm a tenant's settings and activate it: connectivity is tested, then its initial
-    /// sync is due now and its schedule starts (E13).
+    /// sync is due now and its schedule starts.
     Activate {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Activate even if the connectivity test fails or no mailbox is enabled.
@@ -141,7 +147,7 @@ enum Command {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
-    /// The matching job (E8): link stored emails to contacts now; measure it.
+    /// The matching job: link stored emails to CRM contacts now; measure it.
     Match {
         #[command(subcommand)]
         command: matching::MatchCommand,
@@ -151,7 +157,8 @@ enum Command {
         #[command(subcommand)]
         command: matching::ReviewCommand,
     },
-    /// Admin API tokens: an org's admin token, users' tokens (E12).
+    /// Admin API tokens: an org's admin token, and users' tokens for their own review list
+    /// and rules.
     Token {
         #[command(subcommand)]
         command: tokens::TokenCommand,

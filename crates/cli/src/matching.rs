@@ -18,24 +18,30 @@ pub enum MatchCommand {
     /// Match the org's stored emails not matched yet (and those a contact change affects) now.
     /// The service also runs this after every sync run.
     Run {
+        /// The org (the firm) whose emails are matched, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
         /// Accepted for clarity; the job covers every tenant of the org (contacts are per org).
         #[arg(long)]
         tenant: Option<String>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Measure the matching job: generated emails against generated contacts in a scratch
     /// SQLite (or `--database-url`) store, then the cost of a re-match after one new contact.
     Bench {
+        /// Generated emails to match.
         #[arg(long, default_value_t = 1_000_000)]
         emails: usize,
+        /// Generated contacts to match them against.
         #[arg(long, default_value_t = 100_000)]
         contacts: usize,
         /// Database to fill (default: a fresh SQLite file in a temporary directory).
         #[arg(long)]
         database_url: Option<String>,
+        /// Print the report as JSON instead of Markdown.
         #[arg(long)]
         json: bool,
     },
@@ -46,8 +52,11 @@ pub enum MatchCommand {
 pub enum ReviewCommand {
     /// A user's unmatched emails, newest first.
     List {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The CRM user (their email address).
@@ -62,17 +71,23 @@ pub enum ReviewCommand {
         /// Only senders of this domain.
         #[arg(long)]
         domain: Option<String>,
+        /// At most this many emails (1 to 1000).
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Map emails of a user's review list to a contact (the mass action).
     Map {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
+        /// The CRM user whose review list it is (their email address).
         #[arg(long)]
         user: String,
         /// The contact's id (`m365sync contact list`).

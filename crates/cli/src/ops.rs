@@ -38,10 +38,13 @@ fn parse_age(s: &str) -> anyhow::Result<i64> {
 /// `m365sync runs` options.
 #[derive(Args)]
 pub struct RunsArgs {
+    /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or `tenant add`.
     #[arg(long)]
     org: String,
+    /// The tenant's name within the org.
     #[arg(long)]
     tenant: String,
+    /// Show at most this many runs.
     #[arg(long, default_value_t = 20)]
     limit: i64,
     /// Print JSON instead of a table.
@@ -95,6 +98,7 @@ pub struct LogsArgs {
     /// Only lines newer than this age: 30d, 12h, 45m.
     #[arg(long)]
     since: Option<String>,
+    /// Show at most this many lines.
     #[arg(long, default_value_t = 100)]
     limit: i64,
     /// Print JSON instead of lines.

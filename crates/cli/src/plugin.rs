@@ -46,8 +46,11 @@ pub enum PluginCommand {
     Install {
         /// The component (.wasm), or `builtin:exclusion|mapping|matching`.
         file: String,
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`; without --tenant
+        /// the plugin becomes the default of all its tenants.
         #[arg(long)]
         org: String,
+        /// Install for this tenant only (the tenant's name within the org).
         #[arg(long)]
         tenant: Option<String>,
         /// exclusion, mapping or matching.
@@ -59,26 +62,36 @@ pub enum PluginCommand {
     },
     /// Return a slot to the version active before the current one.
     Rollback {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`; without --tenant,
+        /// the org's default is rolled back.
         #[arg(long)]
         org: String,
+        /// Roll back this tenant's plugin instead of the org's default.
         #[arg(long)]
         tenant: Option<String>,
+        /// The plugin slot: exclusion, mapping or matching.
         #[arg(long)]
         slot: Kind,
     },
     /// The active plugins of an org: its defaults and the tenants' overrides.
     List {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
         #[arg(long)]
         org: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// A slot's installs and rollbacks, oldest first.
     History {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`; without --tenant,
+        /// the org's default's history.
         #[arg(long)]
         org: String,
+        /// This tenant's history instead of the org default's.
         #[arg(long)]
         tenant: Option<String>,
+        /// The plugin slot: exclusion, mapping or matching.
         #[arg(long)]
         slot: Kind,
     },

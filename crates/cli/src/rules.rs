@@ -14,7 +14,11 @@ use super::admin::{open, open_with_http};
 /// What a rule does.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum EffectArg {
+    /// Emails the rule matches are not synced (unless an include at the same or a more specific
+    /// level matches them).
     Exclude,
+    /// An exception: emails the rule matches are synced despite excludes at the same or a broader
+    /// level.
     Include,
 }
 
@@ -24,8 +28,11 @@ pub enum TargetArg {
     /// Any address of the email (sender or recipient).
     #[value(name = "any_address", alias = "any-address")]
     AnyAddress,
+    /// The sender's address.
     Sender,
+    /// A recipient's address.
     Recipient,
+    /// The subject line (the pattern is text it contains).
     Subject,
 }
 
@@ -36,15 +43,20 @@ pub enum RulesCommand {
     /// user's personal level with --tenant and --user. The most specific level wins. Rules act
     /// on syncs after they are created, not retroactively.
     Add {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`; the rule is
+        /// org-wide unless --tenant is given.
         #[arg(long)]
         org: String,
+        /// Make the rule for this tenant only (the tenant's name within the org).
         #[arg(long)]
         tenant: Option<String>,
         /// The CRM user's email (personal rule).
         #[arg(long, requires = "tenant")]
         user: Option<String>,
+        /// What the rule does with the emails it matches.
         #[arg(long, value_enum)]
         effect: EffectArg,
+        /// What the pattern is compared with.
         #[arg(long, value_enum)]
         target: TargetArg,
         /// An address, a wildcard such as `*@salesforce.com`, or text a subject contains.
@@ -53,10 +65,14 @@ pub enum RulesCommand {
     },
     /// List an org's rules at every level (narrow with --tenant and --user).
     List {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
         #[arg(long)]
         org: String,
+        /// Only the org's rules and this tenant's (and its users').
         #[arg(long)]
         tenant: Option<String>,
+        /// Only this CRM user's personal rules besides the org's and tenant's (their email; needs
+        /// --tenant).
         #[arg(long, requires = "tenant")]
         user: Option<String>,
         /// Print JSON instead of a table.
@@ -64,7 +80,10 @@ pub enum RulesCommand {
         json: bool,
     },
     /// Remove a rule by the id `rules list` shows.
-    Remove { id: i64 },
+    Remove {
+        /// The rule's id (`rules list --org ORG` shows them).
+        id: i64,
+    },
 }
 
 /// A rule with where it applies, for listings.
@@ -254,7 +273,7 @@ pub async fn activate_tenant(
     }
     if !done.internal_domains_set.is_empty() {
         println!(
-            "internal domains set from the tenant's verified domains (E7): {}",
+            "internal domains set from the tenant's verified domains: {}",
             done.internal_domains_set.join(", ")
         );
     }

@@ -21,6 +21,7 @@ pub enum TenantCommand {
     /// Connect a Microsoft 365 tenant to an org (creating the org if needed). Syncing starts
     /// only after `m365sync activate`.
     Add {
+        /// The org (the firm) the tenant belongs to; created if it does not exist yet.
         #[arg(long)]
         org: String,
         /// Our name for the tenant (unique within the org).
@@ -43,8 +44,8 @@ pub enum TenantCommand {
         /// Microsoft Graph's base URL.
         #[arg(long, default_value = "https://graph.microsoft.com/v1.0")]
         graph_url: String,
-        /// Authenticate as an admin account (authorization code + refresh token, A2) instead
-        /// of app-only client credentials; run `tenant authorize` next.
+        /// Authenticate as an admin account (delegated: authorization code + refresh token)
+        /// instead of app-only client credentials; run `tenant authorize` next.
         #[arg(long)]
         delegated: bool,
     },
@@ -56,32 +57,43 @@ pub enum TenantCommand {
     Settings(SettingsArgs),
     /// List tenants (all orgs, or one with --org).
     List {
+        /// Only this org's tenants.
         #[arg(long)]
         org: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Resume a tenant's sync (T4).
+    /// Resume a disabled tenant's sync: it syncs on its schedule again.
     Enable {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
     },
-    /// Stop a tenant's sync; its other settings, mailboxes and data stay (T4).
+    /// Stop a tenant's sync; its other settings, mailboxes and data stay, and other tenants
+    /// go on.
     Disable {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
     },
-    /// Test connectivity (E11): a token, a directory read and one mailbox read, each failure
+    /// Test connectivity: a token, a directory read and one mailbox read, each failure
     /// named (wrong or expired secret, unknown app or tenant, missing permission, mailbox
     /// outside the access policy). Exits non-zero when a step fails.
     Test {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// The mailbox to read (default: the tenant's first enabled mailbox).
@@ -91,12 +103,15 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Authorize a delegated tenant (A2): prints an address to open in a browser, where an
+    /// Authorize a delegated tenant: prints an address to open in a browser, where an
     /// admin signs in and consents; the refresh token is stored encrypted. The app must have
     /// the redirect URI http://127.0.0.1/callback (any port).
     Authorize {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// Only print the address (for a browser on another machine; paste the address the
@@ -110,7 +125,8 @@ pub enum TenantCommand {
         #[arg(long, default_value_t = 300)]
         timeout_secs: u64,
     },
-    /// Client secrets of a tenant's app (several may be valid at once, for rotation, A1).
+    /// Client secrets of a tenant's app (several may be valid at once, so a secret can be
+    /// rotated without downtime).
     Secret {
         #[command(subcommand)]
         command: SecretCommand,
@@ -122,8 +138,11 @@ pub enum TenantCommand {
 pub enum SecretCommand {
     /// Store a new client secret (tried before older ones).
     Add {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
         /// A name for the secret (e.g. its expiry month).
@@ -134,19 +153,27 @@ pub enum SecretCommand {
     },
     /// List the labels and dates of the stored secrets (never their values).
     List {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Remove a secret by label (after rotating it out in Entra).
     Remove {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
         #[arg(long)]
         org: String,
+        /// The tenant's name within the org.
         #[arg(long)]
         tenant: String,
+        /// The label of the secret to remove (`tenant secret list` shows them).
         #[arg(long)]
         label: String,
     },
@@ -187,8 +214,10 @@ impl SecretSource {
 /// `m365sync tenant settings`: the tenant, and the settings to change.
 #[derive(Args)]
 pub struct SettingsArgs {
+    /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or `tenant add`.
     #[arg(long)]
     org: String,
+    /// The tenant's name within the org.
     #[arg(long)]
     tenant: String,
     /// Minutes between runs: 15 (recommended) to 10080 (weekly).
@@ -197,13 +226,15 @@ pub struct SettingsArgs {
     /// The oldest mail to sync (YYYY-MM-DD, UTC), or `none` for six months before activation.
     #[arg(long)]
     commencement: Option<String>,
-    /// The internal domains, comma-separated (E7); an empty value clears them.
+    /// The firm's own email domains, comma-separated (addresses there count as internal); an
+    /// empty value clears them.
     #[arg(long)]
     internal_domains: Option<String>,
-    /// Skip an email whose every address is internal (E7): on or off.
+    /// Skip an email whose every address is internal (in --internal-domains): on or off.
     #[arg(long, value_parser = ["on", "off"])]
     skip_internal_only: Option<String>,
-    /// The attachment size cap: bytes, or with KB/MB (at most 128MB, E5).
+    /// The attachment size cap: bytes, or with KB/MB (at most 128MB); larger attachments are
+    /// recorded as skipped and never fetched.
     #[arg(long)]
     attachment_cap: Option<String>,
     /// The folders to sync with their subfolders, comma-separated: `*` for all, well-known

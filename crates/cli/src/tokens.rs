@@ -12,24 +12,32 @@ pub enum TokenCommand {
     /// org's admin token; with --tenant and --user: that user's token (their review list and
     /// personal exclusion rules only).
     Create {
+        /// The org (the firm) the token is for, as declared with `m365sync apply` or `tenant add`.
         #[arg(long)]
         org: String,
+        /// The user's tenant (its name within the org); needs --user.
         #[arg(long, requires = "user")]
         tenant: Option<String>,
+        /// Make a token for this CRM user (their email) instead of the org's admin token; needs
+        /// --tenant.
         #[arg(long, requires = "tenant")]
         user: Option<String>,
+        /// A name to tell the token apart in `token list` (default: "user EMAIL" or "ORG admin").
         #[arg(long)]
         label: Option<String>,
     },
     /// The org's tokens (never the tokens themselves).
     List {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
         #[arg(long)]
         org: String,
     },
     /// Revoke a token by id; requests with it are refused from now on.
     Revoke {
+        /// The org (the firm) the token belongs to.
         #[arg(long)]
         org: String,
+        /// The token's id (`token list` shows them).
         id: i64,
     },
 }
