@@ -976,3 +976,59 @@ fn every_command_and_argument_has_help_without_internal_ids() {
     assert!(seen.len() > 60, "walked only {} commands", seen.len());
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
+
+/// `token create --service --out FILE` makes the token `serve` requires: a file of mode 600
+/// holding a long random token, never printed, never overwritten.
+#[test]
+fn the_service_admin_token_is_made_into_a_private_file() {
+    let bin = env!("CARGO_BIN_EXE_m365sync");
+    let dir = std::env::temp_dir().join(format!("m365sync-svc-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("admin.token");
+    let make = || {
+        std::process::Command::new(bin)
+            .args(["token", "create", "--service", "--out"])
+            .arg(&file)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = make();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(
+        token.len() >= 40 && token.starts_with("m365s_admin_"),
+        "{token}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!printed.contains(&token), "the token is never printed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let again = make();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        token,
+        "the first token stays"
+    );
+    let neither = std::process::Command::new(bin)
+        .args(["token", "create"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        neither.status.code(),
+        Some(2),
+        "--org or --service is required"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

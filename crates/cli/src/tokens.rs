@@ -13,8 +13,16 @@ pub enum TokenCommand {
     /// personal exclusion rules only).
     Create {
         /// The org (the firm) the token is for, as declared with `m365sync apply` or `tenant add`.
-        #[arg(long)]
-        org: String,
+        #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+        org: Option<String>,
+        /// Make the service's own admin token instead: the one `serve` requires and that
+        /// reaches every org. Written to --out (mode 600), never printed.
+        #[arg(long, requires = "out")]
+        service: bool,
+        /// With --service: the file to write (an existing file is never overwritten); point
+        /// `admin_token_file` in m365sync.toml or `M365SYNC_ADMIN_TOKEN_FILE` at it.
+        #[arg(long, requires = "service")]
+        out: Option<std::path::PathBuf>,
         /// The user's tenant (its name within the org); needs --user.
         #[arg(long, requires = "user")]
         tenant: Option<String>,
@@ -43,6 +51,14 @@ pub enum TokenCommand {
 }
 
 pub async fn run(config: Option<&Path>, cmd: TokenCommand) -> anyhow::Result<()> {
+    if let TokenCommand::Create {
+        service: true,
+        out: Some(out),
+        ..
+    } = &cmd
+    {
+        return write_service_token(out);
+    }
     let store = super::admin::open(config).await?;
     match cmd {
         TokenCommand::Create {
@@ -50,7 +66,11 @@ pub async fn run(config: Option<&Path>, cmd: TokenCommand) -> anyhow::Result<()>
             tenant,
             user,
             label,
+            ..
         } => {
+            let org = org.context(
+                "name the org with --org (or make the service's token with --service --out FILE)",
+            )?;
             let org_id = store.org_id(&org).await?;
             let user_id = match (&tenant, &user) {
                 (Some(tenant), Some(user)) => {
@@ -94,5 +114,38 @@ pub async fn run(config: Option<&Path>, cmd: TokenCommand) -> anyhow::Result<()>
             println!("token {id} revoked");
         }
     }
+    Ok(())
+}
+
+/// Writes a new service admin token to `out` (mode 600), refusing to replace a file: the token
+/// a running service checks would otherwise change under its clients. Printed nowhere, so it
+/// never lands in a terminal's scrollback or a CI log.
+fn write_service_token(out: &Path) -> anyhow::Result<()> {
+    if out.exists() {
+        anyhow::bail!(
+            "{} exists; refusing to overwrite the token a service may be using (remove it first to make a new one)",
+            out.display()
+        );
+    }
+    // 32 random bytes, URL-safe, from the same generator as the key that seals secrets.
+    let random = m365sync_store::SecretKey::generate().to_base64();
+    let token = format!(
+        "m365s_admin_{}",
+        random
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+    );
+    std::fs::write(out, token + "\n").with_context(|| format!("cannot write {}", out.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", out.display()))?;
+    }
+    println!(
+        "wrote a new service admin token to {} (mode 600); point admin_token_file in m365sync.toml (or M365SYNC_ADMIN_TOKEN_FILE) at it",
+        out.display()
+    );
     Ok(())
 }
