@@ -105,8 +105,9 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         let cfg = ServiceConfig::load(config)?;
         // The token before the key: without a token nothing else is worth checking.
         let token = cfg.admin_token()?.context(
-            "the admin API needs a token: set admin_token_file in m365sync.toml (a file \
-             holding at least 16 random characters) or M365SYNC_ADMIN_TOKEN",
+            "the admin API needs a token: `m365sync token create --service --out admin.token` \
+             makes one; point admin_token_file in m365sync.toml (or M365SYNC_ADMIN_TOKEN_FILE) \
+             at it, or set M365SYNC_ADMIN_TOKEN",
         )?;
         let key = cfg.secret_key()?;
         (cfg, key, token)
