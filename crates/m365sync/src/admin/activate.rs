@@ -3,16 +3,12 @@
 //! schedule starts. The first sync reaches back to the commencement date: six months before
 //! activation unless a date is set.
 
-use chrono::{Duration, TimeZone, Utc};
 use serde::Serialize;
 
 use super::connectivity::{test_connectivity, test_mailboxes, Failure, Report};
 use m365sync_store::rules::RuleScope;
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};
-
-/// Six months, the default reach of a first sync (E4); the same figure the sync run uses.
-const DEFAULT_REACH_DAYS: i64 = 182;
 
 /// Why a tenant was not activated.
 #[derive(Debug, thiserror::Error)]
@@ -170,14 +166,8 @@ pub async fn activate(
     let t = store.tenant_by_id(tenant.id).await?;
     let settings = store.settings(tenant.id).await?;
     let activated_ms = t.activated_ms.unwrap_or_default();
-    let anchor = t.initial_sync_ms.unwrap_or(activated_ms);
-    let commencement_ms = settings.commencement_ms.unwrap_or_else(|| {
-        (Utc.timestamp_millis_opt(anchor)
-            .single()
-            .unwrap_or_else(Utc::now)
-            - Duration::days(DEFAULT_REACH_DAYS))
-        .timestamp_millis()
-    });
+    // The first sync is marked above, so this is six months before it unless a date is set.
+    let commencement_ms = crate::sync::tenant::commencement(&t, &settings).timestamp_millis();
     Ok(Activation {
         tenant: name,
         newly_activated,

@@ -13,6 +13,7 @@ use m365sync_store::{Store, StoreError};
 
 use super::admin_client;
 use crate::credentials::token_cache_for;
+use crate::sync::tenant::commencement;
 
 /// A change to some of a tenant's settings: the fields given change, the rest keep their
 /// value. `commencement_ms: Some(None)` clears the commencement date (six months before
@@ -126,18 +127,6 @@ pub async fn change_settings(
             "commencement moved earlier: every folder begins a new round at its next run");
     }
     Ok(next)
-}
-
-/// The instant a tenant's mail reaches back to under `s` (E4): its commencement date, else
-/// six months before its first sync (or now), as the sync computes it.
-fn commencement(tenant: &Tenant, s: &TenantSettings) -> i64 {
-    const DEFAULT_REACH_MS: i64 = 182 * 86_400_000;
-    s.commencement_ms.unwrap_or_else(|| {
-        tenant
-            .initial_sync_ms
-            .unwrap_or_else(m365sync_store::now_ms)
-            - DEFAULT_REACH_MS
-    })
 }
 
 /// The tenant's verified domains (`GET /organization`), lower-cased.

@@ -28,6 +28,20 @@ use super::stages::{load_plugin, StageSlot, Stages};
 /// Six months, the default reach of a first sync (E4).
 const DEFAULT_REACH_DAYS: i64 = 182;
 
+/// The instant a tenant's mail reaches back to (E4): its commencement date, else six months
+/// before its first sync (before one, before now). The one place this is computed: the sync,
+/// activation's report and a settings change that may widen the window all ask here.
+pub fn commencement(tenant: &Tenant, settings: &TenantSettings) -> DateTime<Utc> {
+    let anchor = tenant
+        .initial_sync_ms
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .unwrap_or_else(Utc::now);
+    settings
+        .commencement_ms
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .unwrap_or(anchor - Duration::days(DEFAULT_REACH_DAYS))
+}
+
 async fn tenant_data(
     store: &Store,
     tenant: &Tenant,
@@ -137,14 +151,7 @@ impl TenantContext {
         let users = store.users(tenant.id).await?;
         let user_email: HashMap<i64, String> = users.iter().cloned().collect();
         let stages = load_stages(env, &tenant, &settings).await?;
-        let anchor = tenant
-            .initial_sync_ms
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            .unwrap_or_else(Utc::now);
-        let since = settings
-            .commencement_ms
-            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            .unwrap_or(anchor - Duration::days(DEFAULT_REACH_DAYS));
+        let since = commencement(&tenant, &settings);
         Ok(TenantContext {
             tenant,
             settings,
