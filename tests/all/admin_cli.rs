@@ -895,19 +895,47 @@ fn completions_print_and_a_closed_pipe_is_quiet() {
     );
 }
 
+/// Every help page of `m365sync`: the path of subcommands and the text `--help` prints, found
+/// by walking the "Commands" sections from the top (and the hidden `bench child`).
+fn help_pages() -> Vec<(Vec<String>, String)> {
+    let bin = env!("CARGO_BIN_EXE_m365sync");
+    let mut queue: Vec<Vec<String>> = vec![vec![], vec!["bench".into(), "child".into()]];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pages = Vec::new();
+    while let Some(path) = queue.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let out = std::process::Command::new(bin)
+            .args(&path)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut in_commands = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') && line.ends_with(':') {
+                in_commands = line == "Commands:";
+                continue;
+            }
+            if in_commands && line.starts_with("  ") && !line[2..].starts_with(' ') {
+                let name = line.trim().split([',', ' ']).next().unwrap_or_default();
+                if name != "help" {
+                    let mut sub = path.clone();
+                    sub.push(name.to_string());
+                    queue.push(sub);
+                }
+            }
+        }
+        pages.push((path, text));
+    }
+    pages
+}
+
 /// Every command, subcommand and argument of `m365sync` explains itself in `--help`, and no
 /// help text cites an internal requirement id such as "(E16)": a first-time admin reads them.
 #[test]
 fn every_command_and_argument_has_help_without_internal_ids() {
-    let bin = env!("CARGO_BIN_EXE_m365sync");
-    let help = |path: &[String]| {
-        let out = std::process::Command::new(bin)
-            .args(path)
-            .arg("--help")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let cites_id = |line: &str| {
         line.match_indices('(').any(|(i, _)| {
             let rest = &line[i + 1..];
@@ -918,14 +946,9 @@ fn every_command_and_argument_has_help_without_internal_ids() {
             }
         })
     };
-    let mut queue: Vec<Vec<String>> = vec![vec![], vec!["bench".into(), "child".into()]];
-    let mut seen = std::collections::BTreeSet::new();
+    let pages = help_pages();
     let mut missing = Vec::new();
-    while let Some(path) = queue.pop() {
-        if !seen.insert(path.clone()) {
-            continue;
-        }
-        let text = help(&path);
+    for (path, text) in &pages {
         let lines: Vec<&str> = text.lines().collect();
         let mut section = "";
         for (i, line) in lines.iter().enumerate() {
@@ -963,18 +986,90 @@ fn every_command_and_argument_has_help_without_internal_ids() {
             if text.is_empty() {
                 missing.push(format!("{}: {spec} has no help", path.join(" ")));
             }
-            if section == "Commands" {
-                let name = spec.split([',', ' ']).next().unwrap_or_default();
-                if name != "help" {
-                    let mut sub = path.clone();
-                    sub.push(name.to_string());
-                    queue.push(sub);
+        }
+    }
+    assert!(pages.len() > 60, "walked only {} commands", pages.len());
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}
+
+/// Splits an example line as a shell would for these simple lines: words, 'single-quoted'
+/// words, and leading `NAME=value` environment assignments.
+fn example_words(line: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
                 }
+                any = false;
+            }
+            c => word.push(c),
+        }
+    }
+    if any || !word.is_empty() {
+        words.push(word);
+    }
+    let mut env = Vec::new();
+    while let Some((k, v)) = words.first().and_then(|w| w.split_once('=')) {
+        if !k
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        {
+            break;
+        }
+        env.push((k.to_string(), v.to_string()));
+        words.remove(0);
+    }
+    (env, words)
+}
+
+/// Every example under a command's help ("Examples:") is a command line the binary accepts:
+/// run against an empty store, none is a usage error (exit 2). Long-running ones (`serve`,
+/// `sim serve`, `bench`) are checked with `--help` appended instead, which still rejects an
+/// unknown argument.
+#[tokio::test]
+async fn every_help_example_parses() {
+    let admin = Admin::new(TestDb::sqlite().await).await;
+    let mut examples = Vec::new();
+    for (path, text) in help_pages() {
+        let mut in_examples = false;
+        for line in text.lines() {
+            if !line.starts_with(' ') && line.ends_with(':') {
+                in_examples = line == "Examples:";
+                continue;
+            }
+            if in_examples && line.trim_start().contains("m365sync ") {
+                examples.push((path.join(" "), line.trim().to_string()));
             }
         }
     }
-    assert!(seen.len() > 60, "walked only {} commands", seen.len());
-    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    assert!(examples.len() >= 40, "only {} examples", examples.len());
+    let mut refused = Vec::new();
+    for (page, line) in &examples {
+        let (env, words) = example_words(line);
+        assert_eq!(words[0], "m365sync", "{page}: {line}");
+        let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+        if matches!(args[0], "serve" | "sim" | "bench") {
+            args.push("--help");
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let run = admin.run_env(&args, &env).await;
+        if run.code == Some(2) || run.stderr.contains("Usage:") {
+            refused.push(format!(
+                "`{line}` (under `m365sync {page} --help`): {}",
+                run.stderr.trim()
+            ));
+        }
+    }
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
+    admin.finish().await;
 }
 
 /// `token create --service --out FILE` makes the token `serve` requires: a file of mode 600

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod crm;
 mod events;
+mod examples;
 mod failures;
 mod mailbox;
 mod matching;
@@ -54,16 +55,19 @@ enum Command {
     },
     /// Declare orgs, tenants, secrets, settings, users, mailboxes and rules from a TOML file
     /// (idempotent).
+    #[command(after_help = examples::APPLY)]
     Apply {
         /// The declaration file (TOML); applying it again changes nothing.
         file: std::path::PathBuf,
     },
     /// Connected Microsoft 365 tenants: add, list, enable, disable, test, authorize, secrets.
+    #[command(after_help = examples::TENANT)]
     Tenant {
         #[command(subcommand)]
         command: tenant::TenantCommand,
     },
     /// A tenant's mailboxes: import from Entra's CSV, add, list with health, enable, disable.
+    #[command(after_help = examples::MAILBOX)]
     Mailbox {
         #[command(subcommand)]
         command: mailbox::MailboxCommand,
@@ -76,23 +80,27 @@ enum Command {
     /// CRM contacts (name, Email, Alternate Email, contact points, entity): add, update,
     /// remove, show, list, import and export (CSV, JSON), and those carrying a sync user's
     /// address (warnings).
+    #[command(after_help = examples::CONTACT)]
     Contact {
         #[command(subcommand)]
         command: crm::ContactCommand,
     },
     /// CRM entities (households and companies, with domains): add, update, remove, show, list,
     /// import and export (CSV, JSON).
+    #[command(after_help = examples::ENTITY)]
     Entity {
         #[command(subcommand)]
         command: crm::EntityCommand,
     },
     /// Exclusion rules at org, tenant and user level.
+    #[command(after_help = examples::RULES)]
     Rules {
         #[command(subcommand)]
         command: rules::RulesCommand,
     },
     /// Confirm a tenant's settings and activate it: connectivity is tested, then its initial
     /// sync is due now and its schedule starts.
+    #[command(after_help = examples::ACTIVATE)]
     Activate {
         /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
         /// `tenant add`.
@@ -110,19 +118,23 @@ enum Command {
     },
     /// CRM events and calendar sync: add, update, remove, list, deactivate, settings, the
     /// Sync Events switch, the benchmark.
+    #[command(after_help = examples::EVENTS)]
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
     /// Email sync.
+    #[command(after_help = examples::SYNC)]
     Sync {
         #[command(subcommand)]
         command: admin::SyncCommand,
     },
     /// Run the service: the scheduler, the workers and the admin API (`--sandbox`: on the
     /// built-in simulator, a SQLite file and the default plugins).
+    #[command(after_help = examples::SERVE)]
     Serve(serve::ServeArgs),
     /// A tenant's runs, newest first.
+    #[command(after_help = examples::RUNS)]
     Runs(ops::RunsArgs),
     /// Records a stage failed on, named by id, subject, mailbox and folder with the stage,
     /// the plugin version and the error; retry parked ones.
@@ -131,10 +143,13 @@ enum Command {
         command: failures::FailuresCommand,
     },
     /// Run log lines, filtered by org, tenant, run, age, and to errors.
+    #[command(after_help = examples::LOGS)]
     Logs(ops::LogsArgs),
     /// Sync again what failed: one run's errors, or every error since an age.
+    #[command(after_help = examples::RETRY)]
     Retry(ops::RetryArgs),
     /// The key that seals stored secrets.
+    #[command(after_help = examples::KEY)]
     Key {
         #[command(subcommand)]
         command: admin::KeyCommand,
@@ -143,22 +158,26 @@ enum Command {
     /// JSON and Markdown in --out).
     Bench(bench::BenchArgs),
     /// WebAssembly plugins: run a plugin on its cases, measure the default plugins.
+    #[command(after_help = examples::PLUGIN)]
     Plugin {
         #[command(subcommand)]
         command: plugin::PluginCommand,
     },
     /// The matching job: link stored emails to CRM contacts now; measure it.
+    #[command(after_help = examples::MATCH)]
     Match {
         #[command(subcommand)]
         command: matching::MatchCommand,
     },
     /// A user's review list of unmatched emails, and mapping them to a contact in bulk.
+    #[command(after_help = examples::REVIEW)]
     Review {
         #[command(subcommand)]
         command: matching::ReviewCommand,
     },
     /// Admin API tokens: an org's admin token, and users' tokens for their own review list
     /// and rules.
+    #[command(after_help = examples::TOKEN)]
     Token {
         #[command(subcommand)]
         command: tokens::TokenCommand,
