@@ -337,7 +337,7 @@ pub fn upload(sim: &Sim, req: &SimRequest, id: &str) -> SimResponse {
         );
     }
     let is_last = last + 1 == total;
-    if len > CHUNK_MAX || (!is_last && len % CHUNK_UNIT != 0) {
+    if len > CHUNK_MAX || (!is_last && !len.is_multiple_of(CHUNK_UNIT)) {
         return upload_error(
             400,
             "InvalidChunkSize",

@@ -399,7 +399,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter()
-            .map(|r| Ok(r.try_get("id")?))
+            .map(|r| r.try_get("id"))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
