@@ -248,6 +248,78 @@ async fn mail_send_sends_once_and_its_sent_copy_syncs_back_as_the_same_email() {
         // A second sync changes nothing: still one email.
         run_tenant(&env(&a.store), &t, None, "test").await.unwrap();
         assert_eq!(stored(&a.store, &a.db.url, &mid).await, (1, 2));
+
+        // Over Exchange's 35 MB: refused before a row exists.
+        let huge = a.dir.join("huge.bin");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(36 * 1024 * 1024)
+            .unwrap();
+        let too_big = a
+            .run(&[
+                "mail",
+                "send",
+                "--org",
+                "acme",
+                "--tenant",
+                "main",
+                "--from",
+                alice.as_str(),
+                "--to",
+                CLIENT,
+                "--subject",
+                "x",
+                "--body-file",
+                body.to_str().unwrap(),
+                "--attach",
+                huge.to_str().unwrap(),
+            ])
+            .await;
+        assert!(!too_big.ok);
+        assert!(too_big.stderr.contains("35 MB"), "{}", too_big.stderr);
+        // Queued, then its mailbox disabled before the sender takes it: failed, with the
+        // reason and what to do, and nothing sent.
+        let queued = a
+            .run(&[
+                "mail",
+                "send",
+                "--org",
+                "acme",
+                "--tenant",
+                "main",
+                "--from",
+                bob.as_str(),
+                "--to",
+                CLIENT,
+                "--subject",
+                "Later",
+                "--body-file",
+                body.to_str().unwrap(),
+                "--queue",
+                "--json",
+            ])
+            .await;
+        assert!(queued.ok, "{}", queued.all());
+        assert_eq!(queued.json()["state"], "queued");
+        let later = queued.json()["internet_message_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        a.store.set_mailbox_enabled(ids[&bob], false).await.unwrap();
+        let drained = a.run(&["mail", "outbox", "send"]).await;
+        assert!(drained.ok, "{}", drained.all());
+        let failed = a
+            .run(&[
+                "mail", "outbox", "list", "--org", "acme", "--state", "failed", "--json",
+            ])
+            .await;
+        let failed = failed.json();
+        assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
+        assert!(
+            failed[0]["error"].as_str().unwrap().contains("is disabled"),
+            "{failed}"
+        );
+        assert!(sends_of(&s, &later).await.is_empty());
         a.finish().await;
     }
 }
