@@ -396,6 +396,90 @@ async fn a_crash_between_the_send_and_its_commit_sends_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_crash_before_the_send_leaves_a_draft_the_restart_finishes_and_sends_once() {
+    for db in TestDb::both().await {
+        let a = Admin::new(db).await;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&a.config)
+            .unwrap()
+            .write_all(b"lease_secs = 1\n")
+            .unwrap();
+        let s = TestSim::start(small()).await;
+        declare(&a.store, &s).await;
+        let (alice, _) = people(&s);
+        let body = a.dir.join("body.txt");
+        std::fs::write(&body, "Draft first.").unwrap();
+        let file = a.dir.join("terms.txt");
+        std::fs::write(&file, "terms and conditions").unwrap();
+        let args = [
+            "mail",
+            "send",
+            "--org",
+            "acme",
+            "--tenant",
+            "main",
+            "--from",
+            alice.as_str(),
+            "--to",
+            CLIENT,
+            "--subject",
+            "Terms",
+            "--body-file",
+            body.to_str().unwrap(),
+            "--attach",
+            file.to_str().unwrap(),
+            "--idempotency-key",
+            "crash-2",
+            "--json",
+        ];
+        let crashed = a
+            .run_env(&args, &[("M365SYNC_FAILPOINT", "mail-before-send")])
+            .await;
+        assert!(!crashed.ok, "{}", crashed.all());
+        assert!(
+            crashed.stderr.contains("failpoint mail-before-send"),
+            "{}",
+            crashed.stderr
+        );
+        let mid = a
+            .store
+            .mails(&m365sync_store::mail_outbox::MailFilter::default())
+            .await
+            .unwrap()[0]
+            .internet_message_id
+            .clone();
+        assert!(sends_of(&s, &mid).await.is_empty(), "nothing sent yet");
+        let restarted = a.run(&args).await;
+        assert!(restarted.ok, "{}", restarted.all());
+        assert_eq!(restarted.json()["state"], "sent");
+        let sends = sends_of(&s, &mid).await;
+        assert_eq!(sends.len(), 1);
+        assert_eq!(
+            sends[0]["attachments"],
+            json!([["terms.txt", 20]]),
+            "the draft was finished, its file not added twice"
+        );
+        // One message with that Message-ID in the mailbox: the draft itself was sent.
+        let token = s.token().await;
+        let (_, _, found) = s
+            .get(
+                &format!(
+                    "{}/users/{}/messages?$filter={}",
+                    s.graph,
+                    crate::support::enc(&alice),
+                    crate::support::enc(&format!("internetMessageId eq '{mid}'"))
+                ),
+                &token,
+                "",
+            )
+            .await;
+        assert_eq!(found["value"].as_array().unwrap().len(), 1, "{found}");
+        a.finish().await;
+    }
+}
+
+#[tokio::test]
 async fn the_api_sends_for_org_admins_and_for_users_from_their_own_mailbox_only() {
     for db in TestDb::both().await {
         let s = TestSim::start(small()).await;

@@ -51,12 +51,22 @@ pub const MAX_ATTEMPTS: i64 = 5;
 /// marked sent: `M365SYNC_FAILPOINT=mail-after-send` (tests of exactly-once).
 pub const FAILPOINT_AFTER_SEND: &str = "mail-after-send";
 
-/// Whether `M365SYNC_FAILPOINT=mail-after-send` is set (read once per process).
-fn failpoint_after_send() -> bool {
-    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SET.get_or_init(|| {
-        std::env::var("M365SYNC_FAILPOINT").is_ok_and(|f| f == FAILPOINT_AFTER_SEND)
-    })
+/// The failpoint that aborts the process once the draft holds its files, before the send
+/// (`M365SYNC_FAILPOINT=mail-before-send`): the next try must finish that draft, not make
+/// another.
+pub const FAILPOINT_BEFORE_SEND: &str = "mail-before-send";
+
+/// Aborts the process when `M365SYNC_FAILPOINT` (read once per process) names `point`.
+fn failpoint(point: &str, outbox: i64) {
+    static SET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if SET
+        .get_or_init(|| std::env::var("M365SYNC_FAILPOINT").ok())
+        .as_deref()
+        == Some(point)
+    {
+        eprintln!("failpoint {point}: aborting at outbox {outbox}");
+        std::process::abort();
+    }
 }
 
 /// What the CRM asks to send.
@@ -579,6 +589,7 @@ impl Job<'_> {
             return Err(TryError::ClaimLost);
         }
         self.attach(&draft_id).await?;
+        failpoint(FAILPOINT_BEFORE_SEND, row.id);
         // The fence: only a worker still holding the row sends it.
         self.renew().await?;
         let sent = self
@@ -597,10 +608,7 @@ impl Job<'_> {
                 _ => return Err(e.into()),
             }
         }
-        if failpoint_after_send() {
-            eprintln!("failpoint {FAILPOINT_AFTER_SEND}: aborting after Graph accepted the send of outbox {}", row.id);
-            std::process::abort();
-        }
+        failpoint(FAILPOINT_AFTER_SEND, row.id);
         Ok(Some(draft_id))
     }
 
