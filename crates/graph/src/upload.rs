@@ -15,9 +15,11 @@ use crate::GraphError;
 pub const CHUNK_BYTES: usize = 10 * 320 * 1024;
 
 /// PUTs `bytes` as the range starting at `first` of a `total`-byte upload. A network error or
-/// a 5xx is tried again (the same range may be sent twice: Graph answers a range it already
-/// has with the next expected one); anything else is an error naming `mailbox`. Answers true
-/// when this range completed the upload.
+/// a 5xx is tried again a few times. A range the session no longer expects (416: an earlier
+/// answer was lost after the bytes arrived) or a session that is gone (404: it completed, or
+/// expired) is [`GraphError::Exhausted`], a passing failure: the caller's next try starts from
+/// what the message then holds. Other refusals (400 chunk rules, 401, 413) are
+/// [`GraphError::Other`]. Answers true when this range completed the upload.
 pub async fn put_range(
     http: &reqwest::Client,
     mailbox: &str,
@@ -50,7 +52,7 @@ pub async fn put_range(
             0 | 500..=599 if tries < 4 => {
                 tokio::time::sleep(Duration::from_millis(250 * (1 << tries))).await;
             }
-            0 | 500..=599 => {
+            0 | 404 | 416 | 500..=599 => {
                 return Err(GraphError::Exhausted {
                     mailbox: mailbox.to_string(),
                     status,

@@ -575,7 +575,20 @@ impl Job<'_> {
                 );
                 return Ok(Some(sent.id.clone()));
             }
-            draft = found.into_iter().next().map(|f| f.id);
+            let mut drafts = found.into_iter().map(|f| f.id);
+            draft = drafts.next();
+            // A create retried after a lost answer can leave a second draft with the same
+            // Message-ID: only one is sent, the others are removed (best effort).
+            for extra in drafts {
+                let url = format!("users/{}/messages/{extra}", self.user);
+                if let Err(e) = self
+                    .client
+                    .send(self.address, Method::DELETE, &url, None)
+                    .await
+                {
+                    tracing::warn!(outbox = row.id, error = %e, "cannot remove a duplicate draft");
+                }
+            }
         }
         let draft_id = match draft {
             Some(id) => id,
