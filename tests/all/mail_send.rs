@@ -3,7 +3,8 @@
 //! upload session), a repeat with the same idempotency key sending nothing more, the sent copy
 //! syncing back as the same CRM email with the requested link; a process aborted between
 //! Graph's acceptance of the send and its commit, restarted, sends exactly once; the admin API
-//! for an org admin and for a user from their own mailbox only, sent by the service's sender.
+//! for an org admin and for a user from their own mailbox only, sent by the service's sender;
+//! a storm of throttling and failures on the way sends each email once.
 
 use std::io::Write;
 use std::time::Duration;
@@ -475,6 +476,81 @@ async fn a_crash_before_the_send_leaves_a_draft_the_restart_finishes_and_sends_o
             )
             .await;
         assert_eq!(found["value"].as_array().unwrap().len(), 1, "{found}");
+        a.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn throttling_and_failures_on_the_way_never_send_twice() {
+    for db in TestDb::both().await {
+        let a = Admin::new(db).await;
+        let s = TestSim::start(small()).await;
+        declare(&a.store, &s).await;
+        let (alice, _) = people(&s);
+        let body = a.dir.join("body.txt");
+        std::fs::write(&body, "Through the storm.").unwrap();
+        let big = a.dir.join("deck.pptx");
+        std::fs::write(&big, vec![7u8; 3_500_000]).unwrap();
+        // A third of Graph's answers are 429, 503, 504 or a dropped connection.
+        s.ctl(
+            Method::PUT,
+            "faults",
+            json!({"rate_429": 0.1, "rate_503": 0.1, "rate_504": 0.05, "rate_reset": 0.05, "seed": 7}),
+        )
+        .await;
+        let mut mids = Vec::new();
+        for i in 0..4 {
+            let key = format!("storm-{i}");
+            let subject = format!("Storm {i}");
+            let run = a
+                .run(&[
+                    "mail",
+                    "send",
+                    "--org",
+                    "acme",
+                    "--tenant",
+                    "main",
+                    "--from",
+                    alice.as_str(),
+                    "--to",
+                    CLIENT,
+                    "--subject",
+                    &subject,
+                    "--body-file",
+                    body.to_str().unwrap(),
+                    "--attach",
+                    big.to_str().unwrap(),
+                    "--idempotency-key",
+                    &key,
+                    "--json",
+                ])
+                .await;
+            assert!(run.ok, "{}", run.all());
+            assert_eq!(run.json()["state"], "sent", "{}", run.stdout);
+            mids.push(
+                run.json()["internet_message_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        s.ctl(Method::PUT, "faults", json!({})).await;
+        let stats = s.ctl(Method::GET, "stats", json!({})).await;
+        let injected: u64 = [
+            "injected_429",
+            "injected_503",
+            "injected_504",
+            "injected_reset",
+        ]
+        .iter()
+        .map(|k| stats[k].as_u64().unwrap())
+        .sum();
+        assert!(injected > 0, "the storm happened: {stats}");
+        for mid in &mids {
+            let sends = sends_of(&s, mid).await;
+            assert_eq!(sends.len(), 1, "{mid}");
+            assert_eq!(sends[0]["attachments"], json!([["deck.pptx", 3_500_000]]));
+        }
         a.finish().await;
     }
 }
