@@ -12,6 +12,7 @@ mod calendar_push;
 mod calendar_support;
 mod crm;
 mod graph_client;
+mod mail_send;
 mod matching;
 mod plugin_cache;
 mod plugin_cases;

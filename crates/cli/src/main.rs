@@ -7,6 +7,7 @@ mod crm;
 mod events;
 mod examples;
 mod failures;
+mod mail;
 mod mailbox;
 mod matching;
 mod ops;
@@ -122,6 +123,12 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: events::EventsCommand,
+    },
+    /// Email sent from the CRM through a linked mailbox: send (exactly once, with an
+    /// idempotency key), and the outbox.
+    Mail {
+        #[command(subcommand)]
+        command: mail::MailCommand,
     },
     /// Email sync.
     #[command(after_help = examples::SYNC)]
@@ -283,6 +290,7 @@ pub fn run() -> std::process::ExitCode {
             } => rules::activate_tenant(config.as_deref(), &org, &tenant, force, json).await,
             Command::Key { command } => admin::key(command),
             Command::Sync { command } => admin::sync(config.as_deref(), command).await,
+            Command::Mail { command } => mail::run(config.as_deref(), command).await,
             Command::Events { command } => events::run(config.as_deref(), command).await,
             Command::Plugin { command } => plugin::run(command, config.as_deref()).await,
             Command::Bench(args) => bench::run(args).await,

@@ -9,6 +9,7 @@ pub mod client;
 pub mod delta;
 pub mod error;
 pub mod folders;
+pub mod upload;
 
 pub use auth::{AppCredentials, DelegatedCredentials, TokenCache};
 pub use client::{ClientConfig, GraphClient, RawBody};

@@ -431,6 +431,7 @@ pub async fn handle(sim: &Arc<Sim>, req: &SimRequest) -> SimResponse {
         }
         ("GET", ["invitations"]) => ok(json!({"value": sim.world().invitations})),
         ("GET", ["outbound-mail"]) => ok(json!({"value": sim.world().outbound_mail})),
+        ("GET", ["sent-mail"]) => ok(json!({"value": sim.world().sent_mail})),
         ("GET", ["subscriptions"]) => ok(json!({"value": sim.subscriptions.list()})),
         ("GET", ["calendar-view"]) => {
             let (Some(user), Some(start), Some(end)) =

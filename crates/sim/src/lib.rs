@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod delta;
 pub mod directory;
+pub mod drafts;
 pub mod folders;
 pub mod generate;
 mod generate_busy;

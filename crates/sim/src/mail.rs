@@ -1,4 +1,5 @@
-//! Mail: folders, messages (read, change, move, copy, delete), attachments and sendMail.
+//! Mail: folders, messages (read, change, move, copy, delete), attachments and sendMail
+//! (drafts' attachments, upload sessions and send: [`super::drafts`]).
 //!
 //! Messages are rendered straight from the model through [`MessageView`], which writes only
 //! the `$select`ed properties; delta, listings and single reads all share it.
@@ -316,6 +317,8 @@ enum Clause {
     Received(Cmp, i64),
     /// `isRead eq|ne true|false`: wanted value of isRead.
     IsRead(bool),
+    /// `internetMessageId eq '<...>'`: how a client finds a message it created.
+    InternetMessageId(String),
 }
 
 /// A comparison operator of `$filter`.
@@ -342,8 +345,8 @@ impl Cmp {
     }
 }
 
-/// Parses a listing's `$filter`: clauses on `receivedDateTime` (ge, gt, le, lt, eq, ne) and
-/// `isRead` (eq, ne), joined by `and`, e.g. `receivedDateTime ge 2026-01-01T00:00:00Z and
+/// Parses a listing's `$filter`: clauses on `receivedDateTime` (ge, gt, le, lt, eq, ne),
+/// `isRead` (eq, ne) and `internetMessageId` (eq), joined by `and`, e.g. `receivedDateTime ge 2026-01-01T00:00:00Z and
 /// receivedDateTime lt 2026-02-01T00:00:00Z`. Anything else is refused rather than ignored.
 fn listing_filter(filter: Option<&str>) -> Result<Vec<Clause>, GraphError> {
     let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else {
@@ -379,6 +382,8 @@ fn listing_filter(filter: Option<&str>) -> Result<Vec<Clause>, GraphError> {
                 })?
                 .with_timezone(&Utc);
             clauses.push(Clause::Received(cmp, at.timestamp()));
+        } else if field.eq_ignore_ascii_case("internetMessageId") && cmp == Cmp::Eq {
+            clauses.push(Clause::InternetMessageId(value.to_string()));
         } else if field.eq_ignore_ascii_case("isRead") && matches!(cmp, Cmp::Eq | Cmp::Ne) {
             let want = value.eq_ignore_ascii_case("true");
             clauses.push(Clause::IsRead(if cmp == Cmp::Eq { want } else { !want }));
@@ -395,6 +400,7 @@ fn passes(clauses: &[Clause], m: &Message) -> bool {
     clauses.iter().all(|c| match c {
         Clause::Received(cmp, at) => cmp.holds(m.content.received.timestamp(), *at),
         Clause::IsRead(want) => m.content.is_read == *want,
+        Clause::InternetMessageId(id) => m.content.internet_message_id == *id,
     })
 }
 
@@ -588,6 +594,15 @@ pub fn message_routes(
             resp.status = 201;
             Ok(resp)
         }
+        ("POST", Some("attachments"), None, _) => {
+            ctx.require("Mail.ReadWrite")?;
+            super::drafts::add_attachment(ctx, world, key)
+        }
+        ("POST", Some("attachments"), Some("createUploadSession"), None) => {
+            ctx.require("Mail.ReadWrite")?;
+            super::drafts::create_upload_session(ctx, world, t, u, key)
+        }
+        ("POST", Some("send"), None, _) => super::drafts::send_draft(ctx, world, t, u, key),
         ("GET", Some("attachments"), None, _) => {
             ctx.require("Mail.Read")?;
             let m = &world.messages[&key];
@@ -853,6 +868,10 @@ struct IncomingMessage {
     internet_message_headers: Vec<serde_json::Value>,
     #[serde(default)]
     conversation_id: Option<String>,
+    /// Writable when a message is created (a draft, or sendMail's message): what a client
+    /// finds its message by afterwards (`$filter=internetMessageId eq '...'`).
+    #[serde(default)]
+    internet_message_id: Option<String>,
 }
 
 fn build_content(
@@ -908,13 +927,27 @@ fn build_content(
             ))
         })
         .collect();
-    Ok(MessageContent {
-        internet_message_id: format!(
+    let internet_message_id = match msg.internet_message_id {
+        Some(id) => {
+            let id = id.trim().to_string();
+            let inner = id.strip_prefix('<').and_then(|i| i.strip_suffix('>'));
+            if !inner.is_some_and(|i| i.contains('@') && !i.contains(char::is_whitespace)) {
+                return Err(GraphError::bad_request(format!(
+                    "The internetMessageId '{id}' is not a valid Message-ID ('<local@domain>')."
+                ))
+                .with_code("ErrorInvalidInternetMessageHeader"));
+            }
+            id
+        }
+        None => format!(
             "<{}{:x}@{}>",
             now.format("%Y%m%d%H%M%S"),
             seq,
             world.tenants[t].domain.to_ascii_uppercase()
         ),
+    };
+    Ok(MessageContent {
+        internet_message_id,
         conversation_id: msg
             .conversation_id
             .unwrap_or_else(|| format!("AAQkAD{seq:016x}")),
@@ -989,8 +1022,28 @@ fn send_mail(ctx: &Ctx, world: &mut World, t: usize, u: usize) -> GraphResult {
         ));
     }
     let content = build_content(world, t, u, req.message)?;
+    let log = super::drafts::SentMail {
+        tenant: world.tenants[t].id.clone(),
+        from: world.tenants[t].users[u].mail.clone(),
+        to: content
+            .to
+            .iter()
+            .chain(&content.cc)
+            .chain(&content.bcc)
+            .map(|r| r.address.clone())
+            .collect(),
+        subject: content.subject.clone(),
+        internet_message_id: content.internet_message_id.clone(),
+        via: "sendMail".into(),
+        attachments: content
+            .attachments
+            .iter()
+            .map(|a| (a.name.clone(), a.size()))
+            .collect(),
+    };
     deliver_everywhere(world, Some((t, u)), content, req.save_to_sent_items, None)
         .map_err(GraphError::bad_request)?;
+    world.sent_mail.push(log);
     Ok(SimResponse::empty(202))
 }
 

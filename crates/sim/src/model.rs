@@ -520,6 +520,13 @@ pub struct World {
     pub outbound_mail: Vec<OutboundMail>,
     /// Every invitation, update and cancellation a real server would have emailed.
     pub invitations: Vec<super::calendar::Invitation>,
+    /// Every message a mailbox sent through Graph (sendMail or a draft's send): the ground
+    /// truth of how many times something was sent.
+    #[serde(default)]
+    pub sent_mail: Vec<super::drafts::SentMail>,
+    /// Attachments being uploaded in byte ranges, by session id (never saved).
+    #[serde(skip)]
+    pub upload_sessions: HashMap<String, super::drafts::UploadSession>,
     /// Bumped by a reset: delta tokens of an earlier world answer 410.
     pub epoch: u64,
     /// Changes to report to subscriptions, drained by the notifier (never saved).
@@ -555,6 +562,8 @@ impl World {
             salt,
             outbound_mail: Vec::new(),
             invitations: Vec::new(),
+            sent_mail: Vec::new(),
+            upload_sessions: HashMap::new(),
             epoch: 0,
             pending_changes: Vec::new(),
         }

@@ -252,6 +252,9 @@ pub async fn dispatch(sim: &Arc<Sim>, req: SimRequest, request_id: &str) -> SimR
     match (seg(0), seg(1), seg(2), seg(3)) {
         (Some("_sim"), ..) => super::control::handle(sim, &req).await,
         (Some("v1.0" | "beta"), ..) => graph(sim, req, request_id).await,
+        (Some("upload"), Some("AttachmentSessions"), Some(id), None) => {
+            super::drafts::upload(sim, &req, id)
+        }
         (Some(tenant), Some("oauth2"), Some("v2.0"), Some("token"))
             if req.method == hyper::Method::POST =>
         {

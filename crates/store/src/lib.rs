@@ -14,6 +14,7 @@
 //! - [`failures`]: failed records as admins see them, parking and unparking (E10);
 //! - [`folders`]: a mailbox's folder tree, the reconcile after a full round, verify's reads;
 //! - [`logs`]: the run log as admins read it;
+//! - [`mail_outbox`]: email sent from the CRM (E15): the outbox, claims, and sent copies met;
 //! - [`mailboxes`]: CRM users and their mailboxes (own and shared), and mailbox health;
 //! - [`matching`]: the matching job's queue, candidates, matches and per-org lease;
 //! - [`plugins`]: the plugin registry (blobs by digest, active versions, history);
@@ -39,6 +40,7 @@ pub mod events;
 pub mod failures;
 pub mod folders;
 pub mod logs;
+pub mod mail_outbox;
 pub mod mailboxes;
 pub mod matching;
 pub mod plugins;
@@ -166,6 +168,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "folders",
         include_str!("../migrations/sqlite/0006_folders.sql"),
         include_str!("../migrations/postgres/0006_folders.sql"),
+    ),
+    (
+        7,
+        "mail_outbox",
+        include_str!("../migrations/sqlite/0007_mail_outbox.sql"),
+        include_str!("../migrations/postgres/0007_mail_outbox.sql"),
     ),
 ];
 

@@ -532,6 +532,19 @@ async fn write_upserts(
     // New emails are owed a matching pass (E8): queued in this transaction, so the matching
     // job sees every email exactly when it is committed, whichever process wrote it.
     queue_for_matching(tx, backend, page.tenant_id, "email", &new_ids).await?;
+    // A new email may be the sent copy of one the CRM sent (E15): it becomes that outbox
+    // row's email, with the link the send asked for, in this transaction.
+    if !new_ids.is_empty() {
+        let sent: Vec<(i64, &str, i64)> = key_order
+            .iter()
+            .filter(|k| new_ids.contains(&email_ids[*k]))
+            .map(|k| {
+                let e = by_key[k];
+                (email_ids[k], e.internet_message_id.as_str(), e.sent_ms)
+            })
+            .collect();
+        crate::mail_outbox::link_sent_copies(tx, page.tenant_id, &sent).await?;
+    }
     let mut recipients: Vec<(i64, &str, String, &str)> = Vec::new();
     for key in &key_order {
         let e = by_key[key];

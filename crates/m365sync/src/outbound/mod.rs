@@ -12,8 +12,12 @@
 //! events (C1, C2, C5); [`push`] drains a user's outbox into Graph writes during their primary
 //! mailbox's work, after the calendar's pull (so Microsoft wins a conflict). The conversions
 //! both directions share are [`crate::sync::calendar::convert`]'s.
+//!
+//! [`mail`] is email sent from the CRM through a linked mailbox (E15): an outbox of its own
+//! with idempotency keys, sent exactly once through a findable draft.
 
 pub mod edits;
+pub mod mail;
 pub mod push;
 
 use m365sync_store::events::Direction;

@@ -1,6 +1,7 @@
 //! The admin HTTP API: health and readiness (open, for load balancers), Prometheus metrics, tenants,
 //! mailboxes with health, runs, logs, "sync now" and retries here; contacts, matching, review
-//! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`]. All but health and readiness need a bearer token, and what a
+//! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`], email sent
+//! from the CRM in [`super::api_send`]. All but health and readiness need a bearer token, and what a
 //! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
 //! `{"error": "..."}` with a fitting status.
 
@@ -153,6 +154,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
         Err(e) => return access_error(e),
     };
     let q = query(&req);
+    if super::api_send::is_mail_path(&segs) {
+        let method = req.method().clone();
+        let key = req
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = match read_body_up_to(req, super::api_send::MAX_MAIL_BODY).await {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
+        return super::api_send::route(shared, &actor, &method, &segs, &q, key, body).await;
+    }
     if matches!(segs.as_slice(), ["api", "orgs", ..] | ["api", "me", ..]) {
         let method = req.method().clone();
         let body = match read_body(req).await {
@@ -397,15 +411,19 @@ const MAX_BODY: usize = 32 << 20;
 
 /// Reads a request's body, bounded.
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
+    read_body_up_to(req, MAX_BODY).await
+}
+
+async fn read_body_up_to(req: Request<Incoming>, max: usize) -> Result<Bytes, Answer> {
     use http_body_util::BodyExt;
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let limited = http_body_util::Limited::new(req.into_body(), max);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(_) => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is over {} MiB or was cut off; split the import",
-                MAX_BODY >> 20
+                max >> 20
             ),
         )),
     }

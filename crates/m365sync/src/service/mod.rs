@@ -1,7 +1,8 @@
 //! `m365sync serve`: the long-running service. A scheduler starts each tenant's runs on its
 //! cadence; workers take mailboxes that owe a run work under database leases (so several
 //! processes on one PostgreSQL share the work and take over a dead one's mailboxes); a watcher
-//! picks up plugin swaps; the admin API serves health, metrics, runs, logs and retries.
+//! picks up plugin swaps; the mail sender sends the CRM's outbox emails (E15); the admin API
+//! serves health, metrics, runs, logs and retries.
 //!
 //! Stopping (SIGTERM, SIGINT): every worker finishes the page it is committing, abandons the
 //! fetch in flight, gives its lease back, and the process exits; the next start resumes from
@@ -12,7 +13,9 @@ mod api;
 mod api_calendar;
 mod api_crm;
 mod api_mail;
+mod api_send;
 mod contexts;
+mod mail_sender;
 mod matcher;
 pub mod metrics;
 mod plugin_watch;
@@ -89,6 +92,8 @@ pub(crate) struct Shared {
     pub metrics: metrics::Metrics,
     /// Pokes the matching task (a contact changed): it runs at once instead of next tick.
     pub match_wake: tokio::sync::Notify,
+    /// Pokes the mail sender (an email was queued): it sends at once instead of next tick.
+    pub mail_wake: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -127,11 +132,13 @@ impl Service {
             contexts: contexts::Contexts::default(),
             metrics: metrics::Metrics::default(),
             match_wake: tokio::sync::Notify::new(),
+            mail_wake: tokio::sync::Notify::new(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(scheduler::scheduler(Arc::clone(&shared)));
         tasks.spawn(plugin_watch::plugin_watch(Arc::clone(&shared)));
         tasks.spawn(matcher::matcher(Arc::clone(&shared)));
+        tasks.spawn(mail_sender::mail_sender(Arc::clone(&shared)));
         for i in 0..shared.opts.workers.max(1) {
             tasks.spawn(workers::worker(Arc::clone(&shared), i));
         }

@@ -5,6 +5,7 @@ mod bodies;
 mod calendar;
 mod client;
 mod delta;
+mod drafts;
 mod folders;
 mod https_subscriptions;
 mod identity;
