@@ -52,6 +52,11 @@ pub const EVENTS: &str = "Examples:
   m365sync events sync-events --org acme --tenant main --user alice@contoso.example off
   m365sync events list --org acme --tenant main --user alice@contoso.example";
 
+/// `m365sync mail --help`.
+pub const MAIL: &str = "Examples:
+  m365sync mail send --org acme --tenant main --from alice@contoso.example --to client@example.com --subject 'Your review' --body-file body.txt --attach report.pdf --regarding contact:42 --idempotency-key crm-activity-1001
+  m365sync mail outbox list --org acme --state failed";
+
 /// `m365sync sync --help`.
 pub const SYNC: &str = "Examples:
   m365sync sync run --org acme --tenant main

@@ -126,6 +126,7 @@ enum Command {
     },
     /// Email sent from the CRM through a linked mailbox: send (exactly once, with an
     /// idempotency key), and the outbox.
+    #[command(after_help = examples::MAIL)]
     Mail {
         #[command(subcommand)]
         command: mail::MailCommand,
