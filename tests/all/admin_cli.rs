@@ -1040,13 +1040,23 @@ async fn every_help_example_parses() {
     let mut examples = Vec::new();
     for (path, text) in help_pages() {
         let mut in_examples = false;
+        // A line ending in `\` continues on the next, as in a shell.
+        let mut pending: Option<String> = None;
         for line in text.lines() {
             if !line.starts_with(' ') && line.ends_with(':') {
                 in_examples = line == "Examples:";
                 continue;
             }
-            if in_examples && line.trim_start().contains("m365sync ") {
-                examples.push((path.join(" "), line.trim().to_string()));
+            let line = match pending.take() {
+                Some(start) => format!("{start} {}", line.trim()),
+                None if in_examples && line.trim_start().contains("m365sync ") => {
+                    line.trim().to_string()
+                }
+                None => continue,
+            };
+            match line.strip_suffix('\\') {
+                Some(start) => pending = Some(start.trim_end().to_string()),
+                None => examples.push((path.join(" "), line)),
             }
         }
     }

@@ -52,6 +52,9 @@ fn generate_writes_a_deterministic_ground_truth() {
                 "15",
                 "--seed",
                 "4",
+                // Dates are relative to "now": two runs a second apart differ without it.
+                "--now",
+                "2027-06-01T12:00:00Z",
                 "--out",
             ])
             .arg(&out)

@@ -89,6 +89,10 @@ pub struct WorldArgs {
     /// Messages of each busy mailbox.
     #[arg(long, default_value_t = 20_000)]
     busy_messages: usize,
+    /// The instant the generated history ends at (RFC 3339, e.g. 2027-06-01T12:00:00Z; default:
+    /// now). Dates are relative to it, so the same seed and --now give byte-identical worlds.
+    #[arg(long)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl WorldArgs {
@@ -105,6 +109,7 @@ impl WorldArgs {
                 years: self.years,
                 busy_users: self.busy_users,
                 busy_messages: self.busy_messages,
+                now: self.now,
                 ..GenerateOptions::default()
             }),
         })
