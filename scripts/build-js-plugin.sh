@@ -6,7 +6,7 @@
 # while the sources, the contract and the lockfile are those of the last build.
 # scripts/test.sh exports the path as M365SYNC_JS_PLUGIN for the plugin tests, and
 # M365SYNC_JS_NODE_MODULES (the installed tools) for the test that builds a JS scaffold.
-# Needs node (18 or later) and npm. Usage: bash scripts/build-js-plugin.sh
+# Needs node and npm (tested with Node.js 20). Usage: bash scripts/build-js-plugin.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +16,7 @@ out="$out_dir/js_exclusion.wasm"
 
 for tool in node npm; do
     if ! command -v "$tool" >/dev/null; then
-        echo "build-js-plugin: $tool is missing; install Node.js 18 or later (with npm)" >&2
+        echo "build-js-plugin: $tool is missing; install Node.js (tested with 20) with npm" >&2
         exit 1
     fi
 done
