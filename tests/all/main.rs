@@ -15,6 +15,7 @@ mod graph_client;
 mod matching;
 mod plugin_cache;
 mod plugin_cases;
+mod plugin_installs;
 mod plugin_js;
 mod plugin_python;
 mod plugin_registry;
