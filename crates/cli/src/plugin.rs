@@ -147,7 +147,7 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
         } => {
             let cases = match (cases, no_cases) {
                 (Some(path), _) => CasesChoice::File(path),
-                (None, true) => CasesChoice::None,
+                (None, true) => CasesChoice::Skip,
                 (None, false) => CasesChoice::Default,
             };
             install(config, &file, &org, tenant.as_deref(), slot, cases).await
@@ -331,7 +331,7 @@ enum CasesChoice {
     /// Neither flag: a builtin's own cases; a component file is refused.
     Default,
     /// `--no-cases`: none, and the history says so.
-    None,
+    Skip,
 }
 
 fn place(org: &str, tenant: Option<&str>) -> String {
@@ -387,7 +387,7 @@ async fn install(
              install it untested (the history records that)",
             place(org, tenant)
         ),
-        (CasesChoice::None, _) => (
+        (CasesChoice::Skip, _) => (
             None,
             "installed with --no-cases: no cases were run".to_string(),
         ),
