@@ -12,6 +12,11 @@ bash scripts/python-env.sh
 export M365SYNC_COMPONENTIZE_PY="$PWD/.venv/bin/componentize-py"
 M365SYNC_PY_PLUGIN="$(bash scripts/build-python-plugin.sh)"
 export M365SYNC_PY_PLUGIN
+# The JavaScript tools (npm ci of examples/js-exclusion's lockfile) and the JS example component;
+# the scaffold test builds `plugin new --lang js` projects with the same node_modules.
+M365SYNC_JS_PLUGIN="$(bash scripts/build-js-plugin.sh)"
+export M365SYNC_JS_PLUGIN
+export M365SYNC_JS_NODE_MODULES="$PWD/examples/js-exclusion/node_modules"
 
 cargo test --locked --workspace -- --test-threads 2
 

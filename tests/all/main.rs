@@ -16,6 +16,8 @@ mod mail_send;
 mod matching;
 mod plugin_cache;
 mod plugin_cases;
+mod plugin_installs;
+mod plugin_js;
 mod plugin_python;
 mod plugin_registry;
 mod plugin_sandbox;

@@ -217,11 +217,18 @@ fn the_cli_installs_only_what_validates() {
     let (ok, out) = run(&["plugin", "list", "--org", "acme", "--json"]);
     assert!(ok, "{out}");
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let installed: Vec<&serde_json::Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "installed")
+        .collect();
     assert_eq!(
-        listed.as_array().unwrap().len(),
+        installed.len(),
         1,
-        "only the org default is active: {listed}"
+        "only the org default is installed: {listed}"
     );
+    assert_eq!(installed[0]["level"], "org default", "{listed}");
     let (ok, out) = run(&["plugin", "rollback", "--org", "acme", "--slot", "exclusion"]);
     assert!(!ok && out.contains("nothing to roll back"), "{out}");
     let (ok, out) = run(&["plugin", "history", "--org", "acme", "--slot", "exclusion"]);

@@ -1,5 +1,7 @@
 //! `m365sync plugin new`: every scaffold (Rust and Python, each slot) builds and passes its own
-//! cases, and an existing directory is refused.
+//! cases (a Rust one also after its version is bumped), and an existing directory is refused.
+//! The JavaScript scaffolds are tested in `plugin_js.rs`, beside the example whose npm tools
+//! they share.
 //!
 //! The Rust projects build with cargo for wasm32-wasip2 into one shared target directory under
 //! the test target (wit-bindgen is compiled once, and later runs are warm). The Python projects
@@ -62,15 +64,30 @@ fn rust_scaffolds_build_and_pass_their_cases() {
         let project = new("rust", kind, &dir);
         let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
         assert!(
-            readme.contains("cargo build --release --locked"),
+            readme.contains("```\ncargo build --release\n```"),
             "{readme}"
         );
         let mut fmt = Command::new(env!("CARGO"));
         run(fmt.current_dir(&project).args(["fmt", "--check"]));
+        // A firm bumps its plugin's version: the README's build command still works, the
+        // dependencies stay as locked, and describe() reports the new version.
+        let lock_before = std::fs::read_to_string(project.join("Cargo.lock")).unwrap();
+        let version = if kind == "exclusion" {
+            let manifest = project.join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            std::fs::write(
+                &manifest,
+                text.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1),
+            )
+            .unwrap();
+            "0.2.0"
+        } else {
+            "0.1.0"
+        };
         let mut build = Command::new(env!("CARGO"));
         build
             .current_dir(&project)
-            .args(["build", "--release", "--locked", "--quiet"])
+            .args(["build", "--release", "--offline", "--quiet"])
             .env("CARGO_TARGET_DIR", &target);
         // What the outer build set for the host must not reach the wasm build.
         for var in [
@@ -83,10 +100,29 @@ fn rust_scaffolds_build_and_pass_their_cases() {
             build.env_remove(var);
         }
         run(&mut build);
+        let lock_after = std::fs::read_to_string(project.join("Cargo.lock")).unwrap();
+        let own = format!("name = \"my-rust-{kind}\"\nversion = \"0.1.0\"");
+        assert_eq!(
+            lock_after,
+            lock_before.replace(
+                &own,
+                &format!("name = \"my-rust-{kind}\"\nversion = \"{version}\"")
+            ),
+            "only the plugin's own line of Cargo.lock changes"
+        );
         let wasm = target
             .join("wasm32-wasip2/release")
             .join(format!("my_rust_{kind}.wasm"));
         passes_its_cases(&project, &wasm);
+        let out = run(Command::new(BIN)
+            .current_dir(&project)
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .args(["--cases", "cases.toml"]));
+        assert!(
+            out.starts_with(&format!("my-rust-{kind} {version} ")),
+            "{out}"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -774,3 +774,78 @@ async fn configured_by_the_environment_alone_it_drains_with_ready_503() {
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
     db.drop_db().await;
 }
+
+/// Swaps are counted per plugin version even when no tenant is being synced (before, the
+/// counter moved only for tenants with a run in progress, and stayed 0 after several swaps): an
+/// install, a second version, a rollback and an uninstall at an org with no tenants are four
+/// swaps, each under the plugin version swapped to; the failure gauge's family is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_swaps_are_counted_per_version_without_a_run() {
+    for db in TestDb::both().await {
+        let org_id = db.store.ensure_org("acme").await.unwrap();
+        let dir = Scratch::new(&format!("swaps-{}", db.store.backend() as u8));
+        let cfg = write_config(&dir.0, &db);
+        let serve = Serve::start(&["--config", cfg.to_str().unwrap()], &dir.0.join("ready"));
+        let scope = m365sync_store::plugins::PluginScope {
+            org_id,
+            tenant_id: None,
+        };
+        let blob =
+            |digest: &'static str, version: &'static str| m365sync_store::plugins::NewPlugin {
+                slot: "exclusion",
+                digest,
+                name: "firm-rules",
+                version,
+                wasm: b"not loaded: no tenant runs it",
+            };
+        let metrics = || async {
+            let (status, text) = serve.api(Method::GET, "/metrics", Some(TOKEN)).await;
+            assert_eq!(status, 200, "{text}");
+            text
+        };
+        let swaps = |text: &str, name: &str, version: &str| -> u64 {
+            let series = format!(
+                "m365sync_plugin_swaps_total{{slot=\"exclusion\",plugin=\"{name}\",version=\"{version}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map(|n| n.parse().unwrap())
+                .unwrap_or(0)
+        };
+        assert!(metrics()
+            .await
+            .contains("# TYPE m365sync_plugin_failing_records gauge"));
+        // Each change is made only after the previous one was counted: the watcher polls.
+        db.store
+            .install_plugin(scope, &blob("d1", "1.0.0"))
+            .await
+            .unwrap();
+        wait_for(30, "the swap to 1.0.0", || async {
+            swaps(&metrics().await, "firm-rules", "1.0.0") == 1
+        })
+        .await;
+        db.store
+            .install_plugin(scope, &blob("d2", "2.0.0"))
+            .await
+            .unwrap();
+        wait_for(30, "the swap to 2.0.0", || async {
+            swaps(&metrics().await, "firm-rules", "2.0.0") == 1
+        })
+        .await;
+        db.store.rollback_plugin(scope, "exclusion").await.unwrap();
+        wait_for(30, "the rollback to 1.0.0", || async {
+            swaps(&metrics().await, "firm-rules", "1.0.0") == 2
+        })
+        .await;
+        db.store.uninstall_plugin(scope, "exclusion").await.unwrap();
+        wait_for(30, "the uninstall", || async {
+            swaps(&metrics().await, "exclusion-rules", "built-in") == 1
+        })
+        .await;
+        let text = metrics().await;
+        assert_eq!(swaps(&text, "firm-rules", "2.0.0"), 1, "{text}");
+        let (clean, stderr) = serve.terminate();
+        assert!(clean, "{stderr}");
+        db.drop_db().await;
+    }
+}

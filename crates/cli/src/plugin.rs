@@ -1,4 +1,4 @@
-//! `m365sync plugin new|test|bench|install|rollback|list|history`.
+//! `m365sync plugin new|test|bench|install|uninstall|rollback|list|history`.
 
 use std::path::{Path, PathBuf};
 
@@ -9,18 +9,19 @@ use m365sync_plugin::cases::CaseFile;
 use m365sync_plugin::engine::{EngineConfig, PluginEngine};
 use m365sync_plugin::scaffold::{self, Lang};
 use m365sync_plugin::{builtin, Kind, Plugin, PluginError};
-use m365sync_store::plugins::{NewPlugin, PluginScope};
+use m365sync_store::plugins::{Installed, NewPlugin, PluginScope};
 use m365sync_store::Store;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Create a plugin project (Rust or Python) that builds and passes its own cases: a
+    /// Create a plugin project (Rust, Python or JavaScript) that builds and passes its own cases: a
     /// minimal working implementation, the contract (wit/), cases.toml and a README with the
     /// build and test commands. Refuses an existing directory.
     New {
         /// The plugin's name (lower-case letters, digits, '-'): its crate and describe() name.
         name: String,
-        /// rust (cargo, wit-bindgen, wasm32-wasip2) or python (componentize-py).
+        /// rust (cargo, wit-bindgen, wasm32-wasip2), python (componentize-py) or js, also
+        /// spelled javascript (componentize-js, installed by npm from a pinned lockfile).
         #[arg(long)]
         lang: Lang,
         /// The slot: exclusion, mapping or matching.
@@ -42,7 +43,9 @@ pub enum PluginCommand {
     },
     /// Validate a component (it compiles, exports the slot's world at a compatible version,
     /// `describe()` answers, the given cases pass) and only then make it the active plugin of
-    /// the org (its tenants' default) or of one tenant, in one transaction.
+    /// the org (its tenants' default) or of one tenant, in one transaction. A component file
+    /// needs --cases (or --no-cases, which the history records); installing the component
+    /// already in force at that level changes nothing.
     Install {
         /// The component (.wasm), or `builtin:exclusion|mapping|matching`.
         file: String,
@@ -56,9 +59,28 @@ pub enum PluginCommand {
         /// exclusion, mapping or matching.
         #[arg(long)]
         slot: Kind,
-        /// Cases that must pass before activation (a builtin's own cases by default).
-        #[arg(long)]
+        /// Cases that must pass before activation (a builtin's own cases by default). Required
+        /// for a component file unless --no-cases is given.
+        #[arg(long, conflicts_with = "no_cases")]
         cases: Option<PathBuf>,
+        /// Install a component file without running any cases; `plugin history` shows the
+        /// install as untested.
+        #[arg(long)]
+        no_cases: bool,
+    },
+    /// Remove the plugin installed for a slot at one level: with --tenant the tenant returns
+    /// to the org's default, without it the org's default returns to the built-in plugin.
+    /// Running services pick the change up like an install.
+    Uninstall {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
+        #[arg(long)]
+        org: String,
+        /// Uninstall this tenant's own plugin (the tenant then uses the org's default).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The plugin slot: exclusion, mapping or matching.
+        #[arg(long)]
+        slot: Kind,
     },
     /// Return a slot to the version active before the current one.
     Rollback {
@@ -73,7 +95,8 @@ pub enum PluginCommand {
         #[arg(long)]
         slot: Kind,
     },
-    /// The active plugins of an org: its defaults and the tenants' overrides.
+    /// What is in force in an org for every slot: the org's default and each tenant's plugin,
+    /// saying whether it is the tenant's own, inherited from the org or the built-in one.
     List {
         /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
         #[arg(long)]
@@ -120,7 +143,45 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
             tenant,
             slot,
             cases,
-        } => install(config, &file, &org, tenant.as_deref(), slot, cases).await,
+            no_cases,
+        } => {
+            let cases = match (cases, no_cases) {
+                (Some(path), _) => CasesChoice::File(path),
+                (None, true) => CasesChoice::Skip,
+                (None, false) => CasesChoice::Default,
+            };
+            install(config, &file, &org, tenant.as_deref(), slot, cases).await
+        }
+        PluginCommand::Uninstall { org, tenant, slot } => {
+            let (store, scope) = scope(config, &org, tenant.as_deref()).await?;
+            let removed = store
+                .uninstall_plugin(scope, slot.world())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot uninstall the {slot} plugin of {}",
+                        place(&org, tenant.as_deref())
+                    )
+                })?;
+            let now = match tenant {
+                Some(_) => match store
+                    .active_plugin(scope.org_id, scope.tenant_id.unwrap_or(0), slot.world())
+                    .await?
+                {
+                    Some(p) => format!("the org default, {} {}", p.name, p.version),
+                    None => builtin_label(slot),
+                },
+                None => builtin_label(slot),
+            };
+            println!(
+                "uninstalled {} {} (sha256 {}) from the {slot} slot of {}; it now runs {now}",
+                removed.name,
+                removed.version,
+                short(&removed.digest),
+                place(&org, tenant.as_deref()),
+            );
+            Ok(())
+        }
         PluginCommand::Rollback { org, tenant, slot } => {
             let (store, scope) = scope(config, &org, tenant.as_deref()).await?;
             let now = store.rollback_plugin(scope, slot.world()).await?;
@@ -129,39 +190,29 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
                 place(&org, tenant.as_deref()),
                 now.name,
                 now.version,
-                &now.digest[..16]
+                short(&now.digest)
             );
             Ok(())
         }
         PluginCommand::List { org, json } => {
             let (store, scope) = scope(config, &org, None).await?;
-            let active = store.active_plugins(scope.org_id).await?;
-            let names: std::collections::HashMap<i64, String> = store
-                .tenants(Some(&org))
-                .await?
-                .into_iter()
-                .map(|t| (t.id, t.name))
-                .collect();
+            let rows = in_force(&store, &org, scope.org_id).await?;
             if json {
-                let rows: Vec<_> = active.iter().map(|(t, p)| serde_json::json!({"tenant": t.and_then(|id| names.get(&id)), "plugin": p})).collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<16} {:<10} {:<24} {:<10} SHA256",
-                    "LEVEL", "SLOT", "NAME", "VERSION"
+                    "{:<20} {:<10} {:<24} {:<14} {:<12} SHA256",
+                    "LEVEL", "SLOT", "NAME", "VERSION", "SOURCE"
                 );
-                for (t, p) in active {
-                    let level = t
-                        .and_then(|id| names.get(&id).cloned())
-                        .map(|n| format!("tenant {n}"))
-                        .unwrap_or_else(|| "org default".into());
+                for r in rows {
                     println!(
-                        "{:<16} {:<10} {:<24} {:<10} {}",
-                        level,
-                        p.slot,
-                        p.name,
-                        p.version,
-                        &p.digest[..16]
+                        "{:<20} {:<10} {:<24} {:<14} {:<12} {}",
+                        r.level,
+                        r.slot,
+                        r.name,
+                        r.version,
+                        r.source,
+                        short(&r.digest)
                     );
                 }
             }
@@ -171,13 +222,18 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
             let (store, scope) = scope(config, &org, tenant.as_deref()).await?;
             for h in store.plugin_history(scope, slot.world()).await? {
                 let at = chrono::DateTime::from_timestamp_millis(h.at_ms).unwrap_or_default();
+                let checked = if h.cases.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", h.cases)
+                };
                 println!(
-                    "{}  {:<8} {} {} (sha256 {})",
+                    "{}  {:<9} {} {} (sha256 {}){checked}",
                     at.format("%Y-%m-%d %H:%M:%S"),
                     h.action,
                     h.name,
                     h.version,
-                    &h.digest[..16]
+                    short(&h.digest)
                 );
             }
             Ok(())
@@ -186,6 +242,96 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
             .await
             .context("the plugin command panicked")?,
     }
+}
+
+/// One line of `plugin list`: what runs in a slot at one level, and where it comes from.
+#[derive(serde::Serialize)]
+struct InForce {
+    /// `org default` or `tenant NAME`.
+    level: String,
+    slot: String,
+    name: String,
+    version: String,
+    /// `installed` (set at this level), `org default` (a tenant inheriting it) or `built-in`.
+    source: &'static str,
+    digest: String,
+}
+
+/// What runs for every slot: the org's default, then each tenant of the org.
+async fn in_force(store: &Store, org: &str, org_id: i64) -> anyhow::Result<Vec<InForce>> {
+    let active = store.active_plugins(org_id).await?;
+    let find = |tenant: Option<i64>, slot: Kind| {
+        active
+            .iter()
+            .find(|(t, p)| *t == tenant && p.slot == slot.world())
+            .map(|(_, p)| p)
+    };
+    let row = |level: &str,
+               slot: Kind,
+               own: Option<&m365sync_store::plugins::ActivePlugin>,
+               inherited: Option<&m365sync_store::plugins::ActivePlugin>| {
+        let (p, source) = match (own, inherited) {
+            (Some(p), _) => (Some(p), "installed"),
+            (None, Some(p)) => (Some(p), "org default"),
+            (None, None) => (None, "built-in"),
+        };
+        match p {
+            Some(p) => InForce {
+                level: level.to_string(),
+                slot: slot.to_string(),
+                name: p.name.clone(),
+                version: p.version.clone(),
+                source,
+                digest: p.digest.clone(),
+            },
+            None => {
+                let b = builtin::builtin(slot);
+                InForce {
+                    level: level.to_string(),
+                    slot: slot.to_string(),
+                    name: b.name.to_string(),
+                    // The built-in plugins are versioned with the binary that carries them.
+                    version: "-".to_string(),
+                    source,
+                    digest: m365sync_plugin::cache::digest(b.wasm),
+                }
+            }
+        }
+    };
+    let mut rows = Vec::new();
+    for slot in Kind::ALL {
+        rows.push(row("org default", slot, find(None, slot), None));
+    }
+    for t in store.tenants(Some(org)).await? {
+        for slot in Kind::ALL {
+            rows.push(row(
+                &format!("tenant {}", t.name),
+                slot,
+                find(Some(t.id), slot),
+                find(None, slot),
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+/// The first 16 hex digits of a digest, as the commands print it.
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(16)]
+}
+
+fn builtin_label(slot: Kind) -> String {
+    format!("the built-in {}", builtin::builtin(slot).name)
+}
+
+/// Which cases an install runs.
+enum CasesChoice {
+    /// `--cases FILE`.
+    File(PathBuf),
+    /// Neither flag: a builtin's own cases; a component file is refused.
+    Default,
+    /// `--no-cases`: none, and the history says so.
+    Skip,
 }
 
 fn place(org: &str, tenant: Option<&str>) -> String {
@@ -216,26 +362,46 @@ async fn install(
     org: &str,
     tenant: Option<&str>,
     slot: Kind,
-    cases: Option<PathBuf>,
+    cases: CasesChoice,
 ) -> anyhow::Result<()> {
-    let (store, scope) = scope(config, org, tenant).await?;
     let (bytes, builtin_cases) = read_component(file)?;
-    let cases_text = match (&cases, builtin_cases) {
-        (Some(path), _) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the case file {}", path.display()))?,
+    // (the case text, what the history says it was checked against)
+    let (cases_text, mut checked_against) = match (&cases, builtin_cases) {
+        (CasesChoice::File(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the case file {}", path.display()))?;
+            let what = format!(
+                "cases {} ({})",
+                path.display(),
+                &m365sync_plugin::cache::digest(text.as_bytes())[..16]
+            );
+            (Some(text), what)
+        }
+        (CasesChoice::Default, Some(text)) => (
+            Some(text.to_string()),
+            "the built-in plugin's own cases".to_string(),
         ),
-        (None, Some(text)) => Some(text.to_string()),
-        (None, None) => None,
+        (CasesChoice::Default, None) => bail!(
+            "{file} was not installed: a firm's component needs the cases it must pass before it \
+             runs on {}'s mail. Give --cases cases.toml (the project's own), or --no-cases to \
+             install it untested (the history records that)",
+            place(org, tenant)
+        ),
+        (CasesChoice::Skip, _) => (
+            None,
+            "installed with --no-cases: no cases were run".to_string(),
+        ),
     };
+    let (store, scope) = scope(config, org, tenant).await?;
     let file_name = file.to_string();
     let checked = bytes.clone();
     // Validation: compile, world and version, describe(), and the cases, before any write.
-    let (digest, name, version) =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String, String)> {
+    let (digest, name, version, passed) = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<(String, String, String, Option<usize>)> {
             let engine = PluginEngine::new(EngineConfig::default())?;
             let plugin = Plugin::load(&engine, slot, &checked)
                 .map_err(|e| load_error(e, format!("{file_name} is not a usable {slot} plugin")))?;
+            let mut passed = None;
             if let Some(text) = cases_text {
                 let case_file = CaseFile::parse(&text).context("the case file is not valid")?;
                 if case_file.kind != slot {
@@ -250,18 +416,24 @@ async fn install(
                         report.failures.len() + report.passed
                     );
                 }
+                passed = Some(report.passed);
             }
             let d = plugin.descriptor();
             Ok((
                 plugin.digest().to_string(),
                 d.name.clone(),
                 d.version.clone(),
+                passed,
             ))
-        })
-        .await
-        .context("plugin validation panicked")??;
-    store
-        .install_plugin(
+        },
+    )
+    .await
+    .context("plugin validation panicked")??;
+    if let Some(n) = passed {
+        checked_against = format!("{n} passed: {checked_against}");
+    }
+    let outcome = store
+        .install_plugin_checked(
             scope,
             &NewPlugin {
                 slot: slot.world(),
@@ -270,13 +442,21 @@ async fn install(
                 version: &version,
                 wasm: &bytes,
             },
+            &checked_against,
         )
         .await?;
-    println!(
-        "installed {name} {version} (sha256 {}) as the {slot} plugin of {}",
-        &digest[..16],
-        place(org, tenant)
-    );
+    match outcome {
+        Installed::Activated => println!(
+            "installed {name} {version} (sha256 {}) as the {slot} plugin of {}",
+            short(&digest),
+            place(org, tenant)
+        ),
+        Installed::AlreadyActive => println!(
+            "{name} {version} (sha256 {}) is already the {slot} plugin of {}: nothing changed",
+            short(&digest),
+            place(org, tenant)
+        ),
+    }
     Ok(())
 }
 
@@ -349,6 +529,9 @@ fn new(name: String, lang: Lang, kind: Kind, dir: Option<PathBuf>) -> anyhow::Re
                 .build
                 .replacen("componentize-py", "bin/componentize-py", 1)
         );
+    } else if lang == Lang::Js {
+        println!("  npm ci          # the build tools, exactly as package-lock.json pins them");
+        println!("  npm run build   # componentize-js, see package.json");
     } else {
         println!("  {}", project.build);
     }
@@ -356,17 +539,27 @@ fn new(name: String, lang: Lang, kind: Kind, dir: Option<PathBuf>) -> anyhow::Re
     Ok(())
 }
 
-/// A load error with a hint for the usual cause: a componentize-py build without
-/// `--stub-wasi` imports filesystem and sockets, which the sandbox refuses.
+/// A load error with a hint for the usual causes: a componentize-py build without
+/// `--stub-wasi` imports filesystem and sockets, and a componentize-js build without
+/// `--disable stdio http` imports filesystem and http; the sandbox refuses both.
 fn load_error(err: PluginError, what: String) -> anyhow::Error {
-    let python = matches!(&err, PluginError::ForbiddenImports(names)
-        if names.iter().any(|n| n.starts_with("wasi:filesystem/"))
-            && names.iter().any(|n| n.starts_with("wasi:sockets/")));
+    let imports = |prefix: &str| {
+        matches!(&err, PluginError::ForbiddenImports(names)
+            if names.iter().any(|n| n.starts_with(prefix)))
+    };
+    let files = imports("wasi:filesystem/");
+    let python = files && imports("wasi:sockets/");
+    let js = files && imports("wasi:http/");
     let err = anyhow::Error::new(err).context(what);
     if python {
         anyhow::anyhow!(
             "{err:#}\nhint: built with componentize-py? `componentize --stub-wasi` builds a \
              component that imports no files or sockets"
+        )
+    } else if js {
+        anyhow::anyhow!(
+            "{err:#}\nhint: built with componentize-js? `--disable stdio http fetch-event` \
+             builds a component that imports no files or http"
         )
     } else {
         err

@@ -337,7 +337,15 @@ impl Plugin {
                 ms: ctx.limits.call_timeout.as_millis() as u64,
             };
         }
-        if let Some(wasmtime::Trap::StackOverflow) = e.downcast_ref::<wasmtime::Trap>() {
+        let trap = e.downcast_ref::<wasmtime::Trap>().copied();
+        // Two stacks can overflow: wasmtime's native one (Trap::StackOverflow), and the shadow
+        // stack a Rust or C guest keeps in its linear memory for locals that are not in
+        // registers; that one runs off the bottom of memory and traps as an out-of-bounds
+        // access, with one function repeated down the backtrace.
+        let shadow = trap == Some(wasmtime::Trap::MemoryOutOfBounds)
+            && e.downcast_ref::<wasmtime::WasmBacktrace>()
+                .is_some_and(recursing);
+        if trap == Some(wasmtime::Trap::StackOverflow) || shadow {
             return RecordError::Trap {
                 message: "stack overflow: the plugin recursed deeper than its stack allows".into(),
             };
@@ -600,6 +608,17 @@ impl Plugin {
 /// How long a call may take at most, given the engine's tick (for messages and tests).
 pub fn effective_timeout(engine: &PluginEngine, limits: &Limits) -> Duration {
     engine.config.epoch_tick * engine.ticks(limits.call_timeout) as u32
+}
+
+/// Whether a trap's backtrace is a deep recursion: its innermost frames (at least 16) are all
+/// the same function.
+fn recursing(backtrace: &wasmtime::WasmBacktrace) -> bool {
+    const DEPTH: usize = 16;
+    let frames = backtrace.frames();
+    frames.len() >= DEPTH
+        && frames[..DEPTH]
+            .iter()
+            .all(|f| f.func_index() == frames[0].func_index())
 }
 
 /// The last panic a Rust guest printed to stderr (`thread '..' panicked at FILE:LINE:COL:` and

@@ -2,8 +2,8 @@
 //!
 //! A firm's developer should not have to learn the contract, the build flags and the case format
 //! before seeing a plugin work. The scaffold is a complete project for one slot (exclusion,
-//! mapping, matching) in Rust (cargo, `wit-bindgen`, `wasm32-wasip2`) or Python
-//! (componentize-py): a minimal working implementation, the contract (`wit/`, copied so the
+//! mapping, matching) in Rust (cargo, `wit-bindgen`, `wasm32-wasip2`), Python
+//! (componentize-py) or JavaScript (componentize-js, installed by npm): a minimal working implementation, the contract (`wit/`, copied so the
 //! project is self-contained), a `cases.toml` that the implementation passes and a README with
 //! the build and test commands.
 //!
@@ -11,7 +11,9 @@
 //! plugins are built with, so a scaffold cannot drift from them: the `wit-bindgen` pin of
 //! `plugins/Cargo.toml`, a `Cargo.lock` derived from `plugins/Cargo.lock` (so `cargo build
 //! --locked` resolves exactly what the default plugins use), the toolchain file of the
-//! repository, and the componentize-py pin of `examples/python-exclusion/requirements.txt`.
+//! repository, the componentize-py pin of `examples/python-exclusion/requirements.txt`, and the
+//! npm tools of `examples/js-exclusion/package.json` with that example's `package-lock.json`
+//! (the whole npm tree, so `npm ci` installs exactly what the example is built and tested with).
 //! The templates live in `crates/plugin/templates/`.
 
 use std::fmt;
@@ -28,6 +30,11 @@ const PLUGINS_CARGO_LOCK: &str = include_str!("../../../plugins/Cargo.lock");
 const RUST_TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 /// The componentize-py pin.
 const PY_REQUIREMENTS: &str = include_str!("../../../examples/python-exclusion/requirements.txt");
+/// The npm build tools (`devDependencies`) and the lockfile of the whole npm tree.
+const JS_PACKAGE_JSON: &str = include_str!("../../../examples/js-exclusion/package.json");
+const JS_PACKAGE_LOCK: &str = include_str!("../../../examples/js-exclusion/package-lock.json");
+/// The example's package name, replaced in its lockfile by the new project's.
+const JS_EXAMPLE_NAME: &str = "m365sync-js-exclusion";
 
 const RUST_CARGO_TOML: &str = include_str!("../templates/rust/Cargo.toml");
 const RUST_CARGO_CONFIG: &str = include_str!("../templates/rust/.cargo/config.toml");
@@ -35,11 +42,15 @@ const RUST_GITIGNORE: &str = include_str!("../templates/rust/gitignore");
 const RUST_README: &str = include_str!("../templates/rust/README.md");
 const PY_GITIGNORE: &str = include_str!("../templates/python/gitignore");
 const PY_README: &str = include_str!("../templates/python/README.md");
+const JS_PACKAGE_TEMPLATE: &str = include_str!("../templates/js/package.json");
+const JS_GITIGNORE: &str = include_str!("../templates/js/gitignore");
+const JS_README: &str = include_str!("../templates/js/README.md");
 
 /// The implementation and the cases of one slot.
 struct SlotTemplates {
     rust: &'static str,
     python: &'static str,
+    js: &'static str,
     cases: &'static str,
 }
 
@@ -48,16 +59,19 @@ fn slot_templates(kind: Kind) -> SlotTemplates {
         Kind::Exclusion => SlotTemplates {
             rust: include_str!("../templates/rust/lib-exclusion.rs"),
             python: include_str!("../templates/python/app-exclusion.py"),
+            js: include_str!("../templates/js/app-exclusion.js"),
             cases: include_str!("../templates/cases-exclusion.toml"),
         },
         Kind::Mapping => SlotTemplates {
             rust: include_str!("../templates/rust/lib-mapping.rs"),
             python: include_str!("../templates/python/app-mapping.py"),
+            js: include_str!("../templates/js/app-mapping.js"),
             cases: include_str!("../templates/cases-mapping.toml"),
         },
         Kind::Matching => SlotTemplates {
             rust: include_str!("../templates/rust/lib-matching.rs"),
             python: include_str!("../templates/python/app-matching.py"),
+            js: include_str!("../templates/js/app-matching.js"),
             cases: include_str!("../templates/cases-matching.toml"),
         },
     }
@@ -70,6 +84,8 @@ pub enum Lang {
     Rust,
     /// A Python app made a component by componentize-py.
     Python,
+    /// A JavaScript module made a component by componentize-js (npm).
+    Js,
 }
 
 impl fmt::Display for Lang {
@@ -77,6 +93,7 @@ impl fmt::Display for Lang {
         f.write_str(match self {
             Lang::Rust => "rust",
             Lang::Python => "python",
+            Lang::Js => "js",
         })
     }
 }
@@ -88,7 +105,10 @@ impl std::str::FromStr for Lang {
         match s {
             "rust" => Ok(Lang::Rust),
             "python" => Ok(Lang::Python),
-            _ => Err(format!("unknown plugin language {s:?}: rust or python")),
+            "js" | "javascript" => Ok(Lang::Js),
+            _ => Err(format!(
+                "unknown plugin language {s:?}: rust, python or js (javascript)"
+            )),
         }
     }
 }
@@ -233,6 +253,29 @@ fn cargo_lock(name: &str) -> String {
     text
 }
 
+/// The `"devDependencies": {...}` object of the JavaScript example's package.json, as written
+/// there (exact versions).
+fn js_dev_dependencies() -> &'static str {
+    let start = JS_PACKAGE_JSON
+        .find("\"devDependencies\": {")
+        .expect("examples/js-exclusion/package.json has devDependencies")
+        + "\"devDependencies\": ".len();
+    let len = JS_PACKAGE_JSON[start..]
+        .find('}')
+        .expect("devDependencies is closed")
+        + 1;
+    &JS_PACKAGE_JSON[start..start + len]
+}
+
+/// The example's lockfile with the project's name instead of the example's: the name is the
+/// one thing of the root package npm ci compares besides the dependencies, which are the same.
+fn js_package_lock(name: &str) -> String {
+    JS_PACKAGE_LOCK.replace(
+        &format!("\"name\": \"{JS_EXAMPLE_NAME}\""),
+        &format!("\"name\": \"{name}\""),
+    )
+}
+
 /// Replaces every `{{key}}` of `template`.
 fn render(template: &str, vars: &[(&str, &str)]) -> String {
     let mut text = template.to_string();
@@ -252,11 +295,17 @@ fn files(opts: &Options) -> (Vec<(PathBuf, String)>, String, PathBuf) {
     let (wasm, build) = match opts.lang {
         Lang::Rust => (
             PathBuf::from(format!("target/wasm32-wasip2/release/{stem}.wasm")),
-            "cargo build --release --locked".to_string(),
+            // Not --locked: after a version bump the lock's own line must change, which
+            // --locked refuses; the dependencies stay as Cargo.lock pins them either way.
+            "cargo build --release".to_string(),
         ),
         Lang::Python => (
             PathBuf::from(format!("{stem}.wasm")),
             format!("componentize-py -d wit -w {kind} componentize --stub-wasi app -o {stem}.wasm"),
+        ),
+        Lang::Js => (
+            PathBuf::from(format!("{stem}.wasm")),
+            "npm ci && npm run build".to_string(),
         ),
     };
     let wasm_text = wasm.display().to_string();
@@ -265,6 +314,7 @@ fn files(opts: &Options) -> (Vec<(PathBuf, String)>, String, PathBuf) {
         ("kind", kind),
         ("wasm", wasm_text.as_str()),
         ("wit_bindgen", wit_bindgen_dependency()),
+        ("dev_dependencies", js_dev_dependencies()),
     ];
     let mut files = vec![
         (PathBuf::from("wit/plugin.wit"), WIT.to_string()),
@@ -286,6 +336,13 @@ fn files(opts: &Options) -> (Vec<(PathBuf, String)>, String, PathBuf) {
             ("requirements.txt".into(), PY_REQUIREMENTS.to_string()),
             (".gitignore".into(), PY_GITIGNORE.to_string()),
             ("README.md".into(), render(PY_README, &vars)),
+        ]),
+        Lang::Js => files.extend([
+            ("app.js".into(), render(t.js, &vars)),
+            ("package.json".into(), render(JS_PACKAGE_TEMPLATE, &vars)),
+            ("package-lock.json".into(), js_package_lock(name)),
+            (".gitignore".into(), JS_GITIGNORE.to_string()),
+            ("README.md".into(), render(JS_README, &vars)),
         ]),
     }
     (files, build, wasm)
@@ -398,7 +455,7 @@ mod tests {
 
     #[test]
     fn every_template_renders_completely() {
-        for lang in [Lang::Rust, Lang::Python] {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             for kind in Kind::ALL {
                 let opts = Options {
                     name: "p".into(),
@@ -411,6 +468,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_js_tools_and_lock_are_the_examples() {
+        let deps = js_dev_dependencies();
+        assert!(deps.starts_with('{') && deps.ends_with('}'), "{deps}");
+        assert!(
+            deps.contains("\"@bytecodealliance/componentize-js\": \""),
+            "{deps}"
+        );
+        assert!(
+            !deps.contains('^') && !deps.contains('~'),
+            "exact versions: {deps}"
+        );
+        let lock = js_package_lock("my-plugin");
+        assert_eq!(
+            lock.matches("\"name\": \"my-plugin\"").count(),
+            2,
+            "root and packages[\"\"]"
+        );
+        assert!(!lock.contains(JS_EXAMPLE_NAME));
+        assert_eq!("javascript".parse::<Lang>(), Ok(Lang::Js));
     }
 
     #[test]

@@ -175,6 +175,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_mail_outbox.sql"),
         include_str!("../migrations/postgres/0007_mail_outbox.sql"),
     ),
+    (
+        12,
+        "plugin_installs",
+        include_str!("../migrations/sqlite/0012_plugin_installs.sql"),
+        include_str!("../migrations/postgres/0012_plugin_installs.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -3,7 +3,13 @@
 //!
 //! An org-level plugin is the default for its tenants; a tenant-level one overrides it. The
 //! history is a stack: an install pushes, a rollback pops, so rolling back twice after two
-//! installs returns to the version before both.
+//! installs returns to the version before both; an uninstall empties the stack of its level (the
+//! tenant is back on the org default, the org's default back on the built-in plugin).
+//!
+//! Installing the digest already in force at a level changes nothing (no history line, no new
+//! activation time), so a running service does not reload or count a swap for it. Each install
+//! records what it was checked against (`cases`): the case file that passed, the builtin's own
+//! cases, or an explicit `--no-cases`.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -57,10 +63,20 @@ pub struct ActivePlugin {
     pub activated_ms: i64,
 }
 
+/// What an install did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Installed {
+    /// The component is now the active one at that level (a history line was written).
+    Activated,
+    /// The same digest was already in force at that level: nothing was written.
+    AlreadyActive,
+}
+
 /// One line of a slot's history.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
-    /// What happened: an install or a `rollback`.
+    /// What happened: an `install`, a `rollback` or an `uninstall` (then `digest` is the
+    /// component removed).
     pub action: String,
     /// The digest of the component it made active.
     pub digest: String,
@@ -70,6 +86,9 @@ pub struct HistoryEntry {
     pub version: String,
     /// When, epoch ms.
     pub at_ms: i64,
+    /// For an install, what it was checked against (see [`Store::install_plugin_checked`]);
+    /// empty otherwise.
+    pub cases: String,
 }
 
 fn check_slot(slot: &str) -> Result<(), StoreError> {
@@ -82,16 +101,40 @@ fn check_slot(slot: &str) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Stores the blob (once per digest), makes it active at `scope`, and records the install,
-    /// all in one transaction: a running service sees the old version or the new, never a mix.
+    /// [`Store::install_plugin_checked`] without a record of the checks (tools and tests that
+    /// install components they built themselves).
     pub async fn install_plugin(
         &self,
         scope: PluginScope,
         p: &NewPlugin<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Installed, StoreError> {
+        self.install_plugin_checked(scope, p, "").await
+    }
+
+    /// Stores the blob (once per digest), makes it active at `scope`, and records the install
+    /// with `cases` (what it was checked against, shown by `plugin history`), all in one
+    /// transaction: a running service sees the old version or the new, never a mix. When `p`'s
+    /// digest is already in force at `scope`, nothing is written ([`Installed::AlreadyActive`]).
+    pub async fn install_plugin_checked(
+        &self,
+        scope: PluginScope,
+        p: &NewPlugin<'_>,
+        cases: &str,
+    ) -> Result<Installed, StoreError> {
         check_slot(p.slot)?;
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT digest FROM plugin_active WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
+        )
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(p.slot)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.as_deref() == Some(p.digest) {
+            return Ok(Installed::AlreadyActive);
+        }
         sqlx::query("INSERT INTO plugin_blobs (digest, name, version, kind, wasm, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING")
             .bind(p.digest)
             .bind(p.name)
@@ -101,9 +144,50 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        activate(&mut tx, scope, p.slot, p.digest, "install", now).await?;
+        activate(&mut tx, scope, p.slot, p.digest, "install", cases, now).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(Installed::Activated)
+    }
+
+    /// Removes what was installed for `slot` at `scope` and records it: a tenant is back on its
+    /// org's default, an org's default back on the built-in plugin. The level's history stack
+    /// is emptied (a rollback after it has nothing to return to). Returns the line written,
+    /// naming the component removed.
+    pub async fn uninstall_plugin(
+        &self,
+        scope: PluginScope,
+        slot: &str,
+    ) -> Result<HistoryEntry, StoreError> {
+        check_slot(slot)?;
+        let now = now_ms();
+        let mut tx = self.pool().begin().await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT digest FROM plugin_active WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
+        )
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(slot)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(digest) = current else {
+            return Err(StoreError::NotFound(format!(
+                "no {slot} plugin is installed at this level: nothing to uninstall"
+            )));
+        };
+        sqlx::query(
+            "DELETE FROM plugin_active WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
+        )
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(slot)
+        .execute(&mut *tx)
+        .await?;
+        record(&mut tx, scope, slot, &digest, "uninstall", "", now).await?;
+        tx.commit().await?;
+        self.plugin_history(scope, slot)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound("history vanished".into()))
     }
 
     /// Returns `scope`'s slot to the version before the current one.
@@ -123,7 +207,7 @@ impl Store {
         let previous = stack[stack.len() - 2].clone();
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        activate(&mut tx, scope, slot, &previous, "rollback", now).await?;
+        activate(&mut tx, scope, slot, &previous, "rollback", "", now).await?;
         tx.commit().await?;
         self.plugin_history(scope, slot)
             .await?
@@ -138,10 +222,12 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let mut stack = Vec::new();
         for h in self.plugin_history(scope, slot).await? {
-            if h.action == "rollback" {
-                stack.pop();
-            } else {
-                stack.push(h.digest);
+            match h.action.as_str() {
+                "rollback" => {
+                    stack.pop();
+                }
+                "uninstall" => stack.clear(),
+                _ => stack.push(h.digest),
             }
         }
         Ok(stack)
@@ -154,7 +240,7 @@ impl Store {
         slot: &str,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
         let rows = sqlx::query(
-            "SELECT h.action, h.digest, b.name, b.version, h.at_ms FROM plugin_history h JOIN plugin_blobs b ON b.digest = h.digest
+            "SELECT h.action, h.digest, b.name, b.version, h.at_ms, h.cases FROM plugin_history h JOIN plugin_blobs b ON b.digest = h.digest
              WHERE h.org_id = $1 AND h.tenant_scope = $2 AND h.slot = $3 ORDER BY h.id",
         )
         .bind(scope.org_id)
@@ -170,6 +256,7 @@ impl Store {
                     name: r.try_get("name")?,
                     version: r.try_get("version")?,
                     at_ms: r.try_get("at_ms")?,
+                    cases: r.try_get("cases")?,
                 })
             })
             .collect()
@@ -244,6 +331,7 @@ async fn activate(
     slot: &str,
     digest: &str,
     action: &str,
+    cases: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -257,19 +345,91 @@ async fn activate(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("INSERT INTO plugin_history (org_id, tenant_scope, slot, digest, action, at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+    record(tx, scope, slot, digest, action, cases, now).await
+}
+
+async fn record(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    scope: PluginScope,
+    slot: &str,
+    digest: &str,
+    action: &str,
+    cases: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO plugin_history (org_id, tenant_scope, slot, digest, action, cases, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(scope.org_id)
         .bind(scope.tenant_scope())
         .bind(slot)
         .bind(digest)
         .bind(action)
+        .bind(cases)
         .bind(now)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
+/// One active plugin choice with the component's name and version (what a live swap changed
+/// to), for the service's swap counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    /// The org.
+    pub org_id: i64,
+    /// The tenant, or 0 for the org's default.
+    pub tenant_scope: i64,
+    /// The slot.
+    pub slot: String,
+    /// The component's digest.
+    pub digest: String,
+    /// The component's name.
+    pub name: String,
+    /// The component's version.
+    pub version: String,
+    /// When it was activated, epoch ms (a reinstall of an earlier digest changes it).
+    pub activated_ms: i64,
+}
+
 impl Store {
+    /// Every active plugin choice of every org, with names and versions: what the service
+    /// compares when the fingerprint changed, to count each swap under the version swapped to.
+    pub async fn plugin_activations(&self) -> Result<Vec<Activation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.org_id, a.tenant_scope, a.slot, a.digest, b.name, b.version, a.activated_ms FROM plugin_active a JOIN plugin_blobs b ON b.digest = a.digest ORDER BY a.org_id, a.tenant_scope, a.slot",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Activation {
+                    org_id: r.try_get("org_id")?,
+                    tenant_scope: r.try_get("tenant_scope")?,
+                    slot: r.try_get("slot")?,
+                    digest: r.try_get("digest")?,
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    activated_ms: r.try_get("activated_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records failing now, by stage and by the stamp of the plugin that failed them
+    /// (`name version sha256:digest`), across every tenant: the service's per-version failure
+    /// gauge. Records failed before stamps were kept (empty stamp) are left out.
+    pub async fn failing_records_by_plugin(
+        &self,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT stage, plugin, COUNT(*) AS n FROM failed_records WHERE plugin <> '' GROUP BY stage, plugin ORDER BY stage, plugin",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("stage")?, r.try_get("plugin")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// A digest of every active plugin choice, cheap to poll: it changes exactly when an
     /// install or rollback changed what some tenant runs, which is how a running service
     /// notices a swap within its poll interval.

@@ -362,12 +362,16 @@ async fn metrics(shared: &Shared) -> Answer {
         (Ok(h), Ok(p)) => (h, p),
         (Err(e), _) | (_, Err(e)) => return store_error(e),
     };
+    let failing = match store.failing_records_by_plugin().await {
+        Ok(f) => f,
+        Err(e) => return store_error(e),
+    };
     let live = shared.contexts.live_graph_stats().await;
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/plain; version=0.0.4")
         .body(Full::new(Bytes::from(
-            shared.metrics.render(&live, &health, pending),
+            shared.metrics.render(&live, &health, pending, &failing),
         )))
         .expect("static response parts")
 }

@@ -35,12 +35,24 @@ pub struct Metrics {
     pub removed: AtomicU64,
     /// Records a plugin stage failed on (kept and retried).
     pub failed_records: AtomicU64,
-    /// Plugin changes picked up without a restart.
+    /// Plugin changes picked up without a restart: one per (org or tenant, slot) whose active
+    /// component changed, whether or not a run was in progress.
     pub plugin_swaps: AtomicU64,
+    /// The same swaps by the plugin swapped to: (slot, name, version) -> count.
+    plugin_swaps_by: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), u64>>,
     /// Workers syncing a mailbox now: a gauge, raised and lowered around each mailbox.
     pub workers_busy: AtomicU64,
     /// Graph counters of the clients of runs that are over (live ones are added at scrape).
     retired_graph: std::sync::Mutex<ClientStatsSnapshot>,
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped (plugin names
+/// and versions come from the plugins' own `describe()`).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -58,18 +70,32 @@ impl Metrics {
         add(&self.failed_records, c.failed);
     }
 
+    /// Counts one swap of a slot to the plugin `name` `version` (the built-in one after an
+    /// uninstall).
+    pub fn add_swap(&self, slot: &str, name: &str, version: &str) {
+        add(&self.plugin_swaps, 1);
+        *self
+            .plugin_swaps_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((slot.to_string(), name.to_string(), version.to_string()))
+            .or_default() += 1;
+    }
+
     /// Adds a retired Graph client's request counters.
     pub fn add_graph(&self, s: &ClientStatsSnapshot) {
         *self.retired_graph.lock().expect("metrics lock") += s;
     }
 
     /// The Prometheus exposition: counters plus `live_graph` (clients still in use) and the
-    /// database gauges `health` (mailboxes per health) and `pending` (mailboxes owing work).
+    /// database gauges `health` (mailboxes per health), `pending` (mailboxes owing work) and
+    /// `failing` (records failing now per stage and plugin stamp `name version sha256:...`).
     pub fn render(
         &self,
         live_graph: &ClientStatsSnapshot,
         health: &[(String, i64)],
         pending: i64,
+        failing: &[(String, String, i64)],
     ) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut graph = self.retired_graph.lock().expect("metrics lock").clone();
@@ -133,11 +159,6 @@ impl Metrics {
             g(&self.failed_records),
         );
         counter(
-            "plugin_swaps_total",
-            "Plugin changes picked up without a restart.",
-            g(&self.plugin_swaps),
-        );
-        counter(
             "graph_requests_total",
             "Graph requests sent.",
             graph.requests,
@@ -182,6 +203,45 @@ impl Metrics {
         );
         for (health, n) in health {
             let _ = writeln!(out, "m365sync_mailboxes{{health=\"{health}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP m365sync_plugin_swaps_total Plugin changes picked up without a restart, by the plugin swapped to.\n# TYPE m365sync_plugin_swaps_total counter"
+        );
+        for ((slot, name, version), n) in self
+            .plugin_swaps_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "m365sync_plugin_swaps_total{{slot=\"{}\",plugin=\"{}\",version=\"{}\"}} {n}",
+                label(slot),
+                label(name),
+                label(version)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP m365sync_plugin_failing_records Records failing now (kept and retried), by stage and the plugin version that failed them (all processes).\n# TYPE m365sync_plugin_failing_records gauge"
+        );
+        for (stage, stamp, n) in failing {
+            let mut parts = stamp.splitn(3, ' ');
+            let (name, version, digest) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let digest = digest.strip_prefix("sha256:").unwrap_or(digest);
+            let _ = writeln!(
+                out,
+                "m365sync_plugin_failing_records{{stage=\"{}\",plugin=\"{}\",version=\"{}\",sha256=\"{}\"}} {n}",
+                label(stage),
+                label(name),
+                label(version),
+                label(&digest[..digest.len().min(16)])
+            );
         }
         out
     }

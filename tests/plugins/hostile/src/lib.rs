@@ -1,7 +1,8 @@
 //! An exclusion plugin that misbehaves on purpose, chosen per record by its subject:
 //! `loop` spins forever, `bomb` allocates until refused, `trap` panics (a trap), `huge` answers
 //! a 4 MiB reason, `extra` answers more verdicts than records, `chatty` prints 1 MiB to stdout,
-//! `greedy` asks the host for the contacts of 20,000 addresses; anything else is kept.
+//! `greedy` asks the host for the contacts of 20,000 addresses, `recurse` overflows its stack;
+//! anything else is kept.
 
 mod bindings {
     wit_bindgen::generate!({ world: "exclusion", path: "../../../wit" });
@@ -12,6 +13,14 @@ use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{Decision, Descriptor, Email, Event, PluginKind, Verdict};
 
 struct Plugin;
+
+/// Recurses without end (each frame keeps a buffer alive, so no tail call can remove it): the
+/// guest's stack overflows, which the host must name in the record's error.
+#[allow(unconditional_recursion)]
+fn deep(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 64]);
+    deep(n + 1).wrapping_add(frame[(n % 64) as usize])
+}
 
 fn keep() -> Verdict {
     Verdict {
@@ -48,6 +57,11 @@ impl Guest for Plugin {
                     }
                 }
                 "trap" => panic!("asked to trap"),
+                "recurse" => out.push(Ok(Verdict {
+                    decision: Decision::Keep,
+                    rule: None,
+                    reason: format!("{}", deep(std::hint::black_box(1))),
+                })),
                 "huge" => out.push(Ok(Verdict {
                     decision: Decision::Keep,
                     rule: None,
