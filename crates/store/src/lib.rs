@@ -167,6 +167,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_folders.sql"),
         include_str!("../migrations/postgres/0006_folders.sql"),
     ),
+    (
+        9,
+        "run_figures",
+        include_str!("../migrations/sqlite/0009_run_figures.sql"),
+        include_str!("../migrations/postgres/0009_run_figures.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
