@@ -274,6 +274,11 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     })
     .await;
     let out = serve.out();
+    assert!(
+        !out.contains("interrupted"),
+        "a first start interrupts nothing: {out}"
+    );
+    let first_out = out.clone();
     let emails = first["emails"]["kept"].as_i64().unwrap();
     assert!(
         out.contains(&format!("first run {} succeeded", first["id"])),
@@ -305,7 +310,11 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     assert!(out.contains("contact timeline --org sandbox"), "{out}");
     // The seeded contacts are there, and their timelines hold what the summary says.
     let (status, body) = serve
-        .api(Method::GET, "/api/orgs/sandbox/contacts?limit=100", Some(&token))
+        .api(
+            Method::GET,
+            "/api/orgs/sandbox/contacts?limit=100",
+            Some(&token),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("sandbox-contact-"), "{body}");
@@ -372,14 +381,22 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     let secret_free = std::fs::read_to_string(sandbox.join("m365sync.toml")).unwrap();
     assert!(!secret_free.contains(&token));
     // A restart on the same directory: the last run is shown as the previous one with its
-    // time, never as a new first run; a new run is printed when it finishes.
+    // time, never as a new first run; a new run is printed when it finishes. The simulator
+    // comes back on its port: the stored delta links name it, as they name the default 8765.
+    let sim_port = first_out
+        .split("https://localhost:")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap()
+        .to_string();
+    let sim_bind = format!("127.0.0.1:{sim_port}");
     let again = Serve::start(
         &[
             "--sandbox",
             "--sandbox-dir",
             sandbox.to_str().unwrap(),
             "--sim-bind",
-            "127.0.0.1:0",
+            &sim_bind,
             "--busy-messages",
             "0",
         ],
@@ -405,13 +422,19 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     .await;
     let out = again.out();
     assert!(!out.contains("first run"), "{out}");
-    let previous = out.lines().find(|l| l.starts_with("previous run ")).unwrap();
+    let previous = out
+        .lines()
+        .find(|l| l.starts_with("previous run "))
+        .unwrap();
     assert!(
         previous.contains("started ") && previous.contains("finished "),
         "{previous}"
     );
     let new = out.lines().find(|l| l.starts_with("run ")).unwrap();
-    assert!(new.contains("succeeded") && new.contains("emails "), "{new}");
+    assert!(
+        new.contains("succeeded") && new.contains("emails "),
+        "{new}"
+    );
     let (clean, stderr) = again.terminate();
     assert!(clean, "{stderr}");
 }
@@ -578,7 +601,10 @@ async fn assert_run_figures_match_the_store(
         "events: run {run:?} against the store on {}",
         db.url
     );
-    assert!(run.events.processed > 0, "the calendars were synced: {run:?}");
+    assert!(
+        run.events.processed > 0,
+        "the calendars were synced: {run:?}"
+    );
     assert_eq!(
         run.emails.failed + run.events.failed,
         failed,

@@ -113,8 +113,12 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         (cfg, key, token)
     };
     let store = Store::open(&cfg.database_url, key).await?;
+    let mut earlier_runs = Vec::new();
     if let Some(running) = &sim_running {
         let tenant = sandbox::declare(&store, &running.sim).await?;
+        // What ran before this start, read before the scheduler can start anything: a run
+        // still `running` now was interrupted by the last stop, not started by this process.
+        earlier_runs = store.runs(tenant.id, 2).await?;
         tracing::info!(org = %tenant.org, tenant = %tenant.name, "sandbox tenant declared and activated");
     }
     let env = super::admin::sync_env(&cfg, store.clone())?;
@@ -140,6 +144,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
             store.clone(),
             args.sandbox_dir.clone(),
             admin_url.clone(),
+            earlier_runs,
         ));
     } else {
         eprintln!("m365sync serving; admin API on {admin_url} (holder {holder})");
@@ -206,11 +211,15 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
 /// how many were linked to the seeded contacts, and where to look next. After a restart, the
 /// run found on disk is labelled as the previous one, with its time, and each new run (or the
 /// interrupted one, resumed) is printed when it finishes.
-async fn report_runs(store: Store, dir: PathBuf, admin_url: String) {
+async fn report_runs(
+    store: Store,
+    dir: PathBuf,
+    admin_url: String,
+    known: Vec<m365sync_store::sync::Run>,
+) {
     let Ok(tenant) = store.tenant(sandbox::ORG, sandbox::TENANT).await else {
         return;
     };
-    let known = store.runs(tenant.id, 2).await.unwrap_or_default();
     let latest = known.first().cloned();
     // A newcomer's first run: none yet, or the only one, interrupted and now resumed.
     let mut newcomer = match known.as_slice() {

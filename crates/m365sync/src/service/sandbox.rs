@@ -301,7 +301,7 @@ pub fn crm_seed(sim: &Sim, internal_domains: &[String]) -> CrmSeed {
             .map(|(address, (count, name))| (address, count, name))
             .collect();
         // Most frequent first; the BTreeMap's order breaks ties by address.
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
         v.into_iter().take(n).collect::<Vec<_>>()
     };
     let mut seed = CrmSeed::default();
