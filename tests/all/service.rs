@@ -66,6 +66,7 @@ fn write_config(dir: &Path, db: &TestDb) -> PathBuf {
 struct Serve {
     child: Child,
     log_path: PathBuf,
+    out_path: PathBuf,
     admin: String,
     holder: String,
     http: reqwest::Client,
@@ -75,6 +76,7 @@ impl Serve {
     fn start(args: &[&str], ready: &Path) -> Serve {
         let _ = std::fs::remove_file(ready);
         let log = std::fs::File::create(ready.with_extension("log")).unwrap();
+        let out = std::fs::File::create(ready.with_extension("out")).unwrap();
         let child = Command::new(BIN)
             .args([
                 "serve",
@@ -88,7 +90,7 @@ impl Serve {
             .env("M365SYNC_LOG", "info")
             // One artifact cache for every test process: plugins compile once per build.
             .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .unwrap();
@@ -105,6 +107,7 @@ impl Serve {
         Serve {
             child,
             log_path: ready.with_extension("log"),
+            out_path: ready.with_extension("out"),
             admin: info["admin_url"].as_str().unwrap().to_string(),
             holder: info["holder"].as_str().unwrap().to_string(),
             http: reqwest::Client::new(),
@@ -136,6 +139,11 @@ impl Serve {
     /// What the process wrote to stderr so far.
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// What the process wrote to stdout so far (the sandbox's messages to its user).
+    fn out(&self) -> String {
+        std::fs::read_to_string(&self.out_path).unwrap_or_default()
     }
 }
 
@@ -171,11 +179,16 @@ async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync_store::sy
 
 /// A simulator slow enough (latency per answer) that a backfill spans seconds.
 async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
+    slow_sim_with_events(messages, 0, latency_ms).await
+}
+
+/// [`slow_sim`] with `events` calendar items per person.
+async fn slow_sim_with_events(messages: usize, events: usize, latency_ms: u64) -> TestSim {
     let s = TestSim::start(GenerateOptions {
         users: 4,
         shared: 1,
         messages,
-        events: 0,
+        events,
         ..GenerateOptions::default()
     })
     .await;
@@ -240,6 +253,71 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     let runs: Value = serde_json::from_str(&body).unwrap();
     let first = runs.as_array().unwrap().last().unwrap();
     assert!(first["synced"].as_i64().unwrap() > 0, "{first}");
+    // The API answers emails and events apart, and each adds up (issue 19).
+    for kind in ["emails", "events"] {
+        let k = &first[kind];
+        assert!(k["processed"].as_i64().unwrap() > 0, "{kind}: {first}");
+        assert_eq!(
+            k["processed"].as_i64(),
+            Some(
+                k["kept"].as_i64().unwrap()
+                    + k["excluded"].as_i64().unwrap()
+                    + k["failed"].as_i64().unwrap()
+            ),
+            "{kind}: {first}"
+        );
+    }
+    // The first run's summary, in words: by kind, and linked to the seeded contacts.
+    wait_for(60, "the first run's summary", || {
+        let serve = &serve;
+        async move { serve.out().contains("Where to look next:") }
+    })
+    .await;
+    let out = serve.out();
+    assert!(
+        !out.contains("interrupted"),
+        "a first start interrupts nothing: {out}"
+    );
+    let first_out = out.clone();
+    let emails = first["emails"]["kept"].as_i64().unwrap();
+    assert!(
+        out.contains(&format!("first run {} succeeded", first["id"])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "emails: {} read: {} kept",
+            m365sync_store::sync::thousands(first["emails"]["processed"].as_i64().unwrap()),
+            m365sync_store::sync::thousands(emails)
+        )),
+        "{out}"
+    );
+    let linked = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("linked to contacts: "))
+        .unwrap_or_else(|| panic!("no linked line in {out}"));
+    let linked_emails: i64 = linked
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(
+        linked_emails > 0,
+        "the first run links mail to the seeded contacts: {out}"
+    );
+    assert!(out.contains("contact timeline --org sandbox"), "{out}");
+    // The seeded contacts are there, and their timelines hold what the summary says.
+    let (status, body) = serve
+        .api(
+            Method::GET,
+            "/api/orgs/sandbox/contacts?limit=100",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("sandbox-contact-"), "{body}");
     let (status, body) = serve
         .api(
             Method::GET,
@@ -302,14 +380,73 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     assert_eq!(saved["format"], 1);
     let secret_free = std::fs::read_to_string(sandbox.join("m365sync.toml")).unwrap();
     assert!(!secret_free.contains(&token));
+    // A restart on the same directory: the last run is shown as the previous one with its
+    // time, never as a new first run; a new run is printed when it finishes. The simulator
+    // comes back on its port: the stored delta links name it, as they name the default 8765.
+    let sim_port = first_out
+        .split("https://localhost:")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap()
+        .to_string();
+    let sim_bind = format!("127.0.0.1:{sim_port}");
+    let again = Serve::start(
+        &[
+            "--sandbox",
+            "--sandbox-dir",
+            sandbox.to_str().unwrap(),
+            "--sim-bind",
+            &sim_bind,
+            "--busy-messages",
+            "0",
+        ],
+        &dir.0.join("ready-again"),
+    );
+    wait_for(30, "the previous run's line", || {
+        let again = &again;
+        async move { again.out().contains("previous run ") }
+    })
+    .await;
+    let (status, _) = again
+        .api(
+            Method::POST,
+            "/api/tenants/sandbox/contoso/sync",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 202);
+    wait_for(60, "the new run's line", || {
+        let again = &again;
+        async move { again.out().lines().any(|l| l.starts_with("run ")) }
+    })
+    .await;
+    let out = again.out();
+    assert!(!out.contains("first run"), "{out}");
+    let previous = out
+        .lines()
+        .find(|l| l.starts_with("previous run "))
+        .unwrap();
+    assert!(
+        previous.contains("started ") && previous.contains("finished "),
+        "{previous}"
+    );
+    let new = out.lines().find(|l| l.starts_with("run ")).unwrap();
+    assert!(
+        new.contains("succeeded") && new.contains("emails "),
+        "{new}"
+    );
+    let (clean, stderr) = again.terminate();
+    assert!(clean, "{stderr}");
 }
 
 /// SIGKILL in the middle of a backfill, then a new process: the store ends exactly at the
-/// ground truth (nothing lost, nothing doubled), on SQLite and PostgreSQL.
+/// ground truth (nothing lost, nothing doubled), on SQLite and PostgreSQL. The run the second
+/// process resumes counts both processes' work (issue 20): its figures by kind add up, match
+/// what is stored and the simulator's ground truth, and it says it was resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_mid_backfill_is_resumed_to_the_ground_truth() {
     for db in TestDb::both().await {
-        let s = slow_sim(120, 40).await;
+        let s = slow_sim_with_events(120, 6, 40).await;
         let (tenant, ids) = declare(&db.store, &s).await;
         db.store.activate_tenant(tenant.id).await.unwrap();
         let dir = Scratch::new(&format!("kill9-{}", db.store.backend() as u8));
@@ -317,6 +454,7 @@ async fn a_process_killed_mid_backfill_is_resumed_to_the_ground_truth() {
         let args = ["--config", cfg.to_str().unwrap(), "--lease-secs", "3"];
         let ready = dir.0.join("ready");
         let first = Serve::start(&args, &ready);
+        let first_holder = first.holder.clone();
         let total_hint = 50;
         wait_for(60, "the backfill to be under way", || {
             let (store, tenant) = (&db.store, &tenant);
@@ -339,10 +477,140 @@ async fn a_process_killed_mid_backfill_is_resumed_to_the_ground_truth() {
         let run = &finished_runs(&db.store, &tenant).await[0];
         assert_eq!(run.status, "succeeded", "{run:?}");
         assert_matches_truth(&db, &s, &ids).await;
+        assert_run_figures_match_the_store(&db, &s, &tenant, run).await;
+        // The kill is on record: resumed, not a plain success.
+        assert!(run.interruptions >= 1, "{run:?}");
+        assert!(
+            run.status_text().starts_with("succeeded, resumed after"),
+            "{}",
+            run.status_text()
+        );
+        let lines = db
+            .store
+            .logs(&m365sync_store::logs::LogFilter {
+                run_id: Some(run.id),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let resumed: Vec<_> = lines
+            .iter()
+            .filter(|l| l.level == "warning" && l.message.contains(" resumed by "))
+            .collect();
+        assert_eq!(resumed.len() as i64, run.interruptions, "{lines:?}");
+        assert!(
+            resumed[0].message.contains(&first_holder),
+            "the line names the killed worker: {}",
+            resumed[0].message
+        );
+        // `m365sync runs` shows the same figures, and that the run was resumed.
+        let out = Command::new(BIN)
+            .args(["--config", cfg.to_str().unwrap()])
+            .args(["runs", "--org", "acme", "--tenant", "main"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("RESUMED"), "{text}");
+        assert!(text.contains("resumed after"), "{text}");
         let (clean, stderr) = second.terminate();
         assert!(clean, "{stderr}");
         db.drop_db().await;
     }
+}
+
+/// A finished run's figures against the store and the simulator's ground truth: per kind,
+/// processed = kept + excluded + failed; emails kept = the mailbox links stored, excluded = the
+/// exclusions recorded, processed = every message of the synced folders; events kept = the
+/// events stored, excluded = the calendar's exclusions; the totals are the kinds' sums.
+async fn assert_run_figures_match_the_store(
+    db: &TestDb,
+    s: &TestSim,
+    tenant: &Tenant,
+    run: &m365sync_store::sync::Run,
+) {
+    use m365sync_store::events::CALENDAR_FOLDER;
+    assert!(run.emails.adds_up(), "emails do not add up: {run:?}");
+    assert!(run.events.adds_up(), "events do not add up: {run:?}");
+    assert_eq!(
+        run.processed,
+        run.emails.processed + run.events.processed,
+        "{run:?}"
+    );
+    assert_eq!(run.synced, run.emails.kept + run.events.kept, "{run:?}");
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let count = |sql: &'static str, folder: bool| {
+        let pool = pool.clone();
+        async move {
+            let mut q = sqlx::query_as::<_, (i64,)>(sql).bind(tenant.id);
+            if folder {
+                q = q.bind(CALENDAR_FOLDER);
+            }
+            q.fetch_one(&pool).await.unwrap().0
+        }
+    };
+    let links = count(
+        "SELECT COUNT(*) FROM email_mailboxes em JOIN mailboxes m ON m.id = em.mailbox_id
+         WHERE m.tenant_id = $1 AND em.removed = 0",
+        false,
+    )
+    .await;
+    let mail_excluded = count(
+        "SELECT COUNT(*) FROM exclusions x JOIN mailboxes m ON m.id = x.mailbox_id
+         WHERE m.tenant_id = $1 AND x.folder <> $2",
+        true,
+    )
+    .await;
+    let events = count(
+        "SELECT COUNT(*) FROM events WHERE tenant_id = $1 AND origin = 'microsoft' AND deleted = 0",
+        false,
+    )
+    .await;
+    let event_excluded = count(
+        "SELECT COUNT(*) FROM exclusions x JOIN mailboxes m ON m.id = x.mailbox_id
+         WHERE m.tenant_id = $1 AND x.folder = $2",
+        true,
+    )
+    .await;
+    let failed = count(
+        "SELECT COUNT(*) FROM failed_records f JOIN mailboxes m ON m.id = f.mailbox_id WHERE m.tenant_id = $1",
+        false,
+    )
+    .await;
+    let in_truth: i64 = s.truth()["tenants"][0]["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|mb| {
+            crate::sync_email::FOLDERS
+                .iter()
+                .map(|f| mb["folders"][f]["ids"].as_array().unwrap().len() as i64)
+                .sum::<i64>()
+        })
+        .sum();
+    assert_eq!(
+        (run.emails.kept, run.emails.excluded, run.emails.processed),
+        (links, mail_excluded, in_truth),
+        "emails: run {run:?} against the store and the ground truth on {}",
+        db.url
+    );
+    assert_eq!(
+        (run.events.kept, run.events.excluded),
+        (events, event_excluded),
+        "events: run {run:?} against the store on {}",
+        db.url
+    );
+    assert!(
+        run.events.processed > 0,
+        "the calendars were synced: {run:?}"
+    );
+    assert_eq!(
+        run.emails.failed + run.events.failed,
+        failed,
+        "{run:?} on {}",
+        db.url
+    );
 }
 
 /// "synced by H from S to E" lines of the run log, per mailbox.

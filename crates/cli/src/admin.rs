@@ -202,16 +202,25 @@ async fn sync_run(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "run {}: {} processed, {} synced, {} excluded, {} removed, {} failed records, {} pages",
-            report.run_id,
-            report.processed,
-            report.synced,
-            report.excluded,
-            report.removed,
-            report.failed,
-            report.pages
-        );
+        match &report.recorded {
+            Some(run) => println!(
+                "run {} {}: {}; {} pages",
+                report.run_id,
+                run.status_text(),
+                run.figures_text(),
+                report.pages
+            ),
+            None => println!(
+                "run {}: {} processed, {} synced, {} excluded, {} removed, {} failed records, {} pages",
+                report.run_id,
+                report.processed,
+                report.synced,
+                report.excluded,
+                report.removed,
+                report.failed,
+                report.pages
+            ),
+        }
         for (mailbox, error) in &report.mailbox_errors {
             println!("  {mailbox}: {error}");
         }

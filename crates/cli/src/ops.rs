@@ -61,21 +61,57 @@ pub async fn runs(config: Option<&Path>, a: RunsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&runs)?);
         return Ok(());
     }
+    // Emails and events apart (issue 19): each READ = KEPT + EXCL(uded) + FAILED.
     println!(
-        "{:<6} {:<20} {:<22} {:<20} {:>9} {:>8} {:>6}",
-        "RUN", "STARTED", "STATUS", "TRIGGER", "PROCESSED", "SYNCED", "ERRORS"
+        "{:<6} {:<20} {:<22} {:<20} {:>8} {:>8} {:>6} {:>6}   {:>8} {:>8} {:>6} {:>6} {:>7} {:>7}",
+        "RUN",
+        "STARTED",
+        "STATUS",
+        "TRIGGER",
+        "EMAILS",
+        "KEPT",
+        "EXCL",
+        "FAILED",
+        "EVENTS",
+        "KEPT",
+        "EXCL",
+        "FAILED",
+        "ERRORS",
+        "RESUMED"
     );
+    let mut notes = Vec::new();
     for r in runs {
         println!(
-            "{:<6} {:<20} {:<22} {:<20} {:>9} {:>8} {:>6}",
+            "{:<6} {:<20} {:<22} {:<20} {:>8} {:>8} {:>6} {:>6}   {:>8} {:>8} {:>6} {:>6} {:>7} {:>7}",
             r.id,
             when(r.started_ms),
             r.status,
             r.trigger_kind,
-            r.processed,
-            r.synced,
-            r.errors
+            r.emails.processed,
+            r.emails.kept,
+            r.emails.excluded,
+            r.emails.failed,
+            r.events.processed,
+            r.events.kept,
+            r.events.excluded,
+            r.events.failed,
+            r.errors,
+            r.interruptions
         );
+        if r.totals_only() {
+            notes.push(format!("run {}: {}", r.id, r.figures_text()));
+        }
+        if r.interruptions > 0 {
+            notes.push(format!(
+                "run {}: {}; `m365sync logs --run {}` says where it was resumed",
+                r.id,
+                r.status_text(),
+                r.id
+            ));
+        }
+    }
+    for n in notes {
+        println!("{n}");
     }
     Ok(())
 }

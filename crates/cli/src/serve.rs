@@ -113,8 +113,12 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         (cfg, key, token)
     };
     let store = Store::open(&cfg.database_url, key).await?;
+    let mut earlier_runs = Vec::new();
     if let Some(running) = &sim_running {
         let tenant = sandbox::declare(&store, &running.sim).await?;
+        // What ran before this start, read before the scheduler can start anything: a run
+        // still `running` now was interrupted by the last stop, not started by this process.
+        earlier_runs = store.runs(tenant.id, 2).await?;
         tracing::info!(org = %tenant.org, tenant = %tenant.name, "sandbox tenant declared and activated");
     }
     let env = super::admin::sync_env(&cfg, store.clone())?;
@@ -136,7 +140,12 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(running) = &sim_running {
         print_sandbox_guide(&args.sandbox_dir, &running.base_url, &admin_url);
-        tokio::spawn(report_first_run(store.clone()));
+        tokio::spawn(report_runs(
+            store.clone(),
+            args.sandbox_dir.clone(),
+            admin_url.clone(),
+            earlier_runs,
+        ));
     } else {
         eprintln!("m365sync serving; admin API on {admin_url} (holder {holder})");
     }
@@ -197,21 +206,165 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
     );
 }
 
-/// Prints the first run's result once it finishes, so a new user sees the sync happen.
-async fn report_first_run(store: Store) {
+/// Tells the sandbox's user about its runs as they finish (issue 19). On a first start, the
+/// first run's result in words a newcomer reads: emails and events kept, excluded and failed,
+/// how many were linked to the seeded contacts, and where to look next. After a restart, the
+/// run found on disk is labelled as the previous one, with its time, and each new run (or the
+/// interrupted one, resumed) is printed when it finishes.
+async fn report_runs(
+    store: Store,
+    dir: PathBuf,
+    admin_url: String,
+    known: Vec<m365sync_store::sync::Run>,
+) {
     let Ok(tenant) = store.tenant(sandbox::ORG, sandbox::TENANT).await else {
         return;
     };
+    let latest = known.first().cloned();
+    // A newcomer's first run: none yet, or the only one, interrupted and now resumed.
+    let mut newcomer = match known.as_slice() {
+        [] => true,
+        [only] => only.finished_ms.is_none(),
+        _ => false,
+    };
+    // The first run to print: the interrupted run this start resumes, or the next new one.
+    let mut next_id = match &latest {
+        None => 0,
+        Some(run) if run.finished_ms.is_none() => {
+            println!(
+                "run {} was interrupted by the last stop (started {}); resuming it where its last committed page left off",
+                run.id,
+                when(run.started_ms)
+            );
+            run.id
+        }
+        Some(run) => {
+            println!(
+                "previous run {} (started {}, finished {}): {}: {}",
+                run.id,
+                when(run.started_ms),
+                run.finished_ms.map(when).unwrap_or_default(),
+                run.status_text(),
+                run.figures_text()
+            );
+            println!(
+                "  the next run starts on the tenant's schedule and is printed when it finishes; to start one now:\n  \
+                 curl -X POST -H \"Authorization: Bearer $(cat {}/admin.token)\" {admin_url}/api/tenants/{}/{}/sync",
+                dir.display(),
+                sandbox::ORG,
+                sandbox::TENANT
+            );
+            run.id + 1
+        }
+    };
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if let Ok(runs) = store.runs(tenant.id, 1).await {
-            if let Some(run) = runs.first().filter(|r| r.finished_ms.is_some()) {
+        let Ok(runs) = store.runs(tenant.id, 20).await else {
+            continue;
+        };
+        let mut finished: Vec<_> = runs
+            .into_iter()
+            .filter(|r| r.id >= next_id && r.finished_ms.is_some())
+            .collect();
+        finished.sort_by_key(|r| r.id);
+        for run in finished {
+            next_id = run.id + 1;
+            if newcomer {
+                newcomer = false;
+                print_first_run(&store, &tenant, &run, &dir).await;
+            } else {
                 println!(
-                    "run {} {}: {} processed, {} synced, {} errors",
-                    run.id, run.status, run.processed, run.synced, run.errors
+                    "run {} {} (started {}): {}",
+                    run.id,
+                    run.status_text(),
+                    when(run.started_ms),
+                    run.figures_text()
                 );
-                return;
             }
         }
     }
+}
+
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// The first run's result for someone who has just started the product.
+async fn print_first_run(
+    store: &Store,
+    tenant: &m365sync_store::tenants::Tenant,
+    run: &m365sync_store::sync::Run,
+    dir: &Path,
+) {
+    use m365sync_store::sync::thousands as n;
+    // Matching links the run's mail as it is stored; give it the moment it needs to finish.
+    let mut queued = store.match_queue_len(tenant.id).await.unwrap_or(0);
+    for _ in 0..120 {
+        if queued == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        queued = store.match_queue_len(tenant.id).await.unwrap_or(0);
+    }
+    let linked = store.linked_counts(tenant.id).await.unwrap_or_default();
+    let contacts = store
+        .all_contacts(tenant.org_id)
+        .await
+        .map(|c| c.len())
+        .unwrap_or(0);
+    let (e, v) = (&run.emails, &run.events);
+    let secs = run
+        .finished_ms
+        .map_or(0, |f| (f - run.started_ms).max(0) / 1000);
+    let d = dir.display();
+    let cfg = format!("m365sync --config {d}/m365sync.toml");
+    let (org, t) = (sandbox::ORG, sandbox::TENANT);
+    let matching_note = if queued > 0 {
+        format!(" (matching still has {} records to go)", n(queued))
+    } else {
+        String::new()
+    };
+    let lines = [
+        format!("first run {} {} in {secs} s:", run.id, run.status_text()),
+        format!(
+            "  emails: {} read: {} kept, {} excluded by the rules (newsletters, automated mail), {} failed",
+            n(e.processed),
+            n(e.kept),
+            n(e.excluded),
+            n(e.failed)
+        ),
+        format!(
+            "  events: {} read (each occurrence of a recurring meeting counts as one): {} kept, {} excluded (drafts, private, internal-only), {} failed",
+            n(v.processed),
+            n(v.kept),
+            n(v.excluded),
+            n(v.failed)
+        ),
+        format!(
+            "  linked to contacts: {} emails and {} events reach {} of the {} sandbox contacts (seeded from the simulated clients){matching_note}",
+            n(linked.emails),
+            n(linked.events),
+            n(linked.contacts),
+            n(contacts as i64)
+        ),
+        format!("  errors: {}", n(run.errors)),
+        String::new(),
+        "Where to look next:".to_string(),
+        format!("  {cfg} runs --org {org} --tenant {t}"),
+        "      every run, emails and events apart".to_string(),
+        format!("  {cfg} logs --org {org} --tenant {t}"),
+        "      what each mailbox did".to_string(),
+        format!("  {cfg} contact list --org {org}"),
+        "      the seeded contacts".to_string(),
+        format!(
+            "  {cfg} contact timeline --org {org} {}",
+            linked.busiest_contact.unwrap_or(1)
+        ),
+        "      the mail and meetings linked to the busiest of them".to_string(),
+        format!("  {cfg} failures list --org {org} --tenant {t}"),
+        "      records that failed, and why".to_string(),
+    ];
+    println!("\n{}", lines.join("\n"));
 }

@@ -176,6 +176,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0007_mail_outbox.sql"),
     ),
     (
+        9,
+        "run_figures",
+        include_str!("../migrations/sqlite/0009_run_figures.sql"),
+        include_str!("../migrations/postgres/0009_run_figures.sql"),
+    ),
+    (
         12,
         "plugin_installs",
         include_str!("../migrations/sqlite/0012_plugin_installs.sql"),

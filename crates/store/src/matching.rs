@@ -693,7 +693,56 @@ impl Store {
     }
 }
 
+/// How far a tenant's activities reach its org's contacts (the sandbox's first-run summary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LinkedCounts {
+    /// Emails linked to at least one contact.
+    pub emails: i64,
+    /// Events linked to at least one contact.
+    pub events: i64,
+    /// Contacts with at least one email or event linked.
+    pub contacts: i64,
+    /// The contact with the most linked activities (its timeline is the one to look at).
+    pub busiest_contact: Option<i64>,
+}
+
 impl Store {
+    /// How many of a tenant's emails and events are linked to contacts, and to how many.
+    pub async fn linked_counts(&self, tenant_id: i64) -> Result<LinkedCounts, StoreError> {
+        let mut out = LinkedCounts::default();
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(DISTINCT record_id) AS n FROM activity_matches WHERE tenant_id = $1 GROUP BY kind",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        for r in rows {
+            let kind: String = r.try_get("kind")?;
+            let n: i64 = r.try_get("n")?;
+            match kind.as_str() {
+                "email" => out.emails = n,
+                _ => out.events = n,
+            }
+        }
+        out.contacts = sqlx::query(
+            "SELECT COUNT(DISTINCT contact_id) AS n FROM activity_matches WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(self.pool())
+        .await?
+        .try_get("n")?;
+        out.busiest_contact = sqlx::query(
+            "SELECT contact_id, COUNT(*) AS n FROM activity_matches WHERE tenant_id = $1
+             GROUP BY contact_id ORDER BY n DESC, contact_id LIMIT 1",
+        )
+        .bind(tenant_id)
+        .fetch_optional(self.pool())
+        .await?
+        .map(|r| r.try_get("contact_id"))
+        .transpose()?;
+        Ok(out)
+    }
+
     /// The orgs whose matching job has work: records queued or contacts changed.
     pub async fn orgs_with_match_work(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(

@@ -32,15 +32,32 @@ pub struct PendingMailbox {
     pub run_id: i64,
 }
 
-/// What a worker did for a run in one mailbox, added to the run's totals.
+/// What a worker's share of a run adds to the run's totals when it ends. Records read, kept,
+/// excluded and failed are not here: each page's are committed with the page (issue 20).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RunProgress {
-    /// Records read.
-    pub processed: i64,
-    /// Records stored.
-    pub synced: i64,
-    /// Errors logged.
+    /// Mailbox-level errors logged (a mailbox that failed, a folder that differs from Graph,
+    /// a push Microsoft refused); failed records are counted with their pages.
     pub errors: i64,
+    /// CRM events written to Microsoft.
+    pub pushed: i64,
+}
+
+/// What claiming a mailbox's lease came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseClaim {
+    /// Another live worker holds it.
+    Refused,
+    /// Claimed: it was free, or already this holder's.
+    Claimed,
+    /// Claimed from a worker whose lease ran out while it held it (its process was killed, or
+    /// stalled): whatever work it owed is resumed from its last committed page.
+    TakenOver {
+        /// The previous holder.
+        from: String,
+        /// When its lease ran out, epoch ms (its last renewal plus its time to live).
+        expired_ms: i64,
+    },
 }
 
 /// A mailbox's health after a sync attempt (E16).
@@ -232,6 +249,47 @@ impl Store {
         holder: &str,
         ttl_ms: i64,
     ) -> Result<bool, StoreError> {
+        Ok(self.claim_lease_noting(mailbox_id, holder, ttl_ms).await? != LeaseClaim::Refused)
+    }
+
+    /// [`Store::claim_lease`], saying whether the lease was taken over from another holder
+    /// whose lease ran out: a worker that dies never gives its lease back, so an expired lease
+    /// of someone else is the trace of work interrupted mid-way. Only the claim that wins
+    /// reports it.
+    pub async fn claim_lease_noting(
+        &self,
+        mailbox_id: i64,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<LeaseClaim, StoreError> {
+        let before = sqlx::query("SELECT holder, expires_ms FROM leases WHERE mailbox_id = $1")
+            .bind(mailbox_id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| {
+                Ok::<_, sqlx::Error>((
+                    r.try_get::<String, _>("holder")?,
+                    r.try_get::<i64, _>("expires_ms")?,
+                ))
+            })
+            .transpose()?;
+        if !self.claim_lease_once(mailbox_id, holder, ttl_ms).await? {
+            return Ok(LeaseClaim::Refused);
+        }
+        Ok(match before {
+            Some((from, expired_ms)) if from != holder => {
+                LeaseClaim::TakenOver { from, expired_ms }
+            }
+            _ => LeaseClaim::Claimed,
+        })
+    }
+
+    async fn claim_lease_once(
+        &self,
+        mailbox_id: i64,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
         let now = now_ms();
         let won = sqlx::query(
             "INSERT INTO leases (mailbox_id, holder, expires_ms) VALUES ($1, $2, $3)
@@ -305,15 +363,12 @@ impl Store {
         counted: bool,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "UPDATE runs SET processed = processed + $1, synced = synced + $2, errors = errors + $3 WHERE id = $4",
-        )
-        .bind(progress.processed)
-        .bind(progress.synced)
-        .bind(progress.errors)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("UPDATE runs SET errors = errors + $1, pushed = pushed + $2 WHERE id = $3")
+            .bind(progress.errors)
+            .bind(progress.pushed)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
         let Some(outcome) = outcome else {
             // Interrupted work: health unknown, the work still owed.
             tx.commit().await?;
@@ -374,6 +429,34 @@ impl Store {
         .bind(counted as i64)
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a mailbox's share of `run_id` was interrupted before it finished and is
+    /// (or will be) taken up again, with the run log's line saying how: the run's
+    /// `interruptions` and the line are written together. Called by the worker that resumes
+    /// work a dead one left, or by one that stops (SIGTERM) with work still owed.
+    pub async fn note_interruption(
+        &self,
+        run_id: i64,
+        tenant_id: i64,
+        mailbox_id: i64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE runs SET interruptions = interruptions + 1 WHERE id = $1")
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO run_log (run_id, tenant_id, mailbox_id, level, message, at_ms) VALUES ($1, $2, $3, 'warning', $4, $5)")
+            .bind(run_id)
+            .bind(tenant_id)
+            .bind(mailbox_id)
+            .bind(message)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -155,6 +155,152 @@ pub struct Run {
     /// permanent failure, a gap `mailbox verify` found): more than zero makes the run
     /// `incomplete`, never `succeeded`.
     pub incomplete: i64,
+    /// The emails (messages of mail folders) the run read, and what became of them.
+    pub emails: KindFigures,
+    /// The events the run read (calendar items as the calendarView returns them: each
+    /// occurrence of a series is one event), and what became of them.
+    pub events: KindFigures,
+    /// Records Graph reported removed (mail and calendar).
+    pub removed: i64,
+    /// CRM events written to Microsoft (created, updated, deleted).
+    pub pushed: i64,
+    /// Times a mailbox's share of the run stopped before it finished (its process was killed
+    /// or stopped, or its lease ran out) and was taken up again, by this process or another:
+    /// the run is resumed, never restarted, and its figures keep what every process did.
+    pub interruptions: i64,
+}
+
+impl Run {
+    /// True when the run was recorded before runs had figures by kind (schema version 9):
+    /// only its totals are known.
+    pub fn totals_only(&self) -> bool {
+        self.processed > 0 && self.emails.processed == 0 && self.events.processed == 0
+    }
+
+    /// Its status as people read it: `running`, or how it ended, with how often it was
+    /// interrupted and resumed (a run a kill interrupted never reads as a plain "succeeded").
+    pub fn status_text(&self) -> String {
+        match self.interruptions {
+            0 => self.status.clone(),
+            1 => format!("{}, resumed after 1 interruption", self.status),
+            n => format!("{}, resumed after {n} interruptions", self.status),
+        }
+    }
+
+    /// Its figures in a line: emails and events, each read = kept + excluded + failed, then
+    /// removals, pushes and errors.
+    pub fn figures_text(&self) -> String {
+        if self.totals_only() {
+            return format!(
+                "{} processed, {} synced, {} errors (recorded before runs counted emails and events apart)",
+                thousands(self.processed),
+                thousands(self.synced),
+                thousands(self.errors)
+            );
+        }
+        let kind = |k: &KindFigures| {
+            format!(
+                "{} read: {} kept, {} excluded, {} failed",
+                thousands(k.processed),
+                thousands(k.kept),
+                thousands(k.excluded),
+                thousands(k.failed)
+            )
+        };
+        format!(
+            "emails {}; events {}; {} removed in Microsoft, {} pushed to Microsoft, {} errors",
+            kind(&self.emails),
+            kind(&self.events),
+            thousands(self.removed),
+            thousands(self.pushed),
+            thousands(self.errors)
+        )
+    }
+}
+
+/// `44143` as `44,143`: run figures are read by people.
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// What a run did with one kind of record. Each page's figures are committed in the page's
+/// transaction, so they always match what is stored, whichever process did the work and
+/// however often it was interrupted: `processed = kept + excluded + failed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KindFigures {
+    /// Records read (removals not counted).
+    pub processed: i64,
+    /// Records kept and stored.
+    pub kept: i64,
+    /// Records the exclusion rules (product rules or the exclusion plugin) dropped.
+    pub excluded: i64,
+    /// Records a stage failed on (kept for a retry, listed by `m365sync failures list`).
+    pub failed: i64,
+}
+
+impl KindFigures {
+    /// True when every record read is accounted for as kept, excluded or failed.
+    pub fn adds_up(&self) -> bool {
+        self.processed == self.kept + self.excluded + self.failed
+    }
+}
+
+/// The kinds of record a run counts separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RecordKind {
+    /// Messages of mail folders.
+    Email,
+    /// Calendar items (occurrences counted one by one).
+    Event,
+}
+
+/// Adds one page's records to its run, in the page's transaction: the figures are committed
+/// exactly when the work they count is, so a kill loses neither and a replayed page (one that
+/// was in flight at the kill) is counted once, when it is finally committed.
+pub(crate) async fn count_page(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: Option<i64>,
+    kind: RecordKind,
+    figures: KindFigures,
+    removed: usize,
+) -> Result<(), StoreError> {
+    let Some(run_id) = run_id else {
+        return Ok(());
+    };
+    if figures == KindFigures::default() && removed == 0 {
+        return Ok(());
+    }
+    let prefix = match kind {
+        RecordKind::Email => "emails",
+        RecordKind::Event => "events",
+    };
+    sqlx::query(&format!(
+        "UPDATE runs SET {prefix}_processed = {prefix}_processed + $1, {prefix}_kept = {prefix}_kept + $2,
+             {prefix}_excluded = {prefix}_excluded + $3, {prefix}_failed = {prefix}_failed + $4,
+             processed = processed + $1, synced = synced + $2, errors = errors + $4,
+             removed = removed + $5
+         WHERE id = $6"
+    ))
+    .bind(figures.processed)
+    .bind(figures.kept)
+    .bind(figures.excluded)
+    .bind(figures.failed)
+    .bind(removed as i64)
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -275,6 +421,20 @@ impl Store {
             let key = page.cursor_key.as_deref().unwrap_or(&page.folder);
             write_cursor(&mut tx, page.mailbox_id, key, cursor, now).await?;
         }
+        let figures = KindFigures {
+            processed: (page.upserts.len() + page.exclusions.len() + page.failures.len()) as i64,
+            kept: page.upserts.len() as i64,
+            excluded: page.exclusions.len() as i64,
+            failed: page.failures.len() as i64,
+        };
+        count_page(
+            &mut tx,
+            page.run_id,
+            RecordKind::Email,
+            figures,
+            page.removals.len(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -432,6 +592,21 @@ pub(crate) fn run_from(r: &sqlx::any::AnyRow) -> Result<Run, sqlx::Error> {
         synced: r.try_get("synced")?,
         errors: r.try_get("errors")?,
         incomplete: r.try_get("incomplete")?,
+        emails: KindFigures {
+            processed: r.try_get("emails_processed")?,
+            kept: r.try_get("emails_kept")?,
+            excluded: r.try_get("emails_excluded")?,
+            failed: r.try_get("emails_failed")?,
+        },
+        events: KindFigures {
+            processed: r.try_get("events_processed")?,
+            kept: r.try_get("events_kept")?,
+            excluded: r.try_get("events_excluded")?,
+            failed: r.try_get("events_failed")?,
+        },
+        removed: r.try_get("removed")?,
+        pushed: r.try_get("pushed")?,
+        interruptions: r.try_get("interruptions")?,
     })
 }
 

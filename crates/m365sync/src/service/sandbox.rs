@@ -223,6 +223,167 @@ pub async fn declare(store: &Store, sim: &Sim) -> Result<Tenant, SandboxError> {
             store.link_mailbox(mailbox_id, user_id).await?;
         }
     }
+    // Contacts before the first run, so its matching has someone to link mail to.
+    let seed = crm_seed(sim, &internal_domain_of(store, tenant.id).await?);
+    seed_crm(store, tenant.org_id, &seed).await?;
     store.activate_tenant(tenant.id).await?;
     Ok(store.tenant_by_id(tenant.id).await?)
+}
+
+async fn internal_domain_of(store: &Store, tenant_id: i64) -> Result<Vec<String>, StoreError> {
+    Ok(store.settings(tenant_id).await?.internal_domains)
+}
+
+/// Contacts seeded from the mail correspondents: the clients who wrote or were written to
+/// most often, so the sandbox's first run links a visible share of its mail.
+pub const SEEDED_MAIL_CONTACTS: usize = 16;
+/// Contacts seeded from the meeting attendees outside the firm.
+pub const SEEDED_EVENT_CONTACTS: usize = 6;
+/// Domains of webmail providers: their people are contacts, never an entity of their own.
+const PERSONAL_DOMAINS: [&str; 1] = ["mail.example"];
+
+/// The sandbox's CRM: contacts (name, address) and the entities (name, domain) they belong to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrmSeed {
+    /// (name, address), the address lowercase.
+    pub contacts: Vec<(String, String)>,
+    /// (name, domain): one company per client domain among the contacts.
+    pub entities: Vec<(String, String)>,
+}
+
+/// Picks the sandbox's contacts from the simulator's own tenant, deterministically (the
+/// world is generated from a fixed seed): the outside people its mail is most often from or
+/// to (automated senders left out: no firm keeps a newsletter as a contact), and those most
+/// often invited to its meetings; ties go to the smaller address.
+pub fn crm_seed(sim: &Sim, internal_domains: &[String]) -> CrmSeed {
+    use std::collections::{BTreeMap, BTreeSet};
+    let world = sim.world.lock().expect("world lock");
+    let Some(t) = world.tenants.first() else {
+        return CrmSeed::default();
+    };
+    let outside = |address: &str| {
+        let domain = address.rsplit('@').next().unwrap_or_default();
+        address.contains('@')
+            && !internal_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+            && !t.domain.eq_ignore_ascii_case(domain)
+    };
+    let mut mail: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for m in world.messages.values().filter(|m| m.tenant == 0) {
+        let c = &m.content;
+        if c.headers.iter().any(|(k, _)| k == "Auto-Submitted") {
+            continue;
+        }
+        for r in c.from.iter().chain(&c.to).chain(&c.cc) {
+            let address = r.address.to_ascii_lowercase();
+            if outside(&address) {
+                let e = mail.entry(address).or_insert((0, r.name.clone()));
+                e.0 += 1;
+            }
+        }
+    }
+    let mut meetings: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for u in &t.users {
+        for e in u.calendar.events.values() {
+            for a in &e.details.attendees {
+                let address = a.who.address.to_ascii_lowercase();
+                if outside(&address) {
+                    let entry = meetings.entry(address).or_insert((0, a.who.name.clone()));
+                    entry.0 += 1;
+                }
+            }
+        }
+    }
+    let top = |counts: BTreeMap<String, (usize, String)>, n: usize| {
+        let mut v: Vec<(String, usize, String)> = counts
+            .into_iter()
+            .map(|(address, (count, name))| (address, count, name))
+            .collect();
+        // Most frequent first; the BTreeMap's order breaks ties by address.
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        v.into_iter().take(n).collect::<Vec<_>>()
+    };
+    let mut seed = CrmSeed::default();
+    let mut taken = BTreeSet::new();
+    for (address, _, name) in top(mail, SEEDED_MAIL_CONTACTS)
+        .into_iter()
+        .chain(top(meetings, SEEDED_EVENT_CONTACTS))
+    {
+        if taken.insert(address.clone()) {
+            let name = if name.trim().is_empty() {
+                address.clone()
+            } else {
+                name
+            };
+            seed.contacts.push((name, address));
+        }
+    }
+    let domains: BTreeSet<String> = seed
+        .contacts
+        .iter()
+        .filter_map(|(_, a)| a.rsplit('@').next().map(str::to_string))
+        .filter(|d| !PERSONAL_DOMAINS.contains(&d.as_str()))
+        .collect();
+    seed.entities = domains.into_iter().map(|d| (company_name(&d), d)).collect();
+    seed
+}
+
+/// `acme-holdings.example` -> `Acme Holdings`.
+fn company_name(domain: &str) -> String {
+    domain
+        .split('.')
+        .next()
+        .unwrap_or(domain)
+        .split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes the seed into the org's CRM, once: an org that already has contacts (the sandbox
+/// restarted, or a user changed them) is left as it is. Each record carries a `sandbox-`
+/// external id, so `m365sync contact export` shows where it came from.
+pub async fn seed_crm(store: &Store, org_id: i64, seed: &CrmSeed) -> Result<usize, SandboxError> {
+    use m365sync_store::crm::contacts::ContactInput;
+    use m365sync_store::crm::entities::{EntityInput, EntityKind};
+    if !store.all_contacts(org_id).await?.is_empty() {
+        return Ok(0);
+    }
+    let mut entity_ids = std::collections::HashMap::new();
+    for (name, domain) in &seed.entities {
+        let (_, entity) = store
+            .upsert_entity_by_external_id(
+                org_id,
+                &EntityInput {
+                    external_id: Some(format!("sandbox-entity-{domain}")),
+                    name: name.clone(),
+                    kind: EntityKind::Company,
+                    domains: vec![domain.clone()],
+                },
+            )
+            .await?;
+        entity_ids.insert(domain.clone(), entity.id);
+    }
+    for (name, address) in &seed.contacts {
+        let domain = address.rsplit('@').next().unwrap_or_default();
+        store
+            .upsert_contact_by_external_id(
+                org_id,
+                &ContactInput {
+                    external_id: Some(format!("sandbox-contact-{address}")),
+                    name: name.clone(),
+                    email: Some(address.clone()),
+                    entity_id: entity_ids.get(domain).copied(),
+                    ..ContactInput::default()
+                },
+            )
+            .await?;
+    }
+    Ok(seed.contacts.len())
 }

@@ -49,10 +49,19 @@ async fn tick(shared: &Shared) -> Result<(), StoreError> {
                     tenant = run.tenant_id,
                     run = run.id,
                     status = %run.status,
-                    processed = run.processed,
-                    synced = run.synced,
+                    interruptions = run.interruptions,
+                    emails_processed = run.emails.processed,
+                    emails_kept = run.emails.kept,
+                    emails_excluded = run.emails.excluded,
+                    emails_failed = run.emails.failed,
+                    events_processed = run.events.processed,
+                    events_kept = run.events.kept,
+                    events_excluded = run.events.excluded,
+                    events_failed = run.events.failed,
                     errors = run.errors,
-                    "run finished"
+                    "run finished: {}: {}",
+                    run.status_text(),
+                    run.figures_text()
                 );
             }
         }

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::sync::mailbox::{record_result, sync_mailbox, WorkerStamp};
 use m365sync_store::now_ms;
-use m365sync_store::schedule::{Lease, MailboxOutcome, PendingMailbox, RunProgress};
+use m365sync_store::schedule::{Lease, LeaseClaim, MailboxOutcome, PendingMailbox, RunProgress};
 
 use super::Shared;
 
@@ -30,9 +30,9 @@ pub async fn worker(shared: Arc<Shared>, index: usize) {
             }
         };
         match claimed {
-            Some(p) => {
+            Some((p, claim)) => {
                 shared.metrics.workers_busy.fetch_add(1, Ordering::Relaxed);
-                work_on(&shared, &p, &holder).await;
+                work_on(&shared, &p, &holder, &claim).await;
                 shared.metrics.workers_busy.fetch_sub(1, Ordering::Relaxed);
                 let _ = shared.env.store.release_lease(p.mailbox_id, &holder).await;
             }
@@ -52,7 +52,7 @@ async fn claim_next(
     shared: &Shared,
     index: usize,
     holder: &str,
-) -> Result<Option<PendingMailbox>, m365sync_store::StoreError> {
+) -> Result<Option<(PendingMailbox, LeaseClaim)>, m365sync_store::StoreError> {
     let store = &shared.env.store;
     let pending = store.pending_mailboxes(now_ms(), None, CANDIDATES).await?;
     if pending.is_empty() {
@@ -60,17 +60,18 @@ async fn claim_next(
     }
     let start = index % pending.len();
     for p in pending[start..].iter().chain(&pending[..start]) {
-        if store
-            .claim_lease(p.mailbox_id, holder, shared.lease_ttl_ms())
+        match store
+            .claim_lease_noting(p.mailbox_id, holder, shared.lease_ttl_ms())
             .await?
         {
-            return Ok(Some(p.clone()));
+            LeaseClaim::Refused => {}
+            claim => return Ok(Some((p.clone(), claim))),
         }
     }
     Ok(None)
 }
 
-async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
+async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &LeaseClaim) {
     let env = &shared.env;
     let store = &env.store;
     let mailbox = match store.mailbox_by_id(p.mailbox_id).await {
@@ -118,6 +119,9 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
             return;
         }
     };
+    if let Err(e) = note_resumption(shared, p, &mailbox.address, holder, claim).await {
+        tracing::warn!(mailbox = %mailbox.address, error = %e, "cannot record the run's resumption");
+    }
     let lease = Lease {
         holder: holder.to_string(),
         ttl_ms: shared.lease_ttl_ms(),
@@ -188,4 +192,33 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str) {
     {
         tracing::error!(error = %e, "cannot record the mailbox's result; it will be synced again");
     }
+}
+
+/// When the lease was taken over from a worker that held it during this run and never gave it
+/// back (its process was killed, or stalled past its lease), the run is being resumed: its
+/// `interruptions` goes up and the run log says from whom (issue 20). A stale lease older
+/// than the run belongs to earlier work and says nothing about this run.
+async fn note_resumption(
+    shared: &Shared,
+    p: &PendingMailbox,
+    address: &str,
+    holder: &str,
+    claim: &LeaseClaim,
+) -> Result<(), m365sync_store::StoreError> {
+    let LeaseClaim::TakenOver { from, expired_ms } = claim else {
+        return Ok(());
+    };
+    let store = &shared.env.store;
+    let run = store.run(p.run_id).await?;
+    if *expired_ms <= run.started_ms {
+        return Ok(());
+    }
+    let line = format!(
+        "mailbox {address}: run {} resumed by {holder}: its previous worker {from} stopped without finishing (its process was killed, or stalled past its lease) and its lease ran out at {expired_ms} ms; the pages it committed are counted in this run, the page it had in flight is read again",
+        p.run_id
+    );
+    tracing::warn!(run = p.run_id, mailbox = %address, previous = %from, "resuming a run an earlier worker left unfinished");
+    store
+        .note_interruption(p.run_id, p.tenant_id, p.mailbox_id, &line)
+        .await
 }

@@ -217,10 +217,11 @@ pub async fn record_result(
     worker: &WorkerStamp<'_>,
 ) -> Result<Option<MailboxOutcome>, StoreError> {
     let store = &env.store;
+    // Records read, kept, excluded and failed were counted with their pages (issue 20); what
+    // is left to add is the mailbox's own: pushes, refused pushes, gaps, a failure.
     let mut progress = RunProgress {
-        processed: result.counts.processed as i64,
-        synced: result.counts.synced as i64,
-        errors: result.counts.failed as i64,
+        errors: result.counts.push_failed as i64,
+        pushed: result.counts.pushed as i64,
     };
     if result.counts.failed > 0 {
         log_failures(env, ctx, mailbox, run_id, result.counts.failed).await?;
@@ -287,7 +288,24 @@ pub async fn record_result(
             };
             (Some(outcome), true, true)
         }
-        Some(e) if interrupted(e) => (None, one_attempt, false),
+        Some(e) if interrupted(e) => {
+            if matches!(e, SyncError::Stopped) {
+                // A lease taken over is noted by the worker that takes it; a stop gives the
+                // lease back, so it is noted here.
+                store
+                    .note_interruption(
+                        run_id,
+                        ctx.tenant.id,
+                        mailbox.id,
+                        &format!(
+                            "mailbox {}: run {run_id} interrupted: {} is stopping; the pages it committed are counted, the rest stays owed to this run and the next worker resumes it from the last committed page",
+                            mailbox.address, worker.holder
+                        ),
+                    )
+                    .await?;
+            }
+            (None, one_attempt, false)
+        }
         Some(e) => {
             // A manual run (the CLI's `sync run`, `retry`) never counts toward disabling.
             let counted = !one_attempt;

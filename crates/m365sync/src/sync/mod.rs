@@ -53,6 +53,10 @@ pub struct Counts {
     pub failed: u64,
     /// Time spent inside the exclusion and mapping stages, microseconds (their price).
     pub stage_micros: u64,
+    /// CRM events written to Microsoft (also in `synced`).
+    pub pushed: u64,
+    /// Pushes Microsoft refused (also in `failed`).
+    pub push_failed: u64,
 }
 
 impl std::ops::AddAssign for Counts {
@@ -64,5 +68,7 @@ impl std::ops::AddAssign for Counts {
         self.removed += o.removed;
         self.failed += o.failed;
         self.stage_micros += o.stage_micros;
+        self.pushed += o.pushed;
+        self.push_failed += o.push_failed;
     }
 }

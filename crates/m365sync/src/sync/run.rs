@@ -48,6 +48,10 @@ pub struct RunReport {
     pub mailbox_errors: Vec<(String, String)>,
     /// (mailbox, why) for mailboxes another process is working on.
     pub skipped: Vec<(String, String)>,
+    /// The run as the store recorded it once this process was done: its figures by kind
+    /// (emails, events), committed page by page, and its status (`running` when a skipped
+    /// mailbox still owes it work). `m365sync runs` shows the same.
+    pub recorded: Option<m365sync_store::sync::Run>,
 }
 
 /// Runs one sync of `tenant` (or of one mailbox of it, by address).
@@ -147,6 +151,7 @@ pub async fn run_mailboxes_with(
         stage_micros: 0,
         mailbox_errors: Vec::new(),
         skipped: Vec::new(),
+        recorded: None,
     };
     let mut mine = Vec::new();
     for m in mailboxes {
@@ -219,6 +224,7 @@ pub async fn run_mailboxes_with(
     report.removed = total.removed;
     report.failed = total.failed;
     report.stage_micros = total.stage_micros;
+    report.recorded = Some(store.run(run_id).await?);
     Ok(report)
 }
 

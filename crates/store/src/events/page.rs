@@ -65,6 +65,22 @@ impl Store {
         if let Some(cursor) = &page.cursor {
             write_cursor(&mut tx, page.mailbox_id, CALENDAR_FOLDER, cursor, now).await?;
         }
+        // The run's figures, committed with the page (issue 20): every upsert is a kept event,
+        // conflicts and unchanged ones included (what the store holds of it is current).
+        let figures = crate::sync::KindFigures {
+            processed: (page.upserts.len() + page.exclusions.len() + page.failures.len()) as i64,
+            kept: page.upserts.len() as i64,
+            excluded: page.exclusions.len() as i64,
+            failed: page.failures.len() as i64,
+        };
+        crate::sync::count_page(
+            &mut tx,
+            page.run_id,
+            crate::sync::RecordKind::Event,
+            figures,
+            page.removals.len(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }

@@ -56,6 +56,8 @@ impl CalendarCounts {
             removed: s.deleted + s.detached,
             failed: self.pull.failed + self.push.failed,
             stage_micros: 0,
+            pushed: self.push.created + self.push.updated + self.push.deleted,
+            push_failed: self.push.failed,
         }
     }
 }
