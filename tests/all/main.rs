@@ -13,6 +13,7 @@ mod calendar_support;
 mod crm;
 mod graph_client;
 mod matching;
+mod ops;
 mod plugin_cache;
 mod plugin_cases;
 mod plugin_python;
