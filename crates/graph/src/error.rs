@@ -6,7 +6,7 @@
 pub enum AuthError {
     /// Entra refused every stored client secret as wrong (AADSTS7000215): often a secret's
     /// id pasted where its value belongs.
-    #[error("tenant {tenant}: the client secret is wrong (AADSTS{code}): no stored secret is valid for this app; add the secret's value (not its id) with `m365sync tenant secret add --org ORG --tenant {tenant} --label LABEL --secret-file FILE`")]
+    #[error("tenant {tenant}: the client secret is wrong (AADSTS{code}): no stored secret is valid for this app; add the secret's value (not its id) with `m365sync tenant secret add --org ORG --tenant TENANT --label LABEL --secret-file FILE`")]
     WrongSecret {
         /// Our name for the tenant.
         tenant: String,
@@ -16,7 +16,7 @@ pub enum AuthError {
     /// Entra answered that a stored client secret has passed its end date (AADSTS7000222) and
     /// no other stored secret was accepted: only a new secret helps, so this is told apart
     /// from a wrong one, whose fix (the value instead of the id) differs.
-    #[error("tenant {tenant}: the client secret has expired (AADSTS7000222){}: create a new one in Entra (App registrations > Certificates & secrets) and add it with `m365sync tenant secret add --org ORG --tenant {tenant} --label LABEL --secret-file FILE`", others_wrong_text(*others_wrong))]
+    #[error("tenant {tenant}: the client secret has expired (AADSTS7000222){}: create a new one in Entra (App registrations > Certificates & secrets) and add it with `m365sync tenant secret add --org ORG --tenant TENANT --label LABEL --secret-file FILE`", others_wrong_text(*others_wrong))]
     ExpiredSecret {
         /// Our name for the tenant.
         tenant: String,
