@@ -302,7 +302,7 @@ impl GraphClient {
             status: last.0,
             attempts: self.cfg.max_attempts,
             message: last.1,
-            ids: last.2,
+            ids: Box::new(last.2),
         })
     }
 
@@ -462,7 +462,7 @@ impl GraphClient {
             ids.request_id = error_request_id(&body);
         }
         let mailbox = mailbox.to_string();
-        let ids = ids.clone();
+        let ids = Box::new(ids.clone());
         match status {
             // A token can expire (or be revoked) again while a request waits out throttling:
             // renew on each 401, up to a few in a row, before calling it an authentication failure.
@@ -483,7 +483,7 @@ impl GraphClient {
                     after: retry_after,
                     status,
                     message,
-                    ids,
+                    ids: *ids,
                 }
             }
             500 | 502 | 504 => {
@@ -492,7 +492,7 @@ impl GraphClient {
                     after: retry_after,
                     status,
                     message,
-                    ids,
+                    ids: *ids,
                 }
             }
             403 => Attempt::Fail(GraphError::AccessDenied {

@@ -158,8 +158,8 @@ pub enum GraphError {
         code: String,
         /// Graph's `error.message`, at most 300 characters.
         message: String,
-        /// The request's ids, for a support case.
-        ids: RequestIds,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// 404 of a user or item.
     #[error("mailbox {mailbox}: not found ({code}): {message} ({ids})")]
@@ -170,8 +170,8 @@ pub enum GraphError {
         code: String,
         /// Graph's `error.message`, at most 300 characters.
         message: String,
-        /// The request's ids, for a support case.
-        ids: RequestIds,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// 410: the delta state is gone; restart the folder's round.
     #[error("mailbox {mailbox}: the delta state expired (SyncStateNotFound); the folder restarts with a full round")]
@@ -194,8 +194,8 @@ pub enum GraphError {
         attempts: u32,
         /// Why the last attempt failed.
         message: String,
-        /// The request's ids, for a support case.
-        ids: RequestIds,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// Any other refusal.
     #[error("mailbox {mailbox}: Graph answered {status} {code}: {message} ({ids})")]
@@ -208,8 +208,8 @@ pub enum GraphError {
         code: String,
         /// Graph's `error.message` (else the body), at most 300 characters.
         message: String,
-        /// The request's ids, for a support case.
-        ids: RequestIds,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// The answer was not the JSON Graph promises.
     #[error("mailbox {mailbox}: Graph's answer could not be read: {detail}")]
@@ -229,7 +229,7 @@ impl GraphError {
             GraphError::AccessDenied { ids, .. }
             | GraphError::NotFound { ids, .. }
             | GraphError::Exhausted { ids, .. }
-            | GraphError::Other { ids, .. } => Some(ids),
+            | GraphError::Other { ids, .. } => Some(ids.as_ref()),
             _ => None,
         }
     }
