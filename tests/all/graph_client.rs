@@ -63,6 +63,73 @@ async fn full_round(
     }
 }
 
+/// Every Graph and token request carries a fresh `client-request-id` (the simulator counts
+/// those without one), Graph's answer names it back with its `request-id`, and a failed
+/// request's error carries and shows both, for a support case.
+#[tokio::test]
+async fn every_request_carries_a_client_request_id_and_a_failure_names_both_ids() {
+    let s = TestSim::start(small()).await;
+    let before = s.ctl(Method::GET, "stats", json!({})).await;
+    let c = client(&s, vec![s.secret.clone()]);
+    let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
+    let (ids, _) = full_round(&c, &upn, "inbox", 5).await;
+    assert!(!ids.is_empty());
+    let err = c
+        .get(
+            "ghost@contoso.example",
+            "users/ghost@contoso.example/mailFolders/inbox",
+            None,
+        )
+        .await
+        .unwrap_err();
+    let after = s.ctl(Method::GET, "stats", json!({})).await;
+    let sent =
+        after["graph_requests"].as_u64().unwrap() - before["graph_requests"].as_u64().unwrap();
+    assert!(sent >= 2, "{after}");
+    assert!(after["token_requests"].as_u64() > before["token_requests"].as_u64());
+    assert_eq!(
+        after["missing_client_request_id"], before["missing_client_request_id"],
+        "no Graph or token request went without a client-request-id"
+    );
+    let GraphError::NotFound { ids, .. } = &err else {
+        panic!("{err:?}");
+    };
+    let request_id = ids.request_id.as_deref().expect("Graph's request-id");
+    assert_eq!(ids.client_request_id.len(), 36, "a UUID: {ids:?}");
+    assert_ne!(request_id, ids.client_request_id);
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("request-id {request_id}"))
+            && text.contains(&format!("client-request-id {}", ids.client_request_id)),
+        "{text}"
+    );
+    // Each request has ids of its own.
+    let again = c
+        .get(
+            "ghost@contoso.example",
+            "users/ghost@contoso.example/mailFolders/inbox",
+            None,
+        )
+        .await
+        .unwrap_err();
+    let other = again.request_ids().unwrap();
+    assert_ne!(other.client_request_id, ids.client_request_id);
+    assert_ne!(other.request_id, ids.request_id);
+}
+
+#[test]
+fn route_templates_keep_graph_words_and_hide_ids() {
+    use m365sync_graph::client::route_template;
+    assert_eq!(
+        route_template("https://graph.microsoft.com/v1.0/users/a@b.example/mailFolders/AAMkAD%3D/messages/delta?$deltatoken=xyz"),
+        "/v1.0/users/{id}/mailFolders/{id}/messages/delta"
+    );
+    assert_eq!(
+        route_template("http://127.0.0.1:9/v1.0/users/u1/mailFolders/inbox/messages/AAx=/attachments/AAy/$value"),
+        "/v1.0/users/{id}/mailFolders/inbox/messages/{id}/attachments/{id}/$value"
+    );
+}
+
 #[tokio::test]
 async fn auth_errors_are_named_precisely() {
     let s = TestSim::start(small()).await;

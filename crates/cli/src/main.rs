@@ -15,6 +15,7 @@ mod plugin;
 mod rules;
 mod serve;
 mod sim;
+mod telemetry;
 mod tenant;
 mod tokens;
 
@@ -198,17 +199,44 @@ enum Command {
     },
 }
 
-fn init_tracing(format: &str) {
+/// Logs to stderr (`--log-format human|json`, filtered by `M365SYNC_LOG`), and OpenTelemetry
+/// traces when `otlp_endpoint` is set (see [`telemetry`]). The configuration is read here only
+/// for the trace settings: a command that cannot read it says so itself, and a command that
+/// needs none (`sim`, `completions`) runs without traces.
+fn init_tracing(
+    format: &str,
+    config: Option<&std::path::Path>,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Option<telemetry::Telemetry>> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    // Each layer filters for itself: logs quieted with M365SYNC_LOG=warn still leave the
+    // traces their INFO spans (a mailbox sync, a Graph request, a page commit, a plugin call).
     let filter = tracing_subscriber::EnvFilter::try_from_env("M365SYNC_LOG")
         .unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if format == "json" {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.init();
-    }
+        fmt.with_filter(filter).boxed()
+    };
+    let mut layers = vec![fmt];
+    let cfg = m365sync::config::ServiceConfig::load(config).ok();
+    let Some((cfg, endpoint)) = cfg.and_then(|c| c.otlp_endpoint.clone().map(|e| (c, e))) else {
+        tracing_subscriber::registry().with(layers).init();
+        return Ok(None);
+    };
+    let ca = cfg.extra_ca()?;
+    let (layer, handle) = telemetry::layer(
+        &endpoint,
+        cfg.otlp_service_name.as_deref(),
+        ca.as_deref(),
+        runtime.handle().clone(),
+    )?;
+    layers.push(layer);
+    tracing_subscriber::registry().with(layers).init();
+    Ok(Some(handle))
 }
 
 /// A reader that closes the pipe early (`m365sync runs ... | head`) ends the command quietly,
@@ -261,7 +289,6 @@ fn print_quietly(bytes: &[u8]) -> anyhow::Result<()> {
 pub fn run() -> std::process::ExitCode {
     quiet_on_closed_pipe();
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -269,6 +296,13 @@ pub fn run() -> std::process::ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let telemetry = match init_tracing(&cli.log_format, cli.config.as_deref(), &runtime) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -310,6 +344,10 @@ pub fn run() -> std::process::ExitCode {
             }
         }
     });
+    // Spans still queued go out now, while the runtime that sends them still runs.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<Partial>().is_some() => {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
-    AuthType, AuthUrl, ClientId, ClientSecret, HttpClientError, RefreshToken, RequestTokenError,
-    Scope, TokenResponse, TokenUrl,
+    AsyncHttpClient, AuthType, AuthUrl, ClientId, ClientSecret, HttpClientError, HttpRequest,
+    HttpResponse, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
 };
 use tokio::sync::Mutex;
 
@@ -137,6 +137,102 @@ impl AppCredentials {
             RequestTokenError::Request(e) => Ok(self.unreachable(e.to_string())),
             e => Ok(self.unreachable(e.to_string())),
         }
+    }
+}
+
+/// The identity platform's answers to the secrets of one round, newest first: which were
+/// wrong and which expired, so the error says what to do (a new secret in Entra for an
+/// expired one, the value instead of the id for a wrong one).
+#[derive(Debug, Default)]
+pub(crate) struct SecretRefusals {
+    expired: usize,
+    wrong: usize,
+}
+
+impl SecretRefusals {
+    /// Notes one secret's refusal (its AADSTS code).
+    pub(crate) fn note(&mut self, code: u32) {
+        if code == 7000222 {
+            self.expired += 1;
+        } else {
+            self.wrong += 1;
+        }
+    }
+
+    /// The error once every secret was refused: expired when any was (only a new secret
+    /// helps then), wrong otherwise.
+    pub(crate) fn into_error(self, tenant: &str) -> AuthError {
+        if self.expired > 0 {
+            AuthError::ExpiredSecret {
+                tenant: tenant.to_string(),
+                others_wrong: self.wrong,
+            }
+        } else {
+            AuthError::WrongSecret {
+                tenant: tenant.to_string(),
+                code: 7000215,
+            }
+        }
+    }
+}
+
+/// The HTTP client of token requests: `reqwest`, with a fresh `client-request-id` on each
+/// request (as MSAL sends one) and, when the identity platform refuses, that id and the
+/// answer's `x-ms-request-id` logged with the tenant, for a support case. Never logs the
+/// request's body (it carries the secret) nor the answer's (it may carry a token).
+pub(crate) struct TokenHttp<'a> {
+    /// The shared client.
+    pub(crate) http: &'a reqwest::Client,
+    /// Our name for the tenant, for the log line.
+    pub(crate) tenant: &'a str,
+}
+
+impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<HttpResponse, Self::Error>> + Send + Sync + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let client_request_id = crate::new_client_request_id();
+            let mut request: reqwest::Request = request.try_into().map_err(Box::new)?;
+            let headers = request.headers_mut();
+            if let Ok(v) = client_request_id.parse() {
+                headers.insert("client-request-id", v);
+            }
+            if let Ok(v) = "true".parse() {
+                headers.insert("return-client-request-id", v);
+            }
+            let response = self.http.execute(request).await.map_err(|e| {
+                tracing::warn!(tenant = %self.tenant, client_request_id = %client_request_id, "token request got no answer: {e}");
+                Box::new(e)
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                let request_id = response
+                    .headers()
+                    .get("x-ms-request-id")
+                    .or_else(|| response.headers().get("request-id"))
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none");
+                tracing::warn!(
+                    tenant = %self.tenant,
+                    status = status.as_u16(),
+                    request_id,
+                    client_request_id = %client_request_id,
+                    "the identity platform refused a token request"
+                );
+            }
+            let mut builder = oauth2::http::Response::builder()
+                .status(status)
+                .version(response.version());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            builder
+                .body(response.bytes().await.map_err(Box::new)?.to_vec())
+                .map_err(HttpClientError::Http)
+        })
     }
 }
 
@@ -292,27 +388,28 @@ impl TokenCache {
                 tenant: c.tenant_name.clone(),
             });
         }
-        let mut last_wrong_secret = 7000215;
+        let mut refusals = SecretRefusals::default();
+        let http = TokenHttp {
+            http: &self.http,
+            tenant: &c.tenant_name,
+        };
         for secret in &c.secrets {
             let result = c
                 .oauth_client(secret)?
                 .exchange_client_credentials()
                 .add_scope(Scope::new(GRAPH_SCOPE.into()))
-                .request_async(&self.http)
+                .request_async(&http)
                 .await;
             match result {
                 Ok(answer) => return Ok(access(&answer)),
                 Err(e) => match c.classify(e) {
                     Ok(err) => return Err(err),
                     // This secret is wrong or expired: an older one may still work.
-                    Err(code) => last_wrong_secret = code,
+                    Err(code) => refusals.note(code),
                 },
             }
         }
-        Err(AuthError::WrongSecret {
-            tenant: c.tenant_name.clone(),
-            code: last_wrong_secret,
-        })
+        Err(refusals.into_error(&c.tenant_name))
     }
 
     async fn refresh(
@@ -327,14 +424,18 @@ impl TokenCache {
             });
         }
         let current = RefreshToken::new(refresh_token.lock().expect("token lock").clone());
-        let mut last_wrong_secret = 7000215;
+        let mut refusals = SecretRefusals::default();
+        let http = TokenHttp {
+            http: &self.http,
+            tenant: &c.tenant_name,
+        };
         for secret in &c.secrets {
             let result = c
                 .oauth_client(secret)?
                 .exchange_refresh_token(&current)
                 .add_scope(Scope::new(GRAPH_SCOPE.into()))
                 .add_scope(Scope::new(OFFLINE_ACCESS.into()))
-                .request_async(&self.http)
+                .request_async(&http)
                 .await;
             match result {
                 Ok(answer) => {
@@ -355,14 +456,11 @@ impl TokenCache {
                 }
                 Err(e) => match c.classify(e) {
                     Ok(err) => return Err(err),
-                    Err(code) => last_wrong_secret = code,
+                    Err(code) => refusals.note(code),
                 },
             }
         }
-        Err(AuthError::WrongSecret {
-            tenant: c.tenant_name.clone(),
-            code: last_wrong_secret,
-        })
+        Err(refusals.into_error(&c.tenant_name))
     }
 }
 

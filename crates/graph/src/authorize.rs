@@ -221,14 +221,18 @@ impl PendingAuthorization {
             }
             .into());
         }
-        let mut last_wrong_secret = 7000215;
+        let mut refusals = crate::auth::SecretRefusals::default();
+        let token_http = crate::auth::TokenHttp {
+            http,
+            tenant: &c.tenant_name,
+        };
         for secret in &c.secrets {
             let result = c
                 .oauth_client(secret)?
                 .set_redirect_uri(self.redirect.clone())
                 .exchange_code(AuthorizationCode::new(code.clone()))
                 .set_pkce_verifier(PkceCodeVerifier::new(self.verifier.secret().clone()))
-                .request_async(http)
+                .request_async(&token_http)
                 .await;
             match result {
                 Ok(answer) => {
@@ -249,15 +253,11 @@ impl PendingAuthorization {
                 }
                 Err(e) => match c.classify(e) {
                     Ok(err) => return Err(err.into()),
-                    Err(code) => last_wrong_secret = code,
+                    Err(code) => refusals.note(code),
                 },
             }
         }
-        Err(AuthError::WrongSecret {
-            tenant: c.tenant_name.clone(),
-            code: last_wrong_secret,
-        }
-        .into())
+        Err(refusals.into_error(&c.tenant_name).into())
     }
 }
 

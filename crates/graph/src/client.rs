@@ -12,13 +12,14 @@ use rand::Rng as _;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use super::auth::TokenCache;
 
 /// 401 answers in a row (each after a token renewal) one request accepts before the 401 is its
 /// error: a token revoked now and then is renewed, one refused however fresh is a real failure.
 const MAX_CONSECUTIVE_RENEWALS: u32 = 3;
-use super::error::GraphError;
+use super::error::{GraphError, RequestIds};
 
 /// Limits and retry policy.
 #[derive(Debug, Clone)]
@@ -136,6 +137,8 @@ enum Attempt<T> {
         after: Option<Duration>,
         status: u16,
         message: String,
+        /// The attempt's ids (no `client-request-id` when no request was sent).
+        ids: RequestIds,
     },
     Fail(GraphError),
 }
@@ -268,7 +271,7 @@ impl GraphClient {
             format!("{}/{}", self.cfg.graph_url, url.trim_start_matches('/'))
         };
         let mut renewals = 0u32;
-        let mut last = (0u16, String::new());
+        let mut last = (0u16, String::new(), RequestIds::default());
         let mut attempt = 0;
         while attempt < self.cfg.max_attempts {
             if attempt > 0 {
@@ -285,8 +288,9 @@ impl GraphClient {
                     after,
                     status,
                     message,
+                    ids,
                 } => {
-                    last = (status, message);
+                    last = (status, message, ids);
                     // Sleep with no slot held, so other work for the mailbox can go on.
                     tokio::time::sleep(after.unwrap_or_else(|| self.backoff(attempt))).await;
                     attempt += 1;
@@ -298,6 +302,7 @@ impl GraphClient {
             status: last.0,
             attempts: self.cfg.max_attempts,
             message: last.1,
+            ids: Box::new(last.2),
         })
     }
 
@@ -328,15 +333,68 @@ impl GraphClient {
                     after: None,
                     status: 0,
                     message: e.to_string(),
+                    ids: RequestIds::default(),
                 }
             }
             Err(e) => return Attempt::Fail(e.into()),
         };
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut ids = RequestIds {
+            client_request_id: crate::new_client_request_id(),
+            request_id: None,
+        };
+        // One span per HTTP request, named and tagged as OpenTelemetry's HTTP client
+        // conventions say, with the route's template instead of its URL: the URL holds
+        // mailbox addresses, item ids and delta tokens, none of which belongs in a trace.
+        let template = route_template(url);
+        let span = tracing::info_span!(
+            "graph request",
+            otel.name = %format_args!("{} {}", call.method, template),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            "http.request.method" = %call.method,
+            "url.template" = %template,
+            "http.response.status_code" = tracing::field::Empty,
+            "request-id" = tracing::field::Empty,
+            "client-request-id" = %ids.client_request_id,
+        );
+        let outcome = self
+            .send_once(
+                mailbox, call, url, prefer, renewals, accept, &token, &mut ids,
+            )
+            .instrument(span.clone())
+            .await;
+        if let Some(r) = &ids.request_id {
+            span.record("request-id", r.as_str());
+        }
+        match &outcome {
+            Attempt::Done(_) | Attempt::Renewed => {}
+            Attempt::Retry { .. } | Attempt::Fail(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        outcome
+    }
+
+    /// The HTTP part of one attempt, inside its span: `ids` gets the answer's `request-id`.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_once<T>(
+        &self,
+        mailbox: &str,
+        call: &Call<'_>,
+        url: &str,
+        prefer: Option<&str>,
+        renewals: &mut u32,
+        accept: &Accept<T>,
+        token: &str,
+        ids: &mut RequestIds,
+    ) -> Attempt<T> {
         let mut req = self
             .http
             .request(call.method.clone(), url)
-            .bearer_auth(&token);
+            .bearer_auth(token)
+            .header("client-request-id", &ids.client_request_id)
+            .header("return-client-request-id", "true");
         if let Some(body) = call.body {
             req = req.json(body);
         }
@@ -351,10 +409,12 @@ impl GraphClient {
                     after: None,
                     status: 0,
                     message: format!("network: {e}"),
+                    ids: ids.clone(),
                 };
             }
         };
         let status = resp.status().as_u16();
+        tracing::Span::current().record("http.response.status_code", status);
         let retry_after = resp
             .headers()
             .get("retry-after")
@@ -368,6 +428,7 @@ impl GraphClient {
                 .map(str::to_string)
         };
         let (location, content_type) = (header("location"), header("content-type"));
+        ids.request_id = header("request-id");
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
@@ -376,6 +437,7 @@ impl GraphClient {
                     after: None,
                     status,
                     message: format!("network: {e}"),
+                    ids: ids.clone(),
                 };
             }
         };
@@ -386,6 +448,7 @@ impl GraphClient {
                     after: None,
                     status,
                     message,
+                    ids: ids.clone(),
                 },
             };
         }
@@ -394,14 +457,19 @@ impl GraphClient {
             *renewals = 0;
         }
         let (code, message) = error_parts(&body);
+        if ids.request_id.is_none() {
+            // A proxy in the way may drop headers; the body's innerError still names it.
+            ids.request_id = error_request_id(&body);
+        }
         let mailbox = mailbox.to_string();
+        let ids = Box::new(ids.clone());
         match status {
             // A token can expire (or be revoked) again while a request waits out throttling:
             // renew on each 401, up to a few in a row, before calling it an authentication failure.
             401 if *renewals < MAX_CONSECUTIVE_RENEWALS => {
                 *renewals += 1;
                 self.stats.token_renewals.fetch_add(1, Ordering::Relaxed);
-                self.tokens.invalidate(&token).await;
+                self.tokens.invalidate(token).await;
                 Attempt::Renewed
             }
             429 | 503 => {
@@ -415,6 +483,7 @@ impl GraphClient {
                     after: retry_after,
                     status,
                     message,
+                    ids: *ids,
                 }
             }
             500 | 502 | 504 => {
@@ -423,17 +492,20 @@ impl GraphClient {
                     after: retry_after,
                     status,
                     message,
+                    ids: *ids,
                 }
             }
             403 => Attempt::Fail(GraphError::AccessDenied {
                 mailbox,
                 code,
                 message,
+                ids,
             }),
             404 => Attempt::Fail(GraphError::NotFound {
                 mailbox,
                 code,
                 message,
+                ids,
             }),
             410 => Attempt::Fail(GraphError::SyncStateNotFound { mailbox, location }),
             _ => Attempt::Fail(GraphError::Other {
@@ -441,9 +513,95 @@ impl GraphClient {
                 status,
                 code,
                 message,
+                ids,
             }),
         }
     }
+}
+
+/// The words of Graph's URL paths that are not ids: a path's segments outside this list are
+/// written `{id}` in a route template. Lower-cased.
+const ROUTE_WORDS: &[&str] = &[
+    "v1.0",
+    "beta",
+    "users",
+    "me",
+    "mailfolders",
+    "childfolders",
+    "messages",
+    "delta",
+    "delta()",
+    "events",
+    "calendarview",
+    "calendar",
+    "calendars",
+    "calendargroups",
+    "instances",
+    "attachments",
+    "$value",
+    "$batch",
+    "$count",
+    "subscriptions",
+    "organization",
+    "sendmail",
+    "move",
+    "copy",
+    "send",
+    "reply",
+    "replyall",
+    "forward",
+    "createreply",
+    "accept",
+    "decline",
+    "tentativelyaccept",
+    "cancel",
+    "extensions",
+    "mailboxsettings",
+    "contacts",
+    "inbox",
+    "sentitems",
+    "deleteditems",
+    "drafts",
+    "archive",
+    "junkemail",
+    "outbox",
+    "msgfolderroot",
+    "recoverableitemsdeletions",
+    "serviceprincipals",
+    "applications",
+];
+
+/// A request URL as an OpenTelemetry `url.template`: its path below the host, without the
+/// query, with every segment that is not one of Graph's own words written `{id}` (mailbox
+/// addresses, user, folder and message ids). `https://graph/v1.0/users/a@b/mailFolders/x/
+/// messages/delta?$deltatoken=...` is `/v1.0/users/{id}/mailFolders/{id}/messages/delta`.
+pub fn route_template(url: &str) -> String {
+    let path = url
+        .split_once("://")
+        .map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..]))
+        .unwrap_or(url);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        if ROUTE_WORDS.contains(&seg.to_ascii_lowercase().as_str()) {
+            out.push_str(seg);
+        } else {
+            out.push_str("{id}");
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// `error.innerError.request-id` of a Graph error body.
+fn error_request_id(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v["error"]["innerError"]["request-id"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// `error.code` and `error.message` of a Graph error body.

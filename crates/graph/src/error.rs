@@ -4,14 +4,24 @@
 /// Why getting a token failed, as precisely as Entra says (E11).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// Entra refused every stored client secret as wrong (AADSTS7000215) or expired
-    /// (AADSTS7000222).
-    #[error("tenant {tenant}: {} (AADSTS{code}); add a current secret with `m365sync tenant secret add`", wrong_secret(code))]
+    /// Entra refused every stored client secret as wrong (AADSTS7000215): often a secret's
+    /// id pasted where its value belongs.
+    #[error("tenant {tenant}: the client secret is wrong (AADSTS{code}): no stored secret is valid for this app; add the secret's value (not its id) with `m365sync tenant secret add --org ORG --tenant TENANT --label LABEL --secret-file FILE`")]
     WrongSecret {
         /// Our name for the tenant.
         tenant: String,
-        /// The AADSTS code of the last secret tried.
+        /// The AADSTS code of the last secret tried (7000215).
         code: u32,
+    },
+    /// Entra answered that a stored client secret has passed its end date (AADSTS7000222) and
+    /// no other stored secret was accepted: only a new secret helps, so this is told apart
+    /// from a wrong one, whose fix (the value instead of the id) differs.
+    #[error("tenant {tenant}: the client secret has expired (AADSTS7000222){}: create a new one in Entra (App registrations > Certificates & secrets) and add it with `m365sync tenant secret add --org ORG --tenant TENANT --label LABEL --secret-file FILE`", others_wrong_text(*others_wrong))]
+    ExpiredSecret {
+        /// Our name for the tenant.
+        tenant: String,
+        /// Other stored secrets Entra refused as wrong (AADSTS7000215) in the same round.
+        others_wrong: usize,
     },
     /// The tenant's directory has no app with this client id (AADSTS700016).
     #[error("tenant {tenant}: no app with client id {client_id} in that directory (AADSTS700016); check the client id and that an admin consented to the app")]
@@ -76,11 +86,11 @@ pub enum AuthError {
     },
 }
 
-fn wrong_secret(code: &u32) -> &'static str {
-    if *code == 7000222 {
-        "every stored client secret has expired"
-    } else {
-        "the client secret is wrong (no stored secret is valid for this app)"
+fn others_wrong_text(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => " and the other stored secret is wrong".into(),
+        n => format!(" and the {n} other stored secrets are wrong"),
     }
 }
 
@@ -91,6 +101,7 @@ impl AuthError {
             AuthError::WrongSecret { code, .. }
             | AuthError::RefreshExpired { code, .. }
             | AuthError::Refused { code, .. } => Some(*code),
+            AuthError::ExpiredSecret { .. } => Some(7000222),
             AuthError::UnknownApp { .. } => Some(700016),
             AuthError::UnknownTenant { .. } => Some(90002),
             _ => None,
@@ -103,6 +114,35 @@ impl AuthError {
     }
 }
 
+/// The two ids that name one Graph request: ours (`client-request-id`, sent with it) and
+/// Graph's (`request-id`, in its answer). Microsoft support asks for both (with the time) to
+/// find a request in its logs, so every error of a request that got this far carries them,
+/// and its message ends with them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestIds {
+    /// The `client-request-id` this client sent: a fresh UUID per attempt.
+    pub client_request_id: String,
+    /// The `request-id` Graph answered with; `None` when no answer came (network error).
+    pub request_id: Option<String>,
+}
+
+impl std::fmt::Display for RequestIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.client_request_id.is_empty() {
+            // The last attempt never got as far as Graph (no token could be had).
+            return f.write_str("no Graph request was sent");
+        }
+        match &self.request_id {
+            Some(r) => write!(
+                f,
+                "request-id {r}, client-request-id {}",
+                self.client_request_id
+            ),
+            None => write!(f, "no answer; client-request-id {}", self.client_request_id),
+        }
+    }
+}
+
 /// A Graph request that did not succeed after the client's retries.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GraphError {
@@ -110,7 +150,7 @@ pub enum GraphError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     /// 403: the app may not read this mailbox (application access policy, A3) or lacks a permission.
-    #[error("mailbox {mailbox}: access denied ({code}): {message}; check the app's permissions and any Exchange application access policy")]
+    #[error("mailbox {mailbox}: access denied ({code}): {message}; check the app's permissions and any Exchange application access policy ({ids})")]
     AccessDenied {
         /// The mailbox the request was for.
         mailbox: String,
@@ -118,9 +158,11 @@ pub enum GraphError {
         code: String,
         /// Graph's `error.message`, at most 300 characters.
         message: String,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// 404 of a user or item.
-    #[error("mailbox {mailbox}: not found ({code}): {message}")]
+    #[error("mailbox {mailbox}: not found ({code}): {message} ({ids})")]
     NotFound {
         /// The mailbox the request was for.
         mailbox: String,
@@ -128,6 +170,8 @@ pub enum GraphError {
         code: String,
         /// Graph's `error.message`, at most 300 characters.
         message: String,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// 410: the delta state is gone; restart the folder's round.
     #[error("mailbox {mailbox}: the delta state expired (SyncStateNotFound); the folder restarts with a full round")]
@@ -139,7 +183,7 @@ pub enum GraphError {
     },
     /// Still throttled or failing after every retry.
     #[error(
-        "mailbox {mailbox}: Graph kept answering {status} after {attempts} attempts: {message}"
+        "mailbox {mailbox}: Graph kept answering {status} after {attempts} attempts: {message} (last attempt: {ids})"
     )]
     Exhausted {
         /// The mailbox the request was for.
@@ -150,9 +194,11 @@ pub enum GraphError {
         attempts: u32,
         /// Why the last attempt failed.
         message: String,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// Any other refusal.
-    #[error("mailbox {mailbox}: Graph answered {status} {code}: {message}")]
+    #[error("mailbox {mailbox}: Graph answered {status} {code}: {message} ({ids})")]
     Other {
         /// The mailbox the request was for.
         mailbox: String,
@@ -162,6 +208,8 @@ pub enum GraphError {
         code: String,
         /// Graph's `error.message` (else the body), at most 300 characters.
         message: String,
+        /// The request's ids, for a support case (boxed: errors travel in `Result`s).
+        ids: Box<RequestIds>,
     },
     /// The answer was not the JSON Graph promises.
     #[error("mailbox {mailbox}: Graph's answer could not be read: {detail}")]
@@ -174,6 +222,18 @@ pub enum GraphError {
 }
 
 impl GraphError {
+    /// The ids of the request that failed, when it was sent (not for a token failure or an
+    /// answer found unusable after it was accepted).
+    pub fn request_ids(&self) -> Option<&RequestIds> {
+        match self {
+            GraphError::AccessDenied { ids, .. }
+            | GraphError::NotFound { ids, .. }
+            | GraphError::Exhausted { ids, .. }
+            | GraphError::Other { ids, .. } => Some(ids.as_ref()),
+            _ => None,
+        }
+    }
+
     /// True for errors that are this mailbox's alone (the tenant's other mailboxes go on).
     pub fn is_mailbox_scoped(&self) -> bool {
         matches!(

@@ -55,7 +55,7 @@ pub enum ConfigError {
 
 /// The settings the environment can set, by the name of their variable; each also accepts
 /// `NAME_FILE` (the value read from that file, trimmed).
-pub const ENV_SETTINGS: [&str; 8] = [
+pub const ENV_SETTINGS: [&str; 10] = [
     "M365SYNC_DATABASE_URL",
     "M365SYNC_ADMIN_LISTEN",
     "M365SYNC_KEY_FILE",
@@ -64,6 +64,8 @@ pub const ENV_SETTINGS: [&str; 8] = [
     "M365SYNC_ADMIN_TOKEN_FILE",
     "M365SYNC_LEASE_SECS",
     "M365SYNC_PLUGIN_CACHE_DIR",
+    "M365SYNC_OTLP_ENDPOINT",
+    "M365SYNC_OTLP_SERVICE_NAME",
 ];
 
 /// The service's settings. Every field has a default, so no file is needed to start.
@@ -76,7 +78,9 @@ pub struct ServiceConfig {
     pub admin_listen: SocketAddr,
     /// A file holding the base64 key that seals secrets; without it, `M365SYNC_SECRET_KEY`.
     pub key_file: Option<PathBuf>,
-    /// A PEM certificate to trust besides the system roots (the simulator's local CA).
+    /// A PEM file of one or more certificates to trust besides the operating system's roots
+    /// (a corporate proxy's CA, or the simulator's local CA), for Graph, the identity platform
+    /// and the OTLP endpoint.
     pub extra_ca_file: Option<PathBuf>,
     /// Mailboxes synced at once by this process.
     pub workers: usize,
@@ -88,6 +92,12 @@ pub struct ServiceConfig {
     /// Where compiled plugins are kept, so a restart does not recompile them (default:
     /// `$XDG_CACHE_HOME/m365sync/plugins`, else `~/.cache/m365sync/plugins`).
     pub plugin_cache_dir: Option<PathBuf>,
+    /// Where OpenTelemetry traces go: an OTLP/HTTP collector's base URL such as
+    /// `http://127.0.0.1:4318` (spans are POSTed, protobuf-encoded, to its `/v1/traces`).
+    /// Unset (the default): no trace leaves the process.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` the traces carry (default `m365sync`), to tell deployments apart.
+    pub otlp_service_name: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -101,6 +111,8 @@ impl Default for ServiceConfig {
             admin_token_file: None,
             lease_secs: 30,
             plugin_cache_dir: None,
+            otlp_endpoint: None,
+            otlp_service_name: None,
         }
     }
 }
@@ -186,6 +198,12 @@ impl ServiceConfig {
         if let Some(v) = value("M365SYNC_PLUGIN_CACHE_DIR")? {
             self.plugin_cache_dir = Some(PathBuf::from(v));
         }
+        if let Some(v) = value("M365SYNC_OTLP_ENDPOINT")? {
+            self.otlp_endpoint = Some(v);
+        }
+        if let Some(v) = value("M365SYNC_OTLP_SERVICE_NAME")? {
+            self.otlp_service_name = Some(v);
+        }
         Ok(self)
     }
 
@@ -247,10 +265,18 @@ impl ServiceConfig {
         self.extra_ca_file
             .as_ref()
             .map(|p| {
-                std::fs::read(p).map_err(|source| ConfigError::Read {
+                let pem = std::fs::read(p).map_err(|source| ConfigError::Read {
                     path: p.clone(),
                     source,
-                })
+                })?;
+                // A file without a certificate would silently trust nothing more.
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(ConfigError::Parse {
+                        path: p.clone(),
+                        message: "extra_ca_file holds no PEM certificate (-----BEGIN CERTIFICATE-----); point it at the CA's certificate in PEM form".into(),
+                    });
+                }
+                Ok(pem)
             })
             .transpose()
     }

@@ -432,6 +432,16 @@ impl Plugin {
         O: Weigh,
         F: Fn(&mut Store<HostState>, &[I]) -> wasmtime::Result<Vec<Result<O, String>>>,
     {
+        // One span per batch call: which slot, which plugin and version, how many records;
+        // never the records themselves.
+        let _span = tracing::info_span!(
+            "plugin call",
+            slot = %self.kind,
+            plugin = %self.descriptor.name,
+            version = %self.descriptor.version,
+            records = items.len(),
+        )
+        .entered();
         let limits = &ctx.limits;
         let mut out = BatchOutcome {
             results: Vec::with_capacity(items.len()),

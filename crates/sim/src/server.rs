@@ -161,8 +161,9 @@ async fn handle(
         .map(|p| p.as_str())
         .unwrap_or("/");
     let req = SimRequest::new(parts.method, path_and_query, parts.headers, body);
+    // A request-id of its own for every request, as Graph's and Entra's answers carry.
     let request_id =
-        super::ids::Rng::new(sim.request_seq.load(std::sync::atomic::Ordering::Relaxed) ^ 0xabc)
+        super::ids::Rng::new(ANSWER_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) ^ 0xabc)
             .guid();
     let started = std::time::Instant::now();
     let resp = guarded(&sim, req.clone(), &request_id).await;
@@ -182,22 +183,38 @@ async fn handle(
     for (k, v) in &resp.headers {
         builder = builder.header(k, v);
     }
-    if req
+    let is_graph = req
         .segments
         .first()
-        .is_some_and(|s| s == "v1.0" || s == "beta")
-    {
+        .is_some_and(|s| s == "v1.0" || s == "beta");
+    let is_token = req.segments.get(1).is_some_and(|s| s == "oauth2")
+        && req.segments.last().is_some_and(|s| s == "token");
+    if (is_graph || is_token) && req.header("client-request-id").is_none() {
+        super::stats::Stats::inc(&sim.stats.missing_client_request_id);
+    }
+    if is_graph {
         builder = builder
             .header("request-id", &request_id)
             .header("odata-version", "4.0");
         if let Some(c) = req.header("client-request-id") {
             builder = builder.header("client-request-id", c);
         }
+    } else if is_token {
+        // Entra names its answers `x-ms-request-id`, and echoes the caller's id when asked to.
+        builder = builder.header("x-ms-request-id", &request_id);
+        if let Some(c) = req.header("client-request-id") {
+            if req.header("return-client-request-id") == Some("true") {
+                builder = builder.header("client-request-id", c);
+            }
+        }
     }
     Ok(builder
         .body(Full::new(resp.body))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
 }
+
+/// Numbers the answers, so every one gets a `request-id` of its own.
+static ANSWER_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A future whose panics come out as `Err` (the panic's payload) instead of unwinding into
 /// the connection task: one request that trips a bug must not take the server down with it.

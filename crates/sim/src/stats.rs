@@ -11,6 +11,9 @@ pub struct Stats {
     pub graph_requests: AtomicU64,
     /// Requests to the token endpoint.
     pub token_requests: AtomicU64,
+    /// Graph and token requests that came without a `client-request-id` header (Microsoft's
+    /// own clients send one with every request, so support can find it).
+    pub missing_client_request_id: AtomicU64,
     /// 429s because a client had too many requests in flight for one mailbox.
     pub throttled_concurrency: AtomicU64,
     /// 429s because a client spent a mailbox's budget for the window.
@@ -43,6 +46,9 @@ pub struct StatsSnapshot {
     pub graph_requests: u64,
     /// See [`Stats::token_requests`].
     pub token_requests: u64,
+    /// See [`Stats::missing_client_request_id`].
+    #[serde(default)]
+    pub missing_client_request_id: u64,
     /// See [`Stats::throttled_concurrency`].
     pub throttled_concurrency: u64,
     /// See [`Stats::throttled_budget`].
@@ -80,6 +86,7 @@ impl Stats {
             mailbox_requests: Vec::new(),
             graph_requests: g(&self.graph_requests),
             token_requests: g(&self.token_requests),
+            missing_client_request_id: g(&self.missing_client_request_id),
             throttled_concurrency: g(&self.throttled_concurrency),
             throttled_budget: g(&self.throttled_budget),
             violations: g(&self.throttled_concurrency) + g(&self.throttled_budget),
@@ -99,6 +106,7 @@ impl Stats {
         for c in [
             &self.graph_requests,
             &self.token_requests,
+            &self.missing_client_request_id,
             &self.throttled_concurrency,
             &self.throttled_budget,
             &self.injected_429,

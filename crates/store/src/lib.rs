@@ -77,13 +77,17 @@ pub enum StoreError {
     /// The URL names neither SQLite nor PostgreSQL (the URL as given).
     #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
-    /// The database could not be opened.
-    #[error("cannot open the database {url}: {source}")]
+    /// The database could not be opened: one line saying which database (its password
+    /// redacted), what failed and what to do. The driver's error is folded into `reason`
+    /// once, not chained: its own causes repeat the same SQLite message.
+    #[error("cannot open database {url}: {reason}; {advice}")]
     Connect {
         /// The URL, its password redacted.
         url: String,
-        /// The driver's error.
-        source: sqlx::Error,
+        /// What failed, in the driver's or the file system's words.
+        reason: String,
+        /// What to do about it.
+        advice: String,
     },
     /// A migration failed.
     #[error("cannot bring the database schema up to date: {0}")]
@@ -232,11 +236,8 @@ impl Store {
             }
             _ => url.to_string(),
         };
-        let options =
-            AnyConnectOptions::from_str(&connect_url).map_err(|source| StoreError::Connect {
-                url: redact(url),
-                source,
-            })?;
+        let options = AnyConnectOptions::from_str(&connect_url)
+            .map_err(|e| connect_error(url, backend, &e))?;
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 10 })
             .acquire_timeout(Duration::from_secs(30))
@@ -252,7 +253,7 @@ impl Store {
             })
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+            .map_err(|e| connect_error(url, backend, &e))?;
         migrator(backend).run(&pool).await?;
         Ok(Store { pool, backend, key })
     }
@@ -278,6 +279,85 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Why `url` could not be opened and what to do, said once: for SQLite, a missing directory
+/// or a path that is a directory is named before the driver's words; for PostgreSQL, the
+/// server's message with the fix its code calls for.
+fn connect_error(url: &str, backend: Backend, e: &sqlx::Error) -> StoreError {
+    const SET_URL: &str = "or set database_url (M365SYNC_DATABASE_URL) to another database";
+    let db = e.as_database_error();
+    let driver_reason = match (db, e) {
+        (Some(d), _) => d.message().to_string(),
+        (None, sqlx::Error::Io(io)) => io.to_string(),
+        (None, sqlx::Error::PoolTimedOut) => "no connection could be made within 30 s".into(),
+        (None, other) => other.to_string(),
+    };
+    let (reason, advice) = match backend {
+        Backend::Sqlite => {
+            let path = sqlite_path(url);
+            let file = std::path::Path::new(&path);
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if path == ":memory:" || path.is_empty() {
+                (driver_reason, format!("check the URL, {SET_URL}"))
+            } else if !dir.is_dir() {
+                (
+                    format!("directory {} does not exist", dir.display()),
+                    format!("create it, {SET_URL}"),
+                )
+            } else if file.is_dir() {
+                (
+                    format!("{} is a directory", file.display()),
+                    format!("name a file in it (sqlite:///path/m365sync.db), {SET_URL}"),
+                )
+            } else if db.and_then(|d| d.code()).as_deref() == Some("26") {
+                (
+                    format!("{} is not a SQLite database", file.display()),
+                    format!("point database_url at m365sync's database file, {SET_URL}"),
+                )
+            } else {
+                (
+                    driver_reason,
+                    format!(
+                        "check that this user may read and write {} and its directory {}, {SET_URL}",
+                        file.display(),
+                        dir.display()
+                    ),
+                )
+            }
+        }
+        Backend::Postgres => {
+            let code = db.and_then(|d| d.code()).map(|c| c.to_string());
+            let advice = match code.as_deref() {
+                Some("3D000") => format!("create it (createdb), {SET_URL}"),
+                Some("28P01" | "28000") => "check the user and password in database_url (or the file M365SYNC_DATABASE_URL_FILE names)".to_string(),
+                Some("42501") => "grant the user CONNECT and CREATE on the database, or use another user in database_url".to_string(),
+                Some(_) => format!("see the server's log, {SET_URL}"),
+                None if matches!(e, sqlx::Error::Configuration(_)) => "fix database_url: postgres://USER:PASSWORD@HOST:PORT/DATABASE".to_string(),
+                None if matches!(e, sqlx::Error::Tls(_)) => "check the server's TLS certificate and sslmode in database_url".to_string(),
+                None => "check that PostgreSQL is running and accepts connections at the host and port in database_url".to_string(),
+            };
+            (driver_reason, advice)
+        }
+    };
+    StoreError::Connect {
+        url: redact(url),
+        reason,
+        advice,
+    }
+}
+
+/// The file a `sqlite:` URL names (`sqlite://x.db`, `sqlite:///abs/x.db`, `sqlite:x.db`),
+/// without its query string.
+fn sqlite_path(url: &str) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or("").to_string()
 }
 
 /// A database URL with any password replaced, fit for errors and logs.

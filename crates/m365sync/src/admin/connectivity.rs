@@ -226,7 +226,7 @@ fn grants(granted: &[String], wanted: &str) -> bool {
 
 fn auth_failure(e: &AuthError, tenant: &Tenant) -> Failure {
     match e {
-        AuthError::WrongSecret { code: 7000222, .. } => Failure::ExpiredSecret {
+        AuthError::ExpiredSecret { .. } => Failure::ExpiredSecret {
             client_id: tenant.client_id.clone(),
         },
         AuthError::WrongSecret { .. } => Failure::WrongSecret {
@@ -256,10 +256,15 @@ fn auth_failure(e: &AuthError, tenant: &Tenant) -> Failure {
 }
 
 fn graph_failure(e: GraphError, tenant: &Tenant) -> Failure {
-    let graph = |status, code, message| Failure::Graph {
+    // The request's ids end the message, for a support case.
+    let ids = e
+        .request_ids()
+        .map(|i| format!(" ({i})"))
+        .unwrap_or_default();
+    let graph = |status, code, message: String| Failure::Graph {
         status,
         code,
-        message,
+        message: message + &ids,
     };
     match e {
         GraphError::Auth(a) => auth_failure(&a, tenant),

@@ -128,7 +128,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
     };
     let started_ms = now_ms();
     tracing::info!(mailbox = %mailbox.address, run = p.run_id, holder, "mailbox claimed");
-    let span = tracing::info_span!("mailbox", tenant = %ctx.tenant.name, mailbox = %mailbox.address, run = p.run_id);
+    let span = crate::sync::mailbox::mailbox_span(&ctx.tenant.name, &mailbox.address, p.run_id);
     // The heartbeat is a task of its own: it must never wait inside this task, because its
     // UPDATE can wait for the row lock that this task's open page transaction holds.
     let heartbeat = {

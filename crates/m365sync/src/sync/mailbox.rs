@@ -124,6 +124,19 @@ pub async fn synced_folders(
     Ok(discovery.synced)
 }
 
+/// The span of one mailbox's sync in a run, for logs and traces: the tenant's name, the
+/// mailbox's address and the run (never a secret, nor any message content). The service's
+/// workers and `sync run` both open it around [`sync_mailbox`].
+pub fn mailbox_span(tenant: &str, mailbox: &str, run_id: i64) -> tracing::Span {
+    tracing::info_span!(
+        "mailbox",
+        otel.name = "mailbox sync",
+        tenant = %tenant,
+        mailbox = %mailbox,
+        run = run_id
+    )
+}
+
 /// Syncs `mailbox` for `run_id`: every synced folder (unless its user's Sync Emails is off),
 /// then its calendar.
 pub async fn sync_mailbox(

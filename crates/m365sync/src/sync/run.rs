@@ -4,6 +4,7 @@
 //! running service never sync the same mailbox at once.
 
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -187,17 +188,22 @@ pub async fn run_mailboxes_with(
             let Some(m) = queue.next() else { break };
             let (env, ctx, lease, stop) =
                 (env.clone(), Arc::clone(&ctx), lease.clone(), stop.clone());
-            set.spawn(async move {
-                let started_ms = m365sync_store::now_ms();
-                let result = sync_mailbox(&env, &ctx, &m, run_id, Some(&lease), &stop).await;
-                let stamp = WorkerStamp {
-                    holder: &lease.holder,
-                    started_ms,
-                };
-                let recorded = record_result(&env, &ctx, &m, run_id, &result, true, &stamp).await;
-                let _ = env.store.release_lease(m.id, &lease.holder).await;
-                (m, result, recorded)
-            });
+            let span = super::mailbox::mailbox_span(&ctx.tenant.name, &m.address, run_id);
+            set.spawn(
+                async move {
+                    let started_ms = m365sync_store::now_ms();
+                    let result = sync_mailbox(&env, &ctx, &m, run_id, Some(&lease), &stop).await;
+                    let stamp = WorkerStamp {
+                        holder: &lease.holder,
+                        started_ms,
+                    };
+                    let recorded =
+                        record_result(&env, &ctx, &m, run_id, &result, true, &stamp).await;
+                    let _ = env.store.release_lease(m.id, &lease.holder).await;
+                    (m, result, recorded)
+                }
+                .instrument(span),
+            );
         }
         let Some(joined) = set.join_next().await else {
             break;

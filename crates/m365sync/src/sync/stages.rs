@@ -249,7 +249,10 @@ pub async fn decide<R: StageRecord>(
     let mapping = Arc::clone(&stages.mapping);
     let ctx = ctx.unwrap_or_else(|| stages.ctx.clone());
     let bypass = stages.bypass;
+    // The plugin calls' spans belong under the caller's (the mailbox's), across the thread.
+    let span = tracing::Span::current();
     let (records, verdicts, micros) = tokio::task::spawn_blocking(move || {
+        let _in_caller = span.enter();
         let started = Instant::now();
         let verdicts = if bypass && records.first().is_none_or(|r| r.map_natively().is_some()) {
             records

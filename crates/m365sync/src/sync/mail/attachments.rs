@@ -428,6 +428,7 @@ mod tests {
             status,
             attempts: 8,
             message: String::new(),
+            ids: Default::default(),
         };
         assert!(is_mailbox_wide(&exhausted(429)));
         assert!(is_mailbox_wide(&exhausted(503)));
@@ -437,6 +438,7 @@ mod tests {
             mailbox: "m".into(),
             code: "ErrorItemNotFound".into(),
             message: String::new(),
+            ids: Default::default(),
         }));
     }
 

@@ -23,6 +23,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use m365sync_graph::delta::initial_url;
 use m365sync_graph::folders::{count_url, listing_url};
@@ -423,7 +424,17 @@ impl PageSink for FolderPages<'_, '_> {
         }
         let mut commit = process_page(self.job, items, cursor, self.counts).await?;
         commit.cursor_key = self.cursor_key.clone();
-        Ok(self.job.store.commit_page(&commit).await?)
+        // The page's one transaction, as a span of its own: how long the store takes for
+        // how many records (counts and the folder's id only, no content).
+        let span = tracing::info_span!(
+            "page commit",
+            folder = %commit.folder,
+            records = commit.upserts.len(),
+            removals = commit.removals.len(),
+            exclusions = commit.exclusions.len(),
+            failures = commit.failures.len(),
+        );
+        Ok(self.job.store.commit_page(&commit).instrument(span).await?)
     }
 }
 
