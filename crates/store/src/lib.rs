@@ -167,6 +167,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_folders.sql"),
         include_str!("../migrations/postgres/0006_folders.sql"),
     ),
+    (
+        8,
+        "calendar_outbox",
+        include_str!("../migrations/sqlite/0008_calendar_outbox.sql"),
+        include_str!("../migrations/postgres/0008_calendar_outbox.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
