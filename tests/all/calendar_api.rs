@@ -283,7 +283,10 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
             ),
             (
                 Some("waiting"),
-                Some(format!("waiting: Sync Events is off for {other} — turn it on to send").as_str())
+                Some(
+                    format!("waiting: Sync Events is off for {other} — turn it on to send")
+                        .as_str()
+                )
             ),
             "{parked}"
         );
@@ -334,7 +337,9 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
         // C8: the External ID Microsoft gave it, in the record and beside it.
         assert_eq!(recorded["push"]["message"], "sent", "{recorded}");
         assert!(
-            recorded["external_id"].as_str().is_some_and(|id| !id.is_empty())
+            recorded["external_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
                 && recorded["record"]["external_id"] == recorded["external_id"],
             "{recorded}"
         );

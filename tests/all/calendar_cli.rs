@@ -206,7 +206,11 @@ async fn events_commands_edit_settings_and_events_and_activate_warns() {
         ]
         .concat()))
         .await;
-        assert!(r.ok && r.stdout.contains("waited for Sync Events"), "{}", r.all());
+        assert!(
+            r.ok && r.stdout.contains("waited for Sync Events"),
+            "{}",
+            r.all()
+        );
         let r = go(run([vec!["list"], base.to_vec()].concat())).await;
         assert!(
             r.stdout.contains("queued for Microsoft (next tick)"),
@@ -216,7 +220,9 @@ async fn events_commands_edit_settings_and_events_and_activate_warns() {
         // Removed before it reached Microsoft: nothing to send, and it says so.
         let r = go(run([vec!["remove", &id], base.to_vec()].concat())).await;
         assert!(
-            r.ok && r.stdout.contains("not sent: it was deleted in the CRM before it reached Microsoft"),
+            r.ok && r
+                .stdout
+                .contains("not sent: it was deleted in the CRM before it reached Microsoft"),
             "{}",
             r.all()
         );
@@ -232,19 +238,22 @@ async fn events_commands_edit_settings_and_events_and_activate_warns() {
         );
         let r = go(run([
             vec![
-                "add", "--user", &me, "--subject", "Lunch", "--start", &start, "--end", &end,
+                "add",
+                "--user",
+                &me,
+                "--subject",
+                "Lunch",
+                "--start",
+                &start,
+                "--end",
+                &end,
             ],
             base.to_vec(),
         ]
         .concat()))
         .await;
         assert!(r.ok, "{}", r.all());
-        let lunch = r
-            .stdout
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_string();
+        let lunch = r.stdout.split_whitespace().nth(1).unwrap().to_string();
         let r = go(run([vec!["remove", &lunch], base.to_vec()].concat())).await;
         assert!(
             r.ok && r

@@ -440,7 +440,8 @@ async fn recurring_in_m365_is_readable_text_and_the_pattern_is_kept() {
         .await;
         let me = people(&s)[0].clone();
         let today = chrono::Utc::now().date_naive();
-        let monday = today + chrono::Duration::days(7 - today.weekday().num_days_from_monday() as i64);
+        let monday =
+            today + chrono::Duration::days(7 - today.weekday().num_days_from_monday() as i64);
         let until = monday + chrono::Duration::days(70);
         let series = ms_create(
             &s,

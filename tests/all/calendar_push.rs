@@ -145,11 +145,17 @@ async fn crm_events_are_pushed_once_never_past_or_imported_and_do_not_come_back(
             assert_eq!(external_id(&e), None);
         }
         assert_eq!(
-            push_state(store, &ev(past).await).await.unwrap().to_string(),
+            push_state(store, &ev(past).await)
+                .await
+                .unwrap()
+                .to_string(),
             "not sent: past events never go to Microsoft"
         );
         assert_eq!(
-            push_state(store, &ev(imported).await).await.unwrap().to_string(),
+            push_state(store, &ev(imported).await)
+                .await
+                .unwrap()
+                .to_string(),
             "not sent: imported events are never pushed"
         );
         assert_eq!(

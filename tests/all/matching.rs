@@ -766,7 +766,14 @@ async fn a_message_received_in_two_tenants_of_an_org_shows_once_on_the_timeline(
                    "subject": "Portfolio for both desks", "conversation_id": "conv-both"}),
         )
         .await;
-        deliver(&s, "pat@client.example", &alice, "Only for main", "conv-main").await;
+        deliver(
+            &s,
+            "pat@client.example",
+            &alice,
+            "Only for main",
+            "conv-main",
+        )
+        .await;
         for t in [&main, &second] {
             let report = run_tenant(&env(store), t, None, "manual").await.unwrap();
             assert!(report.mailbox_errors.is_empty(), "{report:?}");
@@ -778,7 +785,15 @@ async fn a_message_received_in_two_tenants_of_an_org_shows_once_on_the_timeline(
             in_second["Portfolio for both desks"],
         ];
         assert_ne!(copies[0], copies[1], "one email record per tenant");
-        let pat = add_contact(&a.db, main.org_id, "Pat", Some("pat@client.example"), None, &[]).await;
+        let pat = add_contact(
+            &a.db,
+            main.org_id,
+            "Pat",
+            Some("pat@client.example"),
+            None,
+            &[],
+        )
+        .await;
         let report = match_now(store, "acme").await;
         assert_eq!(report.failed, 0, "{report:?}");
 
@@ -841,9 +856,21 @@ async fn a_message_received_in_two_tenants_of_an_org_shows_once_on_the_timeline(
             r.all()
         );
         let r = a
-            .run(&["contact", "timeline", "--org", "acme", &pat.to_string(), "--json"])
+            .run(&[
+                "contact",
+                "timeline",
+                "--org",
+                "acme",
+                &pat.to_string(),
+                "--json",
+            ])
             .await;
-        assert_eq!(r.json()["items"].as_array().unwrap().len(), 2, "{}", r.all());
+        assert_eq!(
+            r.json()["items"].as_array().unwrap().len(),
+            2,
+            "{}",
+            r.all()
+        );
 
         // The API: the same.
         let (handle, stop) = stop_pair();

@@ -432,11 +432,8 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                             .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
                             .unwrap_or_default(),
                     };
-                    let subject = format!(
-                        "{}{}",
-                        e.subject,
-                        if e.deleted { " (deleted)" } else { "" }
-                    );
+                    let subject =
+                        format!("{}{}", e.subject, if e.deleted { " (deleted)" } else { "" });
                     println!(
                         "{:>6}  {:<20}  {:<8}  {:<9}  {:<9}  {:<40}  {:<32}  {}",
                         e.id,

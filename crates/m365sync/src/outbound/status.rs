@@ -311,9 +311,7 @@ mod tests {
         );
         assert_eq!(
             classify(&soon, &pushing(12), &user(false), false, now),
-            Verdict::Wait(
-                "Sync Events is off for ann@contoso.example — turn it on to send".into()
-            )
+            Verdict::Wait("Sync Events is off for ann@contoso.example — turn it on to send".into())
         );
         let far = event(now + 14 * 31 * DAY);
         assert_eq!(

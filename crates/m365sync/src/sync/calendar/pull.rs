@@ -229,9 +229,7 @@ async fn master(
         .await
     {
         Ok(json) => Some(Arc::new(Master {
-            recurrence: json
-                .get("recurrence")
-                .and_then(super::recurrence::describe),
+            recurrence: json.get("recurrence").and_then(super::recurrence::describe),
             pattern: json
                 .get("recurrence")
                 .filter(|r| r.is_object())

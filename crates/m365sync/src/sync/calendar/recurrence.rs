@@ -234,13 +234,17 @@ mod tests {
     #[test]
     fn weekly_lists_its_days_monday_first() {
         assert_eq!(
-            text(json!({"pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["wednesday", "monday"], "firstDayOfWeek": "sunday"},
-                        "range": {"type": "endDate", "startDate": "2027-01-04", "endDate": "2027-06-30"}})),
+            text(
+                json!({"pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["wednesday", "monday"], "firstDayOfWeek": "sunday"},
+                        "range": {"type": "endDate", "startDate": "2027-01-04", "endDate": "2027-06-30"}})
+            ),
             "Every 2 weeks on Monday and Wednesday, until 30 June 2027"
         );
         assert_eq!(
-            text(json!({"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["Friday", "monday", "wednesday"]},
-                        "range": {"type": "noEnd"}})),
+            text(
+                json!({"pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["Friday", "monday", "wednesday"]},
+                        "range": {"type": "noEnd"}})
+            ),
             "Every week on Monday, Wednesday and Friday"
         );
         assert_eq!(
@@ -252,23 +256,31 @@ mod tests {
     #[test]
     fn monthly_absolute_and_relative() {
         assert_eq!(
-            text(json!({"pattern": {"type": "absoluteMonthly", "interval": 1, "dayOfMonth": 15},
-                        "range": {"type": "noEnd"}})),
+            text(
+                json!({"pattern": {"type": "absoluteMonthly", "interval": 1, "dayOfMonth": 15},
+                        "range": {"type": "noEnd"}})
+            ),
             "Monthly on day 15"
         );
         assert_eq!(
-            text(json!({"pattern": {"type": "absoluteMonthly", "interval": 3, "dayOfMonth": 1},
-                        "range": {"type": "numbered", "numberOfOccurrences": 4}})),
+            text(
+                json!({"pattern": {"type": "absoluteMonthly", "interval": 3, "dayOfMonth": 1},
+                        "range": {"type": "numbered", "numberOfOccurrences": 4}})
+            ),
             "Every 3 months on day 1, 4 times"
         );
         assert_eq!(
-            text(json!({"pattern": {"type": "relativeMonthly", "interval": 1, "daysOfWeek": ["tuesday"], "index": "second"},
-                        "range": {"type": "noEnd"}})),
+            text(
+                json!({"pattern": {"type": "relativeMonthly", "interval": 1, "daysOfWeek": ["tuesday"], "index": "second"},
+                        "range": {"type": "noEnd"}})
+            ),
             "Monthly on the second Tuesday"
         );
         assert_eq!(
-            text(json!({"pattern": {"type": "relativeMonthly", "interval": 2, "daysOfWeek": ["sunday", "saturday"], "index": "last"},
-                        "range": {"type": "endDate", "endDate": "2028-01-01"}})),
+            text(
+                json!({"pattern": {"type": "relativeMonthly", "interval": 2, "daysOfWeek": ["sunday", "saturday"], "index": "last"},
+                        "range": {"type": "endDate", "endDate": "2028-01-01"}})
+            ),
             "Every 2 months on the last Saturday or Sunday, until 1 January 2028"
         );
     }
@@ -276,18 +288,24 @@ mod tests {
     #[test]
     fn yearly_absolute_and_relative() {
         assert_eq!(
-            text(json!({"pattern": {"type": "absoluteYearly", "interval": 1, "dayOfMonth": 15, "month": 3},
-                        "range": {"type": "noEnd"}})),
+            text(
+                json!({"pattern": {"type": "absoluteYearly", "interval": 1, "dayOfMonth": 15, "month": 3},
+                        "range": {"type": "noEnd"}})
+            ),
             "Every year on 15 March"
         );
         assert_eq!(
-            text(json!({"pattern": {"type": "absoluteYearly", "interval": 2, "dayOfMonth": 29, "month": 2},
-                        "range": {"type": "numbered", "numberOfOccurrences": 5}})),
+            text(
+                json!({"pattern": {"type": "absoluteYearly", "interval": 2, "dayOfMonth": 29, "month": 2},
+                        "range": {"type": "numbered", "numberOfOccurrences": 5}})
+            ),
             "Every 2 years on 29 February, 5 times"
         );
         assert_eq!(
-            text(json!({"pattern": {"type": "relativeYearly", "interval": 1, "daysOfWeek": ["thursday"], "index": "fourth", "month": 11},
-                        "range": {"type": "noEnd"}})),
+            text(
+                json!({"pattern": {"type": "relativeYearly", "interval": 1, "daysOfWeek": ["thursday"], "index": "fourth", "month": 11},
+                        "range": {"type": "noEnd"}})
+            ),
             "Every year on the fourth Thursday of November"
         );
     }
@@ -302,7 +320,9 @@ mod tests {
         assert_eq!(text(json!({})), "Recurring");
         // An end date Graph did not give as a date is shown as given.
         assert_eq!(
-            text(json!({"pattern": {"type": "daily"}, "range": {"type": "endDate", "endDate": "soon"}})),
+            text(
+                json!({"pattern": {"type": "daily"}, "range": {"type": "endDate", "endDate": "soon"}})
+            ),
             "Every day, until soon"
         );
     }
