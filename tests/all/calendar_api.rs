@@ -240,7 +240,7 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
             (Direction::TwoWay, true)
         );
 
-        // Sync Events off: the user's events are stored but wait for nothing.
+        // Sync Events off: the user's events are stored and their changes wait for the switch.
         let switch = format!("/tenants/main/users/{other}/sync-events");
         let (st, body) = call(Method::PUT, switch.clone(), Some(json!({"on": false}))).await;
         assert_eq!((st, &body["sync_events"]), (200, &json!(false)), "{body}");
@@ -273,6 +273,21 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
         assert_eq!(
             (st, parked["queued"].as_bool()),
             (201, Some(false)),
+            "{parked}"
+        );
+        // Not lost: it waits for the user's Sync Events, and says so (C2).
+        assert_eq!(
+            (
+                parked["push"]["state"].as_str(),
+                parked["push"]["message"].as_str()
+            ),
+            (
+                Some("waiting"),
+                Some(
+                    format!("waiting: Sync Events is off for {other} — turn it on to send")
+                        .as_str()
+                )
+            ),
             "{parked}"
         );
 
@@ -318,6 +333,15 @@ async fn org_admins_set_calendar_settings_and_their_event_edits_reach_microsoft(
             ),
             (Some(true), Some(false), Some("active")),
             "the push is recorded: {recorded}"
+        );
+        // C8: the External ID Microsoft gave it, in the record and beside it.
+        assert_eq!(recorded["push"]["message"], "sent", "{recorded}");
+        assert!(
+            recorded["external_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+                && recorded["record"]["external_id"] == recorded["external_id"],
+            "{recorded}"
         );
         assert_eq!(count(&s, "invitation", "Annual review").await, 1);
         // An imported event: stored, never queued, never pushed.

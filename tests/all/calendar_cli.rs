@@ -174,7 +174,7 @@ async fn events_commands_edit_settings_and_events_and_activate_warns() {
         );
         let r = go(run([vec!["list"], base.to_vec()].concat())).await;
         assert!(r.stdout.contains("Review (moved)"), "{}", r.all());
-        // The Sync Events switch off: edits are no longer queued.
+        // The Sync Events switch off: edits are queued and wait, and say so (C2).
         assert!(
             go(run([
                 vec!["sync-events", "--user", &me, "off"],
@@ -185,20 +185,82 @@ async fn events_commands_edit_settings_and_events_and_activate_warns() {
             .ok
         );
         let queued = a.store.outbox_len(tenant.id).await.unwrap();
+        let waiting = format!("waiting: Sync Events is off for {me} — turn it on to send");
+        let r = go(run([
+            vec!["update", &id, "--location", "Board room"],
+            base.to_vec(),
+        ]
+        .concat()))
+        .await;
+        assert!(r.ok && r.stdout.contains(&waiting), "{}", r.all());
+        assert!(!r.stdout.contains("queued for Microsoft"), "{}", r.all());
+        assert_eq!(a.store.outbox_len(tenant.id).await.unwrap(), queued + 1);
+        let r = go(run([vec!["list"], base.to_vec()].concat())).await;
+        assert!(r.ok && r.stdout.contains(&waiting), "{}", r.all());
+        let r = go(run([vec!["list", "--json"], base.to_vec()].concat())).await;
+        assert_eq!(r.json()[0]["push"]["state"], "waiting", "{}", r.all());
+        // On again: the waiting changes are due at the next tick.
+        let r = go(run([
+            vec!["sync-events", "--user", &me, "on"],
+            base.to_vec(),
+        ]
+        .concat()))
+        .await;
+        assert!(
+            r.ok && r.stdout.contains("waited for Sync Events"),
+            "{}",
+            r.all()
+        );
+        let r = go(run([vec!["list"], base.to_vec()].concat())).await;
+        assert!(
+            r.stdout.contains("queued for Microsoft (next tick)"),
+            "{}",
+            r.all()
+        );
+        // Removed before it reached Microsoft: nothing to send, and it says so.
+        let r = go(run([vec!["remove", &id], base.to_vec()].concat())).await;
+        assert!(
+            r.ok && r
+                .stdout
+                .contains("not sent: it was deleted in the CRM before it reached Microsoft"),
+            "{}",
+            r.all()
+        );
+        // Deletes from the CRM off for the tenant: a delete says it will not be sent.
         assert!(
             go(run([
-                vec!["update", &id, "--location", "Board room"],
+                vec!["settings", "--delete-from-crm", "off"],
                 base.to_vec()
             ]
             .concat()))
             .await
             .ok
         );
-        assert_eq!(a.store.outbox_len(tenant.id).await.unwrap(), queued);
+        let r = go(run([
+            vec![
+                "add",
+                "--user",
+                &me,
+                "--subject",
+                "Lunch",
+                "--start",
+                &start,
+                "--end",
+                &end,
+            ],
+            base.to_vec(),
+        ]
+        .concat()))
+        .await;
+        assert!(r.ok, "{}", r.all());
+        let lunch = r.stdout.split_whitespace().nth(1).unwrap().to_string();
+        let r = go(run([vec!["remove", &lunch], base.to_vec()].concat())).await;
         assert!(
-            go(run([vec!["remove", &id], base.to_vec()].concat()))
-                .await
-                .ok
+            r.ok && r
+                .stdout
+                .contains("not sent: deletes from the CRM do not go to Microsoft in this tenant"),
+            "{}",
+            r.all()
         );
         let r = go(run([vec!["list", "--json"], base.to_vec()].concat())).await;
         assert_eq!(r.json(), serde_json::json!([]));

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use chrono::Datelike;
+
 use m365sync_store::events::Direction;
 use serde_json::{json, Value};
 
@@ -85,10 +87,10 @@ async fn initial_pull_equals_the_calendar_view_with_series_rules_and_rooms() {
                 // Series: linked to the master, "Recurring in M365" filled.
                 if let Some(master) = t["seriesMasterId"].as_str() {
                     assert_eq!(e.series_graph_id.as_deref(), Some(master));
+                    // "Recurring in M365" is readable text, never Graph's JSON (C8).
                     assert!(
-                        r["recurring"]
-                            .as_str()
-                            .is_some_and(|x| x.contains("pattern")),
+                        r["recurring"].as_str().is_some_and(|x| !x.starts_with('{')
+                            && (x.starts_with("Every") || x.starts_with("Monthly"))),
                         "{r}"
                     );
                     saw.1 |= t["type"] == "exception";
@@ -424,6 +426,66 @@ async fn time_zones_and_dst_are_stored_in_utc_and_all_day_dates_never_shift() {
             (json!(true), json!("2027-01-01T00:00:00Z")),
             "{r}"
         );
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn recurring_in_m365_is_readable_text_and_the_pattern_is_kept() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(m365sync_sim::generate::GenerateOptions {
+            events: 0,
+            ..small()
+        })
+        .await;
+        let me = people(&s)[0].clone();
+        let today = chrono::Utc::now().date_naive();
+        let monday =
+            today + chrono::Duration::days(7 - today.weekday().num_days_from_monday() as i64);
+        let until = monday + chrono::Duration::days(70);
+        let series = ms_create(
+            &s,
+            &me,
+            json!({
+                "subject": "Fortnightly review",
+                "start": at(&format!("{monday}T09:00:00"), "UTC"),
+                "end": at(&format!("{monday}T10:00:00"), "UTC"),
+                "recurrence": {
+                    "pattern": {"type": "weekly", "interval": 2, "daysOfWeek": ["wednesday", "monday"], "firstDayOfWeek": "sunday"},
+                    "range": {"type": "endDate", "startDate": monday.to_string(), "endDate": until.to_string()},
+                },
+            }),
+        )
+        .await;
+        let cal = declare(&db, &s, &settings(|_| {})).await;
+        sync(&cal).await;
+        let expected = format!(
+            "Every 2 weeks on Monday and Wednesday, until {}",
+            until.format("%-d %B %Y")
+        );
+        let events = stored(&db, &cal, &me).await;
+        assert!(events.len() >= 6, "{} occurrences", events.len());
+        for e in &events {
+            assert_eq!(e.series_graph_id.as_deref(), Some(series.as_str()));
+            assert_eq!(record(e)["recurring"], expected.as_str(), "{}", e.record);
+        }
+        // The series keeps the readable text and, apart, Graph's pattern.
+        assert_eq!(
+            db.store
+                .series_recurrence(cal.ids[&me], &series)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(expected.as_str())
+        );
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let pattern: String = sqlx::query_scalar("SELECT pattern FROM event_series")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let pattern: Value = serde_json::from_str(&pattern).unwrap();
+        assert_eq!(pattern["pattern"]["interval"], 2, "{pattern}");
         db.drop_db().await;
     }
 }

@@ -4,6 +4,7 @@
 //! writes never come back as changes, and a conflict keeps Microsoft's version (C1).
 
 use m365sync::outbound::edits::{add_event, remove_event, update_event, EventChange, NewEvent};
+use m365sync::outbound::status::{external_id, push_state, PushState, DELETES_OFF};
 use m365sync_store::events::Direction;
 use serde_json::json;
 
@@ -125,16 +126,42 @@ async fn crm_events_are_pushed_once_never_past_or_imported_and_do_not_come_back(
             2,
             "nothing for past, imported, far or invitation-less events: {log:?}"
         );
-        assert_eq!(store.outbox_len(t.id).await.unwrap(), 0);
+        assert_eq!(
+            store.outbox_len(t.id).await.unwrap(),
+            1,
+            "the event beyond the outbound range waits; the past one was resolved"
+        );
         let ev = |id| async move { store.event(id).await.unwrap() };
         for id in [meeting, quiet, all_day] {
             let e = ev(id).await;
             assert!(e.graph_id.is_some() && e.sync_status == "active", "{e:?}");
+            // C8: the External ID is the id Microsoft gave the pushed event.
+            assert_eq!(external_id(&e), e.graph_id, "{e:?}");
+            assert_eq!(push_state(store, &e).await.unwrap(), PushState::Sent);
         }
         for id in [past, imported, far] {
             let e = ev(id).await;
             assert!(e.graph_id.is_none() && e.sync_status == "never", "{e:?}");
+            assert_eq!(external_id(&e), None);
         }
+        assert_eq!(
+            push_state(store, &ev(past).await)
+                .await
+                .unwrap()
+                .to_string(),
+            "not sent: past events never go to Microsoft"
+        );
+        assert_eq!(
+            push_state(store, &ev(imported).await)
+                .await
+                .unwrap()
+                .to_string(),
+            "not sent: imported events are never pushed"
+        );
+        assert_eq!(
+            push_state(store, &ev(far).await).await.unwrap().to_string(),
+            "waiting: beyond the outbound range (24 months) — sent when it comes within range"
+        );
         // In Microsoft: the meeting with its attendees, the quiet one without, the all-day one
         // on its own dates.
         let (start, end) = window();
@@ -582,6 +609,126 @@ async fn reminders_and_show_as_reach_microsoft_as_minutes_and_follow_a_move() {
                 "{text}"
             );
         }
+        assert_eq!(store.outbox_len(t.id).await.unwrap(), 0);
+        db.drop_db().await;
+    }
+}
+
+/// The subjects in `upn`'s calendar over the tests' window.
+async fn subjects(s: &TestSim, upn: &str) -> Vec<String> {
+    let (start, end) = window();
+    view(s, upn, &start, &end)
+        .await
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn waiting_changes_go_when_sync_events_turns_on_or_the_range_widens_and_deletes_keep_their_decision(
+) {
+    for db in TestDb::both().await {
+        let (s, me) = empty_calendars().await;
+        let pushing = |months: i64, deletes: bool| {
+            settings(move |c| {
+                c.direction = Direction::TwoWay;
+                c.outbound_months = months;
+                c.delete_from_crm = deletes;
+            })
+        };
+        let cal = declare(&db, &s, &pushing(12, false)).await;
+        let (t, store) = (&cal.tenant, &db.store);
+        let user_id = store.user_id(t.id, &me).await.unwrap().unwrap();
+        let state = |id: i64| async move {
+            let e = store.event(id).await.unwrap();
+            push_state(store, &e).await.unwrap().to_string()
+        };
+        let set = |c: m365sync_store::events::CalendarSettings| async move {
+            store
+                .set_calendar_settings(t.org_id, Some(t.id), &c)
+                .await
+                .unwrap()
+        };
+
+        // Made while the user's Sync Events is off: queued, waiting, and saying why.
+        store.set_sync_events(user_id, false).await.unwrap();
+        let parked = add_event(store, t, &me, &new_event("Parked", 3, &[], false))
+            .await
+            .unwrap();
+        let moved = add_event(store, t, &me, &new_event("Moved away", 5, &[], false))
+            .await
+            .unwrap();
+        let off = format!("waiting: Sync Events is off for {me} — turn it on to send");
+        assert_eq!(state(parked).await, off);
+        sync(&cal).await;
+        assert!(subjects(&s, &me).await.is_empty());
+        assert_eq!(state(parked).await, off, "still waiting after a sync");
+        // Moved into the past while it waited: resolved, and it says so.
+        update_event(
+            store,
+            t,
+            moved,
+            &EventChange {
+                start: Some(future(-2, 9)),
+                end: Some(future(-2, 10)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+
+        // Turned on: the next sync sends it.
+        store.set_sync_events(user_id, true).await.unwrap();
+        assert_eq!(state(parked).await, "queued for Microsoft (next tick)");
+        let far = add_event(store, t, &me, &new_event("Far ahead", 426, &[], false))
+            .await
+            .unwrap();
+        let report = sync(&cal).await;
+        assert_eq!(report.failed, 0, "{report:?}");
+        assert_eq!(subjects(&s, &me).await, vec!["Parked".to_string()]);
+        let sent = store.event(parked).await.unwrap();
+        assert_eq!(state(parked).await, "sent");
+        assert_eq!(external_id(&sent), sent.graph_id);
+        assert_eq!(
+            state(moved).await,
+            "not sent: past events never go to Microsoft"
+        );
+        // 14 months out with a 12-month range: it waits, through syncs.
+        let beyond =
+            "waiting: beyond the outbound range (12 months) — sent when it comes within range";
+        assert_eq!(state(far).await, beyond);
+        sync(&cal).await;
+        assert_eq!(state(far).await, beyond);
+        assert_eq!(store.outbox_len(t.id).await.unwrap(), 1);
+        // The range widened (as time passing would bring it in): it arrives.
+        set(pushing(24, false)).await;
+        sync(&cal).await;
+        assert!(subjects(&s, &me).await.contains(&"Far ahead".to_string()));
+        assert_eq!(state(far).await, "sent");
+        assert_eq!(store.outbox_len(t.id).await.unwrap(), 0);
+
+        // Deleted while deletes to Microsoft were off: not sent, even once they are on.
+        remove_event(store, t, parked).await.unwrap();
+        assert_eq!(state(parked).await, format!("not sent: {DELETES_OFF}"));
+        set(pushing(24, true)).await;
+        sync(&cal).await;
+        assert!(
+            subjects(&s, &me).await.contains(&"Parked".to_string()),
+            "the delete was decided when it was made"
+        );
+        assert_eq!(state(parked).await, format!("not sent: {DELETES_OFF}"));
+
+        // Deleted while they were on (and the user's Sync Events off): sent later, even after
+        // they were turned off.
+        store.set_sync_events(user_id, false).await.unwrap();
+        remove_event(store, t, far).await.unwrap();
+        assert_eq!(state(far).await, off);
+        set(pushing(24, false)).await;
+        store.set_sync_events(user_id, true).await.unwrap();
+        assert_eq!(state(far).await, "queued for Microsoft (next tick)");
+        sync(&cal).await;
+        assert!(!subjects(&s, &me).await.contains(&"Far ahead".to_string()));
+        assert_eq!(state(far).await, "sent");
         assert_eq!(store.outbox_len(t.id).await.unwrap(), 0);
         db.drop_db().await;
     }

@@ -673,3 +673,230 @@ async fn events_are_matched_and_unmatched_ones_kept_out_of_the_crm_until_they_ma
         db.drop_db().await;
     }
 }
+
+/// Declares the simulator's second tenant as tenant `second` of org `acme`: its app secret and
+/// every mailbox, each linked to a user of its own address.
+async fn declare_second(
+    store: &Store,
+    s: &TestSim,
+    settings: &TenantSettings,
+) -> (Tenant, Vec<String>) {
+    use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+    use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind};
+    let (ms_tenant, client_id, secret) = {
+        let w = s.sim.world.lock().unwrap();
+        let t = &w.tenants[1];
+        (
+            t.id.clone(),
+            t.apps[0].client_id.clone(),
+            t.apps[0].secrets[0].value.clone(),
+        )
+    };
+    let t = store
+        .upsert_tenant(&NewTenant {
+            org: "acme".into(),
+            name: "second".into(),
+            ms_tenant,
+            authority: s.base.clone(),
+            graph_url: s.graph.clone(),
+            client_id,
+            auth_mode: AuthMode::App,
+        })
+        .await
+        .unwrap();
+    store
+        .put_secret(t.id, SecretKind::ClientSecret, "sim", &secret)
+        .await
+        .unwrap();
+    store.set_settings(t.id, settings).await.unwrap();
+    let mut upns = Vec::new();
+    for mb in s.truth()["tenants"][1]["mailboxes"].as_array().unwrap() {
+        let upn = mb["upn"].as_str().unwrap();
+        let id = store
+            .upsert_mailbox(&NewMailbox {
+                tenant_id: t.id,
+                graph_id: upn.into(),
+                address: upn.into(),
+                display_name: upn.into(),
+                kind: MailboxKind::Person,
+            })
+            .await
+            .unwrap();
+        let user = store.upsert_user(t.id, upn, upn).await.unwrap();
+        store.link_mailbox(id, user).await.unwrap();
+        upns.push(upn.to_string());
+    }
+    (t, upns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_received_in_two_tenants_of_an_org_shows_once_on_the_timeline() {
+    use crate::admin_support::Admin;
+    use crate::roles::{Api, ADMIN};
+    use m365sync::service::{Service, ServiceOptions};
+    use m365sync::sync::stop::stop_pair;
+
+    for db in TestDb::both().await {
+        let s = TestSim::start(GenerateOptions {
+            tenants: 2,
+            users: 2,
+            shared: 0,
+            messages: 0,
+            events: 0,
+            ..GenerateOptions::default()
+        })
+        .await;
+        let a = Admin::new(db).await;
+        let store = &a.store;
+        let (alice, _) = people(&s);
+        let settings = TenantSettings {
+            commencement_ms: Some(0),
+            folders: vec!["inbox".into()],
+            ..TenantSettings::default()
+        };
+        let (main, _) = declare_with(store, &s, &settings).await;
+        let (second, upns) = declare_second(store, &s, &settings).await;
+        let other = upns[0].clone();
+        // One message to a mailbox in each tenant: the simulator delivers it to both, and each
+        // tenant's sync stores it as its own email (one per tenant, one correlation key).
+        s.ctl(
+            Method::POST,
+            "deliver",
+            json!({"from": "pat@client.example", "to": [alice, other],
+                   "subject": "Portfolio for both desks", "conversation_id": "conv-both"}),
+        )
+        .await;
+        deliver(
+            &s,
+            "pat@client.example",
+            &alice,
+            "Only for main",
+            "conv-main",
+        )
+        .await;
+        for t in [&main, &second] {
+            let report = run_tenant(&env(store), t, None, "manual").await.unwrap();
+            assert!(report.mailbox_errors.is_empty(), "{report:?}");
+        }
+        let in_main = emails_by_subject(&a.db, main.id).await;
+        let in_second = emails_by_subject(&a.db, second.id).await;
+        let copies = [
+            in_main["Portfolio for both desks"],
+            in_second["Portfolio for both desks"],
+        ];
+        assert_ne!(copies[0], copies[1], "one email record per tenant");
+        let pat = add_contact(
+            &a.db,
+            main.org_id,
+            "Pat",
+            Some("pat@client.example"),
+            None,
+            &[],
+        )
+        .await;
+        let report = match_now(store, "acme").await;
+        assert_eq!(report.failed, 0, "{report:?}");
+
+        // The store's timeline (what the CLI and the API read): the message once, listing both
+        // records and the mailbox of each tenant it reached.
+        let items = store.timeline(main.org_id, pat, None, 50).await.unwrap();
+        let subjects: Vec<&str> = items.iter().map(|i| i.subject.as_str()).collect();
+        assert_eq!(
+            subjects,
+            vec!["Only for main", "Portfolio for both desks"],
+            "{items:?}"
+        );
+        let both = &items[1];
+        assert_eq!(both.record_id, copies[0].min(copies[1]));
+        let mut records = both.records.clone();
+        records.sort();
+        let mut expected = copies.to_vec();
+        expected.sort();
+        assert_eq!(records, expected);
+        let seen: Vec<(String, String)> = both
+            .seen_in
+            .iter()
+            .map(|s| (s.tenant.clone(), s.mailbox.to_ascii_lowercase()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("main".to_string(), alice.to_ascii_lowercase()),
+                ("second".to_string(), other.to_ascii_lowercase())
+            ]
+        );
+        assert_eq!(items[0].records, vec![in_main["Only for main"]]);
+        // Paging one at a time meets each activity once.
+        let first = store.timeline(main.org_id, pat, None, 1).await.unwrap();
+        let rest = store
+            .timeline(
+                main.org_id,
+                pat,
+                Some((first[0].occurred_ms, first[0].record_id)),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.len() + rest.len(), 2, "{first:?} {rest:?}");
+
+        // The CLI: one line for the message, naming both tenants.
+        let r = a
+            .run(&["contact", "timeline", "--org", "acme", &pat.to_string()])
+            .await;
+        assert!(r.ok, "{}", r.all());
+        let lines: Vec<&str> = r
+            .stdout
+            .lines()
+            .filter(|l| l.contains("Portfolio for both desks"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{}", r.all());
+        assert!(
+            lines[0].contains("main/") && lines[0].contains("second/"),
+            "{}",
+            r.all()
+        );
+        let r = a
+            .run(&[
+                "contact",
+                "timeline",
+                "--org",
+                "acme",
+                &pat.to_string(),
+                "--json",
+            ])
+            .await;
+        assert_eq!(
+            r.json()["items"].as_array().unwrap().len(),
+            2,
+            "{}",
+            r.all()
+        );
+
+        // The API: the same.
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(store), opts, stop).await.unwrap();
+        let api = Api {
+            base: format!("http://{}", service.admin_addr.unwrap()),
+            http: reqwest::Client::new(),
+        };
+        let (st, body) = api
+            .call(
+                Method::GET,
+                &format!("/api/orgs/acme/contacts/{pat}/timeline"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2, "{body}");
+        assert_eq!(items[1]["records"].as_array().unwrap().len(), 2, "{body}");
+        assert_eq!(items[1]["seen_in"].as_array().unwrap().len(), 2, "{body}");
+        handle.stop();
+        service.wait().await;
+        a.finish().await;
+    }
+}

@@ -1,12 +1,14 @@
 //! `m365sync events ...`: CRM events (add, update, remove, list, deactivate), the calendar
 //! settings of an org or tenant (C1, C3, C4), a user's Sync Events switch (C2), and the
-//! calendar benchmark.
+//! calendar benchmark. Every edit answers where its change stands towards Microsoft, in the
+//! words of [`m365sync::outbound::status::PushState`].
 
 use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
 use m365sync::outbound::edits::{add_event, remove_event, update_event, EventChange, NewEvent};
+use m365sync::outbound::status::{external_id, push_state, push_states, record_view};
 use m365sync_store::events::{CalendarSettings, Direction};
 
 use super::admin::open;
@@ -24,7 +26,8 @@ fn on_off(v: &str) -> Result<bool, String> {
 pub enum EventsCommand {
     /// Create a CRM event in a user's calendar. When the tenant's direction pushes to
     /// Microsoft, it is queued for the user's primary mailbox (past and imported events never
-    /// are).
+    /// go); it waits while the user's Sync Events is off or while it is beyond the outbound
+    /// range, and the answer says so.
     Add {
         /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
         /// `tenant add`.
@@ -128,7 +131,8 @@ pub enum EventsCommand {
         #[arg(long)]
         show_as: Option<String>,
     },
-    /// Delete a CRM event (deleted in Microsoft too when deletes from the CRM are on).
+    /// Delete a CRM event (deleted in Microsoft too when deletes from the CRM are on at the
+    /// time of the delete; turning the setting on later does not send it).
     Remove {
         /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
         /// `tenant add`.
@@ -140,7 +144,9 @@ pub enum EventsCommand {
         /// The event's id (`events list`).
         id: i64,
     },
-    /// A tenant's events (of one user with --user), by start.
+    /// A tenant's events (of one user with --user), by start, with each one's External ID and
+    /// where its CRM change stands towards Microsoft (sent, queued, waiting and for what, not
+    /// sent and why).
     List {
         /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
         /// `tenant add`.
@@ -212,7 +218,8 @@ pub enum EventsCommand {
         #[arg(long)]
         outbound_months: Option<i64>,
     },
-    /// Turn a CRM user's Sync Events switch on or off: off, their calendar is not synced.
+    /// Turn a CRM user's Sync Events switch on or off: off, their calendar is not synced and
+    /// their CRM changes wait in the outbox; on, the next sync sends them.
     SyncEvents {
         /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
         /// `tenant add`.
@@ -242,22 +249,43 @@ fn day_or_time(text: &str) -> anyhow::Result<i64> {
         .timestamp_millis())
 }
 
-/// When an edit left a change for Microsoft in the outbox, makes the tenant's run due now: a
-/// running service sends it within a scheduler tick instead of at the tenant's cadence.
+/// Says where an edit's change stands towards Microsoft (sent, queued, waiting and for what,
+/// or not sent and why); when it is queued, makes the tenant's run due now, so a running
+/// service sends it within a scheduler tick instead of at the tenant's cadence.
 async fn push_soon(
     store: &m365sync_store::Store,
     tenant: &m365sync_store::tenants::Tenant,
     event_id: i64,
 ) -> anyhow::Result<()> {
-    let Some(user_id) = store.event(event_id).await?.user_id else {
-        return Ok(());
-    };
-    if store.outbox_holds(user_id, event_id).await? {
+    let ev = store.event(event_id).await?;
+    let state = push_state(store, &ev).await?;
+    if state.is_queued() {
         store.request_run(tenant.id).await?;
         println!(
-            "queued for Microsoft: a running service sends it at its next tick (without one: `m365sync sync run --org {} --tenant {}`)",
+            "{state}: a running service sends it at its next tick (without one: `m365sync sync run --org {} --tenant {}`)",
             tenant.org, tenant.name
         );
+    } else {
+        println!("{state}");
+    }
+    Ok(())
+}
+
+/// After a change that may let waiting outbox rows go (Sync Events on, a wider outbound range,
+/// a direction that pushes), makes the runs of the tenants holding rows due now and says so.
+async fn release_waiting(
+    store: &m365sync_store::Store,
+    tenants: &[m365sync_store::tenants::Tenant],
+) -> anyhow::Result<()> {
+    for t in tenants {
+        let n = store.outbox_len(t.id).await?;
+        if n > 0 {
+            store.request_run(t.id).await?;
+            println!(
+                "tenant {}: {n} change(s) in the outbox are examined again at the next sync (`m365sync events list --org {} --tenant {}` shows each one's state)",
+                t.name, t.org, t.name
+            );
+        }
     }
     Ok(())
 }
@@ -375,29 +403,47 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                 None => None,
             };
             let events = store.events(t.id, user_id, deleted).await?;
+            let states = push_states(&store, &t, &events).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&events)?);
+                let items: Vec<serde_json::Value> = events
+                    .iter()
+                    .zip(&states)
+                    .map(|(e, state)| {
+                        let mut v = serde_json::to_value(e).unwrap_or_default();
+                        v["record"] = record_view(e);
+                        v["external_id"] = external_id(e).into();
+                        v["push"] = serde_json::json!({
+                            "state": state.word(),
+                            "message": state.to_string(),
+                        });
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
             } else {
                 println!(
-                    "{:>6}  {:<20}  {:<8}  {:<9}  {:<9}  subject",
-                    "id", "start (UTC)", "origin", "status", "kind"
+                    "{:>6}  {:<20}  {:<8}  {:<9}  {:<9}  {:<40}  {:<32}  push",
+                    "id", "start (UTC)", "origin", "status", "kind", "subject", "external id"
                 );
-                for e in events {
+                for (e, state) in events.into_iter().zip(states) {
                     let start = match &e.start_date {
                         Some(d) => format!("{d} (all day)"),
                         None => chrono::DateTime::from_timestamp_millis(e.start_ms)
                             .map(|d| d.format("%Y-%m-%d %H:%M").to_string())
                             .unwrap_or_default(),
                     };
+                    let subject =
+                        format!("{}{}", e.subject, if e.deleted { " (deleted)" } else { "" });
                     println!(
-                        "{:>6}  {:<20}  {:<8}  {:<9}  {:<9}  {}{}",
+                        "{:>6}  {:<20}  {:<8}  {:<9}  {:<9}  {:<40}  {:<32}  {}",
                         e.id,
                         start,
                         e.origin,
                         e.sync_status,
                         e.kind,
-                        e.subject,
-                        if e.deleted { " (deleted)" } else { "" }
+                        subject,
+                        external_id(&e).unwrap_or_else(|| "-".into()),
+                        state
                     );
                 }
             }
@@ -470,6 +516,11 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                 eprintln!("warning: {w} (`events add --send-invitations`)");
             }
             println!("{}", serde_json::to_string_pretty(&s)?);
+            let tenants = match &tenant {
+                Some(name) => vec![store.tenant(&org, name).await?],
+                None => store.tenants(Some(&org)).await?,
+            };
+            release_waiting(&store, &tenants).await?;
         }
         EventsCommand::SyncEvents {
             org,
@@ -484,6 +535,17 @@ pub async fn run(config: Option<&Path>, cmd: EventsCommand) -> anyhow::Result<()
                 .with_context(|| format!("tenant {tenant}: no CRM user '{user}'"))?;
             store.set_sync_events(user_id, on).await?;
             println!("{user}: Sync Events {}", if on { "on" } else { "off" });
+            let waiting = store.outbox_len_for_user(user_id).await?;
+            if on && waiting > 0 {
+                store.request_run(t.id).await?;
+                println!(
+                    "{waiting} change(s) of {user}'s events waited for Sync Events: a running service sends them at its next tick (without one: `m365sync sync run --org {org} --tenant {tenant}`)"
+                );
+            } else if waiting > 0 {
+                println!(
+                    "{waiting} change(s) of {user}'s events wait in the outbox until Sync Events is on again"
+                );
+            }
         }
     }
     Ok(())

@@ -254,7 +254,8 @@ pub async fn run_review(config: Option<&Path>, cmd: ReviewCommand) -> anyhow::Re
     }
 }
 
-/// `m365sync contact timeline ID`: the contact's emails (and events), newest first.
+/// `m365sync contact timeline ID`: the contact's emails (and events), newest first; a message
+/// received in several tenants of the org is one line, naming every tenant and mailbox.
 pub async fn timeline(
     config: Option<&Path>,
     org: &str,
@@ -284,18 +285,26 @@ pub async fn timeline(
         return Ok(());
     }
     println!(
-        "{:<6} {:<8} {:<17} {:<32} {:<15} SUBJECT",
-        "KIND", "ID", "WHEN", "FROM", "LINKED BY"
+        "{:<6} {:<8} {:<17} {:<32} {:<15} {:<40} SEEN IN (TENANT/MAILBOX)",
+        "KIND", "ID", "WHEN", "FROM", "LINKED BY", "SUBJECT"
     );
     for i in &items {
+        // One line per activity: a message the org's tenants each stored is shown once, with
+        // every tenant and mailbox it reached.
+        let seen: Vec<String> = i
+            .seen_in
+            .iter()
+            .map(|s| format!("{}/{}", s.tenant, s.mailbox))
+            .collect();
         println!(
-            "{:<6} {:<8} {:<17} {:<32} {:<15} {}",
+            "{:<6} {:<8} {:<17} {:<32} {:<15} {:<40} {}",
             serde_json::to_value(i.kind)?.as_str().unwrap_or(""),
             i.record_id,
             when(i.occurred_ms),
             i.from,
             i.field,
-            i.subject
+            i.subject,
+            seen.join(", ")
         );
     }
     if let Some(last) = items.last() {

@@ -180,6 +180,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0007_mail_outbox.sql"),
     ),
     (
+        8,
+        "calendar_outbox",
+        include_str!("../migrations/sqlite/0008_calendar_outbox.sql"),
+        include_str!("../migrations/postgres/0008_calendar_outbox.sql"),
+    ),
+    (
         9,
         "run_figures",
         include_str!("../migrations/sqlite/0009_run_figures.sql"),

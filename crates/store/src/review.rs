@@ -33,6 +33,21 @@ pub struct TimelineItem {
     pub source: String,
     /// Why, in the plugin's (or the admin's) words.
     pub reason: String,
+    /// Every stored record this entry stands for, `record_id` first. The same message received
+    /// in mailboxes of several tenants of the org is one email per tenant (emails are unique
+    /// per tenant on their correlation key); the timeline shows it once and lists them here.
+    pub records: Vec<i64>,
+    /// Where it was seen: each tenant and mailbox holding a copy (tenant, then mailbox order).
+    pub seen_in: Vec<SeenIn>,
+}
+
+/// One mailbox an activity on a timeline was seen in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct SeenIn {
+    /// The tenant's name within the org.
+    pub tenant: String,
+    /// The mailbox's address.
+    pub mailbox: String,
 }
 
 /// Where a timeline page starts: strictly older than this (occurred_ms, record id).
@@ -106,7 +121,10 @@ impl Store {
         Ok(row.try_get("entity_id")?)
     }
 
-    /// A contact's activities, newest first, `limit` at a time from `before`.
+    /// A contact's activities, newest first, `limit` at a time from `before`. An email the
+    /// org's tenants each stored (one record per tenant, one correlation key) is one entry: the
+    /// lowest email id among those linked to the contact stands for the others, which are
+    /// listed in its `records`, with every tenant and mailbox it was seen in (`seen_in`).
     pub async fn timeline(
         &self,
         org_id: i64,
@@ -125,6 +143,9 @@ impl Store {
                  LEFT JOIN emails e ON a.kind = 'email' AND e.id = a.record_id
                  LEFT JOIN events ev ON a.kind = 'event' AND ev.id = a.record_id
              WHERE a.contact_id = $1 AND (ev.id IS NULL OR ev.deleted = 0) AND (a.occurred_ms < $2 OR (a.occurred_ms = $2 AND a.record_id < $3))
+               AND NOT EXISTS (SELECT 1 FROM emails e2 CROSS JOIN activity_matches a2
+                   WHERE e.id IS NOT NULL AND e2.org_id = e.org_id AND e2.correlation_key = e.correlation_key
+                     AND e2.id < e.id AND a2.kind = 'email' AND a2.record_id = e2.id AND a2.contact_id = a.contact_id)
              ORDER BY a.occurred_ms DESC, a.record_id DESC LIMIT $4",
         )
         .bind(contact_id)
@@ -133,7 +154,8 @@ impl Store {
         .bind(limit.clamp(1, 1000))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
+        let mut items = rows
+            .iter()
             .map(|r| {
                 let kind: String = r.try_get("kind")?;
                 Ok(TimelineItem {
@@ -149,9 +171,81 @@ impl Store {
                     field: r.try_get("field")?,
                     source: r.try_get("source")?,
                     reason: r.try_get("reason")?,
+                    records: Vec::new(),
+                    seen_in: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.timeline_copies(&mut items).await?;
+        Ok(items)
+    }
+
+    /// Fills each timeline entry's `records` and `seen_in`: for an email, every email of the
+    /// org with its correlation key and their mailboxes; for an event, its own mailbox.
+    async fn timeline_copies(&self, items: &mut [TimelineItem]) -> Result<(), StoreError> {
+        let b = self.backend();
+        let ids = |kind: ActivityKind| -> Vec<i64> {
+            items
+                .iter()
+                .filter(|i| i.kind == kind)
+                .map(|i| i.record_id)
+                .collect()
+        };
+        let (emails, events) = (ids(ActivityKind::Email), ids(ActivityKind::Event));
+        // (kind is email, representative id) -> copies and mailboxes.
+        let mut copies: std::collections::HashMap<(bool, i64), (BTreeSet<i64>, BTreeSet<SeenIn>)> =
+            std::collections::HashMap::new();
+        for chunk in emails.chunks(500) {
+            let sql = format!(
+                "SELECT r.id AS rep, e2.id AS copy, t.name AS tenant, m.address AS mailbox
+                 FROM emails r CROSS JOIN emails e2 CROSS JOIN email_mailboxes em CROSS JOIN mailboxes m CROSS JOIN tenants t
+                 WHERE r.id IN ({}) AND e2.org_id = r.org_id AND e2.correlation_key = r.correlation_key
+                   AND em.email_id = e2.id AND em.removed = 0 AND m.id = em.mailbox_id AND t.id = e2.tenant_id",
+                in_list(b, 1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                let entry = copies.entry((true, r.try_get("rep")?)).or_default();
+                entry.0.insert(r.try_get("copy")?);
+                entry.1.insert(SeenIn {
+                    tenant: r.try_get("tenant")?,
+                    mailbox: r.try_get("mailbox")?,
+                });
+            }
+        }
+        for chunk in events.chunks(500) {
+            let sql = format!(
+                "SELECT ev.id AS rep, t.name AS tenant, m.address AS mailbox
+                 FROM events ev CROSS JOIN mailboxes m CROSS JOIN tenants t
+                 WHERE ev.id IN ({}) AND m.id = ev.mailbox_id AND t.id = ev.tenant_id",
+                in_list(b, 1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(self.pool()).await? {
+                let rep: i64 = r.try_get("rep")?;
+                let entry = copies.entry((false, rep)).or_default();
+                entry.0.insert(rep);
+                entry.1.insert(SeenIn {
+                    tenant: r.try_get("tenant")?,
+                    mailbox: r.try_get("mailbox")?,
+                });
+            }
+        }
+        for item in items.iter_mut() {
+            let key = (item.kind == ActivityKind::Email, item.record_id);
+            let (ids, seen) = copies.remove(&key).unwrap_or_default();
+            item.records = std::iter::once(item.record_id)
+                .chain(ids.into_iter().filter(|id| *id != item.record_id))
+                .collect();
+            item.seen_in = seen.into_iter().collect();
+        }
+        Ok(())
     }
 
     /// A user's review list: emails of their mailboxes that the matching job linked to

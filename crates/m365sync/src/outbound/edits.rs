@@ -1,14 +1,18 @@
 //! CRM-side event edits (C5): create, change and delete a user's CRM event, each stored with
-//! its outbox row in one transaction when the tenant's direction pushes to Microsoft and the
-//! user's Sync Events switch is on. Imported events are stored but never queued.
+//! its outbox row in one transaction when the tenant's direction pushes to Microsoft. A row of
+//! a user whose Sync Events is off is queued all the same and waits (C2): it goes when the
+//! switch turns on. A delete is queued only when deletes from the CRM are on at the delete
+//! (C3), and the push honours that decision whatever the setting says by then. Imported events
+//! are stored but never queued. Whatever is not queued says why ([`Outbound::NotSent`]).
 
 use chrono::{NaiveDate, Utc};
 
 use m365sync_plugin::bindings::types::{AttendeeStatus, CrmAttendee, CrmEvent, ShowTimeAs};
-use m365sync_store::events::{EventAddress, StoredEvent};
+use m365sync_store::events::{EventAddress, Outbound, StoredEvent};
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};
 
+use super::status::DELETES_OFF;
 use crate::sync::calendar::convert::{fields_with, ms_of, rfc3339};
 
 /// Why a CRM edit was refused.
@@ -215,10 +219,24 @@ fn organizer(email: &str) -> Vec<EventAddress> {
     }]
 }
 
-/// True when the tenant's direction pushes and the user syncs events: edits are queued.
-async fn pushes(store: &Store, tenant: &Tenant, user_id: i64) -> Result<bool, StoreError> {
+/// Whether an edit is queued for Microsoft, decided now from the tenant's settings: the
+/// direction must push, and a delete needs deletes from the CRM on (the setting at the delete
+/// is what counts). The user's Sync Events switch does not decide it: a row of a user who does
+/// not sync events waits for the switch.
+async fn decide(
+    store: &Store,
+    tenant: &Tenant,
+    delete: bool,
+) -> Result<Outbound<'static>, StoreError> {
     let settings = store.calendar_settings(tenant.org_id, tenant.id).await?;
-    Ok(settings.direction.pushes() && store.calendar_user(user_id).await?.sync_events)
+    Ok(if !settings.direction.pushes() {
+        // to_crm is the one direction that does not push.
+        Outbound::NotSent("the calendar direction is to_crm, which does not push to Microsoft")
+    } else if delete && !settings.delete_from_crm {
+        Outbound::NotSent(DELETES_OFF)
+    } else {
+        Outbound::Queue
+    })
 }
 
 /// Creates a CRM event in `user_email`'s calendar; returns its id.
@@ -273,7 +291,7 @@ pub async fn add_event(
     check_span(&crm)?;
     let fields = fields_with(&crm, organizer(user_email)).map_err(CrmEditError::Invalid)?;
     let user = store.calendar_user(user_id).await?;
-    let outbox = pushes(store, tenant, user_id).await?;
+    let outbound = decide(store, tenant, false).await?;
     Ok(store
         .create_crm_event(
             tenant.id,
@@ -282,7 +300,7 @@ pub async fn add_event(
             &fields,
             e.imported,
             e.send_invitations,
-            outbox,
+            outbound,
         )
         .await?)
 }
@@ -374,12 +392,9 @@ pub async fn update_event(
     if organizer_address.is_empty() {
         fields.addresses.retain(|a| a.role != "organizer");
     }
-    let outbox = match ev.user_id {
-        Some(u) => pushes(store, tenant, u).await?,
-        None => false,
-    };
+    let outbound = decide(store, tenant, false).await?;
     store
-        .update_crm_event(event_id, &fields, &changed, c.send_invitations, outbox)
+        .update_crm_event(event_id, &fields, &changed, c.send_invitations, outbound)
         .await?;
     Ok(store.event(event_id).await?)
 }
@@ -390,12 +405,9 @@ pub async fn remove_event(
     tenant: &Tenant,
     event_id: i64,
 ) -> Result<(), CrmEditError> {
-    let ev = tenant_event(store, tenant, event_id).await?;
-    let outbox = match ev.user_id {
-        Some(u) => pushes(store, tenant, u).await?,
-        None => false,
-    };
-    store.remove_crm_event(event_id, outbox).await?;
+    tenant_event(store, tenant, event_id).await?;
+    let outbound = decide(store, tenant, true).await?;
+    store.remove_crm_event(event_id, outbound).await?;
     Ok(())
 }
 

@@ -8,9 +8,12 @@
 //! ```
 //!
 //! [`edits`] is the CRM side's create, change and delete of a user's event, each with its
-//! outbox row in the same transaction when the tenant's direction pushes and the user syncs
-//! events (C1, C2, C5); [`push`] drains a user's outbox into Graph writes during their primary
-//! mailbox's work, after the calendar's pull (so Microsoft wins a conflict). The conversions
+//! outbox row in the same transaction when the tenant's direction pushes (C1, C5; a delete only
+//! when deletes from the CRM are on at that moment, C3); [`push`] drains a user's outbox into
+//! Graph writes during their primary mailbox's work, after the calendar's pull (so Microsoft
+//! wins a conflict); [`status`] says where each change stands (sent, queued, waiting for the
+//! user's Sync Events or the outbound range, or not sent and why), for the push, the CLI and
+//! the API alike. The conversions
 //! both directions share are [`crate::sync::calendar::convert`]'s.
 //!
 //! [`mail`] is email sent from the CRM through a linked mailbox (E15): an outbox of its own
@@ -19,6 +22,7 @@
 pub mod edits;
 pub mod mail;
 pub mod push;
+pub mod status;
 
 use m365sync_store::events::Direction;
 

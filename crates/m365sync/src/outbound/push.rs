@@ -4,10 +4,13 @@
 //! The rows of one event are folded into one write of its current state: a POST with a
 //! `transactionId` (remembered before the POST, so a create whose answer was lost is adopted by
 //! the next pull instead of made twice), a PATCH of just the changed fields, or a DELETE when
-//! deletes from the CRM are on (C3). Nothing is pushed for imported events, for events outside
-//! [now, now + the outbound range] (past events never go to Microsoft, C4), for Inactive ones,
-//! or when the direction does not push. The changeKey Graph answers is stored with the event,
-//! so the pull recognises our own write when it comes back and nothing loops.
+//! the delete was queued (deletes from the CRM were on at the delete, C3). Each event's rows
+//! are first judged by [`super::status::classify`]: rows beyond the outbound range (or of a
+//! user whose Sync Events is off) stay and are looked at again by every pass; rows that can
+//! never go (past events, C4; imported, Inactive, the direction no longer pushes) are resolved
+//! without a write, the reason kept on the event. The changeKey Graph answers is stored with
+//! the event, so the pull recognises our own write when it comes back and nothing loops; a
+//! create also gives the CRM record its External ID (C8), the id Microsoft answered.
 //!
 //! Attendees go to Microsoft only when the event's "send invitations" switch is on (C9):
 //! Exchange emails every attendee it is given.
@@ -22,6 +25,8 @@ use crate::sync::stop::StopSignal;
 use m365sync_graph::GraphError;
 use m365sync_plugin::bindings::types::{CrmEvent, ShowTimeAs};
 use m365sync_store::events::{CalendarSettings, OutboxRow, PushResult, StoredEvent};
+
+use super::status::{classify, Verdict};
 use m365sync_store::schedule::Lease;
 use m365sync_store::{now_ms, Store};
 
@@ -58,9 +63,12 @@ pub struct PushCounts {
     pub updated: u64,
     /// Events deleted from Microsoft (DELETE).
     pub deleted: u64,
-    /// Rows dropped without a write: past, beyond the range, imported, Inactive, direction,
-    /// deletes from the CRM off, or never in Microsoft.
+    /// Rows resolved without a write (the reason kept on the event): past, imported,
+    /// Inactive, the direction, deleted while deletes from the CRM were off, never in
+    /// Microsoft, or nothing Microsoft keeps changed.
     pub skipped: u64,
+    /// Events whose rows stay in the outbox for a later pass: beyond the outbound range.
+    pub waiting: u64,
     /// Writes Graph refused for the event alone; kept and tried again.
     pub failed: u64,
 }
@@ -71,19 +79,17 @@ impl std::ops::AddAssign for PushCounts {
         self.updated += o.updated;
         self.deleted += o.deleted;
         self.skipped += o.skipped;
+        self.waiting += o.waiting;
         self.failed += o.failed;
     }
-}
-
-/// Months as milliseconds, a month counted as 30.44 days.
-fn months_ms(months: i64) -> i64 {
-    months * 2_629_800_000
 }
 
 /// The rows of one event folded: the newest row's id, the operations and the changed fields.
 struct Folded {
     upto: i64,
     created: bool,
+    /// A delete was queued: deletes from the CRM were on when the event was deleted.
+    delete: bool,
     fields: Vec<String>,
 }
 
@@ -93,10 +99,12 @@ fn fold(rows: Vec<OutboxRow>) -> BTreeMap<i64, Folded> {
         let f = by_event.entry(r.event_id).or_insert(Folded {
             upto: r.id,
             created: false,
+            delete: false,
             fields: Vec::new(),
         });
         f.upto = f.upto.max(r.id);
         f.created |= r.op == "create";
+        f.delete |= r.op == "delete";
         for field in r.fields {
             if !f.fields.contains(&field) {
                 f.fields.push(field);
@@ -110,18 +118,34 @@ fn fold(rows: Vec<OutboxRow>) -> BTreeMap<i64, Folded> {
 pub async fn push_outbox(job: &PushJob<'_>) -> Result<PushCounts, SyncError> {
     let mut counts = PushCounts::default();
     let rows = job.store.outbox_for_user(job.user_id).await?;
+    if rows.is_empty() {
+        return Ok(counts);
+    }
+    let user = job.store.calendar_user(job.user_id).await?;
     for (event_id, folded) in fold(rows) {
         if job.stop.is_stopping() {
             return Err(SyncError::Stopped);
         }
         let ev = job.store.event(event_id).await?;
-        match push_one(job, &ev, &folded).await {
-            Ok(Some(method)) if method == Method::POST => counts.created += 1,
-            Ok(Some(method)) if method == Method::DELETE => counts.deleted += 1,
-            Ok(Some(_)) => counts.updated += 1,
-            Ok(None) => {
+        match classify(&ev, job.settings, &user, folded.delete, now_ms()) {
+            Verdict::Push => {}
+            Verdict::Wait(_) => {
+                counts.waiting += 1;
+                continue;
+            }
+            Verdict::Drop(why) => {
                 counts.skipped += 1;
-                job.store.drop_outbox(event_id, folded.upto).await?;
+                job.store.drop_outbox(event_id, folded.upto, &why).await?;
+                continue;
+            }
+        }
+        match push_one(job, &ev, &folded).await {
+            Ok(Ok(method)) if method == Method::POST => counts.created += 1,
+            Ok(Ok(method)) if method == Method::DELETE => counts.deleted += 1,
+            Ok(Ok(_)) => counts.updated += 1,
+            Ok(Err(why)) => {
+                counts.skipped += 1;
+                job.store.drop_outbox(event_id, folded.upto, why).await?;
             }
             Err(PushError::Event(e)) => {
                 counts.failed += 1;
@@ -155,50 +179,29 @@ fn graph_failure(e: GraphError) -> PushError {
     }
 }
 
-/// Why an event's rows are dropped unpushed, or `None` when it may be pushed.
-pub fn not_pushed(ev: &StoredEvent, settings: &CalendarSettings, now: i64) -> Option<&'static str> {
-    if !settings.direction.pushes() {
-        return Some("the calendar direction does not push to Microsoft");
-    }
-    if ev.imported {
-        return Some("imported events are never pushed");
-    }
-    if ev.sync_status == "inactive" {
-        return Some("the event is Inactive");
-    }
-    if ev.start_ms < now {
-        return Some("past events are never pushed");
-    }
-    if ev.start_ms > now + months_ms(settings.outbound_months) {
-        return Some("beyond the outbound range");
-    }
-    None
-}
-
-/// Writes one event; `Ok(None)` when it is not to be pushed.
+/// Writes one event that [`classify`] lets go; `Ok(Err(why))` when there turns out to be
+/// nothing to write, and why.
 async fn push_one(
     job: &PushJob<'_>,
     ev: &StoredEvent,
     folded: &Folded,
-) -> Result<Option<Method>, PushError> {
-    if not_pushed(ev, job.settings, now_ms()).is_some() {
-        return Ok(None);
-    }
+) -> Result<Result<Method, &'static str>, PushError> {
     if ev.graph_id.is_some() && ev.mailbox_id.is_some_and(|m| m != job.mailbox_id) {
         // In another mailbox than the user's primary one now: not ours to write.
-        return Ok(None);
+        return Ok(Err(
+            "it is in another mailbox than its user's primary one, which the push writes to",
+        ));
     }
     let lease = job.lease.map(|l| (l, job.mailbox_id));
     let crm: CrmEvent = serde_json::from_str(&ev.record)
         .map_err(|e| PushError::Event(format!("event {}: unreadable record: {e}", ev.id)))?;
     let base = format!("users/{}/events", enc(job.mailbox_graph_id));
     if ev.deleted {
+        // `classify` let it through: a delete was queued (deletes from the CRM were on at the
+        // delete) and Microsoft has the event.
         let Some(graph_id) = &ev.graph_id else {
-            return Ok(None);
+            return Ok(Err("it never reached Microsoft"));
         };
-        if !job.settings.delete_from_crm {
-            return Ok(None);
-        }
         match job
             .client
             .send(
@@ -222,11 +225,12 @@ async fn push_one(
                     change_key: None,
                     transaction_id: None,
                     version: ev.crm_version,
+                    record: None,
                 },
                 lease,
             )
             .await?;
-        return Ok(Some(Method::DELETE));
+        return Ok(Ok(Method::DELETE));
     }
     let (method, url, body, transaction_id) = match &ev.graph_id {
         None => {
@@ -247,7 +251,9 @@ async fn push_one(
                 (!folded.created && !folded.fields.is_empty()).then_some(&folded.fields[..]);
             let body = graph_body(&crm, fields, ev.send_invitations);
             if body.is_empty() {
-                return Ok(None);
+                return Ok(Err(
+                    "nothing Microsoft keeps changed (attendees go only with \"send invitations\" on)",
+                ));
             }
             (Method::PATCH, format!("{base}/{}", enc(id)), body, None)
         }
@@ -271,21 +277,33 @@ async fn push_one(
         }
         Err(e) => return Err(graph_failure(e)),
     };
+    let graph_id = answer["id"].as_str().map(str::to_string);
+    // C8's External ID is the event's Graph id, as pulled events carry it: a create gives the
+    // CRM record the id Microsoft answered.
+    let record = match &graph_id {
+        Some(id) if crm.external_id != *id => {
+            let mut crm = crm.clone();
+            crm.external_id = id.clone();
+            serde_json::to_string(&crm).ok()
+        }
+        _ => None,
+    };
     job.store
         .finish_push(
             ev.id,
             folded.upto,
             &PushResult {
-                graph_id: answer["id"].as_str().map(str::to_string),
+                graph_id,
                 mailbox_id: Some(job.mailbox_id),
                 change_key: change_key(&answer),
                 transaction_id,
                 version: ev.crm_version,
+                record,
             },
             lease,
         )
         .await?;
-    Ok(Some(method))
+    Ok(Ok(method))
 }
 
 fn enc(s: &str) -> String {

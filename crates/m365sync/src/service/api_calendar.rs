@@ -10,7 +10,7 @@
 //! with no poller of its own. Events are found by id only within the path's tenant (and, for a
 //! user, their own calendar); any other id answers 404 like a missing one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use chrono::SecondsFormat;
@@ -22,6 +22,7 @@ use crate::outbound::edits::{
     add_event, present, remove_event, update_event, CrmEditError, EventChange, NewEvent,
 };
 use crate::outbound::invitation_warning;
+use crate::outbound::status::{external_id, push_state, push_states, record_view, PushState};
 use m365sync_store::events::EventWindow;
 use m365sync_store::events::{CalendarSettings, Direction, StoredEvent};
 use m365sync_store::tenants::Tenant;
@@ -131,7 +132,9 @@ pub(super) async fn org_route(
     match (method, rest) {
         (&Method::GET, ["calendar", "settings"]) => ok(settings_answer(store, org_id, None).await?),
         (&Method::PUT, ["calendar", "settings"]) => {
-            ok(put_settings(store, org_id, None, body).await?)
+            let answer = put_settings(store, org_id, None, body).await?;
+            release_waiting(store, &store.tenants(Some(org)).await?).await?;
+            ok(answer)
         }
         (&Method::GET, ["tenants", tenant, "calendar", "settings"]) => {
             let t = store.tenant(org, tenant).await?;
@@ -139,14 +142,25 @@ pub(super) async fn org_route(
         }
         (&Method::PUT, ["tenants", tenant, "calendar", "settings"]) => {
             let t = store.tenant(org, tenant).await?;
-            ok(put_settings(store, org_id, Some(t.id), body).await?)
+            let answer = put_settings(store, org_id, Some(t.id), body).await?;
+            release_waiting(store, std::slice::from_ref(&t)).await?;
+            ok(answer)
         }
         (&Method::PUT, ["tenants", tenant, "users", user, "sync-events"]) => {
             let t = store.tenant(org, tenant).await?;
             let user_id = known_user(store, &t, user).await?;
             let r: SwitchRequest = parse_json(body, "{\"on\": true|false}")?;
             store.set_sync_events(user_id, r.on).await?;
-            ok(json!({ "user": user.to_ascii_lowercase(), "sync_events": r.on }))
+            // Changes that waited for the switch go at the service's next tick.
+            let waiting = store.outbox_len_for_user(user_id).await?;
+            if r.on && waiting > 0 {
+                store.request_run(t.id).await?;
+            }
+            ok(json!({
+                "user": user.to_ascii_lowercase(),
+                "sync_events": r.on,
+                "outbox": waiting,
+            }))
         }
         (&Method::GET, ["tenants", tenant, "users", user, "events"]) => {
             let t = store.tenant(org, tenant).await?;
@@ -210,11 +224,8 @@ async fn by_id(
 ) -> Handled {
     match *method {
         Method::GET => {
-            let queued = match ev.user_id {
-                Some(u) => store.outbox_holds(u, ev.id).await?,
-                None => false,
-            };
-            ok(event_view(store, t, &ev, queued).await?)
+            let state = push_state(store, &ev).await?;
+            ok(event_view(store, t, &ev, &state).await?)
         }
         Method::PATCH => {
             // Only what is given changes (and only that is pushed).
@@ -225,13 +236,17 @@ async fn by_id(
             let updated = update_event(store, t, ev.id, &change)
                 .await
                 .map_err(edit_error)?;
-            let queued = push_soon(store, t, &updated).await?;
-            ok(event_view(store, t, &updated, queued).await?)
+            let state = push_soon(store, t, &updated).await?;
+            ok(event_view(store, t, &updated, &state).await?)
         }
         Method::DELETE => {
             remove_event(store, t, ev.id).await.map_err(edit_error)?;
-            let queued = push_soon(store, t, &ev).await?;
-            ok(json!({ "removed": ev.id, "queued": queued }))
+            let state = push_soon(store, t, &store.event(ev.id).await?).await?;
+            ok(json!({
+                "removed": ev.id,
+                "queued": state.is_queued(),
+                "push": push_view(&state),
+            }))
         }
         _ => Err(no_endpoint()),
     }
@@ -293,25 +308,39 @@ async fn create(store: &Store, t: &Tenant, user: &str, body: &Bytes) -> Handled 
     };
     let event = add_event(store, t, user, &new).await.map_err(edit_error)?;
     let ev = store.event(event).await?;
-    let queued = push_soon(store, t, &ev).await?;
+    let state = push_soon(store, t, &ev).await?;
     Ok((
         StatusCode::CREATED,
-        event_view(store, t, &ev, queued).await?,
+        event_view(store, t, &ev, &state).await?,
     ))
 }
 
-/// When the edit of `ev` left a change in its user's outbox, makes the tenant's next run due
-/// now, so the service pushes it at its next scheduler tick instead of at the tenant's cadence.
-/// Returns whether a change waits.
-async fn push_soon(store: &Store, t: &Tenant, ev: &StoredEvent) -> Result<bool, StoreError> {
-    let Some(user_id) = ev.user_id else {
-        return Ok(false);
-    };
-    let queued = store.outbox_holds(user_id, ev.id).await?;
-    if queued {
+/// Where the edit of `ev` stands towards Microsoft; when it is queued (nothing holds it),
+/// makes the tenant's next run due now, so the service pushes it at its next scheduler tick
+/// instead of at the tenant's cadence. A change that waits (Sync Events off, beyond the
+/// outbound range) or will not be sent asks for no run.
+async fn push_soon(store: &Store, t: &Tenant, ev: &StoredEvent) -> Result<PushState, StoreError> {
+    let state = push_state(store, ev).await?;
+    if state.is_queued() {
         store.request_run(t.id).await?;
     }
-    Ok(queued)
+    Ok(state)
+}
+
+/// After a settings change that may let waiting rows go (a wider outbound range, a direction
+/// that pushes), makes the runs of the tenants holding outbox rows due now.
+async fn release_waiting(store: &Store, tenants: &[Tenant]) -> Result<(), StoreError> {
+    for t in tenants {
+        if store.outbox_len(t.id).await? > 0 {
+            store.request_run(t.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A push state as the API answers it: the state's word and the sentence users read.
+fn push_view(state: &PushState) -> Value {
+    json!({ "state": state.word(), "message": state.to_string() })
 }
 
 /// A page of a user's events: `?from=&to=` (a date or epoch ms; events starting in
@@ -350,16 +379,12 @@ async fn list(
     let next = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| format!("{}:{}", e.start_ms, e.id)))
         .flatten();
-    // One read of the user's outbox (drained at every sync of theirs) rather than one per event.
-    let waiting: HashSet<i64> = store
-        .outbox_for_user(user_id)
-        .await?
-        .into_iter()
-        .map(|r| r.event_id)
-        .collect();
+    // One read of the tenant's outbox and settings rather than one per event.
+    let states = push_states(store, t, &events).await?;
     let items: Vec<Value> = events
         .iter()
-        .map(|ev| view(t, ev, Some(email), waiting.contains(&ev.id)))
+        .zip(&states)
+        .map(|(ev, state)| view(t, ev, Some(email), state))
         .collect();
     Ok(json!({ "items": items, "next": next }))
 }
@@ -370,16 +395,19 @@ async fn event_view(
     store: &Store,
     t: &Tenant,
     ev: &StoredEvent,
-    queued: bool,
+    state: &PushState,
 ) -> Result<Value, StoreError> {
     let user = match ev.user_id {
         Some(u) => Some(store.calendar_user(u).await?.email),
         None => None,
     };
-    Ok(view(t, ev, user.as_deref(), queued))
+    Ok(view(t, ev, user.as_deref(), state))
 }
 
-fn view(t: &Tenant, ev: &StoredEvent, user: Option<&str>, queued: bool) -> Value {
+/// `queued` is true only when the next push sends the change; `push` says where it stands
+/// (sent, queued, waiting and for what, not sent and why); `external_id` is C8's External ID,
+/// the event's Graph id once Microsoft has it.
+fn view(t: &Tenant, ev: &StoredEvent, user: Option<&str>, state: &PushState) -> Value {
     let time = |ms: i64, date: &Option<String>| match date {
         Some(d) if ev.all_day => Value::from(d.clone()),
         _ => chrono::DateTime::from_timestamp_millis(ms)
@@ -399,10 +427,12 @@ fn view(t: &Tenant, ev: &StoredEvent, user: Option<&str>, queued: bool) -> Value
         "send_invitations": ev.send_invitations,
         "sync_status": ev.sync_status,
         "in_microsoft": ev.graph_id.is_some(),
-        "queued": queued,
+        "external_id": external_id(ev),
+        "queued": state.is_queued(),
+        "push": push_view(state),
         "crm_version": ev.crm_version,
         "synced_version": ev.synced_version,
-        "record": serde_json::from_str::<Value>(&ev.record).unwrap_or(Value::Null),
+        "record": record_view(ev),
     })
 }
 

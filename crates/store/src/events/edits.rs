@@ -77,6 +77,18 @@ async fn insert_event(
     Ok(id)
 }
 
+/// An edit's decision for an existing event: imported events and events of no user are never
+/// queued, whatever the settings.
+fn outbound_of<'a>(old: &StoredEvent, outbound: Outbound<'a>) -> Outbound<'a> {
+    if old.imported {
+        Outbound::NotSent("imported events are never pushed")
+    } else if old.user_id.is_none() {
+        Outbound::NotSent("the event is in no CRM user's calendar")
+    } else {
+        outbound
+    }
+}
+
 /// The columns of a new event beyond its fields.
 struct Insert<'a> {
     graph_id: Option<&'a str>,
@@ -93,9 +105,28 @@ struct Insert<'a> {
     decided_by: &'a str,
 }
 
+/// Records the edit's decision on the event: a queued change clears an earlier "not sent"
+/// note, a change that will not be sent says why.
+async fn note(
+    tx: &mut Transaction<'_, Any>,
+    event_id: i64,
+    outbound: Outbound<'_>,
+) -> Result<(), StoreError> {
+    let why = match outbound {
+        Outbound::Queue => None,
+        Outbound::NotSent(why) => Some(why),
+    };
+    sqlx::query("UPDATE events SET push_note = $1 WHERE id = $2")
+        .bind(why)
+        .bind(event_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
-    /// Creates a CRM event for a user (C5); with `outbox`, the push is queued in the same
-    /// transaction. Returns the event's id.
+    /// Creates a CRM event for a user (C5); with [`Outbound::Queue`], the push is queued in
+    /// the same transaction (never for an imported event). Returns the event's id.
     #[allow(clippy::too_many_arguments)]
     pub async fn create_crm_event(
         &self,
@@ -105,7 +136,7 @@ impl Store {
         fields: &EventFields,
         imported: bool,
         send_invitations: bool,
-        outbox: bool,
+        outbound: Outbound<'_>,
     ) -> Result<i64, StoreError> {
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
@@ -137,22 +168,28 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        if outbox && !imported {
+        let outbound = match (imported, outbound) {
+            (true, _) => Outbound::NotSent("imported events are never pushed"),
+            (false, o) => o,
+        };
+        if outbound == Outbound::Queue {
             queue_outbox(&mut tx, id, tenant_id, user_id, "create", &[], now).await?;
         }
+        note(&mut tx, id, outbound).await?;
         tx.commit().await?;
         Ok(id)
     }
 
     /// Changes a CRM event: its fields, and which of them changed (`changed`, pushed as a
-    /// PATCH of just those); with `outbox`, the push is queued in the same transaction.
+    /// PATCH of just those); with [`Outbound::Queue`], the push is queued in the same
+    /// transaction.
     pub async fn update_crm_event(
         &self,
         event_id: i64,
         fields: &EventFields,
         changed: &[String],
         send_invitations: Option<bool>,
-        outbox: bool,
+        outbound: Outbound<'_>,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         let old = self.event(event_id).await?;
@@ -170,27 +207,33 @@ impl Store {
         .bind(event_id)
         .execute(&mut *tx)
         .await?;
-        if outbox && !old.imported {
-            if let Some(user_id) = old.user_id {
-                queue_outbox(
-                    &mut tx,
-                    event_id,
-                    old.tenant_id,
-                    user_id,
-                    "update",
-                    changed,
-                    now,
-                )
-                .await?;
-            }
+        let outbound = outbound_of(&old, outbound);
+        if let (Outbound::Queue, Some(user_id)) = (outbound, old.user_id) {
+            queue_outbox(
+                &mut tx,
+                event_id,
+                old.tenant_id,
+                user_id,
+                "update",
+                changed,
+                now,
+            )
+            .await?;
         }
+        note(&mut tx, event_id, outbound).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Deletes a CRM event (kept as a tombstone so Microsoft's later news of it is ignored);
-    /// with `outbox`, the delete in Microsoft is queued in the same transaction.
-    pub async fn remove_crm_event(&self, event_id: i64, outbox: bool) -> Result<(), StoreError> {
+    /// with [`Outbound::Queue`], the delete in Microsoft is queued in the same transaction, and
+    /// the push sends it whatever the settings say by then: the decision (deletes from the CRM
+    /// on or off) is the one made at the delete.
+    pub async fn remove_crm_event(
+        &self,
+        event_id: i64,
+        outbound: Outbound<'_>,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let old = self.event(event_id).await?;
         if old.deleted {
@@ -204,20 +247,20 @@ impl Store {
         .bind(event_id)
         .execute(&mut *tx)
         .await?;
-        if outbox && !old.imported {
-            if let Some(user_id) = old.user_id {
-                queue_outbox(
-                    &mut tx,
-                    event_id,
-                    old.tenant_id,
-                    user_id,
-                    "delete",
-                    &[],
-                    now,
-                )
-                .await?;
-            }
+        let outbound = outbound_of(&old, outbound);
+        if let (Outbound::Queue, Some(user_id)) = (outbound, old.user_id) {
+            queue_outbox(
+                &mut tx,
+                event_id,
+                old.tenant_id,
+                user_id,
+                "delete",
+                &[],
+                now,
+            )
+            .await?;
         }
+        note(&mut tx, event_id, outbound).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -193,15 +193,18 @@ pub struct PulledEvent {
     pub decided_by: String,
 }
 
-/// A series master: its pattern as text ("Recurring in M365").
+/// A series master: its pattern as readable text ("Recurring in M365") and as Graph gave it.
 #[derive(Debug, Clone)]
 pub struct SeriesRecord {
     /// The master's Graph id.
     pub graph_id: String,
     /// The series' subject.
     pub subject: String,
-    /// The pattern as text.
+    /// The pattern as readable English ("Every 2 weeks on Monday and Wednesday, until 30 June
+    /// 2027"): what users see.
     pub recurrence: String,
+    /// Graph's `recurrence` JSON, for code that needs the pattern itself.
+    pub pattern: String,
 }
 
 /// Everything one calendar delta page changes.
@@ -314,6 +317,21 @@ pub struct StoredEvent {
     pub cancelled: bool,
     /// True when deleted (kept as a tombstone for the sync).
     pub deleted: bool,
+    /// Why its last CRM change was resolved without reaching Microsoft (decided at the edit,
+    /// such as a delete while deletes from the CRM were off, or by the push, such as an event
+    /// that became past while it waited); `None` once a change is sent or while one waits.
+    pub push_note: Option<String>,
+}
+
+/// Whether a CRM edit goes to Microsoft, decided when the edit is made (C5): queued (it may
+/// still wait in the outbox, for the user's Sync Events or the outbound range), or not, with
+/// why. A delete's decision captures the "deletes from the CRM" setting of that moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound<'a> {
+    /// An outbox row is written in the edit's transaction.
+    Queue,
+    /// No row: the reason is kept on the event (`push_note`) for `events list` and the API.
+    NotSent(&'a str),
 }
 
 /// A CRM change owed to Microsoft.
@@ -329,6 +347,8 @@ pub struct OutboxRow {
     pub fields: Vec<String>,
     /// How many pushes of it failed.
     pub attempts: i64,
+    /// What Graph answered to the last failed push, if one failed.
+    pub last_error: Option<String>,
 }
 
 /// What Graph answered to a push.
@@ -344,6 +364,9 @@ pub struct PushResult {
     pub transaction_id: Option<String>,
     /// The CRM version the push carried.
     pub version: i64,
+    /// The CRM record with what Microsoft gave it (its External ID after a create); `None`
+    /// keeps the stored one.
+    pub record: Option<String>,
 }
 
 /// A CRM user's calendar switches.

@@ -29,27 +29,52 @@ pub(crate) async fn queue_outbox(
     Ok(())
 }
 
+fn outbox_row(r: &sqlx::any::AnyRow) -> Result<OutboxRow, StoreError> {
+    let fields: String = r.try_get("fields")?;
+    Ok(OutboxRow {
+        id: r.try_get("id")?,
+        event_id: r.try_get("event_id")?,
+        op: r.try_get("op")?,
+        fields: serde_json::from_str(&fields).unwrap_or_default(),
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
+
 impl Store {
     /// A user's CRM changes owed to Microsoft, oldest first.
     pub async fn outbox_for_user(&self, user_id: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, event_id, op, fields, attempts FROM event_outbox WHERE user_id = $1 ORDER BY id",
+            "SELECT id, event_id, op, fields, attempts, last_error FROM event_outbox WHERE user_id = $1 ORDER BY id",
         )
         .bind(user_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let fields: String = r.try_get("fields")?;
-                Ok(OutboxRow {
-                    id: r.try_get("id")?,
-                    event_id: r.try_get("event_id")?,
-                    op: r.try_get("op")?,
-                    fields: serde_json::from_str(&fields).unwrap_or_default(),
-                    attempts: r.try_get("attempts")?,
-                })
-            })
-            .collect()
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// A tenant's CRM changes owed to Microsoft, oldest first: one read for a listing's push
+    /// states.
+    pub async fn outbox_for_tenant(&self, tenant_id: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, op, fields, attempts, last_error FROM event_outbox WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(outbox_row).collect()
+    }
+
+    /// One event's CRM changes owed to Microsoft, oldest first: what its push state is read
+    /// from.
+    pub async fn outbox_for_event(&self, event_id: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, op, fields, attempts, last_error FROM event_outbox WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(event_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(outbox_row).collect()
     }
 
     /// How many outbox rows a tenant has.
@@ -81,7 +106,8 @@ impl Store {
         sqlx::query(
             "UPDATE events SET graph_id = COALESCE($1, graph_id), mailbox_id = COALESCE($2, mailbox_id),
                  change_key = COALESCE($3, change_key), transaction_id = COALESCE($4, transaction_id),
-                 synced_version = $5, sync_status = 'active', updated_ms = $6 WHERE id = $7",
+                 synced_version = $5, sync_status = 'active', updated_ms = $6, record = COALESCE($7, record),
+                 push_note = NULL WHERE id = $8",
         )
         .bind(result.graph_id.as_deref())
         .bind(result.mailbox_id)
@@ -89,6 +115,7 @@ impl Store {
         .bind(result.transaction_id.as_deref())
         .bind(result.version)
         .bind(now)
+        .bind(result.record.as_deref())
         .bind(event_id)
         .execute(&mut *tx)
         .await?;
@@ -118,15 +145,36 @@ impl Store {
         Ok(())
     }
 
-    /// Drops an event's outbox rows up to `upto` without pushing (past, out of range,
-    /// imported, or the direction no longer pushes).
-    pub async fn drop_outbox(&self, event_id: i64, upto: i64) -> Result<(), StoreError> {
+    /// Resolves an event's outbox rows up to `upto` without a write, and records why on the
+    /// event (`push_note`, what `events list` and the API show as "not sent: ..."): it became
+    /// past, the direction no longer pushes, it was deleted while deletes from the CRM were
+    /// off, it is Inactive, or nothing Microsoft keeps changed. One transaction.
+    pub async fn drop_outbox(&self, event_id: i64, upto: i64, why: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM event_outbox WHERE event_id = $1 AND id <= $2")
             .bind(event_id)
             .bind(upto)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("UPDATE events SET push_note = $1 WHERE id = $2")
+            .bind(why)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// How many outbox rows of a user's wait (any reason): what turning their Sync Events on
+    /// will let the next push examine.
+    pub async fn outbox_len_for_user(&self, user_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM event_outbox WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(self.pool())
+                .await?
+                .try_get("n")?,
+        )
     }
 
     /// Records a failed push attempt on an event's outbox rows; they are tried again.
@@ -145,18 +193,5 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
-    }
-
-    /// True when a change of `event_id` waits in its user's outbox: the edit will reach
-    /// Microsoft at the user's next mailbox sync, so the caller asks for that sync now.
-    pub async fn outbox_holds(&self, user_id: i64, event_id: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "SELECT 1 AS queued FROM event_outbox WHERE user_id = $1 AND event_id = $2 LIMIT 1",
-        )
-        .bind(user_id)
-        .bind(event_id)
-        .fetch_optional(self.pool())
-        .await?
-        .is_some())
     }
 }

@@ -396,10 +396,10 @@ async fn write_series(
     last.sort_unstable();
     for chunk in last.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO event_series (mailbox_id, graph_id, subject, recurrence, updated_ms) VALUES {}
+            "INSERT INTO event_series (mailbox_id, graph_id, subject, recurrence, pattern, updated_ms) VALUES {}
              ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET subject = excluded.subject, recurrence = excluded.recurrence,
-                 updated_ms = excluded.updated_ms",
-            value_rows(backend, chunk.len(), 5)
+                 pattern = excluded.pattern, updated_ms = excluded.updated_ms",
+            value_rows(backend, chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql);
         for &i in chunk {
@@ -409,6 +409,7 @@ async fn write_series(
                 .bind(&s.graph_id)
                 .bind(&s.subject)
                 .bind(&s.recurrence)
+                .bind(&s.pattern)
                 .bind(now);
         }
         q.execute(&mut **tx).await?;

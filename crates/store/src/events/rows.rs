@@ -6,7 +6,7 @@ use sqlx::{Any, Row, Transaction};
 use super::*;
 use crate::StoreError;
 
-pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, user_id, mailbox_id, graph_id, series_graph_id, kind, subject, start_ms, end_ms, all_day, start_date, end_date, record, origin, imported, send_invitations, sync_status, change_key, transaction_id, crm_version, synced_version, cancelled, deleted";
+pub(crate) const EVENT_COLUMNS: &str = "id, tenant_id, user_id, mailbox_id, graph_id, series_graph_id, kind, subject, start_ms, end_ms, all_day, start_date, end_date, record, origin, imported, send_invitations, sync_status, change_key, transaction_id, crm_version, synced_version, cancelled, deleted, push_note";
 
 pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent, StoreError> {
     let flag = |name: &str| -> Result<bool, StoreError> { Ok(r.try_get::<i64, _>(name)? != 0) };
@@ -35,6 +35,7 @@ pub(crate) fn event_from_row(r: &sqlx::any::AnyRow) -> Result<StoredEvent, Store
         synced_version: r.try_get("synced_version")?,
         cancelled: flag("cancelled")?,
         deleted: flag("deleted")?,
+        push_note: r.try_get("push_note")?,
     })
 }
 

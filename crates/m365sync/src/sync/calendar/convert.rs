@@ -154,7 +154,8 @@ impl<'a> GraphEvent<'a> {
 }
 
 /// The contract's event for a Graph event (a single, an exception, or an occurrence over its
-/// master); `recurrence` is the series' pattern text, when it recurs.
+/// master); `recurrence` is the series' pattern as readable text (C8's "Recurring in M365",
+/// [`super::recurrence::describe`]), when it recurs.
 pub fn event_from_graph(
     e: GraphEvent<'_>,
     mailbox: &str,
@@ -245,11 +246,7 @@ pub fn event_from_graph(
         attendees,
         location: s(&e.field("location")["displayName"]),
         locations,
-        recurrence: recurrence.or_else(|| {
-            Some(e.field("recurrence"))
-                .filter(|r| r.is_object())
-                .map(Value::to_string)
-        }),
+        recurrence: recurrence.or_else(|| super::recurrence::describe(e.field("recurrence"))),
         sensitivity: sensitivity(e.field("sensitivity")),
         reminder_minutes_before_start: e
             .field("reminderMinutesBeforeStart")

@@ -15,6 +15,7 @@
 
 pub mod convert;
 pub mod pull;
+pub mod recurrence;
 pub mod rooms;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -125,7 +126,7 @@ pub async fn sync_calendar(
         counts.pull = pull::pull_calendar(&job).await?;
     }
     // The outbox is drained whatever the direction: rows the direction no longer pushes are
-    // dropped rather than kept forever.
+    // resolved (and say so) rather than kept forever; rows beyond the range stay and wait.
     let job = push::PushJob {
         store,
         client: &ctx.client,
@@ -146,9 +147,9 @@ pub async fn sync_calendar(
             Some(mailbox.id),
             "info",
             &format!(
-                "calendar {}: {} read, {} new, {} updated, {} unchanged, {} excluded, {} deleted, {} kept after removal in Microsoft, {} conflicts (Microsoft's version kept), {} failed; pushed {} created, {} updated, {} deleted, {} not pushed, {} refused",
+                "calendar {}: {} read, {} new, {} updated, {} unchanged, {} excluded, {} deleted, {} kept after removal in Microsoft, {} conflicts (Microsoft's version kept), {} failed; pushed {} created, {} updated, {} deleted, {} not pushed, {} waiting, {} refused",
                 mailbox.address, p.processed, s.inserted, s.updated, s.unchanged, p.excluded, s.deleted, s.detached, s.conflicts, p.failed,
-                q.created, q.updated, q.deleted, q.skipped, q.failed
+                q.created, q.updated, q.deleted, q.skipped, q.waiting, q.failed
             ),
         )
         .await?;

@@ -201,7 +201,10 @@ impl PageSink for CalendarPages<'_, '_> {
 /// M365" text, made once for all of them.
 struct Master {
     json: Value,
+    /// The readable text ([`super::recurrence::describe`]).
     recurrence: Option<String>,
+    /// Graph's `recurrence` JSON, kept with the series for code that needs the pattern.
+    pattern: Option<String>,
 }
 
 /// The series masters met in one pass, by Graph id (`None`: gone).
@@ -226,7 +229,8 @@ async fn master(
         .await
     {
         Ok(json) => Some(Arc::new(Master {
-            recurrence: json
+            recurrence: json.get("recurrence").and_then(super::recurrence::describe),
+            pattern: json
                 .get("recurrence")
                 .filter(|r| r.is_object())
                 .map(Value::to_string),
@@ -322,6 +326,7 @@ async fn process_page(
                                 graph_id: mid.clone(),
                                 subject: m.json["subject"].as_str().unwrap_or_default().to_string(),
                                 recurrence: r.clone(),
+                                pattern: m.pattern.clone().unwrap_or_default(),
                             });
                     }
                     Some(m)
