@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::GraphError;
+use crate::{GraphError, RequestIds};
 
 /// The byte range one PUT carries: 10 × 320 KiB (3,276,800 bytes), under the 4 MiB cap.
 pub const CHUNK_BYTES: usize = 10 * 320 * 1024;
@@ -32,8 +32,16 @@ pub async fn put_range(
     let mut tries = 0;
     loop {
         tries += 1;
+        // Each PUT is a request Microsoft support may be asked about: it carries its own
+        // client-request-id, and the answer's request-id is kept for the error.
+        let mut ids = RequestIds {
+            client_request_id: crate::new_client_request_id(),
+            request_id: None,
+        };
         let resp = http
             .put(url)
+            .header("client-request-id", &ids.client_request_id)
+            .header("return-client-request-id", "true")
             .header("Content-Range", format!("bytes {first}-{last}/{total}"))
             .header("Content-Type", "application/octet-stream")
             .body(bytes.to_vec())
@@ -42,6 +50,11 @@ pub async fn put_range(
         let (status, text) = match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
+                ids.request_id = r
+                    .headers()
+                    .get("request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 (status, r.text().await.unwrap_or_default())
             }
             Err(e) => (0, format!("network: {e}")),
@@ -58,6 +71,7 @@ pub async fn put_range(
                     status,
                     attempts: tries,
                     message: format!("upload of bytes {first}-{last}/{total}: {text}"),
+                    ids: Box::new(ids),
                 })
             }
             _ => {
@@ -73,6 +87,7 @@ pub async fn put_range(
                         "upload of bytes {first}-{last}/{total} refused: {}",
                         text.chars().take(300).collect::<String>()
                     ),
+                    ids: Box::new(ids),
                 });
             }
         }
