@@ -41,9 +41,25 @@ async fn throttling_storms_and_revoked_tokens_end_with_all_mail_and_no_breach() 
                 }
             })
         };
-        let report = run_tenant(&env(&db.store), &tenant, None, "manual")
+        let mut report = run_tenant(&env(&db.store), &tenant, None, "manual")
             .await
             .unwrap();
+        // At 27% of requests failing, a mailbox can meet 8 failed attempts in a row (about one
+        // request in 30,000): it then says so, as an error naming Graph's answer, and the next
+        // run (the scheduler's, or a retry) carries on from its cursors. What must never
+        // happen is a run that says nothing while mail is missing, or a second run that is
+        // still short.
+        if !report.mailbox_errors.is_empty() {
+            for (mailbox, error) in &report.mailbox_errors {
+                assert!(
+                    error.contains("after 8 attempts"),
+                    "{mailbox}: not an exhausted retry: {error}"
+                );
+            }
+            report = run_tenant(&env(&db.store), &tenant, None, "retry")
+                .await
+                .unwrap();
+        }
         revoker.abort();
         assert!(
             report.mailbox_errors.is_empty(),
