@@ -112,14 +112,7 @@ pub fn add_attachment(ctx: &Ctx, world: &mut World, key: u64) -> GraphResult {
             a.odata_type
         )));
     }
-    let bytes = STANDARD
-        .decode(a.content_bytes.unwrap_or_default())
-        .map_err(|_| {
-            GraphError::bad_request(format!(
-                "Attachment '{}' has contentBytes that are not base64.",
-                a.name
-            ))
-        })?;
+    let bytes = crate::mail::decode_content_bytes(&a.name, a.content_bytes.unwrap_or_default())?;
     if bytes.len() > INLINE_ATTACHMENT_MAX {
         return Err(too_large(format!(
             "The attachment '{}' is {} bytes; attachments over 3 MB must be uploaded through an upload session (createUploadSession).",

@@ -895,14 +895,7 @@ fn build_content(
                 a.odata_type
             )));
         }
-        let bytes = STANDARD
-            .decode(a.content_bytes.unwrap_or_default())
-            .map_err(|_| {
-                GraphError::bad_request(format!(
-                    "Attachment '{}' has contentBytes that are not base64.",
-                    a.name
-                ))
-            })?;
+        let bytes = decode_content_bytes(&a.name, a.content_bytes.unwrap_or_default())?;
         attachments.push(Attachment {
             id: format!("AAMkAtt{seq:x}_{i}"),
             name: a.name,
@@ -1120,4 +1113,14 @@ pub fn deliver_everywhere(
         });
     }
     Ok(copies)
+}
+
+/// An attachment's `contentBytes` (base64) as bytes, or Graph's 400 naming the attachment:
+/// shared by sendMail's inline attachments and a draft's added ones.
+pub(crate) fn decode_content_bytes(name: &str, base64: String) -> Result<Vec<u8>, GraphError> {
+    STANDARD.decode(base64).map_err(|_| {
+        GraphError::bad_request(format!(
+            "Attachment '{name}' has contentBytes that are not base64."
+        ))
+    })
 }
