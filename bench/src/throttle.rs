@@ -37,6 +37,10 @@ pub struct ThrottleOptions {
     pub windows: u64,
     /// Requests in flight for the tenant (the product's `max_concurrency` setting).
     pub tenant_concurrency: i64,
+    /// The tenant's `mailbox_budget` set to the simulator's budget (scaled to 10 minutes), so
+    /// the client paces itself to it; false sets it far above, so the client only reacts to
+    /// 429s.
+    pub paced: bool,
 }
 
 impl Default for ThrottleOptions {
@@ -50,6 +54,7 @@ impl Default for ThrottleOptions {
             concurrency: 4,
             windows: 2,
             tenant_concurrency: 64,
+            paced: true,
         }
     }
 }
@@ -97,7 +102,7 @@ pub async fn run(
     let tenants = host.tenants().await?;
     let db = BenchDb::create(DbKind::Sqlite, "throttle", work, &opts.postgres).await?;
     let store = db.open().await?;
-    declare(
+    let tenant = declare(
         &store,
         &host.base_url,
         &tenants[0],
@@ -109,6 +114,20 @@ pub async fn run(
         },
     )
     .await?;
+    // The client paces to the budget it is told; the simulator's is scaled down from Outlook's.
+    let mut settings = store
+        .settings(tenant.id)
+        .await
+        .map_err(|e| BenchError::Setup(format!("tenant throttle: {e}")))?;
+    settings.mailbox_budget = if t.paced {
+        (t.limit * 600 / t.window_secs.max(1)) as i64
+    } else {
+        1_000_000
+    };
+    store
+        .set_settings(tenant.id, &settings)
+        .await
+        .map_err(|e| BenchError::Setup(format!("tenant throttle: {e}")))?;
     store.close().await;
     host.set_throttle(t.window_secs, t.limit, t.concurrency)
         .await?;

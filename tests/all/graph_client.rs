@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use m365sync_graph::delta::initial_url;
 use m365sync_graph::{
-    http_client, AppCredentials, AuthError, ClientConfig, GraphClient, GraphError, TokenCache,
+    http_client, AppCredentials, AuthError, Budget, ClientConfig, GraphClient, GraphError,
+    TokenCache,
 };
 use reqwest::Method;
 use serde_json::json;
@@ -26,6 +27,10 @@ fn creds(s: &TestSim, secrets: Vec<String>) -> AppCredentials {
 }
 
 pub fn client(s: &TestSim, secrets: Vec<String>) -> GraphClient {
+    paced_client(s, secrets, Some(Budget::OUTLOOK))
+}
+
+fn paced_client(s: &TestSim, secrets: Vec<String>, budget: Option<Budget>) -> GraphClient {
     let http = http_client(None).unwrap();
     let tokens = Arc::new(TokenCache::new(creds(s, secrets), http.clone()));
     GraphClient::new(
@@ -34,6 +39,7 @@ pub fn client(s: &TestSim, secrets: Vec<String>) -> GraphClient {
         ClientConfig {
             graph_url: s.graph.clone(),
             base_backoff: Duration::from_millis(20),
+            mailbox_budget: budget,
             ..ClientConfig::default()
         },
     )
@@ -247,6 +253,59 @@ async fn a_full_round_survives_a_storm_without_a_violation() {
     assert!(
         stats["injected_429"].as_u64().unwrap() > 0 && c.stats().retries > 0,
         "the storm happened: {stats}"
+    );
+}
+
+/// A backlog three times a mailbox's budget: a client paced to the budget spreads it over the
+/// windows and is refused (almost) never, where one that only reacts to 429s is refused every
+/// window; both finish with every message.
+#[tokio::test]
+async fn a_client_paced_to_the_mailbox_budget_is_not_refused_where_an_unpaced_one_is() {
+    let s = TestSim::start(small()).await;
+    let (window_secs, limit) = (2u64, 40u64);
+    s.ctl(
+        Method::PUT,
+        "throttle",
+        json!({"window_secs": window_secs, "limit": limit, "concurrency": 4}),
+    )
+    .await;
+    let budget = Budget {
+        requests: limit as u32,
+        window: Duration::from_secs(window_secs),
+    };
+    let mut refused = Vec::new();
+    for (i, budget) in [Some(budget), None].into_iter().enumerate() {
+        let c = paced_client(&s, vec![s.secret.clone()], budget);
+        // A mailbox of its own per client, so the two budgets do not mix.
+        let mb = s.mailbox(i + 1);
+        let upn = mb["upn"].as_str().unwrap().to_string();
+        let before = s.ctl(Method::GET, "stats", json!({})).await;
+        let mut requests = 0;
+        let mut got = HashSet::new();
+        // Three budgets' worth of pages (40 per window): one-message pages of the inbox, again
+        // and again.
+        while requests < 3 * limit {
+            let (ids, _) = full_round(&c, &upn, "inbox", 1).await;
+            requests += ids.len() as u64 + 1;
+            got.extend(ids);
+        }
+        let after = s.ctl(Method::GET, "stats", json!({})).await;
+        let truth: HashSet<String> = mb["folders"]["inbox"]["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, truth, "client {i} read every message");
+        let n = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+        refused.push(n("throttled_budget"));
+    }
+    // One request on the wire at a window's edge may land in the next window: at most one a
+    // window, three windows.
+    assert!(refused[0] <= 3, "paced client refused {} times", refused[0]);
+    assert!(
+        refused[1] >= 2 && refused[1] > refused[0],
+        "an unpaced client is refused every window: {refused:?}"
     );
 }
 

@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// throttle: delta page size.
     #[arg(long, default_value_t = ThrottleOptions::default().page_size)]
     throttle_page_size: i64,
+    /// throttle: the client's own pacing off (the tenant's mailbox budget set far above the
+    /// simulator's), to compare with a client that only reacts to 429s.
+    #[arg(long)]
+    throttle_unpaced: bool,
     /// swap: mailboxes.
     #[arg(long, default_value_t = SwapOptions::default().mailboxes)]
     swap_mailboxes: usize,
@@ -239,6 +243,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             concurrency: args.throttle_concurrency,
             windows: args.throttle_windows,
             tenant_concurrency: args.throttle_tenant_concurrency,
+            paced: !args.throttle_unpaced,
         },
         swap: SwapOptions {
             mailboxes: args.swap_mailboxes,

@@ -255,6 +255,10 @@ pub struct SettingsArgs {
     /// Failures after which a record is parked (1 to 100).
     #[arg(long)]
     failure_attempts: Option<i64>,
+    /// Graph requests per mailbox per 10 minutes the client spreads its requests over (10 to
+    /// 1000000; Outlook allows 10000, the default).
+    #[arg(long)]
+    mailbox_budget: Option<i64>,
     /// Print the settings as JSON.
     #[arg(long)]
     json: bool,
@@ -313,6 +317,7 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
         page_size: a.page_size,
         max_concurrency: a.max_concurrency,
         failure_attempts: a.failure_attempts,
+        mailbox_budget: a.mailbox_budget,
     };
     let s = if change.is_empty() {
         store.settings(t.id).await?
@@ -344,6 +349,10 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
     println!("page_size             {}", s.page_size);
     println!("max_concurrency       {}", s.max_concurrency);
     println!("failure_attempts      {}", s.failure_attempts);
+    println!(
+        "mailbox_budget        {} requests per 10 minutes",
+        s.mailbox_budget
+    );
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use super::auth::TokenCache;
+use super::pace::{Budget, MailboxPace};
 
 /// 401 answers in a row (each after a token renewal) one request accepts before the 401 is its
 /// error: a token revoked now and then is renewed, one refused however fresh is a real failure.
@@ -37,6 +38,11 @@ pub struct ClientConfig {
     /// The longest backoff step, however many attempts came before (a `Retry-After` from
     /// Graph is waited out as given).
     pub max_backoff: Duration,
+    /// The request budget per mailbox the client spreads its requests over ([`pace`]); `None`
+    /// sends as fast as the slots allow and relies on `Retry-After` alone.
+    ///
+    /// [`pace`]: crate::pace
+    pub mailbox_budget: Option<Budget>,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +54,7 @@ impl Default for ClientConfig {
             max_attempts: 8,
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(60),
+            mailbox_budget: Some(Budget::OUTLOOK),
         }
     }
 }
@@ -102,9 +109,16 @@ pub struct GraphClient {
     tokens: Arc<TokenCache>,
     cfg: ClientConfig,
     tenant_slots: Arc<Semaphore>,
-    mailbox_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    mailboxes: Mutex<HashMap<String, Arc<MailboxGate>>>,
     /// The counters, updated as requests go; [`GraphClient::stats()`] copies them.
     pub stats: ClientStats,
+}
+
+/// What every request for one mailbox passes: a slot among the few in flight, then its turn
+/// in the mailbox's pacing.
+struct MailboxGate {
+    slots: Arc<Semaphore>,
+    pace: MailboxPace,
 }
 
 /// Turns a 2xx answer's `Content-Type` and body into a result, or says why to ask again.
@@ -162,7 +176,7 @@ impl GraphClient {
             tokens,
             tenant_slots: Arc::new(Semaphore::new(cfg.per_tenant.max(1))),
             cfg,
-            mailbox_slots: Mutex::new(HashMap::new()),
+            mailboxes: Mutex::new(HashMap::new()),
             stats: ClientStats::default(),
         }
     }
@@ -186,11 +200,17 @@ impl GraphClient {
         }
     }
 
-    fn mailbox_slot(&self, mailbox: &str) -> Arc<Semaphore> {
-        let mut slots = self.mailbox_slots.lock().expect("slots lock");
-        slots
+    fn mailbox(&self, mailbox: &str) -> Arc<MailboxGate> {
+        let mut gates = self.mailboxes.lock().expect("mailboxes lock");
+        gates
             .entry(mailbox.to_ascii_lowercase())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_mailbox.max(1))))
+            .or_insert_with(|| {
+                let burst = self.cfg.per_mailbox.max(1);
+                Arc::new(MailboxGate {
+                    slots: Arc::new(Semaphore::new(burst)),
+                    pace: MailboxPace::new(self.cfg.mailbox_budget),
+                })
+            })
             .clone()
     }
 
@@ -291,6 +311,12 @@ impl GraphClient {
                     ids,
                 } => {
                     last = (status, message, ids);
+                    if let (Some(after), 429) = (after, status) {
+                        // A 429 is about the app and mailbox (its budget or its requests in
+                        // flight): hold back the mailbox's other requests too. A 503 is
+                        // Graph's own trouble and waits only for itself.
+                        self.mailbox(mailbox).pace.pause(after);
+                    }
                     // Sleep with no slot held, so other work for the mailbox can go on.
                     tokio::time::sleep(after.unwrap_or_else(|| self.backoff(attempt))).await;
                     attempt += 1;
@@ -315,14 +341,19 @@ impl GraphClient {
         renewals: &mut u32,
         accept: &Accept<T>,
     ) -> Attempt<T> {
-        let _tenant = self
-            .tenant_slots
+        // The mailbox's slot first, then its turn in the pacing (holding only that mailbox's
+        // slot while it waits), then a slot of the tenant's, held only while the request runs.
+        let gate = self.mailbox(mailbox);
+        let _mailbox = gate
+            .slots
             .clone()
             .acquire_owned()
             .await
             .expect("semaphore never closes");
-        let _mailbox = self
-            .mailbox_slot(mailbox)
+        gate.pace.wait_turn().await;
+        let _tenant = self
+            .tenant_slots
+            .clone()
             .acquire_owned()
             .await
             .expect("semaphore never closes");

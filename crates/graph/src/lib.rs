@@ -1,6 +1,6 @@
 //! The Microsoft Graph client: tokens per tenant ([`auth`], built from the store by the
 //! product's `credentials` module; delegated consent through [`authorize`]), requests with Outlook-aware
-//! throttling and retries ([`client`]), and delta paging ([`delta`]). Errors ([`error`]) say
+//! throttling and retries ([`client`]) paced to the mailbox budget ([`pace`]), and delta paging ([`delta`]). Errors ([`error`]) say
 //! which tenant or mailbox failed and what to do.
 
 pub mod auth;
@@ -9,11 +9,13 @@ pub mod client;
 pub mod delta;
 pub mod error;
 pub mod folders;
+pub mod pace;
 pub mod upload;
 
 pub use auth::{AppCredentials, DelegatedCredentials, TokenCache};
 pub use client::{ClientConfig, GraphClient, RawBody};
 pub use error::{AuthError, GraphError, RequestIds};
+pub use pace::Budget;
 
 /// An HTTP client for Graph and the identity platform. It trusts the operating system's root
 /// certificates (read at start from the platform's store: on Linux the `ca-certificates`

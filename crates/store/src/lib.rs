@@ -197,6 +197,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_plugin_installs.sql"),
         include_str!("../migrations/postgres/0012_plugin_installs.sql"),
     ),
+    (
+        15,
+        "mailbox_budget",
+        include_str!("../migrations/sqlite/0015_mailbox_budget.sql"),
+        include_str!("../migrations/postgres/0015_mailbox_budget.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

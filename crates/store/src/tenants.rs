@@ -107,6 +107,18 @@ pub struct TenantSettings {
     /// Attempts after which a record a stage keeps failing on is parked: kept and listed, but
     /// retried only when an admin asks (`m365sync failures retry`).
     pub failure_attempts: i64,
+    /// Graph requests per mailbox per 10 minutes the client spreads its requests over:
+    /// Outlook's budget per app and mailbox is 10,000. Lower it when something else in the
+    /// firm calls Graph for the same mailboxes with the same app.
+    #[serde(default = "default_mailbox_budget")]
+    pub mailbox_budget: i64,
+}
+
+/// Outlook's request budget per app and mailbox per 10 minutes.
+pub const OUTLOOK_MAILBOX_BUDGET: i64 = 10_000;
+
+fn default_mailbox_budget() -> i64 {
+    OUTLOOK_MAILBOX_BUDGET
 }
 
 /// The folders a tenant syncs by default: all of them (`folders = ["*"]`).
@@ -138,6 +150,7 @@ impl Default for TenantSettings {
             page_size: 100,
             max_concurrency: 8,
             failure_attempts: 5,
+            mailbox_budget: OUTLOOK_MAILBOX_BUDGET,
         }
     }
 }
@@ -177,6 +190,12 @@ impl TenantSettings {
             return Err(format!(
                 "page_size must be between 1 and 1000, got {}",
                 self.page_size
+            ));
+        }
+        if !(10..=1_000_000).contains(&self.mailbox_budget) {
+            return Err(format!(
+                "mailbox_budget must be between 10 and 1000000 requests per 10 minutes (Outlook allows 10000), got {}",
+                self.mailbox_budget
             ));
         }
         if !(1..=256).contains(&self.max_concurrency) {
@@ -445,6 +464,7 @@ impl Store {
             page_size: r.try_get("page_size")?,
             max_concurrency: r.try_get("max_concurrency")?,
             failure_attempts: r.try_get("failure_attempts")?,
+            mailbox_budget: r.try_get("mailbox_budget")?,
         })
     }
 
@@ -459,7 +479,7 @@ impl Store {
         sqlx::query(
             "UPDATE tenant_settings SET cadence_minutes = $1, commencement_ms = $2, internal_domains = $3,
                  attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7, skip_internal_only = $8,
-                 excluded_folders = $10, failure_attempts = $11
+                 excluded_folders = $10, failure_attempts = $11, mailbox_budget = $12
              WHERE tenant_id = $9",
         )
         .bind(s.cadence_minutes)
@@ -473,6 +493,7 @@ impl Store {
         .bind(tenant_id)
         .bind(serde_json::to_string(&s.excluded_folders).expect("strings serialise"))
         .bind(s.failure_attempts)
+        .bind(s.mailbox_budget)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -42,6 +42,9 @@ pub struct SettingsChange {
     pub max_concurrency: Option<i64>,
     /// Attempts before a failing record is parked.
     pub failure_attempts: Option<i64>,
+    /// Graph requests per mailbox per 10 minutes the client paces itself to (10 to 1,000,000;
+    /// Outlook allows 10,000).
+    pub mailbox_budget: Option<i64>,
 }
 
 /// `Option<Option<T>>` from JSON: absent is `None`, `null` is `Some(None)`.
@@ -94,6 +97,9 @@ impl SettingsChange {
         }
         if let Some(v) = self.failure_attempts {
             s.failure_attempts = v;
+        }
+        if let Some(v) = self.mailbox_budget {
+            s.mailbox_budget = v;
         }
         s
     }

@@ -145,6 +145,10 @@ impl TenantContext {
             ClientConfig {
                 graph_url: tenant.graph_url.clone(),
                 per_tenant: settings.max_concurrency as usize,
+                mailbox_budget: Some(m365sync_graph::Budget {
+                    requests: settings.mailbox_budget.clamp(1, u32::MAX as i64) as u32,
+                    window: std::time::Duration::from_secs(600),
+                }),
                 ..ClientConfig::default()
             },
         ));
