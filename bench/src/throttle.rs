@@ -37,9 +37,8 @@ pub struct ThrottleOptions {
     pub windows: u64,
     /// Requests in flight for the tenant (the product's `max_concurrency` setting).
     pub tenant_concurrency: i64,
-    /// The tenant's `mailbox_budget` set to the simulator's budget (scaled to 10 minutes), so
-    /// the client paces itself to it; false sets it far above, so the client only reacts to
-    /// 429s.
+    /// The tenant's `mailbox_budget` and its window set to the simulator's, so the client keeps
+    /// to it; false sets it far above, so the client only reacts to 429s.
     pub paced: bool,
 }
 
@@ -119,11 +118,8 @@ pub async fn run(
         .settings(tenant.id)
         .await
         .map_err(|e| BenchError::Setup(format!("tenant throttle: {e}")))?;
-    settings.mailbox_budget = if t.paced {
-        (t.limit * 600 / t.window_secs.max(1)) as i64
-    } else {
-        1_000_000
-    };
+    settings.mailbox_budget = if t.paced { t.limit as i64 } else { 1_000_000 };
+    settings.mailbox_budget_secs = t.window_secs as i64;
     store
         .set_settings(tenant.id, &settings)
         .await

@@ -255,10 +255,13 @@ pub struct SettingsArgs {
     /// Failures after which a record is parked (1 to 100).
     #[arg(long)]
     failure_attempts: Option<i64>,
-    /// Graph requests per mailbox per 10 minutes the client spreads its requests over (10 to
-    /// 1000000; Outlook allows 10000, the default).
+    /// Graph requests per mailbox per --mailbox-budget-secs the client keeps to (10 to
+    /// 1000000; Outlook allows 10000 per 600 seconds, the default).
     #[arg(long)]
     mailbox_budget: Option<i64>,
+    /// The window of --mailbox-budget, seconds (Outlook's: 600).
+    #[arg(long)]
+    mailbox_budget_secs: Option<i64>,
     /// Print the settings as JSON.
     #[arg(long)]
     json: bool,
@@ -318,6 +321,7 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
         max_concurrency: a.max_concurrency,
         failure_attempts: a.failure_attempts,
         mailbox_budget: a.mailbox_budget,
+        mailbox_budget_secs: a.mailbox_budget_secs,
     };
     let s = if change.is_empty() {
         store.settings(t.id).await?
@@ -350,8 +354,8 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
     println!("max_concurrency       {}", s.max_concurrency);
     println!("failure_attempts      {}", s.failure_attempts);
     println!(
-        "mailbox_budget        {} requests per 10 minutes",
-        s.mailbox_budget
+        "mailbox_budget        {} requests per {} s",
+        s.mailbox_budget, s.mailbox_budget_secs
     );
     Ok(())
 }

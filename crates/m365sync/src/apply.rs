@@ -148,6 +148,7 @@ struct SettingsDecl {
     max_concurrency: Option<i64>,
     failure_attempts: Option<i64>,
     mailbox_budget: Option<i64>,
+    mailbox_budget_secs: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +262,7 @@ pub async fn apply_text(store: &Store, text: &str, path: &Path) -> Result<ApplyR
                     max_concurrency: s.max_concurrency,
                     failure_attempts: s.failure_attempts,
                     mailbox_budget: s.mailbox_budget,
+                    mailbox_budget_secs: s.mailbox_budget_secs,
                 },
             };
             settings

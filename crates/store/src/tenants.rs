@@ -107,18 +107,27 @@ pub struct TenantSettings {
     /// Attempts after which a record a stage keeps failing on is parked: kept and listed, but
     /// retried only when an admin asks (`m365sync failures retry`).
     pub failure_attempts: i64,
-    /// Graph requests per mailbox per 10 minutes the client spreads its requests over:
-    /// Outlook's budget per app and mailbox is 10,000. Lower it when something else in the
-    /// firm calls Graph for the same mailboxes with the same app.
+    /// Graph requests per mailbox per `mailbox_budget_secs` the client keeps to: Outlook's
+    /// budget per app and mailbox is 10,000 per 10 minutes. Lower it when other tools of the
+    /// firm's use the same app registration for the same mailboxes.
     #[serde(default = "default_mailbox_budget")]
     pub mailbox_budget: i64,
+    /// The window `mailbox_budget` is counted in, seconds (Outlook's: 600).
+    #[serde(default = "default_mailbox_budget_secs")]
+    pub mailbox_budget_secs: i64,
 }
 
-/// Outlook's request budget per app and mailbox per 10 minutes.
+/// Outlook's request budget per app and mailbox per [`OUTLOOK_BUDGET_SECS`].
 pub const OUTLOOK_MAILBOX_BUDGET: i64 = 10_000;
+/// The window of Outlook's request budget: 10 minutes.
+pub const OUTLOOK_BUDGET_SECS: i64 = 600;
 
 fn default_mailbox_budget() -> i64 {
     OUTLOOK_MAILBOX_BUDGET
+}
+
+fn default_mailbox_budget_secs() -> i64 {
+    OUTLOOK_BUDGET_SECS
 }
 
 /// The folders a tenant syncs by default: all of them (`folders = ["*"]`).
@@ -151,6 +160,7 @@ impl Default for TenantSettings {
             max_concurrency: 8,
             failure_attempts: 5,
             mailbox_budget: OUTLOOK_MAILBOX_BUDGET,
+            mailbox_budget_secs: OUTLOOK_BUDGET_SECS,
         }
     }
 }
@@ -194,8 +204,14 @@ impl TenantSettings {
         }
         if !(10..=1_000_000).contains(&self.mailbox_budget) {
             return Err(format!(
-                "mailbox_budget must be between 10 and 1000000 requests per 10 minutes (Outlook allows 10000), got {}",
+                "mailbox_budget must be between 10 and 1000000 requests (Outlook allows 10000 per 600 seconds), got {}",
                 self.mailbox_budget
+            ));
+        }
+        if !(1..=86_400).contains(&self.mailbox_budget_secs) {
+            return Err(format!(
+                "mailbox_budget_secs must be between 1 and 86400 seconds (Outlook's window is 600), got {}",
+                self.mailbox_budget_secs
             ));
         }
         if !(1..=256).contains(&self.max_concurrency) {
@@ -465,6 +481,7 @@ impl Store {
             max_concurrency: r.try_get("max_concurrency")?,
             failure_attempts: r.try_get("failure_attempts")?,
             mailbox_budget: r.try_get("mailbox_budget")?,
+            mailbox_budget_secs: r.try_get("mailbox_budget_secs")?,
         })
     }
 
@@ -479,7 +496,7 @@ impl Store {
         sqlx::query(
             "UPDATE tenant_settings SET cadence_minutes = $1, commencement_ms = $2, internal_domains = $3,
                  attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7, skip_internal_only = $8,
-                 excluded_folders = $10, failure_attempts = $11, mailbox_budget = $12
+                 excluded_folders = $10, failure_attempts = $11, mailbox_budget = $12, mailbox_budget_secs = $13
              WHERE tenant_id = $9",
         )
         .bind(s.cadence_minutes)
@@ -494,6 +511,7 @@ impl Store {
         .bind(serde_json::to_string(&s.excluded_folders).expect("strings serialise"))
         .bind(s.failure_attempts)
         .bind(s.mailbox_budget)
+        .bind(s.mailbox_budget_secs)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -42,9 +42,11 @@ pub struct SettingsChange {
     pub max_concurrency: Option<i64>,
     /// Attempts before a failing record is parked.
     pub failure_attempts: Option<i64>,
-    /// Graph requests per mailbox per 10 minutes the client paces itself to (10 to 1,000,000;
-    /// Outlook allows 10,000).
+    /// Graph requests per mailbox per window the client keeps to (10 to 1,000,000; Outlook
+    /// allows 10,000 per 600 seconds).
     pub mailbox_budget: Option<i64>,
+    /// The window of `mailbox_budget`, seconds (1 to 86,400; Outlook's is 600).
+    pub mailbox_budget_secs: Option<i64>,
 }
 
 /// `Option<Option<T>>` from JSON: absent is `None`, `null` is `Some(None)`.
@@ -100,6 +102,9 @@ impl SettingsChange {
         }
         if let Some(v) = self.mailbox_budget {
             s.mailbox_budget = v;
+        }
+        if let Some(v) = self.mailbox_budget_secs {
+            s.mailbox_budget_secs = v;
         }
         s
     }

@@ -147,7 +147,9 @@ impl TenantContext {
                 per_tenant: settings.max_concurrency as usize,
                 mailbox_budget: Some(m365sync_graph::Budget {
                     requests: settings.mailbox_budget.clamp(1, u32::MAX as i64) as u32,
-                    window: std::time::Duration::from_secs(600),
+                    window: std::time::Duration::from_secs(
+                        settings.mailbox_budget_secs.max(1) as u64
+                    ),
                 }),
                 ..ClientConfig::default()
             },
