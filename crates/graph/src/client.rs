@@ -350,7 +350,7 @@ impl GraphClient {
             .acquire_owned()
             .await
             .expect("semaphore never closes");
-        gate.pace.wait_turn().await;
+        gate.pace.wait_turn(budget_cost(call)).await;
         let _tenant = self
             .tenant_slots
             .clone()
@@ -547,6 +547,20 @@ impl GraphClient {
                 ids,
             }),
         }
+    }
+}
+
+/// What a request costs of its mailbox's budget: one, or one per sub-request of a `$batch`
+/// (Graph throttles each sub-request alone).
+fn budget_cost(call: &Call<'_>) -> u32 {
+    let batch = call.url.trim_end_matches('/').ends_with("$batch");
+    match call
+        .body
+        .and_then(|b| b.get("requests"))
+        .and_then(Value::as_array)
+    {
+        Some(requests) if batch => (requests.len() as u32).max(1),
+        _ => 1,
     }
 }
 

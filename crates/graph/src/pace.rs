@@ -78,16 +78,24 @@ impl MailboxPace {
         }
     }
 
-    /// Waits until this mailbox may send, and counts the request as sent.
-    pub async fn wait_turn(&self) {
-        while let Some(at) = self.try_send(Instant::now()) {
+    /// Waits until this mailbox may send `cost` requests (a `$batch` costs one per
+    /// sub-request: Graph throttles each alone), and counts them as sent.
+    pub async fn wait_turn(&self, cost: u32) {
+        while let Some(at) = self.try_send_n(Instant::now(), cost) {
             tokio::time::sleep_until(at).await;
         }
     }
 
-    /// Counts a request sent at `now` if the budget and any pause allow it (`None`); otherwise
-    /// says when to ask again.
+    /// [`MailboxPace::try_send_n`] for one request.
+    #[cfg(test)]
     fn try_send(&self, now: Instant) -> Option<Instant> {
+        self.try_send_n(now, 1)
+    }
+
+    /// Counts `cost` requests sent at `now` if the budget and any pause allow it (`None`);
+    /// otherwise says when to ask again. A cost above the whole allowance goes when the
+    /// window is empty.
+    fn try_send_n(&self, now: Instant, cost: u32) -> Option<Instant> {
         let mut s = self.state.lock().expect("pace lock");
         if let Some(p) = s.paused_until.filter(|p| *p > now) {
             return Some(p);
@@ -105,8 +113,8 @@ impl MailboxPace {
         }
         s.newest = s.newest.max(index);
         let total: u32 = s.sent.iter().sum();
-        if total < budget.allowance() {
-            s.sent[(index % ring) as usize] += 1;
+        if total == 0 || total + cost <= budget.allowance() {
+            s.sent[(index % ring) as usize] += cost;
             return None;
         }
         // Full: ask again when the oldest part that holds a request leaves the window.
@@ -180,6 +188,24 @@ mod tests {
         let t0 = Instant::now();
         assert!((0..9_900).all(|_| pace.try_send(t0).is_none()));
         assert!(pace.try_send(t0).is_some(), "the 9,901st waits");
+    }
+
+    #[test]
+    fn a_batch_costs_one_per_sub_request() {
+        let budget = Budget {
+            requests: 100,
+            window: Duration::from_secs(60),
+        };
+        let pace = MailboxPace::new(Some(budget));
+        let t0 = Instant::now();
+        // 99 allowed: nine batches of ten, then nine single requests, then nothing.
+        assert!((0..9).all(|_| pace.try_send_n(t0, 10).is_none()));
+        assert!(
+            pace.try_send_n(t0, 10).is_some(),
+            "a tenth batch would make 100"
+        );
+        assert!((0..9).all(|_| pace.try_send(t0).is_none()));
+        assert!(pace.try_send(t0).is_some());
     }
 
     #[tokio::test]
