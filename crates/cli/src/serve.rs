@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use m365sync::config::ServiceConfig;
 use m365sync::service::sandbox::{self, SandboxFiles};
-use m365sync::service::{Service, ServiceOptions};
+use m365sync::service::{NotificationUrl, Service, ServiceOptions};
 use m365sync::sync::stop::{stop_pair, StopHandle};
 use m365sync_sim::config::ProtocolConfig;
 use m365sync_sim::generate::GenerateOptions;
@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// Seconds between scheduler ticks and idle workers' polls.
     #[arg(long, default_value_t = 1.0)]
     poll_secs: f64,
+    /// Where Graph posts change notifications (default: notification_url of m365sync.toml;
+    /// the sandbox: `loopback`). `loopback` is this process's own admin listener over plain
+    /// http, for a simulator on the same host; `off` makes no subscriptions.
+    #[arg(long)]
+    notification_url: Option<String>,
     /// Write {"admin_url", "holder"} as JSON here once the service is up (for scripts, tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -123,9 +128,26 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     }
     let env = super::admin::sync_env(&cfg, store.clone())?;
     let mut opts = ServiceOptions::new(Some(args.admin_listen.unwrap_or(cfg.admin_listen)), token);
-    opts.workers = args.workers.unwrap_or(cfg.workers).max(1);
+    opts.workers = args.workers.unwrap_or(cfg.workers.max(1));
     opts.lease_ttl = Duration::from_secs(args.lease_secs.unwrap_or(cfg.lease_secs).max(2));
     opts.poll = Duration::from_secs_f64(args.poll_secs.clamp(0.05, 60.0));
+    opts.notification_url = match args.notification_url.as_deref() {
+        Some("loopback") => NotificationUrl::Loopback,
+        Some("off") => NotificationUrl::Off,
+        Some(url) => {
+            let mut checked = cfg.clone();
+            checked.notification_url = Some(url.to_string());
+            checked
+                .check_notification_url()
+                .context("--notification-url")?;
+            NotificationUrl::Public(url.to_string())
+        }
+        None if args.sandbox => NotificationUrl::Loopback,
+        None => cfg
+            .notification_url
+            .clone()
+            .map_or(NotificationUrl::Off, NotificationUrl::Public),
+    };
     let holder = opts.holder.clone();
     let service = Service::start(env, opts, stop).await?;
     let admin_url = format!(

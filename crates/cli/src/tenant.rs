@@ -255,6 +255,10 @@ pub struct SettingsArgs {
     /// Failures after which a record is parked (1 to 100).
     #[arg(long)]
     failure_attempts: Option<i64>,
+    /// Graph change notifications (issue 17): on (the default) wakes the sync within seconds
+    /// of a change; off leaves the cadence alone and deletes the tenant's subscriptions.
+    #[arg(long, value_parser = ["on", "off"])]
+    notifications: Option<String>,
     /// Print the settings as JSON.
     #[arg(long)]
     json: bool,
@@ -313,6 +317,7 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
         page_size: a.page_size,
         max_concurrency: a.max_concurrency,
         failure_attempts: a.failure_attempts,
+        notifications: a.notifications.as_deref().map(|v| v == "on"),
     };
     let s = if change.is_empty() {
         store.settings(t.id).await?
@@ -344,6 +349,10 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
     println!("page_size             {}", s.page_size);
     println!("max_concurrency       {}", s.max_concurrency);
     println!("failure_attempts      {}", s.failure_attempts);
+    println!(
+        "notifications         {}",
+        if s.notifications { "on" } else { "off" }
+    );
     Ok(())
 }
 

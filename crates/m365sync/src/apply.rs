@@ -147,6 +147,7 @@ struct SettingsDecl {
     page_size: Option<i64>,
     max_concurrency: Option<i64>,
     failure_attempts: Option<i64>,
+    notifications: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +260,7 @@ pub async fn apply_text(store: &Store, text: &str, path: &Path) -> Result<ApplyR
                     page_size: s.page_size,
                     max_concurrency: s.max_concurrency,
                     failure_attempts: s.failure_attempts,
+                    notifications: s.notifications,
                 },
             };
             settings

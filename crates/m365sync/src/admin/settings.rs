@@ -42,6 +42,8 @@ pub struct SettingsChange {
     pub max_concurrency: Option<i64>,
     /// Attempts before a failing record is parked.
     pub failure_attempts: Option<i64>,
+    /// Graph change notifications on or off (off: the cadence alone syncs).
+    pub notifications: Option<bool>,
 }
 
 /// `Option<Option<T>>` from JSON: absent is `None`, `null` is `Some(None)`.
@@ -94,6 +96,9 @@ impl SettingsChange {
         }
         if let Some(v) = self.failure_attempts {
             s.failure_attempts = v;
+        }
+        if let Some(v) = self.notifications {
+            s.notifications = v;
         }
         s
     }
