@@ -121,9 +121,20 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     let mut earlier_runs = Vec::new();
     if let Some(running) = &sim_running {
         let tenant = sandbox::declare(&store, &running.sim).await?;
+        // The simulator keeps its subscriptions in memory only: after a restart it has none,
+        // so the ones recorded here are made again.
+        store.forget_subscriptions(tenant.id).await?;
         // What ran before this start, read before the scheduler can start anything: a run
         // still `running` now was interrupted by the last stop, not started by this process.
-        earlier_runs = store.runs(tenant.id, 2).await?;
+        // Rounds notifications started are not runs a newcomer counts (they are printed as
+        // they finish, when they read something).
+        earlier_runs = store
+            .runs(tenant.id, 100)
+            .await?
+            .into_iter()
+            .filter(|r| r.trigger_kind != NOTIFICATION_TRIGGER)
+            .take(2)
+            .collect();
         tracing::info!(org = %tenant.org, tenant = %tenant.name, "sandbox tenant declared and activated");
     }
     let env = super::admin::sync_env(&cfg, store.clone())?;
@@ -233,6 +244,9 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
 /// how many were linked to the seeded contacts, and where to look next. After a restart, the
 /// run found on disk is labelled as the previous one, with its time, and each new run (or the
 /// interrupted one, resumed) is printed when it finishes.
+/// The trigger of the runs change notifications start.
+const NOTIFICATION_TRIGGER: &str = "notification";
+
 async fn report_runs(
     store: Store,
     dir: PathBuf,
@@ -250,7 +264,7 @@ async fn report_runs(
         _ => false,
     };
     // The first run to print: the interrupted run this start resumes, or the next new one.
-    let mut next_id = match &latest {
+    let next_id = match &latest {
         None => 0,
         Some(run) if run.finished_ms.is_none() => {
             println!(
@@ -279,18 +293,33 @@ async fn report_runs(
             run.id + 1
         }
     };
+    // Runs finish out of order (a notification's round beside a long backfill): each is
+    // printed once, when it finishes.
+    let mut printed = std::collections::HashSet::new();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let Ok(runs) = store.runs(tenant.id, 20).await else {
+        let Ok(runs) = store.runs(tenant.id, 50).await else {
             continue;
         };
         let mut finished: Vec<_> = runs
             .into_iter()
-            .filter(|r| r.id >= next_id && r.finished_ms.is_some())
+            .filter(|r| r.id >= next_id && r.finished_ms.is_some() && !printed.contains(&r.id))
             .collect();
         finished.sort_by_key(|r| r.id);
         for run in finished {
-            next_id = run.id + 1;
+            printed.insert(run.id);
+            if run.trigger_kind == NOTIFICATION_TRIGGER {
+                // A round a change notification asked for: worth a line when it read something.
+                if run.emails.processed + run.events.processed > 0 || run.errors > 0 {
+                    println!(
+                        "change notification: run {} {}: {}",
+                        run.id,
+                        run.status_text(),
+                        run.figures_text()
+                    );
+                }
+                continue;
+            }
             if newcomer {
                 newcomer = false;
                 print_first_run(&store, &tenant, &run, &dir).await;

@@ -324,6 +324,17 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every subscription of a tenant without telling Graph: for the sandbox, whose
+    /// simulator keeps subscriptions in memory only, so a restart finds none of them there and
+    /// they are made again. Returns how many were forgotten.
+    pub async fn forget_subscriptions(&self, tenant_id: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM subscriptions WHERE tenant_id = $1")
+            .bind(tenant_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
     /// Subscriptions with maintenance due now and no live claim: never created at Graph (a
     /// process died mid-way, or creation failed and its retry time came), due for renewal, or
     /// with a lifecycle action waiting.
