@@ -5,6 +5,8 @@
 //! notification changes nothing; notifications turned off delete the subscriptions; on
 //! PostgreSQL, a POST received by a process without workers is worked by another process.
 //!
+//! Every test but the two-process one runs on SQLite and PostgreSQL.
+//!
 //! Deadlines here are generous bounds on "it happened", never measurements: the latency
 //! figures are the bench harness's (BENCHMARKS.md).
 
@@ -165,7 +167,7 @@ async fn a_delivered_message_is_stored_within_seconds_though_the_cadence_is_a_we
     for db in TestDb::both().await {
         let s = small_sim().await;
         let t = declare_weekly(&db, &s).await;
-        let dir = Scratch::new("notify-deliver");
+        let dir = Scratch::new(&format!("notify-deliver-{:?}", db.store.backend()));
         let serve = serve_loopback(&dir, &db, &[]);
         let upns = upns(&s);
         settled(&db, &t, upns.len()).await;
@@ -225,209 +227,223 @@ async fn a_delivered_message_is_stored_within_seconds_though_the_cadence_is_a_we
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_are_renewed_before_they_lapse() {
-    let db = TestDb::sqlite().await;
-    let s = small_sim().await;
-    let mut protocol = s.sim.protocol();
-    protocol.subscription_max_secs = 12;
-    s.sim.set_protocol(protocol);
-    let t = declare_weekly(&db, &s).await;
-    let dir = Scratch::new("notify-renew");
-    let _serve = serve_loopback(&dir, &db, &[]);
-    let upns = upns(&s);
-    settled(&db, &t, upns.len()).await;
-    let first = sim_subscriptions(&s).await;
-    let first_expiry: chrono::DateTime<chrono::Utc> = first[0]["expirationDateTime"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // Past the first expiry the simulator's subscriptions are still alive: renewed.
-    wait_for(60, "the first expiry to pass", || async {
-        chrono::Utc::now() > first_expiry + chrono::Duration::seconds(2)
-    })
-    .await;
-    let now = sim_subscriptions(&s).await;
-    assert_eq!(now.len(), first.len());
-    for sub in &now {
-        let expiry: chrono::DateTime<chrono::Utc> = sub["expirationDateTime"]
+    for db in TestDb::both().await {
+        let s = small_sim().await;
+        let mut protocol = s.sim.protocol();
+        protocol.subscription_max_secs = 12;
+        s.sim.set_protocol(protocol);
+        let t = declare_weekly(&db, &s).await;
+        let dir = Scratch::new(&format!("notify-renew-{:?}", db.store.backend()));
+        let serve = serve_loopback(&dir, &db, &[]);
+        let upns = upns(&s);
+        settled(&db, &t, upns.len()).await;
+        let first = sim_subscriptions(&s).await;
+        let first_expiry: chrono::DateTime<chrono::Utc> = first[0]["expirationDateTime"]
             .as_str()
             .unwrap()
             .parse()
             .unwrap();
-        assert!(expiry > chrono::Utc::now(), "lapsed: {sub}");
+        // Past the first expiry the simulator's subscriptions are still alive: renewed.
+        wait_for(60, "the first expiry to pass", || async {
+            chrono::Utc::now() > first_expiry + chrono::Duration::seconds(2)
+        })
+        .await;
+        let now = sim_subscriptions(&s).await;
+        assert_eq!(now.len(), first.len());
+        for sub in &now {
+            let expiry: chrono::DateTime<chrono::Utc> =
+                sub["expirationDateTime"].as_str().unwrap().parse().unwrap();
+            assert!(expiry > chrono::Utc::now(), "lapsed: {sub}");
+        }
+        let subs = db.store.tenant_subscriptions(t.id).await.unwrap();
+        assert!(
+            subs.iter()
+                .all(|s| s.renewed_ms.unwrap() > s.created_ms && s.status == "active"),
+            "{subs:?}"
+        );
+        // And the renewed subscriptions still deliver.
+        deliver(&s, &upns[0], "after renewal").await;
+        wait_for(60, "the message after renewal stored", || async {
+            stored_with_subject(&db, "after renewal").await == 1
+        })
+        .await;
+        drop(serve);
+        db.drop_db().await;
     }
-    let subs = db.store.tenant_subscriptions(t.id).await.unwrap();
-    assert!(
-        subs.iter()
-            .all(|s| s.renewed_ms.unwrap() > s.created_ms && s.status == "active"),
-        "{subs:?}"
-    );
-    // And the renewed subscriptions still deliver.
-    deliver(&s, &upns[0], "after renewal").await;
-    wait_for(60, "the message after renewal stored", || async {
-        stored_with_subject(&db, "after renewal").await == 1
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lifecycle_event_is_answered_and_turning_notifications_off_deletes_them() {
-    let db = TestDb::sqlite().await;
-    let s = small_sim().await;
-    let t = declare_weekly(&db, &s).await;
-    let dir = Scratch::new("notify-lifecycle");
-    let serve = serve_loopback(&dir, &db, &[]);
-    let upns = upns(&s);
-    settled(&db, &t, upns.len()).await;
-    let mailbox = db
-        .store
-        .mailbox_by_address(t.id, &upns[0])
-        .await
-        .unwrap()
-        .unwrap();
-    let mail_sub = || async {
-        db.store
-            .mailbox_subscriptions(mailbox.id)
+    for db in TestDb::both().await {
+        let s = small_sim().await;
+        let t = declare_weekly(&db, &s).await;
+        let dir = Scratch::new(&format!("notify-lifecycle-{:?}", db.store.backend()));
+        let serve = serve_loopback(&dir, &db, &[]);
+        let upns = upns(&s);
+        settled(&db, &t, upns.len()).await;
+        let mailbox = db
+            .store
+            .mailbox_by_address(t.id, &upns[0])
             .await
             .unwrap()
-            .into_iter()
-            .find(|s| s.resource.as_str() == "mail")
-            .unwrap()
-    };
-    let sub = mail_sub().await;
-    let graph_id = sub.graph_id.clone().unwrap();
-    let lifecycle = |id: String, event: &'static str| {
-        let s = &s;
-        async move {
-            s.ctl(
-                Method::POST,
-                "subscriptions/lifecycle",
-                json!({"id": id, "event": event}),
-            )
-            .await;
-        }
-    };
+            .unwrap();
+        let mail_sub = || async {
+            db.store
+                .mailbox_subscriptions(mailbox.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|s| s.resource.as_str() == "mail")
+                .unwrap()
+        };
+        let sub = mail_sub().await;
+        let graph_id = sub.graph_id.clone().unwrap();
+        let lifecycle = |id: String, event: &'static str| {
+            let s = &s;
+            async move {
+                s.ctl(
+                    Method::POST,
+                    "subscriptions/lifecycle",
+                    json!({"id": id, "event": event}),
+                )
+                .await;
+            }
+        };
 
-    // reauthorizationRequired: reauthorized, recorded, nothing left to do.
-    lifecycle(graph_id.clone(), "reauthorizationRequired").await;
-    wait_for(30, "the reauthorization", || async {
-        let s = mail_sub().await;
-        s.last_lifecycle.as_deref() == Some("reauthorizationRequired")
-            && s.pending_action.is_none()
-            && s.renewed_ms > sub.renewed_ms
-    })
-    .await;
+        // reauthorizationRequired: reauthorized, recorded, nothing left to do.
+        lifecycle(graph_id.clone(), "reauthorizationRequired").await;
+        wait_for(30, "the reauthorization", || async {
+            let s = mail_sub().await;
+            s.last_lifecycle.as_deref() == Some("reauthorizationRequired")
+                && s.pending_action.is_none()
+                && s.renewed_ms > sub.renewed_ms
+        })
+        .await;
 
-    // missed: a delta round of the mailbox.
-    let notification_runs = || async {
-        db.store
-            .runs(t.id, 100)
+        // missed: a delta round of the mailbox.
+        let notification_runs = || async {
+            db.store
+                .runs(t.id, 100)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|r| r.trigger_kind == "notification" && r.finished_ms.is_some())
+                .count()
+        };
+        let before = notification_runs().await;
+        lifecycle(graph_id.clone(), "missed").await;
+        wait_for(30, "a round after missed", || async {
+            notification_runs().await > before
+        })
+        .await;
+        assert_eq!(mail_sub().await.last_lifecycle.as_deref(), Some("missed"));
+
+        // subscriptionRemoved: created again (a new Graph id), then notifications flow again.
+        lifecycle(graph_id.clone(), "subscriptionRemoved").await;
+        wait_for(30, "the subscription recreated", || async {
+            let s = mail_sub().await;
+            s.status == "active" && s.graph_id.as_deref().is_some_and(|g| g != graph_id)
+        })
+        .await;
+        let recreated = mail_sub().await.graph_id.unwrap();
+        assert!(sim_subscriptions(&s)
             .await
-            .unwrap()
             .iter()
-            .filter(|r| r.trigger_kind == "notification" && r.finished_ms.is_some())
-            .count()
-    };
-    let before = notification_runs().await;
-    lifecycle(graph_id.clone(), "missed").await;
-    wait_for(30, "a round after missed", || async {
-        notification_runs().await > before
-    })
-    .await;
-    assert_eq!(mail_sub().await.last_lifecycle.as_deref(), Some("missed"));
+            .any(|s| s["id"] == recreated.as_str()));
+        assert_eq!(mail_sub().await.lifecycle_events, 3);
+        deliver(&s, &upns[0], "after recreation").await;
+        wait_for(60, "the message after recreation stored", || async {
+            stored_with_subject(&db, "after recreation").await == 1
+        })
+        .await;
+        assert_eq!(
+            metric(&serve, "m365sync_notification_lifecycle_events_total").await,
+            3.0
+        );
 
-    // subscriptionRemoved: created again (a new Graph id), then notifications flow again.
-    lifecycle(graph_id.clone(), "subscriptionRemoved").await;
-    wait_for(30, "the subscription recreated", || async {
-        let s = mail_sub().await;
-        s.status == "active" && s.graph_id.as_deref().is_some_and(|g| g != graph_id)
-    })
-    .await;
-    let recreated = mail_sub().await.graph_id.unwrap();
-    assert!(sim_subscriptions(&s)
-        .await
-        .iter()
-        .any(|s| s["id"] == recreated.as_str()));
-    assert_eq!(mail_sub().await.lifecycle_events, 3);
-    deliver(&s, &upns[0], "after recreation").await;
-    wait_for(60, "the message after recreation stored", || async {
-        stored_with_subject(&db, "after recreation").await == 1
-    })
-    .await;
-    assert_eq!(
-        metric(&serve, "m365sync_notification_lifecycle_events_total").await,
-        3.0
-    );
-
-    // Notifications turned off: every subscription is deleted, at Graph and here.
-    let mut settings = db.store.settings(t.id).await.unwrap();
-    settings.notifications = false;
-    db.store.set_settings(t.id, &settings).await.unwrap();
-    wait_for(30, "the subscriptions deleted", || async {
-        sim_subscriptions(&s).await.is_empty()
-            && db.store.tenant_subscriptions(t.id).await.unwrap().is_empty()
-    })
-    .await;
+        // Notifications turned off: every subscription is deleted, at Graph and here.
+        let mut settings = db.store.settings(t.id).await.unwrap();
+        settings.notifications = false;
+        db.store.set_settings(t.id, &settings).await.unwrap();
+        wait_for(30, "the subscriptions deleted", || async {
+            sim_subscriptions(&s).await.is_empty()
+                && db
+                    .store
+                    .tenant_subscriptions(t.id)
+                    .await
+                    .unwrap()
+                    .is_empty()
+        })
+        .await;
+        drop(serve);
+        db.drop_db().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_notification_changes_nothing() {
-    let db = TestDb::sqlite().await;
-    let s = small_sim().await;
-    let t = declare_weekly(&db, &s).await;
-    let dir = Scratch::new("notify-forged");
-    let serve = serve_loopback(&dir, &db, &[]);
-    let upns = upns(&s);
-    settled(&db, &t, upns.len()).await;
-    let runs_before = db.store.runs(t.id, 100).await.unwrap().len();
-    let subs_before = db.store.tenant_subscriptions(t.id).await.unwrap();
-    let real = subs_before[0].graph_id.clone().unwrap();
-    let http = reqwest::Client::new();
-    for (subscription, client_state) in [
-        (real.as_str(), "not-the-secret"),
-        (real.as_str(), ""),
-        ("00000000-0000-0000-0000-000000000000", "whatever"),
-    ] {
-        let body = json!({"value": [{
-            "subscriptionId": subscription,
-            "clientState": client_state,
-            "changeType": "created",
-            "resource": format!("Users/{}/Messages/forged", upns[0]),
-            "tenantId": s.tenant_id,
-            "resourceData": {"id": "forged"}
-        }]});
-        for path in ["/notifications", "/notifications/lifecycle"] {
-            let resp = http
-                .post(format!("{}{path}", serve.admin))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 202);
+    for db in TestDb::both().await {
+        let s = small_sim().await;
+        let t = declare_weekly(&db, &s).await;
+        let dir = Scratch::new(&format!("notify-forged-{:?}", db.store.backend()));
+        let serve = serve_loopback(&dir, &db, &[]);
+        let upns = upns(&s);
+        settled(&db, &t, upns.len()).await;
+        let runs_before = db.store.runs(t.id, 100).await.unwrap().len();
+        let subs_before = db.store.tenant_subscriptions(t.id).await.unwrap();
+        let real = subs_before[0].graph_id.clone().unwrap();
+        let http = reqwest::Client::new();
+        for (subscription, client_state) in [
+            (real.as_str(), "not-the-secret"),
+            (real.as_str(), ""),
+            ("00000000-0000-0000-0000-000000000000", "whatever"),
+        ] {
+            let body = json!({"value": [{
+                "subscriptionId": subscription,
+                "clientState": client_state,
+                "changeType": "created",
+                "resource": format!("Users/{}/Messages/forged", upns[0]),
+                "tenantId": s.tenant_id,
+                "resourceData": {"id": "forged"}
+            }]});
+            for path in ["/notifications", "/notifications/lifecycle"] {
+                let resp = http
+                    .post(format!("{}{path}", serve.admin))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 202);
+            }
         }
+        assert_eq!(
+            metric(&serve, "m365sync_notifications_rejected_total").await,
+            6.0
+        );
+        assert_eq!(
+            metric(&serve, "m365sync_notifications_received_total").await,
+            0.0
+        );
+        // Nothing recorded, no mailbox marked, no round started.
+        assert_eq!(
+            db.store.tenant_subscriptions(t.id).await.unwrap(),
+            subs_before
+        );
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let (marked,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM mailboxes WHERE notified_ms IS NOT NULL OR woken_ms IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(marked, 0);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(db.store.runs(t.id, 100).await.unwrap().len(), runs_before);
+        // The log names no client state.
+        assert!(!serve.log().contains("not-the-secret"));
+        drop(serve);
+        db.drop_db().await;
     }
-    assert_eq!(
-        metric(&serve, "m365sync_notifications_rejected_total").await,
-        6.0
-    );
-    assert_eq!(
-        metric(&serve, "m365sync_notifications_received_total").await,
-        0.0
-    );
-    // Nothing recorded, no mailbox marked, no round started.
-    assert_eq!(db.store.tenant_subscriptions(t.id).await.unwrap(), subs_before);
-    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-    let (marked,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM mailboxes WHERE notified_ms IS NOT NULL OR woken_ms IS NOT NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(marked, 0);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(db.store.runs(t.id, 100).await.unwrap().len(), runs_before);
-    // The log names no client state.
-    assert!(!serve.log().contains("not-the-secret"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -477,20 +493,18 @@ async fn on_postgres_the_process_receiving_the_post_wakes_another_to_work() {
     let upns = upns(&s);
     settled(&db, &t, upns.len()).await;
     deliver(&s, &upns[1], "received by one, stored by the other").await;
-    wait_for(45, "the message stored by the process with workers", || async {
-        stored_with_subject(&db, "received by one, stored by the other").await == 1
-    })
+    wait_for(
+        45,
+        "the message stored by the process with workers",
+        || async { stored_with_subject(&db, "received by one, stored by the other").await == 1 },
+    )
     .await;
     assert!(metric(&receiver, "m365sync_notifications_received_total").await >= 1.0);
     assert_eq!(
         metric(&worker, "m365sync_notifications_received_total").await,
         0.0
     );
-    assert!(
-        worker.log().contains("mailbox claimed"),
-        "{}",
-        worker.log()
-    );
+    assert!(worker.log().contains("mailbox claimed"), "{}", worker.log());
     assert!(!receiver.log().contains("mailbox claimed"));
     drop(receiver);
     drop(worker);

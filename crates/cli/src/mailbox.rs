@@ -305,8 +305,8 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
                     .map(|m| {
                         let mut v = serde_json::to_value(m).expect("mailbox serialises");
                         v["user"] = m.user_id.and_then(|u| users.get(&u)).cloned().into();
-                        v["subscriptions"] = serde_json::to_value(subs.get(&m.id))
-                            .expect("subscriptions serialise");
+                        v["subscriptions"] =
+                            serde_json::to_value(subs.get(&m.id)).expect("subscriptions serialise");
                         v
                     })
                     .collect();
@@ -410,7 +410,14 @@ async fn subscriptions(
     }
     println!(
         "{:<32} {:<7} {:<9} {:<17} {:<17} {:>6} {:<17} {:<24} DETAIL",
-        "MAILBOX", "KIND", "STATE", "EXPIRES", "LAST NOTIFIED", "COUNT", "RENEWED", "LAST LIFECYCLE"
+        "MAILBOX",
+        "KIND",
+        "STATE",
+        "EXPIRES",
+        "LAST NOTIFIED",
+        "COUNT",
+        "RENEWED",
+        "LAST LIFECYCLE"
     );
     for s in subs {
         let lifecycle = match (&s.last_lifecycle, s.last_lifecycle_ms) {

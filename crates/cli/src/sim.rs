@@ -15,7 +15,7 @@ use m365sync_sim::{control, Origin, Sim};
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// Serve a generated or scenario tenant over http or https until interrupted.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Generate a tenant and write its ground truth, reporting how long it took.
     Generate {
         #[command(flatten)]
@@ -170,7 +170,7 @@ pub(crate) fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()>
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
     match cmd {
-        SimCommand::Serve(args) => serve_cmd(args).await,
+        SimCommand::Serve(args) => serve_cmd(*args).await,
         SimCommand::Generate { world, out } => {
             let origin = world.origin()?;
             let started = Instant::now();

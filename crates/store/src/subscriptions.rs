@@ -249,9 +249,7 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no subscription {id}")))?;
-        Ok(self
-            .key()
-            .open(&r.try_get::<Vec<u8>, _>("client_state")?)?)
+        Ok(self.key().open(&r.try_get::<Vec<u8>, _>("client_state")?)?)
     }
 
     /// Records what Graph answered to a creation: its id and the expiry it granted. The claim
@@ -328,11 +326,13 @@ impl Store {
     /// simulator keeps subscriptions in memory only, so a restart finds none of them there and
     /// they are made again. Returns how many were forgotten.
     pub async fn forget_subscriptions(&self, tenant_id: i64) -> Result<u64, StoreError> {
-        Ok(sqlx::query("DELETE FROM subscriptions WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM subscriptions WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// Subscriptions with maintenance due now and no live claim: never created at Graph (a
@@ -430,9 +430,7 @@ impl Store {
         };
         Ok(Some(KnownSubscription {
             subscription: subscription_from(&r)?,
-            client_state: self
-                .key()
-                .open(&r.try_get::<Vec<u8>, _>("client_state")?)?,
+            client_state: self.key().open(&r.try_get::<Vec<u8>, _>("client_state")?)?,
         }))
     }
 

@@ -67,7 +67,8 @@ impl Clients {
                 ..ClientConfig::default()
             },
         ));
-        self.0.insert(tenant_id, (Instant::now(), Arc::clone(&client)));
+        self.0
+            .insert(tenant_id, (Instant::now(), Arc::clone(&client)));
         Ok(client)
     }
 

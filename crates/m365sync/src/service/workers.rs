@@ -58,7 +58,9 @@ async fn after_round(shared: &Shared, mailbox_id: i64) {
     match shared.env.store.take_woken(mailbox_id).await {
         Ok(Some(since)) => shared.metrics.observe_notification_lag(now_ms() - since),
         Ok(None) => {}
-        Err(e) => tracing::warn!(mailbox = mailbox_id, error = %e, "cannot read the notification lag"),
+        Err(e) => {
+            tracing::warn!(mailbox = mailbox_id, error = %e, "cannot read the notification lag")
+        }
     }
     if let Err(e) = super::wake::start_notified_rounds(shared).await {
         tracing::warn!(error = %e, "cannot start the rounds notifications asked for; the scheduler tries again");

@@ -267,8 +267,11 @@ async fn a_short_lifetime_is_granted_as_said_and_reauthorize_keeps_the_subscript
         )
         .await;
     assert_eq!(status, 200);
-    let renewed: chrono::DateTime<chrono::Utc> =
-        renewed["expirationDateTime"].as_str().unwrap().parse().unwrap();
+    let renewed: chrono::DateTime<chrono::Utc> = renewed["expirationDateTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(renewed < asked - chrono::Duration::days(1));
     let (status, _) = s
         .send(Method::POST, &format!("{url}/reauthorize"), &token, None)
