@@ -9,6 +9,11 @@
 //! on top of the figure measured here; the report states it beside the measurement rather
 //! than spending a quarter of an hour per sample.
 //!
+//! With `notifications` (issue 17) nothing asks for a run: the cadence is a week, the service's
+//! receiver gets the simulator's change notifications on a loopback port, and messages are
+//! delivered at a steady rate over the mailboxes without waiting for each; the Graph requests
+//! the service sent per message are reported beside the latencies.
+//!
 //! "Matched": the sender is a CRM contact, so the service's matching job links each delivered
 //! email to it; [`matched_at`] reads when that link was stored.
 
@@ -33,6 +38,12 @@ pub struct CaptureOptions {
     pub messages: usize,
     /// Messages delivered (one sample each).
     pub samples: usize,
+    /// Change notifications drive the sync (issue 17): a weekly cadence, no "sync now"; the
+    /// messages are delivered `per_minute`, round-robin over the mailboxes, without waiting
+    /// for each to be stored.
+    pub notifications: bool,
+    /// With notifications: deliveries per minute.
+    pub per_minute: usize,
 }
 
 impl Default for CaptureOptions {
@@ -41,6 +52,8 @@ impl Default for CaptureOptions {
             mailboxes: 20,
             messages: 200,
             samples: 30,
+            notifications: false,
+            per_minute: 1000,
         }
     }
 }
@@ -82,6 +95,9 @@ pub struct CaptureResult {
     pub service: ServeReport,
     /// The machine's 1-minute load average when the scenario ended.
     pub load_average: f64,
+    /// With notifications: Graph requests the service sent from the first delivery until the
+    /// last message was stored, per message delivered (the delta rounds' requests).
+    pub graph_requests_per_message: Option<f64>,
 }
 
 /// When the email with `internet_message_id` was linked to a contact by the service's matching
@@ -137,7 +153,7 @@ pub async fn run(
         "capture",
         &Declare {
             page_size: opts.page_size,
-            cadence_minutes: 15,
+            cadence_minutes: if o.notifications { 10_080 } else { 15 },
             max_concurrency: 8,
         },
     )
@@ -163,6 +179,7 @@ pub async fn run(
         workers: 8,
         seconds: 3600.0,
         stop_file: Some(stop_file.clone()),
+        notifications: o.notifications,
     };
     let mut service = spawn_child(&child.args(), "capture-serve", work)?;
     let pool = sqlx::AnyPool::connect(&db.url).await.map_err(sql)?;
@@ -178,6 +195,10 @@ pub async fn run(
                 return Err(BenchError::Setup("the backfill did not finish".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if o.notifications {
+            return notified(host, &store, &pool, &tenant, &tenants[0].mailboxes, &o, &mut service)
+                .await;
         }
         let mut samples = Vec::new();
         for i in 0..o.samples {
@@ -220,7 +241,7 @@ pub async fn run(
                 matched_ms: matched_at(&pool, &imid).await.map(|m| m - t0),
             });
         }
-        Ok::<Vec<Sample>, BenchError>(samples)
+        Ok::<(Vec<Sample>, Option<f64>), BenchError>((samples, None))
     }
     .await;
     let _ = std::fs::write(&stop_file, "");
@@ -228,7 +249,7 @@ pub async fn run(
     pool.close().await;
     store.close().await;
     db.remove().await;
-    let samples = outcome?;
+    let (samples, graph_requests_per_message) = outcome?;
     let mut stored: Vec<i64> = samples.iter().map(|s| s.stored_ms).collect();
     stored.sort_unstable();
     let mut matched: Vec<i64> = samples.iter().filter_map(|s| s.matched_ms).collect();
@@ -244,6 +265,111 @@ pub async fn run(
         samples,
         service: report?,
         load_average: load_average(),
+        graph_requests_per_message,
         options: o,
     })
+}
+
+/// The Graph requests the simulator has answered so far.
+async fn graph_requests(host: &SimHost) -> Result<u64, BenchError> {
+    let stats = host.control("GET", "stats", None).await?;
+    Ok(stats["graph_requests"].as_u64().unwrap_or(0))
+}
+
+/// With notifications: waits for every mailbox's mail subscription and for the work the
+/// backfill and the subscriptions' first looks owe, then delivers `samples` messages at
+/// `per_minute` over the mailboxes (no "sync now": only the notifications wake the service)
+/// and reads when each was stored.
+async fn notified(
+    host: &SimHost,
+    store: &m365sync_store::Store,
+    pool: &sqlx::AnyPool,
+    tenant: &m365sync_store::tenants::Tenant,
+    mailboxes: &[(String, String, String)],
+    o: &CaptureOptions,
+    service: &mut super::child::RunningChild,
+) -> Result<(Vec<Sample>, Option<f64>), BenchError> {
+    let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
+    let sql = |e: sqlx::Error| BenchError::Setup(format!("reading stored emails: {e}"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let subs = store
+            .tenant_subscriptions(tenant.id)
+            .await
+            .map_err(|e| setup(&e))?;
+        let active = subs
+            .iter()
+            .filter(|s| s.resource.as_str() == "mail" && s.status == "active")
+            .count();
+        let pending = store.pending_count().await.map_err(|e| setup(&e))?;
+        if active >= mailboxes.len() && pending == 0 {
+            break;
+        }
+        if Instant::now() > deadline || service.has_exited() {
+            return Err(BenchError::Setup(format!(
+                "the subscriptions were not all active ({active} of {}) with no work owed",
+                mailboxes.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let requests_before = graph_requests(host).await?;
+    let every = Duration::from_secs_f64(60.0 / o.per_minute.max(1) as f64);
+    let started = Instant::now();
+    let mut sent = Vec::new();
+    for i in 0..o.samples {
+        let (_, upn, _) = &mailboxes[i % mailboxes.len()];
+        let imid = format!("<notified-{i}-{}@bench.example>", std::process::id());
+        let body = serde_json::json!({
+            "from": "client@acme-holdings.example",
+            "from_name": "A Client",
+            "to": [upn],
+            "subject": format!("notified {i}"),
+            "body": "<p>Are we still on for Thursday?</p>",
+            "internet_message_id": imid,
+        });
+        let t0 = chrono::Utc::now().timestamp_millis();
+        host.control("POST", "deliver", Some(&body)).await?;
+        sent.push((upn.clone(), imid, t0));
+        // Paced from the start, so slow deliveries do not stretch the minute.
+        let next = every * (i as u32 + 1);
+        if let Some(wait) = next.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let mut stored_at = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while stored_at.len() < sent.len() {
+        let rows = sqlx::query(
+            "SELECT internet_message_id, created_ms FROM emails WHERE tenant_id = $1 AND internet_message_id LIKE '<notified-%'",
+        )
+        .bind(tenant.id)
+        .fetch_all(pool)
+        .await
+        .map_err(sql)?;
+        for r in rows {
+            let imid: String = r.try_get(0).map_err(sql)?;
+            let at: i64 = r.try_get(1).map_err(sql)?;
+            stored_at.insert(imid, at);
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(format!(
+                "{} of {} notified messages were stored within five minutes",
+                stored_at.len(),
+                sent.len()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let requests = graph_requests(host).await? - requests_before;
+    let samples = sent
+        .into_iter()
+        .map(|(mailbox, imid, t0)| Sample {
+            mailbox,
+            stored_ms: stored_at[&imid] - t0,
+            matched_ms: None,
+        })
+        .collect::<Vec<_>>();
+    let per_message = requests as f64 / samples.len().max(1) as f64;
+    Ok((samples, Some(per_message)))
 }

@@ -175,6 +175,7 @@ pub async fn run(
         workers: o.workers,
         seconds: 3600.0,
         stop_file: Some(stop_file.clone()),
+        notifications: false,
     };
     let mut service = spawn_child(&child.args(), "scale-serve", work)?;
     let stop = |service: &mut super::child::RunningChild| {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use m365sync::service::{Service, ServiceOptions};
+use m365sync::service::{NotificationUrl, Service, ServiceOptions};
 use m365sync::sync::stop::stop_pair;
 use m365sync::sync::SyncEnv;
 use m365sync_plugin::engine::{EngineConfig, PluginEngine};
@@ -29,6 +29,9 @@ pub struct ChildServe {
     pub seconds: f64,
     /// The service stops as soon as this file exists (the harness's "we are done").
     pub stop_file: Option<std::path::PathBuf>,
+    /// Change notifications on: the service's receiver listens on a loopback port and its
+    /// subscriptions point there (the simulator runs on the same host).
+    pub notifications: bool,
 }
 
 impl ChildServe {
@@ -52,6 +55,9 @@ impl ChildServe {
         if let Some(f) = &self.stop_file {
             a.push("--stop-file".into());
             a.push(f.display().to_string());
+        }
+        if self.notifications {
+            a.push("--notifications".into());
         }
         a
     }
@@ -85,7 +91,19 @@ pub async fn child_serve(c: &ChildServe) -> Result<ServeReport, BenchError> {
         engine: PluginEngine::new(EngineConfig::default()).map_err(|e| setup(&e))?,
         http: m365sync_graph::http_client(pem.as_deref()).map_err(|e| setup(&e))?,
     };
-    let mut opts = ServiceOptions::new(None, String::new());
+    let mut opts = if c.notifications {
+        // The admin listener carries the receiver; its token is never used by the harness.
+        let token = format!(
+            "bench-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        let mut o = ServiceOptions::new(Some(([127, 0, 0, 1], 0).into()), token);
+        o.notification_url = NotificationUrl::Loopback;
+        o
+    } else {
+        ServiceOptions::new(None, String::new())
+    };
     opts.workers = c.workers.max(1);
     opts.poll = Duration::from_millis(200);
     let (handle, stop) = stop_pair();

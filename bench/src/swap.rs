@@ -196,6 +196,7 @@ pub async fn run(
         workers: o.workers,
         seconds: 600.0,
         stop_file: Some(stop_file.clone()),
+        notifications: false,
     };
     let args = child.args();
     let work_dir = work.to_path_buf();

@@ -136,6 +136,7 @@ pub async fn run(
         // Startup (migrations, plugin loads) comes before the first request.
         seconds: measure.as_secs_f64() + 15.0,
         stop_file: None,
+        notifications: false,
     };
     let base = host.stats().await?;
     let args = child.args();

@@ -14,6 +14,7 @@ mod crm;
 mod graph_client;
 mod mail_send;
 mod matching;
+mod notifications;
 mod ops;
 mod plugin_cache;
 mod plugin_cases;

@@ -113,6 +113,19 @@ pub struct BenchArgs {
     /// throttle: the tenant's max_concurrency setting.
     #[arg(long, default_value_t = ThrottleOptions::default().tenant_concurrency)]
     throttle_tenant_concurrency: i64,
+    /// capture: mailboxes of the generated tenant.
+    #[arg(long, default_value_t = m365sync_bench::capture::CaptureOptions::default().mailboxes)]
+    capture_mailboxes: usize,
+    /// capture: messages delivered (one sample each).
+    #[arg(long, default_value_t = m365sync_bench::capture::CaptureOptions::default().samples)]
+    capture_samples: usize,
+    /// capture: change notifications drive the sync (a weekly cadence, no "sync now"); the
+    /// messages are delivered at --capture-per-minute, spread over the mailboxes.
+    #[arg(long)]
+    capture_notifications: bool,
+    /// capture with notifications: deliveries per minute.
+    #[arg(long, default_value_t = m365sync_bench::capture::CaptureOptions::default().per_minute)]
+    capture_per_minute: usize,
     /// calendar: users of the generated tenant.
     #[arg(long, default_value_t = CalendarOptions::default().users)]
     calendar_users: usize,
@@ -191,6 +204,9 @@ enum ChildWhat {
         /// Stop as soon as this file exists (the harness's signal that it is done).
         #[arg(long)]
         stop_file: Option<PathBuf>,
+        /// Change notifications on (a loopback receiver and subscriptions pointing there).
+        #[arg(long)]
+        notifications: bool,
     },
 }
 
@@ -250,7 +266,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             messages: args.swap_messages,
             ..SwapOptions::default()
         },
-        capture: m365sync_bench::capture::CaptureOptions::default(),
+        capture: m365sync_bench::capture::CaptureOptions {
+            mailboxes: args.capture_mailboxes,
+            samples: args.capture_samples,
+            notifications: args.capture_notifications,
+            per_minute: args.capture_per_minute,
+            ..m365sync_bench::capture::CaptureOptions::default()
+        },
         calendar: CalendarOptions {
             users: args.calendar_users,
             items: args.calendar_items,
@@ -312,6 +334,7 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
             seconds,
             ca,
             stop_file,
+            notifications,
         } => {
             let c = ChildServe {
                 database_url,
@@ -320,6 +343,7 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
                 workers,
                 seconds,
                 stop_file,
+                notifications,
             };
             serde_json::to_string(&child_serve(&c).await?)?
         }

@@ -70,6 +70,24 @@ pub enum MailboxCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A tenant's change-notification subscriptions (issue 17), per mailbox: mail and, for a
+    /// user's primary mailbox with Sync Events on, events; their state, expiry, last
+    /// notification and last lifecycle event.
+    Subscriptions {
+        /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
+        /// `tenant add`.
+        #[arg(long)]
+        org: String,
+        /// The tenant's name within the org.
+        #[arg(long)]
+        tenant: String,
+        /// Only this mailbox (its address).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Resume a mailbox's sync and clear its failure count.
     Enable {
         /// The org (the firm) the tenant belongs to, as declared with `m365sync apply` or
@@ -266,24 +284,48 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
             let mailboxes = store.mailboxes(t.id).await?;
             let users: std::collections::HashMap<i64, String> =
                 store.users(t.id).await?.into_iter().collect();
+            let mut subs: std::collections::HashMap<i64, Vec<_>> = Default::default();
+            for s in store.tenant_subscriptions(t.id).await? {
+                subs.entry(s.mailbox_id).or_default().push(s);
+            }
+            // Its subscriptions in a word each: `mail:active events:failing`.
+            let notify = |id: i64| {
+                subs.get(&id)
+                    .map(|v| {
+                        v.iter()
+                            .map(|s| format!("{}:{}", s.resource.as_str(), s.status))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_else(|| "-".into())
+            };
             if json {
                 let v: Vec<_> = mailboxes
                     .iter()
                     .map(|m| {
                         let mut v = serde_json::to_value(m).expect("mailbox serialises");
                         v["user"] = m.user_id.and_then(|u| users.get(&u)).cloned().into();
+                        v["subscriptions"] =
+                            serde_json::to_value(subs.get(&m.id)).expect("subscriptions serialise");
                         v
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "{:<32} {:<7} {:<8} {:<28} {:<12} {:<9} {:<17} DETAIL",
-                    "ADDRESS", "KIND", "ENABLED", "USER", "HEALTH", "FAILURES", "BACKOFF UNTIL"
+                    "{:<32} {:<7} {:<8} {:<28} {:<12} {:<9} {:<17} {:<28} DETAIL",
+                    "ADDRESS",
+                    "KIND",
+                    "ENABLED",
+                    "USER",
+                    "HEALTH",
+                    "FAILURES",
+                    "BACKOFF UNTIL",
+                    "NOTIFICATIONS"
                 );
                 for m in mailboxes {
                     println!(
-                        "{:<32} {:<7} {:<8} {:<28} {:<12} {:<9} {:<17} {}",
+                        "{:<32} {:<7} {:<8} {:<28} {:<12} {:<9} {:<17} {:<28} {}",
                         m.address,
                         match m.kind {
                             MailboxKind::Person => "person",
@@ -297,11 +339,18 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
                         m.health,
                         m.consecutive_failures,
                         when(m.backoff_until_ms),
+                        notify(m.id),
                         m.health_detail.as_deref().unwrap_or("")
                     );
                 }
             }
         }
+        MailboxCommand::Subscriptions {
+            org,
+            tenant,
+            mailbox,
+            json,
+        } => subscriptions(config, &org, &tenant, mailbox.as_deref(), json).await?,
         MailboxCommand::Enable {
             org,
             tenant,
@@ -319,6 +368,74 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
             repair,
             json,
         } => verify(config, &org, &tenant, mailbox.as_deref(), repair, json).await?,
+    }
+    Ok(())
+}
+
+async fn subscriptions(
+    config: Option<&Path>,
+    org: &str,
+    tenant: &str,
+    mailbox: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = open(config).await?;
+    let t = store.tenant(org, tenant).await?;
+    let subs = match mailbox {
+        Some(address) => {
+            let m = store.mailbox_by_address(t.id, address).await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no mailbox {address} in tenant {org}/{tenant}; `m365sync mailbox list --org {org} --tenant {tenant}` lists them"
+                )
+            })?;
+            store.mailbox_subscriptions(m.id).await?
+        }
+        None => store.tenant_subscriptions(t.id).await?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&subs)?);
+        return Ok(());
+    }
+    let settings = store.settings(t.id).await?;
+    if !settings.notifications {
+        println!(
+            "notifications are off for tenant {org}/{tenant} (`m365sync tenant settings --notifications on` turns them on)"
+        );
+    }
+    if subs.is_empty() {
+        println!(
+            "no subscriptions in tenant {org}/{tenant}: they are made by `m365sync serve` with notification_url set, for enabled mailboxes of an activated tenant"
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<7} {:<9} {:<17} {:<17} {:>6} {:<17} {:<24} DETAIL",
+        "MAILBOX",
+        "KIND",
+        "STATE",
+        "EXPIRES",
+        "LAST NOTIFIED",
+        "COUNT",
+        "RENEWED",
+        "LAST LIFECYCLE"
+    );
+    for s in subs {
+        let lifecycle = match (&s.last_lifecycle, s.last_lifecycle_ms) {
+            (Some(e), at) => format!("{e} {}", when(at)),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<32} {:<7} {:<9} {:<17} {:<17} {:>6} {:<17} {:<24} {}",
+            s.address,
+            s.resource.as_str(),
+            s.status,
+            when(s.expires_ms),
+            when(s.last_notification_ms),
+            s.notifications,
+            when(s.renewed_ms),
+            lifecycle,
+            s.detail.as_deref().unwrap_or("")
+        );
     }
     Ok(())
 }

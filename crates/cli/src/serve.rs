@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use m365sync::config::ServiceConfig;
 use m365sync::service::sandbox::{self, SandboxFiles};
-use m365sync::service::{Service, ServiceOptions};
+use m365sync::service::{NotificationUrl, Service, ServiceOptions};
 use m365sync::sync::stop::{stop_pair, StopHandle};
 use m365sync_sim::config::ProtocolConfig;
 use m365sync_sim::generate::GenerateOptions;
@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// Seconds between scheduler ticks and idle workers' polls.
     #[arg(long, default_value_t = 1.0)]
     poll_secs: f64,
+    /// Where Graph posts change notifications (default: notification_url of m365sync.toml;
+    /// the sandbox: `loopback`). `loopback` is this process's own admin listener over plain
+    /// http, for a simulator on the same host; `off` makes no subscriptions.
+    #[arg(long)]
+    notification_url: Option<String>,
     /// Write {"admin_url", "holder"} as JSON here once the service is up (for scripts, tests).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -116,16 +121,44 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     let mut earlier_runs = Vec::new();
     if let Some(running) = &sim_running {
         let tenant = sandbox::declare(&store, &running.sim).await?;
+        // The simulator keeps its subscriptions in memory only: after a restart it has none,
+        // so the ones recorded here are made again.
+        store.forget_subscriptions(tenant.id).await?;
         // What ran before this start, read before the scheduler can start anything: a run
         // still `running` now was interrupted by the last stop, not started by this process.
-        earlier_runs = store.runs(tenant.id, 2).await?;
+        // Rounds notifications started are not runs a newcomer counts (they are printed as
+        // they finish, when they read something).
+        earlier_runs = store
+            .runs(tenant.id, 100)
+            .await?
+            .into_iter()
+            .filter(|r| r.trigger_kind != NOTIFICATION_TRIGGER)
+            .take(2)
+            .collect();
         tracing::info!(org = %tenant.org, tenant = %tenant.name, "sandbox tenant declared and activated");
     }
     let env = super::admin::sync_env(&cfg, store.clone())?;
     let mut opts = ServiceOptions::new(Some(args.admin_listen.unwrap_or(cfg.admin_listen)), token);
-    opts.workers = args.workers.unwrap_or(cfg.workers).max(1);
+    opts.workers = args.workers.unwrap_or(cfg.workers.max(1));
     opts.lease_ttl = Duration::from_secs(args.lease_secs.unwrap_or(cfg.lease_secs).max(2));
     opts.poll = Duration::from_secs_f64(args.poll_secs.clamp(0.05, 60.0));
+    opts.notification_url = match args.notification_url.as_deref() {
+        Some("loopback") => NotificationUrl::Loopback,
+        Some("off") => NotificationUrl::Off,
+        Some(url) => {
+            let mut checked = cfg.clone();
+            checked.notification_url = Some(url.to_string());
+            checked
+                .check_notification_url()
+                .context("--notification-url")?;
+            NotificationUrl::Public(url.to_string())
+        }
+        None if args.sandbox => NotificationUrl::Loopback,
+        None => cfg
+            .notification_url
+            .clone()
+            .map_or(NotificationUrl::Off, NotificationUrl::Public),
+    };
     let holder = opts.holder.clone();
     let service = Service::start(env, opts, stop).await?;
     let admin_url = format!(
@@ -211,6 +244,9 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
 /// how many were linked to the seeded contacts, and where to look next. After a restart, the
 /// run found on disk is labelled as the previous one, with its time, and each new run (or the
 /// interrupted one, resumed) is printed when it finishes.
+/// The trigger of the runs change notifications start.
+const NOTIFICATION_TRIGGER: &str = "notification";
+
 async fn report_runs(
     store: Store,
     dir: PathBuf,
@@ -228,7 +264,7 @@ async fn report_runs(
         _ => false,
     };
     // The first run to print: the interrupted run this start resumes, or the next new one.
-    let mut next_id = match &latest {
+    let next_id = match &latest {
         None => 0,
         Some(run) if run.finished_ms.is_none() => {
             println!(
@@ -257,18 +293,33 @@ async fn report_runs(
             run.id + 1
         }
     };
+    // Runs finish out of order (a notification's round beside a long backfill): each is
+    // printed once, when it finishes.
+    let mut printed = std::collections::HashSet::new();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let Ok(runs) = store.runs(tenant.id, 20).await else {
+        let Ok(runs) = store.runs(tenant.id, 50).await else {
             continue;
         };
         let mut finished: Vec<_> = runs
             .into_iter()
-            .filter(|r| r.id >= next_id && r.finished_ms.is_some())
+            .filter(|r| r.id >= next_id && r.finished_ms.is_some() && !printed.contains(&r.id))
             .collect();
         finished.sort_by_key(|r| r.id);
         for run in finished {
-            next_id = run.id + 1;
+            printed.insert(run.id);
+            if run.trigger_kind == NOTIFICATION_TRIGGER {
+                // A round a change notification asked for: worth a line when it read something.
+                if run.emails.processed + run.events.processed > 0 || run.errors > 0 {
+                    println!(
+                        "change notification: run {} {}: {}",
+                        run.id,
+                        run.status_text(),
+                        run.figures_text()
+                    );
+                }
+                continue;
+            }
             if newcomer {
                 newcomer = false;
                 print_first_run(&store, &tenant, &run, &dir).await;

@@ -15,7 +15,7 @@ use m365sync_sim::{control, Origin, Sim};
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// Serve a generated or scenario tenant over http or https until interrupted.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Generate a tenant and write its ground truth, reporting how long it took.
     Generate {
         #[command(flatten)]
@@ -144,6 +144,10 @@ pub struct ServeArgs {
     /// Delta state lifetime in seconds (older tokens answer 410).
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     sync_state_secs: i64,
+    /// The longest lifetime in seconds granted to a change-notification subscription (Outlook:
+    /// 10,080 minutes); shorter shows renewals happen.
+    #[arg(long, default_value_t = 10_080 * 60)]
+    subscription_max_secs: i64,
     /// Faults to inject from the start, as JSON, e.g. '{"rate_503":0.05,"latency_ms":20}'
     /// (the same fields as PUT /_sim/faults).
     #[arg(long)]
@@ -166,7 +170,7 @@ pub(crate) fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()>
 
 pub async fn run(cmd: SimCommand) -> anyhow::Result<()> {
     match cmd {
-        SimCommand::Serve(args) => serve_cmd(args).await,
+        SimCommand::Serve(args) => serve_cmd(*args).await,
         SimCommand::Generate { world, out } => {
             let origin = world.origin()?;
             let started = Instant::now();
@@ -212,6 +216,7 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
     let protocol = ProtocolConfig {
         access_token_secs: args.access_token_secs,
         sync_state_secs: args.sync_state_secs,
+        subscription_max_secs: args.subscription_max_secs,
         ..ProtocolConfig::default()
     };
     let started = Instant::now();

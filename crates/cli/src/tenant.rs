@@ -262,6 +262,10 @@ pub struct SettingsArgs {
     /// The window of --mailbox-budget, seconds (Outlook's: 600).
     #[arg(long)]
     mailbox_budget_secs: Option<i64>,
+    /// Graph change notifications (issue 17): on (the default) wakes the sync within seconds
+    /// of a change; off leaves the cadence alone and deletes the tenant's subscriptions.
+    #[arg(long, value_parser = ["on", "off"])]
+    notifications: Option<String>,
     /// Print the settings as JSON.
     #[arg(long)]
     json: bool,
@@ -322,6 +326,7 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
         failure_attempts: a.failure_attempts,
         mailbox_budget: a.mailbox_budget,
         mailbox_budget_secs: a.mailbox_budget_secs,
+        notifications: a.notifications.as_deref().map(|v| v == "on"),
     };
     let s = if change.is_empty() {
         store.settings(t.id).await?
@@ -356,6 +361,10 @@ async fn settings(config: Option<&Path>, a: SettingsArgs) -> anyhow::Result<()> 
     println!(
         "mailbox_budget        {} requests per {} s",
         s.mailbox_budget, s.mailbox_budget_secs
+    );
+    println!(
+        "notifications         {}",
+        if s.notifications { "on" } else { "off" }
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The Microsoft Graph client: tokens per tenant ([`auth`], built from the store by the
 //! product's `credentials` module; delegated consent through [`authorize`]), requests with Outlook-aware
-//! throttling and retries ([`client`]) paced to the mailbox budget ([`pace`]), and delta paging ([`delta`]). Errors ([`error`]) say
+//! throttling and retries ([`client`]) paced to the mailbox budget ([`pace`]), delta paging
+//! ([`delta`]), and change-notification subscriptions ([`subscriptions`]). Errors ([`error`]) say
 //! which tenant or mailbox failed and what to do.
 
 pub mod auth;
@@ -10,6 +11,7 @@ pub mod delta;
 pub mod error;
 pub mod folders;
 pub mod pace;
+pub mod subscriptions;
 pub mod upload;
 
 pub use auth::{AppCredentials, DelegatedCredentials, TokenCache};

@@ -149,6 +149,7 @@ struct SettingsDecl {
     failure_attempts: Option<i64>,
     mailbox_budget: Option<i64>,
     mailbox_budget_secs: Option<i64>,
+    notifications: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +264,7 @@ pub async fn apply_text(store: &Store, text: &str, path: &Path) -> Result<ApplyR
                     failure_attempts: s.failure_attempts,
                     mailbox_budget: s.mailbox_budget,
                     mailbox_budget_secs: s.mailbox_budget_secs,
+                    notifications: s.notifications,
                 },
             };
             settings

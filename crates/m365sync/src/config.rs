@@ -55,7 +55,7 @@ pub enum ConfigError {
 
 /// The settings the environment can set, by the name of their variable; each also accepts
 /// `NAME_FILE` (the value read from that file, trimmed).
-pub const ENV_SETTINGS: [&str; 10] = [
+pub const ENV_SETTINGS: [&str; 11] = [
     "M365SYNC_DATABASE_URL",
     "M365SYNC_ADMIN_LISTEN",
     "M365SYNC_KEY_FILE",
@@ -66,6 +66,7 @@ pub const ENV_SETTINGS: [&str; 10] = [
     "M365SYNC_PLUGIN_CACHE_DIR",
     "M365SYNC_OTLP_ENDPOINT",
     "M365SYNC_OTLP_SERVICE_NAME",
+    "M365SYNC_NOTIFICATION_URL",
 ];
 
 /// The service's settings. Every field has a default, so no file is needed to start.
@@ -98,6 +99,12 @@ pub struct ServiceConfig {
     pub otlp_endpoint: Option<String>,
     /// The `service.name` the traces carry (default `m365sync`), to tell deployments apart.
     pub otlp_service_name: Option<String>,
+    /// The public https URL at which Microsoft Graph reaches this service's notification
+    /// receiver (the admin listener's `POST /notifications`, through a reverse proxy or load
+    /// balancer that forwards `/notifications` and `/notifications/lifecycle`), such as
+    /// `https://sync.example.com/notifications`. Unset (the default): no subscriptions are
+    /// made and the cadence alone syncs. Every process of a deployment names the same URL.
+    pub notification_url: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -113,6 +120,7 @@ impl Default for ServiceConfig {
             plugin_cache_dir: None,
             otlp_endpoint: None,
             otlp_service_name: None,
+            notification_url: None,
         }
     }
 }
@@ -204,7 +212,31 @@ impl ServiceConfig {
         if let Some(v) = value("M365SYNC_OTLP_SERVICE_NAME")? {
             self.otlp_service_name = Some(v);
         }
+        if let Some(v) = value("M365SYNC_NOTIFICATION_URL")? {
+            self.notification_url = Some(v);
+        }
+        self.check_notification_url()?;
         Ok(self)
+    }
+
+    /// A notification URL must be an absolute http(s) URL without a query (Graph appends
+    /// `?validationToken=`).
+    pub fn check_notification_url(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.notification_url else {
+            return Ok(());
+        };
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && !url.contains('?')
+            && url.len() > "https://".len();
+        if ok {
+            return Ok(());
+        }
+        Err(ConfigError::Env {
+            var: "notification_url (M365SYNC_NOTIFICATION_URL)".into(),
+            message: format!(
+                "'{url}' is not a URL Graph can post to: give the public https address of the receiver, such as https://sync.example.com/notifications, without a query"
+            ),
+        })
     }
 
     /// Parses configuration text; `path` names it in errors (which carry the line).

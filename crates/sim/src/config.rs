@@ -21,6 +21,11 @@ pub struct ProtocolConfig {
     pub default_delta_page: usize,
     /// Largest page size a client may ask for.
     pub max_page: usize,
+    /// The longest lifetime, in seconds, a subscription is granted on creation or renewal: a
+    /// later `expirationDateTime` asked for (up to Outlook's 10,080 minutes, beyond which the
+    /// request is refused) is cut to now plus this, and the answer says so, as Graph may grant
+    /// less than asked. Tests shrink it to see subscriptions renewed before they lapse.
+    pub subscription_max_secs: i64,
 }
 
 impl Default for ProtocolConfig {
@@ -32,6 +37,7 @@ impl Default for ProtocolConfig {
             inline_attachment_limit: 3 * 1024 * 1024,
             default_delta_page: 10,
             max_page: 1000,
+            subscription_max_secs: super::subscriptions::MAX_MINUTES * 60,
         }
     }
 }

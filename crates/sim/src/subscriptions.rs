@@ -1,5 +1,6 @@
-//! Change notifications: `POST /subscriptions` with the validation handshake, renewal by PATCH,
-//! delivery of `created`/`updated`/`deleted` notifications to the notificationUrl (retried on
+//! Change notifications: `POST /subscriptions` with the validation handshake, renewal by PATCH
+//! (a lifetime no longer than the protocol's `subscription_max_secs`), `POST
+//! /subscriptions/{id}/reauthorize`, delivery of `created`/`updated`/`deleted` notifications to the notificationUrl (retried on
 //! failure), and lifecycle events on request of the control API.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -123,6 +124,13 @@ fn parse_resource(
         return Some((user, Some(f), false));
     }
     None
+}
+
+/// The expiry granted for `asked`: no later than the simulator's `subscription_max_secs` from
+/// now (Graph may grant less than asked; clients must renew from the answer).
+fn granted(sim: &Sim, asked: DateTime<Utc>) -> DateTime<Utc> {
+    let cap = Utc::now() + chrono::Duration::seconds(sim.protocol().subscription_max_secs.max(1));
+    asked.min(cap)
 }
 
 fn check_expiration(at: DateTime<Utc>) -> Result<(), GraphError> {
@@ -342,7 +350,7 @@ pub async fn create(
         change_type: body.change_type,
         notification_url: body.notification_url,
         lifecycle_notification_url: body.lifecycle_notification_url,
-        expiration_date_time: body.expiration_date_time,
+        expiration_date_time: granted(sim, body.expiration_date_time),
         client_state: body.client_state,
         application_id: caller.client_id.clone(),
         tenant: caller.tenant,
@@ -427,8 +435,16 @@ pub fn handle(ctx: &Ctx, _world: &mut World, rest: &[String]) -> GraphResult {
                 .iter_mut()
                 .find(|s| &s.id == id && mine(s))
                 .ok_or_else(not_found)?;
-            s.expiration_date_time = renew.expiration_date_time;
+            s.expiration_date_time = granted(ctx.sim, renew.expiration_date_time);
             Ok(SimResponse::json(200, &*s))
+        }
+        // Reauthorizing answers a `reauthorizationRequired` event: the subscription goes on
+        // with its expiry unchanged.
+        ("POST", Some(id)) if rest.get(1).map(String::as_str) == Some("reauthorize") => {
+            subs.iter()
+                .find(|s| &s.id == id && mine(s))
+                .ok_or_else(not_found)?;
+            Ok(SimResponse::empty(204))
         }
         ("DELETE", Some(id)) => {
             let before = subs.len();

@@ -22,6 +22,8 @@
 //! - [`rules`]: exclusion rules per org, tenant and user;
 //! - [`schedule`]: due runs, the mailboxes a run owes, and the leases on mailboxes;
 //! - [`secrets`]: encryption of credentials at rest;
+//! - [`subscriptions`]: Graph change-notification subscriptions, the wake-ups notifications
+//!   leave on mailboxes, the rounds they start, and the cross-process wake (LISTEN/NOTIFY);
 //! - [`sync`]: cursors, runs, and the per-page commit of a mail folder's delta;
 //! - [`tenants`]: orgs, tenants, their secrets and settings;
 //! - [`tokens`]: the admin API's tokens for org admins and CRM users.
@@ -48,6 +50,7 @@ pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod secrets;
+pub mod subscriptions;
 pub mod sync;
 pub mod tenants;
 pub mod tokens;
@@ -119,6 +122,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     key: SecretKey,
+    /// The URL the store was opened with, for PostgreSQL's LISTEN connection (never logged).
+    url: String,
 }
 
 impl std::fmt::Debug for Store {
@@ -198,6 +203,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0012_plugin_installs.sql"),
     ),
     (
+        13,
+        "subscriptions",
+        include_str!("../migrations/sqlite/0013_subscriptions.sql"),
+        include_str!("../migrations/postgres/0013_subscriptions.sql"),
+    ),
+    (
         15,
         "mailbox_budget",
         include_str!("../migrations/sqlite/0015_mailbox_budget.sql"),
@@ -267,7 +278,12 @@ impl Store {
             .await
             .map_err(|e| connect_error(url, backend, &e))?;
         migrator(backend).run(&pool).await?;
-        Ok(Store { pool, backend, key })
+        Ok(Store {
+            pool,
+            backend,
+            key,
+            url: connect_url,
+        })
     }
 
     /// The database kind.
@@ -280,6 +296,11 @@ impl Store {
     /// the store's methods.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The URL the store was opened with (it may hold a password: never log it).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// The key secrets are encrypted with.

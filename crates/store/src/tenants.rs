@@ -107,6 +107,9 @@ pub struct TenantSettings {
     /// Attempts after which a record a stage keeps failing on is parked: kept and listed, but
     /// retried only when an admin asks (`m365sync failures retry`).
     pub failure_attempts: i64,
+    /// Graph change notifications wake the sync within seconds of a change (issue 17); off,
+    /// the cadence alone syncs the tenant and its subscriptions are deleted.
+    pub notifications: bool,
     /// Graph requests per mailbox per `mailbox_budget_secs` the client keeps to: Outlook's
     /// budget per app and mailbox is 10,000 per 10 minutes. Lower it when other tools of the
     /// firm's use the same app registration for the same mailboxes.
@@ -159,6 +162,7 @@ impl Default for TenantSettings {
             page_size: 100,
             max_concurrency: 8,
             failure_attempts: 5,
+            notifications: true,
             mailbox_budget: OUTLOOK_MAILBOX_BUDGET,
             mailbox_budget_secs: OUTLOOK_BUDGET_SECS,
         }
@@ -480,6 +484,7 @@ impl Store {
             page_size: r.try_get("page_size")?,
             max_concurrency: r.try_get("max_concurrency")?,
             failure_attempts: r.try_get("failure_attempts")?,
+            notifications: r.try_get::<i64, _>("notifications")? != 0,
             mailbox_budget: r.try_get("mailbox_budget")?,
             mailbox_budget_secs: r.try_get("mailbox_budget_secs")?,
         })
@@ -496,7 +501,7 @@ impl Store {
         sqlx::query(
             "UPDATE tenant_settings SET cadence_minutes = $1, commencement_ms = $2, internal_domains = $3,
                  attachment_cap_bytes = $4, folders = $5, page_size = $6, max_concurrency = $7, skip_internal_only = $8,
-                 excluded_folders = $10, failure_attempts = $11, mailbox_budget = $12, mailbox_budget_secs = $13
+                 excluded_folders = $10, failure_attempts = $11, notifications = $12, mailbox_budget = $13, mailbox_budget_secs = $14
              WHERE tenant_id = $9",
         )
         .bind(s.cadence_minutes)
@@ -510,6 +515,7 @@ impl Store {
         .bind(tenant_id)
         .bind(serde_json::to_string(&s.excluded_folders).expect("strings serialise"))
         .bind(s.failure_attempts)
+        .bind(s.notifications as i64)
         .bind(s.mailbox_budget)
         .bind(s.mailbox_budget_secs)
         .execute(self.pool())

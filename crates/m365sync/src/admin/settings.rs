@@ -47,6 +47,8 @@ pub struct SettingsChange {
     pub mailbox_budget: Option<i64>,
     /// The window of `mailbox_budget`, seconds (1 to 86,400; Outlook's is 600).
     pub mailbox_budget_secs: Option<i64>,
+    /// Graph change notifications on or off (off: the cadence alone syncs).
+    pub notifications: Option<bool>,
 }
 
 /// `Option<Option<T>>` from JSON: absent is `None`, `null` is `Some(None)`.
@@ -105,6 +107,9 @@ impl SettingsChange {
         }
         if let Some(v) = self.mailbox_budget_secs {
             s.mailbox_budget_secs = v;
+        }
+        if let Some(v) = self.notifications {
+            s.notifications = v;
         }
         s
     }

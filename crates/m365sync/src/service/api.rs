@@ -1,5 +1,7 @@
 //! The admin HTTP API: health and readiness (open, for load balancers), Prometheus metrics, tenants,
-//! mailboxes with health, runs, logs, "sync now" and retries here; contacts, matching, review
+//! mailboxes with health, their change-notification subscriptions, runs, logs, "sync now" and
+//! retries here; Graph's change notifications (open too, proved by their client state) in
+//! [`super::notifications`]; contacts, matching, review
 //! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`], email sent
 //! from the CRM in [`super::api_send`]. All but health and readiness need a bearer token, and what a
 //! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
@@ -123,7 +125,7 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .collect()
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
+async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
     let path: Vec<String> = req
         .uri()
         .path()
@@ -141,6 +143,16 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
     }
     if req.method() == Method::GET && segs == ["ready"] {
         return ready(shared).await;
+    }
+    // Graph's change notifications carry no bearer token: their client state proves them.
+    if req.method() == Method::POST && super::notifications::is_notification_path(&segs) {
+        let q = query(&req);
+        let lifecycle = segs.len() == 2;
+        let body = match read_body_up_to(req, super::notifications::MAX_NOTIFICATION_BODY).await {
+            Ok(b) => b,
+            Err(answer) => return answer,
+        };
+        return super::notifications::receive(shared, lifecycle, &q, body).await;
     }
     let bearer = req
         .headers()
@@ -214,6 +226,24 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Answer {
         (Method::GET, ["api", "tenants", org, tenant, "mailboxes"]) => {
             match store.tenant(org, tenant).await {
                 Ok(t) => store.mailboxes(t.id).await.map(|m| json!(m)),
+                Err(e) => Err(e),
+            }
+        }
+        (Method::GET, ["api", "tenants", org, tenant, "subscriptions"]) => {
+            match store.tenant(org, tenant).await {
+                Ok(t) => store.tenant_subscriptions(t.id).await.map(|s| json!(s)),
+                Err(e) => Err(e),
+            }
+        }
+        (Method::GET, ["api", "tenants", org, tenant, "mailboxes", address, "subscriptions"]) => {
+            match store.tenant(org, tenant).await {
+                Ok(t) => match store.mailbox_by_address(t.id, address).await {
+                    Ok(Some(m)) => store.mailbox_subscriptions(m.id).await.map(|s| json!(s)),
+                    Ok(None) => Err(StoreError::NotFound(format!(
+                        "no mailbox {address} in tenant {org}/{tenant}; GET /api/tenants/{org}/{tenant}/mailboxes lists them"
+                    ))),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             }
         }

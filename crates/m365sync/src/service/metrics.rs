@@ -44,7 +44,30 @@ pub struct Metrics {
     pub workers_busy: AtomicU64,
     /// Graph counters of the clients of runs that are over (live ones are added at scrape).
     retired_graph: std::sync::Mutex<ClientStatsSnapshot>,
+    /// Change notifications this process received and accepted (subscription known, client
+    /// state matching), lifecycle events included.
+    pub notifications_received: AtomicU64,
+    /// Change notifications refused: unknown subscription, wrong client state, unreadable.
+    pub notifications_rejected: AtomicU64,
+    /// Lifecycle events accepted (`reauthorizationRequired`, `subscriptionRemoved`, `missed`).
+    pub lifecycle_events: AtomicU64,
+    /// Mailbox rounds notifications started here.
+    pub notification_rounds: AtomicU64,
+    /// Subscriptions created at Graph by this process.
+    pub subscriptions_created: AtomicU64,
+    /// Renewals (and reauthorizations) that succeeded.
+    pub subscriptions_renewed: AtomicU64,
+    /// Subscriptions deleted (mailbox or tenant disabled, notifications turned off).
+    pub subscriptions_deleted: AtomicU64,
+    /// Creations, renewals and deletions Graph refused or that failed in the network.
+    pub subscription_failures: AtomicU64,
+    /// From a mailbox's first notification to the end of the round that answered it, as a
+    /// histogram over [`LAG_BUCKETS_SECS`]: counts per bucket, then the sum in ms and the count.
+    lag: std::sync::Mutex<([u64; LAG_BUCKETS_SECS.len()], u64, u64)>,
 }
+
+/// The upper bounds, in seconds, of the notification lag histogram's buckets.
+pub const LAG_BUCKETS_SECS: [f64; 9] = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
 
 /// A label value in the exposition format: backslash, quote and newline escaped (plugin names
 /// and versions come from the plugins' own `describe()`).
@@ -80,6 +103,20 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry((slot.to_string(), name.to_string(), version.to_string()))
             .or_default() += 1;
+    }
+
+    /// Records one round's notification lag (from its mailbox's first notification to the
+    /// round's end), in ms.
+    pub fn observe_notification_lag(&self, ms: i64) {
+        let ms = ms.max(0) as u64;
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, le) in LAG_BUCKETS_SECS.iter().enumerate() {
+            if ms as f64 <= le * 1000.0 {
+                lag.0[i] += 1;
+            }
+        }
+        lag.1 += ms;
+        lag.2 += 1;
     }
 
     /// Adds a retired Graph client's request counters.
@@ -188,6 +225,67 @@ impl Metrics {
             "Access tokens requested.",
             graph.token_renewals,
         );
+        counter(
+            "notifications_received_total",
+            "Change notifications and lifecycle events accepted (known subscription, matching client state).",
+            g(&self.notifications_received),
+        );
+        counter(
+            "notifications_rejected_total",
+            "Change notifications refused (unknown subscription, wrong client state, unreadable).",
+            g(&self.notifications_rejected),
+        );
+        counter(
+            "notification_lifecycle_events_total",
+            "Lifecycle events accepted (reauthorizationRequired, subscriptionRemoved, missed).",
+            g(&self.lifecycle_events),
+        );
+        counter(
+            "notification_rounds_total",
+            "Mailbox rounds notifications started.",
+            g(&self.notification_rounds),
+        );
+        counter(
+            "subscriptions_created_total",
+            "Graph subscriptions created.",
+            g(&self.subscriptions_created),
+        );
+        counter(
+            "subscriptions_renewed_total",
+            "Graph subscriptions renewed or reauthorized.",
+            g(&self.subscriptions_renewed),
+        );
+        counter(
+            "subscriptions_deleted_total",
+            "Graph subscriptions deleted.",
+            g(&self.subscriptions_deleted),
+        );
+        counter(
+            "subscription_failures_total",
+            "Subscription creations, renewals and deletions that failed.",
+            g(&self.subscription_failures),
+        );
+        {
+            let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(
+                out,
+                "# HELP m365sync_notification_lag_seconds From a mailbox's first notification to the end of the round that answered it.\n# TYPE m365sync_notification_lag_seconds histogram"
+            );
+            for (i, le) in LAG_BUCKETS_SECS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "m365sync_notification_lag_seconds_bucket{{le=\"{le}\"}} {}",
+                    lag.0[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "m365sync_notification_lag_seconds_bucket{{le=\"+Inf\"}} {}\nm365sync_notification_lag_seconds_sum {}\nm365sync_notification_lag_seconds_count {}",
+                lag.2,
+                lag.1 as f64 / 1000.0,
+                lag.2
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP m365sync_workers_busy Workers syncing a mailbox now.\n# TYPE m365sync_workers_busy gauge\nm365sync_workers_busy {}",

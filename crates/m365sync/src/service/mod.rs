@@ -2,7 +2,11 @@
 //! cadence; workers take mailboxes that owe a run work under database leases (so several
 //! processes on one PostgreSQL share the work and take over a dead one's mailboxes); a watcher
 //! picks up plugin swaps; the mail sender sends the CRM's outbox emails (E15); the admin API
-//! serves health, metrics, runs, logs and retries.
+//! serves health, metrics, runs, logs and retries, and on the same listener the Graph change
+//! notification receiver (`POST /notifications`, issue 17), whose notifications only make a
+//! mailbox owe a round now; the subscription maintainer creates, renews and deletes the
+//! subscriptions behind it; the waker turns notifications into rounds and wakes idle workers
+//! (on PostgreSQL, every process's, through LISTEN/NOTIFY).
 //!
 //! Stopping (SIGTERM, SIGINT): every worker finishes the page it is committing, abandons the
 //! fetch in flight, gives its lease back, and the process exits; the next start resumes from
@@ -18,10 +22,13 @@ mod contexts;
 mod mail_sender;
 mod matcher;
 pub mod metrics;
+mod notifications;
 mod plugin_watch;
 pub mod retry;
 pub mod sandbox;
 mod scheduler;
+mod subscriptions;
+mod wake;
 mod workers;
 
 use std::net::SocketAddr;
@@ -36,7 +43,8 @@ pub use api::ApiBindError;
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
-    /// Mailboxes this process syncs at once.
+    /// Mailboxes this process syncs at once; 0 makes a receive-only process (API and
+    /// notification receiver; other processes on the same PostgreSQL do the rounds).
     pub workers: usize,
     /// How long a lease lasts without renewal: how soon another process takes over the
     /// mailboxes of one that died.
@@ -51,6 +59,20 @@ pub struct ServiceOptions {
     pub admin_token: String,
     /// This process's name in leases: host, pid and a random part.
     pub holder: String,
+    /// Where Graph posts change notifications for the subscriptions this process makes.
+    pub notification_url: NotificationUrl,
+}
+
+/// Where Graph reaches the notification receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationUrl {
+    /// No subscriptions: the cadence alone syncs (no `notification_url` configured).
+    Off,
+    /// A public URL (`notification_url`), the same for every process of a deployment.
+    Public(String),
+    /// This process's own admin listener over plain http on its bound address: the sandbox,
+    /// whose simulator runs on the same host.
+    Loopback,
 }
 
 impl ServiceOptions {
@@ -64,6 +86,7 @@ impl ServiceOptions {
             admin_listen,
             admin_token,
             holder: default_holder(),
+            notification_url: NotificationUrl::Off,
         }
     }
 }
@@ -94,11 +117,26 @@ pub(crate) struct Shared {
     pub match_wake: tokio::sync::Notify,
     /// Pokes the mail sender (an email was queued): it sends at once instead of next tick.
     pub mail_wake: tokio::sync::Notify,
+    /// Bumped when mailboxes owe work now (a run started, a notification's round): idle
+    /// workers wake at once instead of at their next poll. A counter, so no wake is lost
+    /// between a worker's look and its wait.
+    pub work_wake: tokio::sync::watch::Sender<u64>,
+    /// Pokes the subscription maintainer (a lifecycle event asks for a renewal or a new
+    /// subscription).
+    pub subs_wake: tokio::sync::Notify,
+    /// The notification URL subscriptions are made with (resolved: the loopback address once
+    /// bound); `None` when notifications are off for this process.
+    pub notification_url: Option<String>,
 }
 
 impl Shared {
     fn lease_ttl_ms(&self) -> i64 {
         self.opts.lease_ttl.as_millis() as i64
+    }
+
+    /// Wakes this process's idle workers: mailboxes owe work now.
+    pub(crate) fn wake_workers(&self) {
+        self.work_wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -125,6 +163,13 @@ impl Service {
             Some(addr) => Some(api::bind(addr).await?),
             None => None,
         };
+        let notification_url = match (&opts.notification_url, &listener) {
+            (NotificationUrl::Off, _) | (NotificationUrl::Loopback, None) => None,
+            (NotificationUrl::Public(url), _) => Some(url.clone()),
+            (NotificationUrl::Loopback, Some((_, addr))) => {
+                Some(format!("http://{addr}/notifications"))
+            }
+        };
         let shared = Arc::new(Shared {
             env,
             opts,
@@ -133,13 +178,20 @@ impl Service {
             metrics: metrics::Metrics::default(),
             match_wake: tokio::sync::Notify::new(),
             mail_wake: tokio::sync::Notify::new(),
+            work_wake: tokio::sync::watch::Sender::new(0),
+            subs_wake: tokio::sync::Notify::new(),
+            notification_url,
         });
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(scheduler::scheduler(Arc::clone(&shared)));
         tasks.spawn(plugin_watch::plugin_watch(Arc::clone(&shared)));
         tasks.spawn(matcher::matcher(Arc::clone(&shared)));
         tasks.spawn(mail_sender::mail_sender(Arc::clone(&shared)));
-        for i in 0..shared.opts.workers.max(1) {
+        tasks.spawn(wake::waker(Arc::clone(&shared)));
+        tasks.spawn(subscriptions::maintainer(Arc::clone(&shared)));
+        // No workers is a receive-only process: its API and notification receiver answer, and
+        // the processes with workers do the rounds.
+        for i in 0..shared.opts.workers {
             tasks.spawn(workers::worker(Arc::clone(&shared), i));
         }
         let admin_addr = listener.as_ref().map(|(_, a)| *a);
@@ -152,7 +204,8 @@ impl Service {
                 Arc::clone(&api_close),
             ));
         }
-        tracing::info!(holder = %shared.opts.holder, workers = shared.opts.workers, admin = ?admin_addr, "service started");
+        tracing::info!(holder = %shared.opts.holder, workers = shared.opts.workers, admin = ?admin_addr,
+            notifications = shared.notification_url.as_deref().unwrap_or("off"), "service started");
         Ok(Service {
             admin_addr,
             tasks,

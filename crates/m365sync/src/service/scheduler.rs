@@ -1,5 +1,6 @@
-//! The scheduler: every tick, starts the runs that are due (per-tenant cadence, E3) and closes
-//! the runs no mailbox owes work to any more. Any number of processes may run it: the
+//! The scheduler: every tick, starts the runs that are due (per-tenant cadence, E3), the rounds
+//! notifications asked for and not yet started, and closes the runs no mailbox owes work to
+//! any more. Any number of processes may run it: the
 //! conditional claim in the store lets exactly one start each run.
 
 use std::sync::atomic::Ordering;
@@ -35,8 +36,14 @@ async fn tick(shared: &Shared) -> Result<(), StoreError> {
         {
             shared.metrics.runs_started.fetch_add(1, Ordering::Relaxed);
             tracing::info!(tenant = tenant_id, run = run_id, "run started");
+            shared.wake_workers();
+            // Other processes' idle workers too (PostgreSQL).
+            store.announce_work().await?;
         }
     }
+    // The safety net for notifications whose mailbox was mid-round when they came: its
+    // round has ended since, or the process that received them died before starting one.
+    super::wake::start_notified_rounds(shared).await?;
     let closed = store.close_finished_runs().await?;
     if !closed.is_empty() {
         shared

@@ -21,7 +21,10 @@ pub async fn worker(shared: Arc<Shared>, index: usize) {
     let stop = shared.stop.clone();
     // Each worker holds leases in its own name: a lease proves one worker, not one process.
     let holder = format!("{}/w{index}", shared.opts.holder);
+    let mut wake = shared.work_wake.subscribe();
     while !stop.is_stopping() {
+        // What is owed now is looked at below; a wake from here on ends the next wait at once.
+        wake.mark_unchanged();
         let claimed = match claim_next(&shared, index, &holder).await {
             Ok(c) => c,
             Err(e) => {
@@ -35,14 +38,32 @@ pub async fn worker(shared: Arc<Shared>, index: usize) {
                 work_on(&shared, &p, &holder, &claim).await;
                 shared.metrics.workers_busy.fetch_sub(1, Ordering::Relaxed);
                 let _ = shared.env.store.release_lease(p.mailbox_id, &holder).await;
+                after_round(&shared, p.mailbox_id).await;
             }
             None => {
                 tokio::select! {
                     _ = tokio::time::sleep(shared.opts.poll) => {}
+                    _ = wake.changed() => {}
                     _ = stop.stopped() => {}
                 }
             }
         }
+    }
+}
+
+/// After a mailbox's round: the notification lag it answered (from the first notification
+/// to the round's end), and the round the notifications that came during it ask for, started
+/// now rather than at the scheduler's next tick.
+async fn after_round(shared: &Shared, mailbox_id: i64) {
+    match shared.env.store.take_woken(mailbox_id).await {
+        Ok(Some(since)) => shared.metrics.observe_notification_lag(now_ms() - since),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(mailbox = mailbox_id, error = %e, "cannot read the notification lag")
+        }
+    }
+    if let Err(e) = super::wake::start_notified_rounds(shared).await {
+        tracing::warn!(error = %e, "cannot start the rounds notifications asked for; the scheduler tries again");
     }
 }
 

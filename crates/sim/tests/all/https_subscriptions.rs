@@ -235,3 +235,56 @@ async fn an_endpoint_that_fails_validation_gets_no_subscription() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_short_lifetime_is_granted_as_said_and_reauthorize_keeps_the_subscription() {
+    let s = TestSim::start(small()).await;
+    let mut protocol = s.sim.protocol();
+    protocol.subscription_max_secs = 60;
+    s.sim.set_protocol(protocol);
+    let token = s.token().await;
+    let upn = s.mailbox(1)["upn"].as_str().unwrap().to_string();
+    let r = receiver(true).await;
+    let asked = chrono::Utc::now() + chrono::Duration::days(2);
+    let (status, sub) = s
+        .send(Method::POST, &format!("{}/subscriptions", s.graph), &token, Some(json!({
+            "changeType": "created", "notificationUrl": r.url, "resource": format!("/users/{upn}/messages"),
+            "expirationDateTime": asked.to_rfc3339(), "clientState": "x"
+        })))
+        .await;
+    assert_eq!(status, 201, "{sub}");
+    // The answer carries the shorter expiry granted, which is what a client renews from.
+    let granted: chrono::DateTime<chrono::Utc> =
+        sub["expirationDateTime"].as_str().unwrap().parse().unwrap();
+    assert!(granted < asked - chrono::Duration::days(1), "{sub}");
+    let url = format!("{}/subscriptions/{}", s.graph, sub["id"].as_str().unwrap());
+    let (status, renewed) = s
+        .send(
+            Method::PATCH,
+            &url,
+            &token,
+            Some(json!({"expirationDateTime": asked.to_rfc3339()})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let renewed: chrono::DateTime<chrono::Utc> = renewed["expirationDateTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(renewed < asked - chrono::Duration::days(1));
+    let (status, _) = s
+        .send(Method::POST, &format!("{url}/reauthorize"), &token, None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(s.send(Method::GET, &url, &token, None).await.0, 200);
+    let (status, _) = s
+        .send(
+            Method::POST,
+            &format!("{}/subscriptions/nope/reauthorize", s.graph),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
