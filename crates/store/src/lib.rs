@@ -18,6 +18,7 @@
 //! - [`mailboxes`]: CRM users and their mailboxes (own and shared), and mailbox health;
 //! - [`matching`]: the matching job's queue, candidates, matches and per-org lease;
 //! - [`plugins`]: the plugin registry (blobs by digest, active versions, history);
+//! - [`shadows`]: shadow runs (a candidate plugin beside the version in force, its counts and diff);
 //! - [`review`]: a contact's timeline, a user's review list, the mass action;
 //! - [`rules`]: exclusion rules per org, tenant and user;
 //! - [`schedule`]: due runs, the mailboxes a run owes, and the leases on mailboxes;
@@ -48,6 +49,7 @@ pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod secrets;
+pub mod shadows;
 pub mod sync;
 pub mod tenants;
 pub mod tokens;
@@ -196,6 +198,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "plugin_installs",
         include_str!("../migrations/sqlite/0012_plugin_installs.sql"),
         include_str!("../migrations/postgres/0012_plugin_installs.sql"),
+    ),
+    (
+        14,
+        "plugin_shadows",
+        include_str!("../migrations/sqlite/0014_plugin_shadows.sql"),
+        include_str!("../migrations/postgres/0014_plugin_shadows.sql"),
     ),
 ];
 
