@@ -20,13 +20,13 @@ use crate::support::{TestDb, TestSim};
 use crate::sync_email::{assert_matches_truth, declare};
 
 const BIN: &str = env!("CARGO_BIN_EXE_m365sync");
-const TOKEN: &str = "test-admin-token-0123456789";
+pub(crate) const TOKEN: &str = "test-admin-token-0123456789";
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(name: &str) -> Scratch {
+    pub(crate) fn new(name: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!("m365sync-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -45,7 +45,7 @@ impl Drop for Scratch {
 }
 
 /// Writes a service configuration for `db` into `dir`; returns its path.
-fn write_config(dir: &Path, db: &TestDb) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, db: &TestDb) -> PathBuf {
     std::fs::write(dir.join("key"), &db.key_base64).unwrap();
     std::fs::write(dir.join("token"), TOKEN).unwrap();
     let cfg = dir.join("m365sync.toml");
@@ -63,7 +63,7 @@ fn write_config(dir: &Path, db: &TestDb) -> PathBuf {
 }
 
 /// A `m365sync serve` child process.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     log_path: PathBuf,
     out_path: PathBuf,
@@ -73,7 +73,7 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(args: &[&str], ready: &Path) -> Serve {
+    pub(crate) fn start(args: &[&str], ready: &Path) -> Serve {
         let _ = std::fs::remove_file(ready);
         let log = std::fs::File::create(ready.with_extension("log")).unwrap();
         let out = std::fs::File::create(ready.with_extension("out")).unwrap();
@@ -114,7 +114,12 @@ impl Serve {
         }
     }
 
-    async fn api(&self, method: Method, path: &str, token: Option<&str>) -> (u16, String) {
+    pub(crate) async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, String) {
         let mut req = self.http.request(method, format!("{}{path}", self.admin));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -129,7 +134,7 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit status and what it wrote to stderr.
-    fn terminate(mut self) -> (bool, String) {
+    pub(crate) fn terminate(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
@@ -155,7 +160,7 @@ impl Drop for Serve {
 }
 
 /// Polls `check` until it answers true or `secs` pass.
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
+pub(crate) async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -167,7 +172,7 @@ where
     }
 }
 
-async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync_store::sync::Run> {
+pub(crate) async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync_store::sync::Run> {
     store
         .runs(tenant.id, 100)
         .await
@@ -178,7 +183,7 @@ async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync_store::sy
 }
 
 /// A simulator slow enough (latency per answer) that a backfill spans seconds.
-async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
+pub(crate) async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
     slow_sim_with_events(messages, 0, latency_ms).await
 }
 
@@ -199,7 +204,7 @@ async fn slow_sim_with_events(messages: usize, events: usize, latency_ms: u64) -
     s
 }
 
-async fn email_count(store: &Store, tenant: &Tenant) -> i64 {
+pub(crate) async fn email_count(store: &Store, tenant: &Tenant) -> i64 {
     store.email_count(tenant.id).await.unwrap()
 }
 
