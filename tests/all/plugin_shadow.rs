@@ -14,13 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use m365sync_plugin::builtin::builtin;
 use m365sync_plugin::Kind;
 use m365sync_store::plugins::PluginScope;
 use m365sync_store::shadows::{ShadowDiff, ShadowPage};
 use m365sync_store::tenants::{AuthMode, NewTenant};
+use m365sync_sim::config::FaultConfig;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -241,26 +241,49 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
             "{text}"
         );
 
-        // Promote, then the next batch: mail the built-in would drop is kept by the candidate.
-        for i in 0..3 {
+        // Promote under load: a run of new mail is under way (a slow simulator), half of it
+        // mail the built-in drops and the candidate keeps.
+        const NEW: usize = 60;
+        for i in 0..NEW {
+            let from = if i % 2 == 0 {
+                "news@marketweekly.example"
+            } else {
+                "client@acme-holdings.example"
+            };
             s.ctl(
                 Method::POST,
                 "deliver",
-                json!({"from": "news@marketweekly.example", "to": [upn], "subject": format!("weekly {i}")}),
-            )
-            .await;
-            s.ctl(
-                Method::POST,
-                "deliver",
-                json!({"from": "client@acme-holdings.example", "to": [upn], "subject": format!("after {i}")}),
+                json!({"from": from, "to": [upn], "subject": format!("batch {i}")}),
             )
             .await;
         }
+        s.sim.set_faults(FaultConfig {
+            latency_ms: 250,
+            ..FaultConfig::default()
+        });
+        let runs_before = finished_runs(&db.store, &tenant).await.len();
+        let (status, body) = serve
+            .api(Method::POST, "/api/tenants/acme/main/sync", Some(TOKEN))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let decided_new = || async {
+            let a = stored(&pool).await.len() - kept.len();
+            let b = exclusions(&pool).await.len() - dropped.len();
+            a + b
+        };
+        wait_for(120, "some of the new mail to be decided", || async {
+            decided_new().await >= 10
+        })
+        .await;
         let out = cli_ok(
             &cfg,
             &["plugin", "promote", "--org", "acme", "--slot", "exclusion"],
         );
         assert!(out.contains("promoted hostile 0.0.1"), "{out}");
+        assert!(
+            finished_runs(&db.store, &tenant).await.len() == runs_before,
+            "the run ended before the promotion; slow the simulator down"
+        );
         let history = cli_ok(
             &cfg,
             &["plugin", "history", "--org", "acme", "--slot", "exclusion"],
@@ -275,34 +298,58 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
             &["plugin", "shadow", "diff", "--org", "acme", "--slot", "exclusion"],
         );
         assert!(!ok && err.contains("no exclusion shadow runs for org acme"), "{err}");
-        // The service picks the promotion up within its poll; then a run is asked for.
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        let runs_before = finished_runs(&db.store, &tenant).await.len();
-        let (status, body) = serve
-            .api(Method::POST, "/api/tenants/acme/main/sync", Some(TOKEN))
-            .await;
-        assert_eq!(status, 202, "{body}");
-        wait_for(120, "the run after the promotion", || {
+        wait_for(180, "the run under which it was promoted", || {
             let (store, tenant) = (&db.store, &tenant);
             async move { finished_runs(store, tenant).await.len() > runs_before }
         })
         .await;
+        s.sim.set_faults(FaultConfig::default());
         let after = stored(&pool).await;
+        let after_dropped = exclusions(&pool).await;
         let hostile = digest_of(HOSTILE);
-        let new: Vec<&(String, String)> = after
+        // Each new record was decided once, by one of the two versions: the built-in (which
+        // drops the marketing half) before the swap, the candidate (which keeps all) after.
+        let new_kept: Vec<&(String, String)> = after
             .iter()
             .filter(|(k, _)| !kept.contains_key(*k))
             .map(|(_, v)| v)
             .collect();
-        assert_eq!(new.len(), 6, "{new:?}");
-        for (d, subject) in &new {
-            assert_eq!(exclusion_digest(d), hostile, "{subject}: {d}");
+        let new_dropped: Vec<&(String, String)> = after_dropped
+            .iter()
+            .filter(|(k, _)| !dropped.contains_key(*k))
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(new_kept.len() + new_dropped.len(), NEW, "none lost, none twice");
+        for (_, d) in &new_dropped {
+            assert!(d.ends_with(&live), "only the built-in drops: {d}");
         }
+        let by_candidate = new_kept
+            .iter()
+            .filter(|(d, _)| exclusion_digest(d) == hostile)
+            .count();
+        for (d, subject) in &new_kept {
+            let by = exclusion_digest(d);
+            assert!(by == hostile || by == live, "{subject}: {d}");
+        }
+        assert!(
+            by_candidate > 0 && by_candidate < NEW,
+            "the promotion was used mid-run: {by_candidate} of {NEW} by the candidate"
+        );
+        // Marketing mail the candidate decided is kept: it is the version in force now.
+        assert!(
+            new_kept
+                .iter()
+                .any(|(d, subject)| exclusion_digest(d) == hostile
+                    && subject.trim_start_matches("batch ").parse::<usize>().unwrap() % 2 == 0),
+            "{new_kept:?}"
+        );
         // Nothing decided before the promotion was decided again, none lost, none twice.
         for (k, v) in &kept {
             assert_eq!(after.get(k), Some(v));
         }
-        assert_eq!(exclusions(&pool).await, dropped);
+        for (k, v) in &dropped {
+            assert_eq!(after_dropped.get(k), Some(v));
+        }
         assert_matches_truth(&db, &s, &ids).await;
         let (clean, stderr) = serve.terminate();
         assert!(clean, "{stderr}");
