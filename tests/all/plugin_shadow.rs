@@ -17,17 +17,15 @@ use std::process::Command;
 
 use m365sync_plugin::builtin::builtin;
 use m365sync_plugin::Kind;
+use m365sync_sim::config::FaultConfig;
 use m365sync_store::plugins::PluginScope;
 use m365sync_store::shadows::{ShadowDiff, ShadowPage};
 use m365sync_store::tenants::{AuthMode, NewTenant};
-use m365sync_sim::config::FaultConfig;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::plugin_support::HOSTILE;
-use crate::service::{
-    finished_runs, slow_sim, wait_for, write_config, Scratch, Serve, TOKEN,
-};
+use crate::service::{finished_runs, slow_sim, wait_for, write_config, Scratch, Serve, TOKEN};
 use crate::support::TestDb;
 use crate::sync_email::{assert_matches_truth, declare};
 
@@ -99,8 +97,7 @@ fn exclusion_digest(decided_by: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides_the_next_batch()
-{
+async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides_the_next_batch() {
     for db in TestDb::both().await {
         let backend = db.store.backend() as u8;
         let s = slow_sim(40, 20).await;
@@ -130,7 +127,10 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
                 "--no-cases",
             ],
         );
-        assert!(out.contains("now runs as the exclusion shadow of org acme"), "{out}");
+        assert!(
+            out.contains("now runs as the exclusion shadow of org acme"),
+            "{out}"
+        );
         let serve = Serve::start(&["--config", cfg.to_str().unwrap()], &dir.0.join("ready"));
         db.store.activate_tenant(tenant.id).await.unwrap();
         wait_for(180, "the first run to finish", || {
@@ -162,8 +162,16 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
         let diff: Value = serde_json::from_str(&cli_ok(
             &cfg,
             &[
-                "plugin", "shadow", "diff", "--org", "acme", "--slot", "exclusion", "--limit",
-                "100000", "--json",
+                "plugin",
+                "shadow",
+                "diff",
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+                "--limit",
+                "100000",
+                "--json",
             ],
         ))
         .unwrap();
@@ -207,14 +215,20 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
             .collect();
         let excluded_ids: BTreeSet<String> = dropped.keys().map(|(_, g)| g.clone()).collect();
         assert_eq!(
-            disagreed_ids.union(&failed_dropped).cloned().collect::<BTreeSet<_>>(),
+            disagreed_ids
+                .union(&failed_dropped)
+                .cloned()
+                .collect::<BTreeSet<_>>(),
             excluded_ids,
             "on {}",
             db.url
         );
         // Every record decided was compared once at least.
         let total = diff["agreed"].as_i64().unwrap() + disagreed.len() as i64 + failed.len() as i64;
-        assert!(total >= (kept.len() + dropped.len()) as i64, "{total} {diff}");
+        assert!(
+            total >= (kept.len() + dropped.len()) as i64,
+            "{total} {diff}"
+        );
         // The same diff, read only, through the API for the org's admin.
         let (status, body) = serve
             .api(
@@ -229,7 +243,15 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
         assert_eq!(api["records"].as_array().unwrap().len(), records.len());
         let text = cli_ok(
             &cfg,
-            &["plugin", "shadow", "diff", "--org", "acme", "--slot", "exclusion"],
+            &[
+                "plugin",
+                "shadow",
+                "diff",
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+            ],
         );
         assert!(
             text.contains(&format!(
@@ -295,9 +317,20 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
         // The shadow is gone with its diff.
         let (ok, _, err) = cli(
             &cfg,
-            &["plugin", "shadow", "diff", "--org", "acme", "--slot", "exclusion"],
+            &[
+                "plugin",
+                "shadow",
+                "diff",
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+            ],
         );
-        assert!(!ok && err.contains("no exclusion shadow runs for org acme"), "{err}");
+        assert!(
+            !ok && err.contains("no exclusion shadow runs for org acme"),
+            "{err}"
+        );
         wait_for(180, "the run under which it was promoted", || {
             let (store, tenant) = (&db.store, &tenant);
             async move { finished_runs(store, tenant).await.len() > runs_before }
@@ -319,7 +352,11 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
             .filter(|(k, _)| !dropped.contains_key(*k))
             .map(|(_, v)| v)
             .collect();
-        assert_eq!(new_kept.len() + new_dropped.len(), NEW, "none lost, none twice");
+        assert_eq!(
+            new_kept.len() + new_dropped.len(),
+            NEW,
+            "none lost, none twice"
+        );
         for (_, d) in &new_dropped {
             assert!(d.ends_with(&live), "only the built-in drops: {d}");
         }
@@ -340,7 +377,12 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
             new_kept
                 .iter()
                 .any(|(d, subject)| exclusion_digest(d) == hostile
-                    && subject.trim_start_matches("batch ").parse::<usize>().unwrap() % 2 == 0),
+                    && subject
+                        .trim_start_matches("batch ")
+                        .parse::<usize>()
+                        .unwrap()
+                        % 2
+                        == 0),
             "{new_kept:?}"
         );
         // Nothing decided before the promotion was decided again, none lost, none twice.
@@ -487,7 +529,15 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
             assert!(err.contains(says), "{args:?}: {err}");
         };
         let shadow = |file: &'static str, extra: &'static [&'static str]| -> Vec<&'static str> {
-            let mut a = vec!["plugin", "shadow", file, "--org", "acme", "--slot", "exclusion"];
+            let mut a = vec![
+                "plugin",
+                "shadow",
+                file,
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+            ];
             a.extend_from_slice(extra);
             a
         };
@@ -503,7 +553,14 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
         // Matching has no shadow runs.
         refused(
             &[
-                "plugin", "shadow", HOSTILE, "--org", "acme", "--slot", "matching", "--no-cases",
+                "plugin",
+                "shadow",
+                HOSTILE,
+                "--org",
+                "acme",
+                "--slot",
+                "matching",
+                "--no-cases",
             ],
             "exclusion and mapping slots",
         );
@@ -512,7 +569,15 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
             "nothing to promote",
         );
         refused(
-            &["plugin", "shadow", "stop", "--org", "acme", "--slot", "exclusion"],
+            &[
+                "plugin",
+                "shadow",
+                "stop",
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+            ],
             "nothing to stop",
         );
         assert_eq!(db.store.shadow(scope, "exclusion").await.unwrap(), None);
@@ -543,7 +608,15 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
         assert!(db.store.record_shadow_page(&page).await.unwrap());
         let out = cli_ok(
             &cfg,
-            &["plugin", "shadow", "diff", "--org", "acme", "--slot", "exclusion"],
+            &[
+                "plugin",
+                "shadow",
+                "diff",
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+            ],
         );
         assert!(
             out.contains("agreed 3, disagreed 1, shadow failed 0") && out.contains("drop (org-1)"),
@@ -551,7 +624,15 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
         );
         let out = cli_ok(
             &cfg,
-            &["plugin", "shadow", "stop", "--org", "acme", "--slot", "exclusion"],
+            &[
+                "plugin",
+                "shadow",
+                "stop",
+                "--org",
+                "acme",
+                "--slot",
+                "exclusion",
+            ],
         );
         assert!(out.contains("the plugin in force is unchanged"), "{out}");
         assert!(!db.store.record_shadow_page(&page).await.unwrap());

@@ -172,7 +172,10 @@ where
     }
 }
 
-pub(crate) async fn finished_runs(store: &Store, tenant: &Tenant) -> Vec<m365sync_store::sync::Run> {
+pub(crate) async fn finished_runs(
+    store: &Store,
+    tenant: &Tenant,
+) -> Vec<m365sync_store::sync::Run> {
     store
         .runs(tenant.id, 100)
         .await

@@ -307,10 +307,7 @@ async fn diff(
         short(&live_digest),
         since.format("%Y-%m-%d %H:%M:%S")
     );
-    println!(
-        "{}",
-        counts(shadow.agreed, shadow.disagreed, shadow.failed)
-    );
+    println!("{}", counts(shadow.agreed, shadow.disagreed, shadow.failed));
     for r in &rows {
         let name = names.get(&r.tenant_id).map(String::as_str).unwrap_or("?");
         println!("{}", diff_line(name, &r.diff));
@@ -365,7 +362,10 @@ pub async fn promote(
             shadow.agreed,
             shadow.disagreed,
             shadow.failed,
-            shadow.cases.split_once(": ").map_or(shadow.cases.as_str(), |(_, c)| c)
+            shadow
+                .cases
+                .split_once(": ")
+                .map_or(shadow.cases.as_str(), |(_, c)| c)
         ),
         None => format!(
             "promoted from shadow ({} agreed, {} disagreed, {} failed); {}",
@@ -413,9 +413,21 @@ pub async fn replay(config: Option<&Path>, r: Replay) -> anyhow::Result<()> {
     let since_ms = m365sync_store::now_ms() - age;
     let d = candidate.descriptor();
     let (cname, cversion) = (d.name.clone(), d.version.clone());
-    let report = replay::replay(&env, tenants, slot, Arc::clone(&candidate), since_ms, r.limit)
-        .await
-        .with_context(|| format!("the replay in {} failed", place(&r.org, r.tenant.as_deref())))?;
+    let report = replay::replay(
+        &env,
+        tenants,
+        slot,
+        Arc::clone(&candidate),
+        since_ms,
+        r.limit,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "the replay in {} failed",
+            place(&r.org, r.tenant.as_deref())
+        )
+    })?;
     if r.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -435,7 +447,10 @@ fn print_replay(report: &ReplayReport, name: &str, version: &str, slot: Kind, si
             format!("tenants {}", report.tenants.join(", "))
         },
         if report.unreadable > 0 {
-            format!("; {} could not be rebuilt and were skipped", report.unreadable)
+            format!(
+                "; {} could not be rebuilt and were skipped",
+                report.unreadable
+            )
         } else {
             String::new()
         }

@@ -13,9 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use m365sync_plugin::bindings::types::{
-    Address, AddressRole, Body, BodyType, CrmEmail, Email,
-};
+use m365sync_plugin::bindings::types::{Address, AddressRole, Body, BodyType, CrmEmail, Email};
 use m365sync_plugin::{Kind, Plugin};
 use m365sync_store::shadows::{ShadowDiff, StoredEmail};
 use m365sync_store::tenants::Tenant;
