@@ -495,9 +495,45 @@ async fn replay_compares_a_candidate_over_stored_mail_without_a_service() {
             text.contains(&format!("disagreed {}", diffs.len())) && text.contains("no body"),
             "{text}"
         );
+        // A mapping candidate that maps as the one in force (the builtin tagged as another
+        // version): every kept record compared as JSON, none differs.
+        let mapping = tagged_builtin(&dir.0, Kind::Mapping);
+        let report: Value = serde_json::from_str(&cli_ok(
+            &cfg,
+            &[
+                "plugin",
+                "replay",
+                mapping.to_str().unwrap(),
+                "--org",
+                "acme",
+                "--slot",
+                "mapping",
+                "--since",
+                "3650d",
+                "--json",
+            ],
+        ))
+        .unwrap();
+        assert_eq!(report["agreed"], copies, "{report}");
+        assert_eq!(report["disagreed"], 0, "{report}");
+        assert_eq!(report["failed"], 0, "{report}");
         pool.close().await;
         db.drop_db().await;
     }
+}
+
+/// A builtin with a custom section: the same behaviour under another digest.
+fn tagged_builtin(dir: &Path, kind: Kind) -> std::path::PathBuf {
+    let mut wasm = builtin(kind).wasm.to_vec();
+    let name = b"m365sync-test-shadow";
+    wasm.push(0);
+    wasm.push((1 + name.len() + 1) as u8);
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.push(7);
+    let path = dir.join(format!("tagged-{kind}.wasm"));
+    std::fs::write(&path, wasm).unwrap();
+    path
 }
 
 fn tenant(name: &str) -> NewTenant {
