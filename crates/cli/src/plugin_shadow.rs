@@ -243,7 +243,7 @@ fn diff_line(tenant: &str, d: &ShadowDiff) -> String {
         answer(&d.shadow, &d.shadow_rule)
     };
     format!(
-        "{tenant:<12} {} {:<40} {:<32}\n    live:   {}\n    shadow: {shadow}",
+        "tenant {tenant}, {} {}: {:?}\n    live:   {}\n    shadow: {shadow}",
         d.record_kind,
         d.graph_id,
         d.subject,
