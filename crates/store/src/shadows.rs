@@ -256,15 +256,20 @@ impl Store {
         check_shadow_slot(slot)?;
         let level = scope.tenant_id.unwrap_or(0);
         let mut tx = self.pool().begin().await?;
-        let shadow: Option<String> = sqlx::query_scalar(
-            "SELECT digest FROM plugin_shadows WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
+        // A write first (a no-op on the shadow it must still be): SQLite then takes the write
+        // lock under its busy timeout, where a read upgraded to a write while a running service
+        // commits pages could fail at once.
+        let still_there = sqlx::query(
+            "UPDATE plugin_shadows SET started_ms = started_ms WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3 AND digest = $4",
         )
         .bind(scope.org_id)
         .bind(level)
         .bind(slot)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if shadow.as_deref() != Some(digest) {
+        .bind(digest)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if still_there == 0 {
             tx.rollback().await?;
             return Err(StoreError::Invalid(format!(
                 "the {slot} shadow changed while it was being validated: promote again"
