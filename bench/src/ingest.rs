@@ -1,7 +1,10 @@
 //! Scenarios `ingest` and `floor`: one backfill of every mailbox through the default plugins,
 //! and the same backfill of the same data with the plugin stages bypassed (every message kept
 //! and mapped natively), each into a fresh database and each in its own child process, in the
-//! same run so their ratio is worth reading on a noisy machine.
+//! same run so their ratio is worth reading on a noisy machine. With `--shadow`, a third
+//! backfill runs the default plugins with a shadow exclusion plugin beside them (the builtin
+//! tagged as another version: every record is compared, none disagrees), which prices a
+//! shadow run (issue 18).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use m365sync::sync::run::{run_mailboxes_with, RunOptions};
 use m365sync::sync::SyncEnv;
+use m365sync_plugin::builtin::builtin;
 use m365sync_plugin::engine::{EngineConfig, PluginEngine};
+use m365sync_plugin::Kind;
+use m365sync_store::plugins::{NewPlugin, PluginScope};
 
 use super::child::{cpu_seconds, load_average, peak_rss_mib, run_child};
 use super::db::{declare, BenchDb, DbKind, Declare, ORG};
@@ -26,6 +32,8 @@ pub enum Variant {
     Ingest,
     /// The plugin stages bypassed: fetch, parse, convert and write only.
     Floor,
+    /// As `Ingest`, with a shadow exclusion plugin beside the live one.
+    Shadow,
 }
 
 impl Variant {
@@ -34,6 +42,7 @@ impl Variant {
         match self {
             Variant::Ingest => "ingest",
             Variant::Floor => "floor",
+            Variant::Shadow => "shadow",
         }
     }
 }
@@ -86,6 +95,9 @@ pub struct IngestRun {
     /// it (0 with `--sim URL`).
     #[serde(default)]
     pub sim_cpu_seconds: f64,
+    /// Records the shadow compared (agreed, disagreed, failed), for the `shadow` variant.
+    #[serde(default)]
+    pub shadow_compared: [i64; 3],
 }
 
 /// What the parent tells an ingest child.
@@ -180,6 +192,20 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         )));
     }
     let stored_emails = store.email_count(tenant.id).await.map_err(|e| setup(&e))?;
+    let shadow_compared = match store
+        .shadow(
+            PluginScope {
+                org_id: tenant.org_id,
+                tenant_id: None,
+            },
+            "exclusion",
+        )
+        .await
+        .map_err(|e| setup(&e))?
+    {
+        Some(s) => [s.agreed, s.disagreed, s.failed],
+        None => [0; 3],
+    };
     let attachment_mib = store.blob_bytes().await.map_err(|e| setup(&e))? as f64 / 1048576.0;
     store.close().await;
     let stage_seconds = report.stage_micros as f64 / 1e6;
@@ -205,7 +231,40 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         load_average: load_average(),
         sim_requests: 0,
         sim_cpu_seconds: 0.0,
+        shadow_compared,
     })
+}
+
+/// Sets the builtin exclusion plugin, tagged as another version, as the org's shadow.
+async fn set_shadow(store: &m365sync_store::Store, tenant: &str) -> Result<(), BenchError> {
+    let setup = |e: &dyn std::fmt::Display| BenchError::Setup(e.to_string());
+    let t = store.tenant(ORG, tenant).await.map_err(|e| setup(&e))?;
+    let mut wasm = builtin(Kind::Exclusion).wasm.to_vec();
+    let name = b"m365sync-bench-shadow";
+    wasm.push(0);
+    wasm.push((1 + name.len() + 1) as u8);
+    wasm.push(name.len() as u8);
+    wasm.extend_from_slice(name);
+    wasm.push(1);
+    let digest = m365sync_plugin::cache::digest(&wasm);
+    store
+        .start_shadow(
+            PluginScope {
+                org_id: t.org_id,
+                tenant_id: None,
+            },
+            &NewPlugin {
+                slot: "exclusion",
+                digest: &digest,
+                name: builtin(Kind::Exclusion).name,
+                version: "bench-shadow",
+                wasm: &wasm,
+            },
+            "bench: the builtin's own behaviour",
+            "",
+        )
+        .await
+        .map_err(|e| setup(&e))
 }
 
 /// The harness's side: for each database, a fresh store per variant, declared, then measured in
@@ -216,12 +275,18 @@ pub async fn ingest_and_floor(
     work: &Path,
     postgres_admin: &str,
     page_size: i64,
+    shadow: bool,
 ) -> Result<Vec<IngestRun>, BenchError> {
     let tenants = host.tenants().await?;
     let tenant = &tenants[0];
     let mut runs = Vec::new();
     for &kind in dbs {
-        for variant in [Variant::Ingest, Variant::Floor] {
+        let variants: &[Variant] = if shadow {
+            &[Variant::Ingest, Variant::Shadow, Variant::Floor]
+        } else {
+            &[Variant::Ingest, Variant::Floor]
+        };
+        for &variant in variants {
             let label = format!("{}-{}", variant.name(), kind.name());
             tracing::info!(run = %label, "preparing");
             let db = BenchDb::create(kind, &label, work, postgres_admin).await?;
@@ -238,6 +303,9 @@ pub async fn ingest_and_floor(
                 },
             )
             .await?;
+            if variant == Variant::Shadow {
+                set_shadow(&store, "ingest").await?;
+            }
             store.close().await;
             let child = ChildIngest {
                 database_url: db.url.clone(),

@@ -143,6 +143,8 @@ pub struct BenchOptions {
     pub capture: capture::CaptureOptions,
     /// The `calendar` scenario's tenant and budgets.
     pub calendar: calendar::CalendarOptions,
+    /// `ingest` also measures the default plugins with a shadow exclusion plugin beside them.
+    pub shadow: bool,
     /// The command line, recorded in every result file.
     pub command: String,
 }
@@ -192,8 +194,15 @@ pub async fn run(scenarios: &[Scenario], opts: &BenchOptions) -> Result<Results,
         } else {
             vec![DbKind::Sqlite]
         };
-        let runs =
-            ingest::ingest_and_floor(&host, &dbs, &work, &opts.postgres, opts.page_size).await?;
+        let runs = ingest::ingest_and_floor(
+            &host,
+            &dbs,
+            &work,
+            &opts.postgres,
+            opts.page_size,
+            opts.shadow && wants(Scenario::Ingest),
+        )
+        .await?;
         if wants(Scenario::Ingest) {
             report::write(opts, "ingest", &runs, &report::ingest_markdown(opts, &runs))?;
         }

@@ -102,6 +102,25 @@ pub fn ingest_markdown(opts: &BenchOptions, runs: &[IngestRun]) -> String {
             ));
         }
     }
+    for db in ["sqlite", "postgres"] {
+        let get = |v: Variant| runs.iter().find(|r| r.db == db && r.variant == v);
+        if let (Some(i), Some(s)) = (get(Variant::Ingest), get(Variant::Shadow)) {
+            let [agreed, disagreed, failed] = s.shadow_compared;
+            md.push_str(&format!(
+                "- {db}: with a shadow exclusion plugin beside the default ones, {:+.1}% wall \
+                 time ({} against {} messages/s) and {:+.1}% CPU per message; it compared {} \
+                 records ({agreed} agreed, {disagreed} disagreed, {failed} failed).\n",
+                100.0 * (i.messages_per_second / s.messages_per_second.max(1e-9) - 1.0),
+                thousands(s.messages_per_second.round() as u64),
+                thousands(i.messages_per_second.round() as u64),
+                100.0 * (s.cpu_seconds_per_1000 / i.cpu_seconds_per_1000.max(1e-9) - 1.0),
+                thousands((agreed + disagreed + failed).max(0) as u64),
+                agreed = thousands(agreed.max(0) as u64),
+                disagreed = thousands(disagreed.max(0) as u64),
+                failed = thousands(failed.max(0) as u64),
+            ));
+        }
+    }
     if let Some(i) = runs
         .iter()
         .find(|r| r.db == "sqlite" && r.variant == Variant::Ingest)

@@ -25,6 +25,7 @@ mod plugin_registry;
 mod plugin_sandbox;
 mod plugin_scaffold;
 mod plugin_scope;
+mod plugin_shadow;
 mod plugin_support;
 mod roles;
 mod service;

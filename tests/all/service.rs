@@ -189,7 +189,7 @@ pub(crate) async fn finished_runs(
 }
 
 /// A simulator slow enough (latency per answer) that a backfill spans seconds.
-async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
+pub(crate) async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
     slow_sim_with_events(messages, 0, latency_ms).await
 }
 

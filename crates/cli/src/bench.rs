@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// Databases for the ingest scenario.
     #[arg(long, value_enum, default_value = "both")]
     db: DbChoice,
+    /// ingest: also measure the default plugins with a shadow exclusion plugin beside them
+    /// (the builtin tagged as another version), the price of a shadow run.
+    #[arg(long)]
+    shadow: bool,
     /// An existing PostgreSQL database; benchmark databases are created beside it and dropped.
     #[arg(
         long,
@@ -171,8 +175,9 @@ enum ChildWhat {
         /// The declared tenant's name, in the benchmark's org.
         #[arg(long)]
         tenant: String,
-        /// ingest (through the tenant's plugins) or floor (the plugin stages bypassed).
-        #[arg(long, value_parser = ["ingest", "floor"])]
+        /// ingest (through the tenant's plugins), floor (the plugin stages bypassed) or shadow
+        /// (ingest with a shadow exclusion plugin beside the live one).
+        #[arg(long, value_parser = ["ingest", "floor", "shadow"])]
         variant: String,
         /// The database's name in the report: sqlite or postgres.
         #[arg(long)]
@@ -246,6 +251,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         },
         sim: args.sim,
         sim_ca: args.sim_ca,
+        shadow: args.shadow,
         out: args.out.clone(),
         postgres: args.postgres,
         python: args.python,
@@ -317,10 +323,10 @@ async fn child(what: ChildWhat) -> anyhow::Result<()> {
                 key_file,
                 tenant,
                 ca_cert: ca,
-                variant: if variant == "floor" {
-                    Variant::Floor
-                } else {
-                    Variant::Ingest
+                variant: match variant.as_str() {
+                    "floor" => Variant::Floor,
+                    "shadow" => Variant::Shadow,
+                    _ => Variant::Ingest,
                 },
                 db,
                 in_flight,

@@ -88,6 +88,10 @@ pub const PLUGIN: &str = "Examples:
   m365sync plugin new --lang rust my-rules
   m365sync plugin test builtin:exclusion
   m365sync plugin install my-rules.wasm --org acme --slot exclusion --cases cases.toml
+  m365sync plugin shadow my-rules.wasm --org acme --slot exclusion --cases cases.toml
+  m365sync plugin shadow diff --org acme --slot exclusion
+  m365sync plugin promote --org acme --slot exclusion
+  m365sync plugin replay my-rules.wasm --org acme --slot exclusion --since 30d
   m365sync plugin list --org acme";
 
 /// `m365sync match --help`.

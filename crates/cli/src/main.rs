@@ -12,6 +12,7 @@ mod mailbox;
 mod matching;
 mod ops;
 mod plugin;
+mod plugin_shadow;
 mod rules;
 mod serve;
 mod sim;

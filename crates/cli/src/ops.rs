@@ -22,7 +22,7 @@ fn when(ms: i64) -> String {
 }
 
 /// Parses `30d`, `12h` or `45m` into milliseconds.
-fn parse_age(s: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_age(s: &str) -> anyhow::Result<i64> {
     let (n, unit) = s.split_at(s.len().saturating_sub(1));
     let n: i64 = n
         .parse()

@@ -1,4 +1,6 @@
-//! `m365sync plugin new|test|bench|install|uninstall|rollback|list|history`.
+//! `m365sync plugin new|test|bench|install|uninstall|rollback|list|history`, and the shadow
+//! commands (`shadow`, `shadow diff|stop`, `promote`, `replay`) whose handlers are in
+//! [`crate::plugin_shadow`].
 
 use std::path::{Path, PathBuf};
 
@@ -117,6 +119,51 @@ pub enum PluginCommand {
         /// The plugin slot: exclusion, mapping or matching.
         #[arg(long)]
         slot: Kind,
+    },
+    /// Run a candidate beside the plugin in force on live traffic: it decides nothing, its
+    /// decisions are compared with the live ones, and `plugin shadow diff` lists the records on
+    /// which they disagree. Validated as an install is (--cases, or --no-cases). One shadow per
+    /// slot and level; a new one replaces it. `shadow diff` and `shadow stop` read and drop it.
+    Shadow(crate::plugin_shadow::ShadowArgs),
+    /// Make the shadow of a slot the version in force, validated exactly as an install is (it
+    /// loads, exports the slot's world, describe() answers, the cases it was set with pass);
+    /// the history records it as a promotion. Running services swap to it from the next page.
+    Promote {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
+        #[arg(long)]
+        org: String,
+        /// Promote this tenant's shadow instead of the org's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// exclusion or mapping.
+        #[arg(long)]
+        slot: Kind,
+    },
+    /// Run a candidate over stored emails beside the plugins in force, without a live
+    /// service, and print the records on which they disagree. The records are rebuilt from
+    /// the store, which keeps no bodies or headers, nor the mail the exclusion dropped.
+    Replay {
+        /// The candidate component (.wasm), or `builtin:exclusion|mapping`.
+        file: String,
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`; without
+        /// --tenant, every tenant using the org's default in the slot.
+        #[arg(long)]
+        org: String,
+        /// Replay this tenant's mail only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// exclusion or mapping.
+        #[arg(long)]
+        slot: Kind,
+        /// How far back, by received time: 30d, 12h, 45m.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// At most this many stored emails per tenant (the oldest first).
+        #[arg(long, default_value_t = 10_000)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure the default plugins: cold and warm load, fresh instance, per-record cost in
     /// batches of 100; prints JSON (the figures of BENCHMARKS.md).
@@ -238,6 +285,30 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
             }
             Ok(())
         }
+        PluginCommand::Shadow(args) => crate::plugin_shadow::shadow(config, args).await,
+        PluginCommand::Promote { org, tenant, slot } => {
+            crate::plugin_shadow::promote(config, &org, tenant.as_deref(), slot).await
+        }
+        PluginCommand::Replay {
+            file,
+            org,
+            tenant,
+            slot,
+            since,
+            limit,
+            json,
+        } => {
+            let replay = crate::plugin_shadow::Replay {
+                file,
+                org,
+                tenant,
+                slot,
+                since,
+                limit,
+                json,
+            };
+            crate::plugin_shadow::replay(config, replay).await
+        }
         other => tokio::task::spawn_blocking(move || run_local(other))
             .await
             .context("the plugin command panicked")?,
@@ -316,7 +387,7 @@ async fn in_force(store: &Store, org: &str, org_id: i64) -> anyhow::Result<Vec<I
 }
 
 /// The first 16 hex digits of a digest, as the commands print it.
-fn short(digest: &str) -> &str {
+pub(crate) fn short(digest: &str) -> &str {
     &digest[..digest.len().min(16)]
 }
 
@@ -325,7 +396,7 @@ fn builtin_label(slot: Kind) -> String {
 }
 
 /// Which cases an install runs.
-enum CasesChoice {
+pub(crate) enum CasesChoice {
     /// `--cases FILE`.
     File(PathBuf),
     /// Neither flag: a builtin's own cases; a component file is refused.
@@ -334,14 +405,14 @@ enum CasesChoice {
     Skip,
 }
 
-fn place(org: &str, tenant: Option<&str>) -> String {
+pub(crate) fn place(org: &str, tenant: Option<&str>) -> String {
     match tenant {
         Some(t) => format!("tenant {t} of org {org}"),
         None => format!("org {org}"),
     }
 }
 
-async fn scope(
+pub(crate) async fn scope(
     config: Option<&Path>,
     org: &str,
     tenant: Option<&str>,
@@ -364,6 +435,62 @@ async fn install(
     slot: Kind,
     cases: CasesChoice,
 ) -> anyhow::Result<()> {
+    let v = validate(file, org, tenant, slot, cases).await?;
+    let (store, scope) = scope(config, org, tenant).await?;
+    let (digest, name, version) = (&v.digest, &v.name, &v.version);
+    let outcome = store
+        .install_plugin_checked(
+            scope,
+            &NewPlugin {
+                slot: slot.world(),
+                digest,
+                name,
+                version,
+                wasm: &v.bytes,
+            },
+            &v.checked_against,
+        )
+        .await?;
+    match outcome {
+        Installed::Activated => println!(
+            "installed {name} {version} (sha256 {}) as the {slot} plugin of {}",
+            short(digest),
+            place(org, tenant)
+        ),
+        Installed::AlreadyActive => println!(
+            "{name} {version} (sha256 {}) is already the {slot} plugin of {}: nothing changed",
+            short(digest),
+            place(org, tenant)
+        ),
+    }
+    Ok(())
+}
+
+/// A component that passed what an install checks, ready to be written.
+pub(crate) struct Validated {
+    /// The component's bytes.
+    pub bytes: Vec<u8>,
+    /// `sha256:...` of the bytes.
+    pub digest: String,
+    /// What `describe()` answered.
+    pub name: String,
+    /// What `describe()` answered.
+    pub version: String,
+    /// What the history says it was checked against.
+    pub checked_against: String,
+    /// The case file run, empty for none (kept with a shadow for its promotion).
+    pub cases_text: String,
+}
+
+/// What an install checks before any write, for `install` and `shadow`: the cases choice
+/// (a firm's component needs --cases or --no-cases), then [`check`].
+pub(crate) async fn validate(
+    file: &str,
+    org: &str,
+    tenant: Option<&str>,
+    slot: Kind,
+    cases: CasesChoice,
+) -> anyhow::Result<Validated> {
     let (bytes, builtin_cases) = read_component(file)?;
     // (the case text, what the history says it was checked against)
     let (cases_text, mut checked_against) = match (&cases, builtin_cases) {
@@ -392,11 +519,31 @@ async fn install(
             "installed with --no-cases: no cases were run".to_string(),
         ),
     };
-    let (store, scope) = scope(config, org, tenant).await?;
-    let file_name = file.to_string();
-    let checked = bytes.clone();
-    // Validation: compile, world and version, describe(), and the cases, before any write.
-    let (digest, name, version, passed) = tokio::task::spawn_blocking(
+    let (digest, name, version, passed) =
+        check(file.to_string(), slot, bytes.clone(), cases_text.clone()).await?;
+    if let Some(n) = passed {
+        checked_against = format!("{n} passed: {checked_against}");
+    }
+    Ok(Validated {
+        bytes,
+        digest,
+        name,
+        version,
+        checked_against,
+        cases_text: cases_text.unwrap_or_default(),
+    })
+}
+
+/// Validation on a blocking thread: it compiles, exports `slot`'s world at a compatible
+/// version, `describe()` answers, and `cases_text` (if any) passes. (digest, name, version,
+/// cases passed).
+pub(crate) async fn check(
+    file_name: String,
+    slot: Kind,
+    checked: Vec<u8>,
+    cases_text: Option<String>,
+) -> anyhow::Result<(String, String, String, Option<usize>)> {
+    tokio::task::spawn_blocking(
         move || -> anyhow::Result<(String, String, String, Option<usize>)> {
             let engine = PluginEngine::new(EngineConfig::default())?;
             let plugin = Plugin::load(&engine, slot, &checked)
@@ -428,39 +575,10 @@ async fn install(
         },
     )
     .await
-    .context("plugin validation panicked")??;
-    if let Some(n) = passed {
-        checked_against = format!("{n} passed: {checked_against}");
-    }
-    let outcome = store
-        .install_plugin_checked(
-            scope,
-            &NewPlugin {
-                slot: slot.world(),
-                digest: &digest,
-                name: &name,
-                version: &version,
-                wasm: &bytes,
-            },
-            &checked_against,
-        )
-        .await?;
-    match outcome {
-        Installed::Activated => println!(
-            "installed {name} {version} (sha256 {}) as the {slot} plugin of {}",
-            short(&digest),
-            place(org, tenant)
-        ),
-        Installed::AlreadyActive => println!(
-            "{name} {version} (sha256 {}) is already the {slot} plugin of {}: nothing changed",
-            short(&digest),
-            place(org, tenant)
-        ),
-    }
-    Ok(())
+    .context("plugin validation panicked")?
 }
 
-fn read_component(file: &str) -> anyhow::Result<(Vec<u8>, Option<&'static str>)> {
+pub(crate) fn read_component(file: &str) -> anyhow::Result<(Vec<u8>, Option<&'static str>)> {
     Ok(match file.strip_prefix("builtin:") {
         Some(kind) => {
             let kind: Kind = kind.parse().map_err(anyhow::Error::msg)?;
@@ -502,7 +620,7 @@ fn run_local(cmd: PluginCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&figures)?);
             Ok(())
         }
-        _ => unreachable!("registry commands are handled in run"),
+        _ => unreachable!("registry and shadow commands are handled in run"),
     }
 }
 

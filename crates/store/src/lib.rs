@@ -18,6 +18,7 @@
 //! - [`mailboxes`]: CRM users and their mailboxes (own and shared), and mailbox health;
 //! - [`matching`]: the matching job's queue, candidates, matches and per-org lease;
 //! - [`plugins`]: the plugin registry (blobs by digest, active versions, history);
+//! - [`shadows`]: shadow runs (a candidate plugin beside the version in force, its counts and diff);
 //! - [`review`]: a contact's timeline, a user's review list, the mass action;
 //! - [`rules`]: exclusion rules per org, tenant and user;
 //! - [`schedule`]: due runs, the mailboxes a run owes, and the leases on mailboxes;
@@ -50,6 +51,7 @@ pub mod review;
 pub mod rules;
 pub mod schedule;
 pub mod secrets;
+pub mod shadows;
 pub mod subscriptions;
 pub mod sync;
 pub mod tenants;
@@ -207,6 +209,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "subscriptions",
         include_str!("../migrations/sqlite/0013_subscriptions.sql"),
         include_str!("../migrations/postgres/0013_subscriptions.sql"),
+    ),
+    (
+        14,
+        "plugin_shadows",
+        include_str!("../migrations/sqlite/0014_plugin_shadows.sql"),
+        include_str!("../migrations/postgres/0014_plugin_shadows.sql"),
     ),
     (
         15,

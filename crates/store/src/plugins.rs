@@ -144,7 +144,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        activate(&mut tx, scope, p.slot, p.digest, "install", cases, now).await?;
+        activate_in(&mut tx, scope, p.slot, p.digest, "install", cases, now).await?;
         tx.commit().await?;
         Ok(Installed::Activated)
     }
@@ -207,7 +207,7 @@ impl Store {
         let previous = stack[stack.len() - 2].clone();
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        activate(&mut tx, scope, slot, &previous, "rollback", "", now).await?;
+        activate_in(&mut tx, scope, slot, &previous, "rollback", "", now).await?;
         tx.commit().await?;
         self.plugin_history(scope, slot)
             .await?
@@ -325,7 +325,9 @@ fn active_from(r: &sqlx::any::AnyRow) -> Result<ActivePlugin, StoreError> {
     })
 }
 
-async fn activate(
+/// Makes `digest` active at `scope` and records `action` in the history, inside `tx` (an
+/// install, a rollback, or a shadow's promotion).
+pub(crate) async fn activate_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     scope: PluginScope,
     slot: &str,
@@ -430,8 +432,8 @@ impl Store {
             .collect()
     }
 
-    /// A digest of every active plugin choice, cheap to poll: it changes exactly when an
-    /// install or rollback changed what some tenant runs, which is how a running service
+    /// A digest of every active plugin choice and shadow, cheap to poll: it changes exactly
+    /// when an install, rollback, promotion or shadow changed what some tenant runs, which is how a running service
     /// notices a swap within its poll interval.
     pub async fn plugin_fingerprint(&self) -> Result<String, StoreError> {
         let rows = sqlx::query(
@@ -450,6 +452,8 @@ impl Store {
             );
             text.push_str(&format!("{org}/{scope}/{slot}={digest}@{at};"));
         }
+        // A shadow set, replaced or dropped changes what tenants run beside their plugins.
+        text.push_str(&self.shadow_fingerprint().await?);
         Ok(text)
     }
 }

@@ -18,6 +18,7 @@ mod api_calendar;
 mod api_crm;
 mod api_mail;
 mod api_send;
+mod api_shadow;
 mod contexts;
 mod mail_sender;
 mod matcher;

@@ -14,7 +14,8 @@
 //! [`round`] reads a folder's or a calendar's delta pages (resume from the stored cursor, one
 //! restart on 410, the next page read while the current one is stored) and hands each to a
 //! [`round::PageSink`]; [`stages`] runs a page's records through the tenant's exclusion and
-//! mapping plugins and folds the verdicts; [`mail`] and [`calendar`] only adapt their record
+//! mapping plugins and folds the verdicts, and [`shadow`] runs a candidate beside them that decides
+//! nothing; [`mail`] and [`calendar`] only adapt their record
 //! type (`Email`, `Event`) to the two and commit their pages. [`mailbox`] drives one mailbox,
 //! [`env`] is what all sync work shares (store, plugin engine, HTTP), [`tenant`] builds what a
 //! tenant's run needs, [`run`] drives one-off runs from the CLI (the
@@ -26,8 +27,10 @@ pub mod env;
 pub mod error;
 pub mod mail;
 pub mod mailbox;
+pub mod replay;
 pub mod round;
 pub mod run;
+pub mod shadow;
 pub mod stages;
 pub mod stop;
 pub mod tenant;

@@ -136,6 +136,7 @@ pub async fn run_mailboxes_with(
             mapping: Arc::clone(&s.mapping),
             ctx: s.ctx.clone(),
             bypass: true,
+            shadows: Vec::new(),
         });
     }
     let ctx = Arc::new(ctx);

@@ -18,11 +18,13 @@ use m365sync_plugin::bindings::types::{
 };
 use m365sync_plugin::call::{CallContext, RecordError};
 use m365sync_plugin::{builtin, Kind, Plugin};
+use m365sync_store::shadows::ShadowPage;
 use m365sync_store::sync::{Exclusion, FailedRecord};
 use m365sync_store::tenants::Tenant;
 
 use super::env::SyncEnv;
 use super::error::SyncError;
+use super::shadow::{live_verdict, run_shadows, LiveVerdict, ShadowRun};
 
 /// The plugins a tenant's records go through, with what their decisions are stamped with (P5).
 pub struct Stages {
@@ -35,6 +37,9 @@ pub struct Stages {
     /// Keep everything and map natively, skipping both plugins: only the benchmark's
     /// baseline (`m365sync sync bench --variant bypass`) sets it.
     pub bypass: bool,
+    /// Candidates running beside the exclusion or mapping plugin, deciding nothing
+    /// ([`super::shadow`]); empty when no shadow is set for the tenant.
+    pub shadows: Vec<ShadowRun>,
 }
 
 /// The tenant's current plugins. Replaced whole when an admin swaps a plugin; readers keep the
@@ -96,8 +101,12 @@ pub async fn load_plugin(
 /// A kind of record the stages carry: the contract's `Email` or `Event`. Each says how its
 /// batch is passed to the two plugins; everything else about the stages is shared.
 pub trait StageRecord: Clone + Send + Sync + 'static {
-    /// What the mapping plugin makes of one record.
-    type Mapped: Send + 'static;
+    /// What the mapping plugin makes of one record (serialisable: a mapping shadow compares
+    /// records as JSON).
+    type Mapped: Send + serde::Serialize + 'static;
+
+    /// `email` or `event`, as shadow diffs name the kind of record.
+    const KIND: &'static str;
 
     /// The record's Graph id, which names it in exclusions and failures.
     fn graph_id(&self) -> &str;
@@ -128,6 +137,7 @@ pub trait StageRecord: Clone + Send + Sync + 'static {
 
 impl StageRecord for Email {
     type Mapped = CrmEmail;
+    const KIND: &'static str = "email";
 
     fn graph_id(&self) -> &str {
         &self.id
@@ -160,6 +170,7 @@ impl StageRecord for Email {
 
 impl StageRecord for Event {
     type Mapped = CrmEvent;
+    const KIND: &'static str = "event";
 
     fn graph_id(&self) -> &str {
         &self.id
@@ -233,8 +244,12 @@ pub struct Decided<R: StageRecord> {
     pub mapping_stamp: String,
     /// Both plugins' stamps, for kept records.
     pub decided_by: String,
-    /// Time inside the plugins, microseconds (their price; the benchmark reports it).
+    /// Time inside the plugins, microseconds (their price; the benchmark reports it). The
+    /// shadows' time is not in it.
     pub micros: u64,
+    /// What the shadows would have decided, compared with the verdicts: written after the
+    /// page commits ([`super::shadow::record`]), never part of it.
+    pub shadows: Vec<ShadowPage>,
 }
 
 /// Runs `records` through the exclusion then the mapping plugin on a blocking thread (plugin
@@ -249,23 +264,47 @@ pub async fn decide<R: StageRecord>(
     let mapping = Arc::clone(&stages.mapping);
     let ctx = ctx.unwrap_or_else(|| stages.ctx.clone());
     let bypass = stages.bypass;
+    let shadows: Vec<ShadowRun> = if bypass {
+        Vec::new()
+    } else {
+        stages
+            .shadows
+            .iter()
+            .map(|s| ShadowRun {
+                slot: s.slot,
+                plugin: Arc::clone(&s.plugin),
+                org_id: s.org_id,
+                tenant_scope: s.tenant_scope,
+                tenant_id: s.tenant_id,
+            })
+            .collect()
+    };
     // The plugin calls' spans belong under the caller's (the mailbox's), across the thread.
     let span = tracing::Span::current();
-    let (records, verdicts, micros) = tokio::task::spawn_blocking(move || {
+    let (records, verdicts, micros, shadows) = tokio::task::spawn_blocking(move || {
         let _in_caller = span.enter();
         let started = Instant::now();
-        let verdicts = if bypass && records.first().is_none_or(|r| r.map_natively().is_some()) {
-            records
-                .iter()
-                .map(|r| match r.map_natively() {
-                    Some(m) => Verdicted::Kept(m),
-                    None => Verdicted::Failed(Stage::Map, "no native mapping".into()),
-                })
-                .collect()
+        let (verdicts, live) =
+            if bypass && records.first().is_none_or(|r| r.map_natively().is_some()) {
+                let verdicts = records
+                    .iter()
+                    .map(|r| match r.map_natively() {
+                        Some(m) => Verdicted::Kept(m),
+                        None => Verdicted::Failed(Stage::Map, "no native mapping".into()),
+                    })
+                    .collect();
+                (verdicts, Vec::new())
+            } else {
+                run_plugins(&exclusion, &mapping, &ctx, &records)
+            };
+        let micros = started.elapsed().as_micros() as u64;
+        // After the live verdicts are final: the shadows only read them.
+        let shadows = if shadows.is_empty() {
+            Vec::new()
         } else {
-            run_plugins(&exclusion, &mapping, &ctx, &records)
+            run_shadows(&shadows, &ctx, &records, &live, &verdicts)
         };
-        (records, verdicts, started.elapsed().as_micros() as u64)
+        (records, verdicts, micros, shadows)
     })
     .await
     .map_err(|e| SyncError::Plugin(format!("a plugin call panicked: {e}")))?;
@@ -279,17 +318,20 @@ pub async fn decide<R: StageRecord>(
         mapping_stamp,
         decided_by,
         micros,
+        shadows,
     })
 }
 
-/// Exclude, then map what was kept (the whole batch without a copy when all was kept).
+/// Exclude, then map what was kept (the whole batch without a copy when all was kept); with
+/// each record's outcome, the exclusion's own answers (what a shadow is compared with).
 fn run_plugins<R: StageRecord>(
     exclusion: &Plugin,
     mapping: &Plugin,
     ctx: &CallContext,
     records: &[R],
-) -> Vec<Verdicted<R::Mapped>> {
+) -> (Vec<Verdicted<R::Mapped>>, Vec<LiveVerdict>) {
     let verdicts = R::exclude(exclusion, ctx, records);
+    let live = verdicts.iter().map(live_verdict).collect();
     let kept =
         |v: &Result<Verdict, RecordError>| matches!(v, Ok(v) if v.decision == PluginDecision::Keep);
     let mapped = if verdicts.iter().all(kept) {
@@ -304,7 +346,7 @@ fn run_plugins<R: StageRecord>(
         R::map(mapping, ctx, &batch)
     };
     let mut mapped = mapped.into_iter();
-    verdicts
+    let verdicts = verdicts
         .into_iter()
         .map(|v| match v {
             Err(e) => Verdicted::Failed(Stage::Exclude, e.to_string()),
@@ -320,7 +362,8 @@ fn run_plugins<R: StageRecord>(
                 ),
             },
         })
-        .collect()
+        .collect();
+    (verdicts, live)
 }
 
 /// What the stages' verdicts come to for a page commit.

@@ -23,6 +23,7 @@ use m365sync_store::Store;
 
 use super::env::SyncEnv;
 use super::error::SyncError;
+use super::shadow::ShadowRun;
 use super::stages::{load_plugin, StageSlot, Stages};
 
 /// Six months, the default reach of a first sync (E4).
@@ -182,12 +183,27 @@ impl TenantContext {
         for kind in [Kind::Exclusion, Kind::Mapping] {
             digests.push(active_digest(env, &self.tenant, kind).await?);
         }
+        for kind in [Kind::Exclusion, Kind::Mapping] {
+            if let Some(s) = env
+                .store
+                .shadow_for_tenant(self.tenant.org_id, self.tenant.id, kind.world())
+                .await?
+            {
+                digests.push(format!("shadow {kind} {}", s.digest));
+            }
+        }
         let current: Vec<String> = {
             let s = self.stages.current();
-            vec![
+            let mut d = vec![
                 s.exclusion.digest().to_string(),
                 s.mapping.digest().to_string(),
-            ]
+            ];
+            d.extend(
+                s.shadows
+                    .iter()
+                    .map(|r| format!("shadow {} {}", r.slot, r.plugin.digest())),
+            );
+            d
         };
         if digests == current {
             return Ok(false);
@@ -212,7 +228,9 @@ async fn active_digest(env: &SyncEnv, tenant: &Tenant, kind: Kind) -> Result<Str
     )
 }
 
-async fn load_stages(
+/// The plugins a tenant runs now, with the call context they see (its rules, internal
+/// domains, sync users and configuration), and its shadows.
+pub(crate) async fn load_stages(
     env: &SyncEnv,
     tenant: &Tenant,
     settings: &TenantSettings,
@@ -240,10 +258,62 @@ async fn load_stages(
     )]);
     let exclusion = load_plugin(env, tenant, Kind::Exclusion).await?;
     let mapping = load_plugin(env, tenant, Kind::Mapping).await?;
+    let mut shadows = Vec::new();
+    for kind in [Kind::Exclusion, Kind::Mapping] {
+        if let Some(shadow) = load_shadow(env, tenant, kind).await {
+            shadows.push(shadow);
+        }
+    }
     Ok(Stages {
         exclusion,
         mapping,
         ctx: CallContext::new(data, config),
         bypass: false,
+        shadows,
     })
+}
+
+/// The shadow a tenant runs in `kind`'s slot, loaded. A shadow that cannot be read or loaded
+/// is logged and left out: it must never stop the tenant's sync (nor is it retried until the
+/// registry changes again).
+async fn load_shadow(env: &SyncEnv, tenant: &Tenant, kind: Kind) -> Option<ShadowRun> {
+    match find_shadow(env, tenant, kind).await {
+        Ok(run) => run,
+        Err(e) => {
+            tracing::warn!(
+                tenant = %tenant.name,
+                slot = %kind,
+                error = %e,
+                "the shadow plugin is left out; the tenant syncs with its plugins as before"
+            );
+            None
+        }
+    }
+}
+
+async fn find_shadow(
+    env: &SyncEnv,
+    tenant: &Tenant,
+    kind: Kind,
+) -> Result<Option<ShadowRun>, SyncError> {
+    let Some(shadow) = env
+        .store
+        .shadow_for_tenant(tenant.org_id, tenant.id, kind.world())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let bytes = env.store.plugin_wasm(&shadow.digest).await?;
+    let engine = env.engine.clone();
+    let plugin = tokio::task::spawn_blocking(move || engine.load_shared(kind, &bytes))
+        .await
+        .map_err(|e| SyncError::Plugin(format!("loading a shadow plugin panicked: {e}")))?
+        .map_err(|e| SyncError::Plugin(format!("the shadow cannot be loaded: {e}")))?;
+    Ok(Some(ShadowRun {
+        slot: kind,
+        plugin,
+        org_id: shadow.org_id,
+        tenant_scope: shadow.tenant_scope,
+        tenant_id: tenant.id,
+    }))
 }

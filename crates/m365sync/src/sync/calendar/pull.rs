@@ -23,6 +23,7 @@ use m365sync_store::events::{
     CalendarSettings, EventPage, PageOutcome, PulledEvent, SeriesRecord, CALENDAR_FOLDER,
 };
 use m365sync_store::schedule::Lease;
+use m365sync_store::shadows::ShadowPage;
 use m365sync_store::sync::{Cursor, Exclusion, FailedRecord};
 use m365sync_store::Store;
 
@@ -191,8 +192,19 @@ struct CalendarPages<'a, 'j> {
 
 impl PageSink for CalendarPages<'_, '_> {
     async fn store(&mut self, items: Vec<Value>, cursor: Option<Cursor>) -> Result<(), SyncError> {
-        let page = process_page(self.job, items, cursor, self.masters, self.counts).await?;
+        let mut shadows = Vec::new();
+        let page = process_page(
+            self.job,
+            items,
+            cursor,
+            self.masters,
+            self.counts,
+            &mut shadows,
+        )
+        .await?;
         self.counts.stored += self.job.store.commit_event_page(&page).await?;
+        // The shadows' comparison of the page, once the page is committed and apart from it.
+        crate::sync::shadow::record(self.job.store, shadows).await;
         Ok(())
     }
 }
@@ -261,6 +273,7 @@ async fn process_page(
     cursor: Option<Cursor>,
     masters: &mut Masters,
     counts: &mut PullCounts,
+    shadows: &mut Vec<ShadowPage>,
 ) -> Result<EventPage, SyncError> {
     let mut page = EventPage {
         tenant_id: job.tenant_id,
@@ -408,7 +421,8 @@ async fn process_page(
         config: Arc::new(config),
         limits: stages.ctx.limits.clone(),
     };
-    let decided = decide(&stages, Some(ctx), events).await?;
+    let mut decided = decide(&stages, Some(ctx), events).await?;
+    *shadows = std::mem::take(&mut decided.shadows);
     let folded = decided.fold(
         candidates,
         |c: &Candidate| c.payload.to_string(),

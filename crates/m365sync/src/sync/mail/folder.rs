@@ -30,6 +30,7 @@ use m365sync_graph::folders::{count_url, listing_url};
 use m365sync_graph::GraphClient;
 use m365sync_store::folders::listing_key;
 use m365sync_store::schedule::Lease;
+use m365sync_store::shadows::ShadowPage;
 use m365sync_store::sync::{Cursor, EmailRecord, PageCommit};
 use m365sync_store::Store;
 
@@ -422,7 +423,7 @@ impl PageSink for FolderPages<'_, '_> {
         for item in &items {
             self.stats.add(item);
         }
-        let mut commit = process_page(self.job, items, cursor, self.counts).await?;
+        let (mut commit, shadows) = process_page(self.job, items, cursor, self.counts).await?;
         commit.cursor_key = self.cursor_key.clone();
         // The page's one transaction, as a span of its own: how long the store takes for
         // how many records (counts and the folder's id only, no content).
@@ -434,7 +435,10 @@ impl PageSink for FolderPages<'_, '_> {
             exclusions = commit.exclusions.len(),
             failures = commit.failures.len(),
         );
-        Ok(self.job.store.commit_page(&commit).instrument(span).await?)
+        self.job.store.commit_page(&commit).instrument(span).await?;
+        // The shadows' comparison of the page, once the page is committed and apart from it.
+        crate::sync::shadow::record(self.job.store, shadows).await;
+        Ok(())
     }
 }
 
@@ -445,7 +449,7 @@ async fn process_page(
     items: Vec<Value>,
     cursor: Option<Cursor>,
     counts: &mut Counts,
-) -> Result<PageCommit, SyncError> {
+) -> Result<(PageCommit, Vec<ShadowPage>), SyncError> {
     let origin = Origin {
         mailbox: job.mailbox_address,
         user: job.user,
@@ -483,9 +487,10 @@ async fn process_page(
     }
     counts.processed += emails.len() as u64;
     if emails.is_empty() {
-        return Ok(commit);
+        return Ok((commit, Vec::new()));
     }
-    let decided = decide(&job.stages.current(), None, emails).await?;
+    let mut decided = decide(&job.stages.current(), None, emails).await?;
+    let shadows = std::mem::take(&mut decided.shadows);
     counts.stage_micros += decided.micros;
     let folded = decided.fold(
         payloads,
@@ -509,5 +514,5 @@ async fn process_page(
     }
     // Kept emails only: nothing is downloaded for mail the rules drop (E5).
     attachments::fetch_for_page(job, &mut commit.upserts, &with_attachments).await?;
-    Ok(commit)
+    Ok((commit, shadows))
 }
