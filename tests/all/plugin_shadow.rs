@@ -658,6 +658,31 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
             out.contains("agreed 3, disagreed 1, shadow failed 0") && out.contains("drop (org-1)"),
             "{out}"
         );
+        // `plugin list` shows the shadow beside the version in force: at the org's level and
+        // for the tenant that inherits it, with its counts.
+        let listed: Value = serde_json::from_str(&cli_ok(
+            &cfg,
+            &["plugin", "list", "--org", "acme", "--json"],
+        ))
+        .unwrap();
+        let row = |level: &str, slot: &str| {
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["level"] == level && r["slot"] == slot)
+                .unwrap()
+                .clone()
+        };
+        let org_row = row("org default", "exclusion");
+        assert_eq!(org_row["shadow"]["digest"], digest_of(HOSTILE), "{org_row}");
+        assert_eq!(org_row["shadow"]["source"], "set here");
+        assert_eq!(org_row["shadow"]["disagreed"], 1);
+        let tenant_row = row("tenant main", "exclusion");
+        assert_eq!(tenant_row["shadow"]["source"], "org's", "{tenant_row}");
+        assert_eq!(row("tenant main", "mapping")["shadow"], Value::Null);
+        let table = cli_ok(&cfg, &["plugin", "list", "--org", "acme"]);
+        assert!(table.contains("3 agreed, 1 disagreed, 0 failed"), "{table}");
         let out = cli_ok(
             &cfg,
             &[

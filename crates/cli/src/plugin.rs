@@ -248,12 +248,19 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<20} {:<10} {:<24} {:<14} {:<12} SHA256",
-                    "LEVEL", "SLOT", "NAME", "VERSION", "SOURCE"
+                    "{:<20} {:<10} {:<24} {:<14} {:<12} {:<16} SHADOW",
+                    "LEVEL", "SLOT", "NAME", "VERSION", "SOURCE", "SHA256"
                 );
                 for r in rows {
+                    let shadow = match &r.shadow {
+                        Some(s) => format!(
+                            "{} {} ({}): {} agreed, {} disagreed, {} failed",
+                            s.name, s.version, s.source, s.agreed, s.disagreed, s.failed
+                        ),
+                        None => "-".into(),
+                    };
                     println!(
-                        "{:<20} {:<10} {:<24} {:<14} {:<12} {}",
+                        "{:<20} {:<10} {:<24} {:<14} {:<12} {:<16} {shadow}",
                         r.level,
                         r.slot,
                         r.name,
@@ -326,6 +333,39 @@ struct InForce {
     /// `installed` (set at this level), `org default` (a tenant inheriting it) or `built-in`.
     source: &'static str,
     digest: String,
+    /// The candidate running beside it in shadow, if any (`plugin shadow`).
+    shadow: Option<ShadowInForce>,
+}
+
+/// A shadow as `plugin list` shows it: which candidate, set where, and its counts so far.
+#[derive(serde::Serialize)]
+struct ShadowInForce {
+    name: String,
+    version: String,
+    digest: String,
+    /// `set here`, or `org's` for a tenant running its org's shadow.
+    source: &'static str,
+    agreed: i64,
+    disagreed: i64,
+    failed: i64,
+}
+
+impl ShadowInForce {
+    fn new(s: m365sync_store::shadows::Shadow, tenant_level: bool) -> ShadowInForce {
+        ShadowInForce {
+            source: if tenant_level && s.tenant_scope == 0 {
+                "org's"
+            } else {
+                "set here"
+            },
+            name: s.name,
+            version: s.version,
+            digest: s.digest,
+            agreed: s.agreed,
+            disagreed: s.disagreed,
+            failed: s.failed,
+        }
+    }
 }
 
 /// What runs for every slot: the org's default, then each tenant of the org.
@@ -354,6 +394,7 @@ async fn in_force(store: &Store, org: &str, org_id: i64) -> anyhow::Result<Vec<I
                 version: p.version.clone(),
                 source,
                 digest: p.digest.clone(),
+                shadow: None,
             },
             None => {
                 let b = builtin::builtin(slot);
@@ -365,22 +406,37 @@ async fn in_force(store: &Store, org: &str, org_id: i64) -> anyhow::Result<Vec<I
                     version: "-".to_string(),
                     source,
                     digest: m365sync_plugin::cache::digest(b.wasm),
+                    shadow: None,
                 }
             }
         }
     };
     let mut rows = Vec::new();
     for slot in Kind::ALL {
-        rows.push(row("org default", slot, find(None, slot), None));
+        let mut r = row("org default", slot, find(None, slot), None);
+        let org_level = m365sync_store::plugins::PluginScope {
+            org_id,
+            tenant_id: None,
+        };
+        r.shadow = store
+            .shadow(org_level, slot.world())
+            .await?
+            .map(|s| ShadowInForce::new(s, false));
+        rows.push(r);
     }
     for t in store.tenants(Some(org)).await? {
         for slot in Kind::ALL {
-            rows.push(row(
+            let mut r = row(
                 &format!("tenant {}", t.name),
                 slot,
                 find(Some(t.id), slot),
                 find(None, slot),
-            ));
+            );
+            r.shadow = store
+                .shadow_for_tenant(org_id, t.id, slot.world())
+                .await?
+                .map(|s| ShadowInForce::new(s, true));
+            rows.push(r);
         }
     }
     Ok(rows)
