@@ -510,3 +510,78 @@ async fn on_postgres_the_process_receiving_the_post_wakes_another_to_work() {
     drop(worker);
     db.drop_db().await;
 }
+
+/// A notification URL Graph cannot reach (nothing listens there, so the validation handshake
+/// fails and Graph refuses the subscription): the mail is still synced by polling, the
+/// subscriptions say `failing` with Graph's reason, and `mailbox list` says beside a healthy
+/// mailbox that it is polled at the cadence, and why: healthy is not "captured in seconds".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_notification_url_leaves_the_mailbox_polled_and_says_so() {
+    for db in TestDb::both().await {
+        let s = small_sim().await;
+        let t = declare_weekly(&db, &s).await;
+        let dir = Scratch::new(&format!("notify-unreachable-{:?}", db.store.backend()));
+        let cfg = write_config(&dir.0, &db);
+        // Port 9 (discard) on loopback: nothing listens.
+        let serve = Serve::start(
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--notification-url",
+                "http://127.0.0.1:9/notifications",
+            ],
+            &dir.0.join("ready"),
+        );
+        let upns = upns(&s);
+        wait_for(
+            90,
+            "every mail subscription failing and the first run done",
+            || async {
+                let subs = db.store.tenant_subscriptions(t.id).await.unwrap();
+                let failing = subs
+                    .iter()
+                    .filter(|s| s.resource.as_str() == "mail" && s.status == "failing")
+                    .count();
+                failing == upns.len()
+                    && db.store.pending_count().await.unwrap() == 0
+                    && !db.store.runs(t.id, 10).await.unwrap().is_empty()
+            },
+        )
+        .await;
+        let subs = db.store.tenant_subscriptions(t.id).await.unwrap();
+        assert!(
+            subs.iter()
+                .all(|s| s.status != "failing" || s.detail.is_some()),
+            "{subs:?}"
+        );
+        // The mail came in by the run all the same.
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let (emails,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM emails")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert!(emails > 0, "no email stored by the run");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
+            .args(["--config", cfg.to_str().unwrap()])
+            .args(["mailbox", "list", "--org", "acme", "--tenant", "main"])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{table}");
+        for upn in &upns {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(upn.as_str()))
+                .unwrap_or_else(|| panic!("{upn} not listed:\n{table}"));
+            assert!(line.contains("mail:failing"), "{line}");
+            assert!(
+                line.contains("mail notifications failing, polled at the cadence: ")
+                    && line.contains("Subscription validation request failed"),
+                "{line}"
+            );
+        }
+        drop(serve);
+        db.drop_db().await;
+    }
+}

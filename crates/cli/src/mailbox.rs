@@ -299,6 +299,22 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
                     })
                     .unwrap_or_else(|| "-".into())
             };
+            // A failing subscription leaves the mailbox healthy but slow to capture: say so
+            // beside its health, with Graph's reason.
+            let capture_note = |id: i64| {
+                subs.get(&id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s.status == "failing")
+                    .map(|s| {
+                        format!(
+                            "{} notifications failing, polled at the cadence: {}",
+                            s.resource.as_str(),
+                            s.detail.as_deref().unwrap_or("no reason given")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
             if json {
                 let v: Vec<_> = mailboxes
                     .iter()
@@ -340,7 +356,12 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
                         m.consecutive_failures,
                         when(m.backoff_until_ms),
                         notify(m.id),
-                        m.health_detail.as_deref().unwrap_or("")
+                        m.health_detail
+                            .iter()
+                            .cloned()
+                            .chain(capture_note(m.id))
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     );
                 }
             }
