@@ -585,3 +585,50 @@ async fn an_unreachable_notification_url_leaves_the_mailbox_polled_and_says_so()
         db.drop_db().await;
     }
 }
+
+/// The service's notification URL changes (it moved behind another address): at its next
+/// start the subscriptions Graph holds for the old URL are deleted there and made again for
+/// the new one, so Graph stops posting where nobody listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_notification_url_makes_the_subscriptions_again_for_the_new_one() {
+    let db = TestDb::sqlite().await;
+    let s = small_sim().await;
+    let t = declare_weekly(&db, &s).await;
+    let upns = upns(&s);
+    let dir = Scratch::new("notify-url-change");
+    let first = serve_loopback(&dir, &db, &[]);
+    settled(&db, &t, upns.len()).await;
+    let old_url = format!("{}/notifications", first.admin);
+    let before = db.store.tenant_subscriptions(t.id).await.unwrap();
+    assert!(before
+        .iter()
+        .all(|s| s.notification_url.as_deref() == Some(old_url.as_str())));
+    drop(first);
+    // The same database, another listener (a free port of its own): another URL.
+    let second = serve_loopback(&dir, &db, &[]);
+    let new_url = format!("{}/notifications", second.admin);
+    assert_ne!(old_url, new_url);
+    wait_for(
+        90,
+        "every subscription made again for the new URL",
+        || async {
+            let subs = db.store.tenant_subscriptions(t.id).await.unwrap();
+            subs.len() == before.len()
+                && subs.iter().all(|s| {
+                    s.status == "active" && s.notification_url.as_deref() == Some(new_url.as_str())
+                })
+        },
+    )
+    .await;
+    // Graph holds none for the old URL any more.
+    let at_graph = sim_subscriptions(&s).await;
+    assert!(
+        at_graph
+            .iter()
+            .all(|g| g["notificationUrl"] == Value::String(new_url.clone())),
+        "{at_graph:?}"
+    );
+    assert_eq!(at_graph.len(), before.len());
+    drop(second);
+    db.drop_db().await;
+}

@@ -88,6 +88,10 @@ pub struct Subscription {
     pub last_lifecycle_ms: Option<i64>,
     /// What a lifecycle event left to do: `reauthorize` or `recreate`.
     pub pending_action: Option<String>,
+    /// Failed Graph calls in a row (0 once one succeeds): the retry waits longer each time.
+    pub failures: i64,
+    /// The notification URL Graph was given when it was made; `None` before.
+    pub notification_url: Option<String>,
 }
 
 /// A subscription the store says should exist and does not yet.
@@ -131,7 +135,7 @@ pub struct NotifiedRound {
     pub mailboxes: u64,
 }
 
-const COLUMNS: &str = "s.id, s.tenant_id, s.mailbox_id, m.address, m.graph_id AS mailbox_graph_id, s.resource_kind, s.graph_id, s.status, s.detail, s.expires_ms, s.renew_after_ms, s.next_attempt_ms, s.created_ms, s.renewed_ms, s.notifications, s.last_notification_ms, s.lifecycle_events, s.last_lifecycle, s.last_lifecycle_ms, s.pending_action";
+const COLUMNS: &str = "s.id, s.tenant_id, s.mailbox_id, m.address, m.graph_id AS mailbox_graph_id, s.resource_kind, s.graph_id, s.status, s.detail, s.expires_ms, s.renew_after_ms, s.next_attempt_ms, s.created_ms, s.renewed_ms, s.notifications, s.last_notification_ms, s.lifecycle_events, s.last_lifecycle, s.last_lifecycle_ms, s.pending_action, s.failures, s.notification_url";
 
 fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
     Ok(Subscription {
@@ -155,6 +159,8 @@ fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error>
         last_lifecycle: r.try_get("last_lifecycle")?,
         last_lifecycle_ms: r.try_get("last_lifecycle_ms")?,
         pending_action: r.try_get("pending_action")?,
+        failures: r.try_get("failures")?,
+        notification_url: r.try_get("notification_url")?,
     })
 }
 
@@ -259,11 +265,13 @@ impl Store {
         id: i64,
         graph_id: &str,
         expires_ms: i64,
+        notification_url: &str,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
             "UPDATE subscriptions SET graph_id = $1, expires_ms = $2, renew_after_ms = $3, status = 'active',
-                 detail = NULL, next_attempt_ms = NULL, renewed_ms = $4, pending_action = NULL, claim_until_ms = NULL
+                 detail = NULL, next_attempt_ms = NULL, renewed_ms = $4, pending_action = NULL, claim_until_ms = NULL,
+                 failures = 0, notification_url = $6
              WHERE id = $5",
         )
         .bind(graph_id)
@@ -271,6 +279,7 @@ impl Store {
         .bind(renew_after(now, expires_ms))
         .bind(now)
         .bind(id)
+        .bind(notification_url)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -282,7 +291,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "UPDATE subscriptions SET expires_ms = $1, renew_after_ms = $2, renewed_ms = $3, status = 'active',
-                 detail = NULL, next_attempt_ms = NULL, pending_action = NULL, claim_until_ms = NULL
+                 detail = NULL, next_attempt_ms = NULL, pending_action = NULL, claim_until_ms = NULL, failures = 0
              WHERE id = $4",
         )
         .bind(expires_ms)
@@ -303,7 +312,8 @@ impl Store {
         retry_at_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE subscriptions SET status = 'failing', detail = $1, next_attempt_ms = $2, claim_until_ms = NULL WHERE id = $3",
+            "UPDATE subscriptions SET status = 'failing', detail = $1, next_attempt_ms = $2, claim_until_ms = NULL,
+                 failures = failures + 1 WHERE id = $3",
         )
         .bind(detail)
         .bind(retry_at_ms)
@@ -347,6 +357,29 @@ impl Store {
              ORDER BY s.id"
         ))
         .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(subscription_from)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Subscriptions Graph made for another notification URL than `url` (the service's
+    /// `notification_url` changed) and not claimed: to delete at Graph and make again.
+    pub async fn subscriptions_for_other_url(
+        &self,
+        url: &str,
+        now: i64,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM subscriptions s JOIN mailboxes m ON m.id = s.mailbox_id
+             WHERE (s.claim_until_ms IS NULL OR s.claim_until_ms < $1)
+                 AND s.graph_id IS NOT NULL AND s.notification_url IS NOT NULL AND s.notification_url <> $2
+             ORDER BY s.id"
+        ))
+        .bind(now)
+        .bind(url)
         .fetch_all(self.pool())
         .await?;
         Ok(rows

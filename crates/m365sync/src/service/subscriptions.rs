@@ -32,8 +32,11 @@ use crate::credentials::token_cache_for;
 
 /// How long a claim on a subscription lasts: longer than a Graph call with its retries.
 const CLAIM_MS: i64 = 120_000;
-/// How long after a failure a subscription is tried again.
+/// How long after a first failure a subscription is tried again (doubling with each failure
+/// in a row, up to [`MAX_RETRY_MS`]).
 const RETRY_MS: i64 = 60_000;
+/// The longest wait between attempts of a failing subscription.
+const MAX_RETRY_MS: i64 = 3_600_000;
 /// How long a tenant's Graph client is kept before it is built again (credentials rotate).
 const CLIENT_TTL: Duration = Duration::from_secs(600);
 
@@ -136,6 +139,19 @@ async fn tick(shared: &Shared, url: &str, clients: &mut Clients) -> Result<(), S
         }
         delete(shared, clients, &sub).await?;
     }
+    // Made for a notification URL the service no longer has: Graph would go on posting to the
+    // old one. Deleted here; the wanted pass makes each again for `url` on the next tick.
+    for sub in store.subscriptions_for_other_url(url, now).await? {
+        if shared.stop.is_stopping() {
+            return Ok(());
+        }
+        if !store.claim_subscription(sub.id, CLAIM_MS).await? {
+            continue;
+        }
+        tracing::info!(mailbox = %sub.address, resource = sub.resource.as_str(),
+            "the notification URL changed: the subscription is made again for the new one");
+        delete(shared, clients, &sub).await?;
+    }
     for sub in store.subscriptions_due(now).await? {
         if shared.stop.is_stopping() {
             return Ok(());
@@ -175,18 +191,26 @@ async fn failed(
         .subscription_failures
         .fetch_add(1, Ordering::Relaxed);
     clients.forget(sub.tenant_id);
+    let wait = retry_wait_ms(sub.failures);
     let detail = format!(
         "mailbox {}: cannot {what} its {} subscription: {error}; the cadence syncs it meanwhile and this is tried again in {} s (check that notification_url is reachable from Microsoft Graph and the app has Mail.Read / Calendars.Read)",
         sub.address,
         sub.resource.as_str(),
-        RETRY_MS / 1000
+        wait / 1000
     );
     tracing::warn!(mailbox = %sub.address, resource = sub.resource.as_str(), "{detail}");
     shared
         .env
         .store
-        .subscription_failed(sub.id, &detail, now_ms() + RETRY_MS)
+        .subscription_failed(sub.id, &detail, now_ms() + wait)
         .await
+}
+
+/// How long after its `failures`-th failure in a row (counting from 0) a subscription call is
+/// tried again: a minute, doubling, at most an hour, so a notification URL Graph cannot reach
+/// is not asked about every minute for days.
+fn retry_wait_ms(failures: i64) -> i64 {
+    (RETRY_MS << failures.clamp(0, 6)).min(MAX_RETRY_MS)
 }
 
 async fn create(
@@ -212,7 +236,7 @@ async fn create(
     match graph_subs::create(&client, &asked).await {
         Ok(granted) => {
             store
-                .subscription_created(sub.id, &granted.id, granted.expires.timestamp_millis())
+                .subscription_created(sub.id, &granted.id, granted.expires.timestamp_millis(), url)
                 .await?;
             shared
                 .metrics
@@ -322,4 +346,15 @@ async fn delete(
         .fetch_add(1, Ordering::Relaxed);
     tracing::info!(mailbox = %sub.address, resource = sub.resource.as_str(), "subscription deleted");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_subscription_waits_a_minute_then_doubles_up_to_an_hour() {
+        let waits: Vec<i64> = (0..9).map(|n| retry_wait_ms(n) / 60_000).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 }

@@ -37,6 +37,12 @@ CREATE TABLE subscriptions (
     last_lifecycle_ms    BIGINT,
     -- What a lifecycle event asks of the maintainer: 'reauthorize' or 'recreate'.
     pending_action       TEXT,
+    -- Failed Graph calls in a row (the retry waits 1 min, doubling up to an hour); 0 once one
+    -- succeeds.
+    failures             BIGINT NOT NULL DEFAULT 0,
+    -- The notification URL Graph was given: a subscription made for another URL (the
+    -- service's notification_url changed) is made again for the new one.
+    notification_url     TEXT,
     -- A maintainer's claim (one process at a time works on a subscription).
     claim_until_ms       BIGINT,
     UNIQUE (mailbox_id, resource_kind)
