@@ -697,6 +697,24 @@ async fn shadow_refusals_set_nothing_and_a_stale_page_is_not_counted() {
         );
         assert!(out.contains("the plugin in force is unchanged"), "{out}");
         assert!(!db.store.record_shadow_page(&page).await.unwrap());
+        // The history says a shadow ran and what it came to; a rollback does not count it as
+        // a version that was in force.
+        let history = db.store.plugin_history(scope, "exclusion").await.unwrap();
+        let actions: Vec<(&str, &str)> = history
+            .iter()
+            .map(|h| (h.action.as_str(), h.cases.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("shadow", "installed with --no-cases: no cases were run"),
+                ("shadow stop", "3 agreed, 1 disagreed, 0 failed"),
+            ]
+        );
+        refused(
+            &["plugin", "rollback", "--org", "acme", "--slot", "exclusion"],
+            "nothing to roll back to",
+        );
         assert_eq!(
             db.store
                 .active_plugin(t.org_id, t.id, "exclusion")

@@ -227,6 +227,8 @@ impl Store {
                     stack.pop();
                 }
                 "uninstall" => stack.clear(),
+                // A shadow set or stopped decided nothing: not a version that was in force.
+                "shadow" | "shadow stop" => {}
                 _ => stack.push(h.digest),
             }
         }
@@ -350,7 +352,9 @@ pub(crate) async fn activate_in(
     record(tx, scope, slot, digest, action, cases, now).await
 }
 
-async fn record(
+/// Adds a line to a slot's history at `scope` (the actions that change what is in force, and
+/// `shadow` / `shadow stop`, which change only what runs beside it).
+pub(crate) async fn record(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     scope: PluginScope,
     slot: &str,

@@ -170,6 +170,7 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        super::plugins::record(&mut tx, scope, p.slot, p.digest, "shadow", cases, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -238,6 +239,20 @@ impl Store {
         };
         let mut tx = self.pool().begin().await?;
         delete_shadow(&mut tx, scope, slot).await?;
+        let summary = format!(
+            "{} agreed, {} disagreed, {} failed",
+            shadow.agreed, shadow.disagreed, shadow.failed
+        );
+        super::plugins::record(
+            &mut tx,
+            scope,
+            slot,
+            &shadow.digest,
+            "shadow stop",
+            &summary,
+            now_ms(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(shadow)
     }
