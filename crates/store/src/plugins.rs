@@ -124,17 +124,11 @@ impl Store {
         check_slot(p.slot)?;
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
-        let current: Option<String> = sqlx::query_scalar(
-            "SELECT digest FROM plugin_active WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
-        )
-        .bind(scope.org_id)
-        .bind(scope.tenant_scope())
-        .bind(p.slot)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if current.as_deref() == Some(p.digest) {
-            return Ok(Installed::AlreadyActive);
-        }
+        // The write first: on SQLite a transaction that read and then writes while a running
+        // service commits pages fails at once (its snapshot is stale) instead of waiting out
+        // the busy timeout; one that writes first waits its turn. The blob is stored once per
+        // digest, so writing it is harmless when the digest turns out to be in force already
+        // (the transaction is then dropped, writing nothing).
         sqlx::query("INSERT INTO plugin_blobs (digest, name, version, kind, wasm, created_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING")
             .bind(p.digest)
             .bind(p.name)
@@ -144,6 +138,18 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT digest FROM plugin_active WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
+        )
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(p.slot)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.as_deref() == Some(p.digest) {
+            tx.rollback().await?;
+            return Ok(Installed::AlreadyActive);
+        }
         activate_in(&mut tx, scope, p.slot, p.digest, "install", cases, now).await?;
         tx.commit().await?;
         Ok(Installed::Activated)
@@ -161,6 +167,16 @@ impl Store {
         check_slot(slot)?;
         let now = now_ms();
         let mut tx = self.pool().begin().await?;
+        // A write first (a no-op), so SQLite waits its turn behind a running service's page
+        // commits instead of failing a read-then-write (see `install_plugin_checked`).
+        sqlx::query(
+            "UPDATE plugin_active SET digest = digest WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
+        )
+        .bind(scope.org_id)
+        .bind(scope.tenant_scope())
+        .bind(slot)
+        .execute(&mut *tx)
+        .await?;
         let current: Option<String> = sqlx::query_scalar(
             "SELECT digest FROM plugin_active WHERE org_id = $1 AND tenant_scope = $2 AND slot = $3",
         )
