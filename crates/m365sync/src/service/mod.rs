@@ -185,7 +185,10 @@ impl Service {
         });
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(scheduler::scheduler(Arc::clone(&shared)));
-        tasks.spawn(plugin_watch::plugin_watch(Arc::clone(&shared)));
+        // The registry as it is now, read before the service says it started: a change made
+        // the moment it is up is then a change to this baseline, never part of it.
+        let baseline = plugin_watch::Baseline::read(&shared).await;
+        tasks.spawn(plugin_watch::plugin_watch(Arc::clone(&shared), baseline));
         tasks.spawn(matcher::matcher(Arc::clone(&shared)));
         tasks.spawn(mail_sender::mail_sender(Arc::clone(&shared)));
         tasks.spawn(wake::waker(Arc::clone(&shared)));

@@ -60,11 +60,28 @@ fn count_swaps(shared: &Shared, old: &Choices, new: &Choices) {
     }
 }
 
-/// The watcher's loop, until the service stops.
-pub async fn plugin_watch(shared: Arc<Shared>) {
+/// The registry as the watcher first saw it: what later changes are swaps from.
+pub struct Baseline {
+    fingerprint: Option<String>,
+    choices: Option<Choices>,
+}
+
+impl Baseline {
+    /// Reads the registry now. The service does this before it reports itself started, so
+    /// an install made as soon as it is up is counted as a swap, not taken for the start.
+    pub async fn read(shared: &Shared) -> Baseline {
+        Baseline {
+            fingerprint: shared.env.store.plugin_fingerprint().await.ok(),
+            choices: choices(shared).await,
+        }
+    }
+}
+
+/// The watcher's loop from `baseline`, until the service stops.
+pub async fn plugin_watch(shared: Arc<Shared>, baseline: Baseline) {
     let stop = shared.stop.clone();
-    let mut seen = shared.env.store.plugin_fingerprint().await.ok();
-    let mut known = choices(&shared).await;
+    let mut seen = baseline.fingerprint;
+    let mut known = baseline.choices;
     while !stop.is_stopping() {
         tokio::select! {
             _ = tokio::time::sleep(shared.opts.plugin_poll) => {}
