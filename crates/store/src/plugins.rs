@@ -456,11 +456,28 @@ impl Store {
     /// when an install, rollback, promotion or shadow changed what some tenant runs, which is how a running service
     /// notices a swap within its poll interval.
     pub async fn plugin_fingerprint(&self) -> Result<String, StoreError> {
-        let rows = sqlx::query(
-            "SELECT org_id, tenant_scope, slot, digest, activated_ms FROM plugin_active ORDER BY org_id, tenant_scope, slot",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        let mut text = self
+            .fingerprint_of(
+                "SELECT org_id, tenant_scope, slot, digest, activated_ms AS at_ms FROM plugin_active ORDER BY org_id, tenant_scope, slot",
+                "",
+            )
+            .await?;
+        // A shadow set, replaced or dropped changes what tenants run beside their plugins.
+        text.push_str(
+            &self
+                .fingerprint_of(
+                    "SELECT org_id, tenant_scope, slot, digest, started_ms AS at_ms FROM plugin_shadows ORDER BY org_id, tenant_scope, slot",
+                    "shadow ",
+                )
+                .await?,
+        );
+        Ok(text)
+    }
+
+    /// One line per row of `sql` (org, tenant scope, slot, digest and a time `at_ms`), each
+    /// starting with `prefix`: what the fingerprint compares.
+    async fn fingerprint_of(&self, sql: &str, prefix: &str) -> Result<String, StoreError> {
+        let rows = sqlx::query(sql).fetch_all(self.pool()).await?;
         let mut text = String::new();
         for r in rows {
             let (org, scope, slot, digest, at): (i64, i64, String, String, i64) = (
@@ -468,12 +485,10 @@ impl Store {
                 r.try_get("tenant_scope")?,
                 r.try_get("slot")?,
                 r.try_get("digest")?,
-                r.try_get("activated_ms")?,
+                r.try_get("at_ms")?,
             );
-            text.push_str(&format!("{org}/{scope}/{slot}={digest}@{at};"));
+            text.push_str(&format!("{prefix}{org}/{scope}/{slot}={digest}@{at};"));
         }
-        // A shadow set, replaced or dropped changes what tenants run beside their plugins.
-        text.push_str(&self.shadow_fingerprint().await?);
         Ok(text)
     }
 }

@@ -405,27 +405,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// Every shadow in place, for the service's fingerprint of what tenants run.
-    pub(crate) async fn shadow_fingerprint(&self) -> Result<String, StoreError> {
-        let rows = sqlx::query(
-            "SELECT org_id, tenant_scope, slot, digest, started_ms FROM plugin_shadows ORDER BY org_id, tenant_scope, slot",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        let mut text = String::new();
-        for r in rows {
-            let (org, scope, slot, digest, at): (i64, i64, String, String, i64) = (
-                r.try_get("org_id")?,
-                r.try_get("tenant_scope")?,
-                r.try_get("slot")?,
-                r.try_get("digest")?,
-                r.try_get("started_ms")?,
-            );
-            text.push_str(&format!("shadow {org}/{scope}/{slot}={digest}@{at};"));
-        }
-        Ok(text)
-    }
 }
 
 async fn delete_shadow(
