@@ -164,6 +164,14 @@ fn subscription_from(r: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error>
     })
 }
 
+/// Rows selecting [`COLUMNS`] as subscriptions.
+fn subscriptions_from(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Subscription>, StoreError> {
+    Ok(rows
+        .iter()
+        .map(subscription_from)
+        .collect::<Result<_, _>>()?)
+}
+
 /// When to renew a subscription Graph granted until `expires_ms`: half its remaining life, but
 /// never later than six hours before it lapses, so a week-long subscription is renewed with a
 /// day's margin for failures and a one-minute one (the simulator's) after thirty seconds.
@@ -359,10 +367,7 @@ impl Store {
         .bind(now)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(subscription_from)
-            .collect::<Result<_, _>>()?)
+        subscriptions_from(&rows)
     }
 
     /// Subscriptions Graph made for another notification URL than `url` (the service's
@@ -382,10 +387,7 @@ impl Store {
         .bind(url)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(subscription_from)
-            .collect::<Result<_, _>>()?)
+        subscriptions_from(&rows)
     }
 
     /// Subscriptions no longer wanted (mailbox or tenant disabled, notifications turned off,
@@ -403,10 +405,7 @@ impl Store {
         .bind(now)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(subscription_from)
-            .collect::<Result<_, _>>()?)
+        subscriptions_from(&rows)
     }
 
     /// A mailbox's subscriptions (mail first).
@@ -421,10 +420,7 @@ impl Store {
         .bind(mailbox_id)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(subscription_from)
-            .collect::<Result<_, _>>()?)
+        subscriptions_from(&rows)
     }
 
     /// A tenant's subscriptions, by mailbox.
@@ -439,10 +435,7 @@ impl Store {
         .bind(tenant_id)
         .fetch_all(self.pool())
         .await?;
-        Ok(rows
-            .iter()
-            .map(subscription_from)
-            .collect::<Result<_, _>>()?)
+        subscriptions_from(&rows)
     }
 
     /// The subscription Graph calls `graph_id`, with its client state opened; `None` when no
