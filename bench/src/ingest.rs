@@ -156,11 +156,11 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         .map(std::fs::read)
         .transpose()
         .map_err(|e| setup(&e))?;
-    let env = SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).map_err(|e| setup(&e))?,
-        http: m365sync_graph::http_client(pem.as_deref()).map_err(|e| setup(&e))?,
-    };
+    let env = SyncEnv::new(
+        store.clone(),
+        PluginEngine::new(EngineConfig::default()).map_err(|e| setup(&e))?,
+        m365sync_graph::http_client(pem.as_deref()).map_err(|e| setup(&e))?,
+    );
     let mailboxes = store.mailboxes(tenant.id).await.map_err(|e| setup(&e))?;
     let count = mailboxes.len();
     let started = Instant::now();

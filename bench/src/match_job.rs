@@ -152,11 +152,11 @@ pub async fn run(
     insert_emails(&store, org_id, tenant_id, &users, emails, contacts).await?;
     let generate_secs = started.elapsed().as_secs_f64();
 
-    let env = SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).map_err(setup)?,
-        http: m365sync_graph::http_client(None).map_err(setup)?,
-    };
+    let env = SyncEnv::new(
+        store.clone(),
+        PluginEngine::new(EngineConfig::default()).map_err(setup)?,
+        m365sync_graph::http_client(None).map_err(setup)?,
+    );
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let full = run_org(&env, &org, "bench").await?;

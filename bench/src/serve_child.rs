@@ -86,11 +86,11 @@ pub async fn child_serve(c: &ChildServe) -> Result<ServeReport, BenchError> {
         .map(std::fs::read)
         .transpose()
         .map_err(|e| setup(&e))?;
-    let env = SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).map_err(|e| setup(&e))?,
-        http: m365sync_graph::http_client(pem.as_deref()).map_err(|e| setup(&e))?,
-    };
+    let env = SyncEnv::new(
+        store.clone(),
+        PluginEngine::new(EngineConfig::default()).map_err(|e| setup(&e))?,
+        m365sync_graph::http_client(pem.as_deref()).map_err(|e| setup(&e))?,
+    );
     let mut opts = if c.notifications {
         // The admin listener carries the receiver; its token is never used by the harness.
         let token = format!(

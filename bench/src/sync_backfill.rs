@@ -159,11 +159,11 @@ pub async fn backfill(opts: &SyncBenchOptions) -> Result<SyncBenchReport, SyncBe
         .set_settings(tenant.id, &settings)
         .await
         .map_err(setup)?;
-    let env = SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).map_err(setup)?,
-        http: m365sync_graph::http_client(None).map_err(setup)?,
-    };
+    let env = SyncEnv::new(
+        store.clone(),
+        PluginEngine::new(EngineConfig::default()).map_err(setup)?,
+        m365sync_graph::http_client(None).map_err(setup)?,
+    );
     let mailboxes = store.mailboxes(tenant.id).await.map_err(setup)?;
     let run_opts = RunOptions {
         bypass_plugins: opts.bypass_plugins,

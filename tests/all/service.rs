@@ -352,11 +352,41 @@ async fn sandbox_syncs_answers_its_api_and_stops_cleanly() {
     // subscriptions asked for (a look once each subscription exists).
     let synced_ok: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("m365sync_mailbox_syncs_ok_total "))
+        .find_map(|l| l.strip_prefix("m365sync_mailbox_syncs_total{result=\"ok\"} "))
         .and_then(|v| v.parse().ok())
         .unwrap();
     assert!(synced_ok >= 4, "{metrics}");
     assert!(metrics.contains("m365sync_subscriptions_created_total "));
+    // Prometheus' conventions (issue 16): one name per thing counted, the outcome a label;
+    // durations as histograms in seconds, fed by the pipeline as it works.
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert!(value("m365sync_graph_responses_total{status=\"200\"} ") >= 4.0);
+    assert!(value("m365sync_records_total{outcome=\"synced\"} ") >= 1.0);
+    assert!(value("m365sync_page_commit_duration_seconds_count{kind=\"mail\"} ") >= 4.0);
+    assert_eq!(
+        value("m365sync_match_queue_depth "),
+        0.0,
+        "the matching job has run"
+    );
+    for line in [
+        "# TYPE m365sync_graph_request_duration_seconds histogram",
+        "# UNIT m365sync_graph_request_duration_seconds seconds",
+        "m365sync_plugin_call_duration_seconds_count{slot=\"exclusion\",plugin=\"",
+        "m365sync_plugin_call_duration_seconds_count{slot=\"mapping\",plugin=\"",
+        "m365sync_mailbox_syncs_total{result=\"failed\"} 0",
+        "m365sync_build_info{version=\"",
+        "# EOF",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // Route templates only: no mailbox address, id or token in a label.
+    assert!(!metrics.contains("@"), "{metrics}");
     // Rounds change notifications start are runs too; the scheduled ones are counted here.
     let scheduled = |runs: &[Value]| -> Vec<Value> {
         runs.iter()
@@ -1107,9 +1137,11 @@ async fn plugin_swaps_are_counted_per_version_without_a_run() {
                 .map(|n| n.parse().unwrap())
                 .unwrap_or(0)
         };
+        // A labelled family shows once it has a series (no failing records here, no swaps
+        // yet); the plain gauges always do.
         assert!(metrics()
             .await
-            .contains("# TYPE m365sync_plugin_failing_records gauge"));
+            .contains("# TYPE m365sync_match_queue_depth gauge"));
         // Each change is made only after the previous one was counted: the watcher polls.
         db.store
             .install_plugin(scope, &blob("d1", "1.0.0"))

@@ -147,11 +147,11 @@ pub async fn assert_matches_truth(db: &TestDb, s: &TestSim, ids: &HashMap<String
 }
 
 pub fn env(store: &Store) -> SyncEnv {
-    SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).unwrap(),
-        http: m365sync_graph::http_client(None).unwrap(),
-    }
+    SyncEnv::new(
+        store.clone(),
+        PluginEngine::new(EngineConfig::default()).unwrap(),
+        m365sync_graph::http_client(None).unwrap(),
+    )
 }
 
 #[tokio::test]

@@ -25,11 +25,11 @@ use crate::support::{TestDb, TestSim};
 use crate::sync_email::declare_with;
 
 fn env(store: &Store) -> SyncEnv {
-    SyncEnv {
-        store: store.clone(),
-        engine: PluginEngine::new(EngineConfig::default()).unwrap(),
-        http: m365sync_graph::http_client(None).unwrap(),
-    }
+    SyncEnv::new(
+        store.clone(),
+        PluginEngine::new(EngineConfig::default()).unwrap(),
+        m365sync_graph::http_client(None).unwrap(),
+    )
 }
 
 /// One person and no shared mailbox: the folder tests look at one mailbox.

@@ -84,11 +84,11 @@ pub(super) async fn open_with_http(
 /// with its artifact cache, and an HTTP client trusting the configured extra CA.
 pub(super) fn sync_env(cfg: &ServiceConfig, store: Store) -> anyhow::Result<SyncEnv> {
     let ca = cfg.extra_ca()?;
-    Ok(SyncEnv {
+    Ok(SyncEnv::new(
         store,
-        engine: PluginEngine::new(cfg.engine_config())?,
-        http: m365sync_graph::http_client(ca.as_deref())?,
-    })
+        PluginEngine::new(cfg.engine_config())?,
+        m365sync_graph::http_client(ca.as_deref())?,
+    ))
 }
 
 /// `m365sync apply FILE`.

@@ -43,6 +43,29 @@ pub struct ClientConfig {
     ///
     /// [`pace`]: crate::pace
     pub mailbox_budget: Option<Budget>,
+    /// Told of every request's end, for the service's metrics; `None` tells nobody (the CLI's
+    /// one-off commands, the benchmarks).
+    pub observer: Option<Observer>,
+}
+
+/// Told of each HTTP request the client sends, when it ends: the service turns these into its
+/// request-duration histogram and its responses-by-status counter. A trait rather than a
+/// metrics type so this crate stays free of any metrics library.
+pub trait RequestObserver: Send + Sync {
+    /// One request ended. `route` is the URL's template (ids, addresses and tokens replaced:
+    /// no personal data in a label); `status` is `None` when no whole answer came (network);
+    /// `elapsed` runs from the send to the answer's last byte.
+    fn request_ended(&self, route: &str, status: Option<u16>, elapsed: Duration);
+}
+
+/// A shared [`RequestObserver`], in a [`ClientConfig`].
+#[derive(Clone)]
+pub struct Observer(pub Arc<dyn RequestObserver>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Default for ClientConfig {
@@ -55,6 +78,7 @@ impl Default for ClientConfig {
             base_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(60),
             mailbox_budget: Some(Budget::OUTLOOK),
+            observer: None,
         }
     }
 }
@@ -389,12 +413,27 @@ impl GraphClient {
             "request-id" = tracing::field::Empty,
             "client-request-id" = %ids.client_request_id,
         );
+        let started = std::time::Instant::now();
+        let mut status = None;
         let outcome = self
             .send_once(
-                mailbox, call, url, prefer, renewals, accept, &token, &mut ids,
+                mailbox,
+                call,
+                url,
+                prefer,
+                renewals,
+                accept,
+                &token,
+                &mut ids,
+                &mut status,
             )
             .instrument(span.clone())
             .await;
+        if let Some(observer) = &self.cfg.observer {
+            observer
+                .0
+                .request_ended(&template, status, started.elapsed());
+        }
         if let Some(r) = &ids.request_id {
             span.record("request-id", r.as_str());
         }
@@ -419,6 +458,7 @@ impl GraphClient {
         accept: &Accept<T>,
         token: &str,
         ids: &mut RequestIds,
+        answered: &mut Option<u16>,
     ) -> Attempt<T> {
         let mut req = self
             .http
@@ -461,7 +501,10 @@ impl GraphClient {
         let (location, content_type) = (header("location"), header("content-type"));
         ids.request_id = header("request-id");
         let body = match resp.bytes().await {
-            Ok(b) => b,
+            Ok(b) => {
+                *answered = Some(status);
+                b
+            }
             Err(e) => {
                 self.stats.network_errors.fetch_add(1, Ordering::Relaxed);
                 return Attempt::Retry {

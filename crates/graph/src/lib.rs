@@ -15,7 +15,7 @@ pub mod subscriptions;
 pub mod upload;
 
 pub use auth::{AppCredentials, DelegatedCredentials, TokenCache};
-pub use client::{ClientConfig, GraphClient, RawBody};
+pub use client::{ClientConfig, GraphClient, Observer, RawBody, RequestObserver};
 pub use error::{AuthError, GraphError, RequestIds};
 pub use pace::Budget;
 

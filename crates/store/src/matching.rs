@@ -174,6 +174,15 @@ impl Store {
         )
     }
 
+    /// How many records of every tenant are owed a matching pass: the `/metrics` gauge of the
+    /// matching job's backlog.
+    pub async fn match_queue_depth(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM match_queue")
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?)
+    }
+
     /// Queues records for another pass (a re-match), in one statement per chunk.
     pub async fn queue_for_matching(
         &self,

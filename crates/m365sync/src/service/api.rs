@@ -388,21 +388,25 @@ async fn ready(shared: &Shared) -> Answer {
 
 async fn metrics(shared: &Shared) -> Answer {
     let store = &shared.env.store;
-    let (health, pending) = match (store.health_counts().await, store.pending_count().await) {
-        (Ok(h), Ok(p)) => (h, p),
-        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    let gauges = async {
+        Ok::<_, StoreError>(super::metrics::DatabaseGauges {
+            health: store.health_counts().await?,
+            pending: store.pending_count().await?,
+            match_queue: store.match_queue_depth().await?,
+            failing: store.failing_records_by_plugin().await?,
+        })
     };
-    let failing = match store.failing_records_by_plugin().await {
-        Ok(f) => f,
+    let gauges = match gauges.await {
+        Ok(g) => g,
         Err(e) => return store_error(e),
     };
-    let live = shared.contexts.live_graph_stats().await;
     Response::builder()
         .status(StatusCode::OK)
-        .header("content-type", "text/plain; version=0.0.4")
-        .body(Full::new(Bytes::from(
-            shared.metrics.render(&live, &health, pending, &failing),
-        )))
+        .header(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(shared.metrics.render(&gauges))))
         .expect("static response parts")
 }
 

@@ -9,9 +9,6 @@ use tokio::sync::Mutex;
 
 use crate::sync::error::SyncError;
 use crate::sync::{SyncEnv, TenantContext};
-use m365sync_graph::client::ClientStatsSnapshot;
-
-use super::metrics::Metrics;
 
 /// The contexts of the runs this process is working on.
 #[derive(Default)]
@@ -21,13 +18,12 @@ pub struct Contexts {
 
 impl Contexts {
     /// The context of `tenant_id`'s run `run_id`, built if this is the run's first mailbox here.
-    /// A context of an earlier run is replaced (its Graph counters kept in `metrics`).
+    /// A context of an earlier run is replaced.
     pub async fn get(
         &self,
         env: &SyncEnv,
         tenant_id: i64,
         run_id: i64,
-        metrics: &Metrics,
     ) -> Result<Arc<TenantContext>, SyncError> {
         let mut map = self.by_tenant.lock().await;
         if let Some((run, ctx)) = map.get(&tenant_id) {
@@ -37,22 +33,14 @@ impl Contexts {
         }
         let tenant = env.store.tenant_by_id(tenant_id).await?;
         let ctx = Arc::new(TenantContext::build(env, tenant).await?);
-        if let Some((_, old)) = map.insert(tenant_id, (run_id, Arc::clone(&ctx))) {
-            metrics.add_graph(&old.client.stats());
-        }
+        map.insert(tenant_id, (run_id, Arc::clone(&ctx)));
         Ok(ctx)
     }
 
     /// Drops the contexts of runs that are over.
-    pub async fn forget_runs(&self, runs: &[i64], metrics: &Metrics) {
+    pub async fn forget_runs(&self, runs: &[i64]) {
         let mut map = self.by_tenant.lock().await;
-        map.retain(|_, (run, ctx)| {
-            let keep = !runs.contains(run);
-            if !keep {
-                metrics.add_graph(&ctx.client.stats());
-            }
-            keep
-        });
+        map.retain(|_, (run, _)| !runs.contains(run));
     }
 
     /// Every live context, for the plugin watcher.
@@ -63,14 +51,5 @@ impl Contexts {
             .values()
             .map(|(_, c)| Arc::clone(c))
             .collect()
-    }
-
-    /// The Graph counters of the live contexts' clients.
-    pub async fn live_graph_stats(&self) -> ClientStatsSnapshot {
-        let mut total = ClientStatsSnapshot::default();
-        for ctx in self.all().await {
-            total += &ctx.client.stats();
-        }
-        total
     }
 }

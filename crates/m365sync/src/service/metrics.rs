@@ -1,330 +1,417 @@
-//! The service's counters, rendered in the Prometheus text format at `/metrics`.
+//! The service's metrics, exposed at `/metrics` in the OpenMetrics text format (which
+//! Prometheus scrapes) through the `prometheus-client` library.
 //!
-//! Counters live in memory (they restart at zero with the process, as Prometheus expects);
-//! gauges that describe shared state (mailbox health, owed work) are read from the database at
-//! scrape time, so every process reports the same truth.
+//! Names follow Prometheus' conventions: one name per thing counted with its outcome as a label
+//! (`m365sync_mailbox_syncs_total{result}`, `m365sync_graph_responses_total{status}`), counters
+//! ending in `_total`, durations as histograms in seconds (Graph requests by route, page
+//! commits by kind, plugin calls by slot, plugin and version), and `m365sync_build_info`.
+//!
+//! Counters and histograms live in memory: they restart at zero with the process, as Prometheus
+//! expects. Gauges that describe shared state (mailboxes by health, owed work, the matching
+//! queue, failing records) are read from the database at scrape time, so every process of a
+//! PostgreSQL deployment reports the same truth.
+//!
+//! Every service has its own registry (tests run several services in one process); the sync
+//! pipeline and the Graph client report their timings to it through
+//! [`SyncObserver`] and [`RequestObserver`], so neither depends on this library.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::sync::env::SyncObserver;
 use crate::sync::Counts;
-use m365sync_graph::client::ClientStatsSnapshot;
-
-/// Counters since the process started.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Tenant runs this process started.
-    pub runs_started: AtomicU64,
-    /// Tenant runs this process closed.
-    pub runs_finished: AtomicU64,
-    /// Mailbox syncs that finished.
-    pub mailbox_syncs_ok: AtomicU64,
-    /// Mailbox syncs that failed.
-    pub mailbox_syncs_failed: AtomicU64,
-    /// Mailbox syncs stopped by shutdown or a lost lease (the work resumes from its cursors).
-    pub mailbox_syncs_interrupted: AtomicU64,
-    /// Delta pages committed.
-    pub pages: AtomicU64,
-    /// Records passed through the plugin stages.
-    pub processed: AtomicU64,
-    /// Records stored.
-    pub synced: AtomicU64,
-    /// Records the exclusion stage dropped.
-    pub excluded: AtomicU64,
-    /// Records Graph reported removed.
-    pub removed: AtomicU64,
-    /// Records a plugin stage failed on (kept and retried).
-    pub failed_records: AtomicU64,
-    /// Plugin changes picked up without a restart: one per (org or tenant, slot) whose active
-    /// component changed, whether or not a run was in progress.
-    pub plugin_swaps: AtomicU64,
-    /// The same swaps by the plugin swapped to: (slot, name, version) -> count.
-    plugin_swaps_by: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), u64>>,
-    /// Workers syncing a mailbox now: a gauge, raised and lowered around each mailbox.
-    pub workers_busy: AtomicU64,
-    /// Graph counters of the clients of runs that are over (live ones are added at scrape).
-    retired_graph: std::sync::Mutex<ClientStatsSnapshot>,
-    /// Change notifications this process received and accepted (subscription known, client
-    /// state matching), lifecycle events included.
-    pub notifications_received: AtomicU64,
-    /// Change notifications refused: unknown subscription, wrong client state, unreadable.
-    pub notifications_rejected: AtomicU64,
-    /// Lifecycle events accepted (`reauthorizationRequired`, `subscriptionRemoved`, `missed`).
-    pub lifecycle_events: AtomicU64,
-    /// Mailbox rounds notifications started here.
-    pub notification_rounds: AtomicU64,
-    /// Subscriptions created at Graph by this process.
-    pub subscriptions_created: AtomicU64,
-    /// Renewals (and reauthorizations) that succeeded.
-    pub subscriptions_renewed: AtomicU64,
-    /// Subscriptions deleted (mailbox or tenant disabled, notifications turned off).
-    pub subscriptions_deleted: AtomicU64,
-    /// Creations, renewals and deletions Graph refused or that failed in the network.
-    pub subscription_failures: AtomicU64,
-    /// From a mailbox's first notification to the end of the round that answered it, as a
-    /// histogram over [`LAG_BUCKETS_SECS`]: counts per bucket, then the sum in ms and the count.
-    lag: std::sync::Mutex<([u64; LAG_BUCKETS_SECS.len()], u64, u64)>,
-}
+use m365sync_graph::RequestObserver;
 
 /// The upper bounds, in seconds, of the notification lag histogram's buckets.
 pub const LAG_BUCKETS_SECS: [f64; 9] = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
 
-/// A label value in the exposition format: backslash, quote and newline escaped (plugin names
-/// and versions come from the plugins' own `describe()`).
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A label set of one label, `result`, `outcome`, `status`, `health` or `kind`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
-fn add(c: &AtomicU64, n: u64) {
-    c.fetch_add(n, Ordering::Relaxed);
+/// What happened to records: `synced`, `excluded`, `removed`, `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// A Graph answer's HTTP status, or `none` when no whole answer came.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+/// A Graph route's template (`/users/{id}/mailFolders/{id}/messages/delta`): no ids,
+/// addresses or tokens, so the label set stays small and holds no personal data.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+/// What a page commit wrote: `mail` or `calendar`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// A plugin version in a slot: what a plugin call or swap is labelled with.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    slot: String,
+    plugin: String,
+    version: String,
+}
+
+/// Failing records by stage and the plugin version (with its digest's first 16 hex digits)
+/// that failed them.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailingLabels {
+    stage: String,
+    plugin: String,
+    version: String,
+    sha256: String,
+}
+
+/// A mailbox health (`healthy`, `failing`, `backing_off`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabel {
+    health: String,
+}
+
+fn graph_histogram() -> Histogram {
+    // 5 ms to about 20 s: a delta page from Graph takes 100 ms to a few seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+fn commit_histogram() -> Histogram {
+    // 1 ms to about 4 s: one transaction per page.
+    Histogram::new(exponential_buckets(0.001, 2.0, 13))
+}
+
+fn plugin_histogram() -> Histogram {
+    // 50 us to about 3 s: one call per page of up to a few hundred records.
+    Histogram::new(exponential_buckets(0.00005, 3.0, 11))
+}
+
+/// The database's gauges, as the scrape read them.
+pub struct DatabaseGauges {
+    /// Mailboxes per health.
+    pub health: Vec<(String, i64)>,
+    /// Mailboxes owing work to a run.
+    pub pending: i64,
+    /// Records owed a matching pass.
+    pub match_queue: i64,
+    /// Records failing now per stage and plugin stamp (`name version sha256:...`).
+    pub failing: Vec<(String, String, i64)>,
+}
+
+/// One service's metrics and the registry they are exposed from.
+pub struct Metrics {
+    registry: Registry,
+    /// Tenant runs this process started.
+    pub runs_started: Counter,
+    /// Tenant runs this process closed.
+    pub runs_finished: Counter,
+    /// Mailbox syncs that finished (`result="ok"`).
+    pub mailbox_syncs_ok: Counter,
+    /// Mailbox syncs that failed (`result="failed"`).
+    pub mailbox_syncs_failed: Counter,
+    /// Mailbox syncs stopped by shutdown or a lost lease (`result="interrupted"`; the work
+    /// resumes from its cursors).
+    pub mailbox_syncs_interrupted: Counter,
+    pages: Counter,
+    processed: Counter,
+    records: Family<OutcomeLabel, Counter>,
+    plugin_swaps: Family<PluginLabels, Counter>,
+    /// Workers syncing a mailbox now.
+    pub workers_busy: Gauge,
+    graph_responses: Family<StatusLabel, Counter>,
+    graph_seconds: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    commit_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
+    plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    /// Change notifications this process received and accepted (subscription known, client
+    /// state matching), lifecycle events included.
+    pub notifications_received: Counter,
+    /// Change notifications refused: unknown subscription, wrong client state, unreadable.
+    pub notifications_rejected: Counter,
+    /// Lifecycle events accepted (`reauthorizationRequired`, `subscriptionRemoved`, `missed`).
+    pub lifecycle_events: Counter,
+    /// Mailbox rounds notifications started here.
+    pub notification_rounds: Counter,
+    /// Subscriptions created at Graph by this process.
+    pub subscriptions_created: Counter,
+    /// Renewals (and reauthorizations) that succeeded.
+    pub subscriptions_renewed: Counter,
+    /// Subscriptions deleted (mailbox or tenant disabled, notifications turned off).
+    pub subscriptions_deleted: Counter,
+    /// Creations, renewals and deletions Graph refused or that failed in the network.
+    pub subscription_failures: Counter,
+    lag: Histogram,
+    health: Family<HealthLabel, Gauge>,
+    pending: Gauge,
+    match_queue: Gauge,
+    failing: Family<FailingLabels, Gauge>,
+    /// One scrape at a time: the database gauges are cleared and set before encoding.
+    scrape: Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
+    /// A registry with every metric registered under the `m365sync` prefix.
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("m365sync");
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let runs_started = counter(&mut r, "runs_started", "Tenant runs this process started.");
+        let runs_finished = counter(&mut r, "runs_finished", "Tenant runs this process closed.");
+        let syncs = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "mailbox_syncs",
+            "Mailbox syncs by result: ok, failed, or interrupted (shutdown or a lost lease; the work resumes from its cursors).",
+            syncs.clone(),
+        );
+        let result = |result| syncs.get_or_create(&ResultLabel { result }).clone();
+        let (mailbox_syncs_ok, mailbox_syncs_failed, mailbox_syncs_interrupted) =
+            (result("ok"), result("failed"), result("interrupted"));
+        let pages = counter(&mut r, "delta_pages", "Delta pages committed.");
+        let processed = counter(
+            &mut r,
+            "records_processed",
+            "Records (messages and events) read from Graph and passed through the plugin stages.",
+        );
+        let records = Family::<OutcomeLabel, Counter>::default();
+        r.register(
+            "records",
+            "Records by outcome: synced (stored), excluded (dropped by the exclusion plugin), removed (Graph reported them gone), failed (a stage failed; kept and retried).",
+            records.clone(),
+        );
+        for outcome in ["synced", "excluded", "removed", "failed"] {
+            let _ = records.get_or_create(&OutcomeLabel { outcome });
+        }
+        let plugin_swaps = Family::<PluginLabels, Counter>::default();
+        r.register(
+            "plugin_swaps",
+            "Plugin changes picked up without a restart, by slot and the plugin version swapped to.",
+            plugin_swaps.clone(),
+        );
+        let workers_busy = Gauge::default();
+        r.register(
+            "workers_busy",
+            "Workers syncing a mailbox now.",
+            workers_busy.clone(),
+        );
+        let graph_responses = Family::<StatusLabel, Counter>::default();
+        r.register(
+            "graph_responses",
+            "Graph requests by the answer's HTTP status; 'none' when no whole answer came (network).",
+            graph_responses.clone(),
+        );
+        let graph_seconds: Family<RouteLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(graph_histogram);
+        r.register_with_unit(
+            "graph_request_duration",
+            "Graph requests from send to the answer's last byte, by route template.",
+            Unit::Seconds,
+            graph_seconds.clone(),
+        );
+        let commit_seconds: Family<KindLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(commit_histogram);
+        r.register_with_unit(
+            "page_commit_duration",
+            "One page's transaction in the store, by kind (mail, calendar).",
+            Unit::Seconds,
+            commit_seconds.clone(),
+        );
+        let plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(plugin_histogram);
+        r.register_with_unit(
+            "plugin_call_duration",
+            "One batch call of a plugin (a page's records), by slot, plugin and version.",
+            Unit::Seconds,
+            plugin_seconds.clone(),
+        );
+        let notifications_received = counter(
+            &mut r,
+            "notifications_received",
+            "Change notifications and lifecycle events accepted (known subscription, matching client state).",
+        );
+        let notifications_rejected = counter(
+            &mut r,
+            "notifications_rejected",
+            "Change notifications refused (unknown subscription, wrong client state, unreadable).",
+        );
+        let lifecycle_events = counter(
+            &mut r,
+            "notification_lifecycle_events",
+            "Lifecycle events accepted (reauthorizationRequired, subscriptionRemoved, missed).",
+        );
+        let notification_rounds = counter(
+            &mut r,
+            "notification_rounds",
+            "Mailbox rounds notifications started.",
+        );
+        let subscriptions_created = counter(
+            &mut r,
+            "subscriptions_created",
+            "Graph subscriptions created.",
+        );
+        let subscriptions_renewed = counter(
+            &mut r,
+            "subscriptions_renewed",
+            "Graph subscriptions renewed or reauthorized.",
+        );
+        let subscriptions_deleted = counter(
+            &mut r,
+            "subscriptions_deleted",
+            "Graph subscriptions deleted.",
+        );
+        let subscription_failures = counter(
+            &mut r,
+            "subscription_failures",
+            "Subscription creations, renewals and deletions that failed.",
+        );
+        let lag = Histogram::new(LAG_BUCKETS_SECS);
+        r.register_with_unit(
+            "notification_lag",
+            "From a mailbox's first notification to the end of the round that answered it.",
+            Unit::Seconds,
+            lag.clone(),
+        );
+        let health = Family::<HealthLabel, Gauge>::default();
+        r.register(
+            "mailboxes",
+            "Mailboxes by health (all processes).",
+            health.clone(),
+        );
+        let pending = Gauge::default();
+        r.register(
+            "pending_mailboxes",
+            "Mailboxes owing work to a run (all processes).",
+            pending.clone(),
+        );
+        let match_queue = Gauge::default();
+        r.register(
+            "match_queue_depth",
+            "Records owed a matching pass (all tenants, all processes).",
+            match_queue.clone(),
+        );
+        let failing = Family::<FailingLabels, Gauge>::default();
+        r.register(
+            "plugin_failing_records",
+            "Records failing now (kept and retried), by stage and the plugin version that failed them (all processes).",
+            failing.clone(),
+        );
+        r.register(
+            "build",
+            "The running build.",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics {
+            registry: r,
+            runs_started,
+            runs_finished,
+            mailbox_syncs_ok,
+            mailbox_syncs_failed,
+            mailbox_syncs_interrupted,
+            pages,
+            processed,
+            records,
+            plugin_swaps,
+            workers_busy,
+            graph_responses,
+            graph_seconds,
+            commit_seconds,
+            plugin_seconds,
+            notifications_received,
+            notifications_rejected,
+            lifecycle_events,
+            notification_rounds,
+            subscriptions_created,
+            subscriptions_renewed,
+            subscriptions_deleted,
+            subscription_failures,
+            lag,
+            health,
+            pending,
+            match_queue,
+            failing,
+            scrape: Mutex::new(()),
+        }
+    }
+
     /// Adds one mailbox's work.
     pub fn add_counts(&self, c: &Counts) {
-        add(&self.pages, c.pages);
-        add(&self.processed, c.processed);
-        add(&self.synced, c.synced);
-        add(&self.excluded, c.excluded);
-        add(&self.removed, c.removed);
-        add(&self.failed_records, c.failed);
+        self.pages.inc_by(c.pages);
+        self.processed.inc_by(c.processed);
+        for (outcome, n) in [
+            ("synced", c.synced),
+            ("excluded", c.excluded),
+            ("removed", c.removed),
+            ("failed", c.failed),
+        ] {
+            self.records
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc_by(n);
+        }
     }
 
     /// Counts one swap of a slot to the plugin `name` `version` (the built-in one after an
     /// uninstall).
     pub fn add_swap(&self, slot: &str, name: &str, version: &str) {
-        add(&self.plugin_swaps, 1);
-        *self
-            .plugin_swaps_by
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((slot.to_string(), name.to_string(), version.to_string()))
-            .or_default() += 1;
+        self.plugin_swaps
+            .get_or_create(&PluginLabels {
+                slot: slot.to_string(),
+                plugin: name.to_string(),
+                version: version.to_string(),
+            })
+            .inc();
     }
 
     /// Records one round's notification lag (from its mailbox's first notification to the
     /// round's end), in ms.
     pub fn observe_notification_lag(&self, ms: i64) {
-        let ms = ms.max(0) as u64;
-        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, le) in LAG_BUCKETS_SECS.iter().enumerate() {
-            if ms as f64 <= le * 1000.0 {
-                lag.0[i] += 1;
-            }
-        }
-        lag.1 += ms;
-        lag.2 += 1;
+        self.lag.observe(ms.max(0) as f64 / 1000.0);
     }
 
-    /// Adds a retired Graph client's request counters.
-    pub fn add_graph(&self, s: &ClientStatsSnapshot) {
-        *self.retired_graph.lock().expect("metrics lock") += s;
-    }
-
-    /// The Prometheus exposition: counters plus `live_graph` (clients still in use) and the
-    /// database gauges `health` (mailboxes per health), `pending` (mailboxes owing work) and
-    /// `failing` (records failing now per stage and plugin stamp `name version sha256:...`).
-    pub fn render(
-        &self,
-        live_graph: &ClientStatsSnapshot,
-        health: &[(String, i64)],
-        pending: i64,
-        failing: &[(String, String, i64)],
-    ) -> String {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut graph = self.retired_graph.lock().expect("metrics lock").clone();
-        graph += live_graph;
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP m365sync_{name} {help}\n# TYPE m365sync_{name} counter\nm365sync_{name} {value}"
-            );
-        };
-        counter(
-            "runs_started_total",
-            "Tenant runs this process started.",
-            g(&self.runs_started),
-        );
-        counter(
-            "runs_finished_total",
-            "Tenant runs this process closed.",
-            g(&self.runs_finished),
-        );
-        counter(
-            "mailbox_syncs_ok_total",
-            "Mailbox syncs that finished.",
-            g(&self.mailbox_syncs_ok),
-        );
-        counter(
-            "mailbox_syncs_failed_total",
-            "Mailbox syncs that failed.",
-            g(&self.mailbox_syncs_failed),
-        );
-        counter(
-            "mailbox_syncs_interrupted_total",
-            "Mailbox syncs stopped by shutdown or a lost lease.",
-            g(&self.mailbox_syncs_interrupted),
-        );
-        counter(
-            "delta_pages_total",
-            "Delta pages committed.",
-            g(&self.pages),
-        );
-        counter(
-            "messages_processed_total",
-            "Messages passed through the plugin stages.",
-            g(&self.processed),
-        );
-        counter("messages_synced_total", "Messages stored.", g(&self.synced));
-        counter(
-            "messages_excluded_total",
-            "Messages the exclusion plugin dropped.",
-            g(&self.excluded),
-        );
-        counter(
-            "messages_removed_total",
-            "Messages removed from a folder.",
-            g(&self.removed),
-        );
-        counter(
-            "records_failed_total",
-            "Records a plugin stage failed on (kept and retried).",
-            g(&self.failed_records),
-        );
-        counter(
-            "graph_requests_total",
-            "Graph requests sent.",
-            graph.requests,
-        );
-        counter(
-            "graph_retries_total",
-            "Graph requests retried.",
-            graph.retries,
-        );
-        counter(
-            "graph_throttled_total",
-            "Graph answers of 429.",
-            graph.throttled,
-        );
-        counter(
-            "graph_server_errors_total",
-            "Graph answers of 5xx.",
-            graph.server_errors,
-        );
-        counter(
-            "graph_network_errors_total",
-            "Graph requests that failed in the network.",
-            graph.network_errors,
-        );
-        counter(
-            "token_renewals_total",
-            "Access tokens requested.",
-            graph.token_renewals,
-        );
-        counter(
-            "notifications_received_total",
-            "Change notifications and lifecycle events accepted (known subscription, matching client state).",
-            g(&self.notifications_received),
-        );
-        counter(
-            "notifications_rejected_total",
-            "Change notifications refused (unknown subscription, wrong client state, unreadable).",
-            g(&self.notifications_rejected),
-        );
-        counter(
-            "notification_lifecycle_events_total",
-            "Lifecycle events accepted (reauthorizationRequired, subscriptionRemoved, missed).",
-            g(&self.lifecycle_events),
-        );
-        counter(
-            "notification_rounds_total",
-            "Mailbox rounds notifications started.",
-            g(&self.notification_rounds),
-        );
-        counter(
-            "subscriptions_created_total",
-            "Graph subscriptions created.",
-            g(&self.subscriptions_created),
-        );
-        counter(
-            "subscriptions_renewed_total",
-            "Graph subscriptions renewed or reauthorized.",
-            g(&self.subscriptions_renewed),
-        );
-        counter(
-            "subscriptions_deleted_total",
-            "Graph subscriptions deleted.",
-            g(&self.subscriptions_deleted),
-        );
-        counter(
-            "subscription_failures_total",
-            "Subscription creations, renewals and deletions that failed.",
-            g(&self.subscription_failures),
-        );
-        {
-            let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = writeln!(
-                out,
-                "# HELP m365sync_notification_lag_seconds From a mailbox's first notification to the end of the round that answered it.\n# TYPE m365sync_notification_lag_seconds histogram"
-            );
-            for (i, le) in LAG_BUCKETS_SECS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "m365sync_notification_lag_seconds_bucket{{le=\"{le}\"}} {}",
-                    lag.0[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "m365sync_notification_lag_seconds_bucket{{le=\"+Inf\"}} {}\nm365sync_notification_lag_seconds_sum {}\nm365sync_notification_lag_seconds_count {}",
-                lag.2,
-                lag.1 as f64 / 1000.0,
-                lag.2
-            );
+    /// The OpenMetrics exposition, with the database's gauges as `db` read them.
+    pub fn render(&self, db: &DatabaseGauges) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.health.clear();
+        for (health, n) in &db.health {
+            self.health
+                .get_or_create(&HealthLabel {
+                    health: health.clone(),
+                })
+                .set(*n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP m365sync_workers_busy Workers syncing a mailbox now.\n# TYPE m365sync_workers_busy gauge\nm365sync_workers_busy {}",
-            g(&self.workers_busy)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP m365sync_pending_mailboxes Mailboxes owing work to a run (all processes).\n# TYPE m365sync_pending_mailboxes gauge\nm365sync_pending_mailboxes {pending}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP m365sync_mailboxes Mailboxes by health (all processes).\n# TYPE m365sync_mailboxes gauge"
-        );
-        for (health, n) in health {
-            let _ = writeln!(out, "m365sync_mailboxes{{health=\"{health}\"}} {n}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP m365sync_plugin_swaps_total Plugin changes picked up without a restart, by the plugin swapped to.\n# TYPE m365sync_plugin_swaps_total counter"
-        );
-        for ((slot, name, version), n) in self
-            .plugin_swaps_by
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "m365sync_plugin_swaps_total{{slot=\"{}\",plugin=\"{}\",version=\"{}\"}} {n}",
-                label(slot),
-                label(name),
-                label(version)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP m365sync_plugin_failing_records Records failing now (kept and retried), by stage and the plugin version that failed them (all processes).\n# TYPE m365sync_plugin_failing_records gauge"
-        );
-        for (stage, stamp, n) in failing {
+        self.pending.set(db.pending);
+        self.match_queue.set(db.match_queue);
+        self.failing.clear();
+        for (stage, stamp, n) in &db.failing {
             let mut parts = stamp.splitn(3, ' ');
             let (name, version, digest) = (
                 parts.next().unwrap_or_default(),
@@ -332,15 +419,56 @@ impl Metrics {
                 parts.next().unwrap_or_default(),
             );
             let digest = digest.strip_prefix("sha256:").unwrap_or(digest);
-            let _ = writeln!(
-                out,
-                "m365sync_plugin_failing_records{{stage=\"{}\",plugin=\"{}\",version=\"{}\",sha256=\"{}\"}} {n}",
-                label(stage),
-                label(name),
-                label(version),
-                label(&digest[..digest.len().min(16)])
-            );
+            self.failing
+                .get_or_create(&FailingLabels {
+                    stage: stage.clone(),
+                    plugin: name.to_string(),
+                    version: version.to_string(),
+                    sha256: digest[..digest.len().min(16)].to_string(),
+                })
+                .set(*n);
         }
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn request_ended(&self, route: &str, status: Option<u16>, elapsed: Duration) {
+        let status = status.map_or_else(|| "none".to_string(), |s| s.to_string());
+        self.graph_responses
+            .get_or_create(&StatusLabel { status })
+            .inc();
+        self.graph_seconds
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl SyncObserver for Metrics {
+    fn page_committed(&self, kind: &'static str, elapsed: Duration) {
+        self.commit_seconds
+            .get_or_create(&KindLabel { kind })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn plugin_called(
+        &self,
+        slot: &'static str,
+        name: &str,
+        version: &str,
+        _records: usize,
+        elapsed: Duration,
+    ) {
+        self.plugin_seconds
+            .get_or_create(&PluginLabels {
+                slot: slot.to_string(),
+                plugin: name.to_string(),
+                version: version.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 }

@@ -113,7 +113,7 @@ pub(crate) struct Shared {
     pub opts: ServiceOptions,
     pub stop: StopSignal,
     pub contexts: contexts::Contexts,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     /// Pokes the matching task (a contact changed): it runs at once instead of next tick.
     pub match_wake: tokio::sync::Notify,
     /// Pokes the mail sender (an email was queued): it sends at once instead of next tick.
@@ -171,12 +171,17 @@ impl Service {
                 Some(format!("http://{addr}/notifications"))
             }
         };
+        // The service's metrics see the pipeline's timings: Graph requests, page commits,
+        // plugin calls.
+        let metrics = Arc::new(metrics::Metrics::new());
+        let mut env = env;
+        env.observer = metrics.clone();
         let shared = Arc::new(Shared {
             env,
             opts,
             stop,
             contexts: contexts::Contexts::default(),
-            metrics: metrics::Metrics::default(),
+            metrics,
             match_wake: tokio::sync::Notify::new(),
             mail_wake: tokio::sync::Notify::new(),
             work_wake: tokio::sync::watch::Sender::new(0),

@@ -17,7 +17,6 @@
 //! state is wrong changes nothing, is counted as rejected and logged without its client state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -68,10 +67,7 @@ pub async fn receive(
         return text(StatusCode::OK, token.clone());
     }
     let Ok(batch) = serde_json::from_slice::<Value>(&body) else {
-        shared
-            .metrics
-            .notifications_rejected
-            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.notifications_rejected.inc();
         tracing::warn!("notification receiver: a POST that is not JSON was refused");
         return error(
             StatusCode::BAD_REQUEST,
@@ -79,10 +75,7 @@ pub async fn receive(
         );
     };
     let Some(items) = batch["value"].as_array() else {
-        shared
-            .metrics
-            .notifications_rejected
-            .fetch_add(1, Ordering::Relaxed);
+        shared.metrics.notifications_rejected.inc();
         tracing::warn!("notification receiver: a POST without a value array was refused");
         return error(
             StatusCode::BAD_REQUEST,
@@ -117,10 +110,7 @@ pub async fn receive(
             }
         };
         let Some(known) = known else {
-            shared
-                .metrics
-                .notifications_rejected
-                .fetch_add(n, Ordering::Relaxed);
+            shared.metrics.notifications_rejected.inc_by(n);
             tracing::warn!(
                 subscription = graph_id,
                 notifications = n,
@@ -138,7 +128,7 @@ pub async fn receive(
             shared
                 .metrics
                 .notifications_rejected
-                .fetch_add(forged.len() as u64, Ordering::Relaxed);
+                .inc_by(forged.len() as u64);
             tracing::warn!(
                 subscription = graph_id,
                 mailbox = %sub.address,
@@ -165,10 +155,7 @@ pub async fn receive(
                     continue;
                 }
                 tracing::info!(subscription = graph_id, mailbox = %sub.address, event, "lifecycle event");
-                shared
-                    .metrics
-                    .lifecycle_events
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.metrics.lifecycle_events.inc();
                 lifecycle_actions |= event != "missed";
                 result = shared
                     .env
@@ -196,10 +183,7 @@ pub async fn receive(
         }
         accepted += genuine.len() as u64;
     }
-    shared
-        .metrics
-        .notifications_received
-        .fetch_add(accepted, Ordering::Relaxed);
+    shared.metrics.notifications_received.inc_by(accepted);
     if accepted > 0 {
         // Work after the answer: the rounds, and the wake of every process's workers.
         let shared = Arc::clone(shared);

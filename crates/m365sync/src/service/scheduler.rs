@@ -3,7 +3,6 @@
 //! any more. Any number of processes may run it: the
 //! conditional claim in the store lets exactly one start each run.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use m365sync_store::{now_ms, StoreError};
@@ -34,7 +33,7 @@ async fn tick(shared: &Shared) -> Result<(), StoreError> {
             .start_scheduled_run(tenant_id, now, cadence_ms, "scheduled")
             .await?
         {
-            shared.metrics.runs_started.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.runs_started.inc();
             tracing::info!(tenant = tenant_id, run = run_id, "run started");
             shared.wake_workers();
             // Other processes' idle workers too (PostgreSQL).
@@ -46,10 +45,7 @@ async fn tick(shared: &Shared) -> Result<(), StoreError> {
     super::wake::start_notified_rounds(shared).await?;
     let closed = store.close_finished_runs().await?;
     if !closed.is_empty() {
-        shared
-            .metrics
-            .runs_finished
-            .fetch_add(closed.len() as u64, Ordering::Relaxed);
+        shared.metrics.runs_finished.inc_by(closed.len() as u64);
         for run_id in &closed {
             if let Ok(run) = store.run(*run_id).await {
                 tracing::info!(
@@ -72,7 +68,7 @@ async fn tick(shared: &Shared) -> Result<(), StoreError> {
                 );
             }
         }
-        shared.contexts.forget_runs(&closed, &shared.metrics).await;
+        shared.contexts.forget_runs(&closed).await;
     }
     Ok(())
 }

@@ -16,7 +16,6 @@
 //! mailbox) and retries it later; the cadence poll syncs the mailbox meanwhile.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -186,10 +185,7 @@ async fn failed(
     what: &str,
     error: &str,
 ) -> Result<(), StoreError> {
-    shared
-        .metrics
-        .subscription_failures
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.subscription_failures.inc();
     clients.forget(sub.tenant_id);
     let wait = retry_wait_ms(sub.failures);
     let detail = format!(
@@ -238,10 +234,7 @@ async fn create(
             store
                 .subscription_created(sub.id, &granted.id, granted.expires.timestamp_millis(), url)
                 .await?;
-            shared
-                .metrics
-                .subscriptions_created
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.subscriptions_created.inc();
             tracing::info!(mailbox = %sub.address, resource = sub.resource.as_str(), expires = %granted.expires,
                 "subscription created");
             // What changed before the subscription existed is read now, not at the cadence.
@@ -270,10 +263,7 @@ async fn renew(
                 .store
                 .subscription_renewed(sub.id, granted.expires.timestamp_millis())
                 .await?;
-            shared
-                .metrics
-                .subscriptions_renewed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.subscriptions_renewed.inc();
             tracing::info!(mailbox = %sub.address, resource = sub.resource.as_str(), expires = %granted.expires,
                 "subscription renewed");
             Ok(())
@@ -307,10 +297,7 @@ async fn reauthorize(
                 .store
                 .subscription_renewed(sub.id, expires)
                 .await?;
-            shared
-                .metrics
-                .subscriptions_renewed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.subscriptions_renewed.inc();
             tracing::info!(mailbox = %sub.address, resource = sub.resource.as_str(), "subscription reauthorized");
             Ok(())
         }
@@ -340,10 +327,7 @@ async fn delete(
         }
     }
     shared.env.store.remove_subscription(sub.id).await?;
-    shared
-        .metrics
-        .subscriptions_deleted
-        .fetch_add(1, Ordering::Relaxed);
+    shared.metrics.subscriptions_deleted.inc();
     tracing::info!(mailbox = %sub.address, resource = sub.resource.as_str(), "subscription deleted");
     Ok(())
 }

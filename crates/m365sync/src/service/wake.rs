@@ -8,7 +8,6 @@
 //! round, and the mark becomes the next round when it ends. Lost wake-ups cost latency, never
 //! work: the workers' poll and the scheduler's tick still find what the database says is owed.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +24,7 @@ pub async fn start_notified_rounds(shared: &Shared) -> Result<(), StoreError> {
         return Ok(());
     }
     for r in &rounds {
-        shared
-            .metrics
-            .notification_rounds
-            .fetch_add(r.mailboxes, Ordering::Relaxed);
+        shared.metrics.notification_rounds.inc_by(r.mailboxes);
         tracing::info!(
             tenant = r.tenant_id,
             run = r.run_id,

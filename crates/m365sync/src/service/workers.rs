@@ -2,7 +2,6 @@
 //! heartbeat renews the lease between pages, each page's commit renews and checks it), records
 //! the result, and gives the lease back. A worker stops between pages when the service stops.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tracing::Instrument;
@@ -34,9 +33,9 @@ pub async fn worker(shared: Arc<Shared>, index: usize) {
         };
         match claimed {
             Some((p, claim)) => {
-                shared.metrics.workers_busy.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.workers_busy.inc();
                 work_on(&shared, &p, &holder, &claim).await;
-                shared.metrics.workers_busy.fetch_sub(1, Ordering::Relaxed);
+                shared.metrics.workers_busy.dec();
                 let _ = shared.env.store.release_lease(p.mailbox_id, &holder).await;
                 after_round(&shared, p.mailbox_id).await;
             }
@@ -102,11 +101,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
             return;
         }
     };
-    let ctx = match shared
-        .contexts
-        .get(env, p.tenant_id, p.run_id, &shared.metrics)
-        .await
-    {
+    let ctx = match shared.contexts.get(env, p.tenant_id, p.run_id).await {
         Ok(c) => c,
         Err(e) => {
             // The tenant cannot run at all (a plugin that does not load, a database error):
@@ -133,10 +128,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
                     false,
                 )
                 .await;
-            shared
-                .metrics
-                .mailbox_syncs_failed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.mailbox_syncs_failed.inc();
             return;
         }
     };
@@ -180,10 +172,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
     shared.metrics.add_counts(&result.counts);
     match &result.error {
         None => {
-            shared
-                .metrics
-                .mailbox_syncs_ok
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.mailbox_syncs_ok.inc();
             tracing::info!(
                 processed = result.counts.processed,
                 synced = result.counts.synced,
@@ -192,16 +181,10 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
             );
         }
         Some(crate::sync::error::SyncError::Stopped) => {
-            shared
-                .metrics
-                .mailbox_syncs_interrupted
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.mailbox_syncs_interrupted.inc();
         }
         Some(e) => {
-            shared
-                .metrics
-                .mailbox_syncs_failed
-                .fetch_add(1, Ordering::Relaxed);
+            shared.metrics.mailbox_syncs_failed.inc();
             tracing::warn!(error = %e, "mailbox sync failed");
         }
     }

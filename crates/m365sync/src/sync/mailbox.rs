@@ -64,6 +64,7 @@ pub fn folder_job<'a>(
 ) -> FolderJob<'a> {
     FolderJob {
         store: &env.store,
+        observer: env.observer.as_ref(),
         client: &ctx.client,
         stages: &ctx.stages,
         org_id: ctx.tenant.org_id,

@@ -137,6 +137,7 @@ pub async fn run_mailboxes_with(
             ctx: s.ctx.clone(),
             bypass: true,
             shadows: Vec::new(),
+            observer: Arc::clone(&s.observer),
         });
     }
     let ctx = Arc::new(ctx);

@@ -22,7 +22,7 @@ use m365sync_store::shadows::ShadowPage;
 use m365sync_store::sync::{Exclusion, FailedRecord};
 use m365sync_store::tenants::Tenant;
 
-use super::env::SyncEnv;
+use super::env::{SyncEnv, SyncObserver};
 use super::error::SyncError;
 use super::shadow::{live_verdict, run_shadows, LiveVerdict, ShadowRun};
 
@@ -40,6 +40,9 @@ pub struct Stages {
     /// Candidates running beside the exclusion or mapping plugin, deciding nothing
     /// ([`super::shadow`]); empty when no shadow is set for the tenant.
     pub shadows: Vec<ShadowRun>,
+    /// Told how long each plugin call took (the service's metrics), from the run's
+    /// [`SyncEnv`].
+    pub observer: Arc<dyn SyncObserver>,
 }
 
 /// The tenant's current plugins. Replaced whole when an admin swaps a plugin; readers keep the
@@ -264,6 +267,7 @@ pub async fn decide<R: StageRecord>(
     let mapping = Arc::clone(&stages.mapping);
     let ctx = ctx.unwrap_or_else(|| stages.ctx.clone());
     let bypass = stages.bypass;
+    let observer = Arc::clone(&stages.observer);
     let shadows: Vec<ShadowRun> = if bypass {
         Vec::new()
     } else {
@@ -295,7 +299,7 @@ pub async fn decide<R: StageRecord>(
                     .collect();
                 (verdicts, Vec::new())
             } else {
-                run_plugins(&exclusion, &mapping, &ctx, &records)
+                run_plugins(&exclusion, &mapping, &ctx, &records, observer.as_ref())
             };
         let micros = started.elapsed().as_micros() as u64;
         // After the live verdicts are final: the shadows only read them.
@@ -329,13 +333,25 @@ fn run_plugins<R: StageRecord>(
     mapping: &Plugin,
     ctx: &CallContext,
     records: &[R],
+    observer: &dyn SyncObserver,
 ) -> (Vec<Verdicted<R::Mapped>>, Vec<LiveVerdict>) {
+    let observed = |slot: &'static str, plugin: &Plugin, records: usize, started: Instant| {
+        if records > 0 {
+            let d = plugin.descriptor();
+            observer.plugin_called(slot, &d.name, &d.version, records, started.elapsed());
+        }
+    };
+    let started = Instant::now();
     let verdicts = R::exclude(exclusion, ctx, records);
+    observed("exclusion", exclusion, records.len(), started);
     let live = verdicts.iter().map(live_verdict).collect();
     let kept =
         |v: &Result<Verdict, RecordError>| matches!(v, Ok(v) if v.decision == PluginDecision::Keep);
+    let started = Instant::now();
     let mapped = if verdicts.iter().all(kept) {
-        R::map(mapping, ctx, records)
+        let mapped = R::map(mapping, ctx, records);
+        observed("mapping", mapping, records.len(), started);
+        mapped
     } else {
         let batch: Vec<R> = records
             .iter()
@@ -343,7 +359,9 @@ fn run_plugins<R: StageRecord>(
             .filter(|(_, v)| kept(v))
             .map(|(r, _)| r.clone())
             .collect();
-        R::map(mapping, ctx, &batch)
+        let mapped = R::map(mapping, ctx, &batch);
+        observed("mapping", mapping, batch.len(), started);
+        mapped
     };
     let mut mapped = mapped.into_iter();
     let verdicts = verdicts

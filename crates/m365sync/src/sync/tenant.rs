@@ -152,6 +152,7 @@ impl TenantContext {
                         settings.mailbox_budget_secs.max(1) as u64
                     ),
                 }),
+                observer: Some(m365sync_graph::Observer(env.observer.clone())),
                 ..ClientConfig::default()
             },
         ));
@@ -270,6 +271,7 @@ pub(crate) async fn load_stages(
         ctx: CallContext::new(data, config),
         bypass: false,
         shadows,
+        observer: env.observer.clone(),
     })
 }
 

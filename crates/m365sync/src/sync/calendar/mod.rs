@@ -106,6 +106,7 @@ pub async fn sync_calendar(
         let users: Vec<String> = ctx.user_email.values().cloned().collect();
         let job = pull::PullJob {
             store,
+            observer: env.observer.as_ref(),
             client: &ctx.client,
             stages: &ctx.stages,
             tenant_id: ctx.tenant.id,

@@ -38,6 +38,8 @@ use super::convert::{event_from_graph, fields_of, is_internal, ConvertError, Gra
 pub struct PullJob<'a> {
     /// The database.
     pub store: &'a Store,
+    /// Told how long each page's commit took (the service's metrics).
+    pub observer: &'a dyn crate::sync::env::SyncObserver,
     /// The tenant's Graph client.
     pub client: &'a GraphClient,
     /// The tenant's plugins.
@@ -202,7 +204,11 @@ impl PageSink for CalendarPages<'_, '_> {
             &mut shadows,
         )
         .await?;
+        let started = std::time::Instant::now();
         self.counts.stored += self.job.store.commit_event_page(&page).await?;
+        self.job
+            .observer
+            .page_committed("calendar", started.elapsed());
         // The shadows' comparison of the page, once the page is committed and apart from it.
         crate::sync::shadow::record(self.job.store, shadows).await;
         Ok(())

@@ -36,6 +36,7 @@ use m365sync_store::Store;
 
 use super::attachments;
 use super::convert::{email_from_graph, record_for_store, Origin};
+use crate::sync::env::SyncObserver;
 use crate::sync::error::SyncError;
 use crate::sync::round::{retry_failed, run_round, PageSink, Round, RoundOutcome};
 use crate::sync::stages::{decide, StageSlot};
@@ -46,6 +47,8 @@ use crate::sync::Counts;
 pub struct FolderJob<'a> {
     /// The database.
     pub store: &'a Store,
+    /// Told how long each page's commit took (the service's metrics).
+    pub observer: &'a dyn SyncObserver,
     /// The tenant's Graph client.
     pub client: &'a GraphClient,
     /// The tenant's plugins.
@@ -435,7 +438,9 @@ impl PageSink for FolderPages<'_, '_> {
             exclusions = commit.exclusions.len(),
             failures = commit.failures.len(),
         );
+        let started = std::time::Instant::now();
         self.job.store.commit_page(&commit).instrument(span).await?;
+        self.job.observer.page_committed("mail", started.elapsed());
         // The shadows' comparison of the page, once the page is committed and apart from it.
         crate::sync::shadow::record(self.job.store, shadows).await;
         Ok(())
