@@ -577,6 +577,83 @@ async fn a_process_killed_mid_backfill_is_resumed_to_the_ground_truth() {
     }
 }
 
+/// A one-off `sync run` killed mid-backfill leaves its mailboxes owed to its run with its
+/// leases. The next `sync run` says truthfully who holds them and until when while the leases
+/// live, and once they have run out finishes the killed run's work for it: the store ends at
+/// the ground truth and the killed run closes as resumed, not as a plain success or never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_one_off_run_is_named_then_finished_by_the_next() {
+    for db in TestDb::both().await {
+        let s = slow_sim_with_events(120, 6, 40).await;
+        let (tenant, ids) = declare(&db.store, &s).await;
+        db.store.activate_tenant(tenant.id).await.unwrap();
+        let dir = Scratch::new(&format!("kill-cli-{}", db.store.backend() as u8));
+        let cfg = write_config(&dir.0, &db);
+        let sync_run = || {
+            let mut c = Command::new(BIN);
+            c.args(["--config", cfg.to_str().unwrap()])
+                .args(["sync", "run", "--org", "acme", "--tenant", "main"]);
+            c
+        };
+        let mut first = sync_run()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let holder = format!("cli-{}", first.id());
+        wait_for(60, "the one-off backfill to be under way", || {
+            let (store, tenant) = (&db.store, &tenant);
+            async move { email_count(store, tenant).await >= 30 }
+        })
+        .await;
+        first.kill().unwrap(); // SIGKILL
+        first.wait().unwrap();
+        let killed_run = db.store.runs(tenant.id, 10).await.unwrap()[0].clone();
+        assert!(killed_run.finished_ms.is_none(), "{killed_run:?}");
+
+        // While its leases live, nothing is taken: each owed mailbox names the holder.
+        let out = sync_run().output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!(
+                "skipped: {holder} is syncing it for run {}",
+                killed_run.id
+            )),
+            "{text}"
+        );
+        assert!(
+            !text.contains("another process is syncing it now"),
+            "{text}"
+        );
+
+        // Two minutes later the killed process's leases have run out (set so here: just
+        // run out, as they stand then): the next run finishes the killed run's work.
+        for m in db.store.mailboxes(tenant.id).await.unwrap() {
+            db.store.renew_lease(m.id, &holder, -1).await.unwrap();
+        }
+        let out = sync_run().output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("resumed: run {} owed it work", killed_run.id)),
+            "{text}"
+        );
+        assert!(!text.contains("skipped"), "{text}");
+        assert_matches_truth(&db, &s, &ids).await;
+        let killed = db.store.run(killed_run.id).await.unwrap();
+        assert!(killed.finished_ms.is_some(), "{killed:?}");
+        assert_eq!(killed.status, "succeeded", "{killed:?}");
+        assert!(killed.interruptions >= 1, "{killed:?}");
+        assert!(
+            killed.status_text().starts_with("succeeded, resumed after"),
+            "{}",
+            killed.status_text()
+        );
+        db.drop_db().await;
+    }
+}
+
 /// A finished run's figures against the store and the simulator's ground truth: per kind,
 /// processed = kept + excluded + failed; emails kept = the mailbox links stored, excluded = the
 /// exclusions recorded, processed = every message of the synced folders; events kept = the

@@ -227,6 +227,11 @@ async fn sync_run(
         for (mailbox, why) in &report.skipped {
             println!("  {mailbox}: skipped: {why}");
         }
+        for (mailbox, run) in &report.resumed {
+            println!(
+                "  {mailbox}: resumed: run {run} owed it work nobody was doing (its process was killed or stopped); this run finished it for run {run}"
+            );
+        }
     }
     if !report.mailbox_errors.is_empty() {
         return Err(crate::Partial(format!(

@@ -251,6 +251,11 @@ pub async fn retry(config: Option<&Path>, a: RetryArgs) -> anyhow::Result<()> {
             for (m, why) in &report.skipped {
                 println!("  {m}: skipped: {why}");
             }
+            for (m, run) in &report.resumed {
+                println!(
+                    "  {m}: resumed: run {run} owed it work nobody was doing (its process was killed or stopped); this run finished it for run {run}"
+                );
+            }
         }
         reports.push(report);
     }

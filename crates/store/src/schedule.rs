@@ -195,6 +195,31 @@ impl Store {
         Ok(assigned)
     }
 
+    /// The run a mailbox owes work to, if any.
+    pub async fn owed_run(&self, mailbox_id: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query("SELECT pending_run_id FROM mailboxes WHERE id = $1")
+                .bind(mailbox_id)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get::<Option<i64>, _>("pending_run_id"))
+                .transpose()?
+                .flatten(),
+        )
+    }
+
+    /// Who holds a mailbox's lease and until when (ms), whether or not it has run out.
+    pub async fn lease_of(&self, mailbox_id: i64) -> Result<Option<(String, i64)>, StoreError> {
+        sqlx::query("SELECT holder, expires_ms FROM leases WHERE mailbox_id = $1")
+            .bind(mailbox_id)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| -> Result<(String, i64), StoreError> {
+                Ok((r.try_get("holder")?, r.try_get("expires_ms")?))
+            })
+            .transpose()
+    }
+
     /// Takes back an assignment this process could not work on.
     pub async fn unassign_from_run(&self, run_id: i64, mailbox_id: i64) -> Result<(), StoreError> {
         sqlx::query(

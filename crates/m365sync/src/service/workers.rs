@@ -132,7 +132,10 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
             return;
         }
     };
-    if let Err(e) = note_resumption(shared, p, &mailbox.address, holder, claim).await {
+    if let Err(e) =
+        crate::sync::run::note_resumption(&shared.env.store, p.run_id, &mailbox, holder, claim)
+            .await
+    {
         tracing::warn!(mailbox = %mailbox.address, error = %e, "cannot record the run's resumption");
     }
     let lease = Lease {
@@ -196,33 +199,4 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
     {
         tracing::error!(error = %e, "cannot record the mailbox's result; it will be synced again");
     }
-}
-
-/// When the lease was taken over from a worker that held it during this run and never gave it
-/// back (its process was killed, or stalled past its lease), the run is being resumed: its
-/// `interruptions` goes up and the run log says from whom (issue 20). A stale lease older
-/// than the run belongs to earlier work and says nothing about this run.
-async fn note_resumption(
-    shared: &Shared,
-    p: &PendingMailbox,
-    address: &str,
-    holder: &str,
-    claim: &LeaseClaim,
-) -> Result<(), m365sync_store::StoreError> {
-    let LeaseClaim::TakenOver { from, expired_ms } = claim else {
-        return Ok(());
-    };
-    let store = &shared.env.store;
-    let run = store.run(p.run_id).await?;
-    if *expired_ms <= run.started_ms {
-        return Ok(());
-    }
-    let line = format!(
-        "mailbox {address}: run {} resumed by {holder}: its previous worker {from} stopped without finishing (its process was killed, or stalled past its lease) and its lease ran out at {expired_ms} ms; the pages it committed are counted in this run, the page it had in flight is read again",
-        p.run_id
-    );
-    tracing::warn!(run = p.run_id, mailbox = %address, previous = %from, "resuming a run an earlier worker left unfinished");
-    store
-        .note_interruption(p.run_id, p.tenant_id, p.mailbox_id, &line)
-        .await
 }

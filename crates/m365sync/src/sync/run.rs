@@ -10,8 +10,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use m365sync_store::mailboxes::Mailbox;
-use m365sync_store::schedule::Lease;
+use m365sync_store::schedule::{Lease, LeaseClaim};
 use m365sync_store::tenants::Tenant;
+use m365sync_store::Store;
 
 pub use super::env::SyncEnv;
 use super::mail::sync_folder;
@@ -47,8 +48,13 @@ pub struct RunReport {
     pub stage_micros: u64,
     /// (mailbox, error) for mailboxes that could not be synced.
     pub mailbox_errors: Vec<(String, String)>,
-    /// (mailbox, why) for mailboxes another process is working on.
+    /// (mailbox, why) for mailboxes another process is working on: who holds it, for which
+    /// run, and until when.
     pub skipped: Vec<(String, String)>,
+    /// (mailbox, run) for mailboxes another run owed work nobody was doing (a one-off run
+    /// that was killed, a service run no worker had taken up): this run finished that run's
+    /// work for it, and the other run's log says it was resumed.
+    pub resumed: Vec<(String, i64)>,
     /// The run as the store recorded it once this process was done: its figures by kind
     /// (emails, events), committed page by page, and its status (`running` when a skipped
     /// mailbox still owes it work). `m365sync runs` shows the same.
@@ -154,21 +160,46 @@ pub async fn run_mailboxes_with(
         stage_micros: 0,
         mailbox_errors: Vec::new(),
         skipped: Vec::new(),
+        resumed: Vec::new(),
         recorded: None,
     };
-    let mut mine = Vec::new();
+    // Each mailbox with the run it works for: this one, or a run that owes it work with
+    // nobody working on it (a one-off run that was killed, a service run no worker has taken
+    // up yet), which this run then finishes for it.
+    let mut mine: Vec<(Mailbox, i64)> = Vec::new();
     for m in mailboxes {
-        let assigned = store.assign_to_run(run_id, &[m.id]).await? == 1;
-        if assigned && store.claim_lease(m.id, &holder, CLI_LEASE_TTL_MS).await? {
-            mine.push(m);
-        } else {
-            if assigned {
+        if store.assign_to_run(run_id, &[m.id]).await? == 1 {
+            if store.claim_lease(m.id, &holder, CLI_LEASE_TTL_MS).await? {
+                mine.push((m, run_id));
+            } else {
                 store.unassign_from_run(run_id, m.id).await?;
+                let why = held_by(store, m.id, None).await?;
+                report.skipped.push((m.address.clone(), why));
             }
-            report.skipped.push((
-                m.address.clone(),
-                "another process is syncing it now; the service will finish it".into(),
-            ));
+            continue;
+        }
+        let owed = store.owed_run(m.id).await?;
+        let claim = store
+            .claim_lease_noting(m.id, &holder, CLI_LEASE_TTL_MS)
+            .await?;
+        match (owed, &claim) {
+            (_, LeaseClaim::Refused) => {
+                let why = held_by(store, m.id, owed).await?;
+                report.skipped.push((m.address.clone(), why));
+            }
+            (Some(owed), _) => {
+                note_resumption(store, owed, &m, &holder, &claim).await?;
+                report.resumed.push((m.address.clone(), owed));
+                mine.push((m, owed));
+            }
+            // The other run finished it between the two reads: it owes nothing now.
+            (None, _) => {
+                store.release_lease(m.id, &holder).await?;
+                report.skipped.push((
+                    m.address.clone(),
+                    "another run finished it as this one started; nothing is owed".into(),
+                ));
+            }
         }
     }
     let lease = Lease {
@@ -187,7 +218,9 @@ pub async fn run_mailboxes_with(
     };
     loop {
         while set.len() < in_flight {
-            let Some(m) = queue.next() else { break };
+            let Some((m, run_id)) = queue.next() else {
+                break;
+            };
             let (env, ctx, lease, stop) =
                 (env.clone(), Arc::clone(&ctx), lease.clone(), stop.clone());
             let span = super::mailbox::mailbox_span(&ctx.tenant.name, &m.address, run_id);
@@ -234,6 +267,53 @@ pub async fn run_mailboxes_with(
     report.stage_micros = total.stage_micros;
     report.recorded = Some(store.run(run_id).await?);
     Ok(report)
+}
+
+/// Why a mailbox cannot be worked on now: who holds its lease, for which run, until when
+/// (UTC), and what happens next, so the operator can tell a live worker from a dead one.
+async fn held_by(store: &Store, mailbox_id: i64, owed: Option<i64>) -> Result<String, SyncError> {
+    let run = owed.map_or_else(String::new, |r| format!(" for run {r}"));
+    Ok(match store.lease_of(mailbox_id).await? {
+        Some((holder, until)) => {
+            let until = chrono::DateTime::from_timestamp_millis(until).map_or_else(
+                || until.to_string(),
+                |t| t.format("%H:%M:%S UTC").to_string(),
+            );
+            format!(
+                "{holder} is syncing it{run} (its lease runs to {until}); that run finishes it. If that process is gone, the lease runs out then and the next `sync run` or the service takes the work over"
+            )
+        }
+        None => format!("another process took it{run} as this run started; that run finishes it"),
+    })
+}
+
+/// When `claim` took the lease over from a worker that held it during `run_id` and never gave
+/// it back (its process was killed, or stalled past its lease), the run is being resumed: its
+/// `interruptions` goes up and its log says from whom (issue 20). A stale lease older than the
+/// run belongs to earlier work and says nothing about this run. The service's workers and a
+/// one-off run that finishes another run's work both call it.
+pub async fn note_resumption(
+    store: &Store,
+    run_id: i64,
+    mailbox: &Mailbox,
+    holder: &str,
+    claim: &LeaseClaim,
+) -> Result<(), m365sync_store::StoreError> {
+    let LeaseClaim::TakenOver { from, expired_ms } = claim else {
+        return Ok(());
+    };
+    let run = store.run(run_id).await?;
+    if *expired_ms <= run.started_ms {
+        return Ok(());
+    }
+    let line = format!(
+        "mailbox {}: run {run_id} resumed by {holder}: its previous worker {from} stopped without finishing (its process was killed, or stalled past its lease) and its lease ran out at {expired_ms} ms; the pages it committed are counted in this run, the page it had in flight is read again",
+        mailbox.address
+    );
+    tracing::warn!(run = run_id, mailbox = %mailbox.address, previous = %from, "resuming a run an earlier worker left unfinished");
+    store
+        .note_interruption(run_id, mailbox.tenant_id, mailbox.id, &line)
+        .await
 }
 
 /// One mailbox's `verify`: its synced folders compared with Graph.
@@ -292,8 +372,11 @@ pub async fn verify_tenant(
             error: None,
         };
         if !store.claim_lease(m.id, &holder, CLI_LEASE_TTL_MS).await? {
-            report.error =
-                Some("another process is syncing it now; verify it when that run ends".into());
+            let owed = store.owed_run(m.id).await?;
+            report.error = Some(format!(
+                "{}; verify it when that is done",
+                held_by(store, m.id, owed).await?
+            ));
             out.push(report);
             continue;
         }
