@@ -1253,3 +1253,43 @@ async fn plugin_swaps_are_counted_per_version_without_a_run() {
         db.drop_db().await;
     }
 }
+
+/// A client that never finishes its request headers (slowloris) is cut off after the header
+/// timeout, while other clients are answered meanwhile (SQLite only: this is the listener, not
+/// the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_cuts_off_a_client_that_never_finishes_its_headers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let db = TestDb::sqlite().await;
+    let dir = Scratch::new("slowloris");
+    let cfg = write_config(&dir.0, &db);
+    let serve = Serve::start(&["--config", cfg.to_str().unwrap()], &dir.0.join("ready"));
+    let addr = serve
+        .admin
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Others are answered while it hangs.
+    let (status, _) = serve.api(Method::GET, "/health", None).await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), slow.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the half-sent request was still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (status, _) = serve.api(Method::GET, "/health", None).await;
+    assert_eq!(status, 200);
+    let (clean, stderr) = serve.terminate();
+    assert!(clean, "{stderr}");
+}

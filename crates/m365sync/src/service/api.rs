@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,6 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use tracing::Instrument as _;
 
 use m365sync_store::logs::LogFilter;
 use m365sync_store::{now_ms, Store, StoreError};
@@ -49,25 +51,147 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ApiBind
     Ok((listener, local))
 }
 
+/// How long a client may take to send a request's headers: a slow sender holding connections
+/// open (slowloris) is cut off instead of tying up the listener.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest one request may take to answer (a large contacts import is the slowest);
+/// beyond it the client gets 503 and the work is dropped, not left running unseen.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long the API waits, once told to close, for requests in flight to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the API until `close` is notified: after the stop signal, once the workers have
-/// drained (see [`super::Service::wait`]), so `/ready` answers 503 throughout the drain.
+/// drained (see [`super::Service::wait`]), so `/ready` answers 503 throughout the drain. On
+/// close it stops accepting, lets the requests in flight finish (up to [`DRAIN_TIMEOUT`]) and
+/// closes idle keep-alive connections.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, close: Arc<tokio::sync::Notify>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
-            _ = close.notified() => return,
+            _ = close.notified() => break,
         };
         let shared = Arc::clone(&shared);
+        let service = service_fn(move |req| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, std::convert::Infallible>(handle_timed(&shared, req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = conn.await;
         });
     }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "admin API: requests still in flight after {}s were cut off at shutdown",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
+}
+
+/// [`handle`] inside a span per request (method, route, status, latency) and under
+/// [`REQUEST_TIMEOUT`]. The route is the path's shape (`/api/tenants/{}/{}/mailboxes`): no
+/// names, addresses or ids in the trace.
+async fn handle_timed(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let route = route_shape(req.uri().path());
+    let span = tracing::info_span!(
+        "admin request",
+        otel.kind = "server",
+        "http.request.method" = %method,
+        "http.route" = %route,
+        "http.response.status_code" = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    let answer = match tokio::time::timeout(REQUEST_TIMEOUT, handle(shared, req))
+        .instrument(span.clone())
+        .await
+    {
+        Ok(answer) => answer,
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the request took longer than {}s and was stopped; nothing after that point was done (try a smaller batch)",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ),
+    };
+    span.record("http.response.status_code", answer.status().as_u16());
+    span.record("latency_ms", started.elapsed().as_millis() as u64);
+    let _in = span.enter();
+    tracing::debug!(status = answer.status().as_u16(), "answered");
+    answer
+}
+
+/// The words of the API's paths; any other segment is a value (org, tenant, address, id).
+const ROUTE_WORDS: &[&str] = &[
+    "api",
+    "health",
+    "ready",
+    "metrics",
+    "notifications",
+    "lifecycle",
+    "tenants",
+    "mailboxes",
+    "subscriptions",
+    "runs",
+    "retry",
+    "sync",
+    "logs",
+    "leases",
+    "orgs",
+    "me",
+    "review",
+    "map",
+    "contacts",
+    "rules",
+    "events",
+    "match",
+    "import",
+    "warnings",
+    "entities",
+    "timeline",
+    "users",
+    "tokens",
+    "settings",
+    "verify",
+    "failures",
+    "sync-emails",
+    "calendar",
+    "mail",
+    "shadow",
+    "plugins",
+    "session",
+    "console",
+    "logout",
+];
+
+/// `path` with every segment that is not one of [`ROUTE_WORDS`] replaced by `{}`.
+fn route_shape(path: &str) -> String {
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(if ROUTE_WORDS.contains(&seg) {
+            seg
+        } else {
+            "{}"
+        });
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 pub(super) type Answer = Response<Full<Bytes>>;
