@@ -56,7 +56,7 @@ async fn full_round(
     loop {
         let p = c.delta_page(mailbox, &url, page).await.unwrap();
         ids.extend(
-            p.items
+            m365sync_graph::delta::values(&p.items)
                 .iter()
                 .filter(|i| i.get("@removed").is_none())
                 .map(|i| i["id"].as_str().unwrap().to_string()),
@@ -398,7 +398,7 @@ async fn since_limits_the_first_round_to_the_commencement_date() {
     let mut recent = 0;
     loop {
         let p = c.delta_page(&upn, &url, 50).await.unwrap();
-        for i in &p.items {
+        for i in &m365sync_graph::delta::values(&p.items) {
             let at = chrono::DateTime::parse_from_rfc3339(i["receivedDateTime"].as_str().unwrap())
                 .unwrap();
             assert!(at >= since, "only mail since the commencement date");

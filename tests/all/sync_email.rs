@@ -392,12 +392,12 @@ struct StoppingSink<'a> {
 impl m365sync::sync::round::PageSink for StoppingSink<'_> {
     async fn store(
         &mut self,
-        items: Vec<Value>,
+        items: Vec<m365sync_graph::delta::RawItem>,
         cursor: Option<m365sync_store::sync::Cursor>,
     ) -> Result<(), m365sync::sync::SyncError> {
         let cursor = cursor.expect("a round's pages carry a cursor");
         self.seen.extend(
-            items
+            m365sync_graph::delta::values(&items)
                 .iter()
                 .filter_map(|m| m["id"].as_str().map(str::to_string)),
         );

@@ -261,6 +261,21 @@ impl GraphClient {
         .await
     }
 
+    /// GETs a Graph URL and reads the answer into `T` (typed, so a page's items can stay raw
+    /// JSON text instead of a tree of values); a body that does not read as `T` is retried as
+    /// an unreadable one is.
+    pub async fn get_as<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        mailbox: &str,
+        url: &str,
+        prefer: Option<&str>,
+    ) -> Result<T, GraphError> {
+        self.request(mailbox, &Call::get(url), prefer, &|_, body| {
+            serde_json::from_slice(&body).map_err(|e| format!("unreadable body: {e}"))
+        })
+        .await
+    }
+
     /// GETs raw bytes (an attachment's `$value`), with the same slots, retries and token
     /// renewal as [`GraphClient::get`]; a body cut short in transit is asked for again.
     pub async fn get_bytes(

@@ -3,16 +3,31 @@
 //! moves, and a page is either mid-round (nextLink) or the end of a round (deltaLink).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::client::GraphClient;
 use super::error::GraphError;
 
+/// One item of a page as Graph sent it: JSON text, checked but not yet read. Each sink reads
+/// it into its own typed record (borrowing from the text), and keeps the text itself only
+/// where a record must be stored or retried as Graph sent it (a failed record's payload).
+pub type RawItem = Box<RawValue>;
+
+/// `items` read as value trees, for callers that index them freely (a folder tree, a
+/// calendar's series). An item that is not JSON cannot occur: a page is checked whole.
+pub fn values(items: &[RawItem]) -> Vec<serde_json::Value> {
+    items
+        .iter()
+        .filter_map(|i| serde_json::from_str(i.get()).ok())
+        .collect()
+}
+
 /// One page of a delta round.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DeltaPage {
-    /// Messages and `@removed` entries, as Graph sent them.
-    pub items: Vec<Value>,
+    /// Messages (or events, or folders) and `@removed` entries, as Graph sent them.
+    pub items: Vec<RawItem>,
     /// Set mid-round.
     pub next_link: Option<String>,
     /// Set on the round's last page.
@@ -50,8 +65,18 @@ fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// A delta page as it is read off the wire: the items stay text.
+#[derive(Deserialize)]
+struct WirePage {
+    value: Option<Vec<RawItem>>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    delta_link: Option<String>,
+}
+
 impl GraphClient {
-    /// Fetches one delta page.
+    /// Fetches one delta page of a mail folder (or of its folder tree).
     pub async fn delta_page(
         &self,
         mailbox: &str,
@@ -59,28 +84,34 @@ impl GraphClient {
         page_size: usize,
     ) -> Result<DeltaPage, GraphError> {
         let prefer = format!("odata.maxpagesize={page_size}, IdType=\"ImmutableId\"");
-        let mut v = self.get(mailbox, url, Some(&prefer)).await?;
-        let items = match v.get_mut("value").map(Value::take) {
-            Some(Value::Array(items)) => items,
-            _ => {
-                return Err(GraphError::Malformed {
-                    mailbox: mailbox.to_string(),
-                    detail: "a delta page without a value array".into(),
-                })
-            }
+        self.delta_page_with(mailbox, url, &prefer).await
+    }
+
+    /// Fetches one delta page with the given `Prefer` header (a calendar's adds its time
+    /// zone), checked to carry a value array and exactly one of its two links.
+    pub async fn delta_page_with(
+        &self,
+        mailbox: &str,
+        url: &str,
+        prefer: &str,
+    ) -> Result<DeltaPage, GraphError> {
+        let page: WirePage = self.get_as(mailbox, url, Some(prefer)).await?;
+        let malformed = |detail: &str| GraphError::Malformed {
+            mailbox: mailbox.to_string(),
+            detail: detail.into(),
         };
-        let link = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let (next_link, delta_link) = (link("@odata.nextLink"), link("@odata.deltaLink"));
-        if next_link.is_some() == delta_link.is_some() {
-            return Err(GraphError::Malformed {
-                mailbox: mailbox.to_string(),
-                detail: "a delta page must carry exactly one of nextLink and deltaLink".into(),
-            });
+        let items = page
+            .value
+            .ok_or_else(|| malformed("a delta page without a value array"))?;
+        if page.next_link.is_some() == page.delta_link.is_some() {
+            return Err(malformed(
+                "a delta page must carry exactly one of nextLink and deltaLink",
+            ));
         }
         Ok(DeltaPage {
             items,
-            next_link,
-            delta_link,
+            next_link: page.next_link,
+            delta_link: page.delta_link,
         })
     }
 }

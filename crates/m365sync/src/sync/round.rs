@@ -11,9 +11,7 @@
 
 use std::future::Future;
 
-use serde_json::Value;
-
-use m365sync_graph::delta::DeltaPage;
+use m365sync_graph::delta::{DeltaPage, RawItem};
 use m365sync_graph::GraphError;
 use m365sync_store::sync::Cursor;
 use m365sync_store::{now_ms, Store};
@@ -46,7 +44,7 @@ pub trait PageSink {
     /// earlier failures being retried, which move no cursor).
     fn store(
         &mut self,
-        items: Vec<Value>,
+        items: Vec<RawItem>,
         cursor: Option<Cursor>,
     ) -> impl Future<Output = Result<(), SyncError>> + Send;
 }
@@ -67,7 +65,7 @@ pub async fn retry_failed(
     for chunk in failed.chunks(page_size.max(1)) {
         let items = chunk
             .iter()
-            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .filter_map(|p| serde_json::value::RawValue::from_string(p.clone()).ok())
             .collect();
         sink.store(items, None).await?;
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use m365sync_graph::delta::DeltaPage;
+use m365sync_graph::delta::{DeltaPage, RawItem};
 use m365sync_graph::{GraphClient, GraphError};
 use m365sync_plugin::bindings::types::{AttendeeKind, Event, Sensitivity};
 use m365sync_plugin::call::CallContext;
@@ -130,34 +130,11 @@ fn prefer(page_size: usize) -> String {
     format!("odata.maxpagesize={page_size}, IdType=\"ImmutableId\", outlook.timezone=\"UTC\"")
 }
 
-/// One delta page, checked to carry exactly one of its two links.
+/// One delta page, checked to carry a value array and exactly one of its two links.
 async fn fetch_page(job: &PullJob<'_>, url: &str) -> Result<DeltaPage, GraphError> {
-    let mut v = job
-        .client
-        .get(job.mailbox_address, url, Some(&prefer(job.page_size)))
-        .await?;
-    let items = match v.get_mut("value").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        _ => {
-            return Err(GraphError::Malformed {
-                mailbox: job.mailbox_address.to_string(),
-                detail: "a calendar delta page without a value array".into(),
-            })
-        }
-    };
-    let link = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let page = DeltaPage {
-        items,
-        next_link: link("@odata.nextLink"),
-        delta_link: link("@odata.deltaLink"),
-    };
-    if page.next_link.is_some() == page.delta_link.is_some() {
-        return Err(GraphError::Malformed {
-            mailbox: job.mailbox_address.to_string(),
-            detail: "a calendar delta page must carry exactly one of nextLink and deltaLink".into(),
-        });
-    }
-    Ok(page)
+    job.client
+        .delta_page_with(job.mailbox_address, url, &prefer(job.page_size))
+        .await
 }
 
 /// Runs the calendar's failed records again, then its delta round to the deltaLink.
@@ -193,7 +170,14 @@ struct CalendarPages<'a, 'j> {
 }
 
 impl PageSink for CalendarPages<'_, '_> {
-    async fn store(&mut self, items: Vec<Value>, cursor: Option<Cursor>) -> Result<(), SyncError> {
+    async fn store(
+        &mut self,
+        items: Vec<RawItem>,
+        cursor: Option<Cursor>,
+    ) -> Result<(), SyncError> {
+        // Events are read as value trees still (series masters and exceptions are matched
+        // across the page); only mail, the bulk, is read typed.
+        let items = m365sync_graph::delta::values(&items);
         let mut shadows = Vec::new();
         let page = process_page(
             self.job,

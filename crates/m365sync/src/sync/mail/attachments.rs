@@ -42,12 +42,6 @@ use crate::sync::error::SyncError;
 /// client's own per-mailbox slots apply as well; this bounds what a page holds at once.)
 pub const IN_FLIGHT: usize = 4;
 
-/// True when Graph says the message has attachments. Graph reports `false` for a message whose
-/// only attachments are inline images; those are not fetched.
-pub fn has_attachments(message: &Value) -> bool {
-    message["hasAttachments"].as_bool().unwrap_or(false)
-}
-
 /// Fills in the attachments of `upserts[i]` for each `i` in `wanted` (the kept emails that
 /// have attachments), except those the store already holds settled: the same message seen
 /// in another mailbox, or again because a flag changed, is not downloaded twice.

@@ -1,8 +1,11 @@
 //! Graph message JSON to the plugin contract's `email` record, and the mapped CRM record to
 //! what the store indexes.
 
+use std::borrow::Cow;
+
 use chrono::DateTime;
-use serde_json::Value;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 
 use m365sync_plugin::bindings::types::{
     Address, AddressRole, Body, BodyType, CrmEmail, Direction, Email, Header, Importance,
@@ -20,14 +23,125 @@ pub struct Origin<'a> {
     pub folder: &'a str,
 }
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_string()
+/// A Graph message as a delta page carries it, read straight from the page's text: strings
+/// borrow from it where they hold no escapes. Only the fields the contract's record needs are
+/// read; the rest of the JSON is skipped without being built.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GraphMessage<'a> {
+    /// Set on an `@removed` entry: the message left the folder.
+    #[serde(rename = "@removed", default)]
+    removed: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subject: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    from: Option<Recipient<'a>>,
+    #[serde(borrow, default)]
+    sender: Option<Recipient<'a>>,
+    #[serde(borrow, default)]
+    to_recipients: Option<Vec<Recipient<'a>>>,
+    #[serde(borrow, default)]
+    cc_recipients: Option<Vec<Recipient<'a>>>,
+    #[serde(borrow, default)]
+    bcc_recipients: Option<Vec<Recipient<'a>>>,
+    #[serde(borrow, default)]
+    reply_to: Option<Vec<Recipient<'a>>>,
+    #[serde(borrow, default)]
+    body: Option<ItemBody<'a>>,
+    #[serde(borrow, default)]
+    body_preview: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    sent_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    received_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    categories: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    importance: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    internet_message_headers: Option<Vec<MessageHeader<'a>>>,
+    #[serde(borrow, default)]
+    internet_message_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    conversation_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    is_draft: Option<bool>,
+    /// Graph reports `false` for a message whose only attachments are inline images; those
+    /// are not fetched.
+    #[serde(default)]
+    has_attachments: Option<bool>,
 }
 
-fn addresses(v: &Value, role: AddressRole, out: &mut Vec<Address>) {
-    let mut push = |a: &Value| {
-        let email = a["emailAddress"]["address"]
-            .as_str()
+impl GraphMessage<'_> {
+    /// The message's Graph id (`""` when Graph sent none).
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or_default()
+    }
+
+    /// True for an `@removed` entry.
+    pub fn is_removed(&self) -> bool {
+        self.removed.is_some()
+    }
+
+    /// True when Graph says the message has attachments (inline images alone do not count).
+    pub fn has_attachments(&self) -> bool {
+        self.has_attachments.unwrap_or(false)
+    }
+
+    /// When the message arrived, as Graph wrote it.
+    pub fn received(&self) -> Option<&str> {
+        self.received_date_time.as_deref()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Recipient<'a> {
+    #[serde(borrow, default)]
+    email_address: Option<EmailAddress<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EmailAddress<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    address: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemBody<'a> {
+    #[serde(borrow, default)]
+    content_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageHeader<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    value: Option<Cow<'a, str>>,
+}
+
+fn owned(v: &Option<Cow<'_, str>>) -> String {
+    v.as_deref().unwrap_or_default().to_string()
+}
+
+fn addresses<'r, 'a: 'r>(
+    list: impl IntoIterator<Item = &'r Recipient<'a>>,
+    role: AddressRole,
+    out: &mut Vec<Address>,
+) {
+    for r in list {
+        let Some(a) = &r.email_address else { continue };
+        let email = a
+            .address
+            .as_deref()
             .unwrap_or_default()
             .trim()
             .to_ascii_lowercase();
@@ -35,29 +149,40 @@ fn addresses(v: &Value, role: AddressRole, out: &mut Vec<Address>) {
             out.push(Address {
                 role,
                 email,
-                name: s(&a["emailAddress"]["name"]),
+                name: owned(&a.name),
             });
         }
-    };
-    match v {
-        Value::Array(list) => list.iter().for_each(&mut push),
-        Value::Object(_) => push(v),
-        _ => {}
     }
 }
 
 /// The contract's email for one delta item, or `None` for an `@removed` entry.
-pub fn email_from_graph(m: &Value, origin: &Origin<'_>) -> Option<Email> {
-    if m.get("@removed").is_some() {
+pub fn email_from_graph(m: &GraphMessage<'_>, origin: &Origin<'_>) -> Option<Email> {
+    if m.is_removed() {
         return None;
     }
     let mut addrs = Vec::new();
-    addresses(&m["from"], AddressRole::From, &mut addrs);
-    addresses(&m["sender"], AddressRole::Sender, &mut addrs);
-    addresses(&m["toRecipients"], AddressRole::To, &mut addrs);
-    addresses(&m["ccRecipients"], AddressRole::Cc, &mut addrs);
-    addresses(&m["bccRecipients"], AddressRole::Bcc, &mut addrs);
-    addresses(&m["replyTo"], AddressRole::ReplyTo, &mut addrs);
+    addresses(&m.from, AddressRole::From, &mut addrs);
+    addresses(&m.sender, AddressRole::Sender, &mut addrs);
+    addresses(
+        m.to_recipients.iter().flatten(),
+        AddressRole::To,
+        &mut addrs,
+    );
+    addresses(
+        m.cc_recipients.iter().flatten(),
+        AddressRole::Cc,
+        &mut addrs,
+    );
+    addresses(
+        m.bcc_recipients.iter().flatten(),
+        AddressRole::Bcc,
+        &mut addrs,
+    );
+    addresses(
+        m.reply_to.iter().flatten(),
+        AddressRole::ReplyTo,
+        &mut addrs,
+    );
     let mailbox = origin.mailbox.to_ascii_lowercase();
     let from_me = addrs
         .iter()
@@ -67,53 +192,50 @@ pub fn email_from_graph(m: &Value, origin: &Origin<'_>) -> Option<Email> {
     } else {
         Direction::Received
     };
-    let html = m["body"]["contentType"]
-        .as_str()
+    let body = m.body.as_ref();
+    let html = body
+        .and_then(|b| b.content_type.as_deref())
         .is_some_and(|t| t.eq_ignore_ascii_case("html"));
     Some(Email {
-        id: s(&m["id"]),
+        id: owned(&m.id),
         mailbox,
         user: origin.user.map(str::to_string),
         folder: origin.folder.to_string(),
         direction,
         addresses: addrs,
-        subject: s(&m["subject"]),
+        subject: owned(&m.subject),
         body: Body {
             content_type: if html { BodyType::Html } else { BodyType::Text },
-            content: s(&m["body"]["content"]),
+            content: body.map(|b| owned(&b.content)).unwrap_or_default(),
             truncated: false,
         },
-        preview: s(&m["bodyPreview"]),
-        sent: m["sentDateTime"].as_str().map(str::to_string),
-        received: m["receivedDateTime"].as_str().map(str::to_string),
-        categories: m["categories"]
-            .as_array()
-            .map(|c| {
-                c.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        importance: match m["importance"].as_str() {
+        preview: owned(&m.body_preview),
+        sent: m.sent_date_time.as_deref().map(str::to_string),
+        received: m.received_date_time.as_deref().map(str::to_string),
+        categories: m
+            .categories
+            .iter()
+            .flatten()
+            .map(|c| c.to_string())
+            .collect(),
+        importance: match m.importance.as_deref() {
             Some("high") => Importance::High,
             Some("low") => Importance::Low,
             _ => Importance::Normal,
         },
-        headers: m["internetMessageHeaders"]
-            .as_array()
-            .map(|h| {
-                h.iter()
-                    .map(|x| Header {
-                        name: s(&x["name"]),
-                        value: s(&x["value"]),
-                    })
-                    .collect()
+        headers: m
+            .internet_message_headers
+            .iter()
+            .flatten()
+            .map(|h| Header {
+                name: owned(&h.name),
+                value: owned(&h.value),
             })
-            .unwrap_or_default(),
+            .collect(),
         attachments: Vec::new(),
-        internet_message_id: m["internetMessageId"].as_str().map(str::to_string),
-        conversation_id: m["conversationId"].as_str().map(str::to_string),
-        is_draft: m["isDraft"].as_bool().unwrap_or(false),
+        internet_message_id: m.internet_message_id.as_deref().map(str::to_string),
+        conversation_id: m.conversation_id.as_deref().map(str::to_string),
+        is_draft: m.is_draft.unwrap_or(false),
     })
 }
 

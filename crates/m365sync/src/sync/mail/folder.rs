@@ -25,17 +25,17 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use m365sync_graph::delta::initial_url;
+use m365sync_graph::delta::{initial_url, RawItem};
 use m365sync_graph::folders::{count_url, listing_url};
 use m365sync_graph::GraphClient;
 use m365sync_store::folders::listing_key;
 use m365sync_store::schedule::Lease;
 use m365sync_store::shadows::ShadowPage;
-use m365sync_store::sync::{Cursor, EmailRecord, PageCommit};
+use m365sync_store::sync::{Cursor, FailedRecord, PageCommit};
 use m365sync_store::Store;
 
 use super::attachments;
-use super::convert::{email_from_graph, record_for_store, Origin};
+use super::convert::{email_from_graph, record_for_store, GraphMessage, Origin};
 use crate::sync::env::SyncObserver;
 use crate::sync::error::SyncError;
 use crate::sync::round::{retry_failed, run_round, PageSink, Round, RoundOutcome};
@@ -155,13 +155,13 @@ struct RoundStats {
 }
 
 impl RoundStats {
-    fn add(&mut self, item: &Value) {
-        if item.get("@removed").is_some() {
+    fn add(&mut self, message: &GraphMessage<'_>) {
+        if message.is_removed() {
             return;
         }
         self.messages += 1;
-        if let Some(t) = item["receivedDateTime"]
-            .as_str()
+        if let Some(t) = message
+            .received()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         {
             let t = t.with_timezone(&Utc);
@@ -296,10 +296,13 @@ async fn run_listing(
             .store
             .seen_in_folder_since(job.mailbox_id, job.folder, owed.round_started_ms, &ids)
             .await?;
-        let fresh: Vec<Value> = page
+        // The listing's pages still arrive as value trees (the keyset reads them); written back
+        // to text here, they go through the same typed page as a delta round's.
+        let fresh: Vec<RawItem> = page
             .items
             .into_iter()
             .filter(|m| m["id"].as_str().is_some_and(|id| !seen.contains(id)))
+            .filter_map(|m| serde_json::value::to_raw_value(&m).ok())
             .collect();
         listed += fresh.len() as u64;
         let mut sink = FolderPages {
@@ -422,11 +425,13 @@ struct FolderPages<'a, 'j> {
 }
 
 impl PageSink for FolderPages<'_, '_> {
-    async fn store(&mut self, items: Vec<Value>, cursor: Option<Cursor>) -> Result<(), SyncError> {
-        for item in &items {
-            self.stats.add(item);
-        }
-        let (mut commit, shadows) = process_page(self.job, items, cursor, self.counts).await?;
+    async fn store(
+        &mut self,
+        items: Vec<RawItem>,
+        cursor: Option<Cursor>,
+    ) -> Result<(), SyncError> {
+        let (mut commit, shadows) =
+            process_page(self.job, items, cursor, self.counts, &mut self.stats).await?;
         commit.cursor_key = self.cursor_key.clone();
         // The page's one transaction, as a span of its own: how long the store takes for
         // how many records (counts and the folder's id only, no content).
@@ -447,13 +452,15 @@ impl PageSink for FolderPages<'_, '_> {
     }
 }
 
-/// One page of messages: removals noted, the rest through the stages, attachments of the kept
-/// ones fetched; what the page's transaction will write.
+/// One page of messages: each read typed from the page's text, removals noted, the rest through
+/// the stages, attachments of the kept ones fetched; what the page's transaction will write.
+/// The text of a message is kept beside it only to be stored as a failed record's payload.
 async fn process_page(
     job: &FolderJob<'_>,
-    items: Vec<Value>,
+    items: Vec<RawItem>,
     cursor: Option<Cursor>,
     counts: &mut Counts,
+    stats: &mut RoundStats,
 ) -> Result<(PageCommit, Vec<ShadowPage>), SyncError> {
     let origin = Origin {
         mailbox: job.mailbox_address,
@@ -475,16 +482,30 @@ async fn process_page(
         lease: job.lease.cloned(),
     };
     let mut emails = Vec::new();
-    let mut payloads = Vec::new();
+    // Each kept candidate: its text (a failure's payload) and whether it has attachments.
+    let mut candidates = Vec::new();
     for item in items {
-        match email_from_graph(&item, &origin) {
+        let message = match serde_json::from_str::<GraphMessage<'_>>(item.get()) {
+            Ok(m) => m,
+            Err(e) => {
+                // A message this version cannot read fails alone, kept for a retry.
+                commit.failures.push(unreadable(&item, &e));
+                counts.processed += 1;
+                counts.failed += 1;
+                continue;
+            }
+        };
+        stats.add(&message);
+        match email_from_graph(&message, &origin) {
             Some(e) => {
+                let has_attachments = message.has_attachments();
                 emails.push(e);
-                payloads.push(item);
+                drop(message);
+                candidates.push((item, has_attachments));
             }
             None => {
-                if let Some(id) = item["id"].as_str() {
-                    commit.removals.push(id.to_string());
+                if !message.id().is_empty() {
+                    commit.removals.push(message.id().to_string());
                     counts.removed += 1;
                 }
             }
@@ -498,18 +519,17 @@ async fn process_page(
     let shadows = std::mem::take(&mut decided.shadows);
     counts.stage_micros += decided.micros;
     let folded = decided.fold(
-        payloads,
-        Value::to_string,
-        |email, crm, payload, decided_by| -> Result<(EmailRecord, bool), (String, Box<Value>)> {
-            let record = record_for_store(&email, &crm, decided_by);
-            Ok((record, attachments::has_attachments(&payload)))
+        candidates,
+        |(item, _)| item.get().to_string(),
+        |email, crm, (_, has_attachments), decided_by| -> Result<_, (String, Box<_>)> {
+            Ok((record_for_store(&email, &crm, decided_by), has_attachments))
         },
     );
     counts.synced += folded.kept.len() as u64;
     counts.excluded += folded.exclusions.len() as u64;
     counts.failed += folded.failures.len() as u64;
     commit.exclusions = folded.exclusions;
-    commit.failures = folded.failures;
+    commit.failures.extend(folded.failures);
     let mut with_attachments = Vec::new();
     for (record, has_attachments) in folded.kept {
         if has_attachments {
@@ -520,4 +540,25 @@ async fn process_page(
     // Kept emails only: nothing is downloaded for mail the rules drop (E5).
     attachments::fetch_for_page(job, &mut commit.upserts, &with_attachments).await?;
     Ok((commit, shadows))
+}
+
+/// The failed record of a message whose JSON this version cannot read (a field of an
+/// unexpected type): stage `convert`, named by its id when that much can be read.
+fn unreadable(item: &RawItem, e: &serde_json::Error) -> FailedRecord {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        subject: Option<String>,
+    }
+    let named = serde_json::from_str::<Named>(item.get()).ok();
+    FailedRecord {
+        graph_id: named.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
+        stage: "convert".into(),
+        error: format!("Graph sent a message this version cannot read ({e}); it is kept and read again at the next run"),
+        subject: named.and_then(|n| n.subject).unwrap_or_default(),
+        plugin: String::new(),
+        payload: item.get().to_string(),
+    }
 }

@@ -191,7 +191,7 @@ async fn folder_round(
             }
             Err(e) => return Err(e.into()),
         };
-        for item in page.items {
+        for item in m365sync_graph::delta::values(&page.items) {
             match item.get("@removed") {
                 Some(_) => {
                     if let Some(id) = item["id"].as_str() {
