@@ -225,6 +225,7 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
         "m365sync sandbox is running.\n\
          \n  simulated Microsoft 365 (Graph + identity): {sim_url}  (CA: {d}/tls/ca.pem)\n\
          \x20 admin API: {admin_url}  (token in {d}/admin.token)\n\
+         \x20 console: {admin_url}/  (sign in with the token in {d}/admin.token)\n\
          \x20 database: {d}/m365sync.db (SQLite), default plugins, org '{org}', tenant '{tenant}'\n\
          \x20 simulated mailboxes: {d}/sim-world.json (kept across restarts)\n\
          \nWhere to look:\n\

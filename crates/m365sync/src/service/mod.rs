@@ -19,6 +19,7 @@ mod api_crm;
 mod api_mail;
 mod api_send;
 mod api_shadow;
+mod console;
 mod contexts;
 mod mail_sender;
 mod matcher;
