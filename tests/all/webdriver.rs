@@ -222,6 +222,16 @@ impl Browser {
         .await
     }
 
+    /// Resizes the window (a phone's width, say).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the window as `NAME.png` when `M365SYNC_SCREENSHOTS` names a directory.
     pub async fn screenshot(&self, name: &str) {
         let Some(dir) = &self.shots else { return };

@@ -104,7 +104,7 @@ const view = () => document.getElementById("view");
 function show(title, ...content) {
   document.title = title + " · m365sync";
   const heading = h("h1", { tabindex: "-1" }, title);
-  view().replaceChildren(heading, ...content);
+  view().replaceChildren(heading, ...content.flat().filter((c) => c !== null && c !== undefined));
   heading.focus();
 }
 
@@ -248,7 +248,22 @@ async function tenantsPage() {
         )
       )
     );
+    const retryMsg = h("span", { role: "status" });
+    const retryAll =
+      me.role === "admin"
+        ? h("div", { class: "actions" },
+            h("button", { type: "button", class: "secondary", onclick: async () => {
+              try {
+                const plan = await api("POST", "/api/retry?since=30d");
+                say(retryMsg, plan.runs.length ? "Retry runs started: " + plan.runs.map((r) => "run " + r[1] + " (" + r[2].length + " mailbox(es))").join(", ") : "Nothing to retry: no errors in the last 30 days.");
+              } catch (e) {
+                say(retryMsg, "Not retried: " + e.message, true);
+              }
+            } }, "Retry every error of the last 30 days"),
+            retryMsg)
+        : null;
     return [
+      retryAll,
       tenants.length
         ? table(["Org", "Tenant", "Enabled", "Activated", "More"], rows, { id: "tenants" })
         : h("p", {}, "No tenants yet: declare one with `m365sync apply`."),
@@ -294,14 +309,15 @@ async function tenantPage(org, tenant) {
         "tr",
         { dataset: { address: m.address } },
         h("td", {}, m.address),
-        h("td", {}, m.kind),
-        h("td", {}, m.enabled ? "yes" : "no"),
         healthCell(m, own),
         h("td", {}, when(m.last_success_ms)),
         h("td", {}, m.last_success_ms ? ago(m.last_success_ms) : "no success yet"),
         num(m.consecutive_failures),
         h("td", {}, m.failing_since_ms ? when(m.failing_since_ms) : "–"),
-        h("td", {}, own.length ? own.map((s) => s.resource + ":" + s.status).join(" ") : "–")
+        h("td", {}, m.enabled ? "yes" : "no"),
+        h("td", {}, m.kind),
+        h("td", {}, own.length ? own.map((s) => s.resource + ":" + s.status).join(" ") : "–"),
+        h("td", {}, verifyButton(base, m.address))
       );
     });
     const syncMsg = h("span", { class: "muted", role: "status" });
@@ -353,15 +369,15 @@ async function tenantPage(org, tenant) {
         "tr",
         { dataset: { run: r.id } },
         h("td", {}, h("a", { href: "#/run/" + r.id }, String(r.id))),
-        h("td", {}, r.trigger_kind),
-        h("td", {}, when(r.started_ms)),
-        h("td", {}, r.finished_ms ? when(r.finished_ms) : "running"),
         h("td", { class: "status-" + r.status }, status),
         num(r.processed),
         num(r.synced),
         num(r.emails.excluded + r.events.excluded),
         num(r.errors),
         num(r.incomplete),
+        h("td", {}, when(r.started_ms)),
+        h("td", {}, r.finished_ms ? when(r.finished_ms) : "running"),
+        h("td", {}, r.trigger_kind),
         h("td", {}, "emails " + r.emails.processed + " read: " + r.emails.kept + " kept, " + r.emails.excluded + " excluded, " + r.emails.failed + " failed; events " + r.events.processed + " read: " + r.events.kept + " kept, " + r.events.excluded + " excluded, " + r.events.failed + " failed"),
         h("td", {}, retry, msg)
       );
@@ -369,10 +385,12 @@ async function tenantPage(org, tenant) {
     return [
       h("div", { class: "actions" }, syncBtn, syncMsg,
         h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
+        h("a", { href: "#/errors/" + enc(org) + "/" + enc(tenant) }, "Errors"),
+        h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
         h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org)),
       h("h2", {}, "Mailboxes"),
       table(
-        ["Address", "Kind", "Enabled", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Notifications"],
+        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Enabled", "Kind", "Notifications", "Verify"],
         mrows,
         { id: "mailboxes" }
       ),
@@ -380,12 +398,113 @@ async function tenantPage(org, tenant) {
       h("p", { class: "muted" }, "The last " + PAGE + " runs, newest first. Processed = kept + excluded + failed, per kind."),
       runs.length
         ? table(
-            ["Run", "Trigger", "Started", "Finished", "Status", "Processed", "Synced", "Excluded", "Errors", "Incomplete", "Figures", ""],
+            ["Run", "Status", "Processed", "Synced", "Excluded", "Errors", "Incomplete", "Started", "Finished", "Trigger", "Figures", ""],
             rrows,
             { id: "runs" }
           )
         : h("p", {}, "No runs yet."),
     ];
+  });
+}
+
+/** "Verify": each synced folder of the mailbox compared with Graph, id by id (no repair). */
+function verifyButton(base, address) {
+  const msg = h("span", { role: "status" });
+  const btn = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      "aria-label": "Verify " + address + " against Microsoft",
+      onclick: async () => {
+        btn.disabled = true;
+        say(msg, " comparing with Microsoft…");
+        try {
+          const r = await api("POST", base + "/mailboxes/" + enc(address) + "/verify");
+          say(msg, r.complete ? " complete: every folder matches" : " not complete: folders differ from Microsoft (`m365sync mailbox verify --repair` fetches what is missing)", !r.complete);
+        } catch (e) {
+          say(msg, " not verified: " + e.message, true);
+        } finally {
+          btn.disabled = false;
+        }
+      },
+    },
+    "Verify"
+  );
+  return [btn, msg];
+}
+
+async function errorsPage(org, tenant) {
+  await page("Errors of " + org + "/" + tenant, async () => {
+    const lines = await api("GET", "/api/logs?errors_only=1&limit=200&org=" + enc(org) + "&tenant=" + enc(tenant));
+    return [
+      h("p", { class: "muted" }, "The newest 200 error lines of the tenant's runs."),
+      lines.length
+        ? table(
+            ["When", "Run", "Mailbox", "Message"],
+            lines.map((l) => h("tr", {}, h("td", {}, when(l.at_ms)), h("td", {}, h("a", { href: "#/run/" + l.run_id }, String(l.run_id))), h("td", {}, l.mailbox || "–"), h("td", {}, l.message))),
+            { id: "errors" }
+          )
+        : h("p", {}, "No errors."),
+    ];
+  });
+}
+
+/** A tenant's calendar settings (C1-C5): what applies, where it comes from, and a form to change them. */
+async function calendarPage(org, tenant) {
+  const path = "/api/orgs/" + enc(org) + "/tenants/" + enc(tenant) + "/calendar/settings";
+  await page("Calendar settings of " + org + "/" + tenant, async () => {
+    const cur = await api("GET", path);
+    const s = cur.settings;
+    const msg = h("p", { id: "calendar-result", role: "status" });
+    const check = (id, label) =>
+      h("label", { class: "check", for: id }, h("input", { type: "checkbox", id, checked: s[id] }), label);
+    const numberField = (id, label) => h("label", { for: id }, label, h("input", { id, type: "number", min: "0", value: s[id] }));
+    const commencement = s.commencement_ms ? new Date(s.commencement_ms).toISOString().slice(0, 10) : "";
+    const form = h(
+      "form",
+      {
+        class: "inline",
+        id: "calendar-form",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const v = (id) => document.getElementById(id);
+          const body = {
+            direction: v("direction").value,
+            sync_internal_events: v("sync_internal_events").checked,
+            delete_from_microsoft: v("delete_from_microsoft").checked,
+            delete_from_crm: v("delete_from_crm").checked,
+            sync_private_events: v("sync_private_events").checked,
+            sync_unmatched_events: v("sync_unmatched_events").checked,
+            inbound_years: Number(v("inbound_years").value),
+            outbound_months: Number(v("outbound_months").value),
+          };
+          if (v("commencement").value) body.commencement = v("commencement").value;
+          try {
+            const r = await api("PUT", path, body);
+            say(msg, "Saved for this tenant." + (r.warnings.length ? " " + r.warnings.join(" ") : ""));
+          } catch (e) {
+            say(msg, "Not saved: " + e.message, true);
+          }
+        },
+      },
+      h(
+        "label",
+        { for: "direction" },
+        "Direction",
+        h("select", { id: "direction" }, [["to_crm", "Microsoft to CRM"], ["to_microsoft", "CRM to Microsoft"], ["two_way", "both ways"]].map(([v, t]) => h("option", { value: v, selected: s.direction === v }, t)))
+      ),
+      check("sync_internal_events", "Internal events"),
+      check("sync_private_events", "Private events"),
+      check("sync_unmatched_events", "Events with no contact"),
+      check("delete_from_microsoft", "Deleting in the CRM deletes in Microsoft"),
+      check("delete_from_crm", "Deleting in Microsoft deletes in the CRM"),
+      h("label", { for: "commencement" }, "Commencement", h("input", { id: "commencement", type: "date", value: commencement })),
+      numberField("inbound_years", "Years back (inbound)"),
+      numberField("outbound_months", "Months back (outbound)"),
+      h("button", { type: "submit" }, "Save")
+    );
+    return [h("p", { class: "muted" }, "These apply from the " + cur.from + " level now; saving makes them this tenant's own."), form, msg];
   });
 }
 
@@ -797,6 +916,10 @@ async function route() {
       return runPage(a);
     case "failures":
       return failuresPage(a, b);
+    case "errors":
+      return errorsPage(a, b);
+    case "calendar":
+      return calendarPage(a, b);
     case "contacts":
       return contactsPage(a);
     case "contact":
