@@ -497,6 +497,25 @@ async fn the_console_cookie_refuses_cross_site_writes() {
 
         handle.stop();
         service.wait().await;
+
+        // With console_secure_cookie the cookie is Secure over any transport.
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 0;
+        opts.console_secure_cookie = true;
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let signed = http
+            .post(format!("http://{}/session", service.admin_addr.unwrap()))
+            .json(&json!({ "token": ADMIN }))
+            .send()
+            .await
+            .unwrap();
+        assert!(signed.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"));
+        handle.stop();
+        service.wait().await;
         db.drop_db().await;
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Sign-in: `POST /session` with an API token (JSON `{"token"}` or a form field `token`) checks
 //! it as the API would and answers a cookie holding it (`HttpOnly; SameSite=Strict; Path=/`,
-//! `Secure` behind TLS), so the script never holds the token; `GET /session` says who is signed
+//! `Secure` behind TLS or with `console_secure_cookie`), so the script never holds the token; `GET /session` says who is signed
 //! in; `POST /session/logout` clears the cookie. The API then accepts the cookie where no
 //! `Authorization` header is sent ([`credential`]). Because a browser sends a cookie with any
 //! request to its site, a cookie-signed request that changes something (any method but GET and
@@ -182,7 +182,7 @@ async fn sign_in(shared: &Shared, req: Request<Incoming>) -> Answer {
     if let Err(refused) = same_origin(req.headers()) {
         return refused.answer();
     }
-    let secure = behind_tls(req.headers());
+    let secure = shared.opts.console_secure_cookie || behind_tls(req.headers());
     let form = req
         .headers()
         .get("content-type")
@@ -271,7 +271,8 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 
 /// Whether the browser reached this listener over https: through a TLS-terminating proxy
 /// that says so (`X-Forwarded-Proto: https`), the listener itself speaking plain http. Then
-/// the cookie is `Secure` and never sent over http.
+/// the cookie is `Secure` and never sent over http (as it always is with
+/// `console_secure_cookie`).
 fn behind_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
