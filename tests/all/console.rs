@@ -83,6 +83,14 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     let base = serve.admin.clone();
+    // The sandbox says where the console is and which token signs in.
+    assert!(
+        serve
+            .out()
+            .contains(&format!("console: {base}/  (sign in with the token in")),
+        "{}",
+        serve.out()
+    );
 
     let b = Browser::start(&driver).await;
     // (1) A wrong token is refused on the sign-in page, in words, and not echoed.
