@@ -75,6 +75,20 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     .await;
     let runs = json_of(&serve, Method::GET, runs_path, &admin).await;
     let first = runs.as_array().unwrap().last().unwrap().clone();
+    // Runs are paged by the last id of the page before (the console's "Older 50").
+    let newest = json_of(&serve, Method::GET, &format!("{runs_path}?limit=1"), &admin).await;
+    let older = json_of(
+        &serve,
+        Method::GET,
+        &format!("{runs_path}?limit=100&before={}", newest[0]["id"]),
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        older.as_array().unwrap().len() + 1,
+        runs.as_array().unwrap().len(),
+        "{older}"
+    );
     let mailboxes = json_of(
         &serve,
         Method::GET,

@@ -297,10 +297,9 @@ function healthCell(m, subs) {
 async function tenantPage(org, tenant) {
   const base = "/api/tenants/" + enc(org) + "/" + enc(tenant);
   await page("Tenant " + org + "/" + tenant, async () => {
-    const [mailboxes, subs, runs] = await Promise.all([
+    const [mailboxes, subs] = await Promise.all([
       api("GET", base + "/mailboxes"),
       api("GET", base + "/subscriptions"),
-      api("GET", base + "/runs?limit=" + PAGE),
     ]);
     const subsOf = (id) => subs.filter((s) => s.mailbox_id === id);
     const mrows = mailboxes.map((m) => {
@@ -340,7 +339,34 @@ async function tenantPage(org, tenant) {
       },
       "Sync now"
     );
-    const rrows = runs.map((r) => {
+    const runsBox = h("div", {});
+    const trail = []; // `before` of each page shown so far, for Newer
+    const loadRuns = async (before) => {
+      let runs;
+      try {
+        runs = await api("GET", base + "/runs?limit=" + PAGE + (before ? "&before=" + before : ""));
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        runsBox.replaceChildren(failure(e));
+        return;
+      }
+      runsBox.replaceChildren(
+        runs.length
+          ? table(
+              ["Run", "Status", "Processed", "Synced", "Excluded", "Errors", "Incomplete", "Started", "Finished", "Trigger", "Figures", ""],
+              runs.map(runRow),
+              { id: "runs" }
+            )
+          : h("p", {}, "No runs yet."),
+        h(
+          "div",
+          { class: "pager" },
+          h("button", { type: "button", class: "secondary", disabled: !trail.length, onclick: () => loadRuns(trail.pop()) }, "Newer"),
+          h("button", { type: "button", class: "secondary", disabled: runs.length < PAGE, onclick: () => { trail.push(before || ""); loadRuns(runs[runs.length - 1].id); } }, "Older " + PAGE)
+        )
+      );
+    };
+    const runRow = (r) => {
       const msg = h("span", { role: "status" });
       const retry =
         r.finished_ms && r.status !== "succeeded"
@@ -381,7 +407,8 @@ async function tenantPage(org, tenant) {
         h("td", {}, "emails " + r.emails.processed + " read: " + r.emails.kept + " kept, " + r.emails.excluded + " excluded, " + r.emails.failed + " failed; events " + r.events.processed + " read: " + r.events.kept + " kept, " + r.events.excluded + " excluded, " + r.events.failed + " failed"),
         h("td", {}, retry, msg)
       );
-    });
+    };
+    await loadRuns("");
     return [
       h("div", { class: "actions" }, syncBtn, syncMsg,
         h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
@@ -395,14 +422,8 @@ async function tenantPage(org, tenant) {
         { id: "mailboxes" }
       ),
       h("h2", {}, "Runs"),
-      h("p", { class: "muted" }, "The last " + PAGE + " runs, newest first. Processed = kept + excluded + failed, per kind."),
-      runs.length
-        ? table(
-            ["Run", "Status", "Processed", "Synced", "Excluded", "Errors", "Incomplete", "Started", "Finished", "Trigger", "Figures", ""],
-            rrows,
-            { id: "runs" }
-          )
-        : h("p", {}, "No runs yet."),
+      h("p", { class: "muted" }, PAGE + " runs a page, newest first. Processed = kept + excluded + failed, per kind."),
+      runsBox,
     ];
   });
 }

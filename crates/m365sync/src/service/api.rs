@@ -253,8 +253,19 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
         }
         (Method::GET, ["api", "tenants", org, tenant, "runs"]) => {
             let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+            // `?before=ID`: the page after one whose last run was ID.
+            let before = match q.get("before").filter(|b| !b.is_empty()).map(|b| b.parse()) {
+                None => None,
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "before must be a run id: the last id of the previous page",
+                    )
+                }
+            };
             match store.tenant(org, tenant).await {
-                Ok(t) => store.runs(t.id, limit).await.map(|r| json!(r)),
+                Ok(t) => store.runs_before(t.id, before, limit).await.map(|r| json!(r)),
                 Err(e) => Err(e),
             }
         }
