@@ -250,7 +250,9 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
 
     let out = b.find("#signout").await;
     b.click(&out).await;
-    sign_in(&b, &user_token).await;
+    // By keyboard: the token typed and Enter pressed.
+    let input = b.find("#token").await;
+    b.type_into(&input, &format!("{user_token}\u{E007}")).await;
     b.wait_text("#who", &format!("Signed in as user {user}"))
         .await;
     b.find("#review input.pick").await;
