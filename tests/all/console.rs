@@ -131,6 +131,10 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
             .find(&format!("#mailboxes tr[data-address='{address}'] .health"))
             .await;
         assert_eq!(b.text(&row).await, m["health"].as_str().unwrap(), "{m}");
+        assert!(
+            m.get("pending_run_id").is_some(),
+            "the API says what work it owes: {m}"
+        );
     }
     b.wait_text(
         &format!("#runs tr[data-run='{}']", first["id"]),

@@ -313,6 +313,7 @@ async function tenantPage(org, tenant) {
         h("td", {}, m.last_success_ms ? ago(m.last_success_ms) : "no success yet"),
         num(m.consecutive_failures),
         h("td", {}, m.failing_since_ms ? when(m.failing_since_ms) : "–"),
+        h("td", {}, m.pending_run_id ? h("a", { href: "#/run/" + m.pending_run_id }, "run " + m.pending_run_id) : "none"),
         h("td", {}, m.enabled ? "yes" : "no"),
         h("td", {}, m.kind),
         h("td", {}, own.length ? own.map((s) => s.resource + ":" + s.status).join(" ") : "–"),
@@ -417,7 +418,7 @@ async function tenantPage(org, tenant) {
         h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org)),
       h("h2", {}, "Mailboxes"),
       table(
-        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Enabled", "Kind", "Notifications", "Verify"],
+        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Verify"],
         mrows,
         { id: "mailboxes" }
       ),
