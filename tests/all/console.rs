@@ -316,9 +316,19 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
         .await;
     assert!(!b.page_text().await.contains(&user_token));
 
+    // A revoked token ends the session it signed in: the next page asks to sign in again.
+    let (status, body) = serve
+        .api(
+            Method::DELETE,
+            &format!("/api/orgs/sandbox/tokens/{}", minted["id"]),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    b.goto(&format!("{base}/#/rules")).await;
+    b.wait_text("#signin-error", "Your session has ended").await;
+
     // The mapped emails are on the contact's timeline, as the admin sees it.
-    let out = b.find("#signout").await;
-    b.click(&out).await;
     sign_in(&b, &admin).await;
     b.wait_text("#who", "service admin").await;
     b.goto(&format!("{base}/#/contact/sandbox/{contact_id}"))

@@ -102,6 +102,7 @@ const view = () => document.getElementById("view");
 
 /** Replaces the page's content and moves focus to its heading, for keyboard and reader users. */
 function show(title, ...content) {
+  if (!me) return; // signed out meanwhile: the sign-in form is showing
   document.title = title + " · m365sync";
   const heading = h("h1", { tabindex: "-1" }, title);
   view().replaceChildren(heading, ...content.flat().filter((c) => c !== null && c !== undefined));
@@ -111,7 +112,7 @@ function show(title, ...content) {
 /** What a page shows when the API refused it or failed. */
 function failure(e) {
   if (e.status === 401) {
-    signedOut();
+    signedOut("Your session has ended (the token was revoked, or the service's admin token changed); sign in again.");
     return h("p", {}, "Signed out.");
   }
   if (e.status === 403 || e.status === 404) {
