@@ -150,7 +150,7 @@ impl Serve {
     }
 
     /// What the process wrote to stdout so far (the sandbox's messages to its user).
-    fn out(&self) -> String {
+    pub(crate) fn out(&self) -> String {
         std::fs::read_to_string(&self.out_path).unwrap_or_default()
     }
 }

@@ -312,6 +312,19 @@ async fn runs_are_recorded_and_listed_newest_first() {
             (10, 9, 1)
         );
         assert_eq!(runs[0].status, "running");
+        // Paged by the last id of the page before.
+        let newest = s.runs_before(t.id, None, 1).await.unwrap();
+        assert_eq!(
+            newest.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![second]
+        );
+        let older = s.runs_before(t.id, Some(second), 50).await.unwrap();
+        assert_eq!(older.iter().map(|r| r.id).collect::<Vec<_>>(), vec![first]);
+        assert!(s
+            .runs_before(t.id, Some(first), 50)
+            .await
+            .unwrap()
+            .is_empty());
         db.drop_db().await;
     }
 }

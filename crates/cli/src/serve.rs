@@ -142,6 +142,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     opts.workers = args.workers.unwrap_or(cfg.workers.max(1));
     opts.lease_ttl = Duration::from_secs(args.lease_secs.unwrap_or(cfg.lease_secs).max(2));
     opts.poll = Duration::from_secs_f64(args.poll_secs.clamp(0.05, 60.0));
+    opts.console_secure_cookie = cfg.console_secure_cookie;
     opts.notification_url = match args.notification_url.as_deref() {
         Some("loopback") => NotificationUrl::Loopback,
         Some("off") => NotificationUrl::Off,
@@ -225,6 +226,7 @@ fn print_sandbox_guide(dir: &Path, sim_url: &str, admin_url: &str) {
         "m365sync sandbox is running.\n\
          \n  simulated Microsoft 365 (Graph + identity): {sim_url}  (CA: {d}/tls/ca.pem)\n\
          \x20 admin API: {admin_url}  (token in {d}/admin.token)\n\
+         \x20 console: {admin_url}/  (sign in with the token in {d}/admin.token)\n\
          \x20 database: {d}/m365sync.db (SQLite), default plugins, org '{org}', tenant '{tenant}'\n\
          \x20 simulated mailboxes: {d}/sim-world.json (kept across restarts)\n\
          \nWhere to look:\n\

@@ -105,6 +105,10 @@ pub struct ServiceConfig {
     /// `https://sync.example.com/notifications`. Unset (the default): no subscriptions are
     /// made and the cadence alone syncs. Every process of a deployment names the same URL.
     pub notification_url: Option<String>,
+    /// Marks the console's sign-in cookie `Secure` (sent over https only) whatever the request
+    /// says. Set it when browsers reach the admin listener through TLS; without it the cookie
+    /// is `Secure` only when the proxy sends `X-Forwarded-Proto: https`.
+    pub console_secure_cookie: bool,
 }
 
 impl Default for ServiceConfig {
@@ -121,6 +125,7 @@ impl Default for ServiceConfig {
             otlp_endpoint: None,
             otlp_service_name: None,
             notification_url: None,
+            console_secure_cookie: false,
         }
     }
 }
@@ -211,6 +216,18 @@ impl ServiceConfig {
         }
         if let Some(v) = value("M365SYNC_OTLP_SERVICE_NAME")? {
             self.otlp_service_name = Some(v);
+        }
+        if let Some(v) = value("M365SYNC_CONSOLE_SECURE_COOKIE")? {
+            self.console_secure_cookie = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(bad(
+                        "M365SYNC_CONSOLE_SECURE_COOKIE",
+                        format!("'{v}' is not true or false"),
+                    ))
+                }
+            };
         }
         if let Some(v) = value("M365SYNC_NOTIFICATION_URL")? {
             self.notification_url = Some(v);
@@ -347,6 +364,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_console_cookie_is_made_secure_by_file_or_environment() {
+        let file = ServiceConfig::parse("console_secure_cookie = true\n", Path::new("m.toml"));
+        assert!(file.unwrap().console_secure_cookie);
+        let env =
+            ServiceConfig::default().with_env(vars(&[("M365SYNC_CONSOLE_SECURE_COOKIE", "1")]));
+        assert!(env.unwrap().console_secure_cookie);
+        assert!(!ServiceConfig::default().console_secure_cookie);
+        let err = ServiceConfig::default()
+            .with_env(vars(&[("M365SYNC_CONSOLE_SECURE_COOKIE", "yes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("M365SYNC_CONSOLE_SECURE_COOKIE"), "{err}");
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct Mailbox {
     pub last_success_ms: Option<i64>,
     /// When its current streak of counted failures began (epoch ms); `None` when healthy.
     pub failing_since_ms: Option<i64>,
+    /// The run this mailbox still owes its share of (set from the run's start until the share
+    /// is done, across restarts); `None` when it owes no work.
+    pub pending_run_id: Option<i64>,
 }
 
 fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
@@ -86,6 +89,7 @@ fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
         added_ms: r.try_get("added_ms")?,
         last_success_ms: r.try_get("last_success_ms")?,
         failing_since_ms: r.try_get("failing_since_ms")?,
+        pending_run_id: r.try_get("pending_run_id")?,
     })
 }
 

@@ -551,11 +551,26 @@ impl Store {
 
     /// A tenant's runs, newest first.
     pub async fn runs(&self, tenant_id: i64, limit: i64) -> Result<Vec<Run>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE tenant_id = $1 ORDER BY id DESC LIMIT $2")
-            .bind(tenant_id)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        self.runs_before(tenant_id, None, limit).await
+    }
+
+    /// A page of a tenant's runs, newest first: those with ids below `before` (the last id of
+    /// the previous page), or the newest without it. Change notifications start runs of their
+    /// own, so a tenant's list grows by the minute and is read a page at a time.
+    pub async fn runs_before(
+        &self,
+        tenant_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Run>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)
     }
 

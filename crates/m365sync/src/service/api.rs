@@ -3,8 +3,9 @@
 //! retries here; Graph's change notifications (open too, proved by their client state) in
 //! [`super::notifications`]; contacts, matching, review
 //! lists and tokens in [`super::api_crm`], calendars in [`super::api_calendar`], email sent
-//! from the CRM in [`super::api_send`]. All but health and readiness need a bearer token, and what a
-//! token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
+//! from the CRM in [`super::api_send`]; the console's pages and sign-in in [`super::console`]. All
+//! but health, readiness and the console's pages need a bearer token (or the console's cookie),
+//! and what a token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
 //! `{"error": "..."}` with a fitting status.
 
 use std::collections::HashMap;
@@ -278,12 +279,15 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
         };
         return super::notifications::receive(shared, lifecycle, &q, body).await;
     }
-    let bearer = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
+    // The console's pages and sign-in; its cookie stands in for the bearer token (with the
+    // CSRF checks of `console::credential`).
+    if super::console::is_console_path(&segs) {
+        return super::console::route(shared, req, &segs).await;
+    }
+    let bearer = match super::console::credential(&req) {
+        Ok(token) => token,
+        Err(refused) => return refused.answer(),
+    };
     let store = &shared.env.store;
     let actor = match authenticate(store, &shared.opts.admin_token, bearer.as_deref()).await {
         Ok(a) => a,
@@ -373,8 +377,19 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
         }
         (Method::GET, ["api", "tenants", org, tenant, "runs"]) => {
             let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+            // `?before=ID`: the page after one whose last run was ID.
+            let before = match q.get("before").filter(|b| !b.is_empty()).map(|b| b.parse()) {
+                None => None,
+                Some(Ok(id)) => Some(id),
+                Some(Err(_)) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "before must be a run id: the last id of the previous page",
+                    )
+                }
+            };
             match store.tenant(org, tenant).await {
-                Ok(t) => store.runs(t.id, limit).await.map(|r| json!(r)),
+                Ok(t) => store.runs_before(t.id, before, limit).await.map(|r| json!(r)),
                 Err(e) => Err(e),
             }
         }

@@ -19,6 +19,7 @@ mod api_crm;
 mod api_mail;
 mod api_send;
 mod api_shadow;
+mod console;
 mod contexts;
 mod mail_sender;
 mod matcher;
@@ -62,6 +63,9 @@ pub struct ServiceOptions {
     pub holder: String,
     /// Where Graph posts change notifications for the subscriptions this process makes.
     pub notification_url: NotificationUrl,
+    /// Whether the console's cookie is always `Secure` (`console_secure_cookie`), rather than
+    /// only when a proxy says the browser came over https.
+    pub console_secure_cookie: bool,
 }
 
 /// Where Graph reaches the notification receiver.
@@ -88,6 +92,7 @@ impl ServiceOptions {
             admin_token,
             holder: default_holder(),
             notification_url: NotificationUrl::Off,
+            console_secure_cookie: false,
         }
     }
 }

@@ -1,0 +1,975 @@
+// The m365sync console: pages over the admin JSON API (/api/...). No framework, no build step.
+// Every page calls the API with the session cookie (set by POST /session) and the console's
+// header, so it sees exactly what the signed-in token may see; an API refusal (403/404) is shown
+// as "not available to your token", never as an empty or broken page. Data is put into the page
+// with textContent only, never as HTML.
+"use strict";
+
+const PAGE = 50;
+let me = null; // who is signed in: {role, org?, tenant?, user?}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/** Builds an element: h("a", {href: "#/"}, "text", child...). */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** An API refusal or failure, with the API's own words. */
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** Calls the API; answers its JSON or throws an ApiError. */
+async function api(method, path, body) {
+  const opts = {
+    method,
+    credentials: "same-origin",
+    headers: { "X-M365sync-Console": "1", Accept: "application/json" },
+  };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  let r;
+  try {
+    r = await fetch(path, opts);
+  } catch (e) {
+    throw new ApiError(0, "the service did not answer (" + e.message + ")");
+  }
+  let data = null;
+  try {
+    data = await r.json();
+  } catch (_) {
+    data = null;
+  }
+  if (!r.ok) {
+    throw new ApiError(r.status, (data && data.error) || r.statusText || "HTTP " + r.status);
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+function when(ms) {
+  if (ms === null || ms === undefined) return "–";
+  return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+function ago(ms) {
+  if (ms === null || ms === undefined) return "never";
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 90) return s + " s ago";
+  if (s < 5400) return Math.round(s / 60) + " min ago";
+  if (s < 172800) return Math.round(s / 3600) + " h ago";
+  return Math.round(s / 86400) + " days ago";
+}
+
+function table(headers, rows, attrs) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      attrs || {},
+      h("thead", {}, h("tr", {}, headers.map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, rows)
+    )
+  );
+}
+
+function num(n) {
+  return h("td", { class: "num" }, n === null || n === undefined ? "–" : String(n));
+}
+
+const view = () => document.getElementById("view");
+
+/** Replaces the page's content and moves focus to its heading, for keyboard and reader users. */
+function show(title, ...content) {
+  if (!me) return; // signed out meanwhile: the sign-in form is showing
+  document.title = title + " · m365sync";
+  const heading = h("h1", { tabindex: "-1" }, title);
+  view().replaceChildren(heading, ...content.flat().filter((c) => c !== null && c !== undefined));
+  heading.focus();
+}
+
+/** What a page shows when the API refused it or failed. */
+function failure(e) {
+  if (e.status === 401) {
+    signedOut("Your session has ended (the token was revoked, or the service's admin token changed); sign in again.");
+    return h("p", {}, "Signed out.");
+  }
+  if (e.status === 403 || e.status === 404) {
+    return h(
+      "div",
+      { class: "notice denied", role: "alert" },
+      h("strong", {}, "Not available to your token. "),
+      "The API answered " + e.status + ": " + e.message
+    );
+  }
+  return h(
+    "div",
+    { class: "notice denied", role: "alert" },
+    h("strong", {}, "The service could not answer. "),
+    (e.status ? "The API answered " + e.status + ": " : "") + e.message
+  );
+}
+
+/** Runs a page's loader; shows its refusal in place of the page when the API says no. */
+async function page(title, load) {
+  view().replaceChildren(h("p", { class: "muted" }, "Loading…"));
+  try {
+    const parts = await load();
+    show(title, ...parts);
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    show(title, failure(e));
+  }
+}
+
+/** A message next to an action: its result or its refusal. */
+function say(el, text, bad) {
+  el.textContent = text;
+  el.className = bad ? "error" : "muted";
+}
+
+// ---- session -------------------------------------------------------------------------------
+
+function describe(who) {
+  if (who.role === "admin") return "service admin";
+  if (who.role === "org_admin") return "org admin of " + who.org;
+  return "user " + who.user + " (" + who.org + "/" + who.tenant + ")";
+}
+
+function signedOut(message) {
+  me = null;
+  document.getElementById("who").textContent = "";
+  document.getElementById("signout").hidden = true;
+  document.getElementById("nav").replaceChildren();
+  view().replaceChildren();
+  const box = document.getElementById("signin");
+  box.hidden = false;
+  const err = document.getElementById("signin-error");
+  err.hidden = !message;
+  err.textContent = message || "";
+  document.getElementById("token").focus();
+}
+
+function signedIn(who) {
+  me = who;
+  document.getElementById("signin").hidden = true;
+  document.getElementById("signin-error").hidden = true;
+  document.getElementById("who").textContent = "Signed in as " + describe(who);
+  document.getElementById("signout").hidden = false;
+  const links =
+    who.role === "user"
+      ? [
+          ["#/review", "My review list"],
+          ["#/rules", "My exclusion rules"],
+          ["#/events", "My events"],
+        ]
+      : [
+          ["#/tenants", "Tenants"],
+          ...(who.role === "org_admin" ? [["#/contacts/" + enc(who.org), "Contacts"]] : []),
+        ];
+  document
+    .getElementById("nav")
+    .replaceChildren(...links.map(([href, text]) => h("a", { href }, text)));
+  route();
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const input = document.getElementById("token");
+  const token = input.value;
+  try {
+    const r = await fetch("/session", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-M365sync-Console": "1" },
+      body: JSON.stringify({ token }),
+    });
+    const data = await r.json().catch(() => ({}));
+    input.value = "";
+    if (!r.ok) {
+      signedOut(data.error || "the token was refused (HTTP " + r.status + ")");
+      return;
+    }
+    signedIn(data);
+  } catch (e) {
+    signedOut("the service did not answer: " + e.message);
+  }
+}
+
+async function signOut() {
+  await fetch("/session/logout", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "X-M365sync-Console": "1" },
+  }).catch(() => {});
+  location.hash = "#/";
+  signedOut();
+}
+
+// ---- admin pages ---------------------------------------------------------------------------
+
+async function tenantsPage() {
+  await page("Tenants", async () => {
+    const tenants = await api("GET", "/api/tenants");
+    const rows = tenants.map((t) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, t.org),
+        h("td", {}, h("a", { href: "#/tenant/" + enc(t.org) + "/" + enc(t.name) }, t.name)),
+        h("td", {}, t.enabled ? "yes" : "no"),
+        h("td", {}, t.activated_ms ? when(t.activated_ms) : "not activated"),
+        h(
+          "td",
+          {},
+          h("a", { href: "#/failures/" + enc(t.org) + "/" + enc(t.name) }, "Failed records"),
+          " · ",
+          h("a", { href: "#/contacts/" + enc(t.org) }, "Contacts")
+        )
+      )
+    );
+    const retryMsg = h("span", { role: "status" });
+    const retryAll =
+      me.role === "admin"
+        ? h("div", { class: "actions" },
+            h("button", { type: "button", class: "secondary", onclick: async () => {
+              try {
+                const plan = await api("POST", "/api/retry?since=30d");
+                say(retryMsg, plan.runs.length ? "Retry runs started: " + plan.runs.map((r) => "run " + r[1] + " (" + r[2].length + " mailbox(es))").join(", ") : "Nothing to retry: no errors in the last 30 days.");
+              } catch (e) {
+                say(retryMsg, "Not retried: " + e.message, true);
+              }
+            } }, "Retry every error of the last 30 days"),
+            retryMsg)
+        : null;
+    return [
+      retryAll,
+      tenants.length
+        ? table(["Org", "Tenant", "Enabled", "Activated", "More"], rows, { id: "tenants" })
+        : h("p", {}, "No tenants yet: declare one with `m365sync apply`."),
+    ];
+  });
+}
+
+/** A mailbox's health in words, exactly as the API has it, plus what is resting or failing. */
+function healthCell(m, subs) {
+  const notes = [];
+  if (m.health_detail) notes.push(m.health_detail);
+  if (m.backoff_until_ms && m.backoff_until_ms > Date.now()) {
+    notes.push("backing off until " + when(m.backoff_until_ms));
+  }
+  if (!m.enabled) notes.push("disabled: it is not synced until enabled");
+  for (const s of subs) {
+    if (s.status === "failing") {
+      notes.push(
+        s.resource + " notifications failing, polled at the cadence: " + (s.detail || "no reason given")
+      );
+    }
+  }
+  return h(
+    "td",
+    {},
+    h("span", { class: "health health-" + m.health }, m.health),
+    notes.length ? h("div", { class: "muted" }, notes.join("; ")) : null
+  );
+}
+
+async function tenantPage(org, tenant) {
+  const base = "/api/tenants/" + enc(org) + "/" + enc(tenant);
+  await page("Tenant " + org + "/" + tenant, async () => {
+    const [mailboxes, subs] = await Promise.all([
+      api("GET", base + "/mailboxes"),
+      api("GET", base + "/subscriptions"),
+    ]);
+    const subsOf = (id) => subs.filter((s) => s.mailbox_id === id);
+    const mrows = mailboxes.map((m) => {
+      const own = subsOf(m.id);
+      return h(
+        "tr",
+        { dataset: { address: m.address } },
+        h("td", {}, m.address),
+        healthCell(m, own),
+        h("td", {}, when(m.last_success_ms)),
+        h("td", {}, m.last_success_ms ? ago(m.last_success_ms) : "no success yet"),
+        num(m.consecutive_failures),
+        h("td", {}, m.failing_since_ms ? when(m.failing_since_ms) : "–"),
+        h("td", {}, m.pending_run_id ? h("a", { href: "#/run/" + m.pending_run_id }, "run " + m.pending_run_id) : "none"),
+        h("td", {}, m.enabled ? "yes" : "no"),
+        h("td", {}, m.kind),
+        h("td", {}, own.length ? own.map((s) => s.resource + ":" + s.status).join(" ") : "–"),
+        h("td", {}, verifyButton(base, m.address))
+      );
+    });
+    const syncMsg = h("span", { class: "muted", role: "status" });
+    const syncBtn = h(
+      "button",
+      {
+        type: "button",
+        id: "sync-now",
+        onclick: async () => {
+          syncBtn.disabled = true;
+          try {
+            await api("POST", base + "/sync");
+            say(syncMsg, "Sync requested: the workers start it within a tick.");
+          } catch (e) {
+            say(syncMsg, "Not started: " + e.message, true);
+          } finally {
+            syncBtn.disabled = false;
+          }
+        },
+      },
+      "Sync now"
+    );
+    const runsBox = h("div", {});
+    const trail = []; // `before` of each page shown so far, for Newer
+    const loadRuns = async (before) => {
+      let runs;
+      try {
+        runs = await api("GET", base + "/runs?limit=" + PAGE + (before ? "&before=" + before : ""));
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        runsBox.replaceChildren(failure(e));
+        return;
+      }
+      runsBox.replaceChildren(
+        runs.length
+          ? table(
+              ["Run", "Status", "Processed", "Synced", "Excluded", "Errors", "Incomplete", "Started", "Finished", "Trigger", "Figures", ""],
+              runs.map(runRow),
+              { id: "runs" }
+            )
+          : h("p", {}, "No runs yet."),
+        h(
+          "div",
+          { class: "pager" },
+          h("button", { type: "button", class: "secondary", disabled: !trail.length, onclick: () => loadRuns(trail.pop()) }, "Newer"),
+          h("button", { type: "button", class: "secondary", disabled: runs.length < PAGE, onclick: () => { trail.push(before || ""); loadRuns(runs[runs.length - 1].id); } }, "Older " + PAGE)
+        )
+      );
+    };
+    const runRow = (r) => {
+      const msg = h("span", { role: "status" });
+      const retry =
+        r.finished_ms && r.status !== "succeeded"
+          ? h(
+              "button",
+              {
+                type: "button",
+                class: "secondary",
+                onclick: async (ev) => {
+                  ev.target.disabled = true;
+                  try {
+                    const plan = await api("POST", "/api/runs/" + r.id + "/retry");
+                    if (!plan.runs.length) say(msg, " nothing to retry: no mailbox had errors");
+                    else say(msg, " retry started as run " + plan.runs[0][1] + " of " + plan.runs[0][2].length + " mailbox(es)");
+                  } catch (e) {
+                    say(msg, " not retried: " + e.message, true);
+                  }
+                },
+              },
+              "Retry run"
+            )
+          : null;
+      const status =
+        r.status + (r.interruptions ? ", resumed after " + r.interruptions + " interruption(s)" : "");
+      return h(
+        "tr",
+        { dataset: { run: r.id } },
+        h("td", {}, h("a", { href: "#/run/" + r.id }, String(r.id))),
+        h("td", { class: "status-" + r.status }, status),
+        num(r.processed),
+        num(r.synced),
+        num(r.emails.excluded + r.events.excluded),
+        num(r.errors),
+        num(r.incomplete),
+        h("td", {}, when(r.started_ms)),
+        h("td", {}, r.finished_ms ? when(r.finished_ms) : "running"),
+        h("td", {}, r.trigger_kind),
+        h("td", {}, "emails " + r.emails.processed + " read: " + r.emails.kept + " kept, " + r.emails.excluded + " excluded, " + r.emails.failed + " failed; events " + r.events.processed + " read: " + r.events.kept + " kept, " + r.events.excluded + " excluded, " + r.events.failed + " failed"),
+        h("td", {}, retry, msg)
+      );
+    };
+    await loadRuns("");
+    return [
+      h("div", { class: "actions" }, syncBtn, syncMsg,
+        h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
+        h("a", { href: "#/errors/" + enc(org) + "/" + enc(tenant) }, "Errors"),
+        h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
+        h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org)),
+      h("h2", {}, "Mailboxes"),
+      table(
+        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Verify"],
+        mrows,
+        { id: "mailboxes" }
+      ),
+      h("h2", {}, "Runs"),
+      h("p", { class: "muted" }, PAGE + " runs a page, newest first. Processed = kept + excluded + failed, per kind."),
+      runsBox,
+    ];
+  });
+}
+
+/** "Verify": each synced folder of the mailbox compared with Graph, id by id (no repair). */
+function verifyButton(base, address) {
+  const msg = h("span", { role: "status" });
+  const btn = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      "aria-label": "Verify " + address + " against Microsoft",
+      onclick: async () => {
+        btn.disabled = true;
+        say(msg, " comparing with Microsoft…");
+        try {
+          const r = await api("POST", base + "/mailboxes/" + enc(address) + "/verify");
+          say(msg, r.complete ? " complete: every folder matches" : " not complete: folders differ from Microsoft (`m365sync mailbox verify --repair` fetches what is missing)", !r.complete);
+        } catch (e) {
+          say(msg, " not verified: " + e.message, true);
+        } finally {
+          btn.disabled = false;
+        }
+      },
+    },
+    "Verify"
+  );
+  return [btn, msg];
+}
+
+async function errorsPage(org, tenant) {
+  await page("Errors of " + org + "/" + tenant, async () => {
+    const lines = await api("GET", "/api/logs?errors_only=1&limit=200&org=" + enc(org) + "&tenant=" + enc(tenant));
+    return [
+      h("p", { class: "muted" }, "The newest 200 error lines of the tenant's runs."),
+      lines.length
+        ? table(
+            ["When", "Run", "Mailbox", "Message"],
+            lines.map((l) => h("tr", {}, h("td", {}, when(l.at_ms)), h("td", {}, h("a", { href: "#/run/" + l.run_id }, String(l.run_id))), h("td", {}, l.mailbox || "–"), h("td", {}, l.message))),
+            { id: "errors" }
+          )
+        : h("p", {}, "No errors."),
+    ];
+  });
+}
+
+/** A tenant's calendar settings (C1-C5): what applies, where it comes from, and a form to change them. */
+async function calendarPage(org, tenant) {
+  const path = "/api/orgs/" + enc(org) + "/tenants/" + enc(tenant) + "/calendar/settings";
+  await page("Calendar settings of " + org + "/" + tenant, async () => {
+    const cur = await api("GET", path);
+    const s = cur.settings;
+    const msg = h("p", { id: "calendar-result", role: "status" });
+    const check = (id, label) =>
+      h("label", { class: "check", for: id }, h("input", { type: "checkbox", id, checked: s[id] }), label);
+    const numberField = (id, label) => h("label", { for: id }, label, h("input", { id, type: "number", min: "0", value: s[id] }));
+    const commencement = s.commencement_ms ? new Date(s.commencement_ms).toISOString().slice(0, 10) : "";
+    const form = h(
+      "form",
+      {
+        class: "inline",
+        id: "calendar-form",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const v = (id) => document.getElementById(id);
+          const body = {
+            direction: v("direction").value,
+            sync_internal_events: v("sync_internal_events").checked,
+            delete_from_microsoft: v("delete_from_microsoft").checked,
+            delete_from_crm: v("delete_from_crm").checked,
+            sync_private_events: v("sync_private_events").checked,
+            sync_unmatched_events: v("sync_unmatched_events").checked,
+            inbound_years: Number(v("inbound_years").value),
+            outbound_months: Number(v("outbound_months").value),
+          };
+          if (v("commencement").value) body.commencement = v("commencement").value;
+          try {
+            const r = await api("PUT", path, body);
+            say(msg, "Saved for this tenant." + (r.warnings.length ? " " + r.warnings.join(" ") : ""));
+          } catch (e) {
+            say(msg, "Not saved: " + e.message, true);
+          }
+        },
+      },
+      h(
+        "label",
+        { for: "direction" },
+        "Direction",
+        h("select", { id: "direction" }, [["to_crm", "Microsoft to CRM"], ["to_microsoft", "CRM to Microsoft"], ["two_way", "both ways"]].map(([v, t]) => h("option", { value: v, selected: s.direction === v }, t)))
+      ),
+      check("sync_internal_events", "Internal events"),
+      check("sync_private_events", "Private events"),
+      check("sync_unmatched_events", "Events with no contact"),
+      check("delete_from_microsoft", "Deleting in the CRM deletes in Microsoft"),
+      check("delete_from_crm", "Deleting in Microsoft deletes in the CRM"),
+      h("label", { for: "commencement" }, "Commencement", h("input", { id: "commencement", type: "date", value: commencement })),
+      numberField("inbound_years", "Years back (inbound)"),
+      numberField("outbound_months", "Months back (outbound)"),
+      h("button", { type: "submit" }, "Save")
+    );
+    return [h("p", { class: "muted" }, "These apply from the " + cur.from + " level now; saving makes them this tenant's own."), form, msg];
+  });
+}
+
+async function runPage(id) {
+  await page("Run " + id, async () => {
+    const [run, lines] = await Promise.all([
+      api("GET", "/api/runs/" + enc(id)),
+      api("GET", "/api/logs?run=" + enc(id) + "&limit=200"),
+    ]);
+    return [
+      h("p", {}, "Status: " + run.status + "; " + run.processed + " processed, " + run.synced + " synced, " + run.errors + " errors."),
+      lines.length
+        ? table(
+            ["When", "Level", "Tenant", "Mailbox", "Message"],
+            lines.map((l) =>
+              h("tr", {}, h("td", {}, when(l.at_ms)), h("td", {}, l.level), h("td", {}, l.org + "/" + l.tenant), h("td", {}, l.mailbox || "–"), h("td", {}, l.message))
+            ),
+            { id: "logs" }
+          )
+        : h("p", {}, "No log lines for this run."),
+    ];
+  });
+}
+
+async function failuresPage(org, tenant) {
+  await page("Failed records of " + org + "/" + tenant, async () => {
+    const items = await api("GET", "/api/tenants/" + enc(org) + "/" + enc(tenant) + "/failures?limit=200");
+    return [
+      h("p", { class: "muted" }, "Records a stage failed on (up to 200, newest first), with the plugin version that failed and its error. Runs retry them; parked ones only on request."),
+      items.length
+        ? table(
+            ["Mailbox", "Folder", "Subject", "Stage", "Plugin", "Error", "Attempts", "Parked", "Last failed"],
+            items.map((f) =>
+              h("tr", {}, h("td", {}, f.mailbox), h("td", {}, f.folder_path), h("td", {}, f.subject), h("td", {}, f.stage), h("td", {}, f.plugin || "–"), h("td", {}, f.error), num(f.attempts), h("td", {}, f.parked ? "yes" : "no"), h("td", {}, when(f.last_ms)))
+            ),
+            { id: "failures" }
+          )
+        : h("p", {}, "No failed records."),
+    ];
+  });
+}
+
+async function contactsPage(org) {
+  let filter = "";
+  const trail = []; // `after` of each page shown so far, for Previous
+  const body = h("div", {});
+  const load = async (after) => {
+    const q = "?limit=" + PAGE + (filter ? "&filter=" + enc(filter) : "") + (after ? "&after=" + after : "");
+    let items;
+    try {
+      items = await api("GET", "/api/orgs/" + enc(org) + "/contacts" + q);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      body.replaceChildren(failure(e));
+      return;
+    }
+    const rows = items.map((c) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("a", { href: "#/contact/" + enc(org) + "/" + c.id }, c.name)),
+        h("td", {}, c.email || "–"),
+        h("td", {}, [c.alt_email, ...(c.contact_points || [])].filter(Boolean).join(", ") || "–"),
+        h("td", {}, c.entity_name || "–")
+      )
+    );
+    const prev = h("button", { type: "button", class: "secondary", disabled: trail.length === 0, onclick: () => load(trail.pop() || "") }, "Previous");
+    const next = h(
+      "button",
+      {
+        type: "button",
+        class: "secondary",
+        disabled: items.length < PAGE,
+        onclick: () => {
+          trail.push(after || "");
+          load(items[items.length - 1].id);
+        },
+      },
+      "Next " + PAGE
+    );
+    body.replaceChildren(
+      items.length ? table(["Name", "Email", "Other addresses", "Company"], rows, { id: "contacts" }) : h("p", {}, "No contacts match."),
+      h("div", { class: "pager" }, prev, next)
+    );
+  };
+  const input = h("input", { id: "contact-search", type: "search", name: "filter" });
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      role: "search",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        filter = input.value.trim();
+        trail.length = 0;
+        load("");
+      },
+    },
+    h("label", { for: "contact-search" }, "Name or address contains", input),
+    h("button", { type: "submit" }, "Search")
+  );
+  show("Contacts of " + org, form, body);
+  await load("");
+}
+
+async function contactPage(org, id) {
+  const base = "/api/orgs/" + enc(org) + "/contacts/" + enc(id);
+  let contact;
+  try {
+    contact = await api("GET", base);
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    show("Contact " + id, failure(e));
+    return;
+  }
+  const body = h("div", {});
+  const load = async (before) => {
+    let page;
+    try {
+      page = await api("GET", base + "/timeline?limit=" + PAGE + (before ? "&before=" + enc(before) : ""));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      body.replaceChildren(failure(e));
+      return;
+    }
+    const rows = page.items.map((i) =>
+      h(
+        "tr",
+        { dataset: { kind: i.kind } },
+        h("td", {}, i.kind),
+        h("td", {}, when(i.occurred_ms)),
+        h("td", { class: "subject" }, i.subject),
+        h("td", {}, i.from),
+        h("td", {}, i.field === i.source ? i.field : i.field + " (" + i.source + ")"),
+        h("td", {}, i.reason),
+        h("td", {}, i.seen_in.map((s) => s.tenant + ": " + s.mailbox).join(", "))
+      )
+    );
+    body.replaceChildren(
+      page.items.length
+        ? table(["Kind", "When", "Subject", "From / organizer", "Linked by", "Why", "Seen in"], rows, { id: "timeline" })
+        : h("p", {}, "Nothing on this contact's timeline yet."),
+      h(
+        "div",
+        { class: "pager" },
+        before ? h("button", { type: "button", class: "secondary", onclick: () => load("") }, "Newest") : null,
+        h("button", { type: "button", class: "secondary", disabled: !page.next || page.items.length < PAGE, onclick: () => load(page.next) }, "Older " + PAGE)
+      )
+    );
+  };
+  const addrs = [contact.email, contact.alt_email, ...(contact.contact_points || [])].filter(Boolean);
+  show(
+    contact.name,
+    h("p", {}, (addrs.join(", ") || "no address") + (contact.entity_name ? " · " + contact.entity_name : "")),
+    h("h2", {}, "Timeline (emails and events)"),
+    body
+  );
+  await load("");
+}
+
+// ---- user pages ----------------------------------------------------------------------------
+
+async function reviewPage() {
+  const state = { since: "", until: "", domain: "", trail: [], before: "" };
+  const list = h("div", {});
+  const result = h("p", { id: "map-result", role: "status" });
+  const load = async () => {
+    const q = new URLSearchParams({ limit: String(PAGE) });
+    if (state.since) q.set("since", state.since);
+    if (state.until) q.set("until", state.until);
+    if (state.domain) q.set("domain", state.domain);
+    if (state.before) q.set("before", state.before);
+    let page;
+    try {
+      page = await api("GET", "/api/me/review?" + q);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      list.replaceChildren(failure(e));
+      return;
+    }
+    const all = h("input", {
+      type: "checkbox",
+      id: "pick-all",
+      "aria-label": "Select every email on this page",
+      onchange: (ev) => list.querySelectorAll("input.pick").forEach((c) => (c.checked = ev.target.checked)),
+    });
+    const rows = page.items.map((i) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("input", { type: "checkbox", class: "pick", id: "pick-" + i.email_id, value: i.email_id, "aria-label": "Select: " + i.subject })),
+        h("td", {}, when(i.sent_ms)),
+        h("td", {}, i.sender),
+        h("td", { class: "subject" }, h("label", { for: "pick-" + i.email_id }, i.subject)),
+        h("td", {}, i.mailbox)
+      )
+    );
+    const headRow = h("tr", {}, h("th", { scope: "col" }, all), ...["Sent", "From", "Subject", "Mailbox"].map((t) => h("th", { scope: "col" }, t)));
+    list.replaceChildren(
+      page.items.length
+        ? h("div", { class: "table-wrap" }, h("table", { id: "review" }, h("thead", {}, headRow), h("tbody", {}, rows)))
+        : h("p", {}, "No unmatched emails" + (state.since || state.until || state.domain ? " match these filters." : ": everything is linked.")),
+      h(
+        "div",
+        { class: "pager" },
+        h("button", { type: "button", class: "secondary", disabled: !state.trail.length, onclick: () => { state.before = state.trail.pop(); load(); } }, "Newer"),
+        h("button", { type: "button", class: "secondary", disabled: page.items.length < PAGE, onclick: () => { state.trail.push(state.before); state.before = page.next; load(); } }, "Older " + PAGE)
+      )
+    );
+  };
+  const field = (id, label, type) => h("label", { for: id }, label, h("input", { id, type, name: id }));
+  const filters = h(
+    "form",
+    {
+      class: "inline",
+      id: "review-filters",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        state.since = document.getElementById("since").value;
+        state.until = document.getElementById("until").value;
+        state.domain = document.getElementById("domain").value.trim();
+        state.before = "";
+        state.trail = [];
+        load();
+      },
+    },
+    field("since", "Sent from", "date"),
+    field("until", "Sent before", "date"),
+    field("domain", "Sender's domain", "text"),
+    h("button", { type: "submit" }, "Filter")
+  );
+  // The contact to map to: searched among the org's contacts (read-only for a user).
+  const pick = h("select", { id: "contact-select", name: "contact" }, h("option", { value: "" }, "Search for a contact first"));
+  const cfilter = h("input", { id: "contact-filter", type: "search" });
+  const findMsg = h("span", { class: "muted", role: "status" });
+  const find = async () => {
+    try {
+      const found = await api("GET", "/api/me/contacts?limit=" + PAGE + "&filter=" + enc(cfilter.value.trim()));
+      pick.replaceChildren(
+        ...(found.length
+          ? found.map((c) => h("option", { value: c.id }, c.name + (c.email ? " <" + c.email + ">" : "")))
+          : [h("option", { value: "" }, "No contact matches")])
+      );
+      say(findMsg, found.length + " found" + (found.length === PAGE ? " (first " + PAGE + "; narrow the search)" : ""));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      say(findMsg, e.message, true);
+    }
+  };
+  const learn = h("input", { type: "checkbox", id: "learn" });
+  const mapForm = h(
+    "form",
+    {
+      class: "inline",
+      id: "map-form",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const emails = [...list.querySelectorAll("input.pick:checked")].map((c) => Number(c.value));
+        const contact = Number(pick.value);
+        if (!emails.length) return say(result, "Select the emails to map first.", true);
+        if (!contact) return say(result, "Choose the contact to map them to.", true);
+        try {
+          const r = await api("POST", "/api/me/review/map", { emails, contact, add_address: learn.checked });
+          let text = "Mapped " + r.mapped + " email(s) to " + pick.selectedOptions[0].textContent + (r.already ? " (" + r.already + " already were)" : "") + ".";
+          if (r.added_addresses.length) text += " Learned: " + r.added_addresses.join(", ") + ".";
+          if (r.refused_addresses.length) text += " Not learned: " + r.refused_addresses.map((a) => a[0] + " (" + a[1] + ")").join(", ") + ".";
+          await load();
+          say(result, text);
+        } catch (e) {
+          if (!(e instanceof ApiError)) throw e;
+          say(result, "Not mapped: " + e.message, true);
+        }
+      },
+    },
+    h("label", { for: "contact-filter" }, "Contact name or address", cfilter),
+    h("button", { type: "button", id: "contact-find", class: "secondary", onclick: find }, "Find"),
+    findMsg,
+    h("label", { for: "contact-select" }, "Map to", pick),
+    h("label", { class: "check", for: "learn" }, learn, "Learn the senders' addresses for this contact"),
+    h("button", { type: "submit", id: "map" }, "Map selected")
+  );
+  show("My review list", h("p", { class: "muted" }, "Your emails no contact was found for. Select some, choose a contact, and map them."), filters, mapForm, result, list);
+  await load();
+}
+
+async function rulesPage() {
+  const msg = h("p", { role: "status" });
+  const list = h("div", {});
+  const load = async () => {
+    let rules;
+    try {
+      rules = await api("GET", "/api/me/rules");
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      list.replaceChildren(failure(e));
+      return;
+    }
+    list.replaceChildren(
+      rules.length
+        ? table(
+            ["Effect", "Applies to", "Pattern", ""],
+            rules.map((r) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, r.spec.effect),
+                h("td", {}, r.spec.target.replace("_", " ")),
+                h("td", {}, r.spec.pattern),
+                h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": "Delete the rule " + r.spec.pattern, onclick: async () => {
+                  try {
+                    await api("DELETE", "/api/me/rules/" + r.id);
+                    say(msg, "Deleted the rule " + r.spec.pattern + ".");
+                    await load();
+                  } catch (e) {
+                    say(msg, "Not deleted: " + e.message, true);
+                  }
+                } }, "Delete"))
+              )
+            ),
+            { id: "rules" }
+          )
+        : h("p", {}, "You have no personal rules.")
+    );
+  };
+  const sel = (id, opts) => h("select", { id, name: id }, opts.map(([v, t]) => h("option", { value: v }, t)));
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const spec = {
+          effect: document.getElementById("effect").value,
+          target: document.getElementById("target").value,
+          pattern: document.getElementById("pattern").value.trim(),
+        };
+        try {
+          await api("POST", "/api/me/rules", spec);
+          say(msg, "Added: " + spec.effect + " " + spec.pattern + ". It applies to mail synced from now on.");
+          document.getElementById("pattern").value = "";
+          await load();
+        } catch (e) {
+          say(msg, "Not added: " + e.message, true);
+        }
+      },
+    },
+    h("label", { for: "effect" }, "Effect", sel("effect", [["exclude", "exclude"], ["include", "include"]])),
+    h("label", { for: "target" }, "Compared with", sel("target", [["any_address", "any address"], ["sender", "sender"], ["recipient", "recipient"], ["subject", "subject"]])),
+    h("label", { for: "pattern" }, "Pattern (an address, *@domain, or subject text)", h("input", { id: "pattern", required: true })),
+    h("button", { type: "submit" }, "Add rule")
+  );
+  show("My exclusion rules", form, msg, list);
+  await load();
+}
+
+async function eventsPage() {
+  const trail = [];
+  const list = h("div", {});
+  const load = async (after) => {
+    let page;
+    try {
+      page = await api("GET", "/api/me/events?limit=" + PAGE + (after ? "&after=" + enc(after) : ""));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      list.replaceChildren(failure(e));
+      return;
+    }
+    list.replaceChildren(
+      page.items.length
+        ? table(
+            ["Start", "End", "Subject", "Origin", "Sync"],
+            page.items.map((e) =>
+              h("tr", {}, h("td", {}, String(e.start).replace("T", " ")), h("td", {}, String(e.end).replace("T", " ")), h("td", {}, e.subject), h("td", {}, e.origin), h("td", {}, e.sync_status + (e.queued ? " (push queued)" : "")))
+            ),
+            { id: "events" }
+          )
+        : h("p", {}, "No events."),
+      h(
+        "div",
+        { class: "pager" },
+        h("button", { type: "button", class: "secondary", disabled: !trail.length, onclick: () => load(trail.pop()) }, "Earlier"),
+        h("button", { type: "button", class: "secondary", disabled: !page.next, onclick: () => { trail.push(after || ""); load(page.next); } }, "Later " + PAGE)
+      )
+    );
+  };
+  show("My events", list);
+  await load("");
+}
+
+// ---- routing -------------------------------------------------------------------------------
+
+async function route() {
+  if (!me) return;
+  const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.getAttribute("href") === location.hash) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const [name, a, b] = parts;
+  switch (name) {
+    case undefined:
+      location.hash = me.role === "user" ? "#/review" : "#/tenants";
+      return;
+    case "tenants":
+      return tenantsPage();
+    case "tenant":
+      return tenantPage(a, b);
+    case "run":
+      return runPage(a);
+    case "failures":
+      return failuresPage(a, b);
+    case "errors":
+      return errorsPage(a, b);
+    case "calendar":
+      return calendarPage(a, b);
+    case "contacts":
+      return contactsPage(a);
+    case "contact":
+      return contactPage(a, b);
+    case "review":
+      return reviewPage();
+    case "rules":
+      return rulesPage();
+    case "events":
+      return eventsPage();
+    default:
+      show("Not found", h("p", {}, "The console has no page " + location.hash + "."));
+  }
+}
+
+async function start() {
+  document.getElementById("signin-form").addEventListener("submit", signIn);
+  document.getElementById("signout").addEventListener("click", signOut);
+  window.addEventListener("hashchange", route);
+  const refused = new URLSearchParams(location.search).get("signin") === "refused";
+  try {
+    const r = await fetch("/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (r.ok) return signedIn(await r.json());
+  } catch (_) {
+    // shown as signed out below
+  }
+  signedOut(refused ? "This token is not valid; paste the whole token." : "");
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,559 @@
+//! The console (issue 16) in a real browser: Debian's headless chromium driven over WebDriver
+//! (`webdriver.rs`) against a real `serve --sandbox`, and its cookie sign-in and CSRF rules
+//! over plain HTTP on both databases.
+//!
+//! The browser test runs on SQLite only (the sandbox's store): what each token may see is the
+//! API's scoping, tested on both databases by `roles.rs`, `calendar_api.rs` and the cookie test
+//! below; the browser test proves the pages show what the API answers. With
+//! `M365SYNC_SCREENSHOTS=docs/console` it saves the PNGs README shows.
+
+use std::time::Duration;
+
+use m365sync::service::{Service, ServiceOptions};
+use m365sync::sync::stop::stop_pair;
+use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::matching::world;
+use crate::service::{wait_for, Scratch, Serve};
+use crate::support::TestDb;
+use crate::sync_email::env;
+use crate::webdriver::{chromedriver, Browser};
+
+/// Signs in on the console's sign-in form with `token`.
+async fn sign_in(b: &Browser, token: &str) {
+    let input = b.find("#token").await;
+    b.type_into(&input, token).await;
+    let submit = b.find("#signin-form button[type=submit]").await;
+    b.click(&submit).await;
+}
+
+async fn json_of(serve: &Serve, method: Method, path: &str, token: &str) -> Value {
+    let (status, body) = serve.api(method, path, Some(token)).await;
+    assert!(status < 300, "{path}: {status} {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
+    let Some(driver) = chromedriver() else { return };
+    let dir = Scratch::new("console");
+    let sandbox = dir.0.join("sb");
+    let serve = Serve::start(
+        &[
+            "--sandbox",
+            "--sandbox-dir",
+            sandbox.to_str().unwrap(),
+            "--sim-bind",
+            "127.0.0.1:0",
+            "--users",
+            "3",
+            "--messages",
+            "40",
+            "--busy-messages",
+            "0",
+        ],
+        &dir.0.join("ready"),
+    );
+    let admin = std::fs::read_to_string(sandbox.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let runs_path = "/api/tenants/sandbox/contoso/runs";
+    wait_for(90, "the sandbox's first run", || {
+        let serve = &serve;
+        let admin = admin.clone();
+        async move {
+            let (_, body) = serve.api(Method::GET, runs_path, Some(&admin)).await;
+            let runs: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            runs.as_array()
+                .and_then(|r| r.last())
+                .is_some_and(|r| r["status"] == "succeeded")
+        }
+    })
+    .await;
+    let runs = json_of(&serve, Method::GET, runs_path, &admin).await;
+    let first = runs.as_array().unwrap().last().unwrap().clone();
+    // Runs are paged by the last id of the page before (the console's "Older 50").
+    let newest = json_of(&serve, Method::GET, &format!("{runs_path}?limit=1"), &admin).await;
+    let older = json_of(
+        &serve,
+        Method::GET,
+        &format!("{runs_path}?limit=100&before={}", newest[0]["id"]),
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        older.as_array().unwrap().len() + 1,
+        runs.as_array().unwrap().len(),
+        "{older}"
+    );
+    let mailboxes = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/mailboxes",
+        &admin,
+    )
+    .await;
+    let base = serve.admin.clone();
+    // The sandbox says where the console is and which token signs in.
+    assert!(
+        serve
+            .out()
+            .contains(&format!("console: {base}/  (sign in with the token in")),
+        "{}",
+        serve.out()
+    );
+
+    let b = Browser::start(&driver).await;
+    // (1) A wrong token is refused on the sign-in page, in words, and not echoed.
+    b.goto(&format!("{base}/")).await;
+    b.screenshot("signin").await;
+    sign_in(&b, "m365s_wrong-token-for-the-console").await;
+    let refused = b.wait_text("#signin-error", "not valid").await;
+    assert!(!refused.contains("wrong-token"), "{refused}");
+    assert!(!b.page_text().await.contains("wrong-token"));
+    b.screenshot("signin-refused").await;
+
+    // (2) The service admin sees the tenant, its mailboxes with the API's health, and the
+    // finished run's counts.
+    sign_in(&b, &admin).await;
+    b.wait_text("#who", "Signed in as service admin").await;
+    b.wait_text("#tenants", "contoso").await;
+    b.screenshot("tenants").await;
+    let link = b.find("#tenants a[href='#/tenant/sandbox/contoso']").await;
+    b.click(&link).await;
+    b.wait_text("#runs", "succeeded").await;
+    for m in mailboxes.as_array().unwrap() {
+        let address = m["address"].as_str().unwrap();
+        let row = b
+            .find(&format!("#mailboxes tr[data-address='{address}'] .health"))
+            .await;
+        assert_eq!(b.text(&row).await, m["health"].as_str().unwrap(), "{m}");
+        assert!(
+            m.get("pending_run_id").is_some(),
+            "the API says what work it owes: {m}"
+        );
+    }
+    b.wait_text(
+        &format!("#runs tr[data-run='{}']", first["id"]),
+        "succeeded",
+    )
+    .await;
+    let mut cells = Vec::new();
+    for td in b
+        .all(&format!("#runs tr[data-run='{}'] td", first["id"]))
+        .await
+    {
+        cells.push(b.text(&td).await);
+    }
+    // Run, status, processed, synced, excluded, errors, incomplete, started, finished,
+    // trigger, figures by kind.
+    assert!(cells[1].starts_with("succeeded"), "{cells:?}");
+    assert_eq!(cells[2], first["processed"].to_string(), "{cells:?}");
+    assert_eq!(cells[3], first["synced"].to_string(), "{cells:?}");
+    let excluded = first["emails"]["excluded"].as_i64().unwrap()
+        + first["events"]["excluded"].as_i64().unwrap();
+    assert_eq!(cells[4], excluded.to_string(), "{cells:?}");
+    assert_eq!(cells[5], first["errors"].to_string(), "{cells:?}");
+    let e = &first["emails"];
+    let figures = format!(
+        "emails {} read: {} kept, {} excluded, {} failed",
+        e["processed"], e["kept"], e["excluded"], e["failed"]
+    );
+    assert!(cells[10].contains(&figures), "{figures:?} not in {cells:?}");
+    b.screenshot("tenant").await;
+    // Verify compares a mailbox with Microsoft; the sandbox's first run read it whole.
+    let address = mailboxes[0]["address"].as_str().unwrap();
+    let verify = b
+        .find(&format!("#mailboxes tr[data-address='{address}'] button"))
+        .await;
+    b.click(&verify).await;
+    b.wait_text(
+        &format!("#mailboxes tr[data-address='{address}']"),
+        "complete: every folder matches",
+    )
+    .await;
+    // The tenant's calendar settings: shown as they apply, saved as the tenant's own.
+    let link = b.find("a[href='#/calendar/sandbox/contoso']").await;
+    b.click(&link).await;
+    let save = b.find("#calendar-form button[type=submit]").await;
+    b.click(&save).await;
+    b.wait_text("#calendar-result", "Saved for this tenant")
+        .await;
+    let settings = json_of(
+        &serve,
+        Method::GET,
+        "/api/orgs/sandbox/tenants/contoso/calendar/settings",
+        &admin,
+    )
+    .await;
+    assert_eq!(settings["from"], "tenant", "{settings}");
+
+    // (3) A user maps three unmatched emails to a contact from their review list.
+    // The user with the most unmatched mail, and a contact of their own to map it to.
+    let mut user = None;
+    for m in mailboxes.as_array().unwrap() {
+        if m["kind"] != "person" {
+            continue;
+        }
+        let address = m["address"].as_str().unwrap();
+        let review = json_of(
+            &serve,
+            Method::GET,
+            &format!("/api/orgs/sandbox/tenants/contoso/users/{address}/review?limit=50"),
+            &admin,
+        )
+        .await;
+        let n = review["items"].as_array().unwrap().len();
+        if n >= 3
+            && user
+                .as_ref()
+                .is_none_or(|(_, r): &(String, Value)| r["items"].as_array().unwrap().len() < n)
+        {
+            user = Some((address.to_string(), review));
+        }
+    }
+    let (user, review) = user.expect("a sandbox user with three unmatched emails");
+    let http = reqwest::Client::new();
+    let minted: Value = http
+        .post(format!("{base}/api/orgs/sandbox/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({ "tenant": "contoso", "user": user }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user_token = minted["token"].as_str().unwrap().to_string();
+    let contact: Value = http
+        .post(format!("{base}/api/orgs/sandbox/contacts"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Console Reviewed Client", "email": "reviewed.client@console-test.example" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let contact_id = contact["id"].as_i64().expect("the contact was created");
+    let picked: Vec<(i64, String)> = review["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|i| {
+            (
+                i["email_id"].as_i64().unwrap(),
+                i["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+
+    let out = b.find("#signout").await;
+    b.click(&out).await;
+    // By keyboard: the token typed and Enter pressed.
+    let input = b.find("#token").await;
+    b.type_into(&input, &format!("{user_token}\u{E007}")).await;
+    b.wait_text("#who", &format!("Signed in as user {user}"))
+        .await;
+    b.find("#review input.pick").await;
+    for (id, _) in &picked {
+        let pick = b.find(&format!("#pick-{id}")).await;
+        b.click(&pick).await;
+    }
+    let filter = b.find("#contact-filter").await;
+    b.type_into(&filter, "Console Reviewed").await;
+    let find = b.find("#contact-find").await;
+    b.click(&find).await;
+    b.wait_text("#contact-select", "Console Reviewed Client")
+        .await;
+    let select = b.find("#contact-select").await;
+    assert_eq!(
+        b.property(&select, "value").await,
+        json!(contact_id.to_string())
+    );
+    let learn = b.find("#learn").await;
+    b.click(&learn).await;
+    b.screenshot("review").await;
+    let map = b.find("#map").await;
+    b.click(&map).await;
+    b.wait_text(
+        "#map-result",
+        "Mapped 3 email(s) to Console Reviewed Client",
+    )
+    .await;
+    // They left the review list (the API says so, and so does the page once reloaded).
+    let after = json_of(&serve, Method::GET, "/api/me/review?limit=100", &user_token).await;
+    for (id, _) in &picked {
+        assert!(
+            after["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["email_id"] != *id),
+            "{id} still waits for review: {after}"
+        );
+        assert!(b.all(&format!("#pick-{id}")).await.is_empty());
+    }
+
+    // (4) A user token cannot open an admin page: the page says so, as the API does.
+    let (status, _) = serve
+        .api(Method::GET, "/api/tenants", Some(&user_token))
+        .await;
+    assert_eq!(status, 403);
+    b.goto(&format!("{base}/#/tenants")).await;
+    let denied = b
+        .wait_text(".notice.denied", "Not available to your token")
+        .await;
+    assert!(denied.contains("403"), "{denied}");
+    b.screenshot("user-denied").await;
+    b.goto(&format!("{base}/#/contact/sandbox/{contact_id}"))
+        .await;
+    b.wait_text(".notice.denied", "Not available to your token")
+        .await;
+    assert!(!b.page_text().await.contains(&user_token));
+
+    // A revoked token ends the session it signed in: the next page asks to sign in again.
+    let (status, body) = serve
+        .api(
+            Method::DELETE,
+            &format!("/api/orgs/sandbox/tokens/{}", minted["id"]),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    b.goto(&format!("{base}/#/rules")).await;
+    b.wait_text("#signin-error", "Your session has ended").await;
+
+    // The mapped emails are on the contact's timeline, as the admin sees it.
+    sign_in(&b, &admin).await;
+    b.wait_text("#who", "service admin").await;
+    b.goto(&format!("{base}/#/contact/sandbox/{contact_id}"))
+        .await;
+    for (_, subject) in &picked {
+        b.wait_text("#timeline", subject).await;
+    }
+    let manual = b.all("#timeline tr[data-kind='email']").await.len();
+    assert!(manual >= 3, "{}", b.page_text().await);
+    b.screenshot("timeline").await;
+    // At a phone's width the page still reads (tables scroll sideways within their frame).
+    b.resize(390, 844).await;
+    b.goto(&format!("{base}/#/tenant/sandbox/contoso")).await;
+    b.wait_text("#runs", "succeeded").await;
+    b.screenshot("tenant-phone").await;
+    let page = b.page_text().await;
+    assert!(!page.contains(&admin) && !page.contains(&user_token));
+    drop(b);
+    let (clean, log) = serve.terminate();
+    assert!(clean, "{log}");
+    assert!(!log.contains(&admin) && !log.contains(&user_token));
+}
+
+/// (5) The cookie signs in and works for reads, but a request that changes something must come
+/// from the console (its header, and this host as Origin): a forged cross-site POST is
+/// refused. Bearer callers are unaffected. Both databases.
+#[tokio::test]
+async fn the_console_cookie_refuses_cross_site_writes() {
+    const ADMIN: &str = "console-admin-token-for-tests";
+    for db in TestDb::both().await {
+        let _w = world(&db).await;
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let base = format!("http://{}", service.admin_addr.unwrap());
+        let host = base.trim_start_matches("http://").to_string();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+
+        // The pages are open, with a strict policy; no data in them.
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let csp = page.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+        let etag = page.headers()["etag"].clone();
+        assert!(page.text().await.unwrap().contains("/console/app.js"));
+        let again = http
+            .get(format!("{base}/console/app.js"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            again.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+        let cached = http
+            .get(format!("{base}/"))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cached.status(), 304);
+
+        // A wrong token: 401 in words, no cookie.
+        let wrong = http
+            .post(format!("{base}/session"))
+            .json(&json!({ "token": "m365s_not-a-token" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        assert!(wrong.headers().get(SET_COOKIE).is_none());
+        let text = wrong.text().await.unwrap();
+        assert!(
+            text.contains("not valid") && !text.contains("not-a-token"),
+            "{text}"
+        );
+        // A form post with a wrong token goes back to the sign-in page, saying so.
+        let form = http
+            .post(format!("{base}/session"))
+            .form(&[("token", "m365s_not-a-token")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(form.status(), 303);
+        assert_eq!(form.headers()["location"], "/?signin=refused");
+
+        // The right one: a cookie that scripts cannot read and other sites do not get.
+        let signed = http
+            .post(format!("{base}/session"))
+            .header(ORIGIN, &base)
+            .json(&json!({ "token": ADMIN }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed.status(), 200);
+        let set = signed.headers()[SET_COOKIE].to_str().unwrap().to_string();
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set.contains(attr), "{set}");
+        }
+        assert!(!set.contains("Secure"), "plain http: {set}");
+        assert_eq!(signed.json::<Value>().await.unwrap()["role"], "admin");
+        let cookie = set.split(';').next().unwrap().to_string();
+        // Behind a TLS proxy the cookie is Secure.
+        let tls = http
+            .post(format!("{base}/session"))
+            .header("x-forwarded-proto", "https")
+            .json(&json!({ "token": ADMIN }))
+            .send()
+            .await
+            .unwrap();
+        assert!(tls.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"));
+        // A sign-in posted from another site's page is refused.
+        let forged = http
+            .post(format!("{base}/session"))
+            .header(ORIGIN, "https://evil.example")
+            .json(&json!({ "token": ADMIN }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), 403);
+
+        // Reads with the cookie work.
+        let who = http
+            .get(format!("{base}/session"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(who.json::<Value>().await.unwrap()["role"], "admin");
+        let tenants = http
+            .get(format!("{base}/api/tenants"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tenants.status(), 200);
+
+        // A write with the cookie alone (what a forged form or cross-site fetch sends): 403,
+        // and nothing was written.
+        let body = json!({ "name": "Forged", "email": "forged@csrf.example" });
+        let post = |cookie: &str| {
+            http.post(format!("{base}/api/orgs/acme/contacts"))
+                .header(COOKIE, cookie)
+                .json(&body)
+        };
+        let r = post(&cookie).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("X-M365sync-Console"));
+        // The console's header from another site's page (its Origin): 403 too.
+        let r = post(&cookie)
+            .header("x-m365sync-console", "1")
+            .header(ORIGIN, "https://evil.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let listed: Value = http
+            .get(format!("{base}/api/orgs/acme/contacts?filter=forged"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed, json!([]), "a refused write wrote nothing");
+        // From the console itself: written.
+        let r = post(&cookie)
+            .header("x-m365sync-console", "1")
+            .header(ORIGIN, &base)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{host}");
+        // Bearer callers are unaffected by the console's rules.
+        let r = http
+            .post(format!("{base}/api/orgs/acme/contacts"))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "name": "By API", "email": "by-api@csrf.example" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+
+        // Signing out clears the cookie.
+        let out = http
+            .post(format!("{base}/session/logout"))
+            .header(COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(out.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+
+        handle.stop();
+        service.wait().await;
+
+        // With console_secure_cookie the cookie is Secure over any transport.
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 0;
+        opts.console_secure_cookie = true;
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let signed = http
+            .post(format!("http://{}/session", service.admin_addr.unwrap()))
+            .json(&json!({ "token": ADMIN }))
+            .send()
+            .await
+            .unwrap();
+        assert!(signed.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"));
+        handle.stop();
+        service.wait().await;
+        db.drop_db().await;
+    }
+}
