@@ -39,6 +39,27 @@ fn value_rows_from(backend: super::Backend, first: usize, rows: usize, cols: usi
         .join(", ")
 }
 
+/// `record_id BETWEEN lo AND hi AND record_id IN (..)` for `n` ids, markers from `first`: a
+/// batch's deletes name exactly the ids it read (an id committed into the range after the
+/// batch was read must stay queued), and the range bounds the index scan whatever the
+/// planner believes: on PostgreSQL with statistics from before a bulk load, the bare `IN`
+/// list was a filter over every queued row of the tenant, per batch.
+fn ids_in_range(backend: super::Backend, first: usize, n: usize) -> String {
+    format!(
+        "record_id BETWEEN {} AND {} AND record_id IN ({})",
+        marker(backend, first),
+        marker(backend, first + 1),
+        in_list(backend, first + 2, n)
+    )
+}
+
+/// The lowest and highest of a non-empty list of ids.
+fn bounds(ids: &[i64]) -> (i64, i64) {
+    let lo = ids.iter().copied().min().unwrap_or(0);
+    let hi = ids.iter().copied().max().unwrap_or(0);
+    (lo, hi)
+}
+
 /// Values per `IN (..)` list: one statement for a whole batch's ids, and few for its addresses
 /// (both databases take tens of thousands of parameters per statement).
 const IN_CHUNK: usize = 1000;
@@ -489,11 +510,13 @@ impl Store {
             .collect();
         for chunk in matched.chunks(IN_CHUNK) {
             let sql = format!(
-                "DELETE FROM activity_matches WHERE kind = {} AND source = 'plugin' AND record_id IN ({})",
+                "DELETE FROM activity_matches WHERE kind = {} AND source = 'plugin' AND {}",
                 marker(b, 1),
-                in_list(b, 2, chunk.len())
+                ids_in_range(b, 2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(kind.as_str());
+            let (lo, hi) = bounds(chunk);
+            q = q.bind(lo).bind(hi);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -543,12 +566,17 @@ impl Store {
         }
         for chunk in matched.chunks(IN_CHUNK) {
             let sql = format!(
-                "DELETE FROM match_failures WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
+                "DELETE FROM match_failures WHERE tenant_id = {} AND kind = {} AND {}",
                 marker(b, 1),
                 marker(b, 2),
-                in_list(b, 3, chunk.len())
+                ids_in_range(b, 3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind.as_str());
+            let (lo, hi) = bounds(chunk);
+            let mut q = sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(kind.as_str())
+                .bind(lo)
+                .bind(hi);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -600,12 +628,17 @@ impl Store {
         }
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "DELETE FROM match_queue WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
+                "DELETE FROM match_queue WHERE tenant_id = {} AND kind = {} AND {}",
                 marker(b, 1),
                 marker(b, 2),
-                in_list(b, 3, chunk.len())
+                ids_in_range(b, 3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind.as_str());
+            let (lo, hi) = bounds(chunk);
+            let mut q = sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(kind.as_str())
+                .bind(lo)
+                .bind(hi);
             for id in chunk {
                 q = q.bind(*id);
             }
