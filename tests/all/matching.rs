@@ -900,3 +900,133 @@ async fn a_message_received_in_two_tenants_of_an_org_shows_once_on_the_timeline(
         a.finish().await;
     }
 }
+
+/// A record committed into a batch's id range after the batch was read (PostgreSQL hands out
+/// ids out of commit order; two sync processes can commit 101 before 100) stays queued when
+/// the batch is saved: a batch leaves the queue by exactly the ids it read, never by a range.
+/// Queued ids whose record is gone come back in the batch (so they leave the queue) but are
+/// not passed to the plugin.
+#[tokio::test]
+async fn a_record_queued_inside_a_batch_read_earlier_stays_queued() {
+    use m365sync_store::matching::{ActivityKind, MatchOutcome};
+    use m365sync_store::tenants::{AuthMode, NewTenant};
+    for db in TestDb::both().await {
+        let store = &db.store;
+        store.ensure_org("acme").await.unwrap();
+        let tenant = store
+            .upsert_tenant(&NewTenant {
+                org: "acme".into(),
+                name: "main".into(),
+                ms_tenant: "c.example".into(),
+                authority: "https://localhost:8765".into(),
+                graph_url: "https://localhost:8765/v1.0".into(),
+                client_id: "11111111-2222-4333-8444-555555555555".into(),
+                auth_mode: AuthMode::App,
+            })
+            .await
+            .unwrap();
+        let email = ActivityKind::Email;
+        store
+            .queue_for_matching(tenant.id, email, &[1, 2, 4])
+            .await
+            .unwrap();
+        let batch = store
+            .match_batch(tenant.id, tenant.org_id, email, 0, 500)
+            .await
+            .unwrap();
+        assert_eq!(batch.ids, vec![1, 2, 4]);
+        assert!(
+            batch.candidates.is_empty() && batch.contacts.is_empty(),
+            "no record is stored under these ids: {batch:?}"
+        );
+        // Committed while the batch is in the plugin, inside its range.
+        store
+            .queue_for_matching(tenant.id, email, &[3])
+            .await
+            .unwrap();
+        let outcomes: Vec<MatchOutcome> = batch
+            .ids
+            .iter()
+            .map(|&record_id| MatchOutcome {
+                record_id,
+                occurred_ms: 0,
+                result: Ok(Vec::new()),
+            })
+            .collect();
+        store
+            .save_matches(tenant.id, email, "test", &outcomes, false)
+            .await
+            .unwrap();
+        let left = store
+            .match_batch(tenant.id, tenant.org_id, email, 0, 500)
+            .await
+            .unwrap();
+        assert_eq!(left.ids, vec![3], "only the record committed late is left");
+        db.drop_db().await;
+    }
+}
+
+/// A batch's links go in as a few multi-row statements of different sizes (256, 32, 8, 4 rows
+/// for 300 links): every link is stored once, with the batch's values and its own.
+#[tokio::test]
+async fn a_batch_of_links_is_stored_whole_across_statement_sizes() {
+    use m365sync_store::matching::{ActivityKind, MatchOutcome, StoredMatch};
+    use m365sync_store::tenants::{AuthMode, NewTenant};
+    for db in TestDb::both().await {
+        let store = &db.store;
+        let org_id = store.ensure_org("acme").await.unwrap();
+        let tenant = store
+            .upsert_tenant(&NewTenant {
+                org: "acme".into(),
+                name: "main".into(),
+                ms_tenant: "c.example".into(),
+                authority: "https://localhost:8765".into(),
+                graph_url: "https://localhost:8765/v1.0".into(),
+                client_id: "11111111-2222-4333-8444-555555555555".into(),
+                auth_mode: AuthMode::App,
+            })
+            .await
+            .unwrap();
+        let pat = add_contact(&db, org_id, "Pat", Some("pat@client.example"), None, &[]).await;
+        let outcomes: Vec<MatchOutcome> = (1..=300)
+            .map(|record_id| MatchOutcome {
+                record_id,
+                occurred_ms: record_id * 10,
+                result: Ok(vec![StoredMatch {
+                    contact_id: pat,
+                    entity_id: (record_id % 2 == 0).then_some(record_id),
+                    address: "pat@client.example".into(),
+                    field: "email".into(),
+                    reason: format!("reason {record_id}"),
+                }]),
+            })
+            .collect();
+        store
+            .save_matches(tenant.id, ActivityKind::Email, "digest", &outcomes, false)
+            .await
+            .unwrap();
+        let all = links(&db).await;
+        assert_eq!(all.len(), 300);
+        for id in [1, 256, 257, 288, 289, 296, 297, 300] {
+            let (m, source) = store
+                .record_matches(ActivityKind::Email, id)
+                .await
+                .unwrap()
+                .remove(0);
+            assert_eq!(source, "plugin");
+            assert_eq!(m.contact_id, pat);
+            assert_eq!(m.entity_id, (id % 2 == 0).then_some(id));
+            assert_eq!(m.reason, format!("reason {id}"));
+        }
+        let row = sqlx::query(
+            "SELECT tenant_id, decided_by, occurred_ms FROM activity_matches WHERE record_id = 297",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(row.try_get::<i64, _>("tenant_id").unwrap(), tenant.id);
+        assert_eq!(row.try_get::<String, _>("decided_by").unwrap(), "digest");
+        assert_eq!(row.try_get::<i64, _>("occurred_ms").unwrap(), 2970);
+        db.drop_db().await;
+    }
+}

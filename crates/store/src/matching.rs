@@ -14,6 +14,52 @@ use sqlx::Row;
 use super::sync::{in_list, marker, value_rows, ROWS_PER_STATEMENT};
 use super::{now_ms, Store, StoreError};
 
+/// Most link rows per INSERT: 7 parameters each, far below SQLite's 32,766 and PostgreSQL's
+/// 65,535 parameters per statement.
+const LINK_ROWS: usize = 256;
+
+/// Rows for the next link INSERT of `left`: the largest power of two not above either, so a
+/// batch's links take a handful of statements drawn from nine shapes.
+fn link_rows(left: usize) -> usize {
+    let cap = left.min(LINK_ROWS);
+    1 << (usize::BITS - 1 - cap.leading_zeros())
+}
+
+/// `(m, m+1, ..), (..)`: `rows` rows of `cols` markers numbered from `first` (the markers
+/// before them are the statement's own).
+fn value_rows_from(backend: super::Backend, first: usize, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..cols)
+                .map(|c| marker(backend, first + r * cols + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `record_id BETWEEN lo AND hi AND record_id IN (..)` for `n` ids, markers from `first`: a
+/// batch's deletes name exactly the ids it read (an id committed into the range after the
+/// batch was read must stay queued), and the range bounds the index scan whatever the
+/// planner believes: on PostgreSQL with statistics from before a bulk load, the bare `IN`
+/// list was a filter over every queued row of the tenant, per batch.
+fn ids_in_range(backend: super::Backend, first: usize, n: usize) -> String {
+    format!(
+        "record_id BETWEEN {} AND {} AND record_id IN ({})",
+        marker(backend, first),
+        marker(backend, first + 1),
+        in_list(backend, first + 2, n)
+    )
+}
+
+/// The lowest and highest of a non-empty list of ids.
+fn bounds(ids: &[i64]) -> (i64, i64) {
+    let lo = ids.iter().copied().min().unwrap_or(0);
+    let hi = ids.iter().copied().max().unwrap_or(0);
+    (lo, hi)
+}
+
 /// Values per `IN (..)` list: one statement for a whole batch's ids, and few for its addresses
 /// (both databases take tens of thousands of parameters per statement).
 const IN_CHUNK: usize = 1000;
@@ -78,6 +124,26 @@ pub struct MatchContact {
     pub contact_points: Vec<String>,
 }
 
+/// One batch of a tenant's matching queue, as [`Store::match_batch`] reads it.
+#[derive(Debug, Clone, Default)]
+pub struct MatchBatch {
+    /// Every queued id read, in order, records no longer stored included: all of them leave
+    /// the queue when the batch is saved, and no other.
+    pub ids: Vec<i64>,
+    /// The tenant's stored records among them, in id order.
+    pub candidates: Vec<MatchCandidate>,
+    /// The org's contacts the records' addresses reach, in id order.
+    pub contacts: Vec<MatchContact>,
+}
+
+/// The error for an aggregate the database built that does not parse: the database's fault
+/// (or a driver's), named with the record it belongs to.
+fn unreadable(what: String, e: serde_json::Error) -> StoreError {
+    StoreError::Db(sqlx::Error::Decode(
+        format!("{what} read back from the database as unreadable JSON: {e}").into(),
+    ))
+}
+
 /// One link from a record to a contact, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredMatch {
@@ -138,31 +204,6 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` records of a tenant still owed a matching pass after record `after`,
-    /// oldest first.
-    pub async fn queued_for_matching(
-        &self,
-        tenant_id: i64,
-        kind: ActivityKind,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT record_id FROM match_queue WHERE tenant_id = $1 AND kind = $2 AND record_id > $3
-             ORDER BY record_id LIMIT $4",
-        )
-        .bind(tenant_id)
-        .bind(kind.as_str())
-        .bind(after)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get("record_id"))
-            .collect::<Result<_, _>>()?)
-    }
-
     /// How many records of a tenant are owed a matching pass.
     pub async fn match_queue_len(&self, tenant_id: i64) -> Result<i64, StoreError> {
         Ok(
@@ -204,84 +245,103 @@ impl Store {
         Ok(())
     }
 
-    /// The records `ids` of a tenant (emails or events) with their addresses, thread and
-    /// owning user, in id order.
-    pub async fn match_candidates(
+    /// The next batch of a tenant's queue after record `after`: up to `limit` queued ids in
+    /// order, the stored records among them with their addresses, thread and owning user, and
+    /// the org's contacts those addresses reach. Three statements whatever the batch's size,
+    /// each answering one row per record or per contact (addresses and contact points come
+    /// aggregated as JSON), because through sqlx's `Any` driver every result row is sent from
+    /// the database's worker and copied value by value: rows, not bytes, are what a batch
+    /// costs to read.
+    pub async fn match_batch(
         &self,
         tenant_id: i64,
+        org_id: i64,
         kind: ActivityKind,
-        ids: &[i64],
-    ) -> Result<Vec<MatchCandidate>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = in_list(self.backend(), 1, ids.len());
-        // By primary key only: with `tenant_id = ?` in the WHERE, SQLite walks the tenant's
-        // conversation (or start) index over every record it has. The tenant is checked here.
-        let (records, addresses) = match kind {
+        after: i64,
+        limit: i64,
+    ) -> Result<MatchBatch, StoreError> {
+        let b = self.backend();
+        let (parent, table, column, conversation, occurred, user) = match kind {
             ActivityKind::Email => (
-                format!(
-                    "SELECT e.id, e.tenant_id, e.conversation_id, e.sent_ms AS occurred_ms,
-                        (SELECT MIN(u.email) FROM email_mailboxes em JOIN mailboxes m ON m.id = em.mailbox_id
-                            JOIN users u ON u.id = m.user_id WHERE em.email_id = e.id) AS user_email
-                     FROM emails e WHERE e.id IN ({list})"
-                ),
-                format!(
-                    "SELECT email_id AS record_id, role, address, name FROM email_recipients WHERE email_id IN ({list})"
-                ),
+                "emails",
+                "email_recipients",
+                "email_id",
+                "r.conversation_id",
+                "r.sent_ms",
+                // The owning user: the first linked mailbox holding a copy.
+                "(SELECT MIN(u.email) FROM email_mailboxes em JOIN mailboxes m ON m.id = em.mailbox_id
+                     JOIN users u ON u.id = m.user_id WHERE em.email_id = r.id)",
             ),
             ActivityKind::Event => (
-                format!(
-                    "SELECT e.id, e.tenant_id, '' AS conversation_id, e.start_ms AS occurred_ms, u.email AS user_email
-                     FROM events e LEFT JOIN users u ON u.id = e.user_id WHERE e.id IN ({list})"
-                ),
-                format!(
-                    "SELECT event_id AS record_id, role, address, name FROM event_addresses WHERE event_id IN ({list})"
-                ),
+                "events",
+                "event_addresses",
+                "event_id",
+                "''",
+                "r.start_ms",
+                "(SELECT u.email FROM users u WHERE u.id = r.user_id)",
             ),
         };
-        let mut by_id: HashMap<i64, MatchCandidate> = HashMap::with_capacity(ids.len());
-        let mut q = sqlx::query(&records);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(self.pool()).await? {
-            if r.try_get::<i64, _>("tenant_id")? != tenant_id {
+        let addresses = match b {
+            super::Backend::Sqlite => format!(
+                "(SELECT json_group_array(json_array(a.role, a.address, a.name)) FROM {table} a WHERE a.{column} = r.id)"
+            ),
+            super::Backend::Postgres => format!(
+                "(SELECT json_agg(json_build_array(a.role, a.address, a.name))::text FROM {table} a WHERE a.{column} = r.id)"
+            ),
+        };
+        // Driven by the queue's key in id order; the record by its primary key only (with
+        // `tenant_id = ?` on the record SQLite walks the tenant's conversation or start index),
+        // so its tenant is checked here. A queued id whose record is gone comes back alone.
+        let sql = format!(
+            "SELECT q.record_id, r.tenant_id, {conversation} AS conversation_id, {occurred} AS occurred_ms,
+                 {user} AS user_email, {addresses} AS addresses
+             FROM match_queue q LEFT JOIN {parent} r ON r.id = q.record_id
+             WHERE q.tenant_id = {} AND q.kind = {} AND q.record_id > {}
+             ORDER BY q.record_id LIMIT {}",
+            marker(b, 1),
+            marker(b, 2),
+            marker(b, 3),
+            marker(b, 4)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant_id)
+            .bind(kind.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        let mut batch = MatchBatch {
+            ids: Vec::with_capacity(rows.len()),
+            candidates: Vec::with_capacity(rows.len()),
+            contacts: Vec::new(),
+        };
+        for r in &rows {
+            let id: i64 = r.try_get(0)?;
+            batch.ids.push(id);
+            if r.try_get::<Option<i64>, _>(1)? != Some(tenant_id) {
                 continue;
             }
-            let id: i64 = r.try_get("id")?;
-            by_id.insert(
+            let mut addresses: Vec<(String, String, String)> =
+                match r.try_get::<Option<String>, _>(5)? {
+                    Some(json) => serde_json::from_str(&json).map_err(|e| {
+                        unreadable(format!("the addresses of {} {id}", kind.as_str()), e)
+                    })?,
+                    None => Vec::new(),
+                };
+            addresses.sort();
+            batch.candidates.push(MatchCandidate {
                 id,
-                MatchCandidate {
-                    id,
-                    conversation_id: r.try_get("conversation_id")?,
-                    occurred_ms: r.try_get("occurred_ms")?,
-                    // The owning user: for an email, the first linked mailbox holding a copy.
-                    user: r.try_get("user_email")?,
-                    addresses: Vec::new(),
-                },
-            );
+                conversation_id: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                occurred_ms: r.try_get(3)?,
+                user: r.try_get(4)?,
+                addresses,
+            });
         }
-        let mut q = sqlx::query(&addresses);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(self.pool()).await? {
-            let id: i64 = r.try_get("record_id")?;
-            if let Some(c) = by_id.get_mut(&id) {
-                c.addresses.push((
-                    r.try_get("role")?,
-                    r.try_get("address")?,
-                    r.try_get("name")?,
-                ));
-            }
-        }
-        let mut out: Vec<MatchCandidate> = by_id.into_values().collect();
-        out.sort_by_key(|c| c.id);
-        for c in &mut out {
-            c.addresses.sort();
-        }
-        Ok(out)
+        let stored: Vec<i64> = batch.candidates.iter().map(|c| c.id).collect();
+        batch.contacts = self
+            .contacts_reached_by(org_id, table, column, &stored)
+            .await?;
+        Ok(batch)
     }
 
     /// The ids of a tenant's stored records (emails or events) that carry any of `addresses`
@@ -319,101 +379,98 @@ impl Store {
         Ok(ids)
     }
 
-    /// The org's contacts reachable by any of `addresses` (lower-case), by Email, Alternate
-    /// Email or a contact-point email, each once, with all of its addresses.
-    pub async fn contacts_for_matching(
+    /// The org's contacts reachable by any address of the records `ids` (stored in `table`
+    /// under `column`), by Email, Alternate Email or a contact-point email, each once in id
+    /// order with all of its addresses. The addresses are joined in the database, never sent
+    /// back as parameters; one row per contact.
+    async fn contacts_reached_by(
         &self,
         org_id: i64,
-        addresses: &[String],
+        table: &str,
+        column: &str,
+        ids: &[i64],
     ) -> Result<Vec<MatchContact>, StoreError> {
         let b = self.backend();
-        let mut ids: Vec<i64> = Vec::new();
-        for chunk in addresses.chunks(IN_CHUNK) {
-            let n = chunk.len();
-            let sql = format!(
-                "SELECT id FROM contacts WHERE org_id = {o} AND email IN ({l1})
-                 UNION SELECT id FROM contacts WHERE org_id = {o} AND alt_email IN ({l2})
-                 UNION SELECT c.id FROM contact_emails p CROSS JOIN contacts c
-                     WHERE c.id = p.contact_id AND c.org_id = {o} AND p.address IN ({l3})",
-                o = marker(b, 1),
-                l1 = in_list(b, 2, n),
-                l2 = in_list(b, 2 + n, n),
-                l3 = in_list(b, 2 + 2 * n, n),
-            );
-            // CROSS JOIN keeps SQLite's planner on the address index (without statistics it
-            // would walk every contact of the org); PostgreSQL plans it as an inner join.
-            // SQLite's anonymous markers bind in order of appearance: the org id is bound
-            // before each list there, once for PostgreSQL's numbered markers.
-            let mut q = sqlx::query(&sql);
-            match b {
-                super::Backend::Sqlite => {
-                    for _ in 0..3 {
-                        q = q.bind(org_id);
-                        for a in chunk {
-                            q = q.bind(a.as_str());
-                        }
-                    }
-                }
-                super::Backend::Postgres => {
-                    q = q.bind(org_id);
-                    for _ in 0..3 {
-                        for a in chunk {
-                            q = q.bind(a.as_str());
-                        }
-                    }
-                }
+        let points = match b {
+            super::Backend::Sqlite => {
+                "(SELECT json_group_array(p.address) FROM contact_emails p WHERE p.contact_id = c.id)"
             }
-            for r in q.fetch_all(self.pool()).await? {
-                ids.push(r.try_get("id")?);
+            super::Backend::Postgres => {
+                "(SELECT json_agg(p.address ORDER BY p.address)::text FROM contact_emails p WHERE p.contact_id = c.id)"
             }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        self.match_contacts_by_id(&ids).await
-    }
-
-    /// Contacts with every address, by id.
-    pub async fn match_contacts_by_id(&self, ids: &[i64]) -> Result<Vec<MatchContact>, StoreError> {
-        let b = self.backend();
-        let mut out: Vec<MatchContact> = Vec::with_capacity(ids.len());
+        };
+        let mut out: Vec<MatchContact> = Vec::new();
         for chunk in ids.chunks(IN_CHUNK) {
+            let o = marker(b, chunk.len() + 1);
             let list = in_list(b, 1, chunk.len());
-            let sql = format!(
-                "SELECT id, name, entity_id, email, alt_email FROM contacts WHERE id IN ({list}) ORDER BY id"
-            );
+            let sql = match b {
+                // CROSS JOIN keeps SQLite's planner on the address indexes (without statistics
+                // it would walk every contact of the org).
+                super::Backend::Sqlite => format!(
+                    "WITH a AS (SELECT DISTINCT x.address FROM {table} x WHERE x.{column} IN ({list}))
+                     SELECT c.id, c.name, c.entity_id, c.email, c.alt_email, {points} AS points
+                     FROM contacts c WHERE c.id IN (
+                         SELECT c1.id FROM a CROSS JOIN contacts c1 WHERE c1.org_id = {o} AND c1.email = a.address
+                         UNION SELECT c2.id FROM a CROSS JOIN contacts c2 WHERE c2.org_id = {o} AND c2.alt_email = a.address
+                         UNION SELECT p.contact_id FROM a CROSS JOIN contact_emails p CROSS JOIN contacts c3
+                             WHERE p.address = a.address AND c3.id = p.contact_id AND c3.org_id = {o})
+                     ORDER BY c.id"
+                ),
+                // PostgreSQL hashes a batch's thousand addresses against a sequential scan of
+                // the org's contacts (three per batch) rather than probe the indexes; a
+                // LATERAL subquery that cannot be flattened (OFFSET 0) is probed once per
+                // address and once per contact (208 ms -> 36 ms per batch at 100k contacts).
+                super::Backend::Postgres => format!(
+                    "WITH a AS (SELECT DISTINCT x.address FROM {table} x WHERE x.{column} IN ({list})),
+                     ids AS (
+                         SELECT c1.id FROM a CROSS JOIN LATERAL
+                             (SELECT k.id FROM contacts k WHERE k.org_id = {o} AND k.email = a.address OFFSET 0) c1
+                         UNION SELECT c2.id FROM a CROSS JOIN LATERAL
+                             (SELECT k.id FROM contacts k WHERE k.org_id = {o} AND k.alt_email = a.address OFFSET 0) c2
+                         UNION SELECT c3.id FROM a CROSS JOIN LATERAL
+                             (SELECT k.id FROM contact_emails p JOIN contacts k ON k.id = p.contact_id
+                              WHERE p.address = a.address AND k.org_id = {o} OFFSET 0) c3)
+                     SELECT c.id, c.name, c.entity_id, c.email, c.alt_email, c.points FROM ids CROSS JOIN LATERAL
+                         (SELECT c.id, c.name, c.entity_id, c.email, c.alt_email, {points} AS points
+                          FROM contacts c WHERE c.id = ids.id OFFSET 0) c
+                     ORDER BY c.id"
+                ),
+            };
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(*id);
             }
-            let first = out.len();
+            // SQLite's anonymous markers bind in order of appearance: the org id three times
+            // there, once for PostgreSQL's numbered marker.
+            let org_binds = match b {
+                super::Backend::Sqlite => 3,
+                super::Backend::Postgres => 1,
+            };
+            for _ in 0..org_binds {
+                q = q.bind(org_id);
+            }
             for r in q.fetch_all(self.pool()).await? {
+                let id: i64 = r.try_get(0)?;
+                let mut contact_points: Vec<String> = match r.try_get::<Option<String>, _>(5)? {
+                    Some(json) => serde_json::from_str(&json).map_err(|e| {
+                        unreadable(format!("the contact points of contact {id}"), e)
+                    })?,
+                    None => Vec::new(),
+                };
+                contact_points.sort();
                 out.push(MatchContact {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    entity_id: r.try_get("entity_id")?,
-                    email: r.try_get("email")?,
-                    alt_email: r.try_get("alt_email")?,
-                    contact_points: Vec::new(),
+                    id,
+                    name: r.try_get(1)?,
+                    entity_id: r.try_get(2)?,
+                    email: r.try_get(3)?,
+                    alt_email: r.try_get(4)?,
+                    contact_points,
                 });
             }
-            let sql = format!(
-                "SELECT contact_id, address FROM contact_emails WHERE contact_id IN ({list}) ORDER BY contact_id, address"
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            let index: HashMap<i64, usize> = out[first..]
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.id, first + i))
-                .collect();
-            for r in q.fetch_all(self.pool()).await? {
-                let id: i64 = r.try_get("contact_id")?;
-                if let Some(&i) = index.get(&id) {
-                    out[i].contact_points.push(r.try_get("address")?);
-                }
-            }
+        }
+        if ids.len() > IN_CHUNK {
+            out.sort_by_key(|c| c.id);
+            out.dedup_by_key(|c| c.id);
         }
         Ok(out)
     }
@@ -483,11 +540,13 @@ impl Store {
             .collect();
         for chunk in matched.chunks(IN_CHUNK) {
             let sql = format!(
-                "DELETE FROM activity_matches WHERE kind = {} AND source = 'plugin' AND record_id IN ({})",
+                "DELETE FROM activity_matches WHERE kind = {} AND source = 'plugin' AND {}",
                 marker(b, 1),
-                in_list(b, 2, chunk.len())
+                ids_in_range(b, 2, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(kind.as_str());
+            let (lo, hi) = bounds(chunk);
+            q = q.bind(lo).bind(hi);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -498,39 +557,56 @@ impl Store {
             .filter_map(|o| o.result.as_ref().ok().map(|ms| (o, ms)))
             .flat_map(|(o, ms)| ms.iter().map(move |m| (o, m)))
             .collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+        // What is the same for every link of the batch is bound once per statement; each row
+        // carries only its own seven values. Statements come in a few fixed sizes (a power of
+        // two up to LINK_ROWS), so each connection prepares each shape once.
+        let mut rest: &[(&MatchOutcome, &StoredMatch)] = &rows;
+        while !rest.is_empty() {
+            let n = link_rows(rest.len());
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let sql = format!(
                 "INSERT INTO activity_matches (kind, record_id, tenant_id, contact_id, entity_id, address, field, source,
                      reason, decided_by, occurred_ms, at_ms)
-                 VALUES {} ON CONFLICT DO NOTHING",
-                value_rows(b, chunk.len(), 12)
+                 SELECT {kind}, v.column1, {tenant}, v.column2, v.column3, v.column4, v.column5, 'plugin',
+                     v.column6, {decided}, v.column7, {at}
+                 FROM (VALUES {values}) AS v WHERE true ON CONFLICT DO NOTHING",
+                kind = marker(b, 1),
+                tenant = marker(b, 2),
+                decided = marker(b, 3),
+                at = marker(b, 4),
+                values = value_rows_from(b, 5, n, 7),
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql)
+                .bind(kind.as_str())
+                .bind(tenant_id)
+                .bind(decided_by)
+                .bind(now);
             for (o, m) in chunk {
                 q = q
-                    .bind(kind.as_str())
                     .bind(o.record_id)
-                    .bind(tenant_id)
                     .bind(m.contact_id)
                     .bind(m.entity_id)
                     .bind(m.address.as_str())
                     .bind(m.field.as_str())
-                    .bind("plugin")
                     .bind(m.reason.as_str())
-                    .bind(decided_by)
-                    .bind(o.occurred_ms)
-                    .bind(now);
+                    .bind(o.occurred_ms);
             }
             q.execute(&mut *tx).await?;
         }
         for chunk in matched.chunks(IN_CHUNK) {
             let sql = format!(
-                "DELETE FROM match_failures WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
+                "DELETE FROM match_failures WHERE tenant_id = {} AND kind = {} AND {}",
                 marker(b, 1),
                 marker(b, 2),
-                in_list(b, 3, chunk.len())
+                ids_in_range(b, 3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind.as_str());
+            let (lo, hi) = bounds(chunk);
+            let mut q = sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(kind.as_str())
+                .bind(lo)
+                .bind(hi);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -582,12 +658,17 @@ impl Store {
         }
         for chunk in ids.chunks(IN_CHUNK) {
             let sql = format!(
-                "DELETE FROM match_queue WHERE tenant_id = {} AND kind = {} AND record_id IN ({})",
+                "DELETE FROM match_queue WHERE tenant_id = {} AND kind = {} AND {}",
                 marker(b, 1),
                 marker(b, 2),
-                in_list(b, 3, chunk.len())
+                ids_in_range(b, 3, chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(tenant_id).bind(kind.as_str());
+            let (lo, hi) = bounds(chunk);
+            let mut q = sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(kind.as_str())
+                .bind(lo)
+                .bind(hi);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -766,5 +847,24 @@ impl Store {
             .iter()
             .map(|r| r.try_get("name"))
             .collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_statements_take_powers_of_two_up_to_the_cap() {
+        let mut left = 300;
+        let mut sizes = Vec::new();
+        while left > 0 {
+            let n = link_rows(left);
+            sizes.push(n);
+            left -= n;
+        }
+        assert_eq!(sizes, vec![256, 32, 8, 4]);
+        assert_eq!(link_rows(1), 1);
+        assert_eq!(link_rows(5000), LINK_ROWS);
     }
 }

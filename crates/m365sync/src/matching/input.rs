@@ -43,20 +43,6 @@ fn field_from_name(name: &str) -> MatchField {
     }
 }
 
-/// Every distinct address of a batch, in first-seen order.
-pub fn batch_addresses(batch: &[MatchCandidate]) -> Vec<String> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for c in batch {
-        for (_, address, _) in &c.addresses {
-            if seen.insert(address.as_str()) {
-                out.push(address.clone());
-            }
-        }
-    }
-    out
-}
-
 /// The conversations of a batch, each once.
 pub fn batch_conversations(batch: &[MatchCandidate]) -> Vec<String> {
     let mut seen = HashSet::new();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::input::{accept, batch_addresses, batch_conversations, match_inputs, tenant_view};
+use super::input::{accept, batch_conversations, match_inputs, tenant_view};
 use crate::sync::error::SyncError;
 use crate::sync::stages::load_plugin;
 use crate::sync::stages::stamp;
@@ -177,7 +177,8 @@ struct Prepared {
     read_ms: u64,
 }
 
-/// Reads the next batch after record `after`; none when the queue holds no more.
+/// Reads the next batch after record `after` (three statements: see
+/// [`Store::match_batch`]); none when the queue holds no more.
 async fn prepare(
     store: Store,
     tenant: Tenant,
@@ -185,20 +186,16 @@ async fn prepare(
     after: i64,
 ) -> Result<Option<Prepared>, StoreError> {
     let started = Instant::now();
-    let ids = store
-        .queued_for_matching(tenant.id, kind, after, BATCH)
+    let read = store
+        .match_batch(tenant.id, tenant.org_id, kind, after, BATCH)
         .await?;
-    if ids.is_empty() {
+    if read.ids.is_empty() {
         return Ok(None);
     }
-    let batch = store.match_candidates(tenant.id, kind, &ids).await?;
-    let contacts = store
-        .contacts_for_matching(tenant.org_id, &batch_addresses(&batch))
-        .await?;
     Ok(Some(Prepared {
-        ids,
-        batch,
-        contacts,
+        ids: read.ids,
+        batch: read.candidates,
+        contacts: read.contacts,
         read_ms: started.elapsed().as_millis() as u64,
     }))
 }
