@@ -17,6 +17,7 @@ mod api;
 mod api_calendar;
 mod api_crm;
 mod api_mail;
+mod api_plugins;
 mod api_send;
 mod api_shadow;
 mod console;
