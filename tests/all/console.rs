@@ -190,6 +190,38 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     assert_eq!(settings["from"], "tenant", "{settings}");
+    // The org's plugins: the sandbox installed none, so the built-in ones decide every slot,
+    // and a rollback is refused in words, after the page asked first.
+    b.goto(&format!("{base}/#/plugins/sandbox")).await;
+    let org_exclusion = "#plugins tr[data-level='org default'][data-slot='exclusion']";
+    b.wait_text(org_exclusion, "built-in").await;
+    for slot in ["exclusion", "mapping", "matching"] {
+        let row = b
+            .find(&format!(
+                "#plugins tr[data-level='tenant contoso'][data-slot='{slot}']"
+            ))
+            .await;
+        assert!(b.text(&row).await.contains("built-in"), "{slot}");
+    }
+    let history = b
+        .find(&format!("{org_exclusion} button[aria-label^='History']"))
+        .await;
+    b.click(&history).await;
+    b.wait_text("#plugin-detail", "Nothing was ever installed")
+        .await;
+    let roll = b
+        .find(&format!("{org_exclusion} button[aria-label^='Roll back']"))
+        .await;
+    b.click(&roll).await;
+    let confirm = b.find(&format!("{org_exclusion} .confirm button")).await;
+    assert_eq!(b.text(&confirm).await, "Roll back");
+    b.click(&confirm).await;
+    b.wait_text(
+        org_exclusion,
+        "Not rolled back: nothing to roll back to: the exclusion slot has had 0 install(s)",
+    )
+    .await;
+    b.screenshot("plugins").await;
 
     // (3) A user maps three unmatched emails to a contact from their review list.
     // The user with the most unmatched mail, and a contact of their own to map it to.

@@ -17,6 +17,7 @@ mod mail_send;
 mod matching;
 mod notifications;
 mod ops;
+mod plugin_api;
 mod plugin_cache;
 mod plugin_cases;
 mod plugin_installs;
