@@ -995,11 +995,11 @@ async function pluginsPage(org) {
           try {
             const r = await api("POST", base + "/" + enc(row.slot) + "/rollback" + levelQuery(row));
             ask.replaceWith(msg);
-            say(msg, r.summary + ". ");
+            say(msg, " " + r.summary + ". ");
             msg.append(h("button", { type: "button", class: "secondary", onclick: () => pluginsPage(org) }, "Show what is in force now"));
           } catch (e) {
             ask.replaceWith(msg);
-            say(msg, "Not rolled back: " + e.message, true);
+            say(msg, " Not rolled back: " + e.message, true);
           }
         } }, "Roll back"),
         " ",
