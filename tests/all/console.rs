@@ -221,6 +221,48 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
         "Not rolled back: nothing to roll back to: the exclusion slot has had 0 install(s)",
     )
     .await;
+    // Two installs of the tenant's mapping by the CLI (the built-in one, then the same under
+    // another digest); the page shows the tenant's own and rolls it back to the first.
+    let config = sandbox.join("m365sync.toml");
+    let tagged = dir.0.join("tagged-mapping.wasm");
+    let mut wasm = m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Mapping)
+        .wasm
+        .to_vec();
+    wasm.extend_from_slice(&[0, 6, 4, b't', b'e', b's', b't', 1]);
+    std::fs::write(&tagged, &wasm).unwrap();
+    for (file, extra) in [
+        ("builtin:mapping", None),
+        (tagged.to_str().unwrap(), Some("--no-cases")),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
+            .arg("--config")
+            .arg(&config)
+            .args(["plugin", "install", file, "--org", "sandbox"])
+            .args(["--tenant", "contoso", "--slot", "mapping"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    b.goto(&format!("{base}/#/tenants")).await;
+    b.goto(&format!("{base}/#/plugins/sandbox")).await;
+    let tenant_mapping = "#plugins tr[data-level='tenant contoso'][data-slot='mapping']";
+    b.wait_text(tenant_mapping, "installed").await;
+    let roll = b
+        .find(&format!("{tenant_mapping} button[aria-label^='Roll back']"))
+        .await;
+    b.click(&roll).await;
+    let confirm = b.find(&format!("{tenant_mapping} .confirm button")).await;
+    b.click(&confirm).await;
+    let builtin_mapping = m365sync_plugin::cache::digest(
+        m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Mapping).wasm,
+    );
+    b.wait_text(
+        "#plugin-result",
+        "rolled back the mapping plugin of tenant contoso of org sandbox: now field-mapping",
+    )
+    .await;
+    b.wait_text(tenant_mapping, &builtin_mapping[..16]).await;
     b.screenshot("plugins").await;
 
     // (3) A user maps three unmatched emails to a contact from their review list.

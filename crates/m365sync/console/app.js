@@ -937,7 +937,8 @@ function levelQuery(row) {
   return row.tenant ? "?tenant=" + enc(row.tenant) : "";
 }
 
-async function pluginsPage(org) {
+/** The Plugins page of `org`; `done` is the sentence of an action just taken, shown on top. */
+async function pluginsPage(org, done) {
   const base = "/api/orgs/" + enc(org) + "/plugins";
   await page("Plugins of " + org, async () => {
     const inForce = await api("GET", base);
@@ -989,14 +990,13 @@ async function pluginsPage(org) {
     const rollback = (row, cell) => {
       const msg = h("span", { role: "status" });
       const ask = h("span", { class: "confirm" },
-        "Roll the " + row.slot + " slot of " + row.level + " back to the version before " + row.name + " " + row.version + "? ",
+        "Roll the " + row.slot + " slot of " + row.level + " back to the version installed there before the current one? ",
         h("button", { type: "button", class: "danger", onclick: async (ev) => {
           ev.target.disabled = true;
           try {
             const r = await api("POST", base + "/" + enc(row.slot) + "/rollback" + levelQuery(row));
-            ask.replaceWith(msg);
-            say(msg, " " + r.summary + ". ");
-            msg.append(h("button", { type: "button", class: "secondary", onclick: () => pluginsPage(org) }, "Show what is in force now"));
+            // Redrawn from the API, so the table shows what is in force now.
+            return pluginsPage(org, r.summary);
           } catch (e) {
             ask.replaceWith(msg);
             say(msg, " Not rolled back: " + e.message, true);
@@ -1034,6 +1034,7 @@ async function pluginsPage(org) {
       );
     });
     return [
+      done ? h("p", { id: "plugin-result", role: "status" }, done) : null,
       h("p", { class: "muted" }, "What decides each slot, for the org's default and each tenant: installed at that level, inherited from the org's default, or the built-in plugin. Install a component with its cases by `m365sync plugin install`; a shadow with `m365sync plugin shadow`."),
       table(["Level", "Slot", "Name", "Version", "Why", "SHA-256", "Installed", "Shadow", ""], rows, { id: "plugins" }),
       detail,
