@@ -19,6 +19,7 @@ mod api_crm;
 mod api_mail;
 mod api_plugins;
 mod api_send;
+mod api_setup;
 mod api_shadow;
 mod console;
 mod contexts;
