@@ -108,6 +108,10 @@ async fn a_tenant_is_tested_and_activated_through_the_api_and_syncs() {
         assert_eq!(report["steps"][0]["name"], "token");
         assert_eq!(report["steps"][0]["status"], "failed", "{report}");
         assert_eq!(report["steps"][1]["status"], "skipped", "{report}");
+        assert!(
+            !report["steps"][0]["fix"].as_str().unwrap().is_empty(),
+            "the failed step says what to fix: {report}"
+        );
         assert!(!report.to_string().contains("not-the-secret"));
         let (st, refused) = api
             .call(

@@ -418,6 +418,7 @@ async function tenantPage(org, tenant) {
       );
     };
     await loadRuns("");
+    const setup = setupBox(org, tenant);
     return [
       h("div", { class: "actions" }, syncBtn, syncMsg,
         h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
@@ -425,6 +426,7 @@ async function tenantPage(org, tenant) {
         h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
         h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org),
         h("a", { href: "#/plugins/" + enc(org) }, "Plugins of " + org)),
+      setup,
       h("h2", {}, "Mailboxes"),
       table(
         ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Verify"],
@@ -436,6 +438,54 @@ async function tenantPage(org, tenant) {
       runsBox,
     ];
   });
+}
+
+/** The connectivity checklist as `tenant test` words it: each step, its result and the fix. */
+function checklist(report) {
+  return table(
+    ["Step", "Result", "Detail", "What to fix"],
+    report.steps.map((st) =>
+      h("tr", { dataset: { step: st.name } }, h("td", {}, st.name), h("td", { class: "step-" + st.status }, st.status), h("td", {}, st.detail), h("td", {}, st.fix || "–"))
+    ),
+    { id: "checklist" }
+  );
+}
+
+/** "Test connectivity" and "Activate" for a tenant (`tenant test`, `activate`): answers shown
+ * step by step, activation's warnings (C9's invitation warning among them) in words. */
+function setupBox(org, tenant) {
+  const base = "/api/orgs/" + enc(org) + "/tenants/" + enc(tenant);
+  const out = h("div", { id: "setup-result", "aria-live": "polite" });
+  const run = async (btn, what) => {
+    btn.disabled = true;
+    out.replaceChildren(h("p", { class: "muted" }, "Asking Microsoft…"));
+    try {
+      out.replaceChildren(...(await what()));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      out.replaceChildren(failure(e));
+    } finally {
+      btn.disabled = false;
+    }
+  };
+  const test = h("button", { type: "button", id: "test-connectivity", class: "secondary", onclick: () => run(test, async () => {
+    const r = await api("POST", base + "/test");
+    return [h("p", { class: r.ok ? "" : "error" }, r.ok ? "Every step passed (" + r.auth_mode + " token)." : "A step failed: fix it and test again."), checklist(r)];
+  }) }, "Test connectivity");
+  const activate = h("button", { type: "button", id: "activate", class: "secondary", onclick: () => run(activate, async () => {
+    let r;
+    try {
+      r = await api("POST", base + "/activate");
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 409) throw e;
+      return [h("p", { class: "error", role: "alert" }, "Not activated: " + e.message)];
+    }
+    return [
+      h("p", {}, (r.newly_activated ? "Activated: " : "Already activated: ") + r.mailboxes + " mailbox(es), mail from " + when(r.commencement_ms) + ", every " + r.cadence_minutes + " min."),
+      r.warnings.length ? h("ul", { id: "activate-warnings" }, r.warnings.map((w) => h("li", {}, w))) : null,
+    ];
+  }) }, "Activate");
+  return h("div", {}, h("div", { class: "actions" }, test, activate), out);
 }
 
 /** "Verify": each synced folder of the mailbox compared with Graph, id by id (no repair). */

@@ -14,11 +14,11 @@ use serde_json::json;
 use super::api_crm::{bad, ok, Handled};
 use super::Shared;
 use crate::admin::activate::{activate, ActivateError};
-use crate::admin::connectivity::test_connectivity;
+use crate::admin::connectivity::{test_connectivity, Report};
 
 /// The checklist: token, directory, one mailbox (`?mailbox=` or the tenant's first). A failed
-/// step is part of the answer (`ok: false`, the step's `failure` naming what to fix), not an
-/// HTTP error: the check itself ran.
+/// step is part of the answer (`ok: false`, the step's `failure` and `fix` naming what to fix),
+/// not an HTTP error: the check itself ran.
 pub(super) async fn test(
     shared: &Shared,
     org: &str,
@@ -32,7 +32,19 @@ pub(super) async fn test(
         .map(String::as_str)
         .filter(|m| !m.is_empty());
     let report = test_connectivity(store, &t, shared.env.http.clone(), mailbox).await?;
-    ok(json!(report))
+    ok(checklist(&report))
+}
+
+/// A checklist as JSON, each failed step with `fix`: its failure in the words `tenant test`
+/// prints, beside the failure's fields.
+fn checklist(report: &Report) -> serde_json::Value {
+    let mut v = json!(report);
+    for (i, step) in report.steps.iter().enumerate() {
+        if let Some(f) = &step.failure {
+            v["steps"][i]["fix"] = f.to_string().into();
+        }
+    }
+    v
 }
 
 /// Activates the tenant after its checks. Refusals are 409 with the CLI's words; a failed
@@ -64,7 +76,7 @@ pub(super) async fn activate_tenant(
         Err(ActivateError::Store(e)) => Err(e.into()),
         Err(e) => {
             let report = match &e {
-                ActivateError::Connectivity { report, .. } => Some(report.clone()),
+                ActivateError::Connectivity { report, .. } => Some(checklist(report)),
                 _ => None,
             };
             let words = match e {
