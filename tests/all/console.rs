@@ -164,6 +164,18 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     );
     assert!(cells[10].contains(&figures), "{figures:?} not in {cells:?}");
     b.screenshot("tenant").await;
+    // The tenant's connectivity checklist, step by step, as `tenant test` gives it; activating
+    // the sandbox's tenant again changes nothing and says so.
+    let test = b.find("#test-connectivity").await;
+    b.click(&test).await;
+    b.wait_text("#setup-result", "Every step passed").await;
+    for step in ["token", "directory", "mailbox"] {
+        let row = b.find(&format!("#checklist tr[data-step='{step}']")).await;
+        assert!(b.text(&row).await.contains("passed"), "{step}");
+    }
+    let activate = b.find("#activate").await;
+    b.click(&activate).await;
+    b.wait_text("#setup-result", "Already activated").await;
     // Verify compares a mailbox with Microsoft; the sandbox's first run read it whole.
     let address = mailboxes[0]["address"].as_str().unwrap();
     let verify = b
@@ -190,6 +202,80 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     assert_eq!(settings["from"], "tenant", "{settings}");
+    // The org's plugins: the sandbox installed none, so the built-in ones decide every slot,
+    // and a rollback is refused in words, after the page asked first.
+    b.goto(&format!("{base}/#/plugins/sandbox")).await;
+    let org_exclusion = "#plugins tr[data-level='org default'][data-slot='exclusion']";
+    b.wait_text(org_exclusion, "built-in").await;
+    for slot in ["exclusion", "mapping", "matching"] {
+        let row = b
+            .find(&format!(
+                "#plugins tr[data-level='tenant contoso'][data-slot='{slot}']"
+            ))
+            .await;
+        assert!(b.text(&row).await.contains("built-in"), "{slot}");
+    }
+    let history = b
+        .find(&format!("{org_exclusion} button[aria-label^='History']"))
+        .await;
+    b.click(&history).await;
+    b.wait_text("#plugin-detail", "Nothing was ever installed")
+        .await;
+    let roll = b
+        .find(&format!("{org_exclusion} button[aria-label^='Roll back']"))
+        .await;
+    b.click(&roll).await;
+    let confirm = b.find(&format!("{org_exclusion} .confirm button")).await;
+    assert_eq!(b.text(&confirm).await, "Roll back");
+    b.click(&confirm).await;
+    b.wait_text(
+        org_exclusion,
+        "Not rolled back: nothing to roll back to: the exclusion slot has had 0 install(s)",
+    )
+    .await;
+    // Two installs of the tenant's mapping by the CLI (the built-in one, then the same under
+    // another digest); the page shows the tenant's own and rolls it back to the first.
+    let config = sandbox.join("m365sync.toml");
+    let tagged = dir.0.join("tagged-mapping.wasm");
+    let mut wasm = m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Mapping)
+        .wasm
+        .to_vec();
+    wasm.extend_from_slice(&[0, 6, 4, b't', b'e', b's', b't', 1]);
+    std::fs::write(&tagged, &wasm).unwrap();
+    for (file, extra) in [
+        ("builtin:mapping", None),
+        (tagged.to_str().unwrap(), Some("--no-cases")),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_m365sync"))
+            .arg("--config")
+            .arg(&config)
+            .args(["plugin", "install", file, "--org", "sandbox"])
+            .args(["--tenant", "contoso", "--slot", "mapping"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    b.goto(&format!("{base}/#/tenants")).await;
+    b.goto(&format!("{base}/#/plugins/sandbox")).await;
+    let tenant_mapping = "#plugins tr[data-level='tenant contoso'][data-slot='mapping']";
+    b.wait_text(tenant_mapping, "installed").await;
+    let roll = b
+        .find(&format!("{tenant_mapping} button[aria-label^='Roll back']"))
+        .await;
+    b.click(&roll).await;
+    let confirm = b.find(&format!("{tenant_mapping} .confirm button")).await;
+    b.click(&confirm).await;
+    let builtin_mapping = m365sync_plugin::cache::digest(
+        m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Mapping).wasm,
+    );
+    b.wait_text(
+        "#plugin-result",
+        "rolled back the mapping plugin of tenant contoso of org sandbox: now field-mapping",
+    )
+    .await;
+    b.wait_text(tenant_mapping, &builtin_mapping[..16]).await;
+    b.screenshot("plugins").await;
 
     // (3) A user maps three unmatched emails to a contact from their review list.
     // The user with the most unmatched mail, and a contact of their own to map it to.

@@ -231,19 +231,15 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
         }
         PluginCommand::Rollback { org, tenant, slot } => {
             let (store, scope) = scope(config, &org, tenant.as_deref()).await?;
-            let now = store.rollback_plugin(scope, slot.world()).await?;
-            println!(
-                "rolled back the {slot} plugin of {}: now {} {} (sha256 {})",
-                place(&org, tenant.as_deref()),
-                now.name,
-                now.version,
-                short(&now.digest)
-            );
+            let done =
+                m365sync::admin::plugins::rollback(&store, &org, tenant.as_deref(), scope, slot)
+                    .await?;
+            println!("{}", done.summary);
             Ok(())
         }
         PluginCommand::List { org, json } => {
             let (store, scope) = scope(config, &org, None).await?;
-            let rows = in_force(&store, &org, scope.org_id).await?;
+            let rows = m365sync::admin::plugins::in_force(&store, &org, scope.org_id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -322,130 +318,7 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
     }
 }
 
-/// One line of `plugin list`: what runs in a slot at one level, and where it comes from.
-#[derive(serde::Serialize)]
-struct InForce {
-    /// `org default` or `tenant NAME`.
-    level: String,
-    slot: String,
-    name: String,
-    version: String,
-    /// `installed` (set at this level), `org default` (a tenant inheriting it) or `built-in`.
-    source: &'static str,
-    digest: String,
-    /// The candidate running beside it in shadow, if any (`plugin shadow`).
-    shadow: Option<ShadowInForce>,
-}
-
-/// A shadow as `plugin list` shows it: which candidate, set where, and its counts so far.
-#[derive(serde::Serialize)]
-struct ShadowInForce {
-    name: String,
-    version: String,
-    digest: String,
-    /// `set here`, or `org's` for a tenant running its org's shadow.
-    source: &'static str,
-    agreed: i64,
-    disagreed: i64,
-    failed: i64,
-}
-
-impl ShadowInForce {
-    fn new(s: m365sync_store::shadows::Shadow, tenant_level: bool) -> ShadowInForce {
-        ShadowInForce {
-            source: if tenant_level && s.tenant_scope == 0 {
-                "org's"
-            } else {
-                "set here"
-            },
-            name: s.name,
-            version: s.version,
-            digest: s.digest,
-            agreed: s.agreed,
-            disagreed: s.disagreed,
-            failed: s.failed,
-        }
-    }
-}
-
-/// What runs for every slot: the org's default, then each tenant of the org.
-async fn in_force(store: &Store, org: &str, org_id: i64) -> anyhow::Result<Vec<InForce>> {
-    let active = store.active_plugins(org_id).await?;
-    let find = |tenant: Option<i64>, slot: Kind| {
-        active
-            .iter()
-            .find(|(t, p)| *t == tenant && p.slot == slot.world())
-            .map(|(_, p)| p)
-    };
-    let row = |level: &str,
-               slot: Kind,
-               own: Option<&m365sync_store::plugins::ActivePlugin>,
-               inherited: Option<&m365sync_store::plugins::ActivePlugin>| {
-        let (p, source) = match (own, inherited) {
-            (Some(p), _) => (Some(p), "installed"),
-            (None, Some(p)) => (Some(p), "org default"),
-            (None, None) => (None, "built-in"),
-        };
-        match p {
-            Some(p) => InForce {
-                level: level.to_string(),
-                slot: slot.to_string(),
-                name: p.name.clone(),
-                version: p.version.clone(),
-                source,
-                digest: p.digest.clone(),
-                shadow: None,
-            },
-            None => {
-                let b = builtin::builtin(slot);
-                InForce {
-                    level: level.to_string(),
-                    slot: slot.to_string(),
-                    name: b.name.to_string(),
-                    // The built-in plugins are versioned with the binary that carries them.
-                    version: "-".to_string(),
-                    source,
-                    digest: m365sync_plugin::cache::digest(b.wasm),
-                    shadow: None,
-                }
-            }
-        }
-    };
-    let mut rows = Vec::new();
-    for slot in Kind::ALL {
-        let mut r = row("org default", slot, find(None, slot), None);
-        let org_level = m365sync_store::plugins::PluginScope {
-            org_id,
-            tenant_id: None,
-        };
-        r.shadow = store
-            .shadow(org_level, slot.world())
-            .await?
-            .map(|s| ShadowInForce::new(s, false));
-        rows.push(r);
-    }
-    for t in store.tenants(Some(org)).await? {
-        for slot in Kind::ALL {
-            let mut r = row(
-                &format!("tenant {}", t.name),
-                slot,
-                find(Some(t.id), slot),
-                find(None, slot),
-            );
-            r.shadow = store
-                .shadow_for_tenant(org_id, t.id, slot.world())
-                .await?
-                .map(|s| ShadowInForce::new(s, true));
-            rows.push(r);
-        }
-    }
-    Ok(rows)
-}
-
-/// The first 16 hex digits of a digest, as the commands print it.
-pub(crate) fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(16)]
-}
+pub(crate) use m365sync::admin::plugins::{place, short};
 
 fn builtin_label(slot: Kind) -> String {
     format!("the built-in {}", builtin::builtin(slot).name)
@@ -459,13 +332,6 @@ pub(crate) enum CasesChoice {
     Default,
     /// `--no-cases`: none, and the history says so.
     Skip,
-}
-
-pub(crate) fn place(org: &str, tenant: Option<&str>) -> String {
-    match tenant {
-        Some(t) => format!("tenant {t} of org {org}"),
-        None => format!("org {org}"),
-    }
 }
 
 pub(crate) async fn scope(

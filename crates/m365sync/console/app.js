@@ -186,7 +186,12 @@ function signedIn(who) {
         ]
       : [
           ["#/tenants", "Tenants"],
-          ...(who.role === "org_admin" ? [["#/contacts/" + enc(who.org), "Contacts"]] : []),
+          ...(who.role === "org_admin"
+            ? [
+                ["#/contacts/" + enc(who.org), "Contacts"],
+                ["#/plugins/" + enc(who.org), "Plugins"],
+              ]
+            : []),
         ];
   document
     .getElementById("nav")
@@ -245,7 +250,9 @@ async function tenantsPage() {
           {},
           h("a", { href: "#/failures/" + enc(t.org) + "/" + enc(t.name) }, "Failed records"),
           " · ",
-          h("a", { href: "#/contacts/" + enc(t.org) }, "Contacts")
+          h("a", { href: "#/contacts/" + enc(t.org) }, "Contacts"),
+          " · ",
+          h("a", { href: "#/plugins/" + enc(t.org) }, "Plugins")
         )
       )
     );
@@ -411,12 +418,15 @@ async function tenantPage(org, tenant) {
       );
     };
     await loadRuns("");
+    const setup = setupBox(org, tenant);
     return [
       h("div", { class: "actions" }, syncBtn, syncMsg,
         h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
         h("a", { href: "#/errors/" + enc(org) + "/" + enc(tenant) }, "Errors"),
         h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
-        h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org)),
+        h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org),
+        h("a", { href: "#/plugins/" + enc(org) }, "Plugins of " + org)),
+      setup,
       h("h2", {}, "Mailboxes"),
       table(
         ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Verify"],
@@ -428,6 +438,54 @@ async function tenantPage(org, tenant) {
       runsBox,
     ];
   });
+}
+
+/** The connectivity checklist as `tenant test` words it: each step, its result and the fix. */
+function checklist(report) {
+  return table(
+    ["Step", "Result", "Detail", "What to fix"],
+    report.steps.map((st) =>
+      h("tr", { dataset: { step: st.name } }, h("td", {}, st.name), h("td", { class: "step-" + st.status }, st.status), h("td", {}, st.detail), h("td", {}, st.fix || "–"))
+    ),
+    { id: "checklist" }
+  );
+}
+
+/** "Test connectivity" and "Activate" for a tenant (`tenant test`, `activate`): answers shown
+ * step by step, activation's warnings (C9's invitation warning among them) in words. */
+function setupBox(org, tenant) {
+  const base = "/api/orgs/" + enc(org) + "/tenants/" + enc(tenant);
+  const out = h("div", { id: "setup-result", "aria-live": "polite" });
+  const run = async (btn, what) => {
+    btn.disabled = true;
+    out.replaceChildren(h("p", { class: "muted" }, "Asking Microsoft…"));
+    try {
+      out.replaceChildren(...(await what()));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      out.replaceChildren(failure(e));
+    } finally {
+      btn.disabled = false;
+    }
+  };
+  const test = h("button", { type: "button", id: "test-connectivity", class: "secondary", onclick: () => run(test, async () => {
+    const r = await api("POST", base + "/test");
+    return [h("p", { class: r.ok ? "" : "error" }, r.ok ? "Every step passed (" + r.auth_mode + " token)." : "A step failed: fix it and test again."), checklist(r)];
+  }) }, "Test connectivity");
+  const activate = h("button", { type: "button", id: "activate", class: "secondary", onclick: () => run(activate, async () => {
+    let r;
+    try {
+      r = await api("POST", base + "/activate");
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 409) throw e;
+      return [h("p", { class: "error", role: "alert" }, "Not activated: " + e.message)];
+    }
+    return [
+      h("p", {}, (r.newly_activated ? "Activated: " : "Already activated: ") + r.mailboxes + " mailbox(es), mail from " + when(r.commencement_ms) + ", every " + r.cadence_minutes + " min."),
+      r.warnings.length ? h("ul", { id: "activate-warnings" }, r.warnings.map((w) => h("li", {}, w))) : null,
+    ];
+  }) }, "Activate");
+  return h("div", {}, h("div", { class: "actions" }, test, activate), out);
 }
 
 /** "Verify": each synced folder of the mailbox compared with Graph, id by id (no repair). */
@@ -917,6 +975,123 @@ async function eventsPage() {
   await load("");
 }
 
+// ---- plugins -------------------------------------------------------------------------------
+
+/** The first 16 hex digits of a digest, as the CLI prints it. */
+function shortDigest(d) {
+  return (d || "").replace(/^sha256:/, "").slice(0, 16);
+}
+
+/** The query naming a row's level: "?tenant=T" for a tenant's row, "" for the org default. */
+function levelQuery(row) {
+  return row.tenant ? "?tenant=" + enc(row.tenant) : "";
+}
+
+/** The Plugins page of `org`; `done` is the sentence of an action just taken, shown on top. */
+async function pluginsPage(org, done) {
+  const base = "/api/orgs/" + enc(org) + "/plugins";
+  await page("Plugins of " + org, async () => {
+    const inForce = await api("GET", base);
+    const detail = h("section", { id: "plugin-detail", "aria-live": "polite" });
+    const history = async (row) => {
+      detail.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      try {
+        const r = await api("GET", base + "/" + enc(row.slot) + "/history" + levelQuery(row));
+        detail.replaceChildren(
+          h("h2", {}, "History of the " + row.slot + " slot, " + row.level),
+          r.history.length
+            ? table(
+                ["When", "Action", "Name", "Version", "SHA-256", "Checked against"],
+                r.history.map((e) =>
+                  h("tr", {}, h("td", {}, when(e.at_ms)), h("td", {}, e.action), h("td", {}, e.name), h("td", {}, e.version), h("td", {}, h("code", {}, shortDigest(e.digest))), h("td", {}, e.cases || "–"))
+                ),
+                { id: "plugin-history" }
+              )
+            : h("p", {}, "Nothing was ever installed in this slot at this level: " + (row.tenant ? "it follows the org's default." : "the built-in plugin runs."))
+        );
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        detail.replaceChildren(failure(e));
+      }
+    };
+    const shadowDiff = async (row) => {
+      detail.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      try {
+        const d = await api("GET", base + "/" + enc(row.slot) + "/shadow" + (row.tenant ? "?tenant=" + enc(row.tenant) + "&" : "?") + "limit=" + PAGE);
+        detail.replaceChildren(
+          h("h2", {}, "Shadow of the " + row.slot + " slot, " + row.level + ": " + d.shadow.name + " " + d.shadow.version),
+          h("p", {}, d.agreed + " agreed, " + d.disagreed + " disagreed, " + d.failed + " failed since " + when(d.shadow.started_ms) + ". The shadow decides nothing; `m365sync plugin promote` makes it the version in force."),
+          d.records.length
+            ? table(
+                ["When", "Tenant", "Record", "Subject", "Outcome", "Live", "Shadow"],
+                d.records.map((r) =>
+                  h("tr", {}, h("td", {}, when(r.at_ms)), h("td", {}, r.tenant), h("td", {}, r.record_kind), h("td", {}, r.subject), h("td", {}, r.outcome), h("td", {}, r.live + (r.live_rule ? " (" + r.live_rule + ")" : "")), h("td", {}, r.shadow + (r.shadow_rule ? " (" + r.shadow_rule + ")" : "")))
+                ),
+                { id: "shadow-diff" }
+              )
+            : h("p", {}, "No record decided otherwise so far.")
+        );
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        detail.replaceChildren(failure(e));
+      }
+    };
+    // Rollback asks first, in the page (no browser dialog), and says the API's answer.
+    const rollback = (row, cell) => {
+      const msg = h("span", { role: "status" });
+      const ask = h("span", { class: "confirm" },
+        "Roll the " + row.slot + " slot of " + row.level + " back to the version installed there before the current one? ",
+        h("button", { type: "button", class: "danger", onclick: async (ev) => {
+          ev.target.disabled = true;
+          try {
+            const r = await api("POST", base + "/" + enc(row.slot) + "/rollback" + levelQuery(row));
+            // Redrawn from the API, so the table shows what is in force now.
+            return pluginsPage(org, r.summary);
+          } catch (e) {
+            ask.replaceWith(msg);
+            say(msg, " Not rolled back: " + e.message, true);
+          }
+        } }, "Roll back"),
+        " ",
+        h("button", { type: "button", class: "secondary", onclick: () => ask.replaceWith(msg) }, "Cancel"));
+      cell.append(ask);
+      ask.querySelector("button").focus();
+    };
+    const rows = inForce.slots.map((r) => {
+      const actions = h("td", {});
+      actions.append(
+        h("button", { type: "button", class: "secondary", "aria-label": "History of " + r.slot + ", " + r.level, onclick: () => history(r) }, "History"),
+        " ",
+        h("button", { type: "button", class: "secondary", "aria-label": "Roll back " + r.slot + ", " + r.level, onclick: () => rollback(r, actions) }, "Roll back…")
+      );
+      const shadow = r.shadow
+        ? h("td", {},
+            r.shadow.name + " " + r.shadow.version + " (" + r.shadow.source + "): " + r.shadow.agreed + " agreed, " + r.shadow.disagreed + " disagreed, " + r.shadow.failed + " failed ",
+            r.slot !== "matching" ? h("button", { type: "button", class: "secondary", onclick: () => shadowDiff(r) }, "Diff") : null)
+        : h("td", {}, "–");
+      return h(
+        "tr",
+        { dataset: { level: r.level, slot: r.slot } },
+        h("td", {}, r.level),
+        h("td", {}, r.slot),
+        h("td", {}, r.name),
+        h("td", {}, r.version),
+        h("td", {}, r.source),
+        h("td", {}, h("code", {}, shortDigest(r.digest))),
+        h("td", {}, r.installed_ms ? when(r.installed_ms) : "with this binary"),
+        shadow,
+        actions
+      );
+    });
+    return [
+      done ? h("p", { id: "plugin-result", role: "status" }, done) : null,
+      h("p", { class: "muted" }, "What decides each slot, for the org's default and each tenant: installed at that level, inherited from the org's default, or the built-in plugin. Install a component with its cases by `m365sync plugin install`; a shadow with `m365sync plugin shadow`."),
+      table(["Level", "Slot", "Name", "Version", "Why", "SHA-256", "Installed", "Shadow", ""], rows, { id: "plugins" }),
+      detail,
+    ];
+  });
+}
+
 // ---- routing -------------------------------------------------------------------------------
 
 async function route() {
@@ -945,6 +1120,8 @@ async function route() {
       return calendarPage(a, b);
     case "contacts":
       return contactsPage(a);
+    case "plugins":
+      return pluginsPage(a);
     case "contact":
       return contactPage(a, b);
     case "review":

@@ -1,12 +1,13 @@
 //! Administration logic behind the CLI, kept out of it so it is typed and testable: tenant
-//! connectivity checks (E11), the Entra "Download users" CSV and its import (E2), and directory
-//! lookups that tell a mailbox from a group.
+//! connectivity checks (E11), the Entra "Download users" CSV and its import (E2), directory
+//! lookups that tell a mailbox from a group, and which plugin is in force where.
 
 pub mod activate;
 pub mod connectivity;
 pub mod csv;
 pub mod directory;
 pub mod import;
+pub mod plugins;
 pub mod settings;
 
 use std::sync::Arc;

@@ -2,8 +2,9 @@
 //! the matching job on demand, review lists and the mass mapping action, and the org's API
 //! tokens under `/api/orgs/{org}/...` (the service admin or that org's admin), and a user's own
 //! view under `/api/me/...` (any user token). Calendar paths are handed to
-//! [`super::api_calendar`] and a plugin shadow's diff to [`super::api_shadow`], which share this
-//! file's helpers.
+//! [`super::api_calendar`], a tenant's connectivity test and activation to
+//! [`super::api_setup`], an org's plugins to [`super::api_plugins`] and a plugin shadow's diff
+//! to [`super::api_shadow`], which share this file's helpers.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -462,6 +463,19 @@ async fn org_route(
             let token = id(token, "token")?;
             store.revoke_api_token(org_id, token).await?;
             ok(json!({ "revoked": token }))
+        }
+        (&Method::POST, ["tenants", tenant, "test"]) => {
+            super::api_setup::test(shared, org, tenant, q).await
+        }
+        (&Method::POST, ["tenants", tenant, "activate"]) => {
+            super::api_setup::activate_tenant(shared, org, tenant, q).await
+        }
+        (&Method::GET, ["plugins"]) => super::api_plugins::list(shared, org, org_id).await,
+        (&Method::GET, ["plugins", slot, "history"]) => {
+            super::api_plugins::history(shared, org, org_id, slot, q).await
+        }
+        (&Method::POST, ["plugins", slot, "rollback"]) => {
+            super::api_plugins::roll_back(shared, org, org_id, slot, q).await
         }
         (&Method::GET, ["plugins", slot, "shadow"]) => {
             super::api_shadow::shadow_diff(shared, org, org_id, slot, q).await
