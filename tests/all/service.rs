@@ -1293,3 +1293,91 @@ async fn the_admin_api_cuts_off_a_client_that_never_finishes_its_headers() {
     let (clean, stderr) = serve.terminate();
     assert!(clean, "{stderr}");
 }
+
+/// The retry routes answer named fields (issue 16): the run started per tenant and the
+/// mailboxes it syncs again; nothing to retry is an empty list, a bad `since` a 400 in words.
+/// The service runs without workers, so the retry runs stay as the answers describe them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_routes_answer_named_fields() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(crate::support::small()).await;
+        let (tenant, _) = declare(&db.store, &s).await;
+        let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
+        s.ctl(
+            Method::POST,
+            "deliver",
+            json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "trap"}),
+        )
+        .await;
+        let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
+        let digest = m365sync_plugin::cache::digest(&hostile);
+        let scope = m365sync_store::plugins::PluginScope {
+            org_id: tenant.org_id,
+            tenant_id: None,
+        };
+        db.store
+            .install_plugin(
+                scope,
+                &m365sync_store::plugins::NewPlugin {
+                    slot: "exclusion",
+                    digest: &digest,
+                    name: "hostile",
+                    version: "0.0.1",
+                    wasm: &hostile,
+                },
+            )
+            .await
+            .unwrap();
+        let dir = Scratch::new(&format!("retry-api-{}", db.store.backend() as u8));
+        let cfg = write_config(&dir.0, &db);
+        let out = Command::new(BIN)
+            .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
+            .args(["--config", cfg.to_str().unwrap()])
+            .args(["sync", "run", "--org", "acme", "--tenant", "main", "--json"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["failed"], 1, "{report}");
+        let failed_run = report["run_id"].as_i64().unwrap();
+        let serve = Serve::start(
+            &["--config", cfg.to_str().unwrap(), "--workers", "0"],
+            &dir.0.join("ready"),
+        );
+        let (status, body) = serve
+            .api(
+                Method::POST,
+                &format!("/api/runs/{failed_run}/retry"),
+                Some(TOKEN),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let plan: Value = serde_json::from_str(&body).unwrap();
+        let runs = plan["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "{body}");
+        assert_eq!(runs[0]["tenant_id"], tenant.id, "{body}");
+        assert_eq!(
+            runs[0]["mailbox_ids"].as_array().unwrap().len(),
+            1,
+            "{body}"
+        );
+        let retry_run = runs[0]["run_id"].as_i64().unwrap();
+        assert_eq!(
+            db.store.run(retry_run).await.unwrap().trigger_kind,
+            format!("retry of run {failed_run}")
+        );
+        let (status, body) = serve
+            .api(Method::POST, "/api/retry?since=30d", Some(TOKEN))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        let plan: Value = serde_json::from_str(&body).unwrap();
+        assert!(plan["runs"].is_array(), "{body}");
+        let (status, body) = serve
+            .api(Method::POST, "/api/retry?since=soon", Some(TOKEN))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("number of days"), "{body}");
+        let (clean, stderr) = serve.terminate();
+        assert!(clean, "{stderr}");
+        db.drop_db().await;
+    }
+}

@@ -263,7 +263,7 @@ async function tenantsPage() {
             h("button", { type: "button", class: "secondary", onclick: async () => {
               try {
                 const plan = await api("POST", "/api/retry?since=30d");
-                say(retryMsg, plan.runs.length ? "Retry runs started: " + plan.runs.map((r) => "run " + r[1] + " (" + r[2].length + " mailbox(es))").join(", ") : "Nothing to retry: no errors in the last 30 days.");
+                say(retryMsg, plan.runs.length ? "Retry runs started: " + plan.runs.map((r) => "run " + r.run_id + " (" + r.mailbox_ids.length + " mailbox(es))").join(", ") : "Nothing to retry: no errors in the last 30 days.");
               } catch (e) {
                 say(retryMsg, "Not retried: " + e.message, true);
               }
@@ -389,7 +389,7 @@ async function tenantPage(org, tenant) {
                   try {
                     const plan = await api("POST", "/api/runs/" + r.id + "/retry");
                     if (!plan.runs.length) say(msg, " nothing to retry: no mailbox had errors");
-                    else say(msg, " retry started as run " + plan.runs[0][1] + " of " + plan.runs[0][2].length + " mailbox(es)");
+                    else say(msg, " retry started as run " + plan.runs[0].run_id + " of " + plan.runs[0].mailbox_ids.length + " mailbox(es)");
                   } catch (e) {
                     say(msg, " not retried: " + e.message, true);
                   }

@@ -6,11 +6,23 @@ use serde::Serialize;
 
 use m365sync_store::{Store, StoreError};
 
-/// A retry that was set up.
+/// A retry that was set up: one new run per tenant with something to retry (none when
+/// nothing had errors).
 #[derive(Debug, Clone, Serialize)]
 pub struct RetryPlan {
-    /// (tenant id, new run id, mailbox ids) per tenant with something to retry.
-    pub runs: Vec<(i64, i64, Vec<i64>)>,
+    /// The runs started.
+    pub runs: Vec<RetryRun>,
+}
+
+/// One tenant's retry run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetryRun {
+    /// The tenant's id.
+    pub tenant_id: i64,
+    /// The new run, as `GET /api/runs/{id}` and `m365sync runs` name it.
+    pub run_id: i64,
+    /// The mailboxes it syncs again (those with errors), by id.
+    pub mailbox_ids: Vec<i64>,
 }
 
 /// Sets up the retry of run `run_id`: a new run of the mailboxes that had errors in it.
@@ -25,7 +37,11 @@ pub async fn retry_run(store: &Store, run_id: i64) -> Result<RetryPlan, StoreErr
             .begin_run(run.tenant_id, None, &format!("retry of run {run_id}"))
             .await?;
         store.assign_to_run(new_run, &mailboxes).await?;
-        plan.runs.push((run.tenant_id, new_run, mailboxes));
+        plan.runs.push(RetryRun {
+            tenant_id: run.tenant_id,
+            run_id: new_run,
+            mailbox_ids: mailboxes,
+        });
     }
     Ok(plan)
 }
@@ -42,7 +58,11 @@ pub async fn retry_since(store: &Store, since_ms: i64) -> Result<RetryPlan, Stor
             .begin_run(tenant.id, None, "retry of recent errors")
             .await?;
         store.assign_to_run(new_run, &mailboxes).await?;
-        plan.runs.push((tenant.id, new_run, mailboxes));
+        plan.runs.push(RetryRun {
+            tenant_id: tenant.id,
+            run_id: new_run,
+            mailbox_ids: mailboxes,
+        });
     }
     Ok(plan)
 }
