@@ -34,10 +34,10 @@ pub async fn worker(shared: Arc<Shared>, index: usize) {
         match claimed {
             Some((p, claim)) => {
                 shared.metrics.workers_busy.inc();
-                work_on(&shared, &p, &holder, &claim).await;
+                let answered = work_on(&shared, &p, &holder, &claim).await;
                 shared.metrics.workers_busy.dec();
                 let _ = shared.env.store.release_lease(p.mailbox_id, &holder).await;
-                after_round(&shared, p.mailbox_id).await;
+                after_round(&shared, p.mailbox_id, answered).await;
             }
             None => {
                 tokio::select! {
@@ -52,9 +52,15 @@ pub async fn worker(shared: Arc<Shared>, index: usize) {
 
 /// After a mailbox's round: the notification lag it answered (from the first notification
 /// to the round's end), and the round the notifications that came during it ask for, started
-/// now rather than at the scheduler's next tick.
-async fn after_round(shared: &Shared, mailbox_id: i64) {
-    match shared.env.store.take_woken(mailbox_id).await {
+/// now rather than at the scheduler's next tick. A round that did not finish (stopped,
+/// failed) answered nothing: the mark stays, and the lag runs on to the round that does.
+async fn after_round(shared: &Shared, mailbox_id: i64, answered: bool) {
+    let woken = if answered {
+        shared.env.store.take_woken(mailbox_id).await
+    } else {
+        Ok(None)
+    };
+    match woken {
         Ok(Some(since)) => shared.metrics.observe_notification_lag(now_ms() - since),
         Ok(None) => {}
         Err(e) => {
@@ -91,14 +97,14 @@ async fn claim_next(
     Ok(None)
 }
 
-async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &LeaseClaim) {
+async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &LeaseClaim) -> bool {
     let env = &shared.env;
     let store = &env.store;
     let mailbox = match store.mailbox_by_id(p.mailbox_id).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(mailbox = p.mailbox_id, error = %e, "cannot read the mailbox");
-            return;
+            return false;
         }
     };
     let ctx = match shared.contexts.get(env, p.tenant_id, p.run_id).await {
@@ -129,7 +135,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
                 )
                 .await;
             shared.metrics.mailbox_syncs_failed.inc();
-            return;
+            return false;
         }
     };
     if let Err(e) =
@@ -162,7 +168,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
                         mailbox = mailbox_id,
                         "lease lost; the next commit will be refused and another worker goes on"
                     );
-                    return;
+                    return false;
                 }
             }
         })
@@ -170,6 +176,7 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
     let result = sync_mailbox(env, &ctx, &mailbox, p.run_id, Some(&lease), &shared.stop)
         .instrument(span.clone())
         .await;
+    let answered = result.error.is_none();
     heartbeat.abort();
     let _enter = span.enter();
     shared.metrics.add_counts(&result.counts);
@@ -199,4 +206,5 @@ async fn work_on(shared: &Shared, p: &PendingMailbox, holder: &str, claim: &Leas
     {
         tracing::error!(error = %e, "cannot record the mailbox's result; it will be synced again");
     }
+    answered
 }
