@@ -393,17 +393,32 @@ async fn a_forged_notification_changes_nothing() {
         let subs_before = db.store.tenant_subscriptions(t.id).await.unwrap();
         let real = subs_before[0].graph_id.clone().unwrap();
         let http = reqwest::Client::new();
-        for (subscription, client_state) in [
-            (real.as_str(), "not-the-secret"),
-            (real.as_str(), ""),
-            ("00000000-0000-0000-0000-000000000000", "whatever"),
+        // The right client state under another Microsoft tenant's id is refused too.
+        let secret = db
+            .store
+            .subscription_by_graph_id(&real)
+            .await
+            .unwrap()
+            .unwrap()
+            .client_state;
+        let other_tenant = "11111111-1111-1111-1111-111111111111";
+        assert_ne!(s.tenant_id, other_tenant);
+        for (subscription, client_state, tenant) in [
+            (real.as_str(), "not-the-secret", s.tenant_id.as_str()),
+            (real.as_str(), "", s.tenant_id.as_str()),
+            (
+                "00000000-0000-0000-0000-000000000000",
+                "whatever",
+                s.tenant_id.as_str(),
+            ),
+            (real.as_str(), secret.as_str(), other_tenant),
         ] {
             let body = json!({"value": [{
                 "subscriptionId": subscription,
                 "clientState": client_state,
                 "changeType": "created",
                 "resource": format!("Users/{}/Messages/forged", upns[0]),
-                "tenantId": s.tenant_id,
+                "tenantId": tenant,
                 "resourceData": {"id": "forged"}
             }]});
             for path in ["/notifications", "/notifications/lifecycle"] {
@@ -418,7 +433,7 @@ async fn a_forged_notification_changes_nothing() {
         }
         assert_eq!(
             metric(&serve, "m365sync_notifications_rejected_total").await,
-            6.0
+            8.0
         );
         assert_eq!(
             metric(&serve, "m365sync_notifications_received_total").await,
@@ -441,6 +456,7 @@ async fn a_forged_notification_changes_nothing() {
         assert_eq!(db.store.runs(t.id, 100).await.unwrap().len(), runs_before);
         // The log names no client state.
         assert!(!serve.log().contains("not-the-secret"));
+        assert!(!serve.log().contains(&secret));
         drop(serve);
         db.drop_db().await;
     }

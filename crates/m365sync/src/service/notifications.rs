@@ -119,10 +119,21 @@ pub async fn receive(
             continue;
         };
         let sub = &known.subscription;
+        let ms_tenant = match shared.env.store.tenant_by_id(sub.tenant_id).await {
+            Ok(t) => t.ms_tenant,
+            Err(e) => {
+                tracing::error!(error = %e, "notification receiver: database error");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; deliver again later",
+                );
+            }
+        };
         let (genuine, forged): (Vec<&Value>, Vec<&Value>) = items.into_iter().partition(|i| {
             i["clientState"]
                 .as_str()
                 .is_some_and(|c| same_secret(c, &known.client_state))
+                && of_tenant(i, &ms_tenant)
         });
         if !forged.is_empty() {
             shared
@@ -133,7 +144,7 @@ pub async fn receive(
                 subscription = graph_id,
                 mailbox = %sub.address,
                 notifications = forged.len(),
-                "notification receiver: ignored notifications whose clientState does not match their subscription's"
+                "notification receiver: ignored notifications whose clientState (or tenantId) does not match their subscription's"
             );
         }
         if genuine.is_empty() {
@@ -200,4 +211,48 @@ pub async fn receive(
         .status(StatusCode::ACCEPTED)
         .body(Full::new(Bytes::new()))
         .expect("static response parts")
+}
+
+/// True unless the notification names another Microsoft tenant than its subscription's: its
+/// `tenantId` must be the tenant's directory id when the tenant is declared by id (a GUID). A
+/// tenant declared by domain name cannot be compared, and a notification without `tenantId`
+/// is judged by its client state alone.
+fn of_tenant(item: &Value, ms_tenant: &str) -> bool {
+    match item["tenantId"].as_str() {
+        Some(id) if is_guid(ms_tenant) => id.eq_ignore_ascii_case(ms_tenant),
+        _ => true,
+    }
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_of_another_tenant_is_not_of_this_one() {
+        let ours = "0f8e5a1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b";
+        let item = |t: &str| serde_json::json!({ "tenantId": t });
+        assert!(of_tenant(&item(ours), ours));
+        assert!(of_tenant(&item(&ours.to_uppercase()), ours));
+        assert!(!of_tenant(
+            &item("11111111-1111-1111-1111-111111111111"),
+            ours
+        ));
+        assert!(of_tenant(&serde_json::json!({}), ours));
+        // Declared by domain: nothing to compare with.
+        assert!(of_tenant(
+            &item("11111111-1111-1111-1111-111111111111"),
+            "contoso.onmicrosoft.com"
+        ));
+    }
 }
