@@ -965,6 +965,43 @@ async fn plugins_swapped_under_load_decide_every_record_exactly_once() {
     db.drop_db().await;
 }
 
+/// Delivers a message with the subject `trap` to the first mailbox and installs the hostile
+/// test plugin as the org's exclusion plugin, which traps on it: the next sync fails exactly
+/// that record. Answers the org's plugin scope, to roll the plugin back with.
+async fn trap_with_the_hostile_plugin(
+    store: &Store,
+    s: &TestSim,
+    tenant: &Tenant,
+) -> m365sync_store::plugins::PluginScope {
+    let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
+    s.ctl(
+        Method::POST,
+        "deliver",
+        json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "trap"}),
+    )
+    .await;
+    let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
+    let digest = m365sync_plugin::cache::digest(&hostile);
+    let scope = m365sync_store::plugins::PluginScope {
+        org_id: tenant.org_id,
+        tenant_id: None,
+    };
+    store
+        .install_plugin(
+            scope,
+            &m365sync_store::plugins::NewPlugin {
+                slot: "exclusion",
+                digest: &digest,
+                name: "hostile",
+                version: "0.0.1",
+                wasm: &hostile,
+            },
+        )
+        .await
+        .unwrap();
+    scope
+}
+
 /// A record a plugin fails on is kept with its error (the rest goes on) and synced by
 /// `m365sync retry RUN` once the plugin is fixed (E10).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -972,32 +1009,7 @@ async fn records_a_plugin_failed_on_are_retried() {
     for db in TestDb::both().await {
         let s = TestSim::start(crate::support::small()).await;
         let (tenant, ids) = declare(&db.store, &s).await;
-        let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
-        s.ctl(
-            Method::POST,
-            "deliver",
-            json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "trap"}),
-        )
-        .await;
-        let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
-        let digest = m365sync_plugin::cache::digest(&hostile);
-        let scope = m365sync_store::plugins::PluginScope {
-            org_id: tenant.org_id,
-            tenant_id: None,
-        };
-        db.store
-            .install_plugin(
-                scope,
-                &m365sync_store::plugins::NewPlugin {
-                    slot: "exclusion",
-                    digest: &digest,
-                    name: "hostile",
-                    version: "0.0.1",
-                    wasm: &hostile,
-                },
-            )
-            .await
-            .unwrap();
+        let scope = trap_with_the_hostile_plugin(&db.store, &s, &tenant).await;
         let dir = Scratch::new(&format!("retry-{}", db.store.backend() as u8));
         let cfg = write_config(&dir.0, &db);
         let cli = |args: &[&str]| {
@@ -1302,32 +1314,7 @@ async fn the_retry_routes_answer_named_fields() {
     for db in TestDb::both().await {
         let s = TestSim::start(crate::support::small()).await;
         let (tenant, _) = declare(&db.store, &s).await;
-        let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
-        s.ctl(
-            Method::POST,
-            "deliver",
-            json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "trap"}),
-        )
-        .await;
-        let hostile = std::fs::read(crate::plugin_support::HOSTILE).unwrap();
-        let digest = m365sync_plugin::cache::digest(&hostile);
-        let scope = m365sync_store::plugins::PluginScope {
-            org_id: tenant.org_id,
-            tenant_id: None,
-        };
-        db.store
-            .install_plugin(
-                scope,
-                &m365sync_store::plugins::NewPlugin {
-                    slot: "exclusion",
-                    digest: &digest,
-                    name: "hostile",
-                    version: "0.0.1",
-                    wasm: &hostile,
-                },
-            )
-            .await
-            .unwrap();
+        trap_with_the_hostile_plugin(&db.store, &s, &tenant).await;
         let dir = Scratch::new(&format!("retry-api-{}", db.store.backend() as u8));
         let cfg = write_config(&dir.0, &db);
         let out = Command::new(BIN)
