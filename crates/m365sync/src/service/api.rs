@@ -233,10 +233,13 @@ pub(super) fn access_error(e: AccessError) -> Answer {
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
+    form_pairs(req.uri().query().unwrap_or(""))
+}
+
+/// `a=1&b=x+y%2B` decoded (`+` as a space, then percent escapes): a URL's query, or the body of
+/// a form posted as `application/x-www-form-urlencoded` (the console's sign-in).
+pub(super) fn form_pairs(text: &str) -> HashMap<String, String> {
+    text.split('&')
         .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| {

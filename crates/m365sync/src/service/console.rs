@@ -258,15 +258,7 @@ fn redirect(to: &str) -> Answer {
 
 /// One field of a form-encoded body.
 fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| {
-            percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
+    super::api::form_pairs(std::str::from_utf8(body).ok()?).remove(name)
 }
 
 /// Whether the browser reached this listener over https: through a TLS-terminating proxy
