@@ -241,6 +241,25 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
         let api: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(api["disagreed"], diff["disagreed"]);
         assert_eq!(api["records"].as_array().unwrap().len(), records.len());
+        // The service's metrics counted the same comparisons as they happened.
+        let (status, metrics) = serve.api(Method::GET, "/metrics", Some(TOKEN)).await;
+        assert_eq!(status, 200, "{metrics}");
+        for outcome in ["agreed", "disagreed", "failed"] {
+            let counted: f64 = metrics
+                .lines()
+                .filter(|l| {
+                    l.starts_with("m365sync_plugin_shadow_records_total{")
+                        && l.contains("slot=\"exclusion\"")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            assert_eq!(
+                counted as i64,
+                diff[outcome].as_i64().unwrap(),
+                "{outcome}: {metrics}"
+            );
+        }
         let text = cli_ok(
             &cfg,
             &[

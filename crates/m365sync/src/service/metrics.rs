@@ -72,6 +72,17 @@ struct PluginLabels {
     version: String,
 }
 
+/// A shadow's compared records: its plugin version, the slot, and how each compared.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    slot: String,
+    plugin: String,
+    version: String,
+    /// `agreed`, `disagreed` or `failed` (the shadow failed on a record the live plugin
+    /// decided).
+    outcome: &'static str,
+}
+
 /// Failing records by stage and the plugin version (with its digest's first 16 hex digits)
 /// that failed them.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +150,7 @@ pub struct Metrics {
     graph_seconds: Family<RouteLabel, Histogram, fn() -> Histogram>,
     commit_seconds: Family<KindLabel, Histogram, fn() -> Histogram>,
     plugin_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    shadow_records: Family<ShadowLabels, Counter>,
     /// Change notifications this process received and accepted (subscription known, client
     /// state matching), lifecycle events included.
     pub notifications_received: Counter,
@@ -254,6 +266,12 @@ impl Metrics {
             Unit::Seconds,
             plugin_seconds.clone(),
         );
+        let shadow_records = Family::<ShadowLabels, Counter>::default();
+        r.register(
+            "plugin_shadow_records",
+            "Records a shadow plugin (a candidate beside the version in force, deciding nothing) was compared on, by slot, the candidate's plugin and version, and outcome (agreed, disagreed, failed).",
+            shadow_records.clone(),
+        );
         let notifications_received = counter(
             &mut r,
             "notifications_received",
@@ -346,6 +364,7 @@ impl Metrics {
             graph_seconds,
             commit_seconds,
             plugin_seconds,
+            shadow_records,
             notifications_received,
             notifications_rejected,
             lifecycle_events,
@@ -470,5 +489,18 @@ impl SyncObserver for Metrics {
                 version: version.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn shadow_compared(&self, slot: &'static str, name: &str, version: &str, counts: [u64; 3]) {
+        for (outcome, n) in ["agreed", "disagreed", "failed"].into_iter().zip(counts) {
+            self.shadow_records
+                .get_or_create(&ShadowLabels {
+                    slot: slot.to_string(),
+                    plugin: name.to_string(),
+                    version: version.to_string(),
+                    outcome,
+                })
+                .inc_by(n);
+        }
     }
 }

@@ -51,6 +51,9 @@ pub trait SyncObserver: RequestObserver {
         records: usize,
         elapsed: Duration,
     );
+    /// A shadow plugin (`name` `version` beside the version in force in `slot`) was compared
+    /// on one page's records: `[agreed, disagreed, failed]`.
+    fn shadow_compared(&self, slot: &'static str, name: &str, version: &str, counts: [u64; 3]);
 }
 
 /// The observer of a [`SyncEnv`] nobody watches.
@@ -63,4 +66,5 @@ impl RequestObserver for Unobserved {
 impl SyncObserver for Unobserved {
     fn page_committed(&self, _: &'static str, _: Duration) {}
     fn plugin_called(&self, _: &'static str, _: &str, _: &str, _: usize, _: Duration) {}
+    fn shadow_compared(&self, _: &'static str, _: &str, _: &str, _: [u64; 3]) {}
 }

@@ -23,6 +23,7 @@ use m365sync_plugin::{Kind, Plugin};
 use m365sync_store::shadows::{ShadowDiff, ShadowPage};
 use m365sync_store::Store;
 
+use super::env::SyncObserver;
 use super::stages::{StageRecord, Verdicted};
 
 /// A candidate running beside a tenant's plugin in one slot.
@@ -68,13 +69,16 @@ fn shadow_context(ctx: &CallContext) -> CallContext {
 
 /// Runs each shadow over the page's records and compares it with the live answers. Called on
 /// the blocking thread after the live stages; a shadow that panics the host yields a page
-/// where every compared record failed.
+/// where every compared record failed. Each page's counts also go to `observer` (the
+/// service's `m365sync_plugin_shadow_records_total`), so a firm watching a candidate sees its
+/// disagreements as they happen, not only in `plugin shadow diff`.
 pub fn run_shadows<R: StageRecord>(
     shadows: &[ShadowRun],
     ctx: &CallContext,
     records: &[R],
     live: &[LiveVerdict],
     verdicts: &[Verdicted<R::Mapped>],
+    observer: &dyn SyncObserver,
 ) -> Vec<ShadowPage> {
     let ctx = shadow_context(ctx);
     shadows
@@ -112,6 +116,15 @@ pub fn run_shadows<R: StageRecord>(
                         .collect();
                 }
             }
+            let failed = page.diffs.iter().filter(|d| d.outcome == "failed").count() as u64;
+            let disagreed = page.diffs.len() as u64 - failed;
+            let descriptor = shadow.plugin.descriptor();
+            observer.shadow_compared(
+                shadow.slot.world(),
+                &descriptor.name,
+                &descriptor.version,
+                [page.agreed.max(0) as u64, disagreed, failed],
+            );
             page
         })
         .collect()

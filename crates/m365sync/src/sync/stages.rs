@@ -306,7 +306,14 @@ pub async fn decide<R: StageRecord>(
         let shadows = if shadows.is_empty() {
             Vec::new()
         } else {
-            run_shadows(&shadows, &ctx, &records, &live, &verdicts)
+            run_shadows(
+                &shadows,
+                &ctx,
+                &records,
+                &live,
+                &verdicts,
+                observer.as_ref(),
+            )
         };
         (records, verdicts, micros, shadows)
     })
