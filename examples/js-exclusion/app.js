@@ -43,6 +43,30 @@ class Batch {
   }
 }
 
+// An exception thrown out of an exported function traps the whole call, and its message is
+// lost (the sandbox has no console to print it to): every record of the batch would fail with
+// only "the plugin trapped". `each` answers each record on its own instead, a thrown
+// exception becoming that record's error with its message, and `setup` runs what the whole
+// batch needs once, its exception failing every record with its message.
+const why = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : `thrown: ${String(e)}`);
+
+function each(batch, setup, answer) {
+  let ctx;
+  try {
+    ctx = setup();
+  } catch (e) {
+    const err = { tag: 'err', val: why(e) };
+    return batch.map(() => err);
+  }
+  return batch.map((record) => {
+    try {
+      return answer(ctx, record);
+    } catch (e) {
+      return { tag: 'err', val: why(e) };
+    }
+  });
+}
+
 export const exclusionPlugin = {
   // The same name as the Rust plugin: it is the same plugin, and the shared case file checks
   // the name. The version's build metadata says which implementation it is.
@@ -62,18 +86,23 @@ export const exclusionPlugin = {
   },
 
   excludeEmails(batch) {
-    const b = new Batch();
-    return batch.map((e) =>
-      b.decide(e.user, new RecordView(e.subject, e.addresses.map((a) => [SIDE[a.role], a.email]))),
+    return each(
+      batch,
+      () => new Batch(),
+      (b, e) =>
+        b.decide(e.user, new RecordView(e.subject, e.addresses.map((a) => [SIDE[a.role], a.email]))),
     );
   },
 
   excludeEvents(batch) {
-    const b = new Batch();
-    return batch.map((e) => {
-      const addresses = e.organizer != null ? [[SENDER, e.organizer.email]] : [];
-      for (const a of e.attendees) addresses.push([RECIPIENT, a.email]);
-      return b.decide(e.user, new RecordView(e.subject, addresses));
-    });
+    return each(
+      batch,
+      () => new Batch(),
+      (b, e) => {
+        const addresses = e.organizer != null ? [[SENDER, e.organizer.email]] : [];
+        for (const a of e.attendees) addresses.push([RECIPIENT, a.email]);
+        return b.decide(e.user, new RecordView(e.subject, addresses));
+      },
+    );
   },
 };

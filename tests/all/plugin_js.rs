@@ -168,6 +168,49 @@ fn js_scaffolds_build_with_the_pinned_tools_and_pass_their_cases() {
             .args(["--cases", "cases.toml"]));
         assert!(out.contains(" passed, 0 failed"), "{kind}: {out}");
         assert!(out.starts_with(&format!("{name} 0.1.0")), "{out}");
+        if kind == "exclusion" {
+            throws_with_its_message(&project, &wasm);
+        }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A scaffolded JavaScript plugin whose policy throws on one record: that record fails with the
+/// exception's message (the scaffold's `each` catches it), the others are decided. Without
+/// the catch the whole batch traps and the message is lost, the sandbox having no console.
+fn throws_with_its_message(project: &Path, wasm: &Path) {
+    let app = project.join("app.js");
+    let text = std::fs::read_to_string(&app).unwrap();
+    let decide = "  decide(subject, addresses) {\n";
+    assert!(
+        text.contains(decide),
+        "the scaffold's policy has decide(): {text}"
+    );
+    std::fs::write(
+        &app,
+        text.replace(
+            decide,
+            &format!("{decide}    if (subject === 'boom') throw new RangeError('the subject says boom');\n"),
+        ),
+    )
+    .unwrap();
+    run(Command::new("npm")
+        .current_dir(project)
+        .args(["run", "--silent", "build"]));
+    let cases = std::fs::read_to_string(project.join("cases.toml")).unwrap();
+    std::fs::write(
+        project.join("boom.toml"),
+        format!(
+            "{cases}\n[[case]]\nname = \"a record the policy throws on fails with the message\"\n\
+             email = {{ subject = \"boom\" }}\n\
+             expect_error = \"RangeError: the subject says boom\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(Command::new(BIN)
+        .current_dir(project)
+        .args(["plugin", "test"])
+        .arg(wasm)
+        .args(["--cases", "boom.toml"]));
+    assert!(out.contains(" passed, 0 failed"), "{out}");
 }

@@ -355,6 +355,13 @@ impl Plugin {
         let [_, (stderr, _)] = store.data().wasi.output();
         let message = match panic_message(&String::from_utf8_lossy(&stderr)) {
             Some(panic) => format!("panicked: {panic}"),
+            // JavaScript and Python runtimes abort this way on an uncaught exception, with
+            // nowhere to print it in the sandbox: say what to do, not only where it stopped.
+            None if trap == Some(wasmtime::Trap::UnreachableCodeReached) => format!(
+                "the plugin stopped itself (wasm `unreachable`) without a message, as an uncaught \
+                 JavaScript or Python exception does: catch it in the plugin and answer it as \
+                 the record's error to see it here (wit/README.md, \"Errors\"); {e:#}"
+            ),
             None => format!("{e:#}"),
         };
         RecordError::Trap {

@@ -35,6 +35,30 @@ class Policy {
   }
 }
 
+// An exception thrown out of an exported function traps the whole call, and its message is
+// lost (the sandbox has no console to print it to): every record of the batch would fail with
+// only "the plugin trapped". `each` answers each record on its own instead, a thrown
+// exception becoming that record's error with its message, and `setup` runs what the whole
+// batch needs once, its exception failing every record with its message.
+const why = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : `thrown: ${String(e)}`);
+
+function each(batch, setup, answer) {
+  let ctx;
+  try {
+    ctx = setup();
+  } catch (e) {
+    const err = { tag: 'err', val: why(e) };
+    return batch.map(() => err);
+  }
+  return batch.map((record) => {
+    try {
+      return answer(ctx, record);
+    } catch (e) {
+      return { tag: 'err', val: why(e) };
+    }
+  });
+}
+
 // The exported interface `exclusion-plugin`, in camelCase.
 export const exclusionPlugin = {
   describe() {
@@ -55,16 +79,22 @@ export const exclusionPlugin = {
   // One answer per record, in order: { tag: 'ok', val: verdict } or { tag: 'err', val: 'why' }
   // (an error fails that record only).
   excludeEmails(batch) {
-    const policy = new Policy();
-    return batch.map((e) => policy.decide(e.subject, e.addresses.map((a) => a.email)));
+    return each(
+      batch,
+      () => new Policy(),
+      (policy, e) => policy.decide(e.subject, e.addresses.map((a) => a.email)),
+    );
   },
 
   excludeEvents(batch) {
-    const policy = new Policy();
-    return batch.map((e) => {
-      const addresses = e.organizer != null ? [e.organizer.email] : [];
-      for (const a of e.attendees) addresses.push(a.email);
-      return policy.decide(e.subject, addresses);
-    });
+    return each(
+      batch,
+      () => new Policy(),
+      (policy, e) => {
+        const addresses = e.organizer != null ? [e.organizer.email] : [];
+        for (const a of e.attendees) addresses.push(a.email);
+        return policy.decide(e.subject, addresses);
+      },
+    );
   },
 };

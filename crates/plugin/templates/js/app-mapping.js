@@ -74,6 +74,30 @@ function mapEvent(e) {
   };
 }
 
+// An exception thrown out of an exported function traps the whole call, and its message is
+// lost (the sandbox has no console to print it to): every record of the batch would fail with
+// only "the plugin trapped". `each` answers each record on its own instead, a thrown
+// exception becoming that record's error with its message, and `setup` runs what the whole
+// batch needs once, its exception failing every record with its message.
+const why = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : `thrown: ${String(e)}`);
+
+function each(batch, setup, answer) {
+  let ctx;
+  try {
+    ctx = setup();
+  } catch (e) {
+    const err = { tag: 'err', val: why(e) };
+    return batch.map(() => err);
+  }
+  return batch.map((record) => {
+    try {
+      return answer(ctx, record);
+    } catch (e) {
+      return { tag: 'err', val: why(e) };
+    }
+  });
+}
+
 // The exported interface `mapping-plugin`, in camelCase. One answer per record, in order:
 // { tag: 'ok', val: record } or { tag: 'err', val: 'why' } (an error fails that record only).
 export const mappingPlugin = {
@@ -82,10 +106,10 @@ export const mappingPlugin = {
   },
 
   mapEmails(batch) {
-    return batch.map((e) => ({ tag: 'ok', val: mapEmail(e) }));
+    return each(batch, () => null, (_, e) => ({ tag: 'ok', val: mapEmail(e) }));
   },
 
   mapEvents(batch) {
-    return batch.map((e) => ({ tag: 'ok', val: mapEvent(e) }));
+    return each(batch, () => null, (_, e) => ({ tag: 'ok', val: mapEvent(e) }));
   },
 };

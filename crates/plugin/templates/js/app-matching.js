@@ -50,6 +50,30 @@ function match(record) {
   return matches;
 }
 
+// An exception thrown out of an exported function traps the whole call, and its message is
+// lost (the sandbox has no console to print it to): every record of the batch would fail with
+// only "the plugin trapped". `each` answers each record on its own instead, a thrown
+// exception becoming that record's error with its message, and `setup` runs what the whole
+// batch needs once, its exception failing every record with its message.
+const why = (e) => (e instanceof Error ? `${e.name}: ${e.message}` : `thrown: ${String(e)}`);
+
+function each(batch, setup, answer) {
+  let ctx;
+  try {
+    ctx = setup();
+  } catch (e) {
+    const err = { tag: 'err', val: why(e) };
+    return batch.map(() => err);
+  }
+  return batch.map((record) => {
+    try {
+      return answer(ctx, record);
+    } catch (e) {
+      return { tag: 'err', val: why(e) };
+    }
+  });
+}
+
 // The exported interface `matching-plugin`, in camelCase. One answer per record, in order:
 // { tag: 'ok', val: matches } or { tag: 'err', val: 'why' } (an error fails that record only).
 export const matchingPlugin = {
@@ -58,6 +82,6 @@ export const matchingPlugin = {
   },
 
   matchRecords(batch) {
-    return batch.map((r) => ({ tag: 'ok', val: match(r) }));
+    return each(batch, () => null, (_, r) => ({ tag: 'ok', val: match(r) }));
   },
 };
