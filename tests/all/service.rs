@@ -610,6 +610,21 @@ async fn a_killed_one_off_run_is_named_then_finished_by_the_next() {
         first.wait().unwrap();
         let killed_run = db.store.runs(tenant.id, 10).await.unwrap()[0].clone();
         assert!(killed_run.finished_ms.is_none(), "{killed_run:?}");
+        // Its backfill is half done, and each mailbox's health says how much is left.
+        let backlogs: Vec<_> = db
+            .store
+            .mailboxes(tenant.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| m.mail_backlog)
+            .collect();
+        assert!(
+            backlogs.iter().any(|b| b.folders_pending > 0
+                && b.messages_at_most > 0
+                && b.words().unwrap().starts_with("backfilling ")),
+            "{backlogs:?}"
+        );
 
         // While its leases live, nothing is taken: each owed mailbox names the holder.
         let out = sync_run().output().unwrap();
@@ -641,6 +656,16 @@ async fn a_killed_one_off_run_is_named_then_finished_by_the_next() {
         );
         assert!(!text.contains("skipped"), "{text}");
         assert_matches_truth(&db, &s, &ids).await;
+        // Every folder is through its first round: no backlog left anywhere.
+        for m in db.store.mailboxes(tenant.id).await.unwrap() {
+            let b = m.mail_backlog.expect("the folder tree was discovered");
+            assert!(
+                b.folders > 0 && b.folders_pending == 0,
+                "{}: {b:?}",
+                m.address
+            );
+            assert_eq!(b.words(), None);
+        }
         let killed = db.store.run(killed_run.id).await.unwrap();
         assert!(killed.finished_ms.is_some(), "{killed:?}");
         assert_eq!(killed.status, "succeeded", "{killed:?}");

@@ -359,6 +359,7 @@ pub async fn run(config: Option<&Path>, cmd: MailboxCommand) -> anyhow::Result<(
                         m.health_detail
                             .iter()
                             .cloned()
+                            .chain(m.mail_backlog.as_ref().and_then(|b| b.words()))
                             .chain(capture_note(m.id))
                             .collect::<Vec<_>>()
                             .join("; ")

@@ -66,6 +66,39 @@ pub struct Mailbox {
     /// The run this mailbox still owes its share of (set from the run's start until the share
     /// is done, across restarts); `None` when it owes no work.
     pub pending_run_id: Option<i64>,
+    /// How far its mail folders' first rounds (the backfill) are, as [`Store::mailboxes`]
+    /// reads it; `None` from the other reads, and before the folder tree was first discovered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail_backlog: Option<MailBacklog>,
+}
+
+/// A mailbox's mail still to backfill: its synced folders whose first round (from the first
+/// URL, or again after Graph expired a cursor) has not finished. Graph's `totalItemCount` of
+/// those folders is an upper bound of the messages left, not a count: it includes what is
+/// already stored from a round half done, and mail older than an age limit the round filters
+/// out. A folder through its first round has no backlog: later rounds bring only changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MailBacklog {
+    /// Folders in the synced set (not removed).
+    pub folders: i64,
+    /// Of them, those whose first round has not finished (or not begun).
+    pub folders_pending: i64,
+    /// Graph's item count of the pending folders at their last discovery: at most this many
+    /// messages are left.
+    pub messages_at_most: i64,
+}
+
+impl MailBacklog {
+    /// The backlog in words (`backfilling 3 of 12 folders, at most 48000 messages left`), or
+    /// `None` when every folder is through its first round.
+    pub fn words(&self) -> Option<String> {
+        (self.folders_pending > 0).then(|| {
+            format!(
+                "backfilling {} of {} folders, at most {} messages left",
+                self.folders_pending, self.folders, self.messages_at_most
+            )
+        })
+    }
 }
 
 fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
@@ -90,6 +123,7 @@ fn mailbox_from(r: &sqlx::any::AnyRow) -> Result<Mailbox, sqlx::Error> {
         last_success_ms: r.try_get("last_success_ms")?,
         failing_since_ms: r.try_get("failing_since_ms")?,
         pending_run_id: r.try_get("pending_run_id")?,
+        mail_backlog: None,
     })
 }
 
@@ -179,7 +213,39 @@ impl Store {
             .bind(tenant_id)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.iter().map(mailbox_from).collect::<Result<_, _>>()?)
+        let mut mailboxes: Vec<Mailbox> =
+            rows.iter().map(mailbox_from).collect::<Result<_, _>>()?;
+        // A folder's first round is pending while it has no cursor, or one of a round begun
+        // from the first URL that has not reached its deltaLink.
+        let backlog = sqlx::query(
+            "SELECT f.mailbox_id,
+                    COUNT(*) AS folders,
+                    CAST(SUM(CASE WHEN c.mailbox_id IS NULL OR (c.full_round <> 0 AND c.complete = 0) THEN 1 ELSE 0 END) AS BIGINT) AS pending,
+                    CAST(SUM(CASE WHEN c.mailbox_id IS NULL OR (c.full_round <> 0 AND c.complete = 0) THEN f.total_items ELSE 0 END) AS BIGINT) AS items
+             FROM mail_folders f
+                 JOIN mailboxes m ON m.id = f.mailbox_id
+                 LEFT JOIN sync_cursors c ON c.mailbox_id = f.mailbox_id AND c.folder = f.folder_key
+             WHERE m.tenant_id = $1 AND f.synced <> 0 AND f.removed = 0
+             GROUP BY f.mailbox_id",
+        )
+        .bind(tenant_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_mailbox = std::collections::HashMap::new();
+        for r in &backlog {
+            by_mailbox.insert(
+                r.try_get::<i64, _>("mailbox_id")?,
+                MailBacklog {
+                    folders: r.try_get("folders")?,
+                    folders_pending: r.try_get("pending")?,
+                    messages_at_most: r.try_get("items")?,
+                },
+            );
+        }
+        for m in &mut mailboxes {
+            m.mail_backlog = by_mailbox.remove(&m.id);
+        }
+        Ok(mailboxes)
     }
 
     /// Records a mailbox's health after a run: `healthy`, `backing_off`, `failing` or `disabled`.
