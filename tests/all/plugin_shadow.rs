@@ -458,6 +458,12 @@ async fn replay_compares_a_candidate_over_stored_mail_without_a_service() {
             .fetch_one(&pool)
             .await
             .unwrap();
+        let events: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE origin = 'microsoft' AND deleted = 0 AND graph_id IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         // The candidate: the default exclusion policy, over the stored mail.
         let report: Value = serde_json::from_str(&cli_ok(
             &cfg,
@@ -475,14 +481,17 @@ async fn replay_compares_a_candidate_over_stored_mail_without_a_service() {
             ],
         ))
         .unwrap();
-        assert_eq!(report["records"], copies, "{report}");
+        assert_eq!(report["emails"], copies, "{report}");
+        assert_eq!(report["events"], events, "{report}");
+        assert!(events > 0, "the simulator's calendars have events");
+        assert_eq!(report["records"], copies + events, "{report}");
         assert_eq!(report["failed"], 0, "{report}");
         assert_eq!(report["tenants"], json!(["main"]));
         let diffs = report["diffs"].as_array().unwrap();
         assert_eq!(report["disagreed"], diffs.len() as i64);
         assert_eq!(
             report["agreed"].as_i64().unwrap() + diffs.len() as i64,
-            copies,
+            copies + events,
             "{report}"
         );
         for d in diffs {
@@ -492,6 +501,7 @@ async fn replay_compares_a_candidate_over_stored_mail_without_a_service() {
         // The org rule's drops are exactly the stored marketing mail.
         let by_rule: BTreeSet<String> = diffs
             .iter()
+            .filter(|d| d["record_kind"] == "email")
             .filter(|d| d["shadow_rule"].as_str().unwrap().starts_with("org-"))
             .map(|d| d["graph_id"].as_str().unwrap().to_string())
             .collect();
@@ -514,6 +524,10 @@ async fn replay_compares_a_candidate_over_stored_mail_without_a_service() {
             text.contains(&format!("disagreed {}", diffs.len())) && text.contains("no body"),
             "{text}"
         );
+        assert!(
+            text.contains(&format!("{copies} stored email(s) and {events} event(s)")),
+            "{text}"
+        );
         // A mapping candidate that maps as the one in force (the builtin tagged as another
         // version): every kept record compared as JSON, none differs.
         let mapping = tagged_builtin(&dir.0, Kind::Mapping);
@@ -533,7 +547,8 @@ async fn replay_compares_a_candidate_over_stored_mail_without_a_service() {
             ],
         ))
         .unwrap();
-        assert_eq!(report["agreed"], copies, "{report}");
+        // Events too: each rebuilt from its CRM record maps back to that record.
+        assert_eq!(report["agreed"], copies + events, "{report}");
         assert_eq!(report["disagreed"], 0, "{report}");
         assert_eq!(report["failed"], 0, "{report}");
         pool.close().await;

@@ -149,16 +149,17 @@ pub enum PluginCommand {
         /// --tenant, every tenant using the org's default in the slot.
         #[arg(long)]
         org: String,
-        /// Replay this tenant's mail only.
+        /// Replay this tenant's mail and events only.
         #[arg(long)]
         tenant: Option<String>,
         /// exclusion or mapping.
         #[arg(long)]
         slot: Kind,
-        /// How far back, by received time: 30d, 12h, 45m.
+        /// How far back, by an email's received time and an event's start: 30d, 12h, 45m.
         #[arg(long, default_value = "30d")]
         since: String,
-        /// At most this many stored emails per tenant (the oldest first).
+        /// At most this many stored emails, and this many events, per tenant (the oldest
+        /// first).
         #[arg(long, default_value_t = 10_000)]
         limit: i64,
         /// Print JSON instead of a table.

@@ -92,7 +92,7 @@ pub struct Replay {
     pub slot: Kind,
     /// How far back (`30d`).
     pub since: String,
-    /// Stored emails per tenant at most.
+    /// Stored emails, and events, per tenant at most.
     pub limit: i64,
     /// JSON output.
     pub json: bool,
@@ -438,9 +438,10 @@ pub async fn replay(config: Option<&Path>, r: Replay) -> anyhow::Result<()> {
 
 fn print_replay(report: &ReplayReport, name: &str, version: &str, slot: Kind, since: &str) {
     println!(
-        "replayed {name} {version} as the {slot} plugin over {} stored email(s) of the last \
-         {since} ({}){}",
-        report.records,
+        "replayed {name} {version} as the {slot} plugin over {} stored email(s) and {} \
+         event(s) of the last {since} ({}){}",
+        report.emails,
+        report.events,
         if report.tenants.is_empty() {
             "no tenant uses this level's plugin".to_string()
         } else {

@@ -448,7 +448,58 @@ pub struct StoredEmail {
     pub recipients: Vec<(String, String, String)>,
 }
 
+/// A stored event as `plugin replay` reads it: the event a mailbox's calendar holds (from
+/// Microsoft, not deleted) with the CRM record its mapping made, from which the contract's
+/// `event` is rebuilt.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The Graph id of the event in this mailbox's calendar.
+    pub graph_id: String,
+    /// The mailbox's address.
+    pub mailbox: String,
+    /// The CRM user the mailbox is linked to.
+    pub user_id: Option<i64>,
+    /// Cancelled by its organizer.
+    pub cancelled: bool,
+    /// The CRM record the mapping plugin made (JSON of the contract's `crm-event`).
+    pub record: String,
+}
+
 impl Store {
+    /// A tenant's stored events from Microsoft starting since `since_ms`, oldest first, at
+    /// most `limit` (deleted ones and those the CRM created left out): the events of
+    /// `plugin replay`.
+    pub async fn events_for_replay(
+        &self,
+        tenant_id: i64,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ev.graph_id, m.address, m.user_id, ev.cancelled, ev.record FROM events ev
+             JOIN mailboxes m ON m.id = ev.mailbox_id
+             WHERE ev.tenant_id = $1 AND ev.origin = 'microsoft' AND ev.deleted = 0
+                 AND ev.graph_id IS NOT NULL AND ev.start_ms >= $2
+             ORDER BY ev.start_ms, ev.id LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    graph_id: r.try_get("graph_id")?,
+                    mailbox: r.try_get("address")?,
+                    user_id: r.try_get("user_id")?,
+                    cancelled: r.try_get::<i64, _>("cancelled")? != 0,
+                    record: r.try_get("record")?,
+                })
+            })
+            .collect()
+    }
+
     /// A tenant's stored emails received since `since_ms`, oldest first, at most `limit`
     /// mailbox copies (removed copies left out): the input of `plugin replay`.
     pub async fn emails_for_replay(

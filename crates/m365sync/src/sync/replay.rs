@@ -8,27 +8,40 @@
 //! internet headers, attachment names and sizes, the draft flag, and every email the exclusion
 //! dropped (only its Graph id and rule are stored). A replay therefore shows what a candidate
 //! would drop or map differently among the mail that is in the CRM now; a rule that reads a
-//! header or the body is not exercised ([`MISSING`]). Calendar events are not replayed.
+//! header or the body is not exercised ([`MISSING`]).
+//!
+//! Events are replayed the same way, from the CRM event the mapping made of each stored event
+//! (subject, times, organizer, attendees, location, resource calendars, recurrence, privacy,
+//! reminder, show-as, the owner's response, the Teams link) and decided with the calendar's
+//! call context, as a live event is. Rebuilt so, an event mapped again by the plugin in force
+//! gives back its stored record; what the record does not keep (the HTML body, categories,
+//! display names of resource rooms, an attendee list cut by `max-attendees` or emptied for a
+//! private event) is missing, and events the exclusion dropped are not stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use m365sync_plugin::bindings::types::{Address, AddressRole, Body, BodyType, CrmEmail, Email};
+use m365sync_plugin::bindings::types::{
+    Address, AddressRole, Attendee, AttendeeKind, AttendeeStatus, Body, BodyType, CrmEmail,
+    CrmEvent, Email, Event, Location, Response, Sensitivity, ShowAs, ShowTimeAs,
+};
 use m365sync_plugin::{Kind, Plugin};
-use m365sync_store::shadows::{ShadowDiff, StoredEmail};
+use m365sync_store::shadows::{ShadowDiff, StoredEmail, StoredEvent};
 use m365sync_store::tenants::Tenant;
 
+use super::calendar::pull::calendar_context;
 use super::env::SyncEnv;
 use super::error::SyncError;
 use super::shadow::ShadowRun;
-use super::stages::decide;
+use super::stages::{decide, Decided, Verdicted};
 use super::tenant::load_stages;
 
 /// What a replay's records lack compared with what the plugins receive live.
-pub const MISSING: &str = "replayed records are rebuilt from the store: they carry no body (the \
+pub const MISSING: &str = "replayed records are rebuilt from the store: emails carry no body (the \
     CRM description stands in for the preview), no headers, no attachment names or sizes and \
-    no draft flag, and emails the live exclusion dropped are not stored, so only kept mail is \
-    replayed";
+    no draft flag; events carry their CRM description as a plain-text body, no categories and \
+    only the attendees the CRM record kept; records the live exclusion dropped are not stored, \
+    so only kept mail and events are replayed";
 
 /// Records per plugin call, as a page of a live run.
 const BATCH: usize = 100;
@@ -48,8 +61,12 @@ pub struct ReplayDiff {
 pub struct ReplayReport {
     /// The tenants replayed (with `--tenant`, that one; else those using the org's default).
     pub tenants: Vec<String>,
-    /// Stored mailbox copies read.
+    /// Stored records read: `emails` + `events`.
     pub records: usize,
+    /// Stored mailbox copies of emails read.
+    pub emails: usize,
+    /// Stored events read.
+    pub events: usize,
     /// Stored records whose CRM record could not be read back (not replayed).
     pub unreadable: usize,
     /// Records both decided alike.
@@ -77,6 +94,32 @@ fn role(r: &str) -> Option<AddressRole> {
         "reply_to" => AddressRole::ReplyTo,
         _ => return None,
     })
+}
+
+impl ReplayReport {
+    /// Adds one batch's comparison: the records the plugins in force failed on (not
+    /// compared, as in a shadow run) and the candidate's page.
+    fn add<R: super::stages::StageRecord>(&mut self, tenant: &str, decided: Decided<R>) {
+        self.live_failed += decided
+            .verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdicted::Failed(..)))
+            .count() as i64;
+        for page in decided.shadows {
+            self.agreed += page.agreed;
+            for diff in page.diffs {
+                if diff.outcome == "failed" {
+                    self.failed += 1;
+                } else {
+                    self.disagreed += 1;
+                }
+                self.diffs.push(ReplayDiff {
+                    tenant: tenant.to_string(),
+                    diff,
+                });
+            }
+        }
+    }
 }
 
 /// The contract's email rebuilt from a stored copy, or `None` when its CRM record does not read.
@@ -114,6 +157,86 @@ pub fn email_from_store(s: &StoredEmail, user: Option<String>) -> Option<Email> 
         attachments: Vec::new(),
         internet_message_id: crm.internet_message_id,
         conversation_id: crm.conversation_id,
+        is_draft: false,
+    })
+}
+
+/// The contract's event rebuilt from a stored event and its CRM record, or `None` when the
+/// record does not read. Each field is what the default mapping would map back to the stored
+/// value (an `accepted` status is `accepted`, a `free` show-as `free`), so the plugin in force
+/// agrees with the store on its own output.
+pub fn event_from_store(s: &StoredEvent, user: Option<String>) -> Option<Event> {
+    let crm: CrmEvent = serde_json::from_str(&s.record).ok()?;
+    let response = |status: AttendeeStatus| match status {
+        AttendeeStatus::New => Response::None,
+        AttendeeStatus::Accepted => Response::Accepted,
+        AttendeeStatus::Declined => Response::Declined,
+    };
+    let reminder = crm.reminder_at.as_deref().and_then(|at| {
+        let start = chrono::DateTime::parse_from_rfc3339(&crm.start).ok()?;
+        let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+        u32::try_from((start - at).num_minutes()).ok()
+    });
+    Some(Event {
+        id: s.graph_id.clone(),
+        mailbox: s.mailbox.to_ascii_lowercase(),
+        user,
+        subject: crm.subject,
+        body: Body {
+            content_type: BodyType::Text,
+            content: crm.description,
+            truncated: false,
+        },
+        is_all_day: crm.all_day,
+        start: crm.start,
+        end: crm.end,
+        organizer: crm.assigned_to.map(|email| Address {
+            role: AddressRole::From,
+            email,
+            name: String::new(),
+        }),
+        attendees: crm
+            .attendees
+            .into_iter()
+            .map(|a| Attendee {
+                kind: if a.optional {
+                    AttendeeKind::Optional
+                } else {
+                    AttendeeKind::Required
+                },
+                response: response(a.status),
+                email: a.email,
+                name: a.name,
+            })
+            .collect(),
+        location: crm.location,
+        locations: crm
+            .resources
+            .into_iter()
+            .map(|email| Location {
+                display_name: String::new(),
+                email: Some(email),
+                location_type: "conferenceRoom".into(),
+            })
+            .collect(),
+        recurrence: crm.recurring,
+        sensitivity: if crm.private {
+            Sensitivity::Private
+        } else {
+            Sensitivity::Normal
+        },
+        reminder_minutes_before_start: if crm.reminder_set { reminder } else { None },
+        show_as: match crm.show_time_as {
+            ShowTimeAs::Busy => ShowAs::Busy,
+            ShowTimeAs::OutOfOffice => ShowAs::Oof,
+            ShowTimeAs::Free => ShowAs::Free,
+        },
+        response_status: response(crm.status),
+        is_online_meeting: crm.teams_meeting,
+        online_meeting_provider: crm.teams_meeting.then(|| "teamsForBusiness".to_string()),
+        online_meeting_url: crm.teams_url,
+        categories: Vec::new(),
+        is_cancelled: s.cancelled,
         is_draft: false,
     })
 }
@@ -167,42 +290,42 @@ pub async fn replay(
             tenant_id: tenant.id,
         }];
         let users: HashMap<i64, String> = env.store.users(tenant.id).await?.into_iter().collect();
+        let user_of = |id: Option<i64>| id.and_then(|u| users.get(&u).cloned());
         let stored = env
             .store
             .emails_for_replay(tenant.id, since_ms, limit)
             .await?;
-        report.records += stored.len();
+        report.emails += stored.len();
         let mut emails = Vec::with_capacity(stored.len());
         for s in &stored {
-            let user = s.user_id.and_then(|u| users.get(&u).cloned());
-            match email_from_store(s, user) {
+            match email_from_store(s, user_of(s.user_id)) {
                 Some(e) => emails.push(e),
                 None => report.unreadable += 1,
             }
         }
         for chunk in emails.chunks(BATCH) {
             let decided = decide(&stages, None, chunk.to_vec()).await?;
-            // A record the version in force failed on is not compared (as in a shadow run).
-            report.live_failed += decided
-                .verdicts
-                .iter()
-                .filter(|v| matches!(v, super::stages::Verdicted::Failed(..)))
-                .count() as i64;
-            for page in decided.shadows {
-                report.agreed += page.agreed;
-                for diff in page.diffs {
-                    if diff.outcome == "failed" {
-                        report.failed += 1;
-                    } else {
-                        report.disagreed += 1;
-                    }
-                    report.diffs.push(ReplayDiff {
-                        tenant: tenant.name.clone(),
-                        diff,
-                    });
-                }
+            report.add(&tenant.name, decided);
+        }
+        let stored = env
+            .store
+            .events_for_replay(tenant.id, since_ms, limit)
+            .await?;
+        report.events += stored.len();
+        let mut events = Vec::with_capacity(stored.len());
+        for s in &stored {
+            match event_from_store(s, user_of(s.user_id)) {
+                Some(e) => events.push(e),
+                None => report.unreadable += 1,
             }
         }
+        // Decided as the calendar decides a live event (C3 rather than E7 for internal ones).
+        let ctx = calendar_context(&stages.ctx);
+        for chunk in events.chunks(BATCH) {
+            let decided = decide(&stages, Some(ctx.clone()), chunk.to_vec()).await?;
+            report.add(&tenant.name, decided);
+        }
+        report.records = report.emails + report.events;
         report.tenants.push(tenant.name);
     }
     Ok(report)

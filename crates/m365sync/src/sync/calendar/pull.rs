@@ -403,15 +403,7 @@ async fn process_page(
         return Ok(page);
     }
     let stages = job.stages.current();
-    // Internal events are decided above by the C3 setting, not by the plugin's E7 rule.
-    let mut config = (*stages.ctx.config).clone();
-    config.insert("internal-only".into(), "false".into());
-    let ctx = CallContext {
-        tenant: Arc::clone(&stages.ctx.tenant),
-        config: Arc::new(config),
-        limits: stages.ctx.limits.clone(),
-    };
-    let mut decided = decide(&stages, Some(ctx), events).await?;
+    let mut decided = decide(&stages, Some(calendar_context(&stages.ctx)), events).await?;
     *shadows = std::mem::take(&mut decided.shadows);
     let folded = decided.fold(
         candidates,
@@ -437,4 +429,18 @@ async fn process_page(
     page.exclusions.extend(folded.exclusions);
     page.failures.extend(folded.failures);
     Ok(page)
+}
+
+/// The plugins' call context for events: the tenant's, with the exclusion plugin's
+/// `internal-only` rule off, because internal events are decided by the C3 setting before the
+/// plugins see them, not by the plugin's E7 rule. `plugin replay` uses it too, so a replayed
+/// event is decided as a live one.
+pub(crate) fn calendar_context(ctx: &CallContext) -> CallContext {
+    let mut config = (*ctx.config).clone();
+    config.insert("internal-only".into(), "false".into());
+    CallContext {
+        tenant: Arc::clone(&ctx.tenant),
+        config: Arc::new(config),
+        limits: ctx.limits.clone(),
+    }
 }
