@@ -428,9 +428,15 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     b.wait_text("#activate-warnings", "emails invitations")
         .await;
     b.wait_text("#state-activate", "Done").await;
-    b.screenshot("setup").await;
     let to_tenant = b.find("#to-tenant").await;
     b.click(&to_tenant).await;
+    b.wait_text("h1", "Tenant sandbox/fabrikam").await;
+    // The assistant again, from the top: each step's state.
+    b.goto(&format!("{base}/#/setup/sandbox/fabrikam")).await;
+    b.wait_text("#state-import", "mailbox(es) so far").await;
+    b.wait_text("#state-rules", "Done").await;
+    b.wait_text("#state-activate", "Done: activated").await;
+    b.screenshot("setup").await;
     let fab_runs = "/api/tenants/sandbox/fabrikam/runs";
     wait_for(90, "fabrikam's first run", || {
         let serve = &serve;
