@@ -47,6 +47,8 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
             sandbox.to_str().unwrap(),
             "--sim-bind",
             "127.0.0.1:0",
+            "--sim-tenants",
+            "2",
             "--users",
             "3",
             "--messages",
@@ -277,6 +279,248 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     b.wait_text(tenant_mapping, &builtin_mapping[..16]).await;
     b.screenshot("plugins").await;
 
+    // (2b) The setup assistant walks the simulator's second tenant, declared by nobody yet, up
+    // to activation, and its first run's counts show on its tenant page. Its credentials are
+    // the simulated Microsoft's (sim-world.json); its authority and Graph URL the sandbox's.
+    let world: Value =
+        serde_json::from_slice(&std::fs::read(sandbox.join("sim-world.json")).unwrap()).unwrap();
+    let second = &world["world"]["tenants"][1];
+    let ms_tenant = second["id"].as_str().unwrap().to_string();
+    let client_id = second["apps"][0]["client_id"].as_str().unwrap().to_string();
+    let secret = second["apps"][0]["secrets"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let people: Vec<String> = second["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["kind"] == "person")
+        .map(|u| u["upn"].as_str().unwrap().to_string())
+        .collect();
+    let tenants = json_of(&serve, Method::GET, "/api/tenants", &admin).await;
+    let contoso = &tenants[0];
+    let mut csv = String::from("userPrincipalName,displayName,mail,userType,accountEnabled\r\n");
+    for p in &people {
+        csv.push_str(&format!("{p},{p},{p},Member,True\r\n"));
+    }
+    csv.push_str("not an address,Broken,,Member,True\r\n");
+    let bad_line = people.len() + 2;
+    let csv_file = dir.0.join("fabrikam-users.csv");
+    std::fs::write(&csv_file, csv).unwrap();
+
+    b.goto(&format!("{base}/#/tenants")).await;
+    let link = b.find("#declare-links a[href='#/setup/sandbox']").await;
+    b.click(&link).await;
+    b.wait_text("#state-credentials", "To do").await;
+    for (field, value) in [
+        ("#setup-name", "fabrikam"),
+        ("#setup-ms-tenant", ms_tenant.as_str()),
+        ("#setup-client-id", client_id.as_str()),
+        ("#setup-secret", secret.as_str()),
+    ] {
+        let input = b.find(field).await;
+        b.type_into(&input, value).await;
+    }
+    let cloud = b.find("#declare-form details summary").await;
+    b.click(&cloud).await;
+    let authority = b.find("#setup-authority").await;
+    b.type_into(&authority, contoso["authority"].as_str().unwrap())
+        .await;
+    let graph = b.find("#setup-graph-url").await;
+    b.type_into(&graph, contoso["graph_url"].as_str().unwrap())
+        .await;
+    let declare = b.find("#declare-form button[type=submit]").await;
+    b.click(&declare).await;
+    b.wait_text("#declare-result", "Declared tenant sandbox/fabrikam")
+        .await;
+    b.wait_text("#state-credentials", "Done").await;
+    assert!(!b.page_text().await.contains(&secret));
+    assert!(
+        b.all("#setup-secret").await.is_empty(),
+        "the secret's field is gone"
+    );
+    // Connectivity, every step passed with the declared secret.
+    let test = b.find("#setup-test").await;
+    b.click(&test).await;
+    b.wait_text("#state-test", "Passed").await;
+    for step in ["token", "directory", "mailbox"] {
+        b.wait_text(&format!("#checklist tr[data-step='{step}']"), "passed")
+            .await;
+    }
+    // Users from Entra's CSV, read by the browser: each line's result, the bad one named.
+    let file = b.find("#setup-csv").await;
+    b.type_into(&file, csv_file.to_str().unwrap()).await;
+    let import = b.find("#setup-import").await;
+    b.click(&import).await;
+    b.wait_text(
+        "#import-summary",
+        &format!(
+            "Imported fabrikam-users.csv: {} new, 0 updated, 0 unchanged, 0 skipped, 1 error(s)",
+            people.len()
+        ),
+    )
+    .await;
+    b.wait_text("#import-lines tr[data-line='2']", "created")
+        .await;
+    let bad = b
+        .wait_text(
+            &format!("#import-lines tr[data-line='{bad_line}']"),
+            "error",
+        )
+        .await;
+    assert!(bad.contains("not an address"), "{bad}");
+    b.wait_text(
+        "#state-import",
+        &format!("{} mailbox(es) so far", people.len()),
+    )
+    .await;
+    // Rules: one for the whole org, one for the tenant added and deleted again.
+    let pattern = b.find("#org-pattern").await;
+    b.type_into(&pattern, "*@marketweekly.example").await;
+    let add = b.find("#org-rule-form button[type=submit]").await;
+    b.click(&add).await;
+    b.wait_text("#org-rules", "*@marketweekly.example").await;
+    let subject = b.find("#tenant-target option[value='subject']").await;
+    b.click(&subject).await;
+    let pattern = b.find("#tenant-pattern").await;
+    b.type_into(&pattern, "zz setup subject").await;
+    let add = b.find("#tenant-rule-form button[type=submit]").await;
+    b.click(&add).await;
+    b.wait_text("#tenant-rules", "zz setup subject").await;
+    let delete = b
+        .find("#tenant-rules button[aria-label='Delete the rule zz setup subject']")
+        .await;
+    b.click(&delete).await;
+    b.wait_text("#tenant-rules-result", "Deleted the rule zz setup subject")
+        .await;
+    b.wait_text(
+        "#state-rules",
+        "1 rule(s) for all of sandbox, 0 for fabrikam",
+    )
+    .await;
+    b.wait_text("#state-plugins", "In force for fabrikam").await;
+    b.wait_text(
+        "#setup-plugins tr[data-level='tenant fabrikam'][data-slot='exclusion']",
+        "built-in",
+    )
+    .await;
+    // Calendar: both ways, saved on the calendar page; activation then warns of invitations (C9).
+    b.wait_text("#state-calendar", "direction to_crm").await;
+    let calendar = b.find("#setup-calendar-link").await;
+    b.click(&calendar).await;
+    let both = b.find("#direction option[value='two_way']").await;
+    b.click(&both).await;
+    let save = b.find("#calendar-form button[type=submit]").await;
+    b.click(&save).await;
+    b.wait_text("#calendar-result", "Saved for this tenant")
+        .await;
+    b.goto(&format!("{base}/#/setup/sandbox/fabrikam")).await;
+    b.wait_text("#state-calendar", "direction two_way").await;
+    b.wait_text("#state-activate", "To do").await;
+    let activate = b.find("#setup-activate").await;
+    b.click(&activate).await;
+    b.wait_text(
+        "#activate-summary",
+        &format!("Activated: {} mailbox(es)", people.len()),
+    )
+    .await;
+    b.wait_text("#activate-warnings", "emails invitations")
+        .await;
+    b.wait_text("#state-activate", "Done").await;
+    let to_tenant = b.find("#to-tenant").await;
+    b.click(&to_tenant).await;
+    b.wait_text("h1", "Tenant sandbox/fabrikam").await;
+    // The assistant again, from the top: each step's state.
+    b.goto(&format!("{base}/#/setup/sandbox/fabrikam")).await;
+    b.wait_text("#state-import", "mailbox(es) so far").await;
+    b.wait_text("#state-rules", "Done").await;
+    b.wait_text("#state-activate", "Done: activated").await;
+    b.screenshot("setup").await;
+    let fab_runs = "/api/tenants/sandbox/fabrikam/runs";
+    wait_for(90, "fabrikam's first run", || {
+        let serve = &serve;
+        let admin = admin.clone();
+        async move {
+            let (_, body) = serve.api(Method::GET, fab_runs, Some(&admin)).await;
+            let runs: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            runs.as_array()
+                .and_then(|r| r.last())
+                .is_some_and(|r| r["status"] == "succeeded")
+        }
+    })
+    .await;
+    let fab_first = json_of(&serve, Method::GET, fab_runs, &admin)
+        .await
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(fab_first["synced"].as_i64().unwrap() > 0, "{fab_first}");
+    assert!(
+        fab_first["emails"]["excluded"].as_i64().unwrap() > 0,
+        "the org's rule excluded mail: {fab_first}"
+    );
+    // The page loaded before the run finished: load it again for the counts.
+    b.goto(&format!("{base}/#/tenants")).await;
+    b.goto(&format!("{base}/#/tenant/sandbox/fabrikam")).await;
+    let row = format!("#runs tr[data-run='{}']", fab_first["id"]);
+    b.wait_text(&row, "succeeded").await;
+    let mut cells = Vec::new();
+    for td in b.all(&format!("{row} td")).await {
+        cells.push(b.text(&td).await);
+    }
+    assert_eq!(cells[2], fab_first["processed"].to_string(), "{cells:?}");
+    assert_eq!(cells[3], fab_first["synced"].to_string(), "{cells:?}");
+    let excluded = fab_first["emails"]["excluded"].as_i64().unwrap()
+        + fab_first["events"]["excluded"].as_i64().unwrap();
+    assert_eq!(cells[4], excluded.to_string(), "{cells:?}");
+    // Disable and enable a mailbox from the tenant page.
+    let address = people[1].to_ascii_lowercase();
+    let switch = b
+        .find(&format!(
+            "#mailboxes tr[data-address='{address}'] button.switch"
+        ))
+        .await;
+    assert_eq!(b.text(&switch).await, "Disable");
+    b.click(&switch).await;
+    b.wait_text(
+        &format!("#mailboxes tr[data-address='{address}']"),
+        "disabled: not synced",
+    )
+    .await;
+    b.wait_text(
+        &format!("#mailboxes tr[data-address='{address}'] button.switch"),
+        "Enable",
+    )
+    .await;
+    let boxes = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/fabrikam/mailboxes",
+        &admin,
+    )
+    .await;
+    let m = boxes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["address"] == address.as_str())
+        .unwrap();
+    assert_eq!(m["enabled"], false, "{m}");
+    let switch = b
+        .find(&format!(
+            "#mailboxes tr[data-address='{address}'] button.switch"
+        ))
+        .await;
+    b.click(&switch).await;
+    b.wait_text(
+        &format!("#mailboxes tr[data-address='{address}']"),
+        "enabled: synced from the next run",
+    )
+    .await;
+
     // (3) A user maps three unmatched emails to a contact from their review list.
     // The user with the most unmatched mail, and a contact of their own to map it to.
     let mut user = None;
@@ -436,6 +680,10 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     let (clean, log) = serve.terminate();
     assert!(clean, "{log}");
     assert!(!log.contains(&admin) && !log.contains(&user_token));
+    assert!(
+        !log.contains(&secret),
+        "the declared tenant's secret is in no log line"
+    );
 }
 
 /// (5) The cookie signs in and works for reads, but a request that changes something must come

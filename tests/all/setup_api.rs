@@ -1,13 +1,15 @@
-//! A tenant's connectivity test and activation through the admin API (issue 16), against the
-//! simulator over real HTTP on loopback, on SQLite and PostgreSQL: the checklist answers step by
-//! step (a wrong secret named at the token step), a tenant failing it is not activated (409 with
-//! the checklist), a passing one is and its first run syncs; another org's admin gets 404 and a
-//! user token 403.
+//! A tenant's setup through the admin API (issue 16), against the simulator over real HTTP on
+//! loopback, on SQLite and PostgreSQL: the checklist answers step by step (a wrong secret named
+//! at the token step), a tenant failing it is not activated (409 with the checklist), a passing
+//! one is and its first run syncs; a tenant declared with its secret, its users imported from
+//! Entra's CSV line by line, rules at org and tenant level, a mailbox switched off and on.
+//! Another org's admin gets 404 and a user token 403 on every route.
 
 use std::time::Duration;
 
 use m365sync::service::{Service, ServiceOptions};
 use m365sync::sync::stop::stop_pair;
+use m365sync_store::rules::RuleScope;
 use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
 use reqwest::Method;
 use serde_json::json;
@@ -209,6 +211,477 @@ async fn a_tenant_is_tested_and_activated_through_the_api_and_syncs() {
             .await;
         assert_eq!(st, 200, "{again}");
         assert_eq!(again["newly_activated"], false, "{again}");
+
+        handle.stop();
+        service.wait().await;
+        db.drop_db().await;
+    }
+}
+
+/// The rows of an Entra "Download users" CSV for `upns`, then a row that is no address, a
+/// disabled account and an address the directory does not know (lines 2.., then the three).
+fn entra_csv(upns: &[String]) -> String {
+    let mut csv = String::from(
+        "\u{feff}id,userPrincipalName,displayName,surname,mail,givenName,userType,jobTitle,department,accountEnabled,usageLocation\r\n",
+    );
+    for u in upns {
+        csv.push_str(&format!(",{u},{u},,{u},,Member,,,True,GB\r\n"));
+    }
+    csv.push_str(",not an address,Broken,,,,Member,,,True,\r\n");
+    csv.push_str(
+        ",departed@contoso.example,Departed,,departed@contoso.example,,Member,,,False,\r\n",
+    );
+    csv.push_str(",nobody@contoso.example,Nobody,,nobody@contoso.example,,Member,,,True,\r\n");
+    csv
+}
+
+/// The setup assistant's other steps through the API, on both databases: a tenant declared with
+/// its secret (the secret in no answer; a second declaration 409 in the CLI's words), its users
+/// imported from Entra's CSV with a result per line (a bad line among them), exclusion rules at
+/// org and tenant level (each level's own; an org rule then excludes mail in the first sync),
+/// a mailbox disabled and enabled; another org's admin gets 404 and a user token 403 on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api() {
+    const SECRET_LABEL: &str = "api-2026-12";
+    for db in TestDb::both().await {
+        let s = TestSim::start(small()).await;
+        // The org exists with its first tenant; the second is declared through the API.
+        let (_main, _) = declare_with(&db.store, &s, &TenantSettings::default()).await;
+        db.store
+            .upsert_tenant(&NewTenant {
+                org: "globex".into(),
+                name: "eu".into(),
+                ms_tenant: "globex.example".into(),
+                authority: "http://127.0.0.1:9".into(),
+                graph_url: "http://127.0.0.1:9/v1.0".into(),
+                client_id: "globex".into(),
+                auth_mode: AuthMode::App,
+            })
+            .await
+            .unwrap();
+        let upns: Vec<String> = s.truth()["tenants"][0]["mailboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "person")
+            .map(|m| m["upn"].as_str().unwrap().to_string())
+            .collect();
+        assert!(upns.len() >= 2, "{upns:?}");
+        let alice = upns[0].clone();
+
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 2;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let api = Api {
+            base: format!("http://{}", service.admin_addr.unwrap()),
+            http: reqwest::Client::new(),
+        };
+        let acme_admin = api.token("acme", json!({})).await;
+        let globex_admin = api.token("globex", json!({})).await;
+        let user = api
+            .token("acme", json!({"tenant": "main", "user": alice}))
+            .await;
+        let declaration = json!({
+            "name": "second",
+            "ms_tenant": s.tenant_id,
+            "client_id": s.client_id,
+            "secret": s.secret,
+            "secret_label": SECRET_LABEL,
+            "authority": s.base,
+            "graph_url": s.graph,
+        });
+
+        // Scoping first: nothing below may have been done by these.
+        let rule = json!({"effect": "exclude", "target": "sender", "pattern": "*@x.example"});
+        let scoped: Vec<(Method, &str, Option<serde_json::Value>)> = vec![
+            (
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(declaration.clone()),
+            ),
+            (
+                Method::POST,
+                "/api/orgs/acme/tenants/main/users/import",
+                None,
+            ),
+            (Method::GET, "/api/orgs/acme/rules", None),
+            (Method::POST, "/api/orgs/acme/rules", Some(rule.clone())),
+            (Method::DELETE, "/api/orgs/acme/rules/1", None),
+            (Method::GET, "/api/orgs/acme/tenants/main/rules", None),
+            (
+                Method::POST,
+                "/api/orgs/acme/tenants/main/rules",
+                Some(rule.clone()),
+            ),
+            (Method::DELETE, "/api/orgs/acme/tenants/main/rules/1", None),
+        ];
+        let switch = format!("/api/tenants/acme/main/mailboxes/{alice}/disable");
+        let scoped = scoped
+            .into_iter()
+            .chain([(Method::POST, switch.as_str(), None)]);
+        for (method, path, body) in scoped {
+            let (st, answer) = api
+                .call(method.clone(), path, Some(&globex_admin), body.clone())
+                .await;
+            assert_eq!(st, 404, "{method} {path}: {answer}");
+            assert!(
+                answer["error"].as_str().unwrap().contains("no org 'acme'"),
+                "{answer}"
+            );
+            let (st, answer) = api
+                .call(method.clone(), path, Some(&user), body.clone())
+                .await;
+            assert_eq!(st, 403, "{method} {path}: {answer}");
+            assert_eq!(api.call(method, path, None, body).await.0, 401);
+        }
+        assert!(db.store.tenant("acme", "second").await.is_err());
+        let org_id = db.store.org_id("acme").await.unwrap();
+        assert!(db
+            .store
+            .rules_at(RuleScope::Org { org_id })
+            .await
+            .unwrap()
+            .is_empty());
+        let main = db.store.tenant("acme", "main").await.unwrap();
+        let m = db.store.mailbox_by_address(main.id, &alice).await.unwrap();
+        assert!(m.unwrap().enabled);
+
+        // Declare: 201, the tenant and what comes next, never the secret; its verified domains
+        // became its internal domains.
+        let (st, declared) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(&acme_admin),
+                Some(declaration.clone()),
+            )
+            .await;
+        assert_eq!(st, 201, "{declared}");
+        assert_eq!(declared["tenant"]["name"], "second", "{declared}");
+        assert_eq!(declared["tenant"]["auth_mode"], "app", "{declared}");
+        assert_eq!(declared["secret_label"], SECRET_LABEL);
+        assert!(
+            declared["next"].as_str().unwrap().contains("tenant test"),
+            "{declared}"
+        );
+        assert!(!declared.to_string().contains(&s.secret), "{declared}");
+        assert!(
+            !declared["internal_domains"].as_array().unwrap().is_empty(),
+            "{declared}"
+        );
+        let second = db.store.tenant("acme", "second").await.unwrap();
+        assert_eq!(second.authority, s.base);
+        assert_eq!(
+            db.store
+                .secret_labels(second.id, SecretKind::ClientSecret)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect::<Vec<_>>(),
+            [SECRET_LABEL]
+        );
+        // A second declaration of the name: 409 in the CLI's words, nothing changed.
+        let mut again = declaration.clone();
+        again["client_id"] = "another-app".into();
+        let (st, refused) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(&acme_admin),
+                Some(again),
+            )
+            .await;
+        assert_eq!(st, 409, "{refused}");
+        assert_eq!(
+            refused["error"],
+            "tenant second already exists in org acme; `m365sync tenant secret add` adds a secret, `m365sync apply` changes a declaration"
+        );
+        assert_eq!(
+            db.store.tenant("acme", "second").await.unwrap().client_id,
+            s.client_id
+        );
+        // A body that is not a declaration names the field; a secret of the wrong type is
+        // not quoted back.
+        let mut missing = declaration.clone();
+        missing.as_object_mut().unwrap().remove("client_id");
+        missing["name"] = "third".into();
+        let (st, bad) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(&acme_admin),
+                Some(missing),
+            )
+            .await;
+        assert_eq!(st, 400, "{bad}");
+        assert!(
+            bad["error"].as_str().unwrap().contains("client_id"),
+            "{bad}"
+        );
+        let mut typed = declaration.clone();
+        typed["name"] = "third".into();
+        typed["secret"] = json!(98765432123u64);
+        let (st, bad) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(&acme_admin),
+                Some(typed),
+            )
+            .await;
+        assert_eq!(st, 400, "{bad}");
+        assert!(!bad.to_string().contains("98765432123"), "{bad}");
+        let mut empty = declaration.clone();
+        empty["name"] = "third".into();
+        empty["ms_tenant"] = " ".into();
+        let (st, bad) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(&acme_admin),
+                Some(empty),
+            )
+            .await;
+        assert_eq!(st, 400, "{bad}");
+        assert!(
+            bad["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("ms_tenant is empty"),
+            "{bad}"
+        );
+        assert!(db.store.tenant("acme", "third").await.is_err());
+
+        // Import: a result per line, in file order; the bad rows name their problem.
+        let csv = entra_csv(&upns);
+        let import = |body: String| {
+            api.http
+                .post(format!(
+                    "{}/api/orgs/acme/tenants/second/users/import?file=users.csv",
+                    api.base
+                ))
+                .bearer_auth(&acme_admin)
+                .header("content-type", "text/csv")
+                .body(body)
+                .send()
+        };
+        let r = import(csv.clone()).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let report: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(report["file"], "users.csv");
+        let lines = report["lines"].as_array().unwrap();
+        assert_eq!(lines.len(), upns.len() + 3, "{report}");
+        for (i, upn) in upns.iter().enumerate() {
+            assert_eq!(lines[i]["line"], i + 2, "{report}");
+            assert_eq!(lines[i]["address"], upn.to_ascii_lowercase(), "{report}");
+            assert_eq!(lines[i]["outcome"], "created", "{report}");
+            assert!(lines[i]["problem"].is_null(), "{report}");
+        }
+        let n = upns.len();
+        assert_eq!(lines[n]["line"], n + 2);
+        assert_eq!(lines[n]["outcome"], "error", "{report}");
+        assert!(
+            lines[n]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("not an address"),
+            "{report}"
+        );
+        assert_eq!(lines[n + 1]["outcome"], "skipped", "{report}");
+        assert!(
+            lines[n + 1]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("disabled"),
+            "{report}"
+        );
+        assert_eq!(lines[n + 2]["outcome"], "error", "{report}");
+        assert_eq!(lines[n + 2]["address"], "nobody@contoso.example");
+        assert!(
+            lines[n + 2]["problem"]
+                .as_str()
+                .unwrap()
+                .contains("not a user in the tenant's directory"),
+            "{report}"
+        );
+        assert_eq!(
+            db.store.mailboxes(second.id).await.unwrap().len(),
+            upns.len()
+        );
+        // Again: nothing changes.
+        let again: serde_json::Value = import(csv).await.unwrap().json().await.unwrap();
+        assert!(
+            again["lines"].as_array().unwrap()[..n]
+                .iter()
+                .all(|l| l["outcome"] == "unchanged"),
+            "{again}"
+        );
+        // Not a CSV of users at all: 400 naming the file.
+        let r = import("hello,world\r\n1,2\r\n".into()).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("users.csv"));
+
+        // The declared secret works: the checklist passes.
+        let (st, report) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants/second/test",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{report}");
+        assert_eq!(report["ok"], true, "{report}");
+
+        // Rules at each level: listed at their own level only, removed only there.
+        let newsletters =
+            json!({"effect": "exclude", "target": "sender", "pattern": "*@MarketWeekly.example"});
+        let (st, added) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/rules",
+                Some(&acme_admin),
+                Some(newsletters),
+            )
+            .await;
+        assert_eq!(st, 201, "{added}");
+        let org_rule = added["id"].as_i64().unwrap();
+        let (st, added) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants/second/rules",
+                Some(&acme_admin),
+                Some(json!({"effect": "exclude", "target": "subject", "pattern": "zz-no-such-subject"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{added}");
+        let tenant_rule = added["id"].as_i64().unwrap();
+        let (_, listed) = api
+            .call(Method::GET, "/api/orgs/acme/rules", Some(&acme_admin), None)
+            .await;
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed[0]["id"], org_rule);
+        assert_eq!(listed[0]["spec"]["pattern"], "*@marketweekly.example");
+        assert_eq!(listed[0]["spec"]["effect"], "exclude");
+        let (_, listed) = api
+            .call(
+                Method::GET,
+                "/api/orgs/acme/tenants/second/rules",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed[0]["id"], tenant_rule);
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/rules",
+                Some(&acme_admin),
+                Some(json!({"effect": "drop", "target": "sender", "pattern": "x"})),
+            )
+            .await;
+        assert_eq!(st, 400, "{body}");
+        // The org's rule is not the tenant's to remove, nor another tenant's.
+        for path in [
+            format!("/api/orgs/acme/tenants/second/rules/{org_rule}"),
+            format!("/api/orgs/acme/tenants/main/rules/{tenant_rule}"),
+            format!("/api/orgs/acme/rules/{tenant_rule}"),
+        ] {
+            let (st, body) = api
+                .call(Method::DELETE, &path, Some(&acme_admin), None)
+                .await;
+            assert_eq!(st, 404, "{path}: {body}");
+        }
+        let (st, body) = api
+            .call(
+                Method::DELETE,
+                &format!("/api/orgs/acme/tenants/second/rules/{tenant_rule}"),
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["removed"], tenant_rule);
+
+        // A mailbox switched off and on again, as the CLI does it.
+        let bob = upns[1].to_ascii_lowercase();
+        let path = |act: &str| format!("/api/tenants/acme/second/mailboxes/{bob}/{act}");
+        let (st, m) = api
+            .call(Method::POST, &path("disable"), Some(&acme_admin), None)
+            .await;
+        assert_eq!(st, 200, "{m}");
+        assert_eq!(m["enabled"], false, "{m}");
+        let stored = db.store.mailbox_by_address(second.id, &bob).await.unwrap();
+        assert!(!stored.unwrap().enabled);
+        let (st, m) = api
+            .call(Method::POST, &path("enable"), Some(&acme_admin), None)
+            .await;
+        assert_eq!(st, 200, "{m}");
+        assert_eq!(m["enabled"], true, "{m}");
+        assert_eq!(m["health"], "healthy", "{m}");
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/tenants/acme/second/mailboxes/nobody@contoso.example/disable",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 404, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("tenant acme/second has no mailbox nobody@contoso.example"),
+            "{body}"
+        );
+
+        // Activated, the first run of the declared tenant excludes the newsletters by the
+        // org's rule (mail from a year back, so they are in range).
+        let mut settings = db.store.settings(second.id).await.unwrap();
+        settings.commencement_ms =
+            Some((chrono::Utc::now() - chrono::Duration::days(400)).timestamp_millis());
+        db.store.set_settings(second.id, &settings).await.unwrap();
+        let (st, done) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants/second/activate",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{done}");
+        assert_eq!(done["rules"], 1, "{done}");
+        let mut finished = None;
+        for _ in 0..600 {
+            let (_, runs) = api
+                .call(
+                    Method::GET,
+                    "/api/tenants/acme/second/runs",
+                    Some(&acme_admin),
+                    None,
+                )
+                .await;
+            if let Some(r) = runs
+                .as_array()
+                .and_then(|r| r.iter().find(|r| !r["finished_ms"].is_null()))
+            {
+                finished = Some(r.clone());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let run = finished.expect("the declared tenant's first run finished");
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert!(run["emails"]["kept"].as_i64().unwrap() > 0, "{run}");
+        assert!(
+            run["emails"]["excluded"].as_i64().unwrap() > 0,
+            "the org's rule excluded the newsletters: {run}"
+        );
 
         handle.stop();
         service.wait().await;

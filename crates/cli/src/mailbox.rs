@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use m365sync::admin::import::{add_mailbox, import_csv};
+use m365sync::admin::mailboxes::set_mailbox_enabled;
 use m365sync_store::mailboxes::MailboxKind;
 
 use super::admin::{open, open_with_http};
@@ -530,10 +531,7 @@ async fn set_enabled(
 ) -> anyhow::Result<()> {
     let store = open(config).await?;
     let t = store.tenant(org, tenant).await?;
-    let m = store.mailbox_by_address(t.id, address).await?.ok_or_else(|| {
-        anyhow::anyhow!("tenant {org}/{tenant} has no mailbox {address}; `m365sync mailbox list` shows them")
-    })?;
-    store.set_mailbox_enabled(m.id, enabled).await?;
+    let m = set_mailbox_enabled(&store, &t, address, enabled).await?;
     println!(
         "mailbox {} of tenant {org}/{tenant} {}",
         m.address,

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use clap::{Subcommand, ValueEnum};
 use m365sync::admin::activate::{activate, ActivateError};
+use m365sync::admin::rules::rule_scope;
 use m365sync_store::rules::{Effect, Rule, RuleScope, RuleSpec, Target};
 use m365sync_store::Store;
 use serde::Serialize;
@@ -97,33 +98,6 @@ struct Listed {
     spec: RuleSpec,
 }
 
-async fn scope(
-    store: &Store,
-    org: &str,
-    tenant: Option<&str>,
-    user: Option<&str>,
-) -> anyhow::Result<RuleScope> {
-    let org_id = store.org_id(org).await?;
-    let Some(tenant) = tenant else {
-        return Ok(RuleScope::Org { org_id });
-    };
-    let t = store.tenant(org, tenant).await?;
-    let Some(user) = user else {
-        return Ok(RuleScope::Tenant {
-            org_id,
-            tenant_id: t.id,
-        });
-    };
-    let user_id = store.user_id(t.id, user).await?.ok_or_else(|| {
-        anyhow::anyhow!("tenant {org}/{tenant} has no user {user}; `m365sync user list` shows them")
-    })?;
-    Ok(RuleScope::User {
-        org_id,
-        tenant_id: t.id,
-        user_id,
-    })
-}
-
 /// Runs `m365sync rules ...`.
 pub async fn run(config: Option<&Path>, cmd: RulesCommand) -> anyhow::Result<()> {
     let store = open(config).await?;
@@ -136,7 +110,7 @@ pub async fn run(config: Option<&Path>, cmd: RulesCommand) -> anyhow::Result<()>
             target,
             pattern,
         } => {
-            let scope = scope(&store, &org, tenant.as_deref(), user.as_deref()).await?;
+            let scope = rule_scope(&store, &org, tenant.as_deref(), user.as_deref()).await?;
             let spec = RuleSpec {
                 effect: match effect {
                     EffectArg::Exclude => Effect::Exclude,

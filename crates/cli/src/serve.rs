@@ -30,6 +30,12 @@ pub struct ServeArgs {
     /// Where the sandbox's simulator listens (https).
     #[arg(long, default_value = "127.0.0.1:8765")]
     sim_bind: SocketAddr,
+    /// Tenants of the sandbox's simulated Microsoft: the first is declared and activated; the
+    /// others wait to be declared, through the console's setup assistant or `m365sync tenant
+    /// add` (their ids, apps and secrets are in sim-world.json). Read when the world is first
+    /// generated.
+    #[arg(long, default_value_t = 1)]
+    sim_tenants: usize,
     /// People in the sandbox tenant.
     #[arg(long, default_value_t = 5)]
     users: usize,
@@ -74,6 +80,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
         let (sim, loaded) = m365sync_sim::persist::open_or_build(
             &files.sim_world,
             Origin::Generated(GenerateOptions {
+                tenants: args.sim_tenants.max(1),
                 users: args.users,
                 messages: args.messages,
                 busy_users: usize::from(args.busy_messages > 0),

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use m365sync::admin::connectivity::{test_connectivity, Report, Status};
+use m365sync::admin::tenants::{declare_tenant, Declaration, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL};
 use m365sync::credentials::{app_credentials, store_refresh_token};
 use m365sync_graph::authorize::PendingAuthorization;
-use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind};
+use m365sync_store::tenants::{AuthMode, SecretKind};
 
 use super::admin::{open, open_with_http};
 
@@ -39,10 +40,10 @@ pub enum TenantCommand {
         #[arg(long, default_value = "initial")]
         secret_label: String,
         /// The identity platform.
-        #[arg(long, default_value = "https://login.microsoftonline.com")]
+        #[arg(long, default_value = DEFAULT_AUTHORITY)]
         authority: String,
         /// Microsoft Graph's base URL.
-        #[arg(long, default_value = "https://graph.microsoft.com/v1.0")]
+        #[arg(long, default_value = DEFAULT_GRAPH_URL)]
         graph_url: String,
         /// Authenticate as an admin account (delegated: authorization code + refresh token)
         /// instead of app-only client credentials; run `tenant authorize` next.
@@ -384,51 +385,36 @@ pub async fn run(config: Option<&Path>, cmd: TenantCommand) -> anyhow::Result<()
             delegated,
         } => {
             let value = secret.read()?;
-            let store = open(config).await?;
-            if store.tenant(&org, &name).await.is_ok() {
-                anyhow::bail!("tenant {name} already exists in org {org}; `m365sync tenant secret add` adds a secret, `m365sync apply` changes a declaration");
-            }
-            let t = store
-                .upsert_tenant(&NewTenant {
+            let (store, http) = open_with_http(config).await?;
+            let done = declare_tenant(
+                &store,
+                http,
+                &Declaration {
                     org: org.clone(),
                     name: name.clone(),
                     ms_tenant,
-                    authority: authority.trim_end_matches('/').to_string(),
-                    graph_url: graph_url.trim_end_matches('/').to_string(),
                     client_id,
-                    auth_mode: if delegated {
-                        AuthMode::Delegated
-                    } else {
-                        AuthMode::App
-                    },
-                })
-                .await?;
-            store
-                .put_secret(t.id, SecretKind::ClientSecret, &secret_label, &value)
-                .await?;
-            if !delegated {
-                // E7 for every tenant: its verified domains are its internal domains until an
-                // admin says otherwise. Best effort: the app may not be consented yet.
-                let (_, http) = open_with_http(config).await?;
-                match m365sync::admin::settings::fill_internal_domains(&store, &t, http).await {
-                    Ok(Some(d)) => println!(
-                        "internal domains set from the tenant's verified domains: {}",
-                        d.join(", ")
-                    ),
-                    Ok(None) => {}
-                    Err(e) => println!(
-                        "note: the tenant's verified domains could not be read yet ({e}); `m365sync activate` takes them, or set them with `m365sync tenant settings --internal-domains`"
-                    ),
-                }
+                    secret: value,
+                    secret_label: secret_label.clone(),
+                    authority,
+                    graph_url,
+                    delegated,
+                },
+            )
+            .await?;
+            if let Some(d) = &done.internal_domains {
+                println!(
+                    "internal domains set from the tenant's verified domains: {}",
+                    d.join(", ")
+                );
             }
-            let next = if delegated {
-                "tenant authorize"
-            } else {
-                "tenant test"
-            };
+            if let Some(note) = &done.internal_domains_note {
+                println!("note: {note}");
+            }
             println!(
-                "added tenant {name} to org {org} ({}); client secret stored encrypted as '{secret_label}'\nnext: m365sync {next} --org {org} --tenant {name}",
-                if delegated { "delegated" } else { "app-only" }
+                "added tenant {name} to org {org} ({}); client secret stored encrypted as '{secret_label}'\nnext: {}",
+                if delegated { "delegated" } else { "app-only" },
+                done.next
             );
         }
         TenantCommand::Settings(args) => settings(config, args).await?,

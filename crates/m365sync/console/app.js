@@ -30,20 +30,25 @@ function h(tag, attrs, ...children) {
 
 /** An API refusal or failure, with the API's own words. */
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, data) {
     super(message);
     this.status = status;
+    this.data = data || null; // the whole answer (a refused activation's checklist)
   }
 }
 
-/** Calls the API; answers its JSON or throws an ApiError. */
-async function api(method, path, body) {
+/** Calls the API; answers its JSON or throws an ApiError. `body` is sent as JSON, or as is
+ * with `contentType` (a CSV the browser read). */
+async function api(method, path, body, contentType) {
   const opts = {
     method,
     credentials: "same-origin",
     headers: { "X-M365sync-Console": "1", Accept: "application/json" },
   };
-  if (body !== undefined) {
+  if (body !== undefined && contentType) {
+    opts.headers["Content-Type"] = contentType;
+    opts.body = body;
+  } else if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
@@ -60,7 +65,7 @@ async function api(method, path, body) {
     data = null;
   }
   if (!r.ok) {
-    throw new ApiError(r.status, (data && data.error) || r.statusText || "HTTP " + r.status);
+    throw new ApiError(r.status, (data && data.error) || r.statusText || "HTTP " + r.status, data);
   }
   return data;
 }
@@ -190,6 +195,7 @@ function signedIn(who) {
             ? [
                 ["#/contacts/" + enc(who.org), "Contacts"],
                 ["#/plugins/" + enc(who.org), "Plugins"],
+                ["#/setup/" + enc(who.org), "Set up a tenant"],
               ]
             : []),
         ];
@@ -252,10 +258,18 @@ async function tenantsPage() {
           " · ",
           h("a", { href: "#/contacts/" + enc(t.org) }, "Contacts"),
           " · ",
-          h("a", { href: "#/plugins/" + enc(t.org) }, "Plugins")
+          h("a", { href: "#/plugins/" + enc(t.org) }, "Plugins"),
+          " · ",
+          h("a", { href: "#/setup/" + enc(t.org) + "/" + enc(t.name) }, "Setup")
         )
       )
     );
+    // A new tenant is declared in an org that exists: the signed-in admin's own, or each org
+    // the service admin sees.
+    const orgs = me.role === "org_admin" ? [me.org] : [...new Set(tenants.map((t) => t.org))];
+    const declare = orgs.length
+      ? h("p", { class: "actions", id: "declare-links" }, orgs.map((o) => h("a", { href: "#/setup/" + enc(o) }, "Set up a new tenant in " + o)))
+      : null;
     const retryMsg = h("span", { role: "status" });
     const retryAll =
       me.role === "admin"
@@ -272,9 +286,10 @@ async function tenantsPage() {
         : null;
     return [
       retryAll,
+      declare,
       tenants.length
         ? table(["Org", "Tenant", "Enabled", "Activated", "More"], rows, { id: "tenants" })
-        : h("p", {}, "No tenants yet: declare one with `m365sync apply`."),
+        : h("p", {}, "No tenants yet: declare an org and its first tenant with `m365sync apply` or `m365sync tenant add`."),
     ];
   });
 }
@@ -322,10 +337,10 @@ async function tenantPage(org, tenant) {
         num(m.consecutive_failures),
         h("td", {}, m.failing_since_ms ? when(m.failing_since_ms) : "–"),
         h("td", {}, m.pending_run_id ? h("a", { href: "#/run/" + m.pending_run_id }, "run " + m.pending_run_id) : "none"),
-        h("td", {}, m.enabled ? "yes" : "no"),
+        h("td", { class: "enabled" }, m.enabled ? "yes" : "no"),
         h("td", {}, m.kind),
         h("td", {}, own.length ? own.map((s) => s.resource + ":" + s.status).join(" ") : "–"),
-        h("td", {}, verifyButton(base, m.address))
+        h("td", {}, verifyButton(base, m.address), " ", switchButton(base, m))
       );
     });
     const syncMsg = h("span", { class: "muted", role: "status" });
@@ -425,11 +440,12 @@ async function tenantPage(org, tenant) {
         h("a", { href: "#/errors/" + enc(org) + "/" + enc(tenant) }, "Errors"),
         h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
         h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org),
-        h("a", { href: "#/plugins/" + enc(org) }, "Plugins of " + org)),
+        h("a", { href: "#/plugins/" + enc(org) }, "Plugins of " + org),
+        h("a", { href: "#/setup/" + enc(org) + "/" + enc(tenant) }, "Setup assistant")),
       setup,
       h("h2", {}, "Mailboxes"),
       table(
-        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Verify"],
+        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Actions"],
         mrows,
         { id: "mailboxes" }
       ),
@@ -512,6 +528,39 @@ function verifyButton(base, address) {
     },
     "Verify"
   );
+  return [btn, msg];
+}
+
+/** "Enable" / "Disable" of one mailbox (`mailbox enable/disable`): the row follows the answer. */
+function switchButton(base, m) {
+  let enabled = m.enabled;
+  const msg = h("span", { role: "status" });
+  const btn = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary switch",
+      onclick: async () => {
+        btn.disabled = true;
+        try {
+          const r = await api("POST", base + "/mailboxes/" + enc(m.address) + "/" + (enabled ? "disable" : "enable"));
+          enabled = r.enabled;
+          const row = btn.closest("tr");
+          row.querySelector("td.enabled").textContent = enabled ? "yes" : "no";
+          row.querySelector(".health").textContent = r.health;
+          say(msg, enabled ? " enabled: synced from the next run" : " disabled: not synced; its stored mail stays");
+        } catch (e) {
+          say(msg, " not changed: " + e.message, true);
+        } finally {
+          btn.textContent = enabled ? "Disable" : "Enable";
+          btn.setAttribute("aria-label", (enabled ? "Disable " : "Enable ") + m.address);
+          btn.disabled = false;
+        }
+      },
+    },
+    enabled ? "Disable" : "Enable"
+  );
+  btn.setAttribute("aria-label", (enabled ? "Disable " : "Enable ") + m.address);
   return [btn, msg];
 }
 
@@ -871,17 +920,21 @@ async function reviewPage() {
   await load();
 }
 
-async function rulesPage() {
-  const msg = h("p", { role: "status" });
+/** A list of exclusion rules at one level (`path`: /api/me/rules, an org's or a tenant's) with
+ * "Add rule" and "Delete" per rule; `prefix` keeps its element ids apart from another level's on
+ * the same page. Answers the parts to show and a loader. */
+function rulesEditor(path, prefix, none, onChange) {
+  const id = (name) => prefix + name;
+  const msg = h("p", { role: "status", id: id("rules-result") });
   const list = h("div", {});
   const load = async () => {
     let rules;
     try {
-      rules = await api("GET", "/api/me/rules");
+      rules = await api("GET", path);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       list.replaceChildren(failure(e));
-      return;
+      return [];
     }
     list.replaceChildren(
       rules.length
@@ -890,13 +943,13 @@ async function rulesPage() {
             rules.map((r) =>
               h(
                 "tr",
-                {},
+                { dataset: { rule: r.id } },
                 h("td", {}, r.spec.effect),
                 h("td", {}, r.spec.target.replace("_", " ")),
                 h("td", {}, r.spec.pattern),
                 h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": "Delete the rule " + r.spec.pattern, onclick: async () => {
                   try {
-                    await api("DELETE", "/api/me/rules/" + r.id);
+                    await api("DELETE", path + "/" + r.id);
                     say(msg, "Deleted the rule " + r.spec.pattern + ".");
                     await load();
                   } catch (e) {
@@ -905,40 +958,49 @@ async function rulesPage() {
                 } }, "Delete"))
               )
             ),
-            { id: "rules" }
+            { id: id("rules") }
           )
-        : h("p", {}, "You have no personal rules.")
+        : h("p", {}, none)
     );
+    if (onChange) onChange(rules);
+    return rules;
   };
-  const sel = (id, opts) => h("select", { id, name: id }, opts.map(([v, t]) => h("option", { value: v }, t)));
+  const sel = (name, opts) => h("select", { id: id(name), name }, opts.map(([v, t]) => h("option", { value: v }, t)));
+  const pattern = h("input", { id: id("pattern"), name: "pattern", required: true });
   const form = h(
     "form",
     {
       class: "inline",
+      id: id("rule-form"),
       onsubmit: async (ev) => {
         ev.preventDefault();
         const spec = {
-          effect: document.getElementById("effect").value,
-          target: document.getElementById("target").value,
-          pattern: document.getElementById("pattern").value.trim(),
+          effect: document.getElementById(id("effect")).value,
+          target: document.getElementById(id("target")).value,
+          pattern: pattern.value.trim(),
         };
         try {
-          await api("POST", "/api/me/rules", spec);
+          await api("POST", path, spec);
           say(msg, "Added: " + spec.effect + " " + spec.pattern + ". It applies to mail synced from now on.");
-          document.getElementById("pattern").value = "";
+          pattern.value = "";
           await load();
         } catch (e) {
           say(msg, "Not added: " + e.message, true);
         }
       },
     },
-    h("label", { for: "effect" }, "Effect", sel("effect", [["exclude", "exclude"], ["include", "include"]])),
-    h("label", { for: "target" }, "Compared with", sel("target", [["any_address", "any address"], ["sender", "sender"], ["recipient", "recipient"], ["subject", "subject"]])),
-    h("label", { for: "pattern" }, "Pattern (an address, *@domain, or subject text)", h("input", { id: "pattern", required: true })),
+    h("label", { for: id("effect") }, "Effect", sel("effect", [["exclude", "exclude"], ["include", "include"]])),
+    h("label", { for: id("target") }, "Compared with", sel("target", [["any_address", "any address"], ["sender", "sender"], ["recipient", "recipient"], ["subject", "subject"]])),
+    h("label", { for: id("pattern") }, "Pattern (an address, *@domain, or subject text)", pattern),
     h("button", { type: "submit" }, "Add rule")
   );
-  show("My exclusion rules", form, msg, list);
-  await load();
+  return { parts: [form, msg, list], load };
+}
+
+async function rulesPage() {
+  const editor = rulesEditor("/api/me/rules", "", "You have no personal rules.");
+  show("My exclusion rules", ...editor.parts);
+  await editor.load();
 }
 
 async function eventsPage() {
@@ -1092,6 +1154,304 @@ async function pluginsPage(org, done) {
   });
 }
 
+// ---- setup assistant -----------------------------------------------------------------------
+
+/** What the last setup action said, shown once on the page it navigated to. */
+let setupFlash = null;
+
+/** One numbered step: a section with its heading, its state line and its content. */
+function setupStep(n, key, title, state, ...content) {
+  return h(
+    "section",
+    { class: "step", id: "step-" + key, "aria-labelledby": "title-" + key },
+    h("h2", { id: "title-" + key }, n + ". " + title),
+    state,
+    ...content
+  );
+}
+
+/** A step's state line: `kind` is "done", "todo" or "bad". */
+function stepState(key) {
+  return h("p", { class: "state", id: "state-" + key, role: "status" }, "…");
+}
+
+function setState(el, text, kind) {
+  el.textContent = text;
+  el.className = "state state-" + (kind || "todo");
+}
+
+/** Step 1: the app registration and its client secret (`tenant add`). The secret is a
+ * password field, sent once and never shown again: the API stores it sealed and answers
+ * without it. */
+function credentialsStep(org, t) {
+  const state = stepState("credentials");
+  if (t) {
+    setState(state, "Done: " + t.org + "/" + t.name + " is declared (" + (t.auth_mode === "delegated" ? "delegated" : "app-only") + "), Microsoft tenant " + t.ms_tenant + ", app (client) id " + t.client_id + ". Its client secret is stored sealed and is never shown.", "done");
+    const flash = setupFlash;
+    setupFlash = null;
+    return setupStep(1, "credentials", "Credentials", state,
+      flash ? h("p", { id: "declare-result" }, flash) : null,
+      h("p", { class: "muted" }, "A secret is rotated with `m365sync tenant secret add` (a new one is tried first), and a declaration changed with `m365sync apply`. "),
+      h("p", {}, h("a", { href: "#/setup/" + enc(org) }, "Set up another tenant in " + org)));
+  }
+  setState(state, "To do: declare the tenant with its app registration's credentials (Entra admin center > App registrations).", "todo");
+  const field = (id, label, attrs) => h("label", { for: id }, label, h("input", Object.assign({ id, name: id, autocomplete: "off" }, attrs || {})));
+  const msg = h("p", { id: "declare-result", role: "status" });
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      id: "declare-form",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const v = (id) => document.getElementById(id).value.trim();
+        const body = {
+          name: v("setup-name"),
+          ms_tenant: v("setup-ms-tenant"),
+          client_id: v("setup-client-id"),
+          secret: document.getElementById("setup-secret").value,
+          secret_label: v("setup-secret-label") || "initial",
+        };
+        if (v("setup-authority")) body.authority = v("setup-authority");
+        if (v("setup-graph-url")) body.graph_url = v("setup-graph-url");
+        const submit = form.querySelector("button[type=submit]");
+        submit.disabled = true;
+        try {
+          const r = await api("POST", "/api/orgs/" + enc(org) + "/tenants", body);
+          document.getElementById("setup-secret").value = "";
+          setupFlash =
+            "Declared tenant " + r.tenant.org + "/" + r.tenant.name + "; its client secret is stored sealed as '" + r.secret_label + "'. " +
+            (r.internal_domains ? "Internal domains set from its verified domains: " + r.internal_domains.join(", ") + ". " : "") +
+            (r.internal_domains_note ? "Note: " + r.internal_domains_note + ". " : "") +
+            "Next: test its connectivity.";
+          location.hash = "#/setup/" + enc(org) + "/" + enc(r.tenant.name);
+        } catch (e) {
+          if (!(e instanceof ApiError)) throw e;
+          say(msg, "Not declared: " + e.message, true);
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    field("setup-name", "Tenant name (ours, unique in " + org + ")", { required: true }),
+    field("setup-ms-tenant", "Microsoft tenant id or verified domain", { required: true }),
+    field("setup-client-id", "Application (client) id", { required: true }),
+    field("setup-secret", "Client secret value", { type: "password", required: true, autocomplete: "new-password" }),
+    field("setup-secret-label", "Secret label", { value: "initial" }),
+    h(
+      "details",
+      { class: "advanced" },
+      h("summary", {}, "Another cloud (optional)"),
+      h("div", { class: "inline" },
+        field("setup-authority", "Authority", { placeholder: "https://login.microsoftonline.com" }),
+        field("setup-graph-url", "Graph URL", { placeholder: "https://graph.microsoft.com/v1.0" }))
+    ),
+    h("button", { type: "submit" }, "Declare tenant")
+  );
+  return setupStep(1, "credentials", "Credentials", state,
+    h("p", { class: "muted" }, "The app needs the application permissions Mail.Read (or Mail.ReadWrite), User.Read.All and Calendars.ReadWrite, with admin consent. Nothing syncs until the last step."),
+    form, msg);
+}
+
+/** Step 2: the connectivity checklist (`tenant test`), each step with its fix. */
+function testStep(base) {
+  const state = stepState("test");
+  setState(state, "Not run on this page yet: run it after declaring, and after each fix in Entra.", "todo");
+  const out = h("div", { id: "test-result", "aria-live": "polite" });
+  const btn = h("button", { type: "button", id: "setup-test", onclick: async () => {
+    btn.disabled = true;
+    out.replaceChildren(h("p", { class: "muted" }, "Asking Microsoft…"));
+    try {
+      const r = await api("POST", base + "/test");
+      setState(state, r.ok ? "Passed: every step (" + r.auth_mode + " token)." : "Failed: fix the step below and test again.", r.ok ? "done" : "bad");
+      out.replaceChildren(checklist(r));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      out.replaceChildren(failure(e));
+    } finally {
+      btn.disabled = false;
+    }
+  } }, "Test connectivity");
+  return setupStep(2, "test", "Test connectivity", state, h("div", { class: "actions" }, btn), out);
+}
+
+/** Step 3: users and their mailboxes from Entra's "Download users" CSV, read in the browser and
+ * sent as is; each line's result shown. */
+function importStep(org, t, mailboxesPath) {
+  const base = "/api/orgs/" + enc(org) + "/tenants/" + enc(t.name);
+  const state = stepState("import");
+  const count = async () => {
+    try {
+      const boxes = await api("GET", mailboxesPath);
+      setState(state, boxes.length ? "Done: " + boxes.length + " mailbox(es) so far (" + boxes.filter((m) => m.enabled).length + " enabled). Import again after a change in Entra: nothing changes twice." : "To do: no mailboxes yet.", boxes.length ? "done" : "todo");
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      setState(state, "Unknown: " + e.message, "bad");
+    }
+  };
+  count();
+  const file = h("input", { type: "file", id: "setup-csv", accept: ".csv,text/csv" });
+  const out = h("div", { id: "import-result", "aria-live": "polite" });
+  const btn = h("button", { type: "button", id: "setup-import", onclick: async () => {
+    const f = file.files[0];
+    if (!f) {
+      out.replaceChildren(h("p", { class: "error" }, "Choose the CSV file first."));
+      return;
+    }
+    btn.disabled = true;
+    out.replaceChildren(h("p", { class: "muted" }, "Importing " + f.name + "…"));
+    try {
+      const text = await f.text();
+      const r = await api("POST", base + "/users/import?file=" + enc(f.name), text, "text/csv");
+      out.replaceChildren(
+        h("p", { class: r.errors.length ? "error" : "", id: "import-summary" }, "Imported " + r.file + ": " + r.created.length + " new, " + r.updated.length + " updated, " + r.unchanged.length + " unchanged, " + r.skipped.length + " skipped, " + r.errors.length + " error(s)." + (r.errors.length ? " Fix those lines and import again: the other rows are stored and will not change." : "")),
+        r.directory_note ? h("p", { class: "muted" }, "Note: " + r.directory_note) : null,
+        table(
+          ["Line", "Address", "Outcome", "Problem and fix"],
+          r.lines.map((l) => h("tr", { dataset: { line: l.line } }, num(l.line), h("td", {}, l.address || "–"), h("td", { class: "outcome-" + l.outcome }, l.outcome), h("td", {}, l.problem || "–"))),
+          { id: "import-lines" }
+        )
+      );
+      await count();
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      out.replaceChildren(h("p", { class: "error", role: "alert" }, "Not imported: " + e.message));
+    } finally {
+      btn.disabled = false;
+    }
+  } }, "Import");
+  return setupStep(3, "import", "Import users", state,
+    h("p", { class: "muted" }, "In the Microsoft Entra admin center: Users > All users > Download users, then choose that file here. Each user's own mailbox is added and linked to them; disabled accounts and guests are skipped with a note; a shared mailbox is added with `m365sync mailbox add --shared --user NOMINATED`."),
+    h("div", { class: "actions" }, h("label", { for: "setup-csv" }, "Entra users CSV "), file, btn),
+    out);
+}
+
+/** Step 4: exclusion rules at the org's and the tenant's level (users add their own). */
+function rulesStep(org, t) {
+  const state = stepState("rules");
+  const counts = { org: null, tenant: null };
+  const update = () => {
+    if (counts.org === null || counts.tenant === null) return;
+    const n = counts.org + counts.tenant;
+    setState(state, (n ? "Done: " : "Optional: ") + counts.org + " rule(s) for all of " + org + ", " + counts.tenant + " for " + t.name + " alone. Rules act on mail synced after they are added, so add them before activating.", n ? "done" : "todo");
+  };
+  const orgRules = rulesEditor("/api/orgs/" + enc(org) + "/rules", "org-", "No rules for the whole org.", (r) => { counts.org = r.length; update(); });
+  const tenantRules = rulesEditor("/api/orgs/" + enc(org) + "/tenants/" + enc(t.name) + "/rules", "tenant-", "No rules for this tenant alone.", (r) => { counts.tenant = r.length; update(); });
+  orgRules.load();
+  tenantRules.load();
+  return setupStep(4, "rules", "Exclusion rules", state,
+    h("h3", {}, "For every tenant of " + org),
+    ...orgRules.parts,
+    h("h3", {}, "For " + t.name + " only"),
+    ...tenantRules.parts,
+    h("p", { class: "muted" }, "Each user adds personal rules under My exclusion rules; the most specific level wins."));
+}
+
+/** Step 5: the plugins in force for the org's default and this tenant. */
+function pluginsStep(org, t) {
+  const state = stepState("plugins");
+  const out = h("div", {});
+  (async () => {
+    try {
+      const r = await api("GET", "/api/orgs/" + enc(org) + "/plugins");
+      const rows = r.slots.filter((p) => p.level === "org default" || p.level === "tenant " + t.name);
+      const own = rows.filter((p) => p.level !== "org default" && p.source === "installed").length;
+      setState(state, "In force for " + t.name + ": " + rows.filter((p) => p.level !== "org default").map((p) => p.slot + " " + p.name + " " + p.version + " (" + p.source + ")").join(", ") + (own ? "" : ". The built-in or org's plugins decide; nothing to do unless the firm has its own."), "done");
+      out.replaceChildren(table(["Level", "Slot", "Name", "Version", "Why"], rows.map((p) => h("tr", { dataset: { level: p.level, slot: p.slot } }, h("td", {}, p.level), h("td", {}, p.slot), h("td", {}, p.name), h("td", {}, p.version), h("td", {}, p.source))), { id: "setup-plugins" }));
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      setState(state, "Unknown: " + e.message, "bad");
+    }
+  })();
+  return setupStep(5, "plugins", "Plugins", state, out,
+    h("p", {}, h("a", { href: "#/plugins/" + enc(org) }, "Open the Plugins page of " + org), " (history, rollback; install with `m365sync plugin install`)."));
+}
+
+/** Step 6: the calendar settings that apply, and the page changing them. */
+function calendarStep(org, t) {
+  const state = stepState("calendar");
+  (async () => {
+    try {
+      const c = await api("GET", "/api/orgs/" + enc(org) + "/tenants/" + enc(t.name) + "/calendar/settings");
+      const s = c.settings;
+      setState(state, "In force (from the " + c.from + " level): direction " + s.direction + ", internal events " + (s.sync_internal_events ? "on" : "off") + ", private events " + (s.sync_private_events ? "on" : "off") + ", " + s.inbound_years + " year(s) back." + (s.direction === "to_crm" ? "" : " Events are written to Microsoft, which can email invitations to clients (C9)."), "done");
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      setState(state, "Unknown: " + e.message, "bad");
+    }
+  })();
+  return setupStep(6, "calendar", "Calendar settings", state,
+    h("p", {}, h("a", { href: "#/calendar/" + enc(org) + "/" + enc(t.name), id: "setup-calendar-link" }, "Change the calendar settings of " + t.name)));
+}
+
+/** Step 7: activation (`activate`), its warnings shown (C9's invitation warning among them);
+ * a refusal shown with the checklist, and "Activate anyway" offered after a failed test. */
+function activateStep(base, org, t) {
+  const state = stepState("activate");
+  if (t.activated_ms) setState(state, "Done: activated " + when(t.activated_ms) + ". Activating again changes nothing.", "done");
+  else setState(state, "To do: nothing of " + t.name + " syncs until it is activated.", "todo");
+  const out = h("div", { id: "activate-result", "aria-live": "polite" });
+  const go = async (btn, force) => {
+    btn.disabled = true;
+    out.replaceChildren(h("p", { class: "muted" }, "Checking and activating…"));
+    try {
+      let r;
+      try {
+        r = await api("POST", base + "/activate" + (force ? "?force=true" : ""));
+      } catch (e) {
+        if (!(e instanceof ApiError) || e.status !== 409) throw e;
+        const anyway = h("button", { type: "button", class: "danger", id: "setup-activate-anyway", onclick: () => go(anyway, true) }, "Activate anyway");
+        out.replaceChildren(
+          h("p", { class: "error", role: "alert" }, "Not activated: " + e.message.replace(/ \(through the API: .*\)$/, "")),
+          e.data && e.data.report ? checklist(e.data.report) : null,
+          /--force/.test(e.message) ? h("div", { class: "actions" }, anyway) : null
+        );
+        return;
+      }
+      setState(state, "Done: activated " + when(r.activated_ms) + ".", "done");
+      out.replaceChildren(
+        h("p", { id: "activate-summary" }, (r.newly_activated ? "Activated: " : "Already activated: ") + r.mailboxes + " mailbox(es), mail from " + when(r.commencement_ms) + ", every " + r.cadence_minutes + " min, " + r.rules + " rule(s) at org and tenant level."),
+        r.warnings.length ? h("div", {}, h("p", {}, "Warnings:"), h("ul", { id: "activate-warnings" }, r.warnings.map((w) => h("li", {}, w)))) : null,
+        h("p", {}, h("a", { href: "#/tenant/" + enc(org) + "/" + enc(t.name), id: "to-tenant" }, "See its mailboxes and first run on the tenant page"))
+      );
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      out.replaceChildren(failure(e));
+    } finally {
+      btn.disabled = false;
+    }
+  };
+  const btn = h("button", { type: "button", id: "setup-activate", onclick: () => go(btn, false) }, "Activate");
+  return setupStep(7, "activate", "Activate", state, h("div", { class: "actions" }, btn), out);
+}
+
+/** `#/setup/ORG[/T]`: Practifi's setup in its order. Without a tenant only the credentials
+ * step shows (the rest needs a declared tenant); each step shows its state and can be redone. */
+async function setupPage(org, tenant) {
+  await page(tenant ? "Set up " + org + "/" + tenant : "Set up a new tenant in " + org, async () => {
+    // Scoped as the API is: another org's admin gets its 404, a user its 403.
+    const tenants = await api("GET", "/api/tenants?org=" + enc(org));
+    const t = tenant ? tenants.find((x) => x.name === tenant) : null;
+    if (tenant && !t) throw new ApiError(404, "no tenant '" + tenant + "' in org '" + org + "'");
+    const intro = h("p", { class: "muted" }, "The steps in Practifi's order. Each shows its state and can be done again.");
+    if (!t) {
+      return [intro, credentialsStep(org, null), h("p", { class: "muted" }, "Then: test connectivity, import users, exclusion rules, plugins, calendar settings, activate.")];
+    }
+    const base = "/api/orgs/" + enc(org) + "/tenants/" + enc(t.name);
+    const mailboxes = "/api/tenants/" + enc(org) + "/" + enc(t.name) + "/mailboxes";
+    return [
+      intro,
+      credentialsStep(org, t),
+      testStep(base),
+      importStep(org, t, mailboxes),
+      rulesStep(org, t),
+      pluginsStep(org, t),
+      calendarStep(org, t),
+      activateStep(base, org, t),
+    ];
+  });
+}
+
 // ---- routing -------------------------------------------------------------------------------
 
 async function route() {
@@ -1122,6 +1482,8 @@ async function route() {
       return contactsPage(a);
     case "plugins":
       return pluginsPage(a);
+    case "setup":
+      return setupPage(a, b);
     case "contact":
       return contactPage(a, b);
     case "review":

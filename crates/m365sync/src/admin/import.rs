@@ -96,6 +96,38 @@ pub struct ImportReport {
     pub errors: Vec<BadRow>,
     /// Set when the directory could not be used: why, and that addresses serve as Graph ids.
     pub directory_note: Option<String>,
+    /// Every row in file order with what became of it: the per-line view the console shows,
+    /// the same facts as the lists above.
+    pub lines: Vec<LineResult>,
+}
+
+/// What became of one row of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new mailbox (and its user).
+    Created,
+    /// A mailbox whose id, name or link changed.
+    Updated,
+    /// Already exactly as the row says.
+    Unchanged,
+    /// Left out on purpose (guest, disabled, no mailbox, duplicate).
+    Skipped,
+    /// Not imported: the row is wrong, or the directory refused its address.
+    Error,
+}
+
+/// One row's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineResult {
+    /// The line the row starts on.
+    pub line: usize,
+    /// The row's address (its UPN for a skipped row); none when the row has no readable one.
+    pub address: Option<String>,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// For a skipped or failed row: why, and what to do.
+    pub problem: Option<String>,
 }
 
 /// How addresses are resolved to Graph objects.
@@ -137,39 +169,69 @@ enum Resolved {
     ByAddress,
 }
 
-/// Imports an Entra "Download users" CSV into `tenant`. Bad rows are reported by line and the
-/// rest goes on. `http` is `None` to skip the directory (`--offline`).
+/// Imports an Entra "Download users" CSV file into `tenant`. Bad rows are reported by line and
+/// the rest goes on. `http` is `None` to skip the directory (`--offline`).
 pub async fn import_csv(
     store: &Store,
     tenant: &Tenant,
     path: &Path,
     http: Option<reqwest::Client>,
 ) -> Result<ImportReport, ImportError> {
-    let text = std::fs::read(path).map_err(|error| ImportError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
         error,
     })?;
+    import_csv_bytes(store, tenant, &path.display().to_string(), &bytes, http).await
+}
+
+/// Imports the bytes of an Entra "Download users" CSV (an upload: the console sends the file
+/// the browser read) into `tenant`, as [`import_csv`] does a file; `file` names it in the
+/// report and errors.
+pub async fn import_csv_bytes(
+    store: &Store,
+    tenant: &Tenant,
+    file: &str,
+    bytes: &[u8],
+    http: Option<reqwest::Client>,
+) -> Result<ImportReport, ImportError> {
     // Excel sometimes saves as Windows-1252: keep what is readable rather than refuse the file.
-    let text = String::from_utf8_lossy(&text);
+    let text = String::from_utf8_lossy(bytes);
     let rows = entra_users(&text).map_err(|error| ImportError::File {
-        path: path.to_path_buf(),
+        path: PathBuf::from(file),
         error,
     })?;
     let (mut resolver, note) = resolver(store, tenant, http).await?;
     let mut report = ImportReport {
-        file: path.display().to_string(),
+        file: file.to_string(),
         directory_note: note,
         ..ImportReport::default()
     };
+    let line_of = |line, address: Option<&str>, outcome, problem: Option<&str>| LineResult {
+        line,
+        address: address.map(str::to_string),
+        outcome,
+        problem: problem.map(str::to_string),
+    };
     for row in rows {
         match row {
-            Row::Bad { line, message } => report.errors.push(BadRow { line, message }),
-            Row::Skipped { line, who, reason } => report.skipped.push(Skipped {
-                line,
-                note: reason.to_string(),
-                who,
-                reason,
-            }),
+            Row::Bad { line, message } => {
+                report
+                    .lines
+                    .push(line_of(line, None, Outcome::Error, Some(&message)));
+                report.errors.push(BadRow { line, message });
+            }
+            Row::Skipped { line, who, reason } => {
+                let note = reason.to_string();
+                report
+                    .lines
+                    .push(line_of(line, Some(&who), Outcome::Skipped, Some(&note)));
+                report.skipped.push(Skipped {
+                    line,
+                    note,
+                    who,
+                    reason,
+                });
+            }
             Row::User(u) => {
                 let resolved = match &resolver {
                     Resolver::Offline => Resolved::ByAddress,
@@ -182,9 +244,16 @@ pub async fn import_csv(
                                 Resolved::ByAddress
                             }
                             Err(e) => {
+                                let message = e.to_string();
+                                report.lines.push(line_of(
+                                    u.line,
+                                    Some(&u.address()),
+                                    Outcome::Error,
+                                    Some(&message),
+                                ));
                                 report.errors.push(BadRow {
                                     line: u.line,
-                                    message: e.to_string(),
+                                    message,
                                 });
                                 continue;
                             }
@@ -195,10 +264,18 @@ pub async fn import_csv(
                     Resolved::Found(d) if !d.mail.is_empty() => d.mail.to_ascii_lowercase(),
                     _ => u.address(),
                 };
-                match save(store, tenant, &u, &address, resolved).await? {
-                    Change::Created => report.created.push(address),
-                    Change::Updated => report.updated.push(address),
-                    Change::Unchanged => report.unchanged.push(address),
+                let outcome = match save(store, tenant, &u, &address, resolved).await? {
+                    Change::Created => Outcome::Created,
+                    Change::Updated => Outcome::Updated,
+                    Change::Unchanged => Outcome::Unchanged,
+                };
+                report
+                    .lines
+                    .push(line_of(u.line, Some(&address), outcome, None));
+                match outcome {
+                    Outcome::Created => report.created.push(address),
+                    Outcome::Updated => report.updated.push(address),
+                    _ => report.unchanged.push(address),
                 }
             }
         }

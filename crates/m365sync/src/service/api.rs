@@ -337,6 +337,16 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
             return super::api_mail::route(shared, &method, org, tenant, rest, &q, &body).await;
         }
     }
+    if let (
+        &Method::POST,
+        ["api", "tenants", org, t, "mailboxes", address, on @ ("enable" | "disable")],
+    ) = (req.method(), segs.as_slice())
+    {
+        let on = *on == "enable";
+        return super::api_setup::answer(
+            super::api_setup::mailbox_switch(shared, org, t, address, on).await,
+        );
+    }
     let result = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => return metrics(shared).await,
         (Method::GET, ["api", "tenants"]) => {

@@ -2,8 +2,8 @@
 //! the matching job on demand, review lists and the mass mapping action, and the org's API
 //! tokens under `/api/orgs/{org}/...` (the service admin or that org's admin), and a user's own
 //! view under `/api/me/...` (any user token). Calendar paths are handed to
-//! [`super::api_calendar`], a tenant's connectivity test and activation to
-//! [`super::api_setup`], an org's plugins to [`super::api_plugins`] and a plugin shadow's diff
+//! [`super::api_calendar`], a tenant's setup (declare, test, import users, org and tenant
+//! rules, activate) to [`super::api_setup`], an org's plugins to [`super::api_plugins`] and a plugin shadow's diff
 //! to [`super::api_shadow`], which share this file's helpers.
 
 use std::collections::HashMap;
@@ -463,6 +463,24 @@ async fn org_route(
             let token = id(token, "token")?;
             store.revoke_api_token(org_id, token).await?;
             ok(json!({ "revoked": token }))
+        }
+        (&Method::POST, ["tenants"]) => super::api_setup::declare(shared, org, body).await,
+        (&Method::POST, ["tenants", t, "users", "import"]) => {
+            super::api_setup::import_users(shared, org, t, q, body).await
+        }
+        (&Method::GET, ["rules"]) => super::api_setup::list_rules(shared, org, None).await,
+        (&Method::POST, ["rules"]) => super::api_setup::add_rule(shared, org, None, body).await,
+        (&Method::DELETE, ["rules", r]) => {
+            super::api_setup::remove_rule(shared, org, None, r).await
+        }
+        (&Method::GET, ["tenants", t, "rules"]) => {
+            super::api_setup::list_rules(shared, org, Some(t)).await
+        }
+        (&Method::POST, ["tenants", t, "rules"]) => {
+            super::api_setup::add_rule(shared, org, Some(t), body).await
+        }
+        (&Method::DELETE, ["tenants", t, "rules", r]) => {
+            super::api_setup::remove_rule(shared, org, Some(t), r).await
         }
         (&Method::POST, ["tenants", tenant, "test"]) => {
             super::api_setup::test(shared, org, tenant, q).await
