@@ -137,6 +137,17 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
             m.get("pending_run_id").is_some(),
             "the API says what work it owes: {m}"
         );
+        // The first run finished: every folder is through its first round.
+        let backlog = &m["mail_backlog"];
+        assert_eq!(backlog["folders_pending"], 0, "{m}");
+        let cell = b
+            .find(&format!("#mailboxes tr[data-address='{address}'] .backlog"))
+            .await;
+        assert_eq!(
+            b.text(&cell).await,
+            format!("done ({} folders)", backlog["folders"]),
+            "{m}"
+        );
     }
     b.wait_text(
         &format!("#runs tr[data-run='{}']", first["id"]),

@@ -317,6 +317,18 @@ function healthCell(m, subs) {
   );
 }
 
+// A mailbox's backfill as the API gives it: folders still in their first round, and Graph's
+// item count of those folders as an upper bound (it counts what is stored already and mail
+// older than an age limit too).
+function backlogText(b) {
+  if (!b) return "not started: its folders are found on its first sync";
+  if (b.folders_pending === 0) return "done (" + b.folders + " folders)";
+  return (
+    b.folders_pending + " of " + b.folders + " folders left, at most " +
+    b.messages_at_most.toLocaleString("en") + " messages"
+  );
+}
+
 async function tenantPage(org, tenant) {
   const base = "/api/tenants/" + enc(org) + "/" + enc(tenant);
   await page("Tenant " + org + "/" + tenant, async () => {
@@ -337,6 +349,7 @@ async function tenantPage(org, tenant) {
         num(m.consecutive_failures),
         h("td", {}, m.failing_since_ms ? when(m.failing_since_ms) : "–"),
         h("td", {}, m.pending_run_id ? h("a", { href: "#/run/" + m.pending_run_id }, "run " + m.pending_run_id) : "none"),
+        h("td", { class: "backlog" }, backlogText(m.mail_backlog)),
         h("td", { class: "enabled" }, m.enabled ? "yes" : "no"),
         h("td", {}, m.kind),
         h("td", {}, own.length ? own.map((s) => s.resource + ":" + s.status).join(" ") : "–"),
@@ -445,7 +458,7 @@ async function tenantPage(org, tenant) {
       setup,
       h("h2", {}, "Mailboxes"),
       table(
-        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Enabled", "Kind", "Notifications", "Actions"],
+        ["Address", "Health", "Last success", "Lag", "Failures in a row", "Failing since", "Work owed", "Backfill", "Enabled", "Kind", "Notifications", "Actions"],
         mrows,
         { id: "mailboxes" }
       ),
