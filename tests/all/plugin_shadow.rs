@@ -9,7 +9,8 @@
 //! The candidate that differs without a new wasm build: the hostile test component keeps every
 //! record (it misbehaves only on the subjects `trap`, `loop`, ...), while the default exclusion
 //! plugin drops the org rule's `*@marketweekly.example` and internal-only mail. So the diff
-//! must be exactly the live exclusions.
+//! must be exactly the live exclusions. The mapping shadow's candidate is `tests/plugins/remap`,
+//! which maps every email and event otherwise (`[remapped] SUBJECT`) and fails one subject.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -24,8 +25,10 @@ use m365sync_store::tenants::{AuthMode, NewTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::plugin_support::HOSTILE;
-use crate::service::{finished_runs, slow_sim, wait_for, write_config, Scratch, Serve, TOKEN};
+use crate::plugin_support::{HOSTILE, REMAP};
+use crate::service::{
+    finished_runs, slow_sim, slow_sim_with_events, wait_for, write_config, Scratch, Serve, TOKEN,
+};
 use crate::support::TestDb;
 use crate::sync_email::{assert_matches_truth, declare};
 
@@ -412,6 +415,151 @@ async fn a_shadow_on_a_running_service_decides_nothing_and_its_promotion_decides
             assert_eq!(after_dropped.get(k), Some(v));
         }
         assert_matches_truth(&db, &s, &ids).await;
+        let (clean, stderr) = serve.terminate();
+        assert!(clean, "{stderr}");
+        pool.close().await;
+        db.drop_db().await;
+    }
+}
+
+/// A mapping shadow on a running service: the CRM records stored are the mapping in force's,
+/// and the diff lists each kept email and event with both records (the candidate's
+/// `[remapped]` subject against the stored one), the record the candidate failed on as its
+/// failure, and the metrics count the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_shadow_on_a_running_service_maps_nothing_and_lists_each_difference() {
+    for db in TestDb::both().await {
+        let backend = db.store.backend() as u8;
+        let s = slow_sim_with_events(15, 3, 5).await;
+        let (tenant, ids) = declare(&db.store, &s).await;
+        let upn = s.mailbox(0)["upn"].as_str().unwrap().to_string();
+        s.ctl(
+            Method::POST,
+            "deliver",
+            json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "an unmappable offer"}),
+        )
+        .await;
+        let dir = Scratch::new(&format!("mapping-shadow-{backend}"));
+        let cfg = write_config(&dir.0, &db);
+        let out = cli_ok(
+            &cfg,
+            &[
+                "plugin",
+                "shadow",
+                REMAP,
+                "--org",
+                "acme",
+                "--slot",
+                "mapping",
+                "--no-cases",
+            ],
+        );
+        assert!(
+            out.contains("now runs as the mapping shadow of org acme"),
+            "{out}"
+        );
+        let serve = Serve::start(&["--config", cfg.to_str().unwrap()], &dir.0.join("ready"));
+        db.store.activate_tenant(tenant.id).await.unwrap();
+        wait_for(180, "the first run to finish", || {
+            let (store, tenant) = (&db.store, &tenant);
+            async move { !finished_runs(store, tenant).await.is_empty() }
+        })
+        .await;
+        assert_matches_truth(&db, &s, &ids).await;
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        // What is stored is the mapping in force's: no record carries the candidate's subject.
+        let records: Vec<(String,)> = sqlx::query_as(
+            "SELECT record FROM emails UNION ALL SELECT record FROM events WHERE origin = 'microsoft'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert!(!records.is_empty());
+        assert!(
+            records.iter().all(|(r,)| !r.contains("[remapped]")),
+            "{records:?}"
+        );
+        // Every kept email copy and event, by Graph id.
+        let kept: BTreeSet<String> = sqlx::query_as::<_, (String,)>(
+            "SELECT graph_id FROM email_mailboxes WHERE removed = 0
+             UNION SELECT graph_id FROM events WHERE origin = 'microsoft' AND deleted = 0 AND graph_id IS NOT NULL",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(g,)| g)
+        .collect();
+        let events: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE origin = 'microsoft' AND deleted = 0",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(events > 0, "the calendars were synced");
+
+        let diff: Value = serde_json::from_str(&cli_ok(
+            &cfg,
+            &[
+                "plugin", "shadow", "diff", "--org", "acme", "--slot", "mapping", "--limit",
+                "100000", "--json",
+            ],
+        ))
+        .unwrap();
+        let rows = diff["records"].as_array().unwrap();
+        assert_eq!(
+            diff["agreed"], 0,
+            "the candidate maps every record otherwise: {diff}"
+        );
+        let failed: Vec<&Value> = rows.iter().filter(|r| r["outcome"] == "failed").collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0]["subject"], "an unmappable offer");
+        assert!(
+            failed[0]["shadow"]
+                .as_str()
+                .unwrap()
+                .contains("remap refuses"),
+            "{:?}",
+            failed[0]
+        );
+        let listed: BTreeSet<String> = rows
+            .iter()
+            .map(|r| r["graph_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed, kept, "exactly the kept records, on {}", db.url);
+        assert!(rows.iter().any(|r| r["record_kind"] == "event"), "{diff}");
+        for r in rows.iter().filter(|r| r["outcome"] == "disagreed") {
+            let live: Value = serde_json::from_str(r["live"].as_str().unwrap()).unwrap();
+            let shadow: Value = serde_json::from_str(r["shadow"].as_str().unwrap()).unwrap();
+            assert_eq!(live["subject"], r["subject"], "{r}");
+            assert_eq!(
+                shadow["subject"],
+                format!("[remapped] {}", r["subject"].as_str().unwrap()),
+                "{r}"
+            );
+        }
+        // The metrics counted the same comparisons.
+        let (status, metrics) = serve.api(Method::GET, "/metrics", Some(TOKEN)).await;
+        assert_eq!(status, 200, "{metrics}");
+        let counted = |outcome: &str| -> i64 {
+            metrics
+                .lines()
+                .filter(|l| {
+                    l.starts_with("m365sync_plugin_shadow_records_total{")
+                        && l.contains("slot=\"mapping\"")
+                        && l.contains("plugin=\"remap\"")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as i64
+        };
+        assert_eq!(
+            counted("disagreed"),
+            diff["disagreed"].as_i64().unwrap(),
+            "{metrics}"
+        );
+        assert_eq!(counted("failed"), 1, "{metrics}");
+        assert_eq!(counted("agreed"), 0, "{metrics}");
         let (clean, stderr) = serve.terminate();
         assert!(clean, "{stderr}");
         pool.close().await;

@@ -194,7 +194,11 @@ pub(crate) async fn slow_sim(messages: usize, latency_ms: u64) -> TestSim {
 }
 
 /// [`slow_sim`] with `events` calendar items per person.
-async fn slow_sim_with_events(messages: usize, events: usize, latency_ms: u64) -> TestSim {
+pub(crate) async fn slow_sim_with_events(
+    messages: usize,
+    events: usize,
+    latency_ms: u64,
+) -> TestSim {
     let s = TestSim::start(GenerateOptions {
         users: 4,
         shared: 1,

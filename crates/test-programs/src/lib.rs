@@ -10,3 +10,7 @@ pub const ESCAPE: &str = env!("M365SYNC_WASM_ESCAPE");
 /// A component built against a contract version this host does not serve
 /// (`tests/plugins/future-version`).
 pub const FUTURE_VERSION: &str = env!("M365SYNC_WASM_FUTURE_VERSION");
+/// A mapping plugin that maps otherwise than the default on purpose (`[remapped] SUBJECT`) and
+/// fails subjects containing `unmappable` (`tests/plugins/remap`): the live mapping shadow's
+/// candidate.
+pub const REMAP: &str = env!("M365SYNC_WASM_REMAP");
