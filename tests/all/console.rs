@@ -215,6 +215,32 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     assert_eq!(settings["from"], "tenant", "{settings}");
+    // The attachments the first run skipped (the sandbox's mail has links and files over the
+    // cap): the page lists the API's first page and its counts in words.
+    let skipped = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/attachments/skipped",
+        &admin,
+    )
+    .await;
+    let listed = skipped["attachments"].as_array().unwrap();
+    let links = skipped["counts"]["reference"].as_i64().unwrap();
+    assert!(links > 0, "the sandbox's mail carries links: {skipped}");
+    b.goto(&format!("{base}/#/attachments/sandbox/contoso"))
+        .await;
+    b.wait_text("#skipped-counts", &format!("{links} links"))
+        .await;
+    let rows = b.all("#skipped tbody tr").await;
+    assert_eq!(rows.len(), listed.len(), "{skipped}");
+    let first = b.text(&rows[0]).await;
+    assert!(
+        first.contains(listed[0]["name"].as_str().unwrap())
+            && first.contains(listed[0]["reason"].as_str().unwrap()),
+        "{first} / {}",
+        listed[0]
+    );
+    b.screenshot("attachments").await;
     // The org's plugins: the sandbox installed none, so the built-in ones decide every slot,
     // and a rollback is refused in words, after the page asked first.
     b.goto(&format!("{base}/#/plugins/sandbox")).await;

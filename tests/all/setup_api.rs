@@ -318,9 +318,14 @@ async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api(
             (Method::DELETE, "/api/orgs/acme/tenants/main/rules/1", None),
         ];
         let switch = format!("/api/tenants/acme/main/mailboxes/{alice}/disable");
-        let scoped = scoped
-            .into_iter()
-            .chain([(Method::POST, switch.as_str(), None)]);
+        let scoped = scoped.into_iter().chain([
+            (Method::POST, switch.as_str(), None),
+            (
+                Method::GET,
+                "/api/tenants/acme/main/attachments/skipped",
+                None,
+            ),
+        ]);
         for (method, path, body) in scoped {
             let (st, answer) = api
                 .call(method.clone(), path, Some(&globex_admin), body.clone())

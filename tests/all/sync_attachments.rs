@@ -229,6 +229,53 @@ async fn attachments_are_stored_by_digest_skipped_with_reasons_and_fetched_once_
         let why = link.skipped_reason.unwrap();
         assert!(why.starts_with("reference:") && why.contains(LINK), "{why}");
 
+        // The tenant's skipped attachments, as the console pages them: both, newest email
+        // first, counted by reason; one per page with the cursor.
+        let skipped = db
+            .store
+            .skipped_attachments(tenant.id, None, 50)
+            .await
+            .unwrap();
+        let mut names: Vec<(&str, &str)> = skipped
+            .iter()
+            .map(|a| (a.name.as_str(), a.code.as_str()))
+            .collect();
+        names.sort();
+        assert_eq!(names, [("Plans", "reference"), ("archive.zip", "over-cap")]);
+        assert!(skipped
+            .iter()
+            .all(|a| a.subject == "Signed contract" && a.email_id == email));
+        let counts = db.store.skipped_attachment_counts(tenant.id).await.unwrap();
+        assert_eq!(
+            counts,
+            [
+                ("over-cap".to_string(), 1),
+                ("reference".to_string(), 1),
+                ("unsupported".to_string(), 0),
+                ("fetch-failed".to_string(), 0),
+                ("other".to_string(), 0)
+            ]
+        );
+        let page1 = db
+            .store
+            .skipped_attachments(tenant.id, None, 1)
+            .await
+            .unwrap();
+        let cursor = (page1[0].email_id, page1[0].graph_id.as_str());
+        let page2 = db
+            .store
+            .skipped_attachments(tenant.id, Some(cursor), 1)
+            .await
+            .unwrap();
+        assert_eq!(page2.len(), 1);
+        assert_ne!(page1[0].graph_id, page2[0].graph_id);
+        assert!(db
+            .store
+            .skipped_attachments(tenant.id, Some((page2[0].email_id, &page2[0].graph_id)), 1)
+            .await
+            .unwrap()
+            .is_empty());
+
         // An attached message: stored as its `$value` (MIME).
         let item = by_name(&stored, "Original request");
         assert_eq!(item.content_type, "message/rfc822");
@@ -321,6 +368,17 @@ async fn attachments_are_stored_by_digest_skipped_with_reasons_and_fetched_once_
         );
         assert_eq!(zip.skipped_reason, None);
         assert_eq!(now.len(), 5);
+        let skipped = db
+            .store
+            .skipped_attachments(tenant.id, None, 50)
+            .await
+            .unwrap();
+        assert_eq!(
+            skipped.len(),
+            1,
+            "only the link is left skipped: {skipped:?}"
+        );
+        assert_eq!(skipped[0].code, "reference");
         assert_eq!(db.store.blob_count().await.unwrap(), 4);
         db.drop_db().await;
     }

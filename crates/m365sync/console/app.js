@@ -450,6 +450,7 @@ async function tenantPage(org, tenant) {
     return [
       h("div", { class: "actions" }, syncBtn, syncMsg,
         h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
+        h("a", { href: "#/attachments/" + enc(org) + "/" + enc(tenant) }, "Attachments skipped"),
         h("a", { href: "#/errors/" + enc(org) + "/" + enc(tenant) }, "Errors"),
         h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
         h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org),
@@ -686,6 +687,87 @@ async function failuresPage(org, tenant) {
             { id: "failures" }
           )
         : h("p", {}, "No failed records."),
+    ];
+  });
+}
+
+// Sizes as people read them: 6,000,000 bytes is "5.7 MB".
+function size(bytes) {
+  if (bytes < 1024) return bytes + " B";
+  if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KB";
+  return (bytes / 1024 / 1024).toFixed(1) + " MB";
+}
+
+async function attachmentsPage(org, tenant) {
+  const base = "/api/tenants/" + enc(org) + "/" + enc(tenant) + "/attachments/skipped";
+  await page("Attachments skipped in " + org + "/" + tenant, async () => {
+    const trail = []; // `after` of each page shown so far, for Previous
+    const body = h("div", {});
+    const counts = h("p", { id: "skipped-counts" });
+    const load = async (after) => {
+      let answer;
+      try {
+        answer = await api("GET", base + "?limit=" + PAGE + (after ? "&after=" + enc(after) : ""));
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        body.replaceChildren(failure(e));
+        return;
+      }
+      const words = {
+        "over-cap": "over the size cap",
+        reference: "links",
+        unsupported: "of an unknown kind",
+        "fetch-failed": "that Graph failed to give",
+        other: "for another reason",
+      };
+      counts.textContent =
+        Object.entries(answer.counts)
+          .filter(([, n]) => n > 0)
+          .map(([code, n]) => n.toLocaleString("en") + " " + (words[code] || code))
+          .join(", ") || "None skipped.";
+      const rows = answer.attachments.map((a) =>
+        h(
+          "tr",
+          { dataset: { code: a.code } },
+          h("td", {}, when(a.sent_ms)),
+          h("td", {}, a.mailbox || "–"),
+          h("td", {}, a.subject),
+          h("td", {}, a.name),
+          h("td", { class: "num" }, a.code === "reference" ? "–" : size(a.size)),
+          h("td", {}, a.code),
+          h("td", {}, a.reason)
+        )
+      );
+      const prev = h("button", { type: "button", class: "secondary", disabled: trail.length === 0, onclick: () => load(trail.pop() || "") }, "Previous");
+      const next = h(
+        "button",
+        {
+          type: "button",
+          class: "secondary",
+          disabled: !answer.next,
+          onclick: () => {
+            trail.push(after || "");
+            load(answer.next);
+          },
+        },
+        "Next " + PAGE
+      );
+      body.replaceChildren(
+        rows.length
+          ? table(["Sent", "Mailbox", "Subject", "Attachment", "Size", "Code", "Why, and what to do"], rows, { id: "skipped" })
+          : h("p", {}, "No attachment was skipped."),
+        h("div", { class: "pager" }, prev, next)
+      );
+    };
+    await load("");
+    return [
+      h(
+        "p",
+        { class: "muted" },
+        "Attachments of stored emails that were not stored, the most recently stored email first. Files over the cap are fetched once the tenant's attachment cap allows them; failed fetches the next time their email is synced; links stay links."
+      ),
+      counts,
+      body,
     ];
   });
 }
@@ -1487,6 +1569,8 @@ async function route() {
       return runPage(a);
     case "failures":
       return failuresPage(a, b);
+    case "attachments":
+      return attachmentsPage(a, b);
     case "errors":
       return errorsPage(a, b);
     case "calendar":

@@ -32,6 +32,45 @@ pub mod reason {
     pub const FETCH_FAILED: &str = "fetch-failed";
 }
 
+/// The code a skipped reason starts with (`over-cap: 6 MB is above ...` -> `over-cap`), or
+/// `other`.
+pub fn reason_code(reason: &str) -> &'static str {
+    [
+        reason::OVER_CAP,
+        reason::REFERENCE,
+        reason::UNSUPPORTED,
+        reason::FETCH_FAILED,
+    ]
+    .into_iter()
+    .find(|code| reason.starts_with(code))
+    .unwrap_or("other")
+}
+
+/// A skipped attachment with the email it belongs to, as the console lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedAttachment {
+    /// The email's id (the page cursor's first half).
+    pub email_id: i64,
+    /// The attachment's Graph id in the mailbox it was read from (the cursor's second half).
+    pub graph_id: String,
+    /// The file name.
+    pub name: String,
+    /// Its MIME type as Graph gave it.
+    pub content_type: String,
+    /// Its size in bytes as Graph gave it.
+    pub size: i64,
+    /// The reason's code: `over-cap`, `reference`, `unsupported`, `fetch-failed` ([`reason`]).
+    pub code: String,
+    /// Why it was not stored, in words (what to do included: raise the cap, follow the link).
+    pub reason: String,
+    /// The email's subject.
+    pub subject: String,
+    /// When the email was sent, epoch ms.
+    pub sent_ms: i64,
+    /// A mailbox holding the email (the first by address).
+    pub mailbox: Option<String>,
+}
+
 /// Bytes to keep, named by their SHA-256 (lowercase hex).
 #[derive(Debug, Clone)]
 pub struct Blob {
@@ -272,6 +311,88 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// A page of a tenant's skipped attachments, the most recently stored email first (the console's
+    /// "attachments skipped" page and `GET .../attachments/skipped`): those after `after`, the
+    /// previous page's last (email id, attachment Graph id). The list-failed marker rows
+    /// ([`LIST_FAILED_ID`]) are included: they say an email's whole list could not be read.
+    pub async fn skipped_attachments(
+        &self,
+        tenant_id: i64,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<SkippedAttachment>, StoreError> {
+        let (before_email, after_graph) = after.unwrap_or((i64::MAX, ""));
+        let rows = sqlx::query(
+            "SELECT a.email_id, a.graph_id, a.name, a.content_type, a.size, a.skipped_reason,
+                    e.subject, e.sent_ms,
+                    (SELECT MIN(m.address) FROM email_mailboxes em JOIN mailboxes m ON m.id = em.mailbox_id
+                     WHERE em.email_id = a.email_id) AS mailbox
+             FROM attachments a JOIN emails e ON e.id = a.email_id
+             WHERE a.skipped_reason IS NOT NULL AND e.tenant_id = $1
+                 AND (a.email_id < $2 OR (a.email_id = $2 AND a.graph_id > $3))
+             ORDER BY a.email_id DESC, a.graph_id LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(before_email)
+        .bind(after_graph)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let reason: String = r.try_get("skipped_reason")?;
+                Ok(SkippedAttachment {
+                    email_id: r.try_get("email_id")?,
+                    graph_id: r.try_get("graph_id")?,
+                    name: r.try_get("name")?,
+                    content_type: r.try_get("content_type")?,
+                    size: r.try_get("size")?,
+                    code: reason_code(&reason).to_string(),
+                    reason,
+                    subject: r.try_get("subject")?,
+                    sent_ms: r.try_get("sent_ms")?,
+                    mailbox: r.try_get("mailbox")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// How many of a tenant's attachments are skipped, by reason code (each of [`reason`]'s,
+    /// zero included, then `other` for a reason without a known code).
+    pub async fn skipped_attachment_counts(
+        &self,
+        tenant_id: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN a.skipped_reason LIKE 'over-cap%' THEN 1 ELSE 0 END), 0) AS BIGINT) AS over_cap,
+                    CAST(COALESCE(SUM(CASE WHEN a.skipped_reason LIKE 'reference%' THEN 1 ELSE 0 END), 0) AS BIGINT) AS reference,
+                    CAST(COALESCE(SUM(CASE WHEN a.skipped_reason LIKE 'unsupported%' THEN 1 ELSE 0 END), 0) AS BIGINT) AS unsupported,
+                    CAST(COALESCE(SUM(CASE WHEN a.skipped_reason LIKE 'fetch-failed%' THEN 1 ELSE 0 END), 0) AS BIGINT) AS fetch_failed,
+                    COUNT(*) AS total
+             FROM attachments a JOIN emails e ON e.id = a.email_id
+             WHERE a.skipped_reason IS NOT NULL AND e.tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .fetch_one(self.pool())
+        .await?;
+        let mut counts = Vec::new();
+        let mut known = 0;
+        for (code, column) in [
+            (reason::OVER_CAP, "over_cap"),
+            (reason::REFERENCE, "reference"),
+            (reason::UNSUPPORTED, "unsupported"),
+            (reason::FETCH_FAILED, "fetch_failed"),
+        ] {
+            let n: i64 = row.try_get(column)?;
+            known += n;
+            counts.push((code.to_string(), n));
+        }
+        let total: i64 = row.try_get("total")?;
+        counts.push(("other".to_string(), total - known));
+        Ok(counts)
     }
 
     /// The bytes stored under `digest`, if any.

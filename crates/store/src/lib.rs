@@ -222,6 +222,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0015_mailbox_budget.sql"),
         include_str!("../migrations/postgres/0015_mailbox_budget.sql"),
     ),
+    (
+        16,
+        "skipped_attachments",
+        include_str!("../migrations/sqlite/0016_skipped_attachments.sql"),
+        include_str!("../migrations/postgres/0016_skipped_attachments.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -176,6 +176,10 @@ const ROUTE_WORDS: &[&str] = &[
     "session",
     "console",
     "logout",
+    "attachments",
+    "skipped",
+    "enable",
+    "disable",
 ];
 
 /// `path` with every segment that is not one of [`ROUTE_WORDS`] replaced by `{}`.
@@ -346,6 +350,11 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
         return super::api_setup::answer(
             super::api_setup::mailbox_switch(shared, org, t, address, on).await,
         );
+    }
+    if let (&Method::GET, ["api", "tenants", org, t, "attachments", "skipped"]) =
+        (req.method(), segs.as_slice())
+    {
+        return super::api_setup::answer(super::api_attachments::skipped(shared, org, t, &q).await);
     }
     let result = match (req.method().clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => return metrics(shared).await,

@@ -14,6 +14,7 @@
 
 mod access;
 mod api;
+mod api_attachments;
 mod api_calendar;
 mod api_crm;
 mod api_mail;
