@@ -215,6 +215,55 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     assert_eq!(settings["from"], "tenant", "{settings}");
+    // The tenant's mail sync settings: a refused value is named and nothing is saved; a
+    // save sends only what changed, the rest keeps its value.
+    let before = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/settings",
+        &admin,
+    )
+    .await;
+    b.goto(&format!("{base}/#/settings/sandbox/contoso")).await;
+    let set = |id: &'static str| format!("#set-{id}");
+    let page_size = b.find(&set("page_size")).await;
+    assert_eq!(
+        b.property(&page_size, "value").await,
+        before["page_size"].to_string()
+    );
+    b.clear(&page_size).await;
+    b.type_into(&page_size, "5000").await;
+    let save = b.find("#settings-form button[type=submit]").await;
+    b.click(&save).await;
+    b.wait_text("#settings-result", "Not saved").await;
+    let unchanged = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/settings",
+        &admin,
+    )
+    .await;
+    assert_eq!(unchanged, before);
+    b.clear(&page_size).await;
+    b.type_into(&page_size, "250").await;
+    let cadence = b.find(&set("cadence_minutes")).await;
+    b.clear(&cadence).await;
+    b.type_into(&cadence, "30").await;
+    b.click(&save).await;
+    b.wait_text("#settings-result", "Saved: cadence_minutes, page_size.")
+        .await;
+    let after = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/settings",
+        &admin,
+    )
+    .await;
+    let mut expected = before.clone();
+    expected["page_size"] = 250.into();
+    expected["cadence_minutes"] = 30.into();
+    assert_eq!(after, expected);
+    b.screenshot("settings").await;
     // The attachments the first run skipped (the sandbox's mail has links and files over the
     // cap): the page lists the API's first page and its counts in words.
     let skipped = json_of(

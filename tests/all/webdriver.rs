@@ -212,6 +212,12 @@ impl Browser {
         .await;
     }
 
+    /// Empties an input (W3C Element Clear), before typing a new value into it.
+    pub async fn clear(&self, e: &Element) {
+        self.call("POST", &format!("/element/{}/clear", e.0), json!({}))
+            .await;
+    }
+
     /// A property of an element (`value`, `checked`).
     pub async fn property(&self, e: &Element, name: &str) -> Value {
         self.call(

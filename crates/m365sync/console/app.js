@@ -452,6 +452,7 @@ async function tenantPage(org, tenant) {
         h("a", { href: "#/failures/" + enc(org) + "/" + enc(tenant) }, "Failed records"),
         h("a", { href: "#/attachments/" + enc(org) + "/" + enc(tenant) }, "Attachments skipped"),
         h("a", { href: "#/errors/" + enc(org) + "/" + enc(tenant) }, "Errors"),
+        h("a", { href: "#/settings/" + enc(org) + "/" + enc(tenant) }, "Sync settings"),
         h("a", { href: "#/calendar/" + enc(org) + "/" + enc(tenant) }, "Calendar settings"),
         h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org),
         h("a", { href: "#/plugins/" + enc(org) }, "Plugins of " + org),
@@ -649,6 +650,103 @@ async function calendarPage(org, tenant) {
       h("button", { type: "submit" }, "Save")
     );
     return [h("p", { class: "muted" }, "These apply from the " + cur.from + " level now; saving makes them this tenant's own."), form, msg];
+  });
+}
+
+// A tenant's mail sync settings (Practifi's "sync settings"): shown as stored, and a PATCH of
+// only the fields the admin changed, so a save never resets what another admin set meanwhile.
+// The API validates each change with the rest and answers why a value is refused.
+async function settingsPage(org, tenant) {
+  const path = "/api/tenants/" + enc(org) + "/" + enc(tenant) + "/settings";
+  await page("Sync settings of " + org + "/" + tenant, async () => {
+    const s = await api("GET", path);
+    const msg = h("p", { id: "settings-result", role: "status" });
+    const list = (v) => v.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean);
+    // id, label, kind (number, check, list, date, mib), help.
+    const fields = [
+      ["cadence_minutes", "Minutes between runs", "number", "15 (recommended) to 10,080 (weekly); change notifications sync sooner"],
+      ["notifications", "Change notifications (seconds-fast capture)", "check", "off: the cadence alone syncs"],
+      ["commencement_ms", "Oldest mail to sync", "date", "empty: six months before activation"],
+      ["folders", "Folders to sync", "list", "* for every folder, or well-known names (inbox, sentitems, archive) and paths (Inbox/Clients), with their subfolders"],
+      ["excluded_folders", "Folders never synced", "list", "they win over the folders to sync"],
+      ["internal_domains", "Internal domains", "list", "the firm's own domains (E7)"],
+      ["skip_internal_only", "Skip mail whose every address is internal", "check", ""],
+      ["attachment_cap_bytes", "Attachment cap (MB)", "mib", "larger files are not downloaded; at most 128 MB"],
+      ["page_size", "Messages per Graph page", "number", "1 to 1,000"],
+      ["max_concurrency", "Graph requests in flight per tenant", "number", ""],
+      ["failure_attempts", "Attempts before a failing record is parked", "number", ""],
+      ["mailbox_budget", "Graph requests per mailbox per window", "number", "Outlook allows 10,000 per 600 s per app; lower it when other tools share the app registration"],
+      ["mailbox_budget_secs", "Budget window (seconds)", "number", ""],
+    ];
+    const MIB = 1024 * 1024;
+    const shown = (id, kind) => {
+      const v = s[id];
+      if (kind === "list") return v.join(", ");
+      if (kind === "date") return v ? new Date(v).toISOString().slice(0, 10) : "";
+      if (kind === "mib") return String(Math.round((v / MIB) * 100) / 100);
+      return v;
+    };
+    // What `read` gives for a field the admin did not touch (the shown value read back, so a
+    // cap shown rounded to 0.01 MB is not a change).
+    const asRead = (id, kind) => {
+      const v = shown(id, kind);
+      if (kind === "check") return s[id];
+      if (kind === "list") return list(v);
+      if (kind === "date") return v ? Date.parse(v + "T00:00:00Z") : null;
+      if (kind === "mib") return Math.round(Number(v) * MIB);
+      return Number(v);
+    };
+    const read = (id, kind) => {
+      const e = document.getElementById("set-" + id);
+      if (kind === "check") return e.checked;
+      if (kind === "list") return list(e.value);
+      if (kind === "date") return e.value ? Date.parse(e.value + "T00:00:00Z") : null;
+      if (kind === "mib") return Math.round(Number(e.value) * MIB);
+      return Number(e.value);
+    };
+    const form = h(
+      "form",
+      {
+        class: "stacked",
+        id: "settings-form",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const change = {};
+          for (const [id, , kind] of fields) {
+            const v = read(id, kind);
+            if (JSON.stringify(v) !== JSON.stringify(asRead(id, kind))) change[id] = v;
+          }
+          if (!Object.keys(change).length) {
+            say(msg, "Nothing changed.");
+            return;
+          }
+          try {
+            const saved = await api("PATCH", path, change);
+            Object.assign(s, saved);
+            say(msg, "Saved: " + Object.keys(change).join(", ") + ".");
+          } catch (e) {
+            say(msg, "Not saved: " + e.message, true);
+          }
+        },
+      },
+      fields.map(([id, label, kind, help]) => {
+        const input =
+          kind === "check"
+            ? h("input", { type: "checkbox", id: "set-" + id, checked: s[id] })
+            : h("input", {
+                id: "set-" + id,
+                type: kind === "date" ? "date" : kind === "list" ? "text" : "number",
+                value: shown(id, kind),
+                step: kind === "mib" ? "0.01" : undefined,
+              });
+        const note = help ? h("span", { class: "help" }, help) : null;
+        return kind === "check"
+          ? h("label", { class: "check", for: "set-" + id }, input, label, note)
+          : h("label", { for: "set-" + id }, label, input, note);
+      }),
+      h("button", { type: "submit" }, "Save")
+    );
+    return [h("p", { class: "muted" }, "The tenant's mail settings; the calendar has its own page. A change applies from the next page each worker reads."), form, msg];
   });
 }
 
@@ -1571,6 +1669,8 @@ async function route() {
       return failuresPage(a, b);
     case "attachments":
       return attachmentsPage(a, b);
+    case "settings":
+      return settingsPage(a, b);
     case "errors":
       return errorsPage(a, b);
     case "calendar":
