@@ -215,6 +215,37 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     assert_eq!(settings["from"], "tenant", "{settings}");
+    // The org's defaults, one link away: a change there is the org's, and the tenant that
+    // now has its own keeps them.
+    let link = b.find("a[href='#/calendar/sandbox']").await;
+    b.click(&link).await;
+    b.wait_text("h1", "the org's defaults").await;
+    let internal = b.find("#sync_internal_events").await;
+    let was = b.property(&internal, "checked").await;
+    b.click(&internal).await;
+    let save = b.find("#calendar-form button[type=submit]").await;
+    b.click(&save).await;
+    b.wait_text("#calendar-result", "Saved for the org").await;
+    let org = json_of(
+        &serve,
+        Method::GET,
+        "/api/orgs/sandbox/calendar/settings",
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        org["settings"]["sync_internal_events"],
+        !was.as_bool().unwrap(),
+        "{org}"
+    );
+    let tenant = json_of(
+        &serve,
+        Method::GET,
+        "/api/orgs/sandbox/tenants/contoso/calendar/settings",
+        &admin,
+    )
+    .await;
+    assert_eq!(tenant, settings, "the tenant's own settings are untouched");
     // The tenant's mail sync settings: a refused value is named and nothing is saved; a
     // save sends only what changed, the rest keeps its value.
     let before = json_of(

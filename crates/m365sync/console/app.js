@@ -195,6 +195,7 @@ function signedIn(who) {
             ? [
                 ["#/contacts/" + enc(who.org), "Contacts"],
                 ["#/plugins/" + enc(who.org), "Plugins"],
+                ["#/calendar/" + enc(who.org), "Calendar defaults"],
                 ["#/setup/" + enc(who.org), "Set up a tenant"],
               ]
             : []),
@@ -259,6 +260,8 @@ async function tenantsPage() {
           h("a", { href: "#/contacts/" + enc(t.org) }, "Contacts"),
           " · ",
           h("a", { href: "#/plugins/" + enc(t.org) }, "Plugins"),
+          " · ",
+          h("a", { href: "#/calendar/" + enc(t.org) }, "Calendar defaults"),
           " · ",
           h("a", { href: "#/setup/" + enc(t.org) + "/" + enc(t.name) }, "Setup")
         )
@@ -596,9 +599,14 @@ async function errorsPage(org, tenant) {
 }
 
 /** A tenant's calendar settings (C1-C5): what applies, where it comes from, and a form to change them. */
+// Calendar settings of a tenant (`#/calendar/ORG/T`), or the org's defaults (`#/calendar/ORG`)
+// that every tenant without its own inherits.
 async function calendarPage(org, tenant) {
-  const path = "/api/orgs/" + enc(org) + "/tenants/" + enc(tenant) + "/calendar/settings";
-  await page("Calendar settings of " + org + "/" + tenant, async () => {
+  const path = tenant
+    ? "/api/orgs/" + enc(org) + "/tenants/" + enc(tenant) + "/calendar/settings"
+    : "/api/orgs/" + enc(org) + "/calendar/settings";
+  const level = tenant ? "this tenant" : "the org (tenants without their own inherit them)";
+  await page("Calendar settings of " + org + (tenant ? "/" + tenant : ", the org's defaults"), async () => {
     const cur = await api("GET", path);
     const s = cur.settings;
     const msg = h("p", { id: "calendar-result", role: "status" });
@@ -627,7 +635,7 @@ async function calendarPage(org, tenant) {
           if (v("commencement").value) body.commencement = v("commencement").value;
           try {
             const r = await api("PUT", path, body);
-            say(msg, "Saved for this tenant." + (r.warnings.length ? " " + r.warnings.join(" ") : ""));
+            say(msg, "Saved for " + level + "." + (r.warnings.length ? " " + r.warnings.join(" ") : ""));
           } catch (e) {
             say(msg, "Not saved: " + e.message, true);
           }
@@ -649,7 +657,18 @@ async function calendarPage(org, tenant) {
       numberField("outbound_months", "Months back (outbound)"),
       h("button", { type: "submit" }, "Save")
     );
-    return [h("p", { class: "muted" }, "These apply from the " + cur.from + " level now; saving makes them this tenant's own."), form, msg];
+    return [
+      h(
+        "p",
+        { class: "muted" },
+        tenant
+          ? ["These apply from the " + cur.from + " level now; saving makes them this tenant's own. ",
+             h("a", { href: "#/calendar/" + enc(org) }, "The org's defaults")]
+          : "These apply from the " + cur.from + " level now; saving makes them the org's defaults, which tenants with settings of their own do not take."
+      ),
+      form,
+      msg,
+    ];
   });
 }
 
