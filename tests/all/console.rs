@@ -394,6 +394,59 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     b.wait_text(tenant_mapping, &builtin_mapping[..16]).await;
+    // Installing from the page: the org's exclusion slot gets a component (the built-in one
+    // under another digest) only once the cases it is uploaded with pass; a case file that
+    // expects otherwise is refused with its report and nothing changes.
+    let exclusion = m365sync_plugin::builtin::builtin(m365sync_plugin::Kind::Exclusion);
+    let mut wasm = exclusion.wasm.to_vec();
+    wasm.extend_from_slice(&[0, 6, 4, b'p', b'a', b'g', b'e', 1]);
+    let component = dir.0.join("page-exclusion.wasm");
+    std::fs::write(&component, &wasm).unwrap();
+    let good = dir.0.join("cases.toml");
+    std::fs::write(&good, exclusion.cases).unwrap();
+    let bad = dir.0.join("wrong-cases.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\n[[case]]\nname = \"expects the impossible\"\nemail = {{ subject = \"hi\", addresses = [{{ role = \"From\", email = \"pat@client.example\", name = \"\" }}] }}\nexpect = {{ decision = \"Drop\" }}\n",
+            exclusion.cases
+        ),
+    )
+    .unwrap();
+    let tenant_exclusion = "#plugins tr[data-level='tenant contoso'][data-slot='exclusion']";
+    for (cases, outcome) in [
+        (&bad, "Not installed"),
+        (&good, "installed exclusion-rules"),
+    ] {
+        let level = b.find("#install-level option[value='contoso']").await;
+        b.click(&level).await;
+        let wasm_input = b.find("#install-wasm").await;
+        b.type_into(&wasm_input, component.to_str().unwrap()).await;
+        let cases_input = b.find("#install-cases").await;
+        b.type_into(&cases_input, cases.to_str().unwrap()).await;
+        let submit = b.find("#install-form button[type=submit]").await;
+        b.click(&submit).await;
+        if outcome == "Not installed" {
+            b.wait_text("#install-result", "1 of").await;
+            b.wait_text("#install-report", "expects the impossible")
+                .await;
+            b.wait_text(tenant_exclusion, "built-in").await;
+        } else {
+            b.wait_text("#plugin-result", outcome).await;
+            b.wait_text("#install-report", "passed").await;
+        }
+    }
+    b.wait_text(
+        "#plugin-result",
+        "as the exclusion plugin of tenant contoso",
+    )
+    .await;
+    b.wait_text(
+        tenant_exclusion,
+        &m365sync_plugin::cache::digest(&wasm)["sha256:".len().."sha256:".len() + 8],
+    )
+    .await;
+    b.wait_text(org_exclusion, "built-in").await;
     b.screenshot("plugins").await;
 
     // (2b) The setup assistant walks the simulator's second tenant, declared by nobody yet, up

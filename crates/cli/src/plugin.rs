@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use m365sync::admin::install::{Cases, Checked, InstallError};
 use m365sync::config::ServiceConfig;
 use m365sync_plugin::cases::CaseFile;
 use m365sync_plugin::engine::{EngineConfig, PluginEngine};
 use m365sync_plugin::scaffold::{self, Lang};
 use m365sync_plugin::{builtin, Kind, Plugin, PluginError};
-use m365sync_store::plugins::{Installed, NewPlugin, PluginScope};
+use m365sync_store::plugins::PluginScope;
 use m365sync_store::Store;
 
 #[derive(Subcommand)]
@@ -360,32 +361,18 @@ async fn install(
 ) -> anyhow::Result<()> {
     let v = validate(file, org, tenant, slot, cases).await?;
     let (store, scope) = scope(config, org, tenant).await?;
-    let (digest, name, version) = (&v.digest, &v.name, &v.version);
-    let outcome = store
-        .install_plugin_checked(
-            scope,
-            &NewPlugin {
-                slot: slot.world(),
-                digest,
-                name,
-                version,
-                wasm: &v.bytes,
-            },
-            &v.checked_against,
-        )
-        .await?;
-    match outcome {
-        Installed::Activated => println!(
-            "installed {name} {version} (sha256 {}) as the {slot} plugin of {}",
-            short(digest),
-            place(org, tenant)
-        ),
-        Installed::AlreadyActive => println!(
-            "{name} {version} (sha256 {}) is already the {slot} plugin of {}: nothing changed",
-            short(digest),
-            place(org, tenant)
-        ),
-    }
+    let checked = Checked {
+        bytes: v.bytes,
+        digest: v.digest,
+        name: v.name,
+        version: v.version,
+        checked_against: v.checked_against,
+        passed: None,
+        cases_text: v.cases_text,
+        report: None,
+    };
+    let done = m365sync::admin::install::install(&store, org, tenant, scope, slot, checked).await?;
+    println!("{}", done.summary);
     Ok(())
 }
 
@@ -457,48 +444,29 @@ pub(crate) async fn validate(
     })
 }
 
-/// Validation on a blocking thread: it compiles, exports `slot`'s world at a compatible
-/// version, `describe()` answers, and `cases_text` (if any) passes. (digest, name, version,
-/// cases passed).
+/// Validation ([`m365sync::admin::install::check`], the API's too): it compiles, exports
+/// `slot`'s world at a compatible version, `describe()` answers, and `cases_text` (if any)
+/// passes; a failed case report is printed before the error. (digest, name, version, cases
+/// passed).
 pub(crate) async fn check(
     file_name: String,
     slot: Kind,
     checked: Vec<u8>,
     cases_text: Option<String>,
 ) -> anyhow::Result<(String, String, String, Option<usize>)> {
-    tokio::task::spawn_blocking(
-        move || -> anyhow::Result<(String, String, String, Option<usize>)> {
-            let engine = PluginEngine::new(EngineConfig::default())?;
-            let plugin = Plugin::load(&engine, slot, &checked)
-                .map_err(|e| load_error(e, format!("{file_name} is not a usable {slot} plugin")))?;
-            let mut passed = None;
-            if let Some(text) = cases_text {
-                let case_file = CaseFile::parse(&text).context("the case file is not valid")?;
-                if case_file.kind != slot {
-                    bail!("the cases are for the {} slot, not {slot}", case_file.kind);
-                }
-                let report = case_file.run(&plugin)?;
-                if !report.ok() {
-                    println!("{report}");
-                    bail!(
-                        "{file_name}: {} of {} cases differ; nothing was installed",
-                        report.failures.len(),
-                        report.failures.len() + report.passed
-                    );
-                }
-                passed = Some(report.passed);
+    let cases = Cases {
+        what: String::new(),
+        text: cases_text,
+    };
+    match m365sync::admin::install::check(&file_name, slot, checked, cases).await {
+        Ok(c) => Ok((c.digest, c.name, c.version, c.passed)),
+        Err(e) => {
+            if let InstallError::CasesDiffer { report, .. } = &e {
+                println!("{report}");
             }
-            let d = plugin.descriptor();
-            Ok((
-                plugin.digest().to_string(),
-                d.name.clone(),
-                d.version.clone(),
-                passed,
-            ))
-        },
-    )
-    .await
-    .context("plugin validation panicked")?
+            Err(e.into())
+        }
+    }
 }
 
 pub(crate) fn read_component(file: &str) -> anyhow::Result<(Vec<u8>, Option<&'static str>)> {
@@ -584,27 +552,8 @@ fn new(name: String, lang: Lang, kind: Kind, dir: Option<PathBuf>) -> anyhow::Re
 /// `--stub-wasi` imports filesystem and sockets, and a componentize-js build without
 /// `--disable stdio http` imports filesystem and http; the sandbox refuses both.
 fn load_error(err: PluginError, what: String) -> anyhow::Error {
-    let imports = |prefix: &str| {
-        matches!(&err, PluginError::ForbiddenImports(names)
-            if names.iter().any(|n| n.starts_with(prefix)))
-    };
-    let files = imports("wasi:filesystem/");
-    let python = files && imports("wasi:sockets/");
-    let js = files && imports("wasi:http/");
-    let err = anyhow::Error::new(err).context(what);
-    if python {
-        anyhow::anyhow!(
-            "{err:#}\nhint: built with componentize-py? `componentize --stub-wasi` builds a \
-             component that imports no files or sockets"
-        )
-    } else if js {
-        anyhow::anyhow!(
-            "{err:#}\nhint: built with componentize-js? `--disable stdio http fetch-event` \
-             builds a component that imports no files or http"
-        )
-    } else {
-        err
-    }
+    let hint = m365sync::admin::install::build_hint(&err);
+    anyhow::anyhow!("{:#}{hint}", anyhow::Error::new(err).context(what))
 }
 
 fn test(file: &str, cases: Option<PathBuf>) -> anyhow::Result<()> {

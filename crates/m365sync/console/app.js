@@ -1262,7 +1262,79 @@ function levelQuery(row) {
 }
 
 /** The Plugins page of `org`; `done` is the sentence of an action just taken, shown on top. */
-async function pluginsPage(org, done) {
+/** A file's bytes as base64, read in the browser (chunks, so a 12 MB component does not
+ * overflow the call stack of `String.fromCharCode`). */
+async function base64Of(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+/** The install form of the Plugins page: a component and the cases it must pass (or, asked
+ * for, none), at the org's level or a tenant's, checked by the service before anything is
+ * written; the case report is shown either way. */
+function installForm(org, base, tenants) {
+  const msg = h("div", { id: "install-result", role: "status" });
+  const field = (id, label, input) => h("label", { for: id }, label, input);
+  const level = h("select", { id: "install-level" },
+    h("option", { value: "" }, "org default"),
+    tenants.map((t) => h("option", { value: t }, "tenant " + t)));
+  const slot = h("select", { id: "install-slot" }, ["exclusion", "mapping", "matching"].map((k) => h("option", { value: k }, k)));
+  const wasm = h("input", { id: "install-wasm", type: "file", accept: ".wasm,application/wasm", required: true });
+  const cases = h("input", { id: "install-cases", type: "file", accept: ".toml,text/plain" });
+  const noCases = h("input", { id: "install-no-cases", type: "checkbox" });
+  const submit = h("button", { type: "submit" }, "Install");
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      id: "install-form",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const file = wasm.files[0];
+        const caseFile = cases.files[0];
+        if (!file) return say(msg, "Choose the component (.wasm) first.", true);
+        if (!caseFile && !noCases.checked) {
+          return say(msg, "Choose its cases (cases.toml), or tick “without cases” to install it untested.", true);
+        }
+        submit.disabled = true;
+        say(msg, "Checking " + file.name + " in the sandbox…");
+        try {
+          const body = {
+            wasm_base64: await base64Of(file),
+            file_name: file.name,
+            cases: caseFile ? await caseFile.text() : null,
+            cases_name: caseFile ? caseFile.name : null,
+            no_cases: !caseFile && noCases.checked,
+          };
+          const q = level.value ? "?tenant=" + enc(level.value) : "";
+          const r = await api("POST", base + "/" + enc(slot.value) + "/install" + q, body);
+          return pluginsPage(org, r.summary, r.report);
+        } catch (e) {
+          if (!(e instanceof ApiError)) throw e;
+          msg.replaceChildren(
+            h("p", { class: "error" }, "Not installed: " + e.message),
+            e.data && e.data.report ? h("pre", { id: "install-report" }, e.data.report) : null
+          );
+        } finally {
+          submit.disabled = false;
+        }
+      },
+    },
+    field("install-level", "Level", level),
+    field("install-slot", "Slot", slot),
+    field("install-wasm", "Component (.wasm)", wasm),
+    field("install-cases", "Its cases (cases.toml)", cases),
+    h("label", { class: "check", for: "install-no-cases" }, noCases, "without cases (the history records it)"),
+    submit
+  );
+  return [h("h2", {}, "Install a component"), form, msg];
+}
+
+async function pluginsPage(org, done, report) {
   const base = "/api/orgs/" + enc(org) + "/plugins";
   await page("Plugins of " + org, async () => {
     const inForce = await api("GET", base);
@@ -1357,11 +1429,14 @@ async function pluginsPage(org, done) {
         actions
       );
     });
+    const tenants = [...new Set(inForce.slots.map((r) => r.tenant).filter(Boolean))];
     return [
       done ? h("p", { id: "plugin-result", role: "status" }, done) : null,
-      h("p", { class: "muted" }, "What decides each slot, for the org's default and each tenant: installed at that level, inherited from the org's default, or the built-in plugin. Install a component with its cases by `m365sync plugin install`; a shadow with `m365sync plugin shadow`."),
+      report ? h("pre", { id: "install-report" }, report) : null,
+      h("p", { class: "muted" }, "What decides each slot, for the org's default and each tenant: installed at that level, inherited from the org's default, or the built-in plugin. A shadow is set with `m365sync plugin shadow`."),
       table(["Level", "Slot", "Name", "Version", "Why", "SHA-256", "Installed", "Shadow", ""], rows, { id: "plugins" }),
       detail,
+      ...installForm(org, base, tenants),
     ];
   });
 }

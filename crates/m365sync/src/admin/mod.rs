@@ -9,6 +9,7 @@ pub mod connectivity;
 pub mod csv;
 pub mod directory;
 pub mod import;
+pub mod install;
 pub mod mailboxes;
 pub mod plugins;
 pub mod rules;

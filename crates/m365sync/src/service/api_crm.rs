@@ -495,6 +495,9 @@ async fn org_route(
         (&Method::POST, ["plugins", slot, "rollback"]) => {
             super::api_plugins::roll_back(shared, org, org_id, slot, q).await
         }
+        (&Method::POST, ["plugins", slot, "install"]) => {
+            super::api_plugins::install(shared, org, org_id, slot, q, body).await
+        }
         (&Method::GET, ["plugins", slot, "shadow"]) => {
             super::api_shadow::shadow_diff(shared, org, org_id, slot, q).await
         }
