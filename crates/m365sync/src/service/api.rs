@@ -6,7 +6,8 @@
 //! from the CRM in [`super::api_send`]; the console's pages and sign-in in [`super::console`]. All
 //! but health, readiness and the console's pages need a bearer token (or the console's cookie),
 //! and what a token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
-//! `{"error": "..."}` with a fitting status.
+//! `{"error": "..."}` with a fitting status. Every route is in [`super::routes`]'s table, from
+//! which the router and the OpenAPI document ([`super::openapi`]) are built.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

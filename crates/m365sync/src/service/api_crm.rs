@@ -1,10 +1,11 @@
 //! The admin API's CRM side (E8, E9, E12): an org's contacts and entities, their timelines,
 //! the matching job on demand, review lists and the mass mapping action, and the org's API
 //! tokens under `/api/orgs/{org}/...` (the service admin or that org's admin), and a user's own
-//! view under `/api/me/...` (any user token). Calendar paths are handed to
-//! [`super::api_calendar`], a tenant's connectivity test and activation to
-//! [`super::api_setup`], an org's plugins to [`super::api_plugins`] and a plugin shadow's diff
-//! to [`super::api_shadow`], which share this file's helpers.
+//! view under `/api/me/...` (any user token): one handler per route of [`super::routes`]. The
+//! handlers of a tenant's connectivity test and activation, an org's plugins and a plugin
+//! shadow's diff are here too, thin over [`super::api_setup`], [`super::api_plugins`] and
+//! [`super::api_shadow`]; calendars are [`super::api_calendar`]'s. They all share this file's
+//! helpers ([`Handled`], [`ok`], [`bad`], [`parse_json`], [`id`], [`instant`], [`answer`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
