@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Path, State};
-use axum::http::header::{ALLOW, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response as AxumResponse};
 use axum::Router;
 use bytes::Bytes;
@@ -168,30 +168,30 @@ async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> Answer {
 }
 
 /// The answers made below the handlers in the API's words (`{"error": "..."}`): a known path
-/// asked with a method it does not answer (axum's bare 405, which keeps its `Allow` header),
+/// asked with a method it does not answer (axum's bare 405; the method router adds its `Allow` header),
 /// and a request stopped by [`REQUEST_TIMEOUT`] (tower-http's bare 503).
 async fn api_words(req: axum::extract::Request, next: axum::middleware::Next) -> AxumResponse {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
     let answer = next.run(req).await;
     let bare = !answer.headers().contains_key(CONTENT_TYPE);
     match answer.status() {
-        StatusCode::METHOD_NOT_ALLOWED if bare => {
-            let allow = answer
-                .headers()
-                .get(ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .replace(',', ", ");
-            let mut refused = error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{method} is not allowed on {path}; it answers {allow}"),
-            );
-            if let Some(v) = answer.headers().get(ALLOW) {
-                refused.headers_mut().insert(ALLOW, v.clone());
-            }
-            refused.into_response()
-        }
+        // The `Allow` header is added by axum's method router around this layer, after it.
+        StatusCode::METHOD_NOT_ALLOWED if bare => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{method} is not allowed on {path}; it answers {}",
+                template
+                    .as_deref()
+                    .map(super::routes::methods_of)
+                    .unwrap_or_default()
+            ),
+        )
+        .into_response(),
         StatusCode::SERVICE_UNAVAILABLE if bare => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -764,3 +764,20 @@ pub fn route_list() -> Vec<(String, String)> {
         .map(|e| (e.method.to_string(), e.path.to_string()))
         .collect()
 }
+
+/// The methods the route `template` answers, as a 405 names them (`GET, POST`).
+pub(super) fn methods_of(template: &str) -> String {
+    static METHODS: std::sync::OnceLock<std::collections::HashMap<&'static str, Vec<String>>> =
+        std::sync::OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        let mut m = std::collections::HashMap::<&'static str, Vec<String>>::new();
+        for e in table() {
+            m.entry(e.path).or_default().push(e.method.to_string());
+        }
+        m
+    });
+    methods
+        .get(template)
+        .map(|m| m.join(", "))
+        .unwrap_or_default()
+}
