@@ -16,6 +16,7 @@ mod graph_client;
 mod mail_send;
 mod matching;
 mod notifications;
+mod openapi;
 mod ops;
 mod plugin_api;
 mod plugin_cache;

@@ -76,6 +76,11 @@ impl Serve {
     /// Starts `serve` with `args`; unless they say otherwise, on a free port of 127.0.0.1 with
     /// a 0.2 s poll.
     pub(crate) fn start(args: &[&str], ready: &Path) -> Serve {
+        Serve::start_with_log(args, ready, "info")
+    }
+
+    /// [`Serve::start`] with the log filtered by `log` (`M365SYNC_LOG`).
+    pub(crate) fn start_with_log(args: &[&str], ready: &Path, log_filter: &str) -> Serve {
         let _ = std::fs::remove_file(ready);
         let log = std::fs::File::create(ready.with_extension("log")).unwrap();
         let out = std::fs::File::create(ready.with_extension("out")).unwrap();
@@ -90,7 +95,7 @@ impl Serve {
             .args(defaults)
             .args(["--ready-file", ready.to_str().unwrap()])
             .args(args)
-            .env("M365SYNC_LOG", "info")
+            .env("M365SYNC_LOG", log_filter)
             // One artifact cache for every test process: plugins compile once per build.
             .env("XDG_CACHE_HOME", env!("CARGO_TARGET_TMPDIR"))
             .stdout(out)

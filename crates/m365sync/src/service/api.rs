@@ -6,28 +6,33 @@
 //! from the CRM in [`super::api_send`]; the console's pages and sign-in in [`super::console`]. All
 //! but health, readiness and the console's pages need a bearer token (or the console's cookie),
 //! and what a token reaches is decided in [`super::access`] (E12). JSON in, JSON out; errors are
-//! `{"error": "..."}` with a fitting status.
+//! `{"error": "..."}` with a fitting status. Every route is in [`super::routes`]'s table, from
+//! which the router and the OpenAPI document ([`super::openapi`]) are built.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::{MatchedPath, Path, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::Router;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tracing::Instrument as _;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use m365sync_store::logs::LogFilter;
-use m365sync_store::{now_ms, Store, StoreError};
+use m365sync_store::tenants::Tenant;
+use m365sync_store::{now_ms, StoreError};
 
-use super::access::{authenticate, AccessError, Actor};
-
+use super::access::{AccessError, Actor};
+use super::extract::{Body, Caller, Q};
 use super::retry::{retry_run, retry_since};
 use super::Shared;
 
@@ -67,18 +72,19 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// drained (see [`super::Service::wait`]), so `/ready` answers 503 throughout the drain. On
 /// close it stops accepting, lets the requests in flight finish (up to [`DRAIN_TIMEOUT`]) and
 /// closes idle keep-alive connections.
+///
+/// The router is axum's ([`app`]), but each connection is served by hyper's own HTTP/1
+/// builder (through `TowerToHyperService`) rather than `axum::serve`, which exposes neither the
+/// header read timeout nor a drain that waits for requests in flight.
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, close: Arc<tokio::sync::Notify>) {
+    let app = app(shared);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
             _ = close.notified() => break,
         };
-        let shared = Arc::clone(&shared);
-        let service = service_fn(move |req| {
-            let shared = Arc::clone(&shared);
-            async move { Ok::<_, std::convert::Infallible>(handle_timed(&shared, req).await) }
-        });
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -100,103 +106,124 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, close: Arc<tokio:
     }
 }
 
-/// [`handle`] inside a span per request (method, route, status, latency) and under
-/// [`REQUEST_TIMEOUT`]. The route is the path's shape (`/api/tenants/{}/{}/mailboxes`): no
-/// names, addresses or ids in the trace.
-async fn handle_timed(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
-    let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let route = route_shape(req.uri().path());
-    let span = tracing::info_span!(
+/// The API as one service: the route table ([`super::routes`]) with its fallback, under the
+/// layers every request goes through, outermost first: a span per request, the API's own
+/// words for the answers axum and tower-http make (405, the timeout's 503), and
+/// [`REQUEST_TIMEOUT`]. Each route also has its own body limit ([`body_limit`]).
+pub(super) fn app(shared: Arc<Shared>) -> Router {
+    super::routes::router()
+        .fallback(no_such_endpoint)
+        // Each layer wraps the ones before it: the span is outermost.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(api_words))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(record_answer)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        .with_state(shared)
+}
+
+/// The span of one request: its method and the *template* of the route it matched
+/// (`/api/tenants/{org}/{tenant}/mailboxes`, from axum's `MatchedPath`), never the path itself,
+/// so no names, addresses or ids reach the trace; the status and latency are recorded when it
+/// is answered.
+fn request_span(req: &axum::extract::Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str);
+    tracing::info_span!(
         "admin request",
         otel.kind = "server",
-        "http.request.method" = %method,
+        "http.request.method" = %req.method(),
         "http.route" = %route,
         "http.response.status_code" = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
-    );
-    let answer = match tokio::time::timeout(REQUEST_TIMEOUT, handle(shared, req))
-        .instrument(span.clone())
-        .await
-    {
-        Ok(answer) => answer,
-        Err(_) => error(
+    )
+}
+
+/// The route a span names for a path no route matched (answered 404).
+const UNMATCHED: &str = "(no route)";
+
+fn record_answer<B>(answer: &Response<B>, latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", answer.status().as_u16());
+    span.record("latency_ms", latency.as_millis() as u64);
+    tracing::debug!(status = answer.status().as_u16(), "answered");
+}
+
+/// A path no route matches: 404 naming it.
+async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> Answer {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+/// The answers made below the handlers in the API's words (`{"error": "..."}`): a known path
+/// asked with a method it does not answer (axum's bare 405; the method router adds its `Allow` header),
+/// and a request stopped by [`REQUEST_TIMEOUT`] (tower-http's bare 503).
+async fn api_words(req: axum::extract::Request, next: axum::middleware::Next) -> AxumResponse {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let answer = next.run(req).await;
+    let bare = !answer.headers().contains_key(CONTENT_TYPE);
+    match answer.status() {
+        // The `Allow` header is added by axum's method router around this layer, after it.
+        StatusCode::METHOD_NOT_ALLOWED if bare => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{method} is not allowed on {path}; it answers {}",
+                template
+                    .as_deref()
+                    .map(super::routes::methods_of)
+                    .unwrap_or_default()
+            ),
+        )
+        .into_response(),
+        StatusCode::SERVICE_UNAVAILABLE if bare => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the request took longer than {}s and was stopped; nothing after that point was done (try a smaller batch)",
                 REQUEST_TIMEOUT.as_secs()
             ),
-        ),
-    };
-    span.record("http.response.status_code", answer.status().as_u16());
-    span.record("latency_ms", started.elapsed().as_millis() as u64);
-    let _in = span.enter();
-    tracing::debug!(status = answer.status().as_u16(), "answered");
-    answer
+        )
+        .into_response(),
+        _ => answer,
+    }
 }
 
-/// The words of the API's paths; any other segment is a value (org, tenant, address, id).
-const ROUTE_WORDS: &[&str] = &[
-    "api",
-    "health",
-    "ready",
-    "metrics",
-    "notifications",
-    "lifecycle",
-    "tenants",
-    "mailboxes",
-    "subscriptions",
-    "runs",
-    "retry",
-    "sync",
-    "logs",
-    "leases",
-    "orgs",
-    "me",
-    "review",
-    "map",
-    "contacts",
-    "rules",
-    "events",
-    "match",
-    "import",
-    "warnings",
-    "entities",
-    "timeline",
-    "users",
-    "tokens",
-    "settings",
-    "verify",
-    "failures",
-    "sync-emails",
-    "calendar",
-    "mail",
-    "shadow",
-    "plugins",
-    "session",
-    "console",
-    "logout",
-    "attachments",
-    "skipped",
-    "enable",
-    "disable",
-];
-
-/// `path` with every segment that is not one of [`ROUTE_WORDS`] replaced by `{}`.
-fn route_shape(path: &str) -> String {
-    let mut out = String::new();
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        out.push('/');
-        out.push_str(if ROUTE_WORDS.contains(&seg) {
-            seg
-        } else {
-            "{}"
-        });
+/// A route's 413 in the API's words: tower-http's `RequestBodyLimitLayer` (see
+/// [`super::routes`]) refuses a `Content-Length` over `max` before the handler runs, and a longer
+/// streamed body fails its read in [`super::extract::Body`]; both answer plain text, turned
+/// here into `{"error"}` with the limit. A handler's own JSON 413 (an email too large) is kept.
+pub(super) fn too_large(answer: AxumResponse, max: usize) -> AxumResponse {
+    let json = answer
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if answer.status() != StatusCode::PAYLOAD_TOO_LARGE || json {
+        return answer;
     }
-    if out.is_empty() {
-        out.push('/');
-    }
-    out
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is over {} MiB or was cut off; split the import",
+            max >> 20
+        ),
+    )
+    .into_response()
 }
 
 pub(super) type Answer = Response<Full<Bytes>>;
@@ -236,10 +263,6 @@ pub(super) fn access_error(e: AccessError) -> Answer {
     }
 }
 
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    form_pairs(req.uri().query().unwrap_or(""))
-}
-
 /// `a=1&b=x+y%2B` decoded (`+` as a space, then percent escapes): a URL's query, or the body of
 /// a form posted as `application/x-www-form-urlencoded` (the console's sign-in).
 pub(super) fn form_pairs(text: &str) -> HashMap<String, String> {
@@ -257,238 +280,11 @@ pub(super) fn form_pairs(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
-    let path: Vec<String> = req
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
-    let segs: Vec<&str> = path.iter().map(String::as_str).collect();
-    if req.method() == Method::GET && segs == ["health"] {
-        return health(shared).await;
-    }
-    if req.method() == Method::GET && segs == ["ready"] {
-        return ready(shared).await;
-    }
-    // Graph's change notifications carry no bearer token: their client state proves them.
-    if req.method() == Method::POST && super::notifications::is_notification_path(&segs) {
-        let q = query(&req);
-        let lifecycle = segs.len() == 2;
-        let body = match read_body_up_to(req, super::notifications::MAX_NOTIFICATION_BODY).await {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        return super::notifications::receive(shared, lifecycle, &q, body).await;
-    }
-    // The console's pages and sign-in; its cookie stands in for the bearer token (with the
-    // CSRF checks of `console::credential`).
-    if super::console::is_console_path(&segs) {
-        return super::console::route(shared, req, &segs).await;
-    }
-    let bearer = match super::console::credential(&req) {
-        Ok(token) => token,
-        Err(refused) => return refused.answer(),
-    };
-    let store = &shared.env.store;
-    let actor = match authenticate(store, &shared.opts.admin_token, bearer.as_deref()).await {
-        Ok(a) => a,
-        Err(e) => return access_error(e),
-    };
-    let q = query(&req);
-    if super::api_send::is_mail_path(&segs) {
-        let method = req.method().clone();
-        let key = req
-            .headers()
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = match read_body_up_to(req, super::api_send::MAX_MAIL_BODY).await {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        return super::api_send::route(shared, &actor, &method, &segs, &q, key, body).await;
-    }
-    if matches!(segs.as_slice(), ["api", "orgs", ..] | ["api", "me", ..]) {
-        let method = req.method().clone();
-        let body = match read_body(req).await {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        return super::api_crm::route(shared, &actor, &method, &segs, &q, body).await;
-    }
-    if let Err(e) = allowed(store, &actor, req.method(), &segs).await {
-        return access_error(e);
-    }
-    if let ["api", "tenants", org, tenant, rest @ ..] = segs.as_slice() {
-        if matches!(
-            rest,
-            ["settings"]
-                | ["mailboxes", _, "verify"]
-                | ["failures", ..]
-                | ["users", _, "sync-emails"]
-        ) {
-            let method = req.method().clone();
-            let body = match read_body(req).await {
-                Ok(b) => b,
-                Err(answer) => return answer,
-            };
-            return super::api_mail::route(shared, &method, org, tenant, rest, &q, &body).await;
-        }
-    }
-    if let (
-        &Method::POST,
-        ["api", "tenants", org, t, "mailboxes", address, on @ ("enable" | "disable")],
-    ) = (req.method(), segs.as_slice())
-    {
-        let on = *on == "enable";
-        return super::api_setup::answer(
-            super::api_setup::mailbox_switch(shared, org, t, address, on).await,
-        );
-    }
-    if let (&Method::GET, ["api", "tenants", org, t, "attachments", "skipped"]) =
-        (req.method(), segs.as_slice())
-    {
-        return super::api_setup::answer(super::api_attachments::skipped(shared, org, t, &q).await);
-    }
-    let result = match (req.method().clone(), segs.as_slice()) {
-        (Method::GET, ["metrics"]) => return metrics(shared).await,
-        (Method::GET, ["api", "tenants"]) => {
-            let org = match actor.listing_org(q.get("org").map(String::as_str)) {
-                Ok(org) => org,
-                Err(e) => return access_error(e),
-            };
-            async {
-                if let Some(org) = org {
-                    // A named org that does not exist is an error, not an empty list.
-                    store.org_id(org).await?;
-                }
-                store.tenants(org).await
-            }
-            .await
-            .map(|t| json!(t))
-        }
-        (Method::GET, ["api", "tenants", org, tenant, "mailboxes"]) => {
-            match store.tenant(org, tenant).await {
-                Ok(t) => store.mailboxes(t.id).await.map(|m| json!(m)),
-                Err(e) => Err(e),
-            }
-        }
-        (Method::GET, ["api", "tenants", org, tenant, "subscriptions"]) => {
-            match store.tenant(org, tenant).await {
-                Ok(t) => store.tenant_subscriptions(t.id).await.map(|s| json!(s)),
-                Err(e) => Err(e),
-            }
-        }
-        (Method::GET, ["api", "tenants", org, tenant, "mailboxes", address, "subscriptions"]) => {
-            match store.tenant(org, tenant).await {
-                Ok(t) => match store.mailbox_by_address(t.id, address).await {
-                    Ok(Some(m)) => store.mailbox_subscriptions(m.id).await.map(|s| json!(s)),
-                    Ok(None) => Err(StoreError::NotFound(format!(
-                        "no mailbox {address} in tenant {org}/{tenant}; GET /api/tenants/{org}/{tenant}/mailboxes lists them"
-                    ))),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            }
-        }
-        (Method::GET, ["api", "tenants", org, tenant, "runs"]) => {
-            let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
-            // `?before=ID`: the page after one whose last run was ID.
-            let before = match q.get("before").filter(|b| !b.is_empty()).map(|b| b.parse()) {
-                None => None,
-                Some(Ok(id)) => Some(id),
-                Some(Err(_)) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "before must be a run id: the last id of the previous page",
-                    )
-                }
-            };
-            match store.tenant(org, tenant).await {
-                Ok(t) => store.runs_before(t.id, before, limit).await.map(|r| json!(r)),
-                Err(e) => Err(e),
-            }
-        }
-        (Method::POST, ["api", "tenants", org, tenant, "sync"]) => {
-            match store.tenant(org, tenant).await {
-                // A run asked of a tenant the scheduler will not sync would be a promise
-                // nobody keeps: say why, and what to do.
-                Ok(t) if !t.enabled => {
-                    return error(
-                        StatusCode::CONFLICT,
-                        format!(
-                            "tenant {org}/{tenant} is disabled, so nothing would sync; enable it \
-                             first (`m365sync tenant enable --org {org} --tenant {tenant}`)"
-                        ),
-                    )
-                }
-                Ok(t) if t.activated_ms.is_none() => {
-                    return error(
-                        StatusCode::CONFLICT,
-                        format!(
-                            "tenant {org}/{tenant} is not activated, so nothing would sync; \
-                             activate it first (`m365sync activate --org {org} --tenant {tenant}`)"
-                        ),
-                    )
-                }
-                Ok(t) => store
-                    .request_run(t.id)
-                    .await
-                    .map(|_| json!({ "requested": true, "tenant": t.name })),
-                Err(e) => Err(e),
-            }
-        }
-        (Method::GET, ["api", "runs", id]) => match id.parse::<i64>() {
-            Ok(id) => store.run(id).await.map(|r| json!(r)),
-            Err(_) => return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a run id")),
-        },
-        (Method::POST, ["api", "runs", id, "retry"]) => match id.parse::<i64>() {
-            Ok(id) => retry_run(store, id).await.map(|r| json!(r)),
-            Err(_) => return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a run id")),
-        },
-        (Method::POST, ["api", "retry"]) => {
-            let days = q
-                .get("since")
-                .map(|s| s.trim_end_matches('d').parse::<i64>())
-                .unwrap_or(Ok(30));
-            match days {
-                Ok(days) => retry_since(store, now_ms() - days * 86_400_000)
-                    .await
-                    .map(|r| json!(r)),
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "since must be a number of days, like 30d",
-                    )
-                }
-            }
-        }
-        (Method::GET, ["api", "logs"]) => match logs(shared, &actor, &q).await {
-            Ok(v) => Ok(v),
-            Err(e) => return access_error(e),
-        },
-        (Method::GET, ["api", "leases"]) => store.live_leases().await.map(|l| {
-            json!(l
-                .into_iter()
-                .map(|(m, h)| json!({ "mailbox_id": m, "holder": h }))
-                .collect::<Vec<_>>())
-        }),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no such endpoint: {} {}", req.method(), req.uri().path()),
-            )
-        }
-    };
+/// A store's answer as the API gives it: 202 for a POST (work asked for), 200 otherwise.
+fn stored(method: Method, result: Result<Value, StoreError>) -> Answer {
     match result {
         Ok(v) => respond(
-            if req.method() == Method::POST {
+            if method == Method::POST {
                 StatusCode::ACCEPTED
             } else {
                 StatusCode::OK
@@ -497,6 +293,341 @@ async fn handle(shared: &Arc<Shared>, req: Request<Incoming>) -> Answer {
         ),
         Err(e) => store_error(e),
     }
+}
+
+/// The tenant listing and the logs: any admin (an org admin sees its own org); a user token
+/// is refused for its role.
+fn any_admin(actor: &Actor) -> Result<(), AccessError> {
+    match actor {
+        Actor::User { .. } => actor.require_org_admin(""),
+        _ => Ok(()),
+    }
+}
+
+/// The service admin only (metrics, leases, every org's retries).
+fn service_admin(actor: &Actor) -> Result<(), AccessError> {
+    actor.require_service_admin()
+}
+
+/// `GET /health`: alive, and how much waits (open).
+pub(super) async fn get_health(State(shared): State<Arc<Shared>>) -> Answer {
+    health(&shared).await
+}
+
+/// `GET /ready` (open).
+pub(super) async fn get_ready(State(shared): State<Arc<Shared>>) -> Answer {
+    ready(&shared).await
+}
+
+/// `GET /metrics` (the service admin).
+pub(super) async fn get_metrics(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+) -> Answer {
+    if let Err(e) = service_admin(&actor) {
+        return access_error(e);
+    }
+    metrics(&shared).await
+}
+
+/// `GET /api/tenants[?org=O]`.
+pub(super) async fn list_tenants(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Q(q): Q,
+) -> Answer {
+    if let Err(e) = any_admin(&actor) {
+        return access_error(e);
+    }
+    let store = &shared.env.store;
+    let org = match actor.listing_org(q.get("org").map(String::as_str)) {
+        Ok(org) => org,
+        Err(e) => return access_error(e),
+    };
+    let result = async {
+        if let Some(org) = org {
+            // A named org that does not exist is an error, not an empty list.
+            store.org_id(org).await?;
+        }
+        store.tenants(org).await
+    }
+    .await
+    .map(|t| json!(t));
+    stored(Method::GET, result)
+}
+
+/// The tenant of a `/api/tenants/{org}/{tenant}/...` path, once the caller's rights over its
+/// org are checked.
+async fn tenant_of(
+    shared: &Shared,
+    actor: &Actor,
+    org: &str,
+    tenant: &str,
+) -> Result<Tenant, Answer> {
+    actor.require_org_admin(org).map_err(access_error)?;
+    shared
+        .env
+        .store
+        .tenant(org, tenant)
+        .await
+        .map_err(store_error)
+}
+
+/// `GET /api/tenants/{org}/{tenant}/mailboxes`: each with its health.
+pub(super) async fn list_mailboxes(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    stored(
+        Method::GET,
+        shared.env.store.mailboxes(t.id).await.map(|m| json!(m)),
+    )
+}
+
+/// `GET /api/tenants/{org}/{tenant}/subscriptions`.
+pub(super) async fn tenant_subscriptions(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    stored(
+        Method::GET,
+        shared
+            .env
+            .store
+            .tenant_subscriptions(t.id)
+            .await
+            .map(|s| json!(s)),
+    )
+}
+
+/// `GET /api/tenants/{org}/{tenant}/mailboxes/{address}/subscriptions`.
+pub(super) async fn mailbox_subscriptions(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant, address)): Path<(String, String, String)>,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let store = &shared.env.store;
+    let result = match store.mailbox_by_address(t.id, &address).await {
+        Ok(Some(m)) => store.mailbox_subscriptions(m.id).await.map(|s| json!(s)),
+        Ok(None) => Err(StoreError::NotFound(format!(
+            "no mailbox {address} in tenant {org}/{tenant}; GET /api/tenants/{org}/{tenant}/mailboxes lists them"
+        ))),
+        Err(e) => Err(e),
+    };
+    stored(Method::GET, result)
+}
+
+/// `GET /api/tenants/{org}/{tenant}/runs[?limit=&before=ID]`.
+pub(super) async fn list_runs(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    if let Err(e) = actor.require_org_admin(&org) {
+        return access_error(e);
+    }
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+    // `?before=ID`: the page after one whose last run was ID.
+    let before = match q.get("before").filter(|b| !b.is_empty()).map(|b| b.parse()) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "before must be a run id: the last id of the previous page",
+            )
+        }
+    };
+    let store = &shared.env.store;
+    let result = match store.tenant(&org, &tenant).await {
+        Ok(t) => store
+            .runs_before(t.id, before, limit)
+            .await
+            .map(|r| json!(r)),
+        Err(e) => Err(e),
+    };
+    stored(Method::GET, result)
+}
+
+/// `POST /api/tenants/{org}/{tenant}/sync`: the tenant's next run due now.
+pub(super) async fn sync_now(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    // A run asked of a tenant the scheduler will not sync would be a promise nobody keeps:
+    // say why, and what to do.
+    if !t.enabled {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "tenant {org}/{tenant} is disabled, so nothing would sync; enable it \
+                 first (`m365sync tenant enable --org {org} --tenant {tenant}`)"
+            ),
+        );
+    }
+    if t.activated_ms.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "tenant {org}/{tenant} is not activated, so nothing would sync; \
+                 activate it first (`m365sync activate --org {org} --tenant {tenant}`)"
+            ),
+        );
+    }
+    let result = shared
+        .env
+        .store
+        .request_run(t.id)
+        .await
+        .map(|_| json!({ "requested": true, "tenant": t.name }));
+    stored(Method::POST, result)
+}
+
+/// A run id from the path, once the caller may see that run: the service admin any, an org
+/// admin its org's (another org's run answers as a missing one). A path id that is not a
+/// number is 400.
+async fn run_of(shared: &Shared, actor: &Actor, id: &str) -> Result<i64, Answer> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("'{id}' is not a run id"),
+        ));
+    };
+    if matches!(actor, Actor::Admin) {
+        return Ok(id);
+    }
+    let store = &shared.env.store;
+    let check = async {
+        let run = store.run(id).await?;
+        let tenant = store.tenant_by_id(run.tenant_id).await?;
+        actor.require_org_admin_id(tenant.org_id, &format!("run {id}"))
+    };
+    check.await.map(|()| id).map_err(access_error)
+}
+
+/// `GET /api/runs/{id}`.
+pub(super) async fn get_run(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    match run_of(&shared, &actor, &id).await {
+        Ok(id) => stored(
+            Method::GET,
+            shared.env.store.run(id).await.map(|r| json!(r)),
+        ),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /api/runs/{id}/retry`: the run's failed mailboxes owe a run again.
+pub(super) async fn retry_one_run(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    match run_of(&shared, &actor, &id).await {
+        Ok(id) => stored(
+            Method::POST,
+            retry_run(&shared.env.store, id).await.map(|r| json!(r)),
+        ),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /api/retry[?since=30d]` (the service admin): every failed run of that many days.
+pub(super) async fn retry_all(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Q(q): Q,
+) -> Answer {
+    if let Err(e) = service_admin(&actor) {
+        return access_error(e);
+    }
+    let days = q
+        .get("since")
+        .map(|s| s.trim_end_matches('d').parse::<i64>())
+        .unwrap_or(Ok(30));
+    match days {
+        Ok(days) => stored(
+            Method::POST,
+            retry_since(&shared.env.store, now_ms() - days * 86_400_000)
+                .await
+                .map(|r| json!(r)),
+        ),
+        Err(_) => error(
+            StatusCode::BAD_REQUEST,
+            "since must be a number of days, like 30d",
+        ),
+    }
+}
+
+/// `GET /api/logs[?org=&tenant=&run=&errors_only=&limit=]`.
+pub(super) async fn get_logs(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Q(q): Q,
+) -> Answer {
+    if let Err(e) = any_admin(&actor) {
+        return access_error(e);
+    }
+    match logs(&shared, &actor, &q).await {
+        Ok(v) => respond(StatusCode::OK, v),
+        Err(e) => access_error(e),
+    }
+}
+
+/// `GET /api/leases` (the service admin): which process holds which mailbox.
+pub(super) async fn get_leases(State(shared): State<Arc<Shared>>, Caller(actor): Caller) -> Answer {
+    if let Err(e) = service_admin(&actor) {
+        return access_error(e);
+    }
+    let result = shared.env.store.live_leases().await.map(|l| {
+        json!(l
+            .into_iter()
+            .map(|(m, h)| json!({ "mailbox_id": m, "holder": h }))
+            .collect::<Vec<_>>())
+    });
+    stored(Method::GET, result)
+}
+
+/// `POST /notifications` and `POST /notifications/lifecycle`: Graph's change notifications,
+/// open (they carry no bearer token: their client state proves them).
+pub(super) async fn post_notification(
+    State(shared): State<Arc<Shared>>,
+    Q(q): Q,
+    Body(body): Body,
+) -> Answer {
+    super::notifications::receive(&shared, false, &q, body).await
+}
+
+/// `POST /notifications/lifecycle`.
+pub(super) async fn post_lifecycle(
+    State(shared): State<Arc<Shared>>,
+    Q(q): Q,
+    Body(body): Body,
+) -> Answer {
+    super::notifications::receive(&shared, true, &q, body).await
 }
 
 async fn health(shared: &Shared) -> Answer {
@@ -606,52 +737,4 @@ async fn logs(
 }
 
 /// The most a request body may hold (a contact import).
-const MAX_BODY: usize = 32 << 20;
-
-/// Reads a request's body, bounded.
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Answer> {
-    read_body_up_to(req, MAX_BODY).await
-}
-
-async fn read_body_up_to(req: Request<Incoming>, max: usize) -> Result<Bytes, Answer> {
-    use http_body_util::BodyExt;
-    let limited = http_body_util::Limited::new(req.into_body(), max);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is over {} MiB or was cut off; split the import",
-                max >> 20
-            ),
-        )),
-    }
-}
-
-/// Whether the actor may call one of this file's endpoints (E12).
-async fn allowed(
-    store: &Store,
-    actor: &Actor,
-    method: &Method,
-    segs: &[&str],
-) -> Result<(), AccessError> {
-    match (method, segs) {
-        (_, ["api", "tenants"]) | (_, ["api", "logs"]) => match actor {
-            Actor::User { .. } => actor.require_org_admin(""),
-            _ => Ok(()),
-        },
-        (_, ["api", "tenants", org, ..]) => actor.require_org_admin(org),
-        (_, ["api", "runs", id, ..]) => {
-            let Ok(id) = id.parse::<i64>() else {
-                return Ok(());
-            };
-            if matches!(actor, Actor::Admin) {
-                return Ok(());
-            }
-            let run = store.run(id).await?;
-            let tenant = store.tenant_by_id(run.tenant_id).await?;
-            actor.require_org_admin_id(tenant.org_id, &format!("run {id}"))
-        }
-        _ => actor.require_service_admin(),
-    }
-}
+pub(super) const MAX_BODY: usize = 32 << 20;

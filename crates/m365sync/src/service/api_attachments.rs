@@ -62,3 +62,13 @@ pub(super) async fn skipped(
         .flatten();
     ok(json!({ "counts": counts, "attachments": page, "next": next }))
 }
+
+/// The route's handler: [`skipped`] for a caller with rights over the path's org.
+pub(super) async fn skipped_route(
+    axum::extract::State(shared): axum::extract::State<std::sync::Arc<Shared>>,
+    scope: super::extract::OrgScope,
+    axum::extract::Path((_, tenant)): axum::extract::Path<(String, String)>,
+    super::extract::Q(q): super::extract::Q,
+) -> super::api::Answer {
+    super::api_crm::answer(skipped(&shared, &scope.org, &tenant, &q).await)
+}

@@ -11,6 +11,9 @@
 //! user, their own calendar); any other id answers 404 like a missing one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 
 use bytes::Bytes;
 use chrono::SecondsFormat;
@@ -29,7 +32,9 @@ use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};
 
 use super::access::{AccessError, Actor};
-use super::api_crm::{bad, id, instant, no_endpoint, ok, parse_json, Handled};
+use super::api::Answer;
+use super::api_crm::{answer, bad, id, instant, me_of, no_endpoint, ok, parse_json, Handled};
+use super::extract::{Body, Caller, OrgScope, Q};
 use super::Shared;
 
 /// The most events one listing page holds.
@@ -44,9 +49,9 @@ const CHANGE_SHAPE: &str = "an event change: any of {\"subject\", \"description\
 
 /// A settings change: what is given replaces the level's value; the rest is kept. The field
 /// names are [`CalendarSettings`]'s, so what `GET` answers can be sent back as it is.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SettingsRequest {
+pub(super) struct SettingsRequest {
     #[serde(default)]
     direction: Option<String>,
     #[serde(default)]
@@ -61,6 +66,7 @@ struct SettingsRequest {
     sync_unmatched_events: Option<bool>,
     /// Epoch ms; `null` returns to the default (six months before the first sync).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
     commencement_ms: Option<Option<i64>>,
     /// The same as a date, `YYYY-MM-DD` (UTC midnight) or RFC 3339.
     #[serde(default)]
@@ -72,9 +78,9 @@ struct SettingsRequest {
 }
 
 /// A new event's body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventRequest {
+pub(super) struct EventRequest {
     subject: String,
     start: String,
     end: String,
@@ -101,9 +107,9 @@ struct EventRequest {
 }
 
 /// The Sync Events switch's body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SwitchRequest {
+pub(super) struct SwitchRequest {
     on: bool,
 }
 
@@ -116,40 +122,76 @@ fn edit_error(e: CrmEditError) -> AccessError {
     }
 }
 
-/// Routes `/api/orgs/{org}/calendar/...`, `.../tenants/{tenant}/calendar/...`,
-/// `.../tenants/{tenant}/events/...` and `.../tenants/{tenant}/users/{email}/events|sync-events`
-/// (the caller's rights over `org` are already checked).
-pub(super) async fn org_route(
-    shared: &Shared,
-    org: &str,
-    org_id: i64,
-    method: &Method,
-    rest: &[&str],
-    q: &HashMap<String, String>,
-    body: &Bytes,
-) -> Handled {
-    let store = &shared.env.store;
-    match (method, rest) {
-        (&Method::GET, ["calendar", "settings"]) => ok(settings_answer(store, org_id, None).await?),
-        (&Method::PUT, ["calendar", "settings"]) => {
-            let answer = put_settings(store, org_id, None, body).await?;
-            release_waiting(store, &store.tenants(Some(org)).await?).await?;
+/// `GET /api/orgs/{org}/calendar/settings`: the org's settings and where they come from.
+pub(super) async fn org_settings(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
+    answer(async { ok(settings_answer(&shared.env.store, scope.org_id, None).await?) }.await)
+}
+
+/// `PUT /api/orgs/{org}/calendar/settings`: the fields given change.
+pub(super) async fn put_org_settings(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let answer = put_settings(store, scope.org_id, None, &body).await?;
+            release_waiting(store, &store.tenants(Some(&scope.org)).await?).await?;
             ok(answer)
         }
-        (&Method::GET, ["tenants", tenant, "calendar", "settings"]) => {
-            let t = store.tenant(org, tenant).await?;
-            ok(settings_answer(store, org_id, Some(t.id)).await?)
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/tenants/{tenant}/calendar/settings`.
+pub(super) async fn tenant_settings(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            ok(settings_answer(store, scope.org_id, Some(t.id)).await?)
         }
-        (&Method::PUT, ["tenants", tenant, "calendar", "settings"]) => {
-            let t = store.tenant(org, tenant).await?;
-            let answer = put_settings(store, org_id, Some(t.id), body).await?;
+        .await,
+    )
+}
+
+/// `PUT /api/orgs/{org}/tenants/{tenant}/calendar/settings`.
+pub(super) async fn put_tenant_settings(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            let answer = put_settings(store, scope.org_id, Some(t.id), &body).await?;
             release_waiting(store, std::slice::from_ref(&t)).await?;
             ok(answer)
         }
-        (&Method::PUT, ["tenants", tenant, "users", user, "sync-events"]) => {
-            let t = store.tenant(org, tenant).await?;
-            let user_id = known_user(store, &t, user).await?;
-            let r: SwitchRequest = parse_json(body, "{\"on\": true|false}")?;
+        .await,
+    )
+}
+
+/// `PUT /api/orgs/{org}/tenants/{tenant}/users/{user}/sync-events`: the Sync Events switch.
+pub(super) async fn put_sync_events(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user)): Path<(String, String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            let user_id = known_user(store, &t, &user).await?;
+            let r: SwitchRequest = parse_json(&body, "{\"on\": true|false}")?;
             store.set_sync_events(user_id, r.on).await?;
             // Changes that waited for the switch go at the service's next tick.
             let waiting = store.outbox_len_for_user(user_id).await?;
@@ -162,54 +204,124 @@ pub(super) async fn org_route(
                 "outbox": waiting,
             }))
         }
-        (&Method::GET, ["tenants", tenant, "users", user, "events"]) => {
-            let t = store.tenant(org, tenant).await?;
-            let user_id = known_user(store, &t, user).await?;
-            ok(list(store, &t, user_id, &user.to_ascii_lowercase(), q).await?)
-        }
-        (&Method::POST, ["tenants", tenant, "users", user, "events"]) => {
-            let t = store.tenant(org, tenant).await?;
-            create(store, &t, user, body).await
-        }
-        (_, ["tenants", tenant, "events", event]) => {
-            let t = store.tenant(org, tenant).await?;
-            let event = id(event, "event")?;
-            let ev = scoped_event(store, &t, event, None).await?;
-            by_id(store, &t, ev, method, body).await
-        }
-        _ => Err(no_endpoint()),
-    }
+        .await,
+    )
 }
 
-/// Routes `/api/me/events...`: the caller's own calendar only.
-pub(super) async fn me_route(
-    shared: &Shared,
-    actor: &Actor,
-    method: &Method,
-    rest: &[&str],
-    q: &HashMap<String, String>,
-    body: &Bytes,
-) -> Handled {
-    let Actor::User {
-        tenant_id,
-        user_id,
-        email,
-        ..
-    } = actor
-    else {
-        return Err(no_endpoint());
-    };
-    let (user_id, email) = (*user_id, email.as_str());
-    let store = &shared.env.store;
-    let t = store.tenant_by_id(*tenant_id).await?;
-    match (method, rest) {
-        (&Method::GET, ["events"]) => ok(list(store, &t, user_id, email, q).await?),
-        (&Method::POST, ["events"]) => create(store, &t, email, body).await,
-        (_, ["events", event]) => {
-            let event = id(event, "event")?;
-            let ev = scoped_event(store, &t, event, Some(user_id)).await?;
-            by_id(store, &t, ev, method, body).await
+/// `GET /api/orgs/{org}/tenants/{tenant}/users/{user}/events[?from=&to=&limit=&after=]`.
+pub(super) async fn user_events(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user)): Path<(String, String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            let user_id = known_user(store, &t, &user).await?;
+            ok(list(store, &t, user_id, &user.to_ascii_lowercase(), &q).await?)
         }
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/tenants/{tenant}/users/{user}/events`: 201 with the event.
+pub(super) async fn create_user_event(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user)): Path<(String, String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            create(store, &t, &user, &body).await
+        }
+        .await,
+    )
+}
+
+/// `GET`, `PATCH` or `DELETE /api/orgs/{org}/tenants/{tenant}/events/{event}`.
+pub(super) async fn tenant_event(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    scope: OrgScope,
+    Path((_, tenant, event)): Path<(String, String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            let event = id(&event, "event")?;
+            let ev = scoped_event(store, &t, event, None).await?;
+            by_id(store, &t, ev, &method, &body).await
+        }
+        .await,
+    )
+}
+
+/// `GET /api/me/events[?from=&to=&limit=&after=]`: the caller's own calendar.
+pub(super) async fn my_events(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            let store = &shared.env.store;
+            let t = my_tenant(store, &actor).await?;
+            ok(list(store, &t, me.user_id, me.email, &q).await?)
+        }
+        .await,
+    )
+}
+
+/// `POST /api/me/events`: an event in the caller's own calendar.
+pub(super) async fn create_my_event(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            let store = &shared.env.store;
+            let t = my_tenant(store, &actor).await?;
+            create(store, &t, me.email, &body).await
+        }
+        .await,
+    )
+}
+
+/// `GET`, `PATCH` or `DELETE /api/me/events/{event}`: only the caller's own.
+pub(super) async fn my_event(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    Caller(actor): Caller,
+    Path(event): Path<String>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            let store = &shared.env.store;
+            let t = my_tenant(store, &actor).await?;
+            let event = id(&event, "event")?;
+            let ev = scoped_event(store, &t, event, Some(me.user_id)).await?;
+            by_id(store, &t, ev, &method, &body).await
+        }
+        .await,
+    )
+}
+
+/// A user token's tenant.
+async fn my_tenant(store: &Store, actor: &Actor) -> Result<Tenant, AccessError> {
+    match actor {
+        Actor::User { tenant_id, .. } => Ok(store.tenant_by_id(*tenant_id).await?),
         _ => Err(no_endpoint()),
     }
 }
@@ -223,7 +335,7 @@ async fn by_id(
     body: &Bytes,
 ) -> Handled {
     match *method {
-        Method::GET => {
+        Method::GET | Method::HEAD => {
             let state = push_state(store, &ev).await?;
             ok(event_view(store, t, &ev, &state).await?)
         }

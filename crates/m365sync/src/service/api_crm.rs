@@ -1,16 +1,18 @@
 //! The admin API's CRM side (E8, E9, E12): an org's contacts and entities, their timelines,
 //! the matching job on demand, review lists and the mass mapping action, and the org's API
 //! tokens under `/api/orgs/{org}/...` (the service admin or that org's admin), and a user's own
-//! view under `/api/me/...` (any user token). Calendar paths are handed to
-//! [`super::api_calendar`], a tenant's setup (declare, test, import users, org and tenant
-//! rules, activate) to [`super::api_setup`], an org's plugins to [`super::api_plugins`] and a plugin shadow's diff
-//! to [`super::api_shadow`], which share this file's helpers.
+//! view under `/api/me/...` (any user token): one handler per route of [`super::routes`]. The
+//! handlers of a tenant's setup (declare, test, import users, org and tenant rules, activate),
+//! an org's plugins and a plugin shadow's diff are here too, thin over [`super::api_setup`], [`super::api_plugins`] and
+//! [`super::api_shadow`]; calendars are [`super::api_calendar`]'s. They all share this file's
+//! helpers ([`Handled`], [`ok`], [`bad`], [`parse_json`], [`id`], [`instant`], [`answer`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -22,10 +24,13 @@ use m365sync_store::review::{ReviewFilter, ReviewScope};
 use m365sync_store::rules::{RuleScope, RuleSpec};
 use m365sync_store::StoreError;
 
-use super::access::{AccessError, Actor};
-use super::api::{access_error, error, respond, store_error, Answer};
-use super::Shared;
+use axum::extract::{Path, State};
 use hyper::Response;
+
+use super::access::{AccessError, Actor};
+use super::api::{access_error, respond, Answer};
+use super::extract::{Body, Caller, OrgScope, Q};
+use super::Shared;
 
 /// What a handler returns: a JSON value with its status, or a refusal.
 pub(super) type Handled = Result<(StatusCode, Value), AccessError>;
@@ -125,9 +130,9 @@ fn review_filter(q: &HashMap<String, String>) -> Result<ReviewFilter, AccessErro
 }
 
 /// The mass action's body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MapRequest {
+pub(super) struct MapRequest {
     emails: Vec<i64>,
     contact: i64,
     #[serde(default)]
@@ -135,9 +140,9 @@ struct MapRequest {
 }
 
 /// A new token's body: a user's (by address, in a tenant) or the org admin's.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub(super) struct TokenRequest {
     #[serde(default)]
     tenant: Option<String>,
     #[serde(default)]
@@ -146,41 +151,10 @@ struct TokenRequest {
     label: Option<String>,
 }
 
-/// Routes `/api/orgs/...` and `/api/me/...`.
-pub async fn route(
-    shared: &Shared,
-    actor: &Actor,
-    method: &Method,
-    segs: &[&str],
-    q: &HashMap<String, String>,
-    body: Bytes,
-) -> Answer {
-    let handled = match segs {
-        ["api", "me", rest @ ..] => me(shared, actor, method, rest, q, &body).await,
-        ["api", "orgs", org, kind @ ("contacts" | "entities"), "export"]
-            if method == Method::GET =>
-        {
-            return match export(shared, actor, org, kind, q).await {
-                Ok(answer) => answer,
-                Err(AccessError::Store(e)) => store_error(e),
-                Err(e) => access_error(e),
-            };
-        }
-        ["api", "orgs", org, rest @ ..] => match actor.require_org_admin(org) {
-            Ok(()) => org_route(shared, actor, org, method, rest, q, &body).await,
-            Err(e) => Err(e),
-        },
-        _ => Err(AccessError::Store(StoreError::NotFound(
-            "no such endpoint".into(),
-        ))),
-    };
+/// A handler's result as the API answers it.
+pub(super) fn answer(handled: Handled) -> Answer {
     match handled {
         Ok((status, v)) => respond(status, v),
-        Err(AccessError::Store(StoreError::NotFound(m))) if m == "no such endpoint" => error(
-            StatusCode::NOT_FOUND,
-            format!("no such endpoint: {method} /{}", segs.join("/")),
-        ),
-        Err(AccessError::Store(e)) => store_error(e),
         Err(e) => access_error(e),
     }
 }
@@ -189,82 +163,203 @@ pub(super) fn no_endpoint() -> AccessError {
     AccessError::Store(StoreError::NotFound("no such endpoint".into()))
 }
 
-/// A user's own view.
-async fn me(
-    shared: &Shared,
-    actor: &Actor,
-    method: &Method,
-    rest: &[&str],
-    q: &HashMap<String, String>,
-    body: &Bytes,
-) -> Handled {
-    let store = &shared.env.store;
-    let Actor::User {
-        org_id,
-        org,
-        tenant_id,
-        tenant,
-        user_id,
-        email,
-    } = actor
-    else {
-        return Err(AccessError::Forbidden(
+/// The caller of `/api/me/...`: a user token, else 403 saying which token to use.
+pub(super) struct Me<'a> {
+    pub org_id: i64,
+    pub org: &'a str,
+    pub tenant: &'a str,
+    pub user_id: i64,
+    pub email: &'a str,
+}
+
+pub(super) fn me_of(actor: &Actor) -> Result<Me<'_>, AccessError> {
+    match actor {
+        Actor::User {
+            org_id,
+            org,
+            tenant,
+            user_id,
+            email,
+            ..
+        } => Ok(Me {
+            org_id: *org_id,
+            org,
+            tenant,
+            user_id: *user_id,
+            email,
+        }),
+        _ => Err(AccessError::Forbidden(
             "/api/me is a user's own view; call it with a user token (`m365sync token create --user`)"
                 .into(),
-        ));
-    };
-    let rules_scope = RuleScope::User {
-        org_id: *org_id,
-        tenant_id: *tenant_id,
-        user_id: *user_id,
-    };
-    match (method, rest) {
-        (&Method::GET, []) => ok(json!({ "org": org, "tenant": tenant, "user": email })),
-        (&Method::GET, ["review"]) => {
-            let items = store.review_list(*user_id, &review_filter(q)?).await?;
-            let next = items
-                .last()
-                .map(|i| format!("{}:{}", i.sent_ms, i.email_id));
-            ok(json!({ "items": items, "next": next }))
+        )),
+    }
+}
+
+impl Me<'_> {
+    fn rules_scope(&self, actor: &Actor) -> RuleScope {
+        let tenant_id = match actor {
+            Actor::User { tenant_id, .. } => *tenant_id,
+            _ => unreachable!("a Me is made of a user"),
+        };
+        RuleScope::User {
+            org_id: self.org_id,
+            tenant_id,
+            user_id: self.user_id,
         }
-        (&Method::POST, ["review", "map"]) => {
-            let r: MapRequest = parse_json(
-                body,
-                "{\"emails\": [ids], \"contact\": id, \"add_address\": bool}",
-            )?;
-            let report = store
-                .map_to_contact(
-                    ReviewScope {
-                        org_id: *org_id,
-                        user_id: Some(*user_id),
-                    },
-                    &r.emails,
-                    r.contact,
-                    r.add_address,
-                    email,
-                )
-                .await?;
-            if !report.added_addresses.is_empty() {
-                shared.match_wake.notify_one();
-            }
-            ok(json!(report))
+    }
+}
+
+/// `GET /api/me`: who the token is.
+pub(super) async fn me_get(Caller(actor): Caller) -> Answer {
+    answer(
+        me_of(&actor)
+            .and_then(|me| ok(json!({ "org": me.org, "tenant": me.tenant, "user": me.email }))),
+    )
+}
+
+/// `GET /api/me/review[?since=&until=&domain=&before=&limit=]`: the user's unmatched emails.
+pub(super) async fn me_review(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            review_page(&shared, me.user_id, &q).await
         }
-        // Read-only: a user looks a contact up to map mail to it.
-        (&Method::GET, ["contacts"]) => {
-            ok(json!(store.list_contacts(*org_id, &list_query(q)?).await?))
+        .await,
+    )
+}
+
+/// One page of a user's review list, with the cursor of the next.
+async fn review_page(shared: &Shared, user_id: i64, q: &HashMap<String, String>) -> Handled {
+    let items = shared
+        .env
+        .store
+        .review_list(user_id, &review_filter(q)?)
+        .await?;
+    let next = items
+        .last()
+        .map(|i| format!("{}:{}", i.sent_ms, i.email_id));
+    ok(json!({ "items": items, "next": next }))
+}
+
+/// `POST /api/me/review/map`: the user's emails mapped to a contact.
+pub(super) async fn me_map(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            map(
+                &shared,
+                ReviewScope {
+                    org_id: me.org_id,
+                    user_id: Some(me.user_id),
+                },
+                &body,
+                me.email,
+            )
+            .await
         }
-        (&Method::GET, ["rules"]) => ok(json!(store.rules_at(rules_scope).await?)),
-        (&Method::POST, ["rules"]) => {
+        .await,
+    )
+}
+
+/// The mass mapping action in `scope`, recorded as done `by` someone.
+async fn map(shared: &Shared, scope: ReviewScope, body: &Bytes, by: &str) -> Handled {
+    let r: MapRequest = parse_json(
+        body,
+        "{\"emails\": [ids], \"contact\": id, \"add_address\": bool}",
+    )?;
+    let report = shared
+        .env
+        .store
+        .map_to_contact(scope, &r.emails, r.contact, r.add_address, by)
+        .await?;
+    if !report.added_addresses.is_empty() {
+        shared.match_wake.notify_one();
+    }
+    ok(json!(report))
+}
+
+/// `GET /api/me/contacts`: read-only, a user looks a contact up to map mail to it.
+pub(super) async fn me_contacts(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            ok(json!(
+                shared
+                    .env
+                    .store
+                    .list_contacts(me.org_id, &list_query(&q)?)
+                    .await?
+            ))
+        }
+        .await,
+    )
+}
+
+/// `GET /api/me/rules`: the user's personal exclusion rules.
+pub(super) async fn me_rules(State(shared): State<Arc<Shared>>, Caller(actor): Caller) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            ok(json!(
+                shared.env.store.rules_at(me.rules_scope(&actor)).await?
+            ))
+        }
+        .await,
+    )
+}
+
+/// `POST /api/me/rules`: a personal rule added.
+pub(super) async fn me_add_rule(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
             let spec: RuleSpec = parse_json(
-                body,
+                &body,
                 "{\"effect\": \"exclude\"|\"include\", \"target\": \"any_address\"|\"sender\"|\"recipient\"|\"subject\", \"pattern\": \"...\"}",
             )?;
-            let id = store.add_rule(rules_scope, &spec).await?;
+            let id = shared
+                .env
+                .store
+                .add_rule(me.rules_scope(&actor), &spec)
+                .await?;
             Ok((StatusCode::CREATED, json!({ "id": id })))
         }
-        (&Method::DELETE, ["rules", rule]) => {
-            let rule = id(rule, "rule")?;
-            if store.remove_rule_at(rules_scope, rule).await? {
+        .await,
+    )
+}
+
+/// `DELETE /api/me/rules/{rule}`.
+pub(super) async fn me_remove_rule(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path(rule): Path<String>,
+) -> Answer {
+    answer(
+        async {
+            let me = me_of(&actor)?;
+            let rule = id(&rule, "rule")?;
+            if shared
+                .env
+                .store
+                .remove_rule_at(me.rules_scope(&actor), rule)
+                .await?
+            {
                 ok(json!({ "removed": rule }))
             } else {
                 Err(AccessError::Store(StoreError::NotFound(format!(
@@ -272,34 +367,17 @@ async fn me(
                 ))))
             }
         }
-        (_, ["events", ..]) => {
-            super::api_calendar::me_route(shared, actor, method, rest, q, body).await
-        }
-        _ => Err(no_endpoint()),
-    }
+        .await,
+    )
 }
 
-/// An org's admin endpoints (the caller's rights over `org` are already checked).
-async fn org_route(
-    shared: &Shared,
-    actor: &Actor,
-    org: &str,
-    method: &Method,
-    rest: &[&str],
-    q: &HashMap<String, String>,
-    body: &Bytes,
-) -> Handled {
-    let store = &shared.env.store;
-    let org_id = store.org_id(org).await?;
-    let by = match actor {
-        Actor::OrgAdmin { org, .. } => format!("the {org} admin"),
-        _ => "the service admin".to_string(),
-    };
-    match (method, rest) {
-        (&Method::POST, ["match"]) => {
+/// `POST /api/orgs/{org}/match`: the org's matching job, now, waited for.
+pub(super) async fn org_match(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
+    answer(
+        async {
             let report = run_org_waiting(
                 &shared.env,
-                org,
+                &scope.org,
                 &shared.opts.holder,
                 Duration::from_secs(60),
             )
@@ -310,129 +388,370 @@ async fn org_route(
             })?;
             ok(json!(report))
         }
-        (&Method::GET, ["contacts"]) => {
-            ok(json!(store.list_contacts(org_id, &list_query(q)?).await?))
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/contacts[?limit=&after=&filter=]`.
+pub(super) async fn list_contacts(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            ok(json!(
+                shared
+                    .env
+                    .store
+                    .list_contacts(scope.org_id, &list_query(&q)?)
+                    .await?
+            ))
         }
-        (&Method::POST, ["contacts"]) => {
-            let input: ContactInput = parse_json(body, "a contact: {\"name\", \"email\", \"alt_email\", \"contact_points\", \"entity_id\", \"external_id\"}")?;
-            let c = store.create_contact(org_id, &input).await?;
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/contacts`: 201 with the contact.
+pub(super) async fn create_contact(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let input: ContactInput = parse_json(&body, "a contact: {\"name\", \"email\", \"alt_email\", \"contact_points\", \"entity_id\", \"external_id\"}")?;
+            let c = shared.env.store.create_contact(scope.org_id, &input).await?;
             shared.match_wake.notify_one();
             Ok((StatusCode::CREATED, json!(c)))
         }
-        (&Method::POST, ["contacts", "import"]) => {
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/contacts/import[?format=csv|json]`.
+pub(super) async fn import_contacts_body(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Q(q): Q,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
             let text =
-                std::str::from_utf8(body).map_err(|_| bad("the import is not UTF-8 text"))?;
-            let report = import_contacts(store, org_id, "the request body", text, format(q)?)
-                .await
-                .map_err(|e| bad(e.to_string()))?;
+                std::str::from_utf8(&body).map_err(|_| bad("the import is not UTF-8 text"))?;
+            let report = import_contacts(
+                &shared.env.store,
+                scope.org_id,
+                "the request body",
+                text,
+                format(&q)?,
+            )
+            .await
+            .map_err(|e| bad(e.to_string()))?;
             shared.match_wake.notify_one();
             ok(json!(report))
         }
-        (&Method::GET, ["contacts", "warnings"]) => ok(json!(
-            store.contacts_with_sync_user_addresses(org_id).await?
-        )),
-        (&Method::GET, ["contacts", contact]) => {
-            ok(json!(store.contact(org_id, id(contact, "contact")?).await?))
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/contacts/warnings`: contacts holding a synced user's address.
+pub(super) async fn contact_warnings(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
+    answer(
+        async {
+            ok(json!(
+                shared
+                    .env
+                    .store
+                    .contacts_with_sync_user_addresses(scope.org_id)
+                    .await?
+            ))
         }
-        (&Method::PUT, ["contacts", contact]) => {
-            let input: ContactInput =
-                parse_json(body, "a contact (every field; read it first to change one)")?;
-            let (outcome, c) = store
-                .update_contact(org_id, id(contact, "contact")?, &input)
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/contacts/{contact}`.
+pub(super) async fn get_contact(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, contact)): Path<(String, String)>,
+) -> Answer {
+    answer(
+        async {
+            ok(json!(
+                shared
+                    .env
+                    .store
+                    .contact(scope.org_id, id(&contact, "contact")?)
+                    .await?
+            ))
+        }
+        .await,
+    )
+}
+
+/// `PUT /api/orgs/{org}/contacts/{contact}`: every field replaced.
+pub(super) async fn put_contact(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, contact)): Path<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let input: ContactInput = parse_json(
+                &body,
+                "a contact (every field; read it first to change one)",
+            )?;
+            let (outcome, c) = shared
+                .env
+                .store
+                .update_contact(scope.org_id, id(&contact, "contact")?, &input)
                 .await?;
             shared.match_wake.notify_one();
             ok(json!({ "outcome": format!("{outcome:?}").to_lowercase(), "contact": c }))
         }
-        (&Method::DELETE, ["contacts", contact]) => {
-            let c = store
-                .delete_contact(org_id, id(contact, "contact")?)
+        .await,
+    )
+}
+
+/// `DELETE /api/orgs/{org}/contacts/{contact}`.
+pub(super) async fn delete_contact(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, contact)): Path<(String, String)>,
+) -> Answer {
+    answer(
+        async {
+            let c = shared
+                .env
+                .store
+                .delete_contact(scope.org_id, id(&contact, "contact")?)
                 .await?;
             shared.match_wake.notify_one();
             ok(json!({ "removed": c.id }))
         }
-        (&Method::GET, ["entities"]) => {
-            ok(json!(store.list_entities(org_id, &list_query(q)?).await?))
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/entities[?limit=&after=&filter=]`.
+pub(super) async fn list_entities(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            ok(json!(
+                shared
+                    .env
+                    .store
+                    .list_entities(scope.org_id, &list_query(&q)?)
+                    .await?
+            ))
         }
-        (&Method::POST, ["entities"]) => {
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/entities`: 201 with the entity.
+pub(super) async fn create_entity(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
             let input: EntityInput = parse_json(
-                body,
+                &body,
                 "an entity: {\"name\", \"kind\", \"domains\", \"external_id\"}",
             )?;
             Ok((
                 StatusCode::CREATED,
-                json!(store.create_entity(org_id, &input).await?),
+                json!(shared.env.store.create_entity(scope.org_id, &input).await?),
             ))
         }
-        (&Method::POST, ["entities", "import"]) => {
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/entities/import[?format=csv|json]`.
+pub(super) async fn import_entities_body(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Q(q): Q,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
             let text =
-                std::str::from_utf8(body).map_err(|_| bad("the import is not UTF-8 text"))?;
-            let report = import_entities(store, org_id, "the request body", text, format(q)?)
-                .await
-                .map_err(|e| bad(e.to_string()))?;
+                std::str::from_utf8(&body).map_err(|_| bad("the import is not UTF-8 text"))?;
+            let report = import_entities(
+                &shared.env.store,
+                scope.org_id,
+                "the request body",
+                text,
+                format(&q)?,
+            )
+            .await
+            .map_err(|e| bad(e.to_string()))?;
             ok(json!(report))
         }
-        (&Method::GET, ["entities", entity]) => {
-            ok(json!(store.entity(org_id, id(entity, "entity")?).await?))
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/entities/{entity}`.
+pub(super) async fn get_entity(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, entity)): Path<(String, String)>,
+) -> Answer {
+    answer(
+        async {
+            ok(json!(
+                shared
+                    .env
+                    .store
+                    .entity(scope.org_id, id(&entity, "entity")?)
+                    .await?
+            ))
         }
-        (&Method::PUT, ["entities", entity]) => {
-            let input: EntityInput = parse_json(body, "an entity (every field)")?;
-            let (outcome, e) = store
-                .update_entity(org_id, id(entity, "entity")?, &input)
+        .await,
+    )
+}
+
+/// `PUT /api/orgs/{org}/entities/{entity}`: every field replaced.
+pub(super) async fn put_entity(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, entity)): Path<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let input: EntityInput = parse_json(&body, "an entity (every field)")?;
+            let (outcome, e) = shared
+                .env
+                .store
+                .update_entity(scope.org_id, id(&entity, "entity")?, &input)
                 .await?;
             ok(json!({ "outcome": format!("{outcome:?}").to_lowercase(), "entity": e }))
         }
-        (&Method::DELETE, ["entities", entity]) => {
-            let (e, detached) = store.delete_entity(org_id, id(entity, "entity")?).await?;
+        .await,
+    )
+}
+
+/// `DELETE /api/orgs/{org}/entities/{entity}`: its contacts are detached.
+pub(super) async fn delete_entity(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, entity)): Path<(String, String)>,
+) -> Answer {
+    answer(
+        async {
+            let (e, detached) = shared
+                .env
+                .store
+                .delete_entity(scope.org_id, id(&entity, "entity")?)
+                .await?;
             shared.match_wake.notify_one();
             ok(json!({ "removed": e.id, "contacts_detached": detached }))
         }
-        (&Method::GET, ["contacts", contact, "timeline"]) => {
-            let contact = id(contact, "contact")?;
-            let items = store
-                .timeline(org_id, contact, cursor(q)?, limit(q))
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/contacts/{contact}/timeline[?before=&limit=]`.
+pub(super) async fn contact_timeline(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, contact)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            let contact = id(&contact, "contact")?;
+            let items = shared
+                .env
+                .store
+                .timeline(scope.org_id, contact, cursor(&q)?, limit(&q))
                 .await?;
             let next = items
                 .last()
                 .map(|i| format!("{}:{}", i.occurred_ms, i.record_id));
             ok(json!({ "items": items, "next": next }))
         }
-        (&Method::GET, ["tenants", tenant, "users", user, "review"]) => {
-            let t = store.tenant(org, tenant).await?;
-            let user_id = store.user_id(t.id, user).await?.ok_or_else(|| {
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/tenants/{tenant}/users/{user}/review`: a user's review list, for
+/// the org's admin.
+pub(super) async fn user_review(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user)): Path<(String, String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let t = store.tenant(&scope.org, &tenant).await?;
+            let user_id = store.user_id(t.id, &user).await?.ok_or_else(|| {
                 StoreError::NotFound(format!("no user {user} in tenant {tenant}"))
             })?;
-            let items = store.review_list(user_id, &review_filter(q)?).await?;
-            let next = items
-                .last()
-                .map(|i| format!("{}:{}", i.sent_ms, i.email_id));
-            ok(json!({ "items": items, "next": next }))
+            review_page(&shared, user_id, &q).await
         }
-        (&Method::POST, ["review", "map"]) => {
-            let r: MapRequest = parse_json(
-                body,
-                "{\"emails\": [ids], \"contact\": id, \"add_address\": bool}",
-            )?;
-            let report = store
-                .map_to_contact(
-                    ReviewScope {
-                        org_id,
-                        user_id: None,
-                    },
-                    &r.emails,
-                    r.contact,
-                    r.add_address,
-                    &by,
-                )
-                .await?;
-            if !report.added_addresses.is_empty() {
-                shared.match_wake.notify_one();
-            }
-            ok(json!(report))
-        }
-        (&Method::GET, ["tokens"]) => ok(json!(store.api_tokens(org_id).await?)),
-        (&Method::POST, ["tokens"]) => {
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/review/map`: any emails of the org mapped to a contact.
+pub(super) async fn org_map(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    let by = match &scope.actor {
+        Actor::OrgAdmin { org, .. } => format!("the {org} admin"),
+        _ => "the service admin".to_string(),
+    };
+    answer(
+        map(
+            &shared,
+            ReviewScope {
+                org_id: scope.org_id,
+                user_id: None,
+            },
+            &body,
+            &by,
+        )
+        .await,
+    )
+}
+
+/// `GET /api/orgs/{org}/tokens`: the org's tokens (never their secrets).
+pub(super) async fn list_tokens(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
+    answer(async { ok(json!(shared.env.store.api_tokens(scope.org_id).await?)) }.await)
+}
+
+/// `POST /api/orgs/{org}/tokens`: a user's token, or (the service admin only) the org
+/// admin's; the secret is answered once.
+pub(super) async fn create_token(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    answer(
+        async {
+            let store = &shared.env.store;
+            let org = &scope.org;
             let r: TokenRequest = parse_json(
-                body,
+                &body,
                 "{\"tenant\": \"T\", \"user\": \"EMAIL\", \"label\": \"...\"} (tenant and user for a user token)",
             )?;
             let user_id = match (&r.tenant, &r.user) {
@@ -444,7 +763,7 @@ async fn org_route(
                 }
                 (None, None) => {
                     // Only the service admin makes org admin tokens.
-                    actor.require_service_admin()?;
+                    scope.actor.require_service_admin()?;
                     None
                 }
                 _ => return Err(bad("a user token names both its tenant and its user")),
@@ -453,61 +772,128 @@ async fn org_route(
                 Some(u) => format!("user {u}"),
                 None => format!("{org} admin"),
             });
-            let (id, token) = store.create_api_token(org_id, user_id, &label).await?;
+            let (id, token) = store
+                .create_api_token(scope.org_id, user_id, &label)
+                .await?;
             Ok((
                 StatusCode::CREATED,
                 json!({ "id": id, "token": token, "label": label }),
             ))
         }
-        (&Method::DELETE, ["tokens", token]) => {
-            let token = id(token, "token")?;
-            store.revoke_api_token(org_id, token).await?;
+        .await,
+    )
+}
+
+/// `DELETE /api/orgs/{org}/tokens/{token}`.
+pub(super) async fn revoke_token(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, token)): Path<(String, String)>,
+) -> Answer {
+    answer(
+        async {
+            let token = id(&token, "token")?;
+            shared
+                .env
+                .store
+                .revoke_api_token(scope.org_id, token)
+                .await?;
             ok(json!({ "revoked": token }))
         }
-        (&Method::POST, ["tenants"]) => super::api_setup::declare(shared, org, body).await,
-        (&Method::POST, ["tenants", t, "users", "import"]) => {
-            super::api_setup::import_users(shared, org, t, q, body).await
-        }
-        (&Method::GET, ["rules"]) => super::api_setup::list_rules(shared, org, None).await,
-        (&Method::POST, ["rules"]) => super::api_setup::add_rule(shared, org, None, body).await,
-        (&Method::DELETE, ["rules", r]) => {
-            super::api_setup::remove_rule(shared, org, None, r).await
-        }
-        (&Method::GET, ["tenants", t, "rules"]) => {
-            super::api_setup::list_rules(shared, org, Some(t)).await
-        }
-        (&Method::POST, ["tenants", t, "rules"]) => {
-            super::api_setup::add_rule(shared, org, Some(t), body).await
-        }
-        (&Method::DELETE, ["tenants", t, "rules", r]) => {
-            super::api_setup::remove_rule(shared, org, Some(t), r).await
-        }
-        (&Method::POST, ["tenants", tenant, "test"]) => {
-            super::api_setup::test(shared, org, tenant, q).await
-        }
-        (&Method::POST, ["tenants", tenant, "activate"]) => {
-            super::api_setup::activate_tenant(shared, org, tenant, q).await
-        }
-        (&Method::GET, ["plugins"]) => super::api_plugins::list(shared, org, org_id).await,
-        (&Method::GET, ["plugins", slot, "history"]) => {
-            super::api_plugins::history(shared, org, org_id, slot, q).await
-        }
-        (&Method::POST, ["plugins", slot, "rollback"]) => {
-            super::api_plugins::roll_back(shared, org, org_id, slot, q).await
-        }
-        (&Method::POST, ["plugins", slot, "install"]) => {
-            super::api_plugins::install(shared, org, org_id, slot, q, body).await
-        }
-        (&Method::GET, ["plugins", slot, "shadow"]) => {
-            super::api_shadow::shadow_diff(shared, org, org_id, slot, q).await
-        }
-        (
-            _,
-            ["calendar", ..]
-            | ["tenants", _, "calendar" | "events", ..]
-            | ["tenants", _, "users", _, "events" | "sync-events"],
-        ) => super::api_calendar::org_route(shared, org, org_id, method, rest, q, body).await,
-        _ => Err(no_endpoint()),
+        .await,
+    )
+}
+
+/// `POST /api/orgs/{org}/tenants/{tenant}/test[?mailbox=]`: [`super::api_setup::test`].
+pub(super) async fn tenant_test(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(super::api_setup::test(&shared, &scope.org, &tenant, &q).await)
+}
+
+/// `POST /api/orgs/{org}/tenants/{tenant}/activate[?force=true]`:
+/// [`super::api_setup::activate_tenant`].
+pub(super) async fn tenant_activate(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(super::api_setup::activate_tenant(&shared, &scope.org, &tenant, &q).await)
+}
+
+/// `GET /api/orgs/{org}/plugins`: [`super::api_plugins::list`].
+pub(super) async fn plugins(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
+    answer(super::api_plugins::list(&shared, &scope.org, scope.org_id).await)
+}
+
+/// `GET /api/orgs/{org}/plugins/{slot}/history[?tenant=]`.
+pub(super) async fn plugin_history(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, slot)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(super::api_plugins::history(&shared, &scope.org, scope.org_id, &slot, &q).await)
+}
+
+/// `POST /api/orgs/{org}/plugins/{slot}/rollback[?tenant=]`.
+pub(super) async fn plugin_rollback(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, slot)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(super::api_plugins::roll_back(&shared, &scope.org, scope.org_id, &slot, &q).await)
+}
+
+/// `POST /api/orgs/{org}/plugins/{slot}/install[?tenant=]`: [`super::api_plugins::install`].
+pub(super) async fn plugin_install(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, slot)): Path<(String, String)>,
+    Q(q): Q,
+    Body(body): Body,
+) -> Answer {
+    answer(super::api_plugins::install(&shared, &scope.org, scope.org_id, &slot, &q, &body).await)
+}
+
+/// `GET /api/orgs/{org}/plugins/{slot}/shadow[?tenant=&limit=]`.
+pub(super) async fn plugin_shadow(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, slot)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    answer(super::api_shadow::shadow_diff(&shared, &scope.org, scope.org_id, &slot, &q).await)
+}
+
+/// `GET /api/orgs/{org}/contacts/export[?format=]`.
+pub(super) async fn export_contacts_file(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path(org): Path<String>,
+    Q(q): Q,
+) -> Answer {
+    match export(&shared, &actor, &org, "contacts", &q).await {
+        Ok(answer) => answer,
+        Err(e) => access_error(e),
+    }
+}
+
+/// `GET /api/orgs/{org}/entities/export[?format=]`.
+pub(super) async fn export_entities_file(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path(org): Path<String>,
+    Q(q): Q,
+) -> Answer {
+    match export(&shared, &actor, &org, "entities", &q).await {
+        Ok(answer) => answer,
+        Err(e) => access_error(e),
     }
 }
 

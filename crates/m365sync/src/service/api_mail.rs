@@ -6,143 +6,211 @@
 //!   both optional): the records a stage failed on, and the retry of parked ones;
 //! - `PUT users/{email}/sync-emails` (`{"on": false}`): the user's Sync Emails switch (C2).
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use hyper::{Method, StatusCode};
+use axum::extract::{Path, State};
+use hyper::StatusCode;
 use serde_json::{json, Value};
 
 use m365sync_store::failures::FailureFilter;
 use m365sync_store::tenants::Tenant;
 use m365sync_store::StoreError;
 
-use super::api::{error, respond, store_error, Answer};
+use super::access::Actor;
+use super::api::{access_error, error, respond, store_error, Answer};
+use super::extract::{Body, Caller, Q};
 use super::Shared;
 use crate::admin::settings::{change_settings, SettingsChange};
 use crate::sync::run::verify_tenant;
 
-/// Routes one request below `/api/tenants/{org}/{tenant}/`; access was checked by the caller.
-pub(super) async fn route(
+/// The path's tenant, once the caller's rights over its org are checked.
+async fn tenant_of(
     shared: &Shared,
-    method: &Method,
+    actor: &Actor,
     org: &str,
     tenant: &str,
-    rest: &[&str],
-    q: &HashMap<String, String>,
-    body: &[u8],
+) -> Result<Tenant, Answer> {
+    actor.require_org_admin(org).map_err(access_error)?;
+    shared
+        .env
+        .store
+        .tenant(org, tenant)
+        .await
+        .map_err(store_error)
+}
+
+/// `GET /api/tenants/{org}/{tenant}/settings`.
+pub(super) async fn get_settings(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
 ) -> Answer {
-    let store = &shared.env.store;
-    let t = match store.tenant(org, tenant).await {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
         Ok(t) => t,
-        Err(e) => return store_error(e),
+        Err(refused) => return refused,
     };
-    match (method, rest) {
-        (&Method::GET, ["settings"]) => match store.settings(t.id).await {
-            Ok(s) => respond(StatusCode::OK, json!(s)),
-            Err(e) => store_error(e),
-        },
-        (&Method::PATCH, ["settings"]) => {
-            let change: SettingsChange = match serde_json::from_slice(body) {
-                Ok(c) => c,
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("the settings change is not valid JSON for tenant settings: {e}"),
-                    )
-                }
-            };
-            match change_settings(store, &t, &change).await {
-                Ok(s) => respond(StatusCode::OK, json!(s)),
-                Err(e) => store_error(e),
-            }
+    match shared.env.store.settings(t.id).await {
+        Ok(s) => respond(StatusCode::OK, json!(s)),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `PATCH /api/tenants/{org}/{tenant}/settings`: the fields given change.
+pub(super) async fn patch_settings(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let change: SettingsChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the settings change is not valid JSON for tenant settings: {e}"),
+            )
         }
-        (&Method::POST, ["mailboxes", address, "verify"]) => {
-            let repair = q.get("repair").is_some_and(|v| v == "1" || v == "true");
-            match verify_tenant(&shared.env, &t, Some(address), repair).await {
-                Ok(reports) => respond(
-                    StatusCode::OK,
-                    json!({
-                        "complete": reports.iter().all(|r| r.complete()),
-                        "mailboxes": reports,
-                    }),
-                ),
-                Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
-            }
+    };
+    match change_settings(&shared.env.store, &t, &change).await {
+        Ok(s) => respond(StatusCode::OK, json!(s)),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `POST /api/tenants/{org}/{tenant}/mailboxes/{address}/verify[?repair=1]`.
+pub(super) async fn verify(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant, address)): Path<(String, String, String)>,
+    Q(q): Q,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let repair = q.get("repair").is_some_and(|v| v == "1" || v == "true");
+    match verify_tenant(&shared.env, &t, Some(&address), repair).await {
+        Ok(reports) => respond(
+            StatusCode::OK,
+            json!({
+                "complete": reports.iter().all(|r| r.complete()),
+                "mailboxes": reports,
+            }),
+        ),
+        Err(e) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+/// `GET /api/tenants/{org}/{tenant}/failures[?mailbox=&parked=&limit=]`.
+pub(super) async fn list_failures(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let mut filter = FailureFilter {
+        tenant_id: Some(t.id),
+        parked: q.get("parked").map(|v| v == "1" || v == "true"),
+        limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(200),
+        ..FailureFilter::default()
+    };
+    if let Err(e) = mailbox_scope(&shared, &t, q.get("mailbox"), &mut filter).await {
+        return store_error(e);
+    }
+    match shared.env.store.failures(&filter).await {
+        Ok(rows) => respond(StatusCode::OK, json!({ "items": rows })),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `POST /api/tenants/{org}/{tenant}/failures/retry` (`{"mailbox", "id"}`, both optional).
+pub(super) async fn retry_failures(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let store = &shared.env.store;
+    let v: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
         }
-        (&Method::GET, ["failures"]) => {
-            let mut filter = FailureFilter {
-                tenant_id: Some(t.id),
-                parked: q.get("parked").map(|v| v == "1" || v == "true"),
-                limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(200),
-                ..FailureFilter::default()
-            };
-            if let Err(e) = mailbox_scope(shared, &t, q.get("mailbox"), &mut filter).await {
-                return store_error(e);
-            }
-            match store.failures(&filter).await {
-                Ok(rows) => respond(StatusCode::OK, json!({ "items": rows })),
-                Err(e) => store_error(e),
-            }
+    };
+    let mut filter = FailureFilter {
+        tenant_id: Some(t.id),
+        graph_id: v["id"].as_str().map(str::to_string),
+        ..FailureFilter::default()
+    };
+    let mailbox = v["mailbox"].as_str().map(str::to_string);
+    if let Err(e) = mailbox_scope(&shared, &t, mailbox.as_ref(), &mut filter).await {
+        return store_error(e);
+    }
+    let result = async {
+        let mailboxes = store.unpark_failures(&filter).await?;
+        if !mailboxes.is_empty() {
+            store.request_run(t.id).await?;
         }
-        (&Method::POST, ["failures", "retry"]) => {
-            let v: Value = if body.is_empty() {
-                json!({})
-            } else {
-                match serde_json::from_slice(body) {
-                    Ok(v) => v,
-                    Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
-                }
-            };
-            let mut filter = FailureFilter {
-                tenant_id: Some(t.id),
-                graph_id: v["id"].as_str().map(str::to_string),
-                ..FailureFilter::default()
-            };
-            let mailbox = v["mailbox"].as_str().map(str::to_string);
-            if let Err(e) = mailbox_scope(shared, &t, mailbox.as_ref(), &mut filter).await {
-                return store_error(e);
-            }
-            let result = async {
-                let mailboxes = store.unpark_failures(&filter).await?;
-                if !mailboxes.is_empty() {
-                    store.request_run(t.id).await?;
-                }
-                Ok::<_, StoreError>(mailboxes.len())
-            }
-            .await;
-            match result {
-                Ok(n) => respond(
-                    StatusCode::ACCEPTED,
-                    json!({ "mailboxes": n, "run_requested": n > 0 }),
-                ),
-                Err(e) => store_error(e),
-            }
+        Ok::<_, StoreError>(mailboxes.len())
+    }
+    .await;
+    match result {
+        Ok(n) => respond(
+            StatusCode::ACCEPTED,
+            json!({ "mailboxes": n, "run_requested": n > 0 }),
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `PUT /api/tenants/{org}/{tenant}/users/{email}/sync-emails` (`{"on": false}`).
+pub(super) async fn put_sync_emails(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant, email)): Path<(String, String, String)>,
+    Body(body): Body,
+) -> Answer {
+    let t = match tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    let store = &shared.env.store;
+    let on = match serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["on"].as_bool())
+    {
+        Some(on) => on,
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "send {\"on\": true} or {\"on\": false}",
+            )
         }
-        (&Method::PUT, ["users", email, "sync-emails"]) => {
-            let on = match serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v["on"].as_bool())
-            {
-                Some(on) => on,
-                None => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "send {\"on\": true} or {\"on\": false}",
-                    )
-                }
-            };
-            let result = async {
-                let user = store.user_id(t.id, email).await?.ok_or_else(|| {
-                    StoreError::NotFound(format!("tenant {org}/{tenant} has no user {email}"))
-                })?;
-                store.set_sync_emails(user, on).await
-            }
-            .await;
-            match result {
-                Ok(()) => respond(StatusCode::OK, json!({ "user": email, "sync_emails": on })),
-                Err(e) => store_error(e),
-            }
-        }
-        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    };
+    let result = async {
+        let user = store.user_id(t.id, &email).await?.ok_or_else(|| {
+            StoreError::NotFound(format!("tenant {org}/{tenant} has no user {email}"))
+        })?;
+        store.set_sync_emails(user, on).await
+    }
+    .await;
+    match result {
+        Ok(()) => respond(StatusCode::OK, json!({ "user": email, "sync_emails": on })),
+        Err(e) => store_error(e),
     }
 }
 

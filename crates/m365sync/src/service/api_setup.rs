@@ -20,6 +20,9 @@
 //! and calls [`crate::admin`]'s functions, as the CLI does, so both say the same thing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
 
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -27,8 +30,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::access::AccessError;
-use super::api::{access_error, respond, store_error, Answer};
-use super::api_crm::{bad, id, ok, Handled};
+use super::api::Answer;
+use super::api_crm::{answer, bad, id, ok, Handled};
+use super::extract::{Body, OrgScope, Q};
 use super::Shared;
 use crate::admin::activate::{activate, ActivateError};
 use crate::admin::connectivity::{test_connectivity, Report};
@@ -40,15 +44,6 @@ use crate::admin::tenants::{
 };
 use m365sync_store::rules::RuleSpec;
 use m365sync_store::StoreError;
-
-/// A handler's result as the HTTP answer: JSON with its status, or the refusal in words.
-pub(super) fn answer(handled: Handled) -> Answer {
-    match handled {
-        Ok((status, v)) => respond(status, v),
-        Err(AccessError::Store(e)) => store_error(e),
-        Err(e) => access_error(e),
-    }
-}
 
 /// The body of `POST /api/orgs/{org}/tenants`. `Debug` is not derived: it holds the secret.
 #[derive(Deserialize)]
@@ -312,4 +307,96 @@ pub(super) async fn activate_tenant(
             ))
         }
     }
+}
+
+// The routes' handlers (see [`super::routes`]): each takes the caller's rights over the path's
+// org ([`OrgScope`]: 404 for another org's admin, 403 for a user) and calls the function above.
+
+/// `POST /api/orgs/{org}/tenants`: [`declare`].
+pub(super) async fn declare_route(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    answer(declare(&shared, &scope.org, &body).await)
+}
+
+/// `POST /api/orgs/{org}/tenants/{tenant}/users/import`: [`import_users`].
+pub(super) async fn import_route(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+    Q(q): Q,
+    Body(body): Body,
+) -> Answer {
+    answer(import_users(&shared, &scope.org, &tenant, &q, &body).await)
+}
+
+/// `GET /api/orgs/{org}/rules`: the org's rules.
+pub(super) async fn org_rules(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
+    answer(list_rules(&shared, &scope.org, None).await)
+}
+
+/// `POST /api/orgs/{org}/rules`.
+pub(super) async fn add_org_rule(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Body(body): Body,
+) -> Answer {
+    answer(add_rule(&shared, &scope.org, None, &body).await)
+}
+
+/// `DELETE /api/orgs/{org}/rules/{rule}`.
+pub(super) async fn remove_org_rule(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, rule)): Path<(String, String)>,
+) -> Answer {
+    answer(remove_rule(&shared, &scope.org, None, &rule).await)
+}
+
+/// `GET /api/orgs/{org}/tenants/{tenant}/rules`: the tenant's rules.
+pub(super) async fn tenant_rules(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+) -> Answer {
+    answer(list_rules(&shared, &scope.org, Some(&tenant)).await)
+}
+
+/// `POST /api/orgs/{org}/tenants/{tenant}/rules`.
+pub(super) async fn add_tenant_rule(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant)): Path<(String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(add_rule(&shared, &scope.org, Some(&tenant), &body).await)
+}
+
+/// `DELETE /api/orgs/{org}/tenants/{tenant}/rules/{rule}`.
+pub(super) async fn remove_tenant_rule(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, rule)): Path<(String, String, String)>,
+) -> Answer {
+    answer(remove_rule(&shared, &scope.org, Some(&tenant), &rule).await)
+}
+
+/// `POST /api/tenants/{org}/{tenant}/mailboxes/{address}/enable`.
+pub(super) async fn enable_mailbox(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, address)): Path<(String, String, String)>,
+) -> Answer {
+    answer(mailbox_switch(&shared, &scope.org, &tenant, &address, true).await)
+}
+
+/// `POST /api/tenants/{org}/{tenant}/mailboxes/{address}/disable`.
+pub(super) async fn disable_mailbox(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, address)): Path<(String, String, String)>,
+) -> Answer {
+    answer(mailbox_switch(&shared, &scope.org, &tenant, &address, false).await)
 }

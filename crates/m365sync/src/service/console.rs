@@ -16,11 +16,13 @@
 //! sent an `Origin` or a `Referer`, one naming this host; otherwise 403. Bearer callers are
 //! unaffected.
 
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::HeaderMap;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
@@ -70,61 +72,57 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// Whether a path is the console's (its pages, assets and session endpoints) rather than the
-/// API's.
-pub fn is_console_path(segs: &[&str]) -> bool {
-    matches!(segs, [] | ["console", ..] | ["session", ..])
+/// `GET /` (and `HEAD`): the console's HTML shell (open: it holds no data).
+pub(super) async fn index(method: Method, headers: HeaderMap) -> Answer {
+    page(INDEX, "text/html; charset=utf-8", &method, &headers)
 }
 
-/// Serves one console request: a page or asset (open: they hold no data), or a session call.
-pub async fn route(shared: &Shared, req: Request<Incoming>, segs: &[&str]) -> Answer {
-    let method = req.method().clone();
-    match (&method, segs) {
-        (&Method::GET | &Method::HEAD, []) => page(INDEX, "text/html; charset=utf-8", &req),
-        (&Method::GET | &Method::HEAD, ["console", name]) => {
-            match ASSETS.iter().find(|a| a.name == *name) {
-                Some(a) => page(a.body, a.content_type, &req),
-                None => error(
-                    StatusCode::NOT_FOUND,
-                    format!("the console has no file {name}"),
-                ),
-            }
-        }
-        (&Method::GET, ["session"]) => {
-            let token = match credential(&req) {
-                Ok(t) => t,
-                Err(refused) => return refused.answer(),
-            };
-            match authenticate(
-                &shared.env.store,
-                &shared.opts.admin_token,
-                token.as_deref(),
-            )
-            .await
-            {
-                Ok(actor) => respond(StatusCode::OK, who(&actor)),
-                Err(e) => access_error(e),
-            }
-        }
-        (&Method::POST, ["session"]) => sign_in(shared, req).await,
-        (&Method::POST, ["session", "logout"]) | (&Method::DELETE, ["session"]) => {
-            if let Err(refused) = same_origin(req.headers()) {
-                return refused.answer();
-            }
-            let mut answer = respond(StatusCode::OK, json!({ "signed_out": true }));
-            answer.headers_mut().insert(
-                "set-cookie",
-                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
-                    .parse()
-                    .expect("static cookie"),
-            );
-            answer
-        }
-        _ => error(
+/// `GET /console/{name}`: the script or the style sheet.
+pub(super) async fn asset(method: Method, headers: HeaderMap, Path(name): Path<String>) -> Answer {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(a) => page(a.body, a.content_type, &method, &headers),
+        None => error(
             StatusCode::NOT_FOUND,
-            format!("no such endpoint: {method} {}", req.uri().path()),
+            format!("the console has no file {name}"),
         ),
     }
+}
+
+/// `GET /session`: who is signed in (401 when nobody is).
+pub(super) async fn session(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Answer {
+    let token = match credential(&method, &headers) {
+        Ok(t) => t,
+        Err(refused) => return refused.answer(),
+    };
+    match authenticate(
+        &shared.env.store,
+        &shared.opts.admin_token,
+        token.as_deref(),
+    )
+    .await
+    {
+        Ok(actor) => respond(StatusCode::OK, who(&actor)),
+        Err(e) => access_error(e),
+    }
+}
+
+/// `POST /session/logout` or `DELETE /session`: the cookie cleared.
+pub(super) async fn sign_out(headers: HeaderMap) -> Answer {
+    if let Err(refused) = same_origin(&headers) {
+        return refused.answer();
+    }
+    let mut answer = respond(StatusCode::OK, json!({ "signed_out": true }));
+    answer.headers_mut().insert(
+        "set-cookie",
+        format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+            .parse()
+            .expect("static cookie"),
+    );
+    answer
 }
 
 /// Who an actor is, for the console's header: never a token, only the role and names.
@@ -140,10 +138,9 @@ fn who(actor: &Actor) -> Value {
 
 /// A page or asset with the console's security headers. Revalidated on every load (`no-cache`
 /// with an ETag of its bytes): a new binary's pages are never mixed with an old script.
-fn page(body: &'static str, content_type: &str, req: &Request<Incoming>) -> Answer {
+fn page(body: &'static str, content_type: &str, method: &Method, headers: &HeaderMap) -> Answer {
     let etag = format!("\"{:016x}\"", fnv1a(body.as_bytes()));
-    let fresh = req
-        .headers()
+    let fresh = headers
         .get("if-none-match")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
@@ -157,7 +154,7 @@ fn page(body: &'static str, content_type: &str, req: &Request<Incoming>) -> Answ
         .header("referrer-policy", "same-origin");
     let (status, bytes) = if fresh {
         (StatusCode::NOT_MODIFIED, Bytes::new())
-    } else if req.method() == Method::HEAD {
+    } else if method == Method::HEAD {
         (StatusCode::OK, Bytes::new())
     } else {
         (StatusCode::OK, Bytes::from_static(body.as_bytes()))
@@ -178,7 +175,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// `POST /session`: checks the token as the API does, and on success sets the cookie. A JSON
 /// caller (the console's script) gets JSON; a plain form post is sent back to `/` (with
 /// `?signin=refused` when the token was not accepted, which the page words).
-async fn sign_in(shared: &Shared, req: Request<Incoming>) -> Answer {
+pub(super) async fn sign_in(State(shared): State<Arc<Shared>>, req: Request) -> Answer {
     if let Err(refused) = same_origin(req.headers()) {
         return refused.answer();
     }
@@ -287,8 +284,7 @@ impl Refused {
 /// sent, else the console's cookie, which for a method that changes something must come with
 /// the console's header and from this host's pages (403 otherwise: a forged cross-site
 /// request). `None` when neither is sent (the API then answers 401).
-pub fn credential(req: &Request<Incoming>) -> Result<Option<String>, Refused> {
-    let headers = req.headers();
+pub fn credential(method: &Method, headers: &HeaderMap) -> Result<Option<String>, Refused> {
     if let Some(auth) = headers.get("authorization") {
         return Ok(auth
             .to_str()
@@ -299,7 +295,7 @@ pub fn credential(req: &Request<Incoming>) -> Result<Option<String>, Refused> {
     let Some(token) = cookie(headers) else {
         return Ok(None);
     };
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+    if !matches!(*method, Method::GET | Method::HEAD) {
         let marked = headers
             .get(CONSOLE_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -308,7 +304,7 @@ pub fn credential(req: &Request<Incoming>) -> Result<Option<String>, Refused> {
             return Err(Refused(format!(
                     "a {} signed in by the console's cookie must come from the console (header \
                      X-M365sync-Console: 1); scripts and tools send 'Authorization: Bearer TOKEN' instead",
-                req.method()
+                method
             )));
         }
         same_origin(headers)?;

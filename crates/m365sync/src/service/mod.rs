@@ -24,12 +24,15 @@ mod api_setup;
 mod api_shadow;
 mod console;
 mod contexts;
+mod extract;
 mod mail_sender;
 mod matcher;
 pub mod metrics;
 mod notifications;
+mod openapi;
 mod plugin_watch;
 pub mod retry;
+mod routes;
 pub mod sandbox;
 mod scheduler;
 mod subscriptions;
@@ -44,6 +47,7 @@ use crate::sync::stop::StopSignal;
 use crate::sync::SyncEnv;
 
 pub use api::ApiBindError;
+pub use routes::route_list;
 
 /// How the service runs.
 #[derive(Debug, Clone)]

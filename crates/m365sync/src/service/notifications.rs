@@ -32,11 +32,6 @@ use super::Shared;
 /// The most a notification POST may carry (Graph batches at most a few hundred).
 pub const MAX_NOTIFICATION_BODY: usize = 4 << 20;
 
-/// True for the receiver's paths.
-pub fn is_notification_path(segs: &[&str]) -> bool {
-    matches!(segs, ["notifications"] | ["notifications", "lifecycle"])
-}
-
 /// Equal strings in time that depends on their length only, so a forger learns nothing from
 /// how long a wrong client state takes to refuse.
 fn same_secret(a: &str, b: &str) -> bool {
