@@ -154,6 +154,28 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
         "succeeded",
     )
     .await;
+    // Errors only: the succeeded first run is filtered out, as the API filters it.
+    let errors_only = b.find("#runs-errors").await;
+    b.click(&errors_only).await;
+    let api_errors = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/runs?errors_only=1",
+        &admin,
+    )
+    .await;
+    if api_errors.as_array().unwrap().is_empty() {
+        b.wait_text("#tenant-runs", "No run matches these filters.")
+            .await;
+    }
+    b.click(&errors_only).await;
+    let last_day = b.find("#runs-since option[value='24h']").await;
+    b.click(&last_day).await;
+    b.wait_text(
+        &format!("#runs tr[data-run='{}']", first["id"]),
+        "succeeded",
+    )
+    .await;
     let mut cells = Vec::new();
     for td in b
         .all(&format!("#runs tr[data-run='{}'] td", first["id"]))

@@ -120,7 +120,9 @@ async fn the_document_describes_exactly_the_routes_served() {
     assert_eq!(named("tenant", "path")["required"], true);
     assert_eq!(named("limit", "query")["required"], false);
     named("before", "query");
-    assert_eq!(params.len(), 4, "{runs}");
+    named("since", "query");
+    named("errors_only", "query");
+    assert_eq!(params.len(), 6, "{runs}");
     for status in ["200", "400", "401", "403", "404", "503"] {
         assert!(runs["responses"][status].is_object(), "{status}: {runs}");
     }

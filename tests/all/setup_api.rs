@@ -200,6 +200,46 @@ async fn a_tenant_is_tested_and_activated_through_the_api_and_syncs() {
         let run = finished.expect("the activated tenant's first run finished");
         assert_eq!(run["status"], "succeeded", "{run}");
         assert!(run["synced"].as_i64().unwrap() > 0, "{run}");
+        // The runs filtered by age and errors: the succeeded run is in the last hour, not
+        // among the errors, not after tomorrow; a `since` that is no age or date is refused.
+        let ids = |runs: &serde_json::Value| -> Vec<i64> {
+            runs.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect()
+        };
+        let tomorrow = chrono::Utc::now().date_naive() + chrono::Days::new(1);
+        for (query, has_it) in [
+            ("since=1h".to_string(), true),
+            ("since=1h&errors_only=1".to_string(), false),
+            (format!("since={tomorrow}"), false),
+        ] {
+            let (st, runs) = api
+                .call(
+                    Method::GET,
+                    &format!("/api/tenants/acme/main/runs?{query}"),
+                    Some(&acme_admin),
+                    None,
+                )
+                .await;
+            assert_eq!(st, 200, "{query}: {runs}");
+            let run_id = run["id"].as_i64().unwrap();
+            assert_eq!(ids(&runs).contains(&run_id), has_it, "{query}: {runs}");
+        }
+        let (st, refused) = api
+            .call(
+                Method::GET,
+                "/api/tenants/acme/main/runs?since=last-week",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 400, "{refused}");
+        assert!(
+            refused["error"].as_str().unwrap().contains("since must be"),
+            "{refused}"
+        );
         // Activating again changes nothing.
         let (st, again) = api
             .call(

@@ -379,12 +379,22 @@ async function tenantPage(org, tenant) {
       },
       "Sync now"
     );
-    const runsBox = h("div", {});
+    const runsBox = h("div", { id: "tenant-runs" });
     const trail = []; // `before` of each page shown so far, for Newer
+    // Filters: by age and errors only; a change starts again from the newest page.
+    const age = h("select", { id: "runs-since", onchange: () => { trail.length = 0; loadRuns(""); } }, AGES.map(([v, t]) => h("option", { value: v }, t)));
+    const errorsOnly = h("input", { type: "checkbox", id: "runs-errors", onchange: () => { trail.length = 0; loadRuns(""); } });
+    const runFilters = h("div", { class: "filters" },
+      h("label", { for: "runs-since" }, "Started ", age),
+      h("label", { class: "check", for: "runs-errors" }, errorsOnly, " errors only"));
     const loadRuns = async (before) => {
       let runs;
       try {
-        runs = await api("GET", base + "/runs?limit=" + PAGE + (before ? "&before=" + before : ""));
+        runs = await api(
+          "GET",
+          base + "/runs?limit=" + PAGE + (before ? "&before=" + before : "") +
+            (age.value ? "&since=" + age.value : "") + (errorsOnly.checked ? "&errors_only=1" : "")
+        );
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         runsBox.replaceChildren(failure(e));
@@ -397,7 +407,7 @@ async function tenantPage(org, tenant) {
               runs.map(runRow),
               { id: "runs" }
             )
-          : h("p", {}, "No runs yet."),
+          : h("p", {}, age.value || errorsOnly.checked ? "No run matches these filters." : "No runs yet."),
         h(
           "div",
           { class: "pager" },
@@ -469,6 +479,7 @@ async function tenantPage(org, tenant) {
       ),
       h("h2", {}, "Runs"),
       h("p", { class: "muted" }, PAGE + " runs a page, newest first. Processed = kept + excluded + failed, per kind."),
+      runFilters,
       runsBox,
     ];
   });
@@ -582,18 +593,37 @@ function switchButton(base, m) {
   return [btn, msg];
 }
 
+// The ages the runs and errors pages filter by: the API's `since`.
+const AGES = [["", "any time"], ["24h", "in the last 24 hours"], ["7d", "in the last 7 days"], ["30d", "in the last 30 days"]];
+
 async function errorsPage(org, tenant) {
   await page("Errors of " + org + "/" + tenant, async () => {
-    const lines = await api("GET", "/api/logs?errors_only=1&limit=200&org=" + enc(org) + "&tenant=" + enc(tenant));
+    const box = h("div", {});
+    const load = async () => {
+      let lines;
+      try {
+        lines = await api("GET", "/api/logs?errors_only=1&limit=200&org=" + enc(org) + "&tenant=" + enc(tenant) + (age.value ? "&since=" + age.value : ""));
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        box.replaceChildren(failure(e));
+        return;
+      }
+      box.replaceChildren(
+        lines.length
+          ? table(
+              ["When", "Run", "Mailbox", "Message"],
+              lines.map((l) => h("tr", {}, h("td", {}, when(l.at_ms)), h("td", {}, h("a", { href: "#/run/" + l.run_id }, String(l.run_id))), h("td", {}, l.mailbox || "–"), h("td", {}, l.message))),
+              { id: "errors" }
+            )
+          : h("p", {}, "No errors.")
+      );
+    };
+    const age = h("select", { id: "errors-since", onchange: load }, AGES.map(([v, t]) => h("option", { value: v }, t)));
+    await load();
     return [
       h("p", { class: "muted" }, "The newest 200 error lines of the tenant's runs."),
-      lines.length
-        ? table(
-            ["When", "Run", "Mailbox", "Message"],
-            lines.map((l) => h("tr", {}, h("td", {}, when(l.at_ms)), h("td", {}, h("a", { href: "#/run/" + l.run_id }, String(l.run_id))), h("td", {}, l.mailbox || "–"), h("td", {}, l.message))),
-            { id: "errors" }
-          )
-        : h("p", {}, "No errors."),
+      h("div", { class: "filters" }, h("label", { for: "errors-since" }, "Logged ", age)),
+      box,
     ];
   });
 }

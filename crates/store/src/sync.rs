@@ -128,6 +128,20 @@ pub struct PageCommit {
     pub lease: Option<super::schedule::Lease>,
 }
 
+/// Which of a tenant's runs a page lists ([`Store::runs_page`]).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with ids below this one (the last id of the previous page).
+    pub before: Option<i64>,
+    /// Only runs started at or after this time (epoch ms).
+    pub since_ms: Option<i64>,
+    /// Only runs that did not fully succeed: with errors or records left incomplete, or ended
+    /// otherwise than `succeeded` (a running run is not yet an error).
+    pub errors_only: bool,
+    /// The most runs to return.
+    pub limit: i64,
+}
+
 /// A run of a tenant or mailbox, as the log shows it (E10).
 #[derive(Debug, Clone, Serialize)]
 pub struct Run {
@@ -563,12 +577,34 @@ impl Store {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Run>, StoreError> {
+        self.runs_page(
+            tenant_id,
+            &RunFilter {
+                before,
+                limit,
+                ..RunFilter::default()
+            },
+        )
+        .await
+    }
+
+    /// A page of a tenant's runs, newest first, as `filter` narrows them (the console's runs
+    /// page and `GET .../runs`: by age, errors only, paged by id).
+    pub async fn runs_page(
+        &self,
+        tenant_id: i64,
+        filter: &RunFilter,
+    ) -> Result<Vec<Run>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM runs WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            "SELECT * FROM runs WHERE tenant_id = $1 AND id < $2 AND started_ms >= $3
+                 AND ($4 = 0 OR errors > 0 OR incomplete > 0 OR status NOT IN ('succeeded', 'running'))
+             ORDER BY id DESC LIMIT $5",
         )
         .bind(tenant_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
+        .bind(filter.before.unwrap_or(i64::MAX))
+        .bind(filter.since_ms.unwrap_or(i64::MIN))
+        .bind(i64::from(filter.errors_only))
+        .bind(filter.limit)
         .fetch_all(self.pool())
         .await?;
         Ok(rows.iter().map(run_from).collect::<Result<_, _>>()?)

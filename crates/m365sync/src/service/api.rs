@@ -28,6 +28,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use m365sync_store::logs::LogFilter;
+use m365sync_store::sync::RunFilter;
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{now_ms, StoreError};
 
@@ -453,15 +454,52 @@ pub(super) async fn list_runs(
             )
         }
     };
+    let since_ms = match since(&q) {
+        Ok(s) => s,
+        Err(e) => return access_error(e),
+    };
+    let filter = RunFilter {
+        before,
+        since_ms,
+        errors_only: flag(&q, "errors_only"),
+        limit,
+    };
     let store = &shared.env.store;
     let result = match store.tenant(&org, &tenant).await {
-        Ok(t) => store
-            .runs_before(t.id, before, limit)
-            .await
-            .map(|r| json!(r)),
+        Ok(t) => store.runs_page(t.id, &filter).await.map(|r| json!(r)),
         Err(e) => Err(e),
     };
     stored(Method::GET, result)
+}
+
+/// `?since=`: an age back from now (`30m`, `24h`, `7d`), a date (`2026-11-01`) or epoch
+/// milliseconds; the runs page and the logs filter by it.
+fn since(q: &HashMap<String, String>) -> Result<Option<i64>, AccessError> {
+    let Some(v) = q.get("since").map(|v| v.trim()).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let unit = match v.chars().last() {
+        Some('m') => Some(60_000),
+        Some('h') => Some(3_600_000),
+        Some('d') => Some(86_400_000),
+        _ => None,
+    };
+    if let Some(unit) = unit {
+        if let Ok(n) = v[..v.len() - 1].parse::<i64>() {
+            return Ok(Some(now_ms() - n.max(0) * unit));
+        }
+    }
+    super::api_crm::instant(q, "since").map_err(|_| {
+        StoreError::Invalid(format!(
+            "since must be an age (30m, 24h, 7d), a date like 2026-11-01 or epoch milliseconds, not '{v}'"
+        ))
+        .into()
+    })
+}
+
+/// A yes/no query parameter: `1` or `true`.
+fn flag(q: &HashMap<String, String>, key: &str) -> bool {
+    q.get(key).is_some_and(|v| v == "1" || v == "true")
 }
 
 /// `POST /api/tenants/{org}/{tenant}/sync`: the tenant's next run due now.
@@ -715,9 +753,8 @@ async fn logs(
     }
     let q = &q;
     let mut filter = LogFilter {
-        errors_only: q
-            .get("errors_only")
-            .is_some_and(|v| v == "1" || v == "true"),
+        errors_only: flag(q, "errors_only"),
+        since_ms: since(q)?,
         limit: q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100),
         run_id: q.get("run").and_then(|r| r.parse().ok()),
         ..LogFilter::default()

@@ -349,6 +349,8 @@ pub(super) fn table() -> Vec<Endpoint> {
             .query(&[
                 ("limit", "how many runs (50 by default)"),
                 ("before", "the last run id of the previous page"),
+                ("since", "only runs started since: an age (30m, 24h, 7d), a date or epoch ms"),
+                ("errors_only", "1 or true: only runs that did not fully succeed (errors, incomplete, failed)"),
             ])
             .says("The tenant's runs, newest first"),
         post("/api/tenants/{org}/{tenant}/sync", api::sync_now)
@@ -370,6 +372,7 @@ pub(super) fn table() -> Vec<Endpoint> {
                 ("tenant", "a tenant's lines (with org)"),
                 ("run", "one run's lines"),
                 ("errors_only", "1 or true: errors only"),
+                ("since", "only lines since: an age (30m, 24h, 7d), a date or epoch ms"),
                 ("limit", "how many lines (100 by default)"),
             ])
             .says("Log lines of runs, newest first"),
