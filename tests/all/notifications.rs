@@ -389,6 +389,25 @@ async fn a_forged_notification_changes_nothing() {
         let serve = serve_loopback(&dir, &db, &[]);
         let upns = upns(&s);
         settled(&db, &t, upns.len()).await;
+        // Creating the subscriptions asks each mailbox for one look round (`request_look`):
+        // wait for those to be over, so a mark seen below can only be the forgeries'.
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let marked = || {
+            let pool = pool.clone();
+            async move {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM mailboxes WHERE notified_ms IS NOT NULL OR woken_ms IS NOT NULL",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                n
+            }
+        };
+        wait_for(60, "the subscriptions' look rounds to end", || async {
+            marked().await == 0 && db.store.pending_count().await.unwrap() == 0
+        })
+        .await;
         let runs_before = db.store.runs(t.id, 100).await.unwrap().len();
         let subs_before = db.store.tenant_subscriptions(t.id).await.unwrap();
         let real = subs_before[0].graph_id.clone().unwrap();
@@ -444,14 +463,7 @@ async fn a_forged_notification_changes_nothing() {
             db.store.tenant_subscriptions(t.id).await.unwrap(),
             subs_before
         );
-        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
-        let (marked,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM mailboxes WHERE notified_ms IS NOT NULL OR woken_ms IS NOT NULL",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        assert_eq!(marked, 0);
+        assert_eq!(marked().await, 0);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(db.store.runs(t.id, 100).await.unwrap().len(), runs_before);
         // The log names no client state.
