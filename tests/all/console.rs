@@ -343,6 +343,27 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
         listed[0]
     );
     b.screenshot("attachments").await;
+    // The org's entities (the sandbox makes one company per client domain): the page lists
+    // the API's first page, and a search by domain finds that company.
+    let entities = json_of(
+        &serve,
+        Method::GET,
+        "/api/orgs/sandbox/entities?limit=50",
+        &admin,
+    )
+    .await;
+    let entities = entities.as_array().unwrap();
+    assert!(!entities.is_empty(), "the sandbox seeds companies");
+    b.goto(&format!("{base}/#/entities/sandbox")).await;
+    b.wait_text("#entities", entities[0]["name"].as_str().unwrap())
+        .await;
+    assert_eq!(b.all("#entities tbody tr").await.len(), entities.len());
+    let domain = entities[0]["domains"][0].as_str().unwrap().to_string();
+    let search = b.find("#entity-search").await;
+    b.type_into(&search, &domain).await;
+    let go = b.find("form[role=search] button[type=submit]").await;
+    b.click(&go).await;
+    b.wait_text("#entities", &domain).await;
     // The org's plugins: the sandbox installed none, so the built-in ones decide every slot,
     // and a rollback is refused in words, after the page asked first.
     b.goto(&format!("{base}/#/plugins/sandbox")).await;

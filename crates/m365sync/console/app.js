@@ -978,7 +978,53 @@ async function contactsPage(org) {
     h("label", { for: "contact-search" }, "Name or address contains", input),
     h("button", { type: "submit" }, "Search")
   );
-  show("Contacts of " + org, form, body);
+  show("Contacts of " + org, h("p", {}, h("a", { href: "#/entities/" + enc(org) }, "Entities of " + org)), form, body);
+  await load("");
+}
+
+// An org's entities (companies, households): search by name or domain, 50 a page by the
+// `after` cursor, as the contacts page.
+async function entitiesPage(org) {
+  let filter = "";
+  const trail = [];
+  const body = h("div", {});
+  const load = async (after) => {
+    const q = "?limit=" + PAGE + (filter ? "&filter=" + enc(filter) : "") + (after ? "&after=" + after : "");
+    let items;
+    try {
+      items = await api("GET", "/api/orgs/" + enc(org) + "/entities" + q);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      body.replaceChildren(failure(e));
+      return;
+    }
+    const rows = items.map((e) =>
+      h("tr", { dataset: { entity: String(e.id) } }, h("td", {}, e.name), h("td", {}, String(e.kind)), h("td", {}, (e.domains || []).join(", ") || "–"), h("td", {}, e.external_id || "–"))
+    );
+    const prev = h("button", { type: "button", class: "secondary", disabled: trail.length === 0, onclick: () => load(trail.pop() || "") }, "Previous");
+    const next = h("button", { type: "button", class: "secondary", disabled: items.length < PAGE, onclick: () => { trail.push(after || ""); load(items[items.length - 1].id); } }, "Next " + PAGE);
+    body.replaceChildren(
+      items.length ? table(["Name", "Kind", "Domains", "CRM id"], rows, { id: "entities" }) : h("p", {}, "No entities match."),
+      h("div", { class: "pager" }, prev, next)
+    );
+  };
+  const input = h("input", { id: "entity-search", type: "search", name: "filter" });
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      role: "search",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        filter = input.value.trim();
+        trail.length = 0;
+        load("");
+      },
+    },
+    h("label", { for: "entity-search" }, "Name or domain contains", input),
+    h("button", { type: "submit" }, "Search")
+  );
+  show("Entities of " + org, h("p", {}, h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org)), form, body);
   await load("");
 }
 
@@ -1801,6 +1847,8 @@ async function route() {
       return calendarPage(a, b);
     case "contacts":
       return contactsPage(a);
+    case "entities":
+      return entitiesPage(a);
     case "plugins":
       return pluginsPage(a);
     case "setup":
