@@ -919,7 +919,10 @@ async function attachmentsPage(org, tenant) {
   });
 }
 
-async function contactsPage(org) {
+/** A CRM listing of an org (contacts, entities): a search box and pages of PAGE by the API's
+ * `after` cursor (the last id of the page before), with Previous and Next. `o` names the API
+ * path, the ids, the columns, one row per record, and what the page links to. */
+async function searchList(org, o) {
   let filter = "";
   const trail = []; // `after` of each page shown so far, for Previous
   const body = h("div", {});
@@ -927,22 +930,12 @@ async function contactsPage(org) {
     const q = "?limit=" + PAGE + (filter ? "&filter=" + enc(filter) : "") + (after ? "&after=" + after : "");
     let items;
     try {
-      items = await api("GET", "/api/orgs/" + enc(org) + "/contacts" + q);
+      items = await api("GET", "/api/orgs/" + enc(org) + "/" + o.path + q);
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       body.replaceChildren(failure(e));
       return;
     }
-    const rows = items.map((c) =>
-      h(
-        "tr",
-        {},
-        h("td", {}, h("a", { href: "#/contact/" + enc(org) + "/" + c.id }, c.name)),
-        h("td", {}, c.email || "–"),
-        h("td", {}, [c.alt_email, ...(c.contact_points || [])].filter(Boolean).join(", ") || "–"),
-        h("td", {}, c.entity_name || "–")
-      )
-    );
     const prev = h("button", { type: "button", class: "secondary", disabled: trail.length === 0, onclick: () => load(trail.pop() || "") }, "Previous");
     const next = h(
       "button",
@@ -958,11 +951,11 @@ async function contactsPage(org) {
       "Next " + PAGE
     );
     body.replaceChildren(
-      items.length ? table(["Name", "Email", "Other addresses", "Company"], rows, { id: "contacts" }) : h("p", {}, "No contacts match."),
+      items.length ? table(o.columns, items.map(o.row), { id: o.path }) : h("p", {}, o.none),
       h("div", { class: "pager" }, prev, next)
     );
   };
-  const input = h("input", { id: "contact-search", type: "search", name: "filter" });
+  const input = h("input", { id: o.searchId, type: "search", name: "filter" });
   const form = h(
     "form",
     {
@@ -975,57 +968,47 @@ async function contactsPage(org) {
         load("");
       },
     },
-    h("label", { for: "contact-search" }, "Name or address contains", input),
+    h("label", { for: o.searchId }, o.searchLabel, input),
     h("button", { type: "submit" }, "Search")
   );
-  show("Contacts of " + org, h("p", {}, h("a", { href: "#/entities/" + enc(org) }, "Entities of " + org)), form, body);
+  show(o.title, h("p", {}, o.link), form, body);
   await load("");
 }
 
-// An org's entities (companies, households): search by name or domain, 50 a page by the
-// `after` cursor, as the contacts page.
+async function contactsPage(org) {
+  await searchList(org, {
+    path: "contacts",
+    title: "Contacts of " + org,
+    link: h("a", { href: "#/entities/" + enc(org) }, "Entities of " + org),
+    searchId: "contact-search",
+    searchLabel: "Name or address contains",
+    columns: ["Name", "Email", "Other addresses", "Company"],
+    none: "No contacts match.",
+    row: (c) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("a", { href: "#/contact/" + enc(org) + "/" + c.id }, c.name)),
+        h("td", {}, c.email || "–"),
+        h("td", {}, [c.alt_email, ...(c.contact_points || [])].filter(Boolean).join(", ") || "–"),
+        h("td", {}, c.entity_name || "–")
+      ),
+  });
+}
+
+// An org's entities (companies, households): search by name or domain, paged as contacts.
 async function entitiesPage(org) {
-  let filter = "";
-  const trail = [];
-  const body = h("div", {});
-  const load = async (after) => {
-    const q = "?limit=" + PAGE + (filter ? "&filter=" + enc(filter) : "") + (after ? "&after=" + after : "");
-    let items;
-    try {
-      items = await api("GET", "/api/orgs/" + enc(org) + "/entities" + q);
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      body.replaceChildren(failure(e));
-      return;
-    }
-    const rows = items.map((e) =>
-      h("tr", { dataset: { entity: String(e.id) } }, h("td", {}, e.name), h("td", {}, String(e.kind)), h("td", {}, (e.domains || []).join(", ") || "–"), h("td", {}, e.external_id || "–"))
-    );
-    const prev = h("button", { type: "button", class: "secondary", disabled: trail.length === 0, onclick: () => load(trail.pop() || "") }, "Previous");
-    const next = h("button", { type: "button", class: "secondary", disabled: items.length < PAGE, onclick: () => { trail.push(after || ""); load(items[items.length - 1].id); } }, "Next " + PAGE);
-    body.replaceChildren(
-      items.length ? table(["Name", "Kind", "Domains", "CRM id"], rows, { id: "entities" }) : h("p", {}, "No entities match."),
-      h("div", { class: "pager" }, prev, next)
-    );
-  };
-  const input = h("input", { id: "entity-search", type: "search", name: "filter" });
-  const form = h(
-    "form",
-    {
-      class: "inline",
-      role: "search",
-      onsubmit: (ev) => {
-        ev.preventDefault();
-        filter = input.value.trim();
-        trail.length = 0;
-        load("");
-      },
-    },
-    h("label", { for: "entity-search" }, "Name or domain contains", input),
-    h("button", { type: "submit" }, "Search")
-  );
-  show("Entities of " + org, h("p", {}, h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org)), form, body);
-  await load("");
+  await searchList(org, {
+    path: "entities",
+    title: "Entities of " + org,
+    link: h("a", { href: "#/contacts/" + enc(org) }, "Contacts of " + org),
+    searchId: "entity-search",
+    searchLabel: "Name or domain contains",
+    columns: ["Name", "Kind", "Domains", "CRM id"],
+    none: "No entities match.",
+    row: (e) =>
+      h("tr", { dataset: { entity: String(e.id) } }, h("td", {}, e.name), h("td", {}, String(e.kind)), h("td", {}, (e.domains || []).join(", ") || "–"), h("td", {}, e.external_id || "–")),
+  });
 }
 
 async function contactPage(org, id) {

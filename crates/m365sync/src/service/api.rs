@@ -358,8 +358,8 @@ pub(super) async fn list_tenants(
 }
 
 /// The tenant of a `/api/tenants/{org}/{tenant}/...` path, once the caller's rights over its
-/// org are checked.
-async fn tenant_of(
+/// org are checked (shared with [`super::api_mail`]).
+pub(super) async fn tenant_of(
     shared: &Shared,
     actor: &Actor,
     org: &str,

@@ -16,28 +16,11 @@ use m365sync_store::failures::FailureFilter;
 use m365sync_store::tenants::Tenant;
 use m365sync_store::StoreError;
 
-use super::access::Actor;
-use super::api::{access_error, error, respond, store_error, Answer};
+use super::api::{error, respond, store_error, tenant_of, Answer};
 use super::extract::{Body, Caller, Q};
 use super::Shared;
 use crate::admin::settings::{change_settings, SettingsChange};
 use crate::sync::run::verify_tenant;
-
-/// The path's tenant, once the caller's rights over its org are checked.
-async fn tenant_of(
-    shared: &Shared,
-    actor: &Actor,
-    org: &str,
-    tenant: &str,
-) -> Result<Tenant, Answer> {
-    actor.require_org_admin(org).map_err(access_error)?;
-    shared
-        .env
-        .store
-        .tenant(org, tenant)
-        .await
-        .map_err(store_error)
-}
 
 /// `GET /api/tenants/{org}/{tenant}/settings`.
 pub(super) async fn get_settings(
