@@ -39,6 +39,7 @@
 pub mod address;
 pub mod attachments;
 pub mod crm;
+pub mod decisions;
 pub mod events;
 pub mod failures;
 pub mod folders;
@@ -227,6 +228,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "skipped_attachments",
         include_str!("../migrations/sqlite/0016_skipped_attachments.sql"),
         include_str!("../migrations/postgres/0016_skipped_attachments.sql"),
+    ),
+    (
+        18,
+        "plugin_decisions",
+        include_str!("../migrations/sqlite/0018_plugin_decisions.sql"),
+        include_str!("../migrations/postgres/0018_plugin_decisions.sql"),
     ),
 ];
 
