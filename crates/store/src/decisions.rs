@@ -49,9 +49,7 @@ impl Decisions {
 pub fn stamp_digest(stamp: &str) -> Option<&str> {
     let at = stamp.find("sha256:")? + "sha256:".len();
     let rest = &stamp[at..];
-    let end = rest
-        .find(|c: char| c == ' ' || c == ';')
-        .unwrap_or(rest.len());
+    let end = rest.find([' ', ';']).unwrap_or(rest.len());
     (end > 0).then(|| &rest[..end])
 }
 
