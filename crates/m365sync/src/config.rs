@@ -401,6 +401,33 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_is_a_base_address() {
+        let file = ServiceConfig::parse(
+            "public_url = \"https://sync.example.com\"\n",
+            Path::new("m.toml"),
+        )
+        .unwrap()
+        .with_env(vars(&[]))
+        .unwrap();
+        assert_eq!(file.public_url.as_deref(), Some("https://sync.example.com"));
+        let env = ServiceConfig::default()
+            .with_env(vars(&[("M365SYNC_PUBLIC_URL", "http://127.0.0.1:8080")]))
+            .unwrap();
+        assert_eq!(env.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+        for bad in [
+            "sync.example.com",
+            "ftp://x.example",
+            "https://x.example/?a=1",
+        ] {
+            let err = ServiceConfig::default()
+                .with_env(vars(&[("M365SYNC_PUBLIC_URL", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("M365SYNC_PUBLIC_URL"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_console_cookie_is_made_secure_by_file_or_environment() {
         let file = ServiceConfig::parse("console_secure_cookie = true\n", Path::new("m.toml"));
         assert!(file.unwrap().console_secure_cookie);
