@@ -377,6 +377,47 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
             .await;
         assert!(b.text(&row).await.contains("built-in"), "{slot}");
     }
+    // What each version decided: the built-in plugins decided the sandbox's first run, and the
+    // page says it in the API's figures (kept and dropped, mapped, matched).
+    let plugins = json_of(&serve, Method::GET, "/api/orgs/sandbox/plugins", &admin).await;
+    let decided = |list: &Value, slot: &str| {
+        list["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["level"] == "tenant contoso" && r["slot"] == slot)
+            .unwrap()["decided"]
+            .clone()
+    };
+    let (e, m, mt) = (
+        decided(&plugins, "exclusion"),
+        decided(&plugins, "mapping"),
+        decided(&plugins, "matching"),
+    );
+    assert!(
+        e["kept"].as_i64().unwrap() > 0 && e["dropped"].as_i64().unwrap() > 0,
+        "{e}"
+    );
+    assert_eq!(m["mapped"], e["kept"], "{plugins}");
+    assert!(
+        mt["matched"].as_i64().unwrap() > 0,
+        "the seeded contacts were matched: {mt}"
+    );
+    let cell = |slot: &str| {
+        format!("#plugins tr[data-level='tenant contoso'][data-slot='{slot}'] td.decided")
+    };
+    b.wait_text(
+        &cell("exclusion"),
+        &format!("{} kept, {} dropped", e["kept"], e["dropped"]),
+    )
+    .await;
+    b.wait_text(&cell("mapping"), &format!("{} mapped", m["mapped"]))
+        .await;
+    b.wait_text(
+        &cell("matching"),
+        &format!("{} matched, {} contact links", mt["matched"], mt["linked"]),
+    )
+    .await;
     let history = b
         .find(&format!("{org_exclusion} button[aria-label^='History']"))
         .await;
@@ -490,6 +531,91 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     )
     .await;
     b.wait_text(org_exclusion, "built-in").await;
+    // The new version has decided nothing yet; new mail and "Sync now" make it decide.
+    b.wait_text(&cell("exclusion"), "0 kept, 0 dropped").await;
+    let contoso_boxes = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/mailboxes",
+        &admin,
+    )
+    .await;
+    let to = contoso_boxes[0]["address"].as_str().unwrap().to_string();
+    let authority = json_of(&serve, Method::GET, "/api/tenants", &admin).await[0]["authority"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sim = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let delivered = sim
+        .post(format!("{authority}/_sim/deliver"))
+        .json(&json!({"from": "client@acme-holdings.example", "to": [to], "subject": "Decided by the new version"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(delivered.status().is_success(), "{delivered:?}");
+    let (st, body) = serve
+        .api(
+            Method::POST,
+            "/api/tenants/sandbox/contoso/sync",
+            Some(&admin),
+        )
+        .await;
+    assert!(st < 300, "sync now: {st} {body}");
+    wait_for(
+        90,
+        "the new exclusion version to decide the new mail",
+        || {
+            let serve = &serve;
+            let admin = admin.clone();
+            async move {
+                let (_, body) = serve
+                    .api(Method::GET, "/api/orgs/sandbox/plugins", Some(&admin))
+                    .await;
+                let list: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                list["slots"].as_array().is_some_and(|rows| {
+                    rows.iter().any(|r| {
+                        r["level"] == "tenant contoso"
+                            && r["slot"] == "exclusion"
+                            && r["decided"]["kept"].as_i64().unwrap_or(0)
+                                + r["decided"]["dropped"].as_i64().unwrap_or(0)
+                                >= 1
+                    })
+                })
+            }
+        },
+    )
+    .await;
+    let now = decided(
+        &json_of(&serve, Method::GET, "/api/orgs/sandbox/plugins", &admin).await,
+        "exclusion",
+    );
+    b.goto(&format!("{base}/#/tenants")).await;
+    b.goto(&format!("{base}/#/plugins/sandbox")).await;
+    b.wait_text(
+        &cell("exclusion"),
+        &format!("{} kept, {} dropped", now["kept"], now["dropped"]),
+    )
+    .await;
+    // Its history line says the same, and the built-in's line keeps what it decided before.
+    let history = b
+        .find(&format!("{tenant_exclusion} button[aria-label^='History']"))
+        .await;
+    b.click(&history).await;
+    let newest = &m365sync_plugin::cache::digest(&wasm);
+    b.wait_text(
+        &format!("#plugin-history tr[data-digest='{newest}'] td.decided"),
+        &format!("{} kept, {} dropped", now["kept"], now["dropped"]),
+    )
+    .await;
+    let builtin_exclusion = m365sync_plugin::cache::digest(exclusion.wasm);
+    b.wait_text(
+        &format!("#plugin-history tr[data-digest='{builtin_exclusion}'] td.decided"),
+        &format!("{} kept, {} dropped", e["kept"], e["dropped"]),
+    )
+    .await;
     b.screenshot("plugins").await;
 
     // (2b) The setup assistant walks the simulator's second tenant, declared by nobody yet, up
@@ -522,6 +648,70 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     let csv_file = dir.0.join("fabrikam-users.csv");
     std::fs::write(&csv_file, csv).unwrap();
 
+    // A new org from the assistant (the service admin's link), which leads on to declaring its
+    // first tenant; the same name again is refused in the API's words.
+    b.goto(&format!("{base}/#/tenants")).await;
+    let link = b.find("#new-org-link").await;
+    b.click(&link).await;
+    for expected in [
+        "Created org northwind. Next: declare its first tenant.",
+        "Not created: org northwind already exists; declare its tenants under it",
+    ] {
+        b.wait_text("#state-org", "To do").await;
+        let input = b.find("#org-name").await;
+        b.type_into(&input, "northwind").await;
+        let submit = b.find("#org-form button[type=submit]").await;
+        b.click(&submit).await;
+        b.wait_text("#org-result", expected).await;
+        if expected.starts_with("Created") {
+            b.wait_text("#state-credentials", "To do").await;
+            b.wait_text("#title-credentials", "Credentials").await;
+            b.goto(&format!("{base}/#/setup")).await;
+        }
+    }
+    // Its first tenant, delegated (the second simulated tenant's app): "Sign in with
+    // Microsoft" goes to the simulator's authorize page, which consents at once and sends the
+    // browser to the service's /oauth/callback, which brings it back here authorized.
+    b.goto(&format!("{base}/#/setup/northwind")).await;
+    b.wait_text("#state-credentials", "To do").await;
+    for (field, value) in [
+        ("#setup-name", "partners"),
+        ("#setup-ms-tenant", ms_tenant.as_str()),
+        ("#setup-client-id", client_id.as_str()),
+        ("#setup-secret", secret.as_str()),
+    ] {
+        let input = b.find(field).await;
+        b.type_into(&input, value).await;
+    }
+    let delegated = b.find("#setup-delegated").await;
+    b.click(&delegated).await;
+    let cloud = b.find("#declare-form details summary").await;
+    b.click(&cloud).await;
+    let authority = b.find("#setup-authority").await;
+    b.type_into(&authority, contoso["authority"].as_str().unwrap())
+        .await;
+    let graph = b.find("#setup-graph-url").await;
+    b.type_into(&graph, contoso["graph_url"].as_str().unwrap())
+        .await;
+    let declare = b.find("#declare-form button[type=submit]").await;
+    b.click(&declare).await;
+    b.wait_text("#declare-result", "Next: sign in with Microsoft.")
+        .await;
+    b.wait_text("#state-credentials", "(delegated)").await;
+    let sign_in_ms = b.find("#setup-authorize").await;
+    b.click(&sign_in_ms).await;
+    b.wait_text(
+        "#declare-result",
+        "Signed in with Microsoft: the tenant is authorized",
+    )
+    .await;
+    let partners = json_of(&serve, Method::GET, "/api/tenants?org=northwind", &admin).await;
+    assert_eq!(partners[0]["auth_mode"], "delegated", "{partners}");
+    let test = b.find("#setup-test").await;
+    b.click(&test).await;
+    b.wait_text("#checklist tr[data-step='token']", "passed")
+        .await;
+    assert!(!b.page_text().await.contains(&secret));
     b.goto(&format!("{base}/#/tenants")).await;
     let link = b.find("#declare-links a[href='#/setup/sandbox']").await;
     b.click(&link).await;

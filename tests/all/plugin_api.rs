@@ -7,6 +7,7 @@
 //! .../{slot}/install` checks a component against its cases before anything is written, as
 //! `plugin install` does.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use m365sync::service::{Service, ServiceOptions};
@@ -19,8 +20,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::roles::{Api, ADMIN};
-use crate::support::TestDb;
-use crate::sync_email::env;
+use crate::support::{small, TestDb, TestSim};
+use crate::sync_email::{declare, env};
+use m365sync::sync::run::run_tenant;
 
 fn tenant(org: &str, name: &str) -> NewTenant {
     NewTenant {
@@ -475,6 +477,196 @@ async fn a_component_is_installed_through_the_api_only_after_its_cases_pass() {
                 .contains("no cases were run"),
             "{b}"
         );
+
+        handle.stop();
+        service.wait().await;
+        db.drop_db().await;
+    }
+}
+
+/// `(slot, digest) -> decided` from the `plugin_decisions` table of `tenant_id`.
+async fn counters(url: &str, tenant_id: i64) -> BTreeMap<(String, String), (i64, i64, i64)> {
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT slot, digest, kept, dropped, mapped FROM plugin_decisions WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.into_iter()
+        .map(|(s, d, k, x, m)| ((s, d), (k, x, m)))
+        .collect()
+}
+
+/// What each version decided, on both databases: the built-in plugins' counts after a first
+/// sync of the simulator's mail (kept and dropped by the exclusion, mapped by the mapping,
+/// dropped equal to the exclusions stored), shown in `GET .../plugins` and in each history
+/// line; a version installed through the API starts at 0 and grows with the next sync while
+/// the built-in's stay; and migration 0018's backfill, run again over the stored records,
+/// agrees with the counters where the two count the same thing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_version_counts_what_it_decided() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(small()).await;
+        let (tenant, _) = declare(&db.store, &s).await;
+        let sync_env = env(&db.store);
+        let first = run_tenant(&sync_env, &tenant, None, "manual")
+            .await
+            .unwrap();
+        assert!(
+            first.mailbox_errors.is_empty(),
+            "{:?}",
+            first.mailbox_errors
+        );
+        assert!(first.synced > 0 && first.excluded > 0, "{first:?}");
+
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let api = Api {
+            base: format!("http://{}", service.admin_addr.unwrap()),
+            http: reqwest::Client::new(),
+        };
+        let acme_admin = api.token("acme", json!({})).await;
+
+        let excl = digest(builtin(Kind::Exclusion).wasm);
+        let map = digest(builtin(Kind::Mapping).wasm);
+        let (st, list) = api
+            .call(
+                Method::GET,
+                "/api/orgs/acme/plugins",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{list}");
+        let decided = |l: &Value, level: &str, slot: &str| row(l, level, slot)["decided"].clone();
+        let e = decided(&list, "tenant main", "exclusion");
+        let (kept, dropped) = (e["kept"].as_i64().unwrap(), e["dropped"].as_i64().unwrap());
+        assert!(kept > 0 && dropped > 0, "{e}");
+        // Every record the exclusion kept was mapped, and only those.
+        let m = decided(&list, "tenant main", "mapping");
+        assert_eq!(m["mapped"].as_i64().unwrap(), kept, "{m}");
+        assert_eq!(
+            (m["kept"].as_i64(), m["dropped"].as_i64()),
+            (Some(0), Some(0)),
+            "{m}"
+        );
+        // Dropped: one per exclusion stored by the plugin (the first run decided each once).
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let (stored_dropped,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM exclusions WHERE decided_by LIKE '%sha256:' || $1 || '%'",
+        )
+        .bind(&excl)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(dropped, stored_dropped);
+        // The org's default row sums its tenants: one tenant here.
+        assert_eq!(decided(&list, "org default", "exclusion"), e);
+        assert_eq!(e["failed"], 0, "{e}");
+
+        // The history: the built-in with its counts, nothing installed yet.
+        let hist = "/api/orgs/acme/plugins/mapping/history?tenant=main";
+        let (st, h) = api.call(Method::GET, hist, Some(ADMIN), None).await;
+        assert_eq!(st, 200, "{h}");
+        assert_eq!(h["builtin"]["digest"], map.as_str(), "{h}");
+        assert_eq!(h["builtin"]["decided"], m, "{h}");
+        assert_eq!(h["history"].as_array().unwrap().len(), 0, "{h}");
+
+        // A new mapping version: 0 until it decides something.
+        let wasm = tagged(Kind::Mapping);
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/plugins/mapping/install?tenant=main",
+                Some(&acme_admin),
+                Some(install_body(&wasm, None, true)),
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+        let (_, h) = api.call(Method::GET, hist, Some(ADMIN), None).await;
+        let line = &h["history"][0];
+        assert_eq!(line["digest"], digest(&wasm).as_str(), "{h}");
+        assert_eq!(line["decided"]["mapped"], 0, "{h}");
+        let (_, list) = api
+            .call(Method::GET, "/api/orgs/acme/plugins", Some(ADMIN), None)
+            .await;
+        assert_eq!(
+            decided(&list, "tenant main", "mapping")["mapped"],
+            0,
+            "{list}"
+        );
+
+        // New mail from a client, then a sync: the new version maps it, the built-in's
+        // counts stay, the exclusion's grow by what it kept.
+        let upn = s.mailbox(1)["upn"].as_str().unwrap().to_string();
+        s.ctl(
+            Method::POST,
+            "deliver",
+            json!({"from": "client@acme-holdings.example", "to": [upn], "subject": "Trust documents"}),
+        )
+        .await;
+        let second = run_tenant(&sync_env, &tenant, None, "manual")
+            .await
+            .unwrap();
+        assert!(
+            second.mailbox_errors.is_empty(),
+            "{:?}",
+            second.mailbox_errors
+        );
+        let (_, h) = api.call(Method::GET, hist, Some(ADMIN), None).await;
+        let new_mapped = h["history"][0]["decided"]["mapped"].as_i64().unwrap();
+        assert!(new_mapped >= 1, "{h}");
+        assert_eq!(h["builtin"]["decided"], m, "{h}");
+        let (_, list) = api
+            .call(Method::GET, "/api/orgs/acme/plugins", Some(ADMIN), None)
+            .await;
+        let row_now = row(&list, "tenant main", "mapping");
+        assert_eq!(row_now["source"], "installed", "{row_now}");
+        assert_eq!(row_now["decided"]["mapped"], new_mapped, "{row_now}");
+        let e2 = decided(&list, "tenant main", "exclusion");
+        assert_eq!(e2["kept"].as_i64().unwrap(), kept + new_mapped, "{e2}");
+
+        // The backfill of migration 0018, run again over what is stored: it counts an email
+        // once however many mailboxes hold it (the counters count each copy decided), and the
+        // exclusions and mappings as stored, so: dropped equal, kept at most the live count.
+        let live = counters(&db.url, tenant.id).await;
+        let migration =
+            include_str!("../../crates/store/migrations/sqlite/0018_plugin_decisions.sql");
+        let mut backfill =
+            migration[migration.find("INSERT INTO plugin_decisions").unwrap()..].to_string();
+        if db.url.starts_with("postgres") {
+            backfill = backfill.replace("instr(", "strpos(");
+        }
+        sqlx::query("DELETE FROM plugin_decisions")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(&backfill).execute(&pool).await.unwrap();
+        let filled = counters(&db.url, tenant.id).await;
+        let key = |slot: &str, d: &str| (slot.to_string(), d.to_string());
+        let (lk, ld, _) = live[&key("exclusion", &excl)];
+        let (fk, fd, _) = filled[&key("exclusion", &excl)];
+        assert_eq!(fd, ld, "dropped: backfill {filled:?}, live {live:?}");
+        assert!(
+            fk > 0 && fk <= lk,
+            "kept: backfill {filled:?}, live {live:?}"
+        );
+        let filled_mapped: i64 = filled
+            .iter()
+            .filter(|((s, _), _)| s == "mapping")
+            .map(|(_, (_, _, m))| m)
+            .sum();
+        assert_eq!(
+            filled_mapped, fk,
+            "every stored record has one mapping stamp: {filled:?}"
+        );
+        pool.close().await;
 
         handle.stop();
         service.wait().await;

@@ -733,3 +733,353 @@ async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api(
         db.drop_db().await;
     }
 }
+
+/// A new org through the API, on both databases: the service admin creates it (201) and can
+/// declare its first tenant under it at once; the name again is 409 and a name that is not
+/// one word 400, each in the API's words; an org admin and a user are refused (403) and no
+/// token is 401, and none of them creates anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_org_is_created_by_the_service_admin_only() {
+    for db in TestDb::both().await {
+        let acme = db
+            .store
+            .upsert_tenant(&NewTenant {
+                org: "acme".into(),
+                name: "main".into(),
+                ms_tenant: "acme.example".into(),
+                authority: "http://127.0.0.1:9".into(),
+                graph_url: "http://127.0.0.1:9/v1.0".into(),
+                client_id: "acme".into(),
+                auth_mode: AuthMode::App,
+            })
+            .await
+            .unwrap();
+        db.store
+            .upsert_user(acme.id, "alice@acme.example", "Alice")
+            .await
+            .unwrap();
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let api = Api {
+            base: format!("http://{}", service.admin_addr.unwrap()),
+            http: reqwest::Client::new(),
+        };
+        let acme_admin = api.token("acme", json!({})).await;
+        let alice = api
+            .token(
+                "acme",
+                json!({"tenant": "main", "user": "alice@acme.example"}),
+            )
+            .await;
+
+        // Refused for every token but the service's, and nothing is created.
+        for (token, status) in [
+            (Some(acme_admin.as_str()), 403),
+            (Some(alice.as_str()), 403),
+            (None, 401),
+        ] {
+            let (st, body) = api
+                .call(
+                    Method::POST,
+                    "/api/orgs",
+                    token,
+                    Some(json!({"name": "newco"})),
+                )
+                .await;
+            assert_eq!(st, status, "{body}");
+            assert!(body["error"].is_string(), "{body}");
+        }
+        assert!(db.store.org_id("newco").await.is_err());
+
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs",
+                Some(ADMIN),
+                Some(json!({"name": " newco "})),
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+        assert_eq!(body["name"], "newco", "{body}");
+        assert_eq!(
+            body["id"].as_i64(),
+            Some(db.store.org_id("newco").await.unwrap())
+        );
+        assert!(
+            body["next"].as_str().unwrap().contains("first tenant"),
+            "{body}"
+        );
+
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs",
+                Some(ADMIN),
+                Some(json!({"name": "newco"})),
+            )
+            .await;
+        assert_eq!(st, 409, "{body}");
+        assert_eq!(
+            body["error"],
+            "org newco already exists; declare its tenants under it"
+        );
+        for bad in ["", "new co", "a/b", "-x"] {
+            let (st, body) = api
+                .call(
+                    Method::POST,
+                    "/api/orgs",
+                    Some(ADMIN),
+                    Some(json!({"name": bad})),
+                )
+                .await;
+            assert_eq!(st, 400, "{bad}: {body}");
+            assert!(
+                body["error"].as_str().unwrap().starts_with("name "),
+                "{body}"
+            );
+        }
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs",
+                Some(ADMIN),
+                Some(json!({"org": "x"})),
+            )
+            .await;
+        assert_eq!(st, 400, "{body}");
+
+        // Its first tenant is declared under it as under any org.
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/newco/tenants",
+                Some(ADMIN),
+                Some(json!({"name": "main", "ms_tenant": "newco.example", "client_id": "app", "secret": "s3cret-value",
+                    "authority": "http://127.0.0.1:9", "graph_url": "http://127.0.0.1:9/v1.0"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+        assert!(!body.to_string().contains("s3cret-value"));
+
+        handle.stop();
+        service.wait().await;
+        db.drop_db().await;
+    }
+}
+
+/// A delegated tenant signed in from the console's side, on both databases, against the
+/// simulator's real authorize and token endpoints over HTTP: declared through the API with
+/// `delegated`, its sign-in started (the authorize address, the redirect URI on the service's
+/// own `/oauth/callback`, a cookie binding it to the browser), the simulator's authorize
+/// answering with a code; an unknown state, another browser's answer and a replayed answer are
+/// refused in words; the right one stores the refresh token sealed (as `tenant authorize`) and
+/// sends the browser back to the assistant, after which the connectivity test passes. No answer
+/// carries the client secret or the refresh token; an app-only tenant needs no sign-in; the
+/// route is scoped as the org's other setup routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegated_tenant_is_signed_in_through_the_service_callback() {
+    for db in TestDb::both().await {
+        let s = TestSim::start(small()).await;
+        let (_main, _) = declare_with(&db.store, &s, &TenantSettings::default()).await;
+        db.store
+            .upsert_tenant(&NewTenant {
+                org: "globex".into(),
+                name: "eu".into(),
+                ms_tenant: "globex.example".into(),
+                authority: "http://127.0.0.1:9".into(),
+                graph_url: "http://127.0.0.1:9/v1.0".into(),
+                client_id: "globex".into(),
+                auth_mode: AuthMode::App,
+            })
+            .await
+            .unwrap();
+        let alice = s.truth()["tenants"][0]["mailboxes"][0]["upn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (handle, stop) = stop_pair();
+        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
+        opts.workers = 1;
+        opts.poll = Duration::from_millis(200);
+        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
+        let base = format!("http://{}", service.admin_addr.unwrap());
+        let api = Api {
+            base: base.clone(),
+            http: reqwest::Client::new(),
+        };
+        let globex_admin = api.token("globex", json!({})).await;
+        let user = api
+            .token("acme", json!({"tenant": "main", "user": alice}))
+            .await;
+        let mut answers = Vec::new();
+
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants",
+                Some(ADMIN),
+                Some(json!({"name": "deleg", "ms_tenant": s.tenant_id, "client_id": s.client_id,
+                    "secret": s.secret, "authority": s.base, "graph_url": s.graph, "delegated": true})),
+            )
+            .await;
+        assert_eq!(st, 201, "{body}");
+        assert_eq!(body["tenant"]["auth_mode"], "delegated", "{body}");
+        answers.push(body.to_string());
+
+        // Scoped as the org's other setup routes; an app-only tenant needs no sign-in.
+        let start = "/api/orgs/acme/tenants/deleg/authorize";
+        let (st, _) = api
+            .call(Method::POST, start, Some(&globex_admin), None)
+            .await;
+        assert_eq!(st, 404);
+        let (st, _) = api.call(Method::POST, start, Some(&user), None).await;
+        assert_eq!(st, 403);
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants/main/authorize",
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(st, 400, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("app-only"),
+            "{body}"
+        );
+
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        // Starts a sign-in as the console does; the sim's authorize answers with the code.
+        let sign_in = || async {
+            let resp = browser
+                .post(format!("{base}{start}"))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+            assert!(
+                cookie.starts_with("m365sync_oauth=")
+                    && cookie.contains("HttpOnly")
+                    && cookie.contains("SameSite=Lax")
+                    && cookie.contains("Path=/oauth/callback"),
+                "{cookie}"
+            );
+            let nonce = cookie.split(';').next().unwrap().to_string();
+            let started: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(started["redirect_uri"], format!("{base}/oauth/callback"));
+            let at_microsoft = browser
+                .get(started["url"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(at_microsoft.status(), 302, "the simulator's authorize");
+            let back = at_microsoft.headers()["location"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                back.starts_with(&format!("{base}/oauth/callback?code=")),
+                "{back}"
+            );
+            (started.to_string(), nonce, back)
+        };
+        let callback = |url: String, cookie: Option<String>| {
+            let browser = browser.clone();
+            async move {
+                let mut req = browser.get(url);
+                if let Some(c) = cookie {
+                    req = req.header("cookie", c);
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                let location = resp
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_string());
+                (status, location, resp.text().await.unwrap())
+            }
+        };
+
+        // A state nobody started.
+        let (st, _, text) =
+            callback(format!("{base}/oauth/callback?code=x&state=forged"), None).await;
+        assert_eq!(st, 400);
+        assert!(
+            text.contains("its state is unknown to this service, already used"),
+            "{text}"
+        );
+        // The answer reaching a browser without the starting one's cookie, then replayed.
+        let (started, nonce, back) = sign_in().await;
+        answers.push(started);
+        let (st, _, text) =
+            callback(back.clone(), Some("m365sync_oauth=someone-else".into())).await;
+        assert_eq!(st, 400);
+        assert!(text.contains("reached another browser"), "{text}");
+        let (st, _, text) = callback(back, Some(nonce)).await;
+        assert_eq!(st, 400, "one use: {text}");
+        assert!(text.contains("already used"), "{text}");
+        assert!(db
+            .store
+            .secrets(
+                db.store.tenant("acme", "deleg").await.unwrap().id,
+                SecretKind::RefreshToken
+            )
+            .await
+            .unwrap()
+            .is_empty());
+
+        // The right browser: authorized, back to the assistant; a replay is refused.
+        let (started, nonce, back) = sign_in().await;
+        answers.push(started);
+        let (st, location, text) = callback(back.clone(), Some(nonce.clone())).await;
+        assert_eq!(st, 303, "{text}");
+        assert_eq!(
+            location.as_deref(),
+            Some("/?oauth=authorized#/setup/acme/deleg")
+        );
+        let (st, _, text) = callback(back, Some(nonce)).await;
+        assert_eq!(st, 400);
+        assert!(text.contains("already used"), "{text}");
+        let deleg = db.store.tenant("acme", "deleg").await.unwrap();
+        let stored = db
+            .store
+            .secrets(deleg.id, SecretKind::RefreshToken)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        let refresh = stored[0].1.clone();
+
+        // The stored token works: the connectivity test gets a token and reads the directory.
+        let (st, body) = api
+            .call(
+                Method::POST,
+                "/api/orgs/acme/tenants/deleg/test",
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["steps"][0]["status"], "passed", "{body}");
+        assert_eq!(body["auth_mode"], "delegated", "{body}");
+        answers.push(body.to_string());
+        for a in &answers {
+            assert!(
+                !a.contains(&s.secret),
+                "the client secret in an answer: {a}"
+            );
+            assert!(!a.contains(&refresh), "the refresh token in an answer: {a}");
+        }
+
+        handle.stop();
+        service.wait().await;
+        db.drop_db().await;
+    }
+}

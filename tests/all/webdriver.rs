@@ -77,6 +77,9 @@ impl Browser {
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            // The sandbox's simulated identity platform serves https under the sandbox's own
+            // CA, which this throwaway browser profile does not trust.
+            "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": binary,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",

@@ -150,6 +150,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<()> {
     opts.lease_ttl = Duration::from_secs(args.lease_secs.unwrap_or(cfg.lease_secs).max(2));
     opts.poll = Duration::from_secs_f64(args.poll_secs.clamp(0.05, 60.0));
     opts.console_secure_cookie = cfg.console_secure_cookie;
+    opts.public_url = cfg.public_url.clone();
     opts.notification_url = match args.notification_url.as_deref() {
         Some("loopback") => NotificationUrl::Loopback,
         Some("off") => NotificationUrl::Off,

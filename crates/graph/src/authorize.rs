@@ -73,6 +73,14 @@ pub enum AuthorizeError {
         /// Our name for the tenant.
         tenant: String,
     },
+    /// The redirect URI to send the browser back to is not an absolute URL.
+    #[error("tenant {tenant}: the redirect URI '{uri}' is not an absolute http(s) address")]
+    BadRedirect {
+        /// Our name for the tenant.
+        tenant: String,
+        /// The URI as given.
+        uri: String,
+    },
     /// The code exchange was refused: see the [`AuthError`].
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -130,18 +138,7 @@ impl PendingAuthorization {
             .port();
         let redirect = RedirectUrl::new(format!("http://127.0.0.1:{port}{CALLBACK_PATH}"))
             .expect("a loopback URL parses");
-        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        // The secret is not part of the address; any placeholder builds the client.
-        let client = app.oauth_client("")?.set_redirect_uri(redirect.clone());
-        let mut request = client
-            .authorize_url(CsrfToken::new_random)
-            .add_scope(Scope::new(GRAPH_SCOPE.into()))
-            .add_scope(Scope::new(OFFLINE_ACCESS.into()))
-            .set_pkce_challenge(challenge);
-        if let Some(hint) = login_hint {
-            request = request.add_extra_param("login_hint", hint.to_string());
-        }
-        let (url, state) = request.url();
+        let (url, state, verifier) = authorize_url(&app, &redirect, login_hint)?;
         Ok(PendingAuthorization {
             app,
             listener,
@@ -214,51 +211,151 @@ impl PendingAuthorization {
         http: &reqwest::Client,
         code: String,
     ) -> Result<Authorized, AuthorizeError> {
-        let c = &self.app;
-        if c.secrets.is_empty() {
-            return Err(AuthError::NoSecret {
-                tenant: c.tenant_name.clone(),
-            }
-            .into());
-        }
-        let mut refusals = crate::auth::SecretRefusals::default();
-        let token_http = crate::auth::TokenHttp {
+        exchange_code(
+            &self.app,
             http,
-            tenant: &c.tenant_name,
-        };
-        for secret in &c.secrets {
-            let result = c
-                .oauth_client(secret)?
-                .set_redirect_uri(self.redirect.clone())
-                .exchange_code(AuthorizationCode::new(code.clone()))
-                .set_pkce_verifier(PkceCodeVerifier::new(self.verifier.secret().clone()))
-                .request_async(&token_http)
-                .await;
-            match result {
-                Ok(answer) => {
-                    let refresh_token = answer
-                        .refresh_token()
-                        .ok_or_else(|| AuthorizeError::NoRefreshToken {
-                            tenant: c.tenant_name.clone(),
-                        })?
-                        .secret()
-                        .clone();
-                    return Ok(Authorized {
-                        refresh_token,
-                        access_token: answer.access_token().secret().clone(),
-                        scope: answer
-                            .scopes()
-                            .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
-                    });
-                }
-                Err(e) => match c.classify(e) {
-                    Ok(err) => return Err(err.into()),
-                    Err(code) => refusals.note(code),
-                },
-            }
-        }
-        Err(refusals.into_error(&c.tenant_name).into())
+            &self.redirect,
+            self.verifier.secret(),
+            code,
+        )
+        .await
     }
+}
+
+/// The authorize address for `app` with its redirect (PKCE S256, a random state,
+/// `offline_access` so a refresh token comes back, `login_hint` when given), the state and the
+/// PKCE verifier the code exchange needs.
+fn authorize_url(
+    app: &AppCredentials,
+    redirect: &RedirectUrl,
+    login_hint: Option<&str>,
+) -> Result<(Url, CsrfToken, PkceCodeVerifier), AuthorizeError> {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    // The secret is not part of the address; any placeholder builds the client.
+    let client = app.oauth_client("")?.set_redirect_uri(redirect.clone());
+    let mut request = client
+        .authorize_url(CsrfToken::new_random)
+        .add_scope(Scope::new(GRAPH_SCOPE.into()))
+        .add_scope(Scope::new(OFFLINE_ACCESS.into()))
+        .set_pkce_challenge(challenge);
+    if let Some(hint) = login_hint {
+        request = request.add_extra_param("login_hint", hint.to_string());
+    }
+    let (url, state) = request.url();
+    Ok((url, state, verifier))
+}
+
+/// An authorization whose redirect another server receives (the admin service's
+/// `/oauth/callback`, for the console): the address to send the browser to, and the state and
+/// PKCE verifier that server keeps until the redirect comes back. `Debug` hides the latter two.
+pub struct WebAuthorization {
+    /// The identity platform's authorize address.
+    pub url: String,
+    /// The `state` the redirect must carry back.
+    pub state: String,
+    /// The PKCE verifier for [`exchange_web_code`].
+    pub verifier: String,
+}
+
+impl std::fmt::Debug for WebAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebAuthorization")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts an authorization that comes back to `redirect_uri` (which the app registration must
+/// list): what the console's "Sign in with Microsoft" does where the CLI binds a loopback port.
+pub fn start_web(
+    app: &AppCredentials,
+    redirect_uri: &str,
+    login_hint: Option<&str>,
+) -> Result<WebAuthorization, AuthorizeError> {
+    let redirect =
+        RedirectUrl::new(redirect_uri.to_string()).map_err(|_| AuthorizeError::BadRedirect {
+            tenant: app.tenant_name.clone(),
+            uri: redirect_uri.to_string(),
+        })?;
+    let (url, state, verifier) = authorize_url(app, &redirect, login_hint)?;
+    Ok(WebAuthorization {
+        url: url.to_string(),
+        state: state.secret().clone(),
+        verifier: verifier.secret().clone(),
+    })
+}
+
+/// Exchanges an authorization's `code` for tokens (the same `redirect_uri` and PKCE `verifier`
+/// as its start), trying the app's client secrets newest first: the end of both the CLI's
+/// loopback flow and the service's callback.
+async fn exchange_code(
+    app: &AppCredentials,
+    http: &reqwest::Client,
+    redirect: &RedirectUrl,
+    verifier: &str,
+    code: String,
+) -> Result<Authorized, AuthorizeError> {
+    let c = app;
+    if c.secrets.is_empty() {
+        return Err(AuthError::NoSecret {
+            tenant: c.tenant_name.clone(),
+        }
+        .into());
+    }
+    let mut refusals = crate::auth::SecretRefusals::default();
+    let token_http = crate::auth::TokenHttp {
+        http,
+        tenant: &c.tenant_name,
+    };
+    for secret in &c.secrets {
+        let result = c
+            .oauth_client(secret)?
+            .set_redirect_uri(redirect.clone())
+            .exchange_code(AuthorizationCode::new(code.clone()))
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.to_string()))
+            .request_async(&token_http)
+            .await;
+        match result {
+            Ok(answer) => {
+                let refresh_token = answer
+                    .refresh_token()
+                    .ok_or_else(|| AuthorizeError::NoRefreshToken {
+                        tenant: c.tenant_name.clone(),
+                    })?
+                    .secret()
+                    .clone();
+                return Ok(Authorized {
+                    refresh_token,
+                    access_token: answer.access_token().secret().clone(),
+                    scope: answer
+                        .scopes()
+                        .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")),
+                });
+            }
+            Err(e) => match c.classify(e) {
+                Ok(err) => return Err(err.into()),
+                Err(code) => refusals.note(code),
+            },
+        }
+    }
+    Err(refusals.into_error(&c.tenant_name).into())
+}
+
+/// Exchanges a [`start_web`] authorization's `code` (the same `redirect_uri` and `verifier`) for
+/// tokens, as the CLI's loopback flow does (the client secrets tried newest first).
+pub async fn exchange_web_code(
+    app: &AppCredentials,
+    http: &reqwest::Client,
+    redirect_uri: &str,
+    verifier: &str,
+    code: String,
+) -> Result<Authorized, AuthorizeError> {
+    let redirect =
+        RedirectUrl::new(redirect_uri.to_string()).map_err(|_| AuthorizeError::BadRedirect {
+            tenant: app.tenant_name.clone(),
+            uri: redirect_uri.to_string(),
+        })?;
+    exchange_code(app, http, &redirect, verifier, code).await
 }
 
 async fn recv(rx: &mut Option<UnboundedReceiver<String>>) -> Option<String> {

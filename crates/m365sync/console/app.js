@@ -270,8 +270,10 @@ async function tenantsPage() {
     // A new tenant is declared in an org that exists: the signed-in admin's own, or each org
     // the service admin sees.
     const orgs = me.role === "org_admin" ? [me.org] : [...new Set(tenants.map((t) => t.org))];
-    const declare = orgs.length
-      ? h("p", { class: "actions", id: "declare-links" }, orgs.map((o) => h("a", { href: "#/setup/" + enc(o) }, "Set up a new tenant in " + o)))
+    // A new org: the service admin's alone.
+    const newOrg = me.role === "admin" ? [h("a", { href: "#/setup", id: "new-org-link" }, "Set up a new org")] : [];
+    const declare = orgs.length || newOrg.length
+      ? h("p", { class: "actions", id: "declare-links" }, orgs.map((o) => h("a", { href: "#/setup/" + enc(o) }, "Set up a new tenant in " + o)).concat(newOrg))
       : null;
     const retryMsg = h("span", { role: "status" });
     const retryAll =
@@ -1393,6 +1395,18 @@ function installForm(org, base, tenants) {
   return [h("h2", {}, "Install a component"), form, msg];
 }
 
+/** What a version decided, in its slot's words (kept/dropped, mapped, matched), and what of it
+ *  is still failing. Counted by the service as records are stored, never over the mail. */
+function decidedText(slot, d) {
+  if (!d) return "–";
+  const words = slot === "exclusion"
+    ? d.kept + " kept, " + d.dropped + " dropped"
+    : slot === "mapping"
+      ? d.mapped + " mapped"
+      : d.matched + " matched, " + d.linked + " contact links";
+  return words + (d.failed ? ", " + d.failed + " failing" : "");
+}
+
 async function pluginsPage(org, done, report) {
   const base = "/api/orgs/" + enc(org) + "/plugins";
   await page("Plugins of " + org, async () => {
@@ -1402,17 +1416,20 @@ async function pluginsPage(org, done, report) {
       detail.replaceChildren(h("p", { class: "muted" }, "Loading…"));
       try {
         const r = await api("GET", base + "/" + enc(row.slot) + "/history" + levelQuery(row));
+        // The built-in first: it decided everything before the first install.
+        const b = r.builtin;
+        const builtinRow = h("tr", { dataset: { digest: b.digest } }, h("td", {}, "–"), h("td", {}, "built-in"), h("td", {}, b.name), h("td", {}, "-"), h("td", {}, h("code", {}, shortDigest(b.digest))), h("td", {}, "–"), h("td", { class: "decided" }, decidedText(row.slot, b.decided)));
         detail.replaceChildren(
           h("h2", {}, "History of the " + row.slot + " slot, " + row.level),
-          r.history.length
-            ? table(
-                ["When", "Action", "Name", "Version", "SHA-256", "Checked against"],
-                r.history.map((e) =>
-                  h("tr", {}, h("td", {}, when(e.at_ms)), h("td", {}, e.action), h("td", {}, e.name), h("td", {}, e.version), h("td", {}, h("code", {}, shortDigest(e.digest))), h("td", {}, e.cases || "–"))
-                ),
-                { id: "plugin-history" }
-              )
-            : h("p", {}, "Nothing was ever installed in this slot at this level: " + (row.tenant ? "it follows the org's default." : "the built-in plugin runs."))
+          h("p", { class: "muted" }, "Decided: what each version decided " + (row.tenant ? "in this tenant" : "in the org's tenants") + " since it was first used, counted as records are stored (a record decided again counts again); failing: its records failing now."),
+          table(
+            ["When", "Action", "Name", "Version", "SHA-256", "Checked against", "Decided"],
+            [builtinRow].concat(r.history.map((e) =>
+              h("tr", { dataset: { digest: e.digest } }, h("td", {}, when(e.at_ms)), h("td", {}, e.action), h("td", {}, e.name), h("td", {}, e.version), h("td", {}, h("code", {}, shortDigest(e.digest))), h("td", {}, e.cases || "–"), h("td", { class: "decided" }, decidedText(row.slot, e.decided)))
+            )),
+            { id: "plugin-history" }
+          ),
+          r.history.length ? null : h("p", {}, "Nothing was ever installed in this slot at this level: " + (row.tenant ? "it follows the org's default." : "the built-in plugin runs."))
         );
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
@@ -1484,6 +1501,7 @@ async function pluginsPage(org, done, report) {
         h("td", {}, r.source),
         h("td", {}, h("code", {}, shortDigest(r.digest))),
         h("td", {}, r.installed_ms ? when(r.installed_ms) : "with this binary"),
+        h("td", { class: "decided" }, decidedText(r.slot, r.decided)),
         shadow,
         actions
       );
@@ -1493,7 +1511,7 @@ async function pluginsPage(org, done, report) {
       done ? h("p", { id: "plugin-result", role: "status" }, done) : null,
       report ? h("pre", { id: "install-report" }, report) : null,
       h("p", { class: "muted" }, "What decides each slot, for the org's default and each tenant: installed at that level, inherited from the org's default, or the built-in plugin. A shadow is set with `m365sync plugin shadow`."),
-      table(["Level", "Slot", "Name", "Version", "Why", "SHA-256", "Installed", "Shadow", ""], rows, { id: "plugins" }),
+      table(["Level", "Slot", "Name", "Version", "Why", "SHA-256", "Installed", "Decided", "Shadow", ""], rows, { id: "plugins" }),
       detail,
       ...installForm(org, base, tenants),
     ];
@@ -1537,6 +1555,7 @@ function credentialsStep(org, t) {
     setupFlash = null;
     return setupStep(1, "credentials", "Credentials", state,
       flash ? h("p", { id: "declare-result" }, flash) : null,
+      t.auth_mode === "delegated" ? signInWithMicrosoft(org, t) : null,
       h("p", { class: "muted" }, "A secret is rotated with `m365sync tenant secret add` (a new one is tried first), and a declaration changed with `m365sync apply`. "),
       h("p", {}, h("a", { href: "#/setup/" + enc(org) }, "Set up another tenant in " + org)));
   }
@@ -1558,6 +1577,7 @@ function credentialsStep(org, t) {
           secret: document.getElementById("setup-secret").value,
           secret_label: v("setup-secret-label") || "initial",
         };
+        if (document.getElementById("setup-delegated").checked) body.delegated = true;
         if (v("setup-authority")) body.authority = v("setup-authority");
         if (v("setup-graph-url")) body.graph_url = v("setup-graph-url");
         const submit = form.querySelector("button[type=submit]");
@@ -1569,7 +1589,7 @@ function credentialsStep(org, t) {
             "Declared tenant " + r.tenant.org + "/" + r.tenant.name + "; its client secret is stored sealed as '" + r.secret_label + "'. " +
             (r.internal_domains ? "Internal domains set from its verified domains: " + r.internal_domains.join(", ") + ". " : "") +
             (r.internal_domains_note ? "Note: " + r.internal_domains_note + ". " : "") +
-            "Next: test its connectivity.";
+            (r.tenant.auth_mode === "delegated" ? "Next: sign in with Microsoft." : "Next: test its connectivity.");
           location.hash = "#/setup/" + enc(org) + "/" + enc(r.tenant.name);
         } catch (e) {
           if (!(e instanceof ApiError)) throw e;
@@ -1584,6 +1604,7 @@ function credentialsStep(org, t) {
     field("setup-client-id", "Application (client) id", { required: true }),
     field("setup-secret", "Client secret value", { type: "password", required: true, autocomplete: "new-password" }),
     field("setup-secret-label", "Secret label", { value: "initial" }),
+    h("label", { class: "check", for: "setup-delegated" }, h("input", { type: "checkbox", id: "setup-delegated" }), "Delegated: an admin of the tenant signs in with Microsoft (delegated permissions) instead of app-only"),
     h(
       "details",
       { class: "advanced" },
@@ -1597,6 +1618,29 @@ function credentialsStep(org, t) {
   return setupStep(1, "credentials", "Credentials", state,
     h("p", { class: "muted" }, "The app needs the application permissions Mail.Read (or Mail.ReadWrite), User.Read.All and Calendars.ReadWrite, with admin consent. Nothing syncs until the last step."),
     form, msg);
+}
+
+/** A delegated tenant's "Sign in with Microsoft": the service starts the authorization (its
+ * state and PKCE verifier kept server-side, bound to this browser by a cookie) and answers the
+ * identity platform's address; the browser goes there, and the service's /oauth/callback
+ * brings it back here with the tenant authorized. */
+function signInWithMicrosoft(org, t) {
+  const msg = h("span", { id: "authorize-result", role: "status" });
+  const btn = h("button", { type: "button", id: "setup-authorize", onclick: async () => {
+    btn.disabled = true;
+    try {
+      const r = await api("POST", "/api/orgs/" + enc(org) + "/tenants/" + enc(t.name) + "/authorize");
+      say(msg, "Going to Microsoft's sign-in; it comes back to " + r.redirect_uri + "…");
+      location.assign(r.url);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      say(msg, "Not started: " + e.message, true);
+      btn.disabled = false;
+    }
+  } }, "Sign in with Microsoft");
+  return h("div", { class: "actions" },
+    h("p", { class: "muted" }, "Delegated: an admin of the tenant signs in once and consents; the refresh token is stored sealed (as `m365sync tenant authorize` does). Sign in again to replace it."),
+    btn, msg);
 }
 
 /** Step 2: the connectivity checklist (`tenant test`), each step with its fix. */
@@ -1771,6 +1815,47 @@ function activateStep(base, org, t) {
   return setupStep(7, "activate", "Activate", state, h("div", { class: "actions" }, btn), out);
 }
 
+/** `#/setup`: a new org (the service admin only; an org admin's token belongs to its org
+ * already), then on to declaring its first tenant. Refusals are the API's words. */
+async function newOrgPage() {
+  await page("Set up a new org", async () => {
+    if (me.role !== "admin") throw new ApiError(403, "creating an org needs the service's admin token");
+    const msg = h("p", { id: "org-result", role: "status" });
+    const input = h("input", { id: "org-name", name: "org-name", autocomplete: "off", required: true });
+    const form = h(
+      "form",
+      {
+        class: "inline",
+        id: "org-form",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          const submit = form.querySelector("button[type=submit]");
+          submit.disabled = true;
+          try {
+            const r = await api("POST", "/api/orgs", { name: input.value });
+            setupFlash = "Created org " + r.name + ". Next: declare its first tenant.";
+            location.hash = "#/setup/" + enc(r.name);
+          } catch (e) {
+            if (!(e instanceof ApiError)) throw e;
+            say(msg, "Not created: " + e.message, true);
+          } finally {
+            submit.disabled = false;
+          }
+        },
+      },
+      h("label", { for: "org-name" }, "Org name (the firm; one word of letters, digits, '-', '_' or '.')", input),
+      h("button", { type: "submit" }, "Create the org")
+    );
+    return [
+      h("p", { class: "muted" }, "An org is a firm: its tenants, CRM, plugins and rules are its own. Then declare its first tenant."),
+      h("section", { class: "step", id: "step-org", "aria-labelledby": "title-org" },
+        h("h2", { id: "title-org" }, "New org"),
+        h("p", { class: "state state-todo", id: "state-org", role: "status" }, "To do: name the org."),
+        form, msg),
+    ];
+  });
+}
+
 /** `#/setup/ORG[/T]`: Practifi's setup in its order. Without a tenant only the credentials
  * step shows (the rest needs a declared tenant); each step shows its state and can be redone. */
 async function setupPage(org, tenant) {
@@ -1781,7 +1866,9 @@ async function setupPage(org, tenant) {
     if (tenant && !t) throw new ApiError(404, "no tenant '" + tenant + "' in org '" + org + "'");
     const intro = h("p", { class: "muted" }, "The steps in Practifi's order. Each shows its state and can be done again.");
     if (!t) {
-      return [intro, credentialsStep(org, null), h("p", { class: "muted" }, "Then: test connectivity, import users, exclusion rules, plugins, calendar settings, activate.")];
+      const flash = setupFlash;
+      setupFlash = null;
+      return [flash ? h("p", { id: "org-result", role: "status" }, flash) : null, intro, credentialsStep(org, null), h("p", { class: "muted" }, "Then: test connectivity, import users, exclusion rules, plugins, calendar settings, activate.")];
     }
     const base = "/api/orgs/" + enc(org) + "/tenants/" + enc(t.name);
     const mailboxes = "/api/tenants/" + enc(org) + "/" + enc(t.name) + "/mailboxes";
@@ -1835,7 +1922,7 @@ async function route() {
     case "plugins":
       return pluginsPage(a);
     case "setup":
-      return setupPage(a, b);
+      return a ? setupPage(a, b) : newOrgPage();
     case "contact":
       return contactPage(a, b);
     case "review":
@@ -1853,7 +1940,13 @@ async function start() {
   document.getElementById("signin-form").addEventListener("submit", signIn);
   document.getElementById("signout").addEventListener("click", signOut);
   window.addEventListener("hashchange", route);
-  const refused = new URLSearchParams(location.search).get("signin") === "refused";
+  const params = new URLSearchParams(location.search);
+  const refused = params.get("signin") === "refused";
+  // Back from "Sign in with Microsoft" (the service's callback): said once on the setup page.
+  if (params.get("oauth") === "authorized") {
+    setupFlash = "Signed in with Microsoft: the tenant is authorized and its refresh token is stored sealed. Next: test its connectivity.";
+    history.replaceState(null, "", "/" + location.hash);
+  }
   try {
     const r = await fetch("/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (r.ok) return signedIn(await r.json());

@@ -109,6 +109,12 @@ pub struct ServiceConfig {
     /// says. Set it when browsers reach the admin listener through TLS; without it the cookie
     /// is `Secure` only when the proxy sends `X-Forwarded-Proto: https`.
     pub console_secure_cookie: bool,
+    /// The base URL browsers reach the admin listener at, such as `https://sync.example.com`:
+    /// the console's "Sign in with Microsoft" for a delegated tenant asks the identity platform
+    /// to send the browser back to `{public_url}/oauth/callback`, which the app registration
+    /// must list. Unset (the default): `http://` and the admin listener's address, which the
+    /// identity platform accepts for loopback (`127.0.0.1`, `localhost`) only.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -126,6 +132,7 @@ impl Default for ServiceConfig {
             otlp_service_name: None,
             notification_url: None,
             console_secure_cookie: false,
+            public_url: None,
         }
     }
 }
@@ -232,7 +239,11 @@ impl ServiceConfig {
         if let Some(v) = value("M365SYNC_NOTIFICATION_URL")? {
             self.notification_url = Some(v);
         }
+        if let Some(v) = value("M365SYNC_PUBLIC_URL")? {
+            self.public_url = Some(v);
+        }
         self.check_notification_url()?;
+        self.check_public_url()?;
         Ok(self)
     }
 
@@ -252,6 +263,29 @@ impl ServiceConfig {
             var: "notification_url (M365SYNC_NOTIFICATION_URL)".into(),
             message: format!(
                 "'{url}' is not a URL Graph can post to: give the public https address of the receiver, such as https://sync.example.com/notifications, without a query"
+            ),
+        })
+    }
+
+    /// A public URL must be an absolute http(s) URL without a path beyond `/`, query or
+    /// fragment: the callback's path is appended to it.
+    pub fn check_public_url(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.public_url else {
+            return Ok(());
+        };
+        let ok = reqwest::Url::parse(url).is_ok_and(|u| {
+            matches!(u.scheme(), "https" | "http")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if ok {
+            return Ok(());
+        }
+        Err(ConfigError::Env {
+            var: "public_url (M365SYNC_PUBLIC_URL)".into(),
+            message: format!(
+                "'{url}' is not the address browsers reach the admin listener at: give it as https://sync.example.com, without a query"
             ),
         })
     }
@@ -364,6 +398,33 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn the_public_url_is_a_base_address() {
+        let file = ServiceConfig::parse(
+            "public_url = \"https://sync.example.com\"\n",
+            Path::new("m.toml"),
+        )
+        .unwrap()
+        .with_env(vars(&[]))
+        .unwrap();
+        assert_eq!(file.public_url.as_deref(), Some("https://sync.example.com"));
+        let env = ServiceConfig::default()
+            .with_env(vars(&[("M365SYNC_PUBLIC_URL", "http://127.0.0.1:8080")]))
+            .unwrap();
+        assert_eq!(env.public_url.as_deref(), Some("http://127.0.0.1:8080"));
+        for bad in [
+            "sync.example.com",
+            "ftp://x.example",
+            "https://x.example/?a=1",
+        ] {
+            let err = ServiceConfig::default()
+                .with_env(vars(&[("M365SYNC_PUBLIC_URL", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("M365SYNC_PUBLIC_URL"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -378,6 +378,10 @@ fn directory(world: &mut World, rng: &mut Rng, opts: &GenerateOptions, index: us
             "http://localhost:8400/callback".into(),
             // What `m365sync tenant authorize` listens on (any port: loopback ports are ignored).
             "http://127.0.0.1/callback".into(),
+            // The admin service's own callback, for the console's "Sign in with Microsoft"
+            // (`serve` on loopback, the sandbox's; any port).
+            "http://127.0.0.1/oauth/callback".into(),
+            "http://localhost/oauth/callback".into(),
         ],
         access_policy: None,
     });

@@ -674,6 +674,14 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        // What this matching version decided, counted with its links (the Plugins page).
+        let matched_records = outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().is_ok_and(|ms| !ms.is_empty()))
+            .count() as i64;
+        let mut tally = crate::decisions::Tally::default();
+        tally.matched(decided_by, matched_records, rows.len() as i64);
+        tally.write(&mut tx, tenant_id).await?;
         tx.commit().await?;
         Ok(())
     }

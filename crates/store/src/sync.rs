@@ -435,6 +435,15 @@ impl Store {
             let key = page.cursor_key.as_deref().unwrap_or(&page.folder);
             write_cursor(&mut tx, page.mailbox_id, key, cursor, now).await?;
         }
+        // What each plugin version decided, counted with the records (the Plugins page).
+        let mut tally = crate::decisions::Tally::default();
+        for e in &page.upserts {
+            tally.stored(&e.decided_by);
+        }
+        for x in &page.exclusions {
+            tally.dropped(&x.decided_by);
+        }
+        tally.write(&mut tx, page.tenant_id).await?;
         let figures = KindFigures {
             processed: (page.upserts.len() + page.exclusions.len() + page.failures.len()) as i64,
             kept: page.upserts.len() as i64,

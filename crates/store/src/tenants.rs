@@ -264,6 +264,21 @@ impl Store {
             .try_get("id")?)
     }
 
+    /// Creates org `name`; its id, or `None` when the name is taken (nothing changes then).
+    pub async fn create_org(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO orgs (name, created_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("id")?),
+            None => None,
+        })
+    }
+
     /// The id of an existing org.
     pub async fn org_id(&self, name: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT id FROM orgs WHERE name = $1")

@@ -1,7 +1,7 @@
 //! Administration logic behind the CLI, kept out of it so it is typed and testable: tenant
 //! connectivity checks (E11), the Entra "Download users" CSV and its import (E2), directory
 //! lookups that tell a mailbox from a group, which plugin is in force where, declaring a
-//! tenant, a rule's level and a mailbox's switch. The CLI and the admin API (the console's
+//! tenant or an org, a rule's level and a mailbox's switch. The CLI and the admin API (the console's
 //! setup assistant) call the same functions.
 
 pub mod activate;
@@ -11,6 +11,7 @@ pub mod directory;
 pub mod import;
 pub mod install;
 pub mod mailboxes;
+pub mod orgs;
 pub mod plugins;
 pub mod rules;
 pub mod settings;

@@ -3,6 +3,7 @@
 //! serves, so the two can never disagree about which version decides a tenant's mail.
 
 use m365sync_plugin::{builtin, Kind};
+use m365sync_store::decisions::{sum_for, Decisions};
 use m365sync_store::plugins::{ActivePlugin, HistoryEntry, PluginScope};
 use m365sync_store::shadows::Shadow;
 use m365sync_store::{Store, StoreError};
@@ -29,6 +30,9 @@ pub struct InForce {
     pub installed_ms: Option<i64>,
     /// The candidate running beside it in shadow, if any (`plugin shadow`).
     pub shadow: Option<ShadowInForce>,
+    /// What this version decided at this level: in this tenant for a tenant's row, in all the
+    /// org's tenants for the org default's ([`m365sync_store::decisions`]).
+    pub decided: Decisions,
 }
 
 /// A shadow as `plugin list` shows it: which candidate, set where, and its counts so far.
@@ -114,6 +118,7 @@ fn row(
         digest,
         installed_ms,
         shadow: None,
+        decided: Decisions::default(),
     }
 }
 
@@ -127,9 +132,13 @@ pub async fn in_force(store: &Store, org: &str, org_id: i64) -> Result<Vec<InFor
             .find(|(t, p)| *t == tenant && p.slot == slot.world())
             .map(|(_, p)| p)
     };
+    let tenants = store.tenants(Some(org)).await?;
+    let ids: Vec<i64> = tenants.iter().map(|t| t.id).collect();
+    let decided = store.plugin_decisions(org_id).await?;
     let mut rows = Vec::new();
     for slot in Kind::ALL {
         let mut r = row("org default", None, slot, find(None, slot), None);
+        r.decided = sum_for(&decided, &ids, slot.world(), &r.digest);
         let org_level = PluginScope {
             org_id,
             tenant_id: None,
@@ -140,7 +149,7 @@ pub async fn in_force(store: &Store, org: &str, org_id: i64) -> Result<Vec<InFor
             .map(|s| ShadowInForce::new(s, false));
         rows.push(r);
     }
-    for t in store.tenants(Some(org)).await? {
+    for t in &tenants {
         for slot in Kind::ALL {
             let mut r = row(
                 &format!("tenant {}", t.name),
@@ -149,6 +158,7 @@ pub async fn in_force(store: &Store, org: &str, org_id: i64) -> Result<Vec<InFor
                 find(Some(t.id), slot),
                 find(None, slot),
             );
+            r.decided = sum_for(&decided, &[t.id], slot.world(), &r.digest);
             r.shadow = store
                 .shadow_for_tenant(org_id, t.id, slot.world())
                 .await?
@@ -197,4 +207,63 @@ pub async fn rollback(
         short(&now.digest)
     );
     Ok(RolledBack { now, summary })
+}
+
+/// One line of a slot's history at one level with what its version decided there.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryWithCounts {
+    /// The history line as `plugin history` prints it.
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+    /// What the line's version (by digest) decided at this level, as [`InForce::decided`].
+    pub decided: Decisions,
+}
+
+/// The built-in plugin of a slot and what it decided at a level: it has no history line (it
+/// was never installed), yet it decided every record before the first install.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuiltinWithCounts {
+    /// What the built-in's `describe()` answers.
+    pub name: String,
+    /// The built-in component's digest.
+    pub digest: String,
+    /// What it decided at this level.
+    pub decided: Decisions,
+}
+
+/// A slot's history at one level (`scope`) with each version's counts, and the built-in's:
+/// the console's History (issue 16, "what each version decided").
+pub async fn history_with_counts(
+    store: &Store,
+    org: &str,
+    scope: PluginScope,
+    slot: Kind,
+) -> Result<(Vec<HistoryWithCounts>, BuiltinWithCounts), StoreError> {
+    let tenants: Vec<i64> = match scope.tenant_id {
+        Some(t) => vec![t],
+        None => store
+            .tenants(Some(org))
+            .await?
+            .iter()
+            .map(|t| t.id)
+            .collect(),
+    };
+    let decided = store.plugin_decisions(scope.org_id).await?;
+    let history = store
+        .plugin_history(scope, slot.world())
+        .await?
+        .into_iter()
+        .map(|entry| HistoryWithCounts {
+            decided: sum_for(&decided, &tenants, slot.world(), &entry.digest),
+            entry,
+        })
+        .collect();
+    let b = builtin::builtin(slot);
+    let digest = m365sync_plugin::cache::digest(b.wasm);
+    let builtin = BuiltinWithCounts {
+        name: b.name.to_string(),
+        decided: sum_for(&decided, &tenants, slot.world(), &digest),
+        digest,
+    };
+    Ok((history, builtin))
 }

@@ -20,7 +20,7 @@ use m365sync_store::plugins::PluginScope;
 use super::api_crm::{bad, ok, Handled};
 use super::Shared;
 use crate::admin::install::{check, install as install_checked, Cases, InstallError};
-use crate::admin::plugins::{in_force, place, rollback};
+use crate::admin::plugins::{history_with_counts, in_force, place, rollback};
 
 /// `slot` from the path: exclusion, mapping or matching.
 fn slot(s: &str) -> Result<Kind, super::access::AccessError> {
@@ -52,7 +52,8 @@ pub(super) async fn list(shared: &Shared, org: &str, org_id: i64) -> Handled {
 }
 
 /// `GET /api/orgs/{org}/plugins/{slot}/history[?tenant=T]`: installs, rollbacks, uninstalls
-/// and shadows at one level, oldest first.
+/// and shadows at one level, oldest first, each with what its version decided there
+/// (`decided`), and the built-in plugin with its own (`builtin`).
 pub(super) async fn history(
     shared: &Shared,
     org: &str,
@@ -62,12 +63,13 @@ pub(super) async fn history(
 ) -> Handled {
     let slot = slot(slot_name)?;
     let (scope, tenant) = level(shared, org, org_id, q).await?;
-    let entries = shared.env.store.plugin_history(scope, slot.world()).await?;
+    let (entries, builtin) = history_with_counts(&shared.env.store, org, scope, slot).await?;
     ok(json!({
         "org": org,
         "tenant": tenant,
         "slot": slot.world(),
         "history": entries,
+        "builtin": builtin,
     }))
 }
 

@@ -2,6 +2,7 @@
 //! assistant, for the service admin or that org's admin (scoped by the caller, as every
 //! `/api/orgs/{org}/...` and `/api/tenants/{org}/...` route is):
 //!
+//! - `POST /api/orgs` creates an org (the service admin only), before its first tenant;
 //! - `POST /api/orgs/{org}/tenants` declares a tenant with its client secret (`m365sync tenant
 //!   add`); the secret is sealed and never answered or logged;
 //! - `POST /api/orgs/{org}/tenants/{t}/test[?mailbox=ADDRESS]` runs the connectivity checklist
@@ -32,12 +33,13 @@ use serde_json::json;
 use super::access::AccessError;
 use super::api::Answer;
 use super::api_crm::{answer, bad, id, ok, Handled};
-use super::extract::{Body, OrgScope, Q};
+use super::extract::{Body, Caller, OrgScope, Q};
 use super::Shared;
 use crate::admin::activate::{activate, ActivateError};
 use crate::admin::connectivity::{test_connectivity, Report};
 use crate::admin::import::{import_csv_bytes, ImportError};
 use crate::admin::mailboxes::set_mailbox_enabled;
+use crate::admin::orgs::{create_org, OrgError};
 use crate::admin::rules::rule_scope;
 use crate::admin::tenants::{
     declare_tenant, Declaration, DeclareError, DEFAULT_AUTHORITY, DEFAULT_GRAPH_URL,
@@ -59,6 +61,9 @@ struct DeclareRequest {
     authority: Option<String>,
     #[serde(default)]
     graph_url: Option<String>,
+    /// Delegated (an admin signs in with Microsoft: `.../authorize`) instead of app-only.
+    #[serde(default)]
+    delegated: bool,
 }
 
 /// Reads the declaration. serde's own message is passed on only when it names a field (missing
@@ -72,13 +77,13 @@ fn declare_body(body: &Bytes) -> Result<DeclareRequest, AccessError> {
             String::new()
         };
         bad(format!(
-            "the request body is not {{\"name\", \"ms_tenant\", \"client_id\", \"secret\", \"secret_label\"?, \"authority\"?, \"graph_url\"?}} with text values{why}"
+            "the request body is not {{\"name\", \"ms_tenant\", \"client_id\", \"secret\", \"secret_label\"?, \"authority\"?, \"graph_url\"?, \"delegated\"?}} with text values{why}"
         ))
     })
 }
 
-/// Declares a tenant of `org` (app-only; a delegated tenant needs `m365sync tenant authorize`'s
-/// browser on the admin's machine) and seals its secret. 201 with the tenant and what comes
+/// Declares a tenant of `org` (app-only, or delegated with `"delegated": true`: then an admin
+/// signs in with Microsoft through `.../authorize`) and seals its secret. 201 with the tenant and what comes
 /// next; 409 in the CLI's words when the name is taken; 400 naming a missing field. The secret
 /// is in no answer and no log line.
 pub(super) async fn declare(shared: &Shared, org: &str, body: &Bytes) -> Handled {
@@ -92,7 +97,7 @@ pub(super) async fn declare(shared: &Shared, org: &str, body: &Bytes) -> Handled
         secret_label: r.secret_label.unwrap_or_else(|| "initial".into()),
         authority: r.authority.unwrap_or_else(|| DEFAULT_AUTHORITY.into()),
         graph_url: r.graph_url.unwrap_or_else(|| DEFAULT_GRAPH_URL.into()),
-        delegated: false,
+        delegated: r.delegated,
     };
     match declare_tenant(&shared.env.store, shared.env.http.clone(), &d).await {
         Ok(done) => {
@@ -309,8 +314,46 @@ pub(super) async fn activate_tenant(
     }
 }
 
+/// The body of `POST /api/orgs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OrgRequest {
+    /// The org's name: one word (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+}
+
+/// Creates an org (the service admin only; checked by the route). 201 with its id and what
+/// comes next; 409 when the name is taken; 400 naming what a name may hold.
+pub(super) async fn add_org(shared: &Shared, body: &Bytes) -> Handled {
+    let r: OrgRequest = super::api_crm::parse_json(body, "{\"name\"}")?;
+    match create_org(&shared.env.store, &r.name).await {
+        Ok(done) => {
+            tracing::info!(org = %done.name, "org created through the API");
+            Ok((StatusCode::CREATED, json!(done)))
+        }
+        Err(e @ OrgError::Exists(_)) => {
+            Ok((StatusCode::CONFLICT, json!({ "error": e.to_string() })))
+        }
+        Err(OrgError::Invalid(m)) => Err(bad(m)),
+        Err(OrgError::Store(e)) => Err(e.into()),
+    }
+}
+
 // The routes' handlers (see [`super::routes`]): each takes the caller's rights over the path's
 // org ([`OrgScope`]: 404 for another org's admin, 403 for a user) and calls the function above.
+
+/// `POST /api/orgs`: [`add_org`], for the service admin only (an org admin's token belongs to
+/// an org already; a user's reaches no admin route): 403 otherwise, as `/api/retry` answers.
+pub(super) async fn add_org_route(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Body(body): Body,
+) -> Answer {
+    if let Err(e) = actor.require_service_admin() {
+        return super::api::access_error(e);
+    }
+    answer(add_org(&shared, &body).await)
+}
 
 /// `POST /api/orgs/{org}/tenants`: [`declare`].
 pub(super) async fn declare_route(

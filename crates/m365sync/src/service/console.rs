@@ -262,7 +262,7 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
 /// that says so (`X-Forwarded-Proto: https`), the listener itself speaking plain http. Then
 /// the cookie is `Secure` and never sent over http (as it always is with
 /// `console_secure_cookie`).
-fn behind_tls(headers: &HeaderMap) -> bool {
+pub(super) fn behind_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

@@ -29,6 +29,7 @@ mod mail_sender;
 mod matcher;
 pub mod metrics;
 mod notifications;
+mod oauth;
 mod openapi;
 mod plugin_watch;
 pub mod retry;
@@ -73,6 +74,10 @@ pub struct ServiceOptions {
     /// Whether the console's cookie is always `Secure` (`console_secure_cookie`), rather than
     /// only when a proxy says the browser came over https.
     pub console_secure_cookie: bool,
+    /// The base URL browsers reach the admin listener at (`public_url`), for the redirect URI
+    /// of the console's "Sign in with Microsoft" (`{public_url}/oauth/callback`); `None`:
+    /// `http://` and the bound address, right for loopback only.
+    pub public_url: Option<String>,
 }
 
 /// Where Graph reaches the notification receiver.
@@ -100,6 +105,7 @@ impl ServiceOptions {
             holder: default_holder(),
             notification_url: NotificationUrl::Off,
             console_secure_cookie: false,
+            public_url: None,
         }
     }
 }
@@ -140,6 +146,11 @@ pub(crate) struct Shared {
     /// The notification URL subscriptions are made with (resolved: the loopback address once
     /// bound); `None` when notifications are off for this process.
     pub notification_url: Option<String>,
+    /// The base URL of the console's sign-in redirect ([`ServiceOptions::public_url`], else the
+    /// bound address over http); `None` without an admin listener.
+    pub public_url: Option<String>,
+    /// The Microsoft sign-ins the console started, waiting for their callback.
+    pub sign_ins: oauth::SignIns,
 }
 
 impl Shared {
@@ -183,6 +194,11 @@ impl Service {
                 Some(format!("http://{addr}/notifications"))
             }
         };
+        let public_url = match (&opts.public_url, &listener) {
+            (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
+            (None, Some((_, addr))) => Some(format!("http://{addr}")),
+            (None, None) => None,
+        };
         // The service's metrics see the pipeline's timings: Graph requests, page commits,
         // plugin calls.
         let metrics = Arc::new(metrics::Metrics::new());
@@ -199,6 +215,8 @@ impl Service {
             work_wake: tokio::sync::watch::Sender::new(0),
             subs_wake: tokio::sync::Notify::new(),
             notification_url,
+            public_url,
+            sign_ins: oauth::SignIns::default(),
         });
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(scheduler::scheduler(Arc::clone(&shared)));

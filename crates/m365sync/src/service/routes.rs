@@ -20,7 +20,7 @@ use utoipa::openapi::{RefOr, Schema};
 use super::api::MAX_BODY;
 use super::{api, api_calendar as cal, api_crm as crm, api_mail as mail, api_send as send};
 use super::{api_attachments as attachments, api_setup as setup};
-use super::{console, Shared};
+use super::{console, oauth, Shared};
 
 /// The areas of the API: the document's tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -679,15 +679,39 @@ pub(super) fn table() -> Vec<Endpoint> {
             .query(&[("force", "true: activate despite a failed check")])
             .says("The tenant activated after its checks, with its warnings")
             .refuses(&[(409, "a check failed or the tenant is disabled: the CLI's words, and the checklist")]),
+        post("/api/orgs", setup::add_org_route)
+            .area(Setup)
+            .access(ServiceAdmin)
+            .body("application/json", "{name}: the org's name, one word of letters, digits, '-', '_' or '.'")
+            .says("An org created, before its first tenant is declared")
+            .answers(201, "the org created: {id, name, next}")
+            .refuses(&[(409, "an org of that name exists")]),
         post("/api/orgs/{org}/tenants", setup::declare_route)
             .area(Setup)
             .body(
                 "application/json",
-                "{name, ms_tenant, client_id, secret, secret_label, authority?, graph_url?}: the tenant as `tenant add` declares it; the secret is stored sealed and never answered",
+                "{name, ms_tenant, client_id, secret, secret_label, authority?, graph_url?, delegated?}: the tenant as `tenant add [--delegated]` declares it (a delegated one then signs in through `.../authorize`); the secret is stored sealed and never answered",
             )
             .says("A tenant declared with its app registration's credentials")
             .answers(201, "the tenant declared (without its secret)")
             .refuses(&[(409, "a tenant of that name exists in the org")]),
+        post("/api/orgs/{org}/tenants/{tenant}/authorize", oauth::start_route)
+            .area(Setup)
+            .query(&[("login_hint", "the admin account to sign in as (optional)")])
+            .says("A delegated tenant's Microsoft sign-in started: {url, redirect_uri, expires_in_secs}; the browser opens url, and the identity platform sends it back to /oauth/callback. Sets the m365sync_oauth cookie binding the sign-in to this browser. 400 when the tenant is app-only or the service has no address to be called back on")
+            .refuses(&[]),
+        get("/oauth/callback", oauth::callback)
+            .area(Setup)
+            .access(Open)
+            .query(&[
+                ("state", "the sign-in's state, as started"),
+                ("code", "the authorization code"),
+                ("error", "the identity platform's refusal, instead of a code"),
+                ("error_description", "its words"),
+            ])
+            .says("The identity platform's redirect after a console sign-in: the code exchanged, the refresh token stored sealed, and the browser sent back to the setup assistant (303); a wrong, used or expired state, another browser's answer or a refusal is 400 in words (text/plain)")
+            .answers(303, "authorized: back to /#/setup/ORG/TENANT")
+            .refuses(&[(502, "the code was not exchanged for a token")]),
         post("/api/orgs/{org}/tenants/{tenant}/users/import", setup::import_route)
             .area(Setup)
             .body("text/csv", "Entra's users export (Users > All users > Download users)")
@@ -730,11 +754,11 @@ pub(super) fn table() -> Vec<Endpoint> {
         // Plugins.
         get("/api/orgs/{org}/plugins", crm::plugins)
             .area(Plugins)
-            .says("What runs in each slot of the org and its tenants, and why"),
+            .says("What runs in each slot of the org and its tenants, and why, with what each version in force decided there (`decided`: kept, dropped, mapped, matched, linked, failed)"),
         get("/api/orgs/{org}/plugins/{slot}/history", crm::plugin_history)
             .area(Plugins)
             .query(&[TENANT_LEVEL])
-            .says("Installs, rollbacks, uninstalls and shadows at one level, oldest first"),
+            .says("Installs, rollbacks, uninstalls and shadows at one level, oldest first, each with what its version decided at that level (`decided`), and the built-in plugin with its counts (`builtin`)"),
         post("/api/orgs/{org}/plugins/{slot}/rollback", crm::plugin_rollback)
             .area(Plugins)
             .query(&[TENANT_LEVEL])

@@ -65,6 +65,15 @@ impl Store {
         if let Some(cursor) = &page.cursor {
             write_cursor(&mut tx, page.mailbox_id, CALENDAR_FOLDER, cursor, now).await?;
         }
+        // What each plugin version decided, counted with the records (the Plugins page).
+        let mut tally = crate::decisions::Tally::default();
+        for e in &page.upserts {
+            tally.stored(&e.decided_by);
+        }
+        for x in &page.exclusions {
+            tally.dropped(&x.decided_by);
+        }
+        tally.write(&mut tx, page.tenant_id).await?;
         // The run's figures, committed with the page (issue 20): every upsert is a kept event,
         // conflicts and unchanged ones included (what the store holds of it is current).
         let figures = crate::sync::KindFigures {
