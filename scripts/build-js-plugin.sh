@@ -29,7 +29,7 @@ if ! [ -f "$src/node_modules/.lock.stamp" ] || [ "$(cat "$src/node_modules/.lock
 fi
 
 mkdir -p "$out_dir"
-want="$(cat "$src"/*.js "$src/package.json" "$root"/wit/*.wit | sha256sum | cut -d' ' -f1) $lock_sum"
+want="$(cat "$src"/*.js "$src/package.json" "$root"/wit/0.1/*.wit | sha256sum | cut -d' ' -f1) $lock_sum"
 if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$want" ]; then
     echo "$out"
     exit 0

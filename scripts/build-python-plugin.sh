@@ -18,14 +18,14 @@ if ! [ -x "$tool" ]; then
     exit 1
 fi
 mkdir -p "$out_dir"
-want="$(cat "$src"/*.py "$root"/wit/*.wit | sha256sum | cut -d' ' -f1) $("$tool" --version)"
+want="$(cat "$src"/*.py "$root"/wit/0.1/*.wit | sha256sum | cut -d' ' -f1) $("$tool" --version)"
 if [ -f "$out" ] && [ -f "$out.stamp" ] && [ "$(cat "$out.stamp")" = "$want" ]; then
     echo "$out"
     exit 0
 fi
 # --stub-wasi: the component imports no WASI at all (without it, CPython's libc imports files
 # and sockets, which the plugin sandbox refuses).
-(cd "$src" && "$tool" --quiet -d "$root/wit" -w exclusion componentize --stub-wasi app -o "$out.tmp")
+(cd "$src" && "$tool" --quiet -d "$root/wit/0.1" -w exclusion componentize --stub-wasi app -o "$out.tmp")
 mv "$out.tmp" "$out"
 echo "$want" > "$out.stamp"
 echo "$out"

@@ -20,6 +20,8 @@ use m365sync_plugin::{Kind, PluginError};
 pub struct PluginFigures {
     /// The plugin's name: a default plugin's crate name, or the name given with an extra one.
     pub plugin: String,
+    /// The contract version it speaks (`0.1`: whole records; `0.2`: what it declared).
+    pub contract: String,
     /// Size of the component, bytes.
     pub component_bytes: usize,
     /// Compile + check + link + describe, no cache.
@@ -376,6 +378,7 @@ fn measure(
         / records_per_round as f64;
     Ok(PluginFigures {
         plugin: name.to_string(),
+        contract: plugin.contract().to_string(),
         component_bytes: wasm.len(),
         cold_load_ms: median(cold).as_secs_f64() * 1e3,
         warm_load_ms: median(warm).as_secs_f64() * 1e3,

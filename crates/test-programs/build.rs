@@ -6,7 +6,7 @@
 mod wasm_guests;
 
 /// Crates of `tests/plugins/`.
-const TEST_PLUGINS: &[&str] = &["hostile", "escape", "future-version", "remap"];
+const TEST_PLUGINS: &[&str] = &["hostile", "escape", "future-version", "remap", "noop"];
 
 fn main() {
     let root = wasm_guests::repo_root();

@@ -30,6 +30,7 @@ mod plugin_scaffold;
 mod plugin_scope;
 mod plugin_shadow;
 mod plugin_support;
+mod plugin_versions;
 mod roles;
 mod service;
 mod setup_api;

@@ -66,7 +66,7 @@ fn example() -> Option<PathBuf> {
                 .current_dir(repo().join("examples/python-exclusion"))
                 .arg("--quiet")
                 .arg("-d")
-                .arg(repo().join("wit"))
+                .arg(repo().join("wit/0.1"))
                 .args([
                     "-w",
                     "exclusion",

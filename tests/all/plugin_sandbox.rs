@@ -177,7 +177,7 @@ fn a_component_of_another_world_is_refused() {
         .err()
         .expect("refused");
     assert!(
-        matches!(&err, PluginError::WrongWorld { expected: Kind::Exclusion, found } if found.iter().any(|f| f.starts_with("m365sync:plugin/matching-plugin@0.1"))),
+        matches!(&err, PluginError::WrongWorld { expected: Kind::Exclusion, found } if found.iter().any(|f| f.starts_with("m365sync:plugin/matching-plugin@0.2"))),
         "{err}"
     );
     assert!(
@@ -193,7 +193,7 @@ fn a_component_of_an_incompatible_contract_version_is_refused() {
         .err()
         .expect("refused");
     assert!(
-        matches!(&err, PluginError::IncompatibleVersion { found } if found == "m365sync:plugin/exclusion-plugin@0.2.0"),
+        matches!(&err, PluginError::IncompatibleVersion { found } if found == "m365sync:plugin/exclusion-plugin@0.9.0"),
         "{err}"
     );
 }
@@ -225,7 +225,7 @@ fn the_default_plugins_import_only_the_host_and_inert_wasi() {
         let names = m365sync_plugin::sandbox::imports_of(engine().engine(), b.wasm).unwrap();
         eprintln!("{}: {names:?}", b.name);
         assert!(
-            names.iter().any(|n| n == "m365sync:plugin/host@0.1.0"),
+            names.iter().any(|n| n == "m365sync:plugin/host@0.2.0"),
             "{names:?}"
         );
         for n in &names {

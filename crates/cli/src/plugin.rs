@@ -11,7 +11,7 @@ use m365sync::config::ServiceConfig;
 use m365sync_plugin::cases::CaseFile;
 use m365sync_plugin::engine::{EngineConfig, PluginEngine};
 use m365sync_plugin::scaffold::{self, Lang};
-use m365sync_plugin::{builtin, Kind, Plugin, PluginError};
+use m365sync_plugin::{builtin, Contract, Kind, Plugin, PluginError};
 use m365sync_store::plugins::PluginScope;
 use m365sync_store::Store;
 
@@ -574,12 +574,26 @@ fn test(file: &str, cases: Option<PathBuf>) -> anyhow::Result<()> {
     })?;
     let d = plugin.descriptor();
     println!(
-        "{} {} ({} plugin, sha256 {})",
+        "{} {} ({} plugin, contract {}, sha256 {})",
         d.name,
         d.version,
         case_file.kind,
+        plugin.contract(),
         &plugin.digest()[..16]
     );
+    // A 0.2 plugin sees only the parts it declared: say which, since a case that fails because
+    // a field arrived empty is most often a part missing from `describe().fields`.
+    if plugin.contract() != Contract::V0_1 {
+        let reads = m365sync_plugin::lean::field_names(plugin.fields());
+        println!(
+            "reads: {}",
+            if reads.is_empty() {
+                "only ids and flags (no fields declared)".to_string()
+            } else {
+                reads.join(", ")
+            }
+        );
+    }
     let report = case_file.run(&plugin)?;
     println!("{report}");
     if !report.ok() {

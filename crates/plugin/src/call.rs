@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 
 use super::bindings::exclusion::ExclusionPre;
+use super::bindings::lean::exclusion::ExclusionPre as LeanExclusionPre;
+use super::bindings::lean::mapping::MappingPre as LeanMappingPre;
+use super::bindings::lean::matching::MatchingPre as LeanMatchingPre;
 use super::bindings::mapping::MappingPre;
 use super::bindings::matching::MatchingPre;
 use super::bindings::types::{
@@ -29,9 +32,10 @@ use super::bindings::types::{
 use super::cache::{self, Source};
 use super::engine::PluginEngine;
 use super::host::{HostState, LogLine, TenantData, TenantView};
+use super::lean::{self, Conv, Fields};
 use super::limits::Limits;
 use super::sandbox;
-use super::{Kind, PluginError};
+use super::{Contract, Kind, PluginError};
 
 /// Why one record has no result. The record is kept with this error and retried later.
 #[derive(Clone, Debug, PartialEq, thiserror::Error, serde::Serialize)]
@@ -141,10 +145,14 @@ pub struct BatchOutcome<T> {
     pub instances: usize,
 }
 
+/// The pre-linked component, by slot and contract version (0.2's calls take lean records).
 enum Pre {
     Exclusion(ExclusionPre<HostState>),
     Mapping(MappingPre<HostState>),
     Matching(MatchingPre<HostState>),
+    LeanExclusion(LeanExclusionPre<HostState>),
+    LeanMapping(LeanMappingPre<HostState>),
+    LeanMatching(LeanMatchingPre<HostState>),
 }
 
 /// A loaded, checked plugin, ready to be called any number of times from any thread.
@@ -152,6 +160,9 @@ pub struct Plugin {
     kind: Kind,
     digest: String,
     descriptor: Descriptor,
+    /// The parts of a record a 0.2 plugin declared; every part for a 0.1 plugin.
+    fields: Fields,
+    contract: Contract,
     source: Source,
     engine: PluginEngine,
     pre: Pre,
@@ -239,16 +250,31 @@ impl Plugin {
             &digest,
             bytes,
         )?;
-        sandbox::check(&component, kind)?;
+        let contract = sandbox::check(&component, kind)?;
         let instance_pre = engine
             .linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Instantiate(format!("{e:#}")))?;
         let inst = |e: wasmtime::Error| PluginError::Instantiate(format!("{e:#}"));
-        let pre = match kind {
-            Kind::Exclusion => Pre::Exclusion(ExclusionPre::new(instance_pre).map_err(inst)?),
-            Kind::Mapping => Pre::Mapping(MappingPre::new(instance_pre).map_err(inst)?),
-            Kind::Matching => Pre::Matching(MatchingPre::new(instance_pre).map_err(inst)?),
+        let pre = match (kind, contract) {
+            (Kind::Exclusion, Contract::V0_1) => {
+                Pre::Exclusion(ExclusionPre::new(instance_pre).map_err(inst)?)
+            }
+            (Kind::Mapping, Contract::V0_1) => {
+                Pre::Mapping(MappingPre::new(instance_pre).map_err(inst)?)
+            }
+            (Kind::Matching, Contract::V0_1) => {
+                Pre::Matching(MatchingPre::new(instance_pre).map_err(inst)?)
+            }
+            (Kind::Exclusion, Contract::V0_2) => {
+                Pre::LeanExclusion(LeanExclusionPre::new(instance_pre).map_err(inst)?)
+            }
+            (Kind::Mapping, Contract::V0_2) => {
+                Pre::LeanMapping(LeanMappingPre::new(instance_pre).map_err(inst)?)
+            }
+            (Kind::Matching, Contract::V0_2) => {
+                Pre::LeanMatching(LeanMatchingPre::new(instance_pre).map_err(inst)?)
+            }
         };
         let mut plugin = Plugin {
             kind,
@@ -259,13 +285,15 @@ impl Plugin {
                 kind: PluginKind::Exclusion,
                 config: Vec::new(),
             },
+            fields: Fields::all(),
+            contract,
             source,
             engine: engine.clone(),
             pre,
         };
         let ctx = CallContext::new(TenantData::default(), BTreeMap::new());
-        let descriptor = plugin
-            .describe(&ctx)
+        let (descriptor, fields) = plugin
+            .describe_fields(&ctx)
             .map_err(|e| PluginError::Describe(e.to_string()))?;
         let found_kind = match descriptor.kind {
             PluginKind::Exclusion => Kind::Exclusion,
@@ -279,6 +307,7 @@ impl Plugin {
             });
         }
         plugin.descriptor = descriptor;
+        plugin.fields = fields;
         Ok(plugin)
     }
 
@@ -308,6 +337,16 @@ impl Plugin {
     /// What the plugin answered to `describe()` when loaded.
     pub fn descriptor(&self) -> &Descriptor {
         &self.descriptor
+    }
+
+    /// The contract version the plugin was built against.
+    pub fn contract(&self) -> Contract {
+        self.contract
+    }
+
+    /// The parts of a record the plugin reads: what it declared (0.2), or all (0.1).
+    pub fn fields(&self) -> Fields {
+        self.fields
     }
 
     /// Whether the load compiled the component or found it in the artifact cache.
@@ -394,21 +433,46 @@ impl Plugin {
 
     /// The plugin's self-description.
     pub fn describe(&self, ctx: &CallContext) -> Result<Descriptor, RecordError> {
+        self.describe_fields(ctx).map(|(d, _)| d)
+    }
+
+    /// The plugin's self-description and the parts of a record it reads (all, for 0.1).
+    fn describe_fields(&self, ctx: &CallContext) -> Result<(Descriptor, Fields), RecordError> {
         let mut store = self.store(ctx);
+        let all = |d| (d, Fields::all());
         let result = match &self.pre {
             Pre::Exclusion(pre) => pre.instantiate(&mut store).and_then(|i| {
                 i.m365sync_plugin_exclusion_plugin()
                     .call_describe(&mut store)
+                    .map(all)
             }),
-            Pre::Mapping(pre) => pre
-                .instantiate(&mut store)
-                .and_then(|i| i.m365sync_plugin_mapping_plugin().call_describe(&mut store)),
+            Pre::Mapping(pre) => pre.instantiate(&mut store).and_then(|i| {
+                i.m365sync_plugin_mapping_plugin()
+                    .call_describe(&mut store)
+                    .map(all)
+            }),
             Pre::Matching(pre) => pre.instantiate(&mut store).and_then(|i| {
                 i.m365sync_plugin_matching_plugin()
                     .call_describe(&mut store)
+                    .map(all)
+            }),
+            Pre::LeanExclusion(pre) => pre.instantiate(&mut store).and_then(|i| {
+                i.m365sync_plugin_exclusion_plugin()
+                    .call_describe(&mut store)
+                    .map(lean::descriptor)
+            }),
+            Pre::LeanMapping(pre) => pre.instantiate(&mut store).and_then(|i| {
+                i.m365sync_plugin_mapping_plugin()
+                    .call_describe(&mut store)
+                    .map(lean::descriptor)
+            }),
+            Pre::LeanMatching(pre) => pre.instantiate(&mut store).and_then(|i| {
+                i.m365sync_plugin_matching_plugin()
+                    .call_describe(&mut store)
+                    .map(lean::descriptor)
             }),
         };
-        let descriptor = result.map_err(|e| Self::classify(ctx, &store, e))?;
+        let (descriptor, fields) = result.map_err(|e| Self::classify(ctx, &store, e))?;
         let bytes = descriptor.weigh();
         if bytes > ctx.limits.max_output_record_bytes {
             return Err(RecordError::OutputTooLarge {
@@ -416,7 +480,7 @@ impl Plugin {
                 limit: ctx.limits.max_output_record_bytes,
             });
         }
-        Ok(descriptor)
+        Ok((descriptor, fields))
     }
 
     /// Makes a fresh Store and instance and drops them (what every batch pays; for benchmarks).
@@ -426,6 +490,9 @@ impl Plugin {
             Pre::Exclusion(pre) => pre.instantiate(&mut store).map(drop),
             Pre::Mapping(pre) => pre.instantiate(&mut store).map(drop),
             Pre::Matching(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::LeanExclusion(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::LeanMapping(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::LeanMatching(pre) => pre.instantiate(&mut store).map(drop),
         };
         r.map_err(|e| RecordError::Instantiate {
             message: format!("{e:#}"),
@@ -559,50 +626,82 @@ impl Plugin {
 
     /// Exclusion: a verdict per email.
     pub fn exclude_emails(&self, ctx: &CallContext, batch: &[Email]) -> BatchOutcome<Verdict> {
-        let Pre::Exclusion(pre) = &self.pre else {
-            return self.wrong_kind(Kind::Exclusion, batch.len());
-        };
-        self.run(ctx, batch, |store, items| {
-            let i = pre.instantiate(&mut *store)?;
-            i.m365sync_plugin_exclusion_plugin()
-                .call_exclude_emails(&mut *store, items)
-        })
+        let f = self.fields;
+        match &self.pre {
+            Pre::Exclusion(pre) => self.run(ctx, batch, |store, items| {
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_exclusion_plugin()
+                    .call_exclude_emails(&mut *store, items)
+            }),
+            Pre::LeanExclusion(pre) => self.run(ctx, batch, |store, items| {
+                let lean: Vec<_> = items.iter().map(|e| lean::email(e, f)).collect();
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_exclusion_plugin()
+                    .call_exclude_emails(&mut *store, &lean)
+                    .map(answers)
+            }),
+            _ => self.wrong_kind(Kind::Exclusion, batch.len()),
+        }
     }
 
     /// Exclusion: a verdict per event.
     pub fn exclude_events(&self, ctx: &CallContext, batch: &[Event]) -> BatchOutcome<Verdict> {
-        let Pre::Exclusion(pre) = &self.pre else {
-            return self.wrong_kind(Kind::Exclusion, batch.len());
-        };
-        self.run(ctx, batch, |store, items| {
-            let i = pre.instantiate(&mut *store)?;
-            i.m365sync_plugin_exclusion_plugin()
-                .call_exclude_events(&mut *store, items)
-        })
+        let f = self.fields;
+        match &self.pre {
+            Pre::Exclusion(pre) => self.run(ctx, batch, |store, items| {
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_exclusion_plugin()
+                    .call_exclude_events(&mut *store, items)
+            }),
+            Pre::LeanExclusion(pre) => self.run(ctx, batch, |store, items| {
+                let lean: Vec<_> = items.iter().map(|e| lean::event(e, f)).collect();
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_exclusion_plugin()
+                    .call_exclude_events(&mut *store, &lean)
+                    .map(answers)
+            }),
+            _ => self.wrong_kind(Kind::Exclusion, batch.len()),
+        }
     }
 
     /// Mapping: the CRM email record per email.
     pub fn map_emails(&self, ctx: &CallContext, batch: &[Email]) -> BatchOutcome<CrmEmail> {
-        let Pre::Mapping(pre) = &self.pre else {
-            return self.wrong_kind(Kind::Mapping, batch.len());
-        };
-        self.run(ctx, batch, |store, items| {
-            let i = pre.instantiate(&mut *store)?;
-            i.m365sync_plugin_mapping_plugin()
-                .call_map_emails(&mut *store, items)
-        })
+        let f = self.fields;
+        match &self.pre {
+            Pre::Mapping(pre) => self.run(ctx, batch, |store, items| {
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_mapping_plugin()
+                    .call_map_emails(&mut *store, items)
+            }),
+            Pre::LeanMapping(pre) => self.run(ctx, batch, |store, items| {
+                let lean: Vec<_> = items.iter().map(|e| lean::email(e, f)).collect();
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_mapping_plugin()
+                    .call_map_emails(&mut *store, &lean)
+                    .map(answers)
+            }),
+            _ => self.wrong_kind(Kind::Mapping, batch.len()),
+        }
     }
 
     /// Mapping: the CRM event record per event.
     pub fn map_events(&self, ctx: &CallContext, batch: &[Event]) -> BatchOutcome<CrmEvent> {
-        let Pre::Mapping(pre) = &self.pre else {
-            return self.wrong_kind(Kind::Mapping, batch.len());
-        };
-        self.run(ctx, batch, |store, items| {
-            let i = pre.instantiate(&mut *store)?;
-            i.m365sync_plugin_mapping_plugin()
-                .call_map_events(&mut *store, items)
-        })
+        let f = self.fields;
+        match &self.pre {
+            Pre::Mapping(pre) => self.run(ctx, batch, |store, items| {
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_mapping_plugin()
+                    .call_map_events(&mut *store, items)
+            }),
+            Pre::LeanMapping(pre) => self.run(ctx, batch, |store, items| {
+                let lean: Vec<_> = items.iter().map(|e| lean::event(e, f)).collect();
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_mapping_plugin()
+                    .call_map_events(&mut *store, &lean)
+                    .map(answers)
+            }),
+            _ => self.wrong_kind(Kind::Mapping, batch.len()),
+        }
     }
 
     /// Matching: the contact matches per stored record.
@@ -611,15 +710,28 @@ impl Plugin {
         ctx: &CallContext,
         batch: &[MatchInput],
     ) -> BatchOutcome<Vec<ContactMatch>> {
-        let Pre::Matching(pre) = &self.pre else {
-            return self.wrong_kind(Kind::Matching, batch.len());
-        };
-        self.run(ctx, batch, |store, items| {
-            let i = pre.instantiate(&mut *store)?;
-            i.m365sync_plugin_matching_plugin()
-                .call_match_records(&mut *store, items)
-        })
+        let f = self.fields;
+        match &self.pre {
+            Pre::Matching(pre) => self.run(ctx, batch, |store, items| {
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_matching_plugin()
+                    .call_match_records(&mut *store, items)
+            }),
+            Pre::LeanMatching(pre) => self.run(ctx, batch, |store, items| {
+                let lean: Vec<_> = items.iter().map(|m| lean::match_input(m, f)).collect();
+                let i = pre.instantiate(&mut *store)?;
+                i.m365sync_plugin_matching_plugin()
+                    .call_match_records(&mut *store, &lean)
+                    .map(answers)
+            }),
+            _ => self.wrong_kind(Kind::Matching, batch.len()),
+        }
     }
+}
+
+/// A 0.2 plugin's answers as 0.1's types (the same shapes).
+fn answers<A: Conv<B>, B>(answers: Vec<Result<A, String>>) -> Vec<Result<B, String>> {
+    answers.into_iter().map(|a| a.map(Conv::conv)).collect()
 }
 
 /// How long a call may take at most, given the engine's tick (for messages and tests).

@@ -15,6 +15,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::host;
+use super::bindings::lean::host as lean_host;
 use super::host::HostState;
 use super::sandbox;
 use super::{Kind, Plugin, PluginError};
@@ -99,6 +100,10 @@ impl PluginEngine {
         let engine = Engine::new(&wasm).map_err(|e| PluginError::Engine(e.to_string()))?;
 
         let mut linker = Linker::<HostState>::new(&engine);
+        // Both contract minors' host interfaces (`host@0.1.0` and `host@0.2.0`): one linker
+        // serves 0.1 and 0.2 plugins side by side.
+        lean_host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
         host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
         sandbox::add_wasi_to_linker(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;

@@ -12,6 +12,7 @@
 //! | [`limits`] | per-call bounds and the memory limiter |
 //! | [`bindings`] | typed calls per world (`bindgen!`) |
 //! | [`host`] | the host imports, scoped to one tenant |
+//! | [`lean`] | contract 0.2: records projected onto the parts a plugin declared |
 //! | [`call`] | loading a plugin and running a batch with per-record results |
 //! | [`cases`] | case files: run a plugin on inputs and diff against expected outputs |
 //! | [`builtin`] | the default plugins, embedded in the binary |
@@ -27,6 +28,7 @@ pub mod call;
 pub mod cases;
 pub mod engine;
 pub mod host;
+pub mod lean;
 pub mod limits;
 pub mod sandbox;
 pub mod scaffold;
@@ -88,12 +90,53 @@ impl std::str::FromStr for Kind {
     }
 }
 
-/// The contract's WIT package; with [`CONTRACT_MAJOR_MINOR`], the contract version this host
-/// serves: `m365sync:plugin@0.1.x`.
+/// The contract's WIT package; with [`Contract`], the contract versions this host serves:
+/// `m365sync:plugin@0.1.x` and `@0.2.x`.
 pub const CONTRACT_PACKAGE: &str = "m365sync:plugin";
-/// The contract's major and minor version: a plugin built against any `0.1.x` is accepted, one
-/// importing or exporting another version is refused ([`PluginError::IncompatibleVersion`]).
-pub const CONTRACT_MAJOR_MINOR: (u64, u64) = (0, 1);
+
+/// A minor version of the contract this host serves. A plugin built against any patch of one
+/// is accepted; one importing or exporting another version is refused
+/// ([`PluginError::IncompatibleVersion`]). Older minors stay served beside the newest, so an
+/// installed plugin never stops working because the host was upgraded (`wit/README.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Contract {
+    /// `0.1`: whole records (`wit/0.1/plugin.wit`).
+    #[serde(rename = "0.1")]
+    V0_1,
+    /// `0.2`: lean records, only the parts a plugin declares (`wit/plugin.wit`, [`lean`]).
+    #[serde(rename = "0.2")]
+    V0_2,
+}
+
+impl Contract {
+    /// Every minor served, oldest first.
+    pub const ALL: [Contract; 2] = [Contract::V0_1, Contract::V0_2];
+
+    /// The newest minor: what `plugin new` scaffolds and the default plugins speak.
+    pub const NEWEST: Contract = Contract::V0_2;
+
+    /// Major and minor.
+    pub fn major_minor(self) -> (u64, u64) {
+        match self {
+            Contract::V0_1 => (0, 1),
+            Contract::V0_2 => (0, 2),
+        }
+    }
+
+    /// The minor a semver version belongs to, if this host serves it.
+    pub fn of(version: &semver::Version) -> Option<Contract> {
+        Contract::ALL
+            .into_iter()
+            .find(|c| c.major_minor() == (version.major, version.minor))
+    }
+}
+
+impl std::fmt::Display for Contract {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (major, minor) = self.major_minor();
+        write!(f, "{major}.{minor}")
+    }
+}
 
 /// Why a plugin could not be loaded or called at all (per-record failures are [`RecordError`]).
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +159,11 @@ pub enum PluginError {
     Compile(String),
     /// The component imports interfaces outside the sandbox's allow-list (see [`sandbox`]);
     /// every such import is named, so the author sees them all at once.
-    #[error("the plugin imports interfaces outside the sandbox: {}; a plugin may import only m365sync:plugin/host@0.1.x and WASI cli, io, clocks and random (no filesystem, sockets, http or environment)", .0.join(", "))]
+    #[error("the plugin imports interfaces outside the sandbox: {}; a plugin may import only m365sync:plugin/host@0.1.x or @0.2.x and WASI cli, io, clocks and random (no filesystem, sockets, http or environment)", .0.join(", "))]
     ForbiddenImports(Vec<String>),
     /// The component imports or exports the contract at a version other than
-    /// [`CONTRACT_MAJOR_MINOR`].
-    #[error("the plugin is built against an incompatible contract: {found}; this host serves {CONTRACT_PACKAGE}@0.1.x")]
+    /// a [`Contract`] this host serves.
+    #[error("the plugin is built against an incompatible contract: {found}; this host serves {CONTRACT_PACKAGE}@0.1.x and @0.2.x")]
     IncompatibleVersion {
         /// The first import or export at another version, as the component names it.
         found: String,

@@ -3,7 +3,8 @@
 //! A component is checked before it is ever instantiated:
 //! - every import must be on the allow-list below, or it is refused with the names of all the
 //!   imports that are not ([`PluginError::ForbiddenImports`]);
-//! - it must export the interface of the expected world at a `0.1.x` version of the contract
+//! - it must export the interface of the expected world at a version of the contract this host
+//!   serves (`0.1.x` or `0.2.x`, [`Contract`])
 //!   ([`PluginError::WrongWorld`], [`PluginError::IncompatibleVersion`]).
 //!
 //! The allow-list is the contract's `host` interface plus the WASI interfaces that Rust's
@@ -34,7 +35,7 @@ use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{OutputStream, StreamError};
 
 use super::host::HostState;
-use super::{Kind, PluginError, CONTRACT_MAJOR_MINOR, CONTRACT_PACKAGE};
+use super::{Contract, Kind, PluginError, CONTRACT_PACKAGE};
 
 /// WASI interfaces (package/interface) a plugin may import, at any 0.2.x version.
 const WASI_ALLOWED: &[&str] = &[
@@ -69,9 +70,12 @@ fn split(name: &str) -> (&str, Option<semver::Version>) {
     }
 }
 
+fn contract_of(v: &Option<semver::Version>) -> Option<Contract> {
+    v.as_ref().and_then(Contract::of)
+}
+
 fn is_contract_version(v: &Option<semver::Version>) -> bool {
-    v.as_ref()
-        .is_some_and(|v| (v.major, v.minor) == CONTRACT_MAJOR_MINOR)
+    contract_of(v).is_some()
 }
 
 /// The component's imports that are outside the allow-list; an empty list means allowed.
@@ -103,8 +107,9 @@ fn forbidden_imports(component: &Component) -> (Vec<String>, Vec<String>) {
     (forbidden, other_version)
 }
 
-/// Checks imports and exports of `component` for a plugin of `kind`.
-pub fn check(component: &Component, kind: Kind) -> Result<(), PluginError> {
+/// Checks imports and exports of `component` for a plugin of `kind`; answers the contract
+/// version its export speaks.
+pub fn check(component: &Component, kind: Kind) -> Result<Contract, PluginError> {
     let (forbidden, other_version) = forbidden_imports(component);
     let engine = component.engine();
     let exports: Vec<String> = component
@@ -127,13 +132,13 @@ pub fn check(component: &Component, kind: Kind) -> Result<(), PluginError> {
     if !forbidden.is_empty() {
         return Err(PluginError::ForbiddenImports(forbidden));
     }
-    if ours.is_none() {
-        return Err(PluginError::WrongWorld {
+    match ours.and_then(|e| contract_of(&split(e).1)) {
+        Some(contract) => Ok(contract),
+        None => Err(PluginError::WrongWorld {
             expected: kind,
             found: exports,
-        });
+        }),
     }
-    Ok(())
 }
 
 /// stdout or stderr of a plugin: keeps the first `capacity` bytes and silently drops the rest.

@@ -14,3 +14,6 @@ pub const FUTURE_VERSION: &str = env!("M365SYNC_WASM_FUTURE_VERSION");
 /// fails subjects containing `unmappable` (`tests/plugins/remap`): the live mapping shadow's
 /// candidate.
 pub const REMAP: &str = env!("M365SYNC_WASM_REMAP");
+/// An exclusion plugin of contract 0.2 that declares no fields and keeps everything
+/// (`tests/plugins/noop`): the 0.2 side of the tests that run both contract versions.
+pub const NOOP_V0_2: &str = env!("M365SYNC_WASM_NOOP");

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use bindings::exports::m365sync::plugin::matching_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
-    AddressRole, ConfigOption, ContactMatch, Descriptor, LogLevel, MatchField, MatchInput,
+    AddressRole, ConfigOption, ContactMatch, Descriptor, Fields, LogLevel, MatchField, MatchInput,
     PluginKind,
 };
 
@@ -64,6 +64,8 @@ impl Guest for Plugin {
                     .into(),
                 default: Some("true".into()),
             }],
+            // A match input is always whole; display names are not needed (contract 0.2).
+            fields: Fields::empty(),
         }
     }
 

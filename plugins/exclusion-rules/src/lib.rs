@@ -16,7 +16,7 @@ pub mod rules;
 use bindings::exports::m365sync::plugin::exclusion_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
-    ConfigOption, Decision, Descriptor, Email, Event, PluginKind, Verdict,
+    ConfigOption, Decision, Descriptor, Email, Event, Fields, PluginKind, Verdict,
 };
 use rules::{Compiled, Outcome, RecordView};
 
@@ -108,6 +108,9 @@ impl Guest for Plugin {
                     .into(),
                 default: Some("true".into()),
             }],
+            // What the rules read (contract 0.2): the user whose rules apply, the subject and
+            // the addresses; nothing else is handed over.
+            fields: Fields::USER | Fields::SUBJECT | Fields::ADDRESSES,
         }
     }
 
@@ -117,9 +120,10 @@ impl Guest for Plugin {
             .iter()
             .map(|e| {
                 let view = RecordView::new(
-                    &e.subject,
+                    e.subject.as_deref().unwrap_or_default(),
                     e.addresses
                         .iter()
+                        .flatten()
                         .map(|a| (rules::role_of(a.role), &*a.email)),
                 );
                 Ok(cache.decide(&e.user, &view))
@@ -136,8 +140,12 @@ impl Guest for Plugin {
                 let attendees = e
                     .attendees
                     .iter()
+                    .flatten()
                     .map(|a| (rules::Role::Recipient, &*a.email));
-                let view = RecordView::new(&e.subject, organizer.chain(attendees));
+                let view = RecordView::new(
+                    e.subject.as_deref().unwrap_or_default(),
+                    organizer.chain(attendees),
+                );
                 Ok(cache.decide(&e.user, &view))
             })
             .collect()

@@ -12,7 +12,8 @@ use bindings::exports::m365sync::plugin::mapping_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
     AddressRole, AttendeeKind, AttendeeStatus, Body, BodyType, ConfigOption, CrmAttendee, CrmEmail,
-    CrmEvent, Descriptor, Email, Event, PluginKind, Response, Sensitivity, ShowAs, ShowTimeAs,
+    CrmEvent, Descriptor, Email, Event, Fields, PluginKind, Response, Sensitivity, ShowAs,
+    ShowTimeAs,
 };
 
 struct Plugin;
@@ -20,7 +21,27 @@ struct Plugin;
 /// C7: at most this many attendees, the first ones alphabetically.
 const DEFAULT_MAX_ATTENDEES: usize = 50;
 
-fn plain(body: &Body) -> String {
+/// What the mapping reads (contract 0.2): nearly everything but headers, folder, preview and
+/// the user; display names for the attendees.
+fn fields() -> Fields {
+    Fields::MAILBOX
+        | Fields::ADDRESSES
+        | Fields::NAMES
+        | Fields::SUBJECT
+        | Fields::BODY
+        | Fields::DATES
+        | Fields::CATEGORIES
+        | Fields::ATTACHMENTS
+        | Fields::THREAD
+        | Fields::LOCATION
+        | Fields::RECURRENCE
+        | Fields::ONLINE_MEETING
+}
+
+fn plain(body: &Option<Body>) -> String {
+    let Some(body) = body else {
+        return String::new();
+    };
     match body.content_type {
         BodyType::Html => html::to_text(&body.content),
         BodyType::Text => body.content.trim().to_string(),
@@ -31,7 +52,7 @@ fn map_email(e: Email) -> CrmEmail {
     let mut from = None;
     let mut sender = None;
     let (mut to, mut cc, mut bcc) = (Vec::new(), Vec::new(), Vec::new());
-    for a in e.addresses {
+    for a in e.addresses.into_iter().flatten() {
         match a.role {
             AddressRole::From => from = from.or(Some(a.email)),
             AddressRole::Sender => sender = sender.or(Some(a.email)),
@@ -46,19 +67,19 @@ fn map_email(e: Email) -> CrmEmail {
         external_id: e.id,
         internet_message_id: e.internet_message_id,
         conversation_id: e.conversation_id,
-        mailbox: e.mailbox,
+        mailbox: e.mailbox.unwrap_or_default(),
         direction: e.direction,
         from: from.or(sender),
         to,
         cc,
         bcc,
-        subject: e.subject,
+        subject: e.subject.unwrap_or_default(),
         sent: e.sent,
         received: e.received,
         importance: e.importance,
-        categories: e.categories,
-        attachment_count: e.attachments.len() as u32,
-        attachment_bytes: e.attachments.iter().map(|a| a.size).sum(),
+        categories: e.categories.unwrap_or_default(),
+        attachment_count: e.attachments.iter().flatten().count() as u32,
+        attachment_bytes: e.attachments.iter().flatten().map(|a| a.size).sum(),
     }
 }
 
@@ -84,27 +105,29 @@ fn show_time_as(s: ShowAs) -> ShowTimeAs {
 
 fn map_event(e: Event, max_attendees: usize) -> Result<CrmEvent, String> {
     let private = e.sensitivity == Sensitivity::Private;
+    let (start, end) = (e.start.unwrap_or_default(), e.end.unwrap_or_default());
     let reminder_at = match e.reminder_minutes_before_start {
         Some(minutes) => Some(
-            time::minus_minutes(&e.start, minutes)
-                .map_err(|err| format!("start {:?}: {err}", e.start))?,
+            time::minus_minutes(&start, minutes)
+                .map_err(|err| format!("start {start:?}: {err}"))?,
         ),
         None => None,
     };
-    let start = time::normalize(&e.start).map_err(|err| format!("start {:?}: {err}", e.start))?;
-    let end = time::normalize(&e.end).map_err(|err| format!("end {:?}: {err}", e.end))?;
+    let start = time::normalize(&start).map_err(|err| format!("start {start:?}: {err}"))?;
+    let end = time::normalize(&end).map_err(|err| format!("end {end:?}: {err}"))?;
     // C7: private events sync without attendees; at most `max_attendees`, alphabetically.
     let mut attendees: Vec<CrmAttendee> = if private {
         Vec::new()
     } else {
         e.attendees
             .into_iter()
+            .flatten()
             .filter(|a| a.kind != AttendeeKind::Resource)
             .map(|a| CrmAttendee {
                 status: status(a.response),
                 optional: a.kind == AttendeeKind::Optional,
                 email: a.email,
-                name: a.name,
+                name: a.name.unwrap_or_default(),
             })
             .collect()
     };
@@ -115,14 +138,19 @@ fn map_event(e: Event, max_attendees: usize) -> Result<CrmEvent, String> {
     Ok(CrmEvent {
         description: plain(&e.body),
         external_id: e.id,
-        subject: e.subject,
+        subject: e.subject.unwrap_or_default(),
         all_day: e.is_all_day,
         start,
         end,
         assigned_to: e.organizer.map(|o| o.email),
         attendees,
-        location: e.location,
-        resources: e.locations.into_iter().filter_map(|l| l.email).collect(),
+        location: e.location.unwrap_or_default(),
+        resources: e
+            .locations
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.email)
+            .collect(),
         recurring: e.recurrence,
         private,
         reminder_set: e.reminder_minutes_before_start.is_some(),
@@ -145,6 +173,7 @@ impl Guest for Plugin {
                 description: "attendees kept per event, the first alphabetically (C7)".into(),
                 default: Some(DEFAULT_MAX_ATTENDEES.to_string()),
             }],
+            fields: fields(),
         }
     }
 

@@ -8,7 +8,7 @@
 // The plugin runs in a sandbox with no files, network or console: `console.log` writes nowhere,
 // so log through `log('info', '...')`, which goes to the tenant's log.
 
-import { config, internalDomains } from 'm365sync:plugin/host@0.1.0';
+import { config, internalDomains } from 'm365sync:plugin/host@0.2.0';
 
 const NAME = '{{name}}';
 const VERSION = '0.1.0';
@@ -73,6 +73,9 @@ export const exclusionPlugin = {
           default: undefined,
         },
       ],
+      // The parts of a record this plugin reads; the host hands over only these (any other
+      // field arrives as undefined). Add a part here before reading it.
+      fields: { subject: true, addresses: true },
     };
   },
 
@@ -82,7 +85,7 @@ export const exclusionPlugin = {
     return each(
       batch,
       () => new Policy(),
-      (policy, e) => policy.decide(e.subject, e.addresses.map((a) => a.email)),
+      (policy, e) => policy.decide(e.subject ?? '', (e.addresses ?? []).map((a) => a.email)),
     );
   },
 
@@ -92,8 +95,8 @@ export const exclusionPlugin = {
       () => new Policy(),
       (policy, e) => {
         const addresses = e.organizer != null ? [e.organizer.email] : [];
-        for (const a of e.attendees) addresses.push(a.email);
-        return policy.decide(e.subject, addresses);
+        for (const a of e.attendees ?? []) addresses.push(a.email);
+        return policy.decide(e.subject ?? '', addresses);
       },
     );
   },

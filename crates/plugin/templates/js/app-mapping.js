@@ -5,14 +5,32 @@
 // reminder's date is left for you to compute from `start` and the minutes.
 //
 // The plugin runs in a sandbox with no files, network or console: `console.log` writes nowhere,
-// so log through `log('info', '...')` from 'm365sync:plugin/host@0.1.0', which goes to the
+// so log through `log('info', '...')` from 'm365sync:plugin/host@0.2.0', which goes to the
 // tenant's log. 64-bit numbers of the contract (`u64`: attachment sizes) are BigInts.
 
 const NAME = '{{name}}';
 const VERSION = '0.1.0';
 
+// The parts of a record this plugin reads; the host hands over only these (any other field
+// arrives as undefined). A part left out here costs nothing per record.
+const FIELDS = {
+  mailbox: true,
+  addresses: true,
+  names: true,
+  subject: true,
+  body: true,
+  preview: true,
+  dates: true,
+  categories: true,
+  attachments: true,
+  thread: true,
+  location: true,
+  recurrence: true,
+  onlineMeeting: true,
+};
+
 function text(body, preview) {
-  return (body.contentType === 'text' ? body.content : preview).trim();
+  return (body?.contentType === 'text' ? body.content : preview).trim();
 }
 
 function status(response) {
@@ -22,26 +40,27 @@ function status(response) {
 }
 
 function mapEmail(e) {
-  const withRole = (...roles) => e.addresses.filter((a) => roles.includes(a.role)).map((a) => a.email);
+  const withRole = (...roles) =>
+    (e.addresses ?? []).filter((a) => roles.includes(a.role)).map((a) => a.email);
   const senders = [...withRole('from'), ...withRole('sender')];
   return {
     externalId: e.id,
     internetMessageId: e.internetMessageId,
     conversationId: e.conversationId,
-    mailbox: e.mailbox,
+    mailbox: e.mailbox ?? '',
     direction: e.direction,
     from: senders[0],
     to: withRole('to'),
     cc: withRole('cc'),
     bcc: withRole('bcc'),
-    subject: e.subject,
-    description: text(e.body, e.preview),
+    subject: e.subject ?? '',
+    description: text(e.body, e.preview ?? ''),
     sent: e.sent,
     received: e.received,
     importance: e.importance,
-    categories: [...e.categories],
-    attachmentCount: e.attachments.length,
-    attachmentBytes: e.attachments.reduce((sum, a) => sum + BigInt(a.size), 0n),
+    categories: [...(e.categories ?? [])],
+    attachmentCount: (e.attachments ?? []).length,
+    attachmentBytes: (e.attachments ?? []).reduce((sum, a) => sum + BigInt(a.size), 0n),
   };
 }
 
@@ -49,20 +68,20 @@ function mapEvent(e) {
   const show = e.showAs === 'free' ? 'free' : e.showAs === 'oof' ? 'out-of-office' : 'busy';
   return {
     externalId: e.id,
-    subject: e.subject,
+    subject: e.subject ?? '',
     description: text(e.body, ''),
     allDay: e.isAllDay,
-    start: e.start,
-    end: e.end,
+    start: e.start ?? '',
+    end: e.end ?? '',
     assignedTo: e.organizer?.email,
-    attendees: e.attendees.map((a) => ({
+    attendees: (e.attendees ?? []).map((a) => ({
       email: a.email,
-      name: a.name,
+      name: a.name ?? '',
       status: status(a.response),
       optional: a.kind === 'optional',
     })),
-    location: e.location,
-    resources: e.locations.filter((l) => l.email != null).map((l) => l.email),
+    location: e.location ?? '',
+    resources: (e.locations ?? []).filter((l) => l.email != null).map((l) => l.email),
     recurring: e.recurrence,
     private: e.sensitivity === 'private' || e.sensitivity === 'confidential',
     reminderSet: e.reminderMinutesBeforeStart != null,
@@ -102,7 +121,7 @@ function each(batch, setup, answer) {
 // { tag: 'ok', val: record } or { tag: 'err', val: 'why' } (an error fails that record only).
 export const mappingPlugin = {
   describe() {
-    return { name: NAME, version: VERSION, kind: 'mapping', config: [] };
+    return { name: NAME, version: VERSION, kind: 'mapping', config: [], fields: FIELDS };
   },
 
   mapEmails(batch) {

@@ -5,7 +5,7 @@
 // The plugin runs in a sandbox with no files, network or console: `console.log` writes nowhere,
 // so log through `log('info', '...')`, which goes to the tenant's log.
 
-import { contactsByEmail, syncUsers } from 'm365sync:plugin/host@0.1.0';
+import { contactsByEmail, syncUsers } from 'm365sync:plugin/host@0.2.0';
 
 const NAME = '{{name}}';
 const VERSION = '0.1.0';
@@ -78,7 +78,8 @@ function each(batch, setup, answer) {
 // { tag: 'ok', val: matches } or { tag: 'err', val: 'why' } (an error fails that record only).
 export const matchingPlugin = {
   describe() {
-    return { name: NAME, version: VERSION, kind: 'matching', config: [] };
+    // A match input is always whole; `names: true` would add display names.
+    return { name: NAME, version: VERSION, kind: 'matching', config: [], fields: {} };
   },
 
   matchRecords(batch) {

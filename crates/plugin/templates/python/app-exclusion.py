@@ -22,6 +22,7 @@ from wit_world.imports.types import (
     Descriptor,
     Email,
     Event,
+    Fields,
     PluginKind,
     Verdict,
 )
@@ -64,17 +65,20 @@ class ExclusionPlugin(exports.ExclusionPlugin):
                     default=None,
                 )
             ],
+            # The parts of a record this plugin reads; the host hands over only these (any
+            # other field arrives as None). Add a part here before reading it.
+            fields=Fields.SUBJECT | Fields.ADDRESSES,
         )
 
     def exclude_emails(self, batch: List[Email]) -> List[Result[Verdict, str]]:
         policy = _Policy()
-        return [policy.decide(e.subject, (a.email for a in e.addresses)) for e in batch]
+        return [policy.decide(e.subject or "", (a.email for a in e.addresses or [])) for e in batch]
 
     def exclude_events(self, batch: List[Event]) -> List[Result[Verdict, str]]:
         policy = _Policy()
         out = []
         for e in batch:
             addresses = [e.organizer.email] if e.organizer is not None else []
-            addresses += [a.email for a in e.attendees]
-            out.append(policy.decide(e.subject, addresses))
+            addresses += [a.email for a in e.attendees or []]
+            out.append(policy.decide(e.subject or "", addresses))
         return out

@@ -10,7 +10,7 @@ at the top of a file (they are loaded when the component is built: an import whi
 looks for files and fails the record).
 """
 
-from typing import List
+from typing import List, Optional
 
 from componentize_py_types import Ok, Result
 from wit_world import exports
@@ -26,6 +26,7 @@ from wit_world.imports.types import (
     Descriptor,
     Email,
     Event,
+    Fields,
     PluginKind,
     Response,
     Sensitivity,
@@ -37,8 +38,29 @@ NAME = "{{name}}"
 VERSION = "0.1.0"
 
 
-def _text(body: Body, preview: str) -> str:
-    return (body.content if body.content_type == BodyType.TEXT else preview).strip()
+# The parts of a record this plugin reads; the host hands over only these (any other field
+# arrives as None). A part left out here costs nothing per record.
+FIELDS = (
+    Fields.MAILBOX
+    | Fields.ADDRESSES
+    | Fields.NAMES
+    | Fields.SUBJECT
+    | Fields.BODY
+    | Fields.PREVIEW
+    | Fields.DATES
+    | Fields.CATEGORIES
+    | Fields.ATTACHMENTS
+    | Fields.THREAD
+    | Fields.LOCATION
+    | Fields.RECURRENCE
+    | Fields.ONLINE_MEETING
+)
+
+
+def _text(body: Optional[Body], preview: str) -> str:
+    if body is not None and body.content_type == BodyType.TEXT:
+        return body.content.strip()
+    return preview.strip()
 
 
 def _status(response: Response) -> AttendeeStatus:
@@ -51,27 +73,27 @@ def _status(response: Response) -> AttendeeStatus:
 
 def _map_email(e: Email) -> CrmEmail:
     def with_role(*roles: AddressRole) -> List[str]:
-        return [a.email for a in e.addresses if a.role in roles]
+        return [a.email for a in e.addresses or [] if a.role in roles]
 
     senders = with_role(AddressRole.FROM) + with_role(AddressRole.SENDER)
     return CrmEmail(
         external_id=e.id,
         internet_message_id=e.internet_message_id,
         conversation_id=e.conversation_id,
-        mailbox=e.mailbox,
+        mailbox=e.mailbox or "",
         direction=e.direction,
         from_=senders[0] if senders else None,
         to=with_role(AddressRole.TO),
         cc=with_role(AddressRole.CC),
         bcc=with_role(AddressRole.BCC),
-        subject=e.subject,
-        description=_text(e.body, e.preview),
+        subject=e.subject or "",
+        description=_text(e.body, e.preview or ""),
         sent=e.sent,
         received=e.received,
         importance=e.importance,
-        categories=list(e.categories),
-        attachment_count=len(e.attachments),
-        attachment_bytes=sum(a.size for a in e.attachments),
+        categories=list(e.categories or []),
+        attachment_count=len(e.attachments or []),
+        attachment_bytes=sum(a.size for a in e.attachments or []),
     )
 
 
@@ -84,23 +106,23 @@ def _map_event(e: Event) -> CrmEvent:
         show = ShowTimeAs.BUSY
     return CrmEvent(
         external_id=e.id,
-        subject=e.subject,
+        subject=e.subject or "",
         description=_text(e.body, ""),
         all_day=e.is_all_day,
-        start=e.start,
-        end=e.end,
+        start=e.start or "",
+        end=e.end or "",
         assigned_to=e.organizer.email if e.organizer is not None else None,
         attendees=[
             CrmAttendee(
                 email=a.email,
-                name=a.name,
+                name=a.name or "",
                 status=_status(a.response),
                 optional=a.kind == AttendeeKind.OPTIONAL,
             )
-            for a in e.attendees
+            for a in e.attendees or []
         ],
-        location=e.location,
-        resources=[l.email for l in e.locations if l.email is not None],
+        location=e.location or "",
+        resources=[l.email for l in e.locations or [] if l.email is not None],
         recurring=e.recurrence,
         private=e.sensitivity in (Sensitivity.PRIVATE, Sensitivity.CONFIDENTIAL),
         reminder_set=e.reminder_minutes_before_start is not None,
@@ -114,7 +136,9 @@ def _map_event(e: Event) -> CrmEvent:
 
 class MappingPlugin(exports.MappingPlugin):
     def describe(self) -> Descriptor:
-        return Descriptor(name=NAME, version=VERSION, kind=PluginKind.MAPPING, config=[])
+        return Descriptor(
+            name=NAME, version=VERSION, kind=PluginKind.MAPPING, config=[], fields=FIELDS
+        )
 
     def map_emails(self, batch: List[Email]) -> List[Result[CrmEmail, str]]:
         return [Ok(_map_email(e)) for e in batch]

@@ -17,6 +17,7 @@ from wit_world.imports.types import (
     Contact,
     ContactMatch,
     Descriptor,
+    Fields,
     MatchField,
     MatchInput,
     PluginKind,
@@ -71,7 +72,10 @@ def _match(record: MatchInput) -> List[ContactMatch]:
 
 class MatchingPlugin(exports.MatchingPlugin):
     def describe(self) -> Descriptor:
-        return Descriptor(name=NAME, version=VERSION, kind=PluginKind.MATCHING, config=[])
+        # A match input is always whole; Fields.NAMES would add display names.
+        return Descriptor(
+            name=NAME, version=VERSION, kind=PluginKind.MATCHING, config=[], fields=Fields(0)
+        )
 
     def match_records(self, batch: List[MatchInput]) -> List[Result[List[ContactMatch], str]]:
         return [Ok(_match(r)) for r in batch]

@@ -12,7 +12,7 @@ mod bindings {
 use bindings::exports::m365sync::plugin::exclusion_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
-    ConfigOption, Decision, Descriptor, Email, Event, PluginKind, Verdict,
+    ConfigOption, Decision, Descriptor, Email, Event, Fields, PluginKind, Verdict,
 };
 
 struct Plugin;
@@ -77,6 +77,9 @@ impl Guest for Plugin {
                 description: "drop records whose subject contains this text".into(),
                 default: None,
             }],
+            // The parts of a record this plugin reads; the host hands over only these (any
+            // other field arrives as `None`). Add a part here before reading it.
+            fields: Fields::SUBJECT | Fields::ADDRESSES,
         }
     }
 
@@ -85,8 +88,8 @@ impl Guest for Plugin {
         batch
             .iter()
             .map(|e| {
-                let addresses = e.addresses.iter().map(|a| a.email.as_str());
-                Ok(policy.decide(&e.subject, addresses))
+                let addresses = e.addresses.iter().flatten().map(|a| a.email.as_str());
+                Ok(policy.decide(e.subject.as_deref().unwrap_or_default(), addresses))
             })
             .collect()
     }
@@ -97,8 +100,9 @@ impl Guest for Plugin {
             .iter()
             .map(|e| {
                 let organizer = e.organizer.iter().map(|o| o.email.as_str());
-                let attendees = e.attendees.iter().map(|a| a.email.as_str());
-                Ok(policy.decide(&e.subject, organizer.chain(attendees)))
+                let attendees = e.attendees.iter().flatten().map(|a| a.email.as_str());
+                let subject = e.subject.as_deref().unwrap_or_default();
+                Ok(policy.decide(subject, organizer.chain(attendees)))
             })
             .collect()
     }

@@ -11,15 +11,15 @@ mod bindings {
 use bindings::exports::m365sync::plugin::mapping_plugin::Guest;
 use bindings::m365sync::plugin::types::{
     AddressRole, AttendeeKind, AttendeeStatus, Body, BodyType, CrmAttendee, CrmEmail, CrmEvent,
-    Descriptor, Email, Event, PluginKind, Response, Sensitivity, ShowAs, ShowTimeAs,
+    Descriptor, Email, Event, Fields, PluginKind, Response, Sensitivity, ShowAs, ShowTimeAs,
 };
 
 struct Plugin;
 
-fn text(body: &Body, preview: &str) -> String {
-    match body.content_type {
-        BodyType::Text => body.content.trim().to_string(),
-        BodyType::Html => preview.trim().to_string(),
+fn text(body: &Option<Body>, preview: &str) -> String {
+    match body {
+        Some(b) if b.content_type == BodyType::Text => b.content.trim().to_string(),
+        _ => preview.trim().to_string(),
     }
 }
 
@@ -37,6 +37,7 @@ fn map_email(e: &Email) -> CrmEmail {
     let with_role = |role: AddressRole| -> Vec<String> {
         e.addresses
             .iter()
+            .flatten()
             .filter(|a| a.role == role)
             .map(|a| a.email.clone())
             .collect()
@@ -49,44 +50,50 @@ fn map_email(e: &Email) -> CrmEmail {
         external_id: e.id.clone(),
         internet_message_id: e.internet_message_id.clone(),
         conversation_id: e.conversation_id.clone(),
-        mailbox: e.mailbox.clone(),
+        mailbox: e.mailbox.clone().unwrap_or_default(),
         direction: e.direction,
         from,
         to: with_role(AddressRole::To),
         cc: with_role(AddressRole::Cc),
         bcc: with_role(AddressRole::Bcc),
-        subject: e.subject.clone(),
-        description: text(&e.body, &e.preview),
+        subject: e.subject.clone().unwrap_or_default(),
+        description: text(&e.body, e.preview.as_deref().unwrap_or_default()),
         sent: e.sent.clone(),
         received: e.received.clone(),
         importance: e.importance,
-        categories: e.categories.clone(),
-        attachment_count: e.attachments.len() as u32,
-        attachment_bytes: e.attachments.iter().map(|a| a.size).sum(),
+        categories: e.categories.clone().unwrap_or_default(),
+        attachment_count: e.attachments.iter().flatten().count() as u32,
+        attachment_bytes: e.attachments.iter().flatten().map(|a| a.size).sum(),
     }
 }
 
 fn map_event(e: &Event) -> CrmEvent {
     CrmEvent {
         external_id: e.id.clone(),
-        subject: e.subject.clone(),
+        subject: e.subject.clone().unwrap_or_default(),
         description: text(&e.body, ""),
         all_day: e.is_all_day,
-        start: e.start.clone(),
-        end: e.end.clone(),
+        start: e.start.clone().unwrap_or_default(),
+        end: e.end.clone().unwrap_or_default(),
         assigned_to: e.organizer.as_ref().map(|o| o.email.clone()),
         attendees: e
             .attendees
             .iter()
+            .flatten()
             .map(|a| CrmAttendee {
                 email: a.email.clone(),
-                name: a.name.clone(),
+                name: a.name.clone().unwrap_or_default(),
                 status: status(a.response),
                 optional: a.kind == AttendeeKind::Optional,
             })
             .collect(),
-        location: e.location.clone(),
-        resources: e.locations.iter().filter_map(|l| l.email.clone()).collect(),
+        location: e.location.clone().unwrap_or_default(),
+        resources: e
+            .locations
+            .iter()
+            .flatten()
+            .filter_map(|l| l.email.clone())
+            .collect(),
         recurring: e.recurrence.clone(),
         private: matches!(
             e.sensitivity,
@@ -115,6 +122,21 @@ impl Guest for Plugin {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Mapping,
             config: Vec::new(),
+            // The parts of a record this plugin reads; the host hands over only these (any
+            // other field arrives as `None`). A part left out here costs nothing per record.
+            fields: Fields::MAILBOX
+                | Fields::ADDRESSES
+                | Fields::NAMES
+                | Fields::SUBJECT
+                | Fields::BODY
+                | Fields::PREVIEW
+                | Fields::DATES
+                | Fields::CATEGORIES
+                | Fields::ATTACHMENTS
+                | Fields::THREAD
+                | Fields::LOCATION
+                | Fields::RECURRENCE
+                | Fields::ONLINE_MEETING,
         }
     }
 

@@ -9,7 +9,7 @@ mod bindings {
 use bindings::exports::m365sync::plugin::matching_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
-    Contact, ContactMatch, Descriptor, MatchField, MatchInput, PluginKind,
+    Contact, ContactMatch, Descriptor, Fields, MatchField, MatchInput, PluginKind,
 };
 
 struct Plugin;
@@ -82,6 +82,8 @@ impl Guest for Plugin {
             version: env!("CARGO_PKG_VERSION").into(),
             kind: PluginKind::Matching,
             config: Vec::new(),
+            // A match input is always whole; `Fields::NAMES` would add display names.
+            fields: Fields::empty(),
         }
     }
 

@@ -2,7 +2,7 @@
 //! its component imports wasi:filesystem and wasi:sockets. The host must refuse it at load.
 
 mod bindings {
-    wit_bindgen::generate!({ world: "exclusion", path: "../../../wit" });
+    wit_bindgen::generate!({ world: "exclusion", path: "../../../wit/0.1" });
 }
 
 use bindings::exports::m365sync::plugin::exclusion_plugin::Guest;

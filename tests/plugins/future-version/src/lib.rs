@@ -1,4 +1,4 @@
-//! An exclusion plugin built against `m365sync:plugin@0.2.0`: a host serving 0.1.x refuses it.
+//! An exclusion plugin built against `m365sync:plugin@0.9.0`: a host serving 0.1.x and 0.2.x refuses it.
 
 mod bindings {
     wit_bindgen::generate!({ world: "exclusion", path: "wit" });

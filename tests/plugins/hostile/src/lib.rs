@@ -5,7 +5,7 @@
 //! anything else is kept.
 
 mod bindings {
-    wit_bindgen::generate!({ world: "exclusion", path: "../../../wit" });
+    wit_bindgen::generate!({ world: "exclusion", path: "../../../wit/0.1" });
 }
 
 use bindings::exports::m365sync::plugin::exclusion_plugin::Guest;

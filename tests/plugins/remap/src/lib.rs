@@ -4,7 +4,7 @@
 //! the same way. Nothing else of the record is carried beyond what the test compares.
 
 mod bindings {
-    wit_bindgen::generate!({ world: "mapping", path: "../../../wit" });
+    wit_bindgen::generate!({ world: "mapping", path: "../../../wit/0.1" });
 }
 
 use bindings::exports::m365sync::plugin::mapping_plugin::Guest;
