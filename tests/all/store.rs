@@ -328,3 +328,127 @@ async fn runs_are_recorded_and_listed_newest_first() {
         db.drop_db().await;
     }
 }
+
+/// Turns TLS on in the local PostgreSQL if it is off (Debian's packages ship it on, with the
+/// snakeoil certificate): a self-signed certificate for 127.0.0.1 made here, in the server's
+/// data directory, owned by the server's user. Answers the certificate the server presents.
+async fn server_tls(admin: &str) -> std::path::PathBuf {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    let show = |name: &'static str| format!("SHOW {name}");
+    let ssl: String = sqlx::query_scalar(&show("ssl"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    if ssl == "on" {
+        let file: String = sqlx::query_scalar(&show("ssl_cert_file"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let data: String = sqlx::query_scalar(&show("data_directory"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        return std::path::Path::new(&data).join(file);
+    }
+    let data: String = sqlx::query_scalar(&show("data_directory"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let dir = std::path::Path::new(&data);
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.join("m365sync-test.crt"), dir.join("m365sync-test.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(dir).unwrap();
+    for p in [&cert_path, &key_path] {
+        std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for sql in [
+        format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert_path.display()),
+        format!("ALTER SYSTEM SET ssl_key_file = '{}'", key_path.display()),
+        "ALTER SYSTEM SET ssl = on".to_string(),
+        "SELECT pg_reload_conf()".to_string(),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    cert_path
+}
+
+/// Whether the store's own connection is encrypted, as the server sees it.
+async fn encrypted(store: &Store) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+/// Issue 15: TLS to PostgreSQL is compiled in. `sslmode=require` encrypts (a managed
+/// PostgreSQL that requires TLS can be used), `verify-full` checks the server's certificate
+/// and name against the root given, `disable` stays plaintext; the store works the same over
+/// each, and a certificate the root does not sign is refused in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_with_sslmode_require() {
+    let db = TestDb::postgres().await;
+    let admin = std::env::var("M365SYNC_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let cert = server_tls(&admin).await;
+    let with = |params: &str| format!("{}?{params}", db.url);
+    let require = Store::open(&with("sslmode=require"), SecretKey::generate())
+        .await
+        .unwrap_or_else(|e| panic!("sslmode=require: {e}"));
+    assert!(encrypted(&require).await, "sslmode=require is encrypted");
+    let t = require.upsert_tenant(&tenant("over-tls")).await.unwrap();
+    assert_eq!(require.tenant("acme", "over-tls").await.unwrap().id, t.id);
+
+    // verify-full, against a readable copy of the server's certificate (its own file belongs
+    // to the server's user), by the name it was made for (localhost).
+    let copy = std::env::temp_dir().join(format!("m365sync-pg-ca-{}.pem", std::process::id()));
+    std::fs::copy(&cert, &copy).unwrap();
+    let by_name = db.url.replacen("@127.0.0.1:", "@localhost:", 1);
+    let verified = Store::open(
+        &format!(
+            "{by_name}?sslmode=verify-full&sslrootcert={}",
+            copy.display()
+        ),
+        SecretKey::generate(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("sslmode=verify-full: {e}"));
+    assert!(encrypted(&verified).await);
+    assert_eq!(verified.tenants(Some("acme")).await.unwrap().len(), 1);
+
+    // A certificate the server's is not signed by is refused, naming the database.
+    let other = rcgen::generate_simple_self_signed(vec!["elsewhere.example".into()]).unwrap();
+    let wrong = std::env::temp_dir().join(format!("m365sync-pg-wrong-{}.pem", std::process::id()));
+    std::fs::write(&wrong, other.cert.pem()).unwrap();
+    let refused = Store::open(
+        &with(&format!(
+            "sslmode=verify-full&sslrootcert={}",
+            wrong.display()
+        )),
+        SecretKey::generate(),
+    )
+    .await
+    .err()
+    .expect("a server certificate the root does not sign is refused");
+    let said = refused.to_string();
+    assert!(
+        said.contains("127.0.0.1") && said.contains("TLS certificate"),
+        "{said}"
+    );
+
+    let plain = Store::open(&with("sslmode=disable"), SecretKey::generate())
+        .await
+        .unwrap();
+    assert!(!encrypted(&plain).await, "sslmode=disable stays plaintext");
+    for s in [require, verified, plain] {
+        s.pool().close().await;
+    }
+    let _ = std::fs::remove_file(copy);
+    let _ = std::fs::remove_file(wrong);
+    db.drop_db().await;
+}

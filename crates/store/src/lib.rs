@@ -391,7 +391,7 @@ fn connect_error(url: &str, backend: Backend, e: &sqlx::Error) -> StoreError {
                 Some("42501") => "grant the user CONNECT and CREATE on the database, or use another user in database_url".to_string(),
                 Some(_) => format!("see the server's log, {SET_URL}"),
                 None if matches!(e, sqlx::Error::Configuration(_)) => "fix database_url: postgres://USER:PASSWORD@HOST:PORT/DATABASE".to_string(),
-                None if matches!(e, sqlx::Error::Tls(_)) => "check the server's TLS certificate and sslmode in database_url".to_string(),
+                None if matches!(e, sqlx::Error::Tls(_)) || driver_reason.contains("certificate") => "check the server's TLS certificate, and sslmode and sslrootcert in database_url".to_string(),
                 None => "check that PostgreSQL is running and accepts connections at the host and port in database_url".to_string(),
             };
             (driver_reason, advice)
