@@ -31,6 +31,7 @@ mod plugin_scope;
 mod plugin_shadow;
 mod plugin_support;
 mod roles;
+mod scopes;
 mod service;
 mod setup_api;
 mod sim_cli;
