@@ -228,6 +228,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0016_skipped_attachments.sql"),
         include_str!("../migrations/postgres/0016_skipped_attachments.sql"),
     ),
+    (
+        17,
+        "review_index",
+        include_str!("../migrations/sqlite/0017_review_index.sql"),
+        include_str!("../migrations/postgres/0017_review_index.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
