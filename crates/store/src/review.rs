@@ -253,15 +253,16 @@ impl Store {
     ///
     /// Each of the user's mailboxes is read as ranges of the review index (migration 17:
     /// live copies by mailbox and sent time) from the page's start, newest first: a chunk of
-    /// copies (`4 x limit`, doubling up to 5,000) read from the index alone, then their emails
-    /// by id and the tests that keep one in the list (unmatched, not queued nor failed, the
-    /// sender's domain), until `limit` are found or the range ends. A page so reads about as
-    /// many rows as it shows (plus the matched ones between them) however much mail the user
-    /// has, a date filter reads only its range, and no planner (PostgreSQL's with stale
-    /// statistics among them) can choose to read the user's whole mail and sort it. A sender
-    /// domain is not in the index: a rare one still reads the whole range, chunk by chunk. An
-    /// email in several of the user's mailboxes counts once, in the first mailbox by address
-    /// (twice in one mailbox, once), so the pages of the mailboxes merge without repeats.
+    /// copies (`4 x limit`, doubling up to 5,000) read from the index alone, joined to their
+    /// emails and kept if the list shows them (unmatched, not queued nor failed, the sender's
+    /// domain), until `limit` are found or the range ends (where a chunk ends is read from the
+    /// index alone too). A page so reads about as many rows as it shows (plus the matched ones
+    /// between them) however much mail the user has, a date filter reads only its range, and
+    /// no planner (PostgreSQL's with stale statistics among them) can choose to read the
+    /// user's whole mail and sort it. A sender domain is not in the index: a rare one still
+    /// reads the whole range, chunk by chunk. An email in several of the user's mailboxes
+    /// counts once, in the first mailbox by address (twice in one mailbox, once), so the
+    /// pages of the mailboxes merge without repeats.
     pub async fn review_list(
         &self,
         user_id: i64,
@@ -287,35 +288,37 @@ impl Store {
             .bind(user_id)
             .fetch_all(self.pool())
             .await?;
-        let mut items = Vec::new();
+        let mut items: Vec<ReviewItem> = Vec::new();
         for m in &mailboxes {
             let mailbox_id: i64 = m.try_get("id")?;
             let address: String = m.try_get("address")?;
             let (mut at, mut id) = (before_at, before_id);
-            let (mut shown, mut chunk, mut previous) = (0, 4 * limit, None);
+            let mut chunk = 4 * limit;
+            // Two copies of one email in this mailbox (two folders) count once.
+            let mut seen = std::collections::HashSet::new();
+            let mut shown = 0;
             loop {
-                // The next chunk of the mailbox's copies, read alone from the index (a
-                // one-table range with its own LIMIT, so no planner can choose to read the
-                // user's whole mail and sort it), then each copy's email and whether it shows.
+                let top = last.min(at);
+                // The chunk's copies, read alone from the index (a one-table range with its
+                // own LIMIT, so no planner can choose to read the user's whole mail and sort
+                // it), then those of their emails the list shows.
                 let rows = sqlx::query(
-                    "SELECT c.email_id, c.sent_ms, e.subject, e.sender, CAST(CASE WHEN ($6 = '' OR e.sender LIKE $7)
-                         AND NOT EXISTS (SELECT 1 FROM activity_matches a WHERE a.kind = 'email' AND a.record_id = e.id)
-                         AND NOT EXISTS (SELECT 1 FROM match_queue q WHERE q.tenant_id = e.tenant_id AND q.kind = 'email' AND q.record_id = e.id)
-                         AND NOT EXISTS (SELECT 1 FROM match_failures f WHERE f.tenant_id = e.tenant_id AND f.kind = 'email' AND f.record_id = e.id)
-                         AND NOT EXISTS (SELECT 1 FROM email_mailboxes em2 CROSS JOIN mailboxes m2
-                             WHERE em2.email_id = e.id AND em2.removed = 0 AND m2.id = em2.mailbox_id AND m2.user_id = $8 AND m2.address < $9)
-                         THEN 1 ELSE 0 END AS BIGINT) AS shown
+                    "SELECT c.email_id, c.sent_ms, e.subject, e.sender
                      FROM (SELECT em.email_id, em.sent_ms FROM email_mailboxes em
                            WHERE em.mailbox_id = $1 AND em.removed = 0 AND em.sent_ms >= $2 AND em.sent_ms <= $3
                              AND (em.sent_ms < $4 OR em.email_id < $5)
                            ORDER BY em.sent_ms DESC, em.email_id DESC LIMIT $10) c
                      CROSS JOIN emails e
-                     WHERE e.id = c.email_id
-                     ORDER BY c.sent_ms DESC, c.email_id DESC",
+                     WHERE e.id = c.email_id AND ($6 = '' OR e.sender LIKE $7)
+                       AND NOT EXISTS (SELECT 1 FROM activity_matches a WHERE a.kind = 'email' AND a.record_id = e.id)
+                       AND NOT EXISTS (SELECT 1 FROM match_queue q WHERE q.tenant_id = e.tenant_id AND q.kind = 'email' AND q.record_id = e.id)
+                       AND NOT EXISTS (SELECT 1 FROM match_failures f WHERE f.tenant_id = e.tenant_id AND f.kind = 'email' AND f.record_id = e.id)
+                       AND NOT EXISTS (SELECT 1 FROM email_mailboxes em2 CROSS JOIN mailboxes m2
+                           WHERE em2.email_id = e.id AND em2.removed = 0 AND m2.id = em2.mailbox_id AND m2.user_id = $8 AND m2.address < $9)",
                 )
                 .bind(mailbox_id)
                 .bind(since)
-                .bind(last.min(at))
+                .bind(top)
                 .bind(at)
                 .bind(id)
                 .bind(domain.as_str())
@@ -327,23 +330,37 @@ impl Store {
                 .await?;
                 for r in &rows {
                     let email_id: i64 = r.try_get("email_id")?;
-                    (at, id) = (r.try_get("sent_ms")?, email_id);
-                    // Two copies of one email in this mailbox (two folders) are neighbours.
-                    if r.try_get::<i64, _>("shown")? == 1 && previous != Some(email_id) {
+                    if seen.insert(email_id) {
                         items.push(ReviewItem {
                             email_id,
                             subject: r.try_get("subject")?,
                             sender: r.try_get("sender")?,
-                            sent_ms: at,
+                            sent_ms: r.try_get("sent_ms")?,
                             mailbox: address.clone(),
                         });
                         shown += 1;
                     }
-                    previous = Some(email_id);
                 }
-                if shown >= limit || (rows.len() as i64) < chunk {
+                if shown >= limit {
                     break;
                 }
+                // Where the chunk ended (from the index alone), or nothing: the range is read.
+                let edge = sqlx::query(
+                    "SELECT em.sent_ms, em.email_id FROM email_mailboxes em
+                     WHERE em.mailbox_id = $1 AND em.removed = 0 AND em.sent_ms >= $2 AND em.sent_ms <= $3
+                       AND (em.sent_ms < $4 OR em.email_id < $5)
+                     ORDER BY em.sent_ms DESC, em.email_id DESC LIMIT 1 OFFSET $6",
+                )
+                .bind(mailbox_id)
+                .bind(since)
+                .bind(top)
+                .bind(at)
+                .bind(id)
+                .bind(chunk - 1)
+                .fetch_optional(self.pool())
+                .await?;
+                let Some(edge) = edge else { break };
+                (at, id) = (edge.try_get("sent_ms")?, edge.try_get("email_id")?);
                 chunk = (chunk * 2).min(5000);
             }
         }
