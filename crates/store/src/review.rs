@@ -364,7 +364,7 @@ impl Store {
                 chunk = (chunk * 2).min(5000);
             }
         }
-        items.sort_by(|a, b| (b.sent_ms, b.email_id).cmp(&(a.sent_ms, a.email_id)));
+        items.sort_by_key(|i| std::cmp::Reverse((i.sent_ms, i.email_id)));
         items.truncate(limit as usize);
         Ok(items)
     }
