@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use m365sync::service::{Service, ServiceOptions};
 use m365sync::sync::stop::{stop_pair, StopHandle};
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
 use m365sync_store::tenants::{AuthMode, NewTenant, Tenant};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -76,7 +77,8 @@ pub async fn serve(db: &TestDb) -> (Service, StopHandle, Api) {
 }
 
 /// A second org beside [`world`]'s acme: `globex`, with a tenant `eu` (whose Graph nothing
-/// answers), a user `gus@globex.example` and a contact of its own, for isolation tests.
+/// answers), a user `gus@globex.example` with his mailbox, and a contact of its own, for
+/// isolation tests.
 pub async fn globex(db: &TestDb) -> Tenant {
     let globex = db
         .store
@@ -91,10 +93,23 @@ pub async fn globex(db: &TestDb) -> Tenant {
         })
         .await
         .unwrap();
-    db.store
+    let gus = db
+        .store
         .upsert_user(globex.id, "gus@globex.example", "Gus")
         .await
         .unwrap();
+    let mailbox = db
+        .store
+        .upsert_mailbox(&NewMailbox {
+            tenant_id: globex.id,
+            graph_id: "gus".into(),
+            address: "gus@globex.example".into(),
+            display_name: "Gus".into(),
+            kind: MailboxKind::Person,
+        })
+        .await
+        .unwrap();
+    db.store.link_mailbox(mailbox, gus).await.unwrap();
     add_contact(
         db,
         globex.org_id,
