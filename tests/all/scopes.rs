@@ -12,7 +12,7 @@
 //!   and it keeps the test from changing state (a `DELETE` acts on a record made for it).
 //!
 //! A route added to the table is covered without a line here, unless its path names a
-//! parameter [`Fixture::value`] does not know, which fails the test by name.
+//! parameter [`key_of`] does not know, which fails the test by name.
 
 use std::collections::BTreeMap;
 
@@ -73,9 +73,9 @@ fn key_of(path: &str, param: &str) -> &'static str {
         "rule" => "org_rule",
         "event" if path.starts_with("/api/me/") => "my_event",
         "event" => "tenant_event",
-        other => panic!(
-            "{path}: the scope test does not know the parameter {{{other}}}; teach Fixture::value"
-        ),
+        other => {
+            panic!("{path}: the scope test does not know the parameter {{{other}}}; teach key_of")
+        }
     }
 }
 
