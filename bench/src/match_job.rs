@@ -586,8 +586,8 @@ async fn insert_emails(
                 q.execute(&mut *tx).await?;
             }
             let sql = format!(
-                "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms) VALUES {}",
-                value_rows(b, chunk.len(), 6)
+                "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms, sent_ms) VALUES {}",
+                value_rows(b, chunk.len(), 7)
             );
             let mut q = sqlx::query(&sql);
             for &i in chunk {
@@ -597,7 +597,8 @@ async fn insert_emails(
                     .bind(i as i64 + 1)
                     .bind("inbox")
                     .bind(0i64)
-                    .bind(now);
+                    .bind(now)
+                    .bind(base + (i as i64) * 7_000);
             }
             q.execute(&mut *tx).await?;
             let sql = format!(

@@ -32,6 +32,7 @@ mod plugin_shadow;
 mod plugin_support;
 mod plugin_versions;
 mod roles;
+mod scopes;
 mod service;
 mod setup_api;
 mod sim_cli;

@@ -12,7 +12,8 @@ use m365sync::matching::MatchReport;
 use m365sync::sync::run::run_tenant;
 use m365sync_sim::generate::GenerateOptions;
 use m365sync_store::crm::ContactInput;
-use m365sync_store::review::{ReviewFilter, ReviewScope};
+use m365sync_store::mailboxes::{MailboxKind, NewMailbox};
+use m365sync_store::review::{ReviewFilter, ReviewItem, ReviewScope};
 use m365sync_store::tenants::{Tenant, TenantSettings};
 use m365sync_store::{Store, StoreError};
 use reqwest::Method;
@@ -337,6 +338,68 @@ async fn each_address_field_matches_a_reply_inherits_its_thread_and_sync_users_n
             .await
             .unwrap();
         assert_eq!(by_domain.len(), 3);
+        // A shared mailbox nominated to Alice holds copies of two of her unmatched emails, one
+        // of them twice (two folders): each is listed once, in the first mailbox by address,
+        // and pages of two walk the mailboxes' merged list without repeats or gaps.
+        let shared = db
+            .store
+            .upsert_mailbox(&NewMailbox {
+                tenant_id: w.tenant.id,
+                graph_id: "shared-1".into(),
+                address: "aaa-shared@contoso.example".into(),
+                display_name: "Shared".into(),
+                kind: MailboxKind::Shared,
+            })
+            .await
+            .unwrap();
+        db.store.link_mailbox(shared, alice).await.unwrap();
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        for (graph_id, subject, folder) in [
+            ("c1", "m6-0 from a stranger", "inbox"),
+            ("c2", "m6-0 from a stranger", "archive"),
+            ("c3", "m8 from a newcomer", "inbox"),
+        ] {
+            sqlx::query(
+                "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms, sent_ms)
+                 SELECT $1, $2, id, $3, 0, 0, sent_ms FROM emails WHERE id = $4",
+            )
+            .bind(shared)
+            .bind(graph_id)
+            .bind(folder)
+            .bind(w.email[subject])
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+        // (A page of one reads its mailboxes in chunks of four copies, so the matched mail
+        // between the unmatched makes it read on.)
+        for limit in [1, 2] {
+            let (mut paged, mut before) = (Vec::new(), None);
+            loop {
+                let filter = ReviewFilter {
+                    limit,
+                    before,
+                    ..Default::default()
+                };
+                let page = db.store.review_list(alice, &filter).await.unwrap();
+                let Some(last) = page.last() else { break };
+                before = Some((last.sent_ms, last.email_id));
+                paged.extend(page);
+            }
+            let ids = |items: &[ReviewItem]| items.iter().map(|i| i.email_id).collect::<Vec<_>>();
+            assert_eq!(ids(&paged), ids(&review), "{paged:?}");
+            for i in &paged {
+                let in_shared =
+                    ["m6-0 from a stranger", "m8 from a newcomer"].contains(&i.subject.as_str());
+                let first = if in_shared {
+                    "aaa-shared@contoso.example"
+                } else {
+                    w.alice.as_str()
+                };
+                assert_eq!(i.mailbox, first, "{i:?}");
+            }
+        }
         // The timeline: Pat's activities, newest first, paged.
         let timeline = db
             .store

@@ -230,6 +230,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0016_skipped_attachments.sql"),
     ),
     (
+        17,
+        "review_index",
+        include_str!("../migrations/sqlite/0017_review_index.sql"),
+        include_str!("../migrations/postgres/0017_review_index.sql"),
+    ),
+    (
         18,
         "plugin_decisions",
         include_str!("../migrations/sqlite/0018_plugin_decisions.sql"),

@@ -249,53 +249,124 @@ impl Store {
     }
 
     /// A user's review list: emails of their mailboxes that the matching job linked to
-    /// nothing, newest first. (CROSS JOIN fixes SQLite's join order: the user's mailboxes
-    /// first, through the mailbox index, never a walk over every mailbox's mail.) Emails still waiting for the job are not shown yet.
+    /// nothing, newest first. Emails still waiting for the job are not shown yet.
+    ///
+    /// Each of the user's mailboxes is read as ranges of the review index (migration 17:
+    /// live copies by mailbox and sent time) from the page's start, newest first: a chunk of
+    /// copies (`4 x limit`, doubling up to 5,000) read from the index alone, joined to their
+    /// emails and kept if the list shows them (unmatched, not queued nor failed, the sender's
+    /// domain), until `limit` are found or the range ends (where a chunk ends is read from the
+    /// index alone too). A page so reads about as many rows as it shows (plus the matched ones
+    /// between them) however much mail the user has, a date filter reads only its range, and
+    /// no planner (PostgreSQL's with stale statistics among them) can choose to read the
+    /// user's whole mail and sort it. A sender domain is not in the index: a rare one still
+    /// reads the whole range, chunk by chunk. An email in several of the user's mailboxes
+    /// counts once, in the first mailbox by address (twice in one mailbox, once), so the
+    /// pages of the mailboxes merge without repeats.
     pub async fn review_list(
         &self,
         user_id: i64,
         filter: &ReviewFilter,
     ) -> Result<Vec<ReviewItem>, StoreError> {
+        let limit = filter.limit.clamp(1, 1000);
         let (before_at, before_id) = filter.before.unwrap_or((i64::MAX, i64::MAX));
+        let since = filter.since_ms.unwrap_or(i64::MIN);
+        // The range's last sent time, inclusive: before `until`, and not after the cursor's.
+        let last = filter
+            .until_ms
+            .map_or(i64::MAX, |u| u.saturating_sub(1))
+            .min(before_at);
+        if since > last {
+            return Ok(Vec::new());
+        }
         let domain = filter
             .sender_domain
             .as_deref()
             .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
             .unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT e.id, e.subject, e.sender, e.sent_ms, MIN(m.address) AS mailbox
-             FROM mailboxes m CROSS JOIN email_mailboxes em CROSS JOIN emails e
-             WHERE m.user_id = $1 AND em.mailbox_id = m.id AND e.id = em.email_id AND em.removed = 0
-               AND e.sent_ms >= $2 AND e.sent_ms < $3
-               AND ($4 = '' OR e.sender LIKE $5)
-               AND (e.sent_ms < $6 OR (e.sent_ms = $6 AND e.id < $7))
-               AND NOT EXISTS (SELECT 1 FROM activity_matches a WHERE a.kind = 'email' AND a.record_id = e.id)
-               AND NOT EXISTS (SELECT 1 FROM match_queue q WHERE q.tenant_id = e.tenant_id AND q.kind = 'email' AND q.record_id = e.id)
-               AND NOT EXISTS (SELECT 1 FROM match_failures f WHERE f.tenant_id = e.tenant_id AND f.kind = 'email' AND f.record_id = e.id)
-             GROUP BY e.id, e.subject, e.sender, e.sent_ms
-             ORDER BY e.sent_ms DESC, e.id DESC LIMIT $8",
-        )
-        .bind(user_id)
-        .bind(filter.since_ms.unwrap_or(i64::MIN))
-        .bind(filter.until_ms.unwrap_or(i64::MAX))
-        .bind(domain.as_str())
-        .bind(format!("%@{domain}"))
-        .bind(before_at)
-        .bind(before_id)
-        .bind(filter.limit.clamp(1, 1000))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReviewItem {
-                    email_id: r.try_get("id")?,
-                    subject: r.try_get("subject")?,
-                    sender: r.try_get("sender")?,
-                    sent_ms: r.try_get("sent_ms")?,
-                    mailbox: r.try_get("mailbox")?,
-                })
-            })
-            .collect()
+        let mailboxes = sqlx::query("SELECT id, address FROM mailboxes WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await?;
+        let mut items: Vec<ReviewItem> = Vec::new();
+        for m in &mailboxes {
+            let mailbox_id: i64 = m.try_get("id")?;
+            let address: String = m.try_get("address")?;
+            let (mut at, mut id) = (before_at, before_id);
+            let mut chunk = 4 * limit;
+            // Two copies of one email in this mailbox (two folders) count once.
+            let mut seen = std::collections::HashSet::new();
+            let mut shown = 0;
+            loop {
+                let top = last.min(at);
+                // The chunk's copies, read alone from the index (a one-table range with its
+                // own LIMIT, so no planner can choose to read the user's whole mail and sort
+                // it), then those of their emails the list shows.
+                let rows = sqlx::query(
+                    "SELECT c.email_id, c.sent_ms, e.subject, e.sender
+                     FROM (SELECT em.email_id, em.sent_ms FROM email_mailboxes em
+                           WHERE em.mailbox_id = $1 AND em.removed = 0 AND em.sent_ms >= $2 AND em.sent_ms <= $3
+                             AND (em.sent_ms < $4 OR em.email_id < $5)
+                           ORDER BY em.sent_ms DESC, em.email_id DESC LIMIT $10) c
+                     CROSS JOIN emails e
+                     WHERE e.id = c.email_id AND ($6 = '' OR e.sender LIKE $7)
+                       AND NOT EXISTS (SELECT 1 FROM activity_matches a WHERE a.kind = 'email' AND a.record_id = e.id)
+                       AND NOT EXISTS (SELECT 1 FROM match_queue q WHERE q.tenant_id = e.tenant_id AND q.kind = 'email' AND q.record_id = e.id)
+                       AND NOT EXISTS (SELECT 1 FROM match_failures f WHERE f.tenant_id = e.tenant_id AND f.kind = 'email' AND f.record_id = e.id)
+                       AND NOT EXISTS (SELECT 1 FROM email_mailboxes em2 CROSS JOIN mailboxes m2
+                           WHERE em2.email_id = e.id AND em2.removed = 0 AND m2.id = em2.mailbox_id AND m2.user_id = $8 AND m2.address < $9)",
+                )
+                .bind(mailbox_id)
+                .bind(since)
+                .bind(top)
+                .bind(at)
+                .bind(id)
+                .bind(domain.as_str())
+                .bind(format!("%@{domain}"))
+                .bind(user_id)
+                .bind(address.as_str())
+                .bind(chunk)
+                .fetch_all(self.pool())
+                .await?;
+                for r in &rows {
+                    let email_id: i64 = r.try_get("email_id")?;
+                    if seen.insert(email_id) {
+                        items.push(ReviewItem {
+                            email_id,
+                            subject: r.try_get("subject")?,
+                            sender: r.try_get("sender")?,
+                            sent_ms: r.try_get("sent_ms")?,
+                            mailbox: address.clone(),
+                        });
+                        shown += 1;
+                    }
+                }
+                if shown >= limit {
+                    break;
+                }
+                // Where the chunk ended (from the index alone), or nothing: the range is read.
+                let edge = sqlx::query(
+                    "SELECT em.sent_ms, em.email_id FROM email_mailboxes em
+                     WHERE em.mailbox_id = $1 AND em.removed = 0 AND em.sent_ms >= $2 AND em.sent_ms <= $3
+                       AND (em.sent_ms < $4 OR em.email_id < $5)
+                     ORDER BY em.sent_ms DESC, em.email_id DESC LIMIT 1 OFFSET $6",
+                )
+                .bind(mailbox_id)
+                .bind(since)
+                .bind(top)
+                .bind(at)
+                .bind(id)
+                .bind(chunk - 1)
+                .fetch_optional(self.pool())
+                .await?;
+                let Some(edge) = edge else { break };
+                (at, id) = (edge.try_get("sent_ms")?, edge.try_get("email_id")?);
+                chunk = (chunk * 2).min(5000);
+            }
+        }
+        items.sort_by_key(|i| std::cmp::Reverse((i.sent_ms, i.email_id)));
+        items.truncate(limit as usize);
+        Ok(items)
     }
 
     /// The mass action of the review list: links `email_ids` to the contact (a manual match,

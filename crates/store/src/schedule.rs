@@ -521,11 +521,7 @@ impl Store {
             .bind(run_id)
             .fetch_optional(self.pool())
             .await?
-            .ok_or_else(|| {
-                StoreError::NotFound(format!(
-                    "no run {run_id}; `m365sync logs` lists the recent runs"
-                ))
-            })?;
+            .ok_or_else(|| no_run(run_id))?;
         Ok(super::sync::run_from(&row)?)
     }
 
@@ -550,4 +546,12 @@ impl Store {
                 .try_get("n")?,
         )
     }
+}
+
+/// What a run id nobody has answers: also the answer to a caller who may not see the run, so
+/// the two cannot be told apart.
+pub fn no_run(run_id: i64) -> StoreError {
+    StoreError::NotFound(format!(
+        "no run {run_id}; `m365sync logs` lists the recent runs"
+    ))
 }

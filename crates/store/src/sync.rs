@@ -727,6 +727,8 @@ async fn write_upserts(
         }
     }
     let mut email_ids: HashMap<String, i64> = HashMap::new();
+    // The stored sent time of each email (the first copy's: a correlation key holds seconds).
+    let mut sent_of: HashMap<i64, i64> = HashMap::new();
     let mut new_ids: Vec<i64> = Vec::new();
     for chunk in key_order.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -735,7 +737,7 @@ async fn write_upserts(
              VALUES {}
              ON CONFLICT (tenant_id, correlation_key) DO UPDATE SET subject = excluded.subject, record = excluded.record,
                  decided_by = excluded.decided_by, updated_ms = excluded.updated_ms
-             RETURNING id, correlation_key, created_ms",
+             RETURNING id, correlation_key, created_ms, sent_ms",
             value_rows(backend, chunk.len(), 13)
         );
         let mut q = sqlx::query(&sql);
@@ -762,6 +764,7 @@ async fn write_upserts(
                 new_ids.push(id);
             }
             email_ids.insert(row.try_get("correlation_key")?, id);
+            sent_of.insert(id, row.try_get("sent_ms")?);
         }
     }
     // New emails are owed a matching pass (E8): queued in this transaction, so the matching
@@ -789,30 +792,37 @@ async fn write_upserts(
         }
     }
     insert_addresses(tx, backend, AddressTable::EmailRecipients, recipients).await?;
-    let mut by_graph_id: HashMap<&str, i64> = HashMap::new();
+    // Each copy carries its email's sent time: the review list's index (migration 17) pages
+    // a mailbox's live copies by it.
+    let mut by_graph_id: HashMap<&str, (i64, i64)> = HashMap::new();
     let mut graph_order: Vec<&str> = Vec::new();
     for e in &page.upserts {
         let id = email_ids[&e.correlation_key()];
-        if by_graph_id.insert(&e.graph_id, id).is_none() {
+        if by_graph_id
+            .insert(&e.graph_id, (id, sent_of[&id]))
+            .is_none()
+        {
             graph_order.push(&e.graph_id);
         }
     }
     for chunk in graph_order.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms) VALUES {}
+            "INSERT INTO email_mailboxes (mailbox_id, graph_id, email_id, folder, removed, updated_ms, sent_ms) VALUES {}
              ON CONFLICT (mailbox_id, graph_id) DO UPDATE SET email_id = excluded.email_id, folder = excluded.folder,
-                 removed = 0, updated_ms = excluded.updated_ms",
-            value_rows(backend, chunk.len(), 6)
+                 removed = 0, updated_ms = excluded.updated_ms, sent_ms = excluded.sent_ms",
+            value_rows(backend, chunk.len(), 7)
         );
         let mut q = sqlx::query(&sql);
         for graph_id in chunk {
+            let (email_id, sent_ms) = by_graph_id[graph_id];
             q = q
                 .bind(page.mailbox_id)
                 .bind(*graph_id)
-                .bind(by_graph_id[graph_id])
+                .bind(email_id)
                 .bind(&page.folder)
                 .bind(0i64)
-                .bind(now);
+                .bind(now)
+                .bind(sent_ms);
         }
         q.execute(&mut **tx).await?;
     }

@@ -92,6 +92,19 @@ impl Actor {
         }
     }
 
+    /// An admin's role (the service's or an org's), whatever the org: a user token is refused
+    /// for its role (403) before any record is looked up, so every admin route refuses a user
+    /// the same way, whether or not the record it names exists.
+    pub fn require_admin_role(&self) -> Result<(), AccessError> {
+        match self {
+            Actor::Admin | Actor::OrgAdmin { .. } => Ok(()),
+            Actor::User { .. } => Err(AccessError::Forbidden(
+                "a user token reaches only /api/me (the user's review list, personal rules and events)"
+                    .into(),
+            )),
+        }
+    }
+
     /// Admin rights over the org named `org`. Another org's admin is answered as if the org
     /// did not exist (404 with the store's own words), so a token never learns which other
     /// orgs the service holds; a user token is refused for its role (403).
@@ -100,22 +113,24 @@ impl Actor {
             Actor::Admin => Ok(()),
             Actor::OrgAdmin { org: mine, .. } if mine == org => Ok(()),
             Actor::OrgAdmin { .. } => Err(AccessError::Store(no_org(org))),
-            Actor::User { .. } => Err(AccessError::Forbidden(
-                "a user token reaches only /api/me (the user's review list, personal rules and events)"
-                    .into(),
-            )),
+            Actor::User { .. } => self.require_admin_role(),
         }
     }
 
-    /// Admin rights over the org with id `org_id` (for records found by id). Outside the
-    /// caller's orgs this is NotFound, as for a record that does not exist.
-    pub fn require_org_admin_id(&self, org_id: i64, what: &str) -> Result<(), AccessError> {
+    /// Admin rights over the org with id `org_id` (for records found by id). Outside an org
+    /// admin's org this is `missing`: the store's own words for a record that does not exist,
+    /// so the answers cannot be told apart; a user token is refused for its role (403), as on
+    /// every admin route.
+    pub fn require_org_admin_id(
+        &self,
+        org_id: i64,
+        missing: impl FnOnce() -> StoreError,
+    ) -> Result<(), AccessError> {
         match self {
             Actor::Admin => Ok(()),
             Actor::OrgAdmin { org_id: mine, .. } if *mine == org_id => Ok(()),
-            _ => Err(AccessError::Store(StoreError::NotFound(format!(
-                "no {what}"
-            )))),
+            Actor::OrgAdmin { .. } => Err(AccessError::Store(missing())),
+            Actor::User { .. } => self.require_admin_role(),
         }
     }
 
@@ -170,9 +185,10 @@ mod tests {
             Actor::Admin.listing_org(Some("globex")).unwrap(),
             Some("globex")
         );
-        assert!(a.require_org_admin_id(1, "run 5").is_ok());
+        let missing = || StoreError::NotFound("no run 5".into());
+        assert!(a.require_org_admin_id(1, missing).is_ok());
         assert!(matches!(
-            a.require_org_admin_id(2, "run 5"),
+            a.require_org_admin_id(2, missing),
             Err(AccessError::Store(StoreError::NotFound(_)))
         ));
         assert!(a.require_service_admin().is_err());
@@ -189,8 +205,18 @@ mod tests {
             user_id: 3,
             email: "alice@acme.example".into(),
         };
-        assert!(u.require_org_admin("acme").is_err());
-        assert!(u.require_org_admin_id(1, "run").is_err());
+        assert!(matches!(
+            u.require_org_admin("acme"),
+            Err(AccessError::Forbidden(_))
+        ));
+        assert!(matches!(
+            u.require_org_admin_id(1, || StoreError::NotFound("no run 1".into())),
+            Err(AccessError::Forbidden(_))
+        ));
+        assert!(matches!(
+            u.require_admin_role(),
+            Err(AccessError::Forbidden(_))
+        ));
     }
 
     #[test]

@@ -299,10 +299,7 @@ fn stored(method: Method, result: Result<Value, StoreError>) -> Answer {
 /// The tenant listing and the logs: any admin (an org admin sees its own org); a user token
 /// is refused for its role.
 fn any_admin(actor: &Actor) -> Result<(), AccessError> {
-    match actor {
-        Actor::User { .. } => actor.require_org_admin(""),
-        _ => Ok(()),
-    }
+    actor.require_admin_role()
 }
 
 /// The service admin only (metrics, leases, every org's retries).
@@ -542,9 +539,10 @@ pub(super) async fn sync_now(
 }
 
 /// A run id from the path, once the caller may see that run: the service admin any, an org
-/// admin its org's (another org's run answers as a missing one). A path id that is not a
-/// number is 400.
+/// admin its org's (another org's run answers as a missing one), a user none (403 before the
+/// run is looked up, as on every admin route). A path id that is not a number is 400.
 async fn run_of(shared: &Shared, actor: &Actor, id: &str) -> Result<i64, Answer> {
+    actor.require_admin_role().map_err(access_error)?;
     let Ok(id) = id.parse::<i64>() else {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -558,7 +556,7 @@ async fn run_of(shared: &Shared, actor: &Actor, id: &str) -> Result<i64, Answer>
     let check = async {
         let run = store.run(id).await?;
         let tenant = store.tenant_by_id(run.tenant_id).await?;
-        actor.require_org_admin_id(tenant.org_id, &format!("run {id}"))
+        actor.require_org_admin_id(tenant.org_id, || m365sync_store::schedule::no_run(id))
     };
     check.await.map(|()| id).map_err(access_error)
 }

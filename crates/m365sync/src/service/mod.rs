@@ -48,7 +48,7 @@ use crate::sync::stop::StopSignal;
 use crate::sync::SyncEnv;
 
 pub use api::ApiBindError;
-pub use routes::route_list;
+pub use routes::{route_access, route_list, Access};
 
 /// How the service runs.
 #[derive(Debug, Clone)]

@@ -101,9 +101,10 @@ impl Area {
     }
 }
 
-/// Who may call an endpoint (E12); the document's security and refusals follow from it.
+/// Who may call an endpoint (E12); the document's security and refusals follow from it, and
+/// the scope tests (tests/all/scopes.rs) assert each route answers as its entry says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Access {
+pub enum Access {
     /// No token: health, readiness, the console's pages and sign-in, Graph's notifications.
     Open,
     /// The service's admin token only.
@@ -852,6 +853,16 @@ pub fn route_list() -> Vec<(String, String)> {
     table()
         .into_iter()
         .map(|e| (e.method.to_string(), e.path.to_string()))
+        .collect()
+}
+
+/// Every (method, path template) the API serves with who may call it, as the table declares
+/// it: what the scope tests check each route against, so a route added to the table is
+/// tested for its scope without a line of test code.
+pub fn route_access() -> Vec<(String, String, Access)> {
+    table()
+        .into_iter()
+        .map(|e| (e.method.to_string(), e.path.to_string(), e.access))
         .collect()
 }
 
