@@ -9,9 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use m365sync::service::{Service, ServiceOptions};
 use m365sync::sync::run::run_tenant;
-use m365sync::sync::stop::stop_pair;
 use m365sync_store::tenants::{AuthMode, NewTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,7 +17,6 @@ use sqlx::Row;
 
 use crate::admin_support::Admin;
 use crate::matching::add_contact;
-use crate::roles::{Api, ADMIN};
 use crate::support::{small, TestDb, TestSim};
 use crate::sync_email::{declare, env};
 
@@ -574,15 +571,7 @@ async fn the_api_sends_for_org_admins_and_for_users_from_their_own_mailbox_only(
             })
             .await
             .unwrap();
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 1;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve(&db).await;
         let acme_admin = api.token("acme", json!({})).await;
         let globex_admin = api.token("globex", json!({})).await;
         let alice_token = api

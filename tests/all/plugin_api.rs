@@ -8,10 +8,7 @@
 //! `plugin install` does.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use m365sync::service::{Service, ServiceOptions};
-use m365sync::sync::stop::stop_pair;
 use m365sync_plugin::builtin::builtin;
 use m365sync_plugin::Kind;
 use m365sync_store::plugins::{NewPlugin, PluginScope};
@@ -19,7 +16,7 @@ use m365sync_store::tenants::{AuthMode, NewTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::roles::{Api, ADMIN};
+use crate::roles::ADMIN;
 use crate::support::{small, TestDb, TestSim};
 use crate::sync_email::{declare, env};
 use m365sync::sync::run::run_tenant;
@@ -79,15 +76,7 @@ async fn plugins_in_force_history_and_rollback_through_the_api_scoped_to_the_org
             .await
             .unwrap();
 
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 1;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve(&db).await;
         let acme_admin = api.token("acme", json!({})).await;
         let globex_admin = api.token("globex", json!({})).await;
         let alice = api
@@ -329,15 +318,7 @@ async fn a_component_is_installed_through_the_api_only_after_its_cases_pass() {
             .upsert_user(acme.id, "alice@acme.example", "Alice")
             .await
             .unwrap();
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 1;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve(&db).await;
         let acme_admin = api.token("acme", json!({})).await;
         let globex_admin = api.token("globex", json!({})).await;
         let alice = api
@@ -522,15 +503,7 @@ async fn each_version_counts_what_it_decided() {
         );
         assert!(first.synced > 0 && first.excluded > 0, "{first:?}");
 
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 1;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve(&db).await;
         let acme_admin = api.token("acme", json!({})).await;
 
         let excl = digest(builtin(Kind::Exclusion).wasm);

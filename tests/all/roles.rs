@@ -64,9 +64,14 @@ impl Api {
 /// The service over `db` (one worker, a fast tick) with [`ADMIN`] as its admin token, and its
 /// API on loopback.
 pub async fn serve(db: &TestDb) -> (Service, StopHandle, Api) {
+    serve_with(db, 1).await
+}
+
+/// [`serve`] with `workers` sync workers (tests that sync while they call the API).
+pub async fn serve_with(db: &TestDb, workers: usize) -> (Service, StopHandle, Api) {
     let (handle, stop) = stop_pair();
     let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-    opts.workers = 1;
+    opts.workers = workers;
     opts.poll = Duration::from_millis(200);
     let service = Service::start(env(&db.store), opts, stop).await.unwrap();
     let api = Api {

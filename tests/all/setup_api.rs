@@ -7,16 +7,14 @@
 
 use std::time::Duration;
 
-use m365sync::service::{Service, ServiceOptions};
-use m365sync::sync::stop::stop_pair;
 use m365sync_store::rules::RuleScope;
 use m365sync_store::tenants::{AuthMode, NewTenant, SecretKind, TenantSettings};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::roles::{Api, ADMIN};
+use crate::roles::ADMIN;
 use crate::support::{small, TestDb, TestSim};
-use crate::sync_email::{declare_with, env};
+use crate::sync_email::declare_with;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_is_tested_and_activated_through_the_api_and_syncs() {
@@ -58,15 +56,7 @@ async fn a_tenant_is_tested_and_activated_through_the_api_and_syncs() {
             .unwrap()
             .to_string();
 
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 2;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve_with(&db, 2).await;
         let acme_admin = api.token("acme", json!({})).await;
         let globex_admin = api.token("globex", json!({})).await;
         let user = api
@@ -309,15 +299,7 @@ async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api(
         assert!(upns.len() >= 2, "{upns:?}");
         let alice = upns[0].clone();
 
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 2;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve_with(&db, 2).await;
         let acme_admin = api.token("acme", json!({})).await;
         let globex_admin = api.token("globex", json!({})).await;
         let user = api
@@ -758,15 +740,7 @@ async fn a_new_org_is_created_by_the_service_admin_only() {
             .upsert_user(acme.id, "alice@acme.example", "Alice")
             .await
             .unwrap();
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 1;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let api = Api {
-            base: format!("http://{}", service.admin_addr.unwrap()),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve(&db).await;
         let acme_admin = api.token("acme", json!({})).await;
         let alice = api
             .token(
@@ -900,16 +874,8 @@ async fn a_delegated_tenant_is_signed_in_through_the_service_callback() {
             .as_str()
             .unwrap()
             .to_string();
-        let (handle, stop) = stop_pair();
-        let mut opts = ServiceOptions::new(Some("127.0.0.1:0".parse().unwrap()), ADMIN.into());
-        opts.workers = 1;
-        opts.poll = Duration::from_millis(200);
-        let service = Service::start(env(&db.store), opts, stop).await.unwrap();
-        let base = format!("http://{}", service.admin_addr.unwrap());
-        let api = Api {
-            base: base.clone(),
-            http: reqwest::Client::new(),
-        };
+        let (service, handle, api) = crate::roles::serve(&db).await;
+        let base = api.base.clone();
         let globex_admin = api.token("globex", json!({})).await;
         let user = api
             .token("acme", json!({"tenant": "main", "user": alice}))
