@@ -10,7 +10,6 @@ use std::io::Write;
 use std::time::Duration;
 
 use m365sync::sync::run::run_tenant;
-use m365sync_store::tenants::{AuthMode, NewTenant};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -559,18 +558,7 @@ async fn the_api_sends_for_org_admins_and_for_users_from_their_own_mailbox_only(
         let (t, _) = declare(&db.store, &s).await;
         db.store.activate_tenant(t.id).await.unwrap();
         let (alice, bob) = people(&s);
-        db.store
-            .upsert_tenant(&NewTenant {
-                org: "globex".into(),
-                name: "eu".into(),
-                ms_tenant: "globex.example".into(),
-                authority: "http://127.0.0.1:9".into(),
-                graph_url: "http://127.0.0.1:9/v1.0".into(),
-                client_id: "globex".into(),
-                auth_mode: AuthMode::App,
-            })
-            .await
-            .unwrap();
+        crate::roles::offline_tenant(&db, "globex", "eu").await;
         let (service, handle, api) = crate::roles::serve(&db).await;
         let acme_admin = api.token("acme", json!({})).await;
         let globex_admin = api.token("globex", json!({})).await;

@@ -81,23 +81,28 @@ pub async fn serve_with(db: &TestDb, workers: usize) -> (Service, StopHandle, Ap
     (service, handle, api)
 }
 
+/// Tenant `name` of `org` (app-only, `ORG.example`), whose Graph and identity nothing answers:
+/// for tests of the API and the store that never sync it.
+pub async fn offline_tenant(db: &TestDb, org: &str, name: &str) -> Tenant {
+    db.store
+        .upsert_tenant(&NewTenant {
+            org: org.into(),
+            name: name.into(),
+            ms_tenant: format!("{org}.example"),
+            authority: "http://127.0.0.1:9".into(),
+            graph_url: "http://127.0.0.1:9/v1.0".into(),
+            client_id: org.into(),
+            auth_mode: AuthMode::App,
+        })
+        .await
+        .unwrap()
+}
+
 /// A second org beside [`world`]'s acme: `globex`, with a tenant `eu` (whose Graph nothing
 /// answers), a user `gus@globex.example` with his mailbox, and a contact of its own, for
 /// isolation tests.
 pub async fn globex(db: &TestDb) -> Tenant {
-    let globex = db
-        .store
-        .upsert_tenant(&NewTenant {
-            org: "globex".into(),
-            name: "eu".into(),
-            ms_tenant: "globex.example".into(),
-            authority: "http://127.0.0.1:9".into(),
-            graph_url: "http://127.0.0.1:9/v1.0".into(),
-            client_id: "globex".into(),
-            auth_mode: AuthMode::App,
-        })
-        .await
-        .unwrap();
+    let globex = offline_tenant(db, "globex", "eu").await;
     let gus = db
         .store
         .upsert_user(globex.id, "gus@globex.example", "Gus")

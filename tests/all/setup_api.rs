@@ -39,18 +39,7 @@ async fn a_tenant_is_tested_and_activated_through_the_api_and_syncs() {
             .put_secret(wrong.id, SecretKind::ClientSecret, "typo", "not-the-secret")
             .await
             .unwrap();
-        db.store
-            .upsert_tenant(&NewTenant {
-                org: "globex".into(),
-                name: "eu".into(),
-                ms_tenant: "globex.example".into(),
-                authority: "http://127.0.0.1:9".into(),
-                graph_url: "http://127.0.0.1:9/v1.0".into(),
-                client_id: "globex".into(),
-                auth_mode: AuthMode::App,
-            })
-            .await
-            .unwrap();
+        crate::roles::offline_tenant(&db, "globex", "eu").await;
         let alice = s.truth()["tenants"][0]["mailboxes"][0]["upn"]
             .as_str()
             .unwrap()
@@ -277,18 +266,7 @@ async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api(
         let s = TestSim::start(small()).await;
         // The org exists with its first tenant; the second is declared through the API.
         let (_main, _) = declare_with(&db.store, &s, &TenantSettings::default()).await;
-        db.store
-            .upsert_tenant(&NewTenant {
-                org: "globex".into(),
-                name: "eu".into(),
-                ms_tenant: "globex.example".into(),
-                authority: "http://127.0.0.1:9".into(),
-                graph_url: "http://127.0.0.1:9/v1.0".into(),
-                client_id: "globex".into(),
-                auth_mode: AuthMode::App,
-            })
-            .await
-            .unwrap();
+        crate::roles::offline_tenant(&db, "globex", "eu").await;
         let upns: Vec<String> = s.truth()["tenants"][0]["mailboxes"]
             .as_array()
             .unwrap()
@@ -723,19 +701,7 @@ async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_org_is_created_by_the_service_admin_only() {
     for db in TestDb::both().await {
-        let acme = db
-            .store
-            .upsert_tenant(&NewTenant {
-                org: "acme".into(),
-                name: "main".into(),
-                ms_tenant: "acme.example".into(),
-                authority: "http://127.0.0.1:9".into(),
-                graph_url: "http://127.0.0.1:9/v1.0".into(),
-                client_id: "acme".into(),
-                auth_mode: AuthMode::App,
-            })
-            .await
-            .unwrap();
+        let acme = crate::roles::offline_tenant(&db, "acme", "main").await;
         db.store
             .upsert_user(acme.id, "alice@acme.example", "Alice")
             .await
@@ -858,18 +824,7 @@ async fn a_delegated_tenant_is_signed_in_through_the_service_callback() {
     for db in TestDb::both().await {
         let s = TestSim::start(small()).await;
         let (_main, _) = declare_with(&db.store, &s, &TenantSettings::default()).await;
-        db.store
-            .upsert_tenant(&NewTenant {
-                org: "globex".into(),
-                name: "eu".into(),
-                ms_tenant: "globex.example".into(),
-                authority: "http://127.0.0.1:9".into(),
-                graph_url: "http://127.0.0.1:9/v1.0".into(),
-                client_id: "globex".into(),
-                auth_mode: AuthMode::App,
-            })
-            .await
-            .unwrap();
+        crate::roles::offline_tenant(&db, "globex", "eu").await;
         let alice = s.truth()["tenants"][0]["mailboxes"][0]["upn"]
             .as_str()
             .unwrap()
