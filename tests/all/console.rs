@@ -797,6 +797,17 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
     b.click(&delete).await;
     b.wait_text("#tenant-rules-result", "Deleted the rule zz setup subject")
         .await;
+    // One user's rule, set by the admin: named by address, then the same editor.
+    let who = b.find("#user-rules-user").await;
+    b.type_into(&who, &people[0]).await;
+    let show = b.find("#user-rules-pick button[type=submit]").await;
+    b.click(&show).await;
+    b.wait_text("#user-rules-box", "No rules for").await;
+    let pattern = b.find("#user-pattern").await;
+    b.type_into(&pattern, "*@partner.example").await;
+    let add = b.find("#user-rule-form button[type=submit]").await;
+    b.click(&add).await;
+    b.wait_text("#user-rules-box", "*@partner.example").await;
     b.wait_text(
         "#state-rules",
         "1 rule(s) for all of sandbox, 0 for fabrikam",

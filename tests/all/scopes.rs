@@ -69,6 +69,7 @@ fn key_of(path: &str, param: &str) -> &'static str {
         "id" if path.starts_with("/api/me/mail/") => "my_mail",
         "id" if path.contains("/mail/") => "mail",
         "rule" if path.starts_with("/api/me/") => "my_rule",
+        "rule" if path.contains("/users/") => "user_rule",
         "rule" if path.contains("/tenants/") => "tenant_rule",
         "rule" => "org_rule",
         "event" if path.starts_with("/api/me/") => "my_event",
@@ -133,6 +134,11 @@ impl Fixture {
             ),
             "tenant_rule" => (
                 "/api/orgs/acme/tenants/main/rules".to_string(),
+                ADMIN,
+                json!({"effect": "exclude", "target": "sender", "pattern": "*@fresh.example"}),
+            ),
+            "user_rule" => (
+                format!("/api/orgs/acme/tenants/main/users/{}/rules", self.alice),
                 ADMIN,
                 json!({"effect": "exclude", "target": "sender", "pattern": "*@fresh.example"}),
             ),
@@ -205,9 +211,30 @@ fn neutral(body: &Value, path: &str, filled: &str) -> String {
     // Longest value first, so "main" inside an address is not replaced before the address.
     pairs.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
     for (t, v) in pairs {
-        text = text.replace(v, t);
+        text = replace_word(&text, v, t);
     }
     text
+}
+
+/// `text` with each occurrence of `word` that is not part of a longer word or number replaced
+/// (a record id `3` must not turn `m365sync` into `m{rule}65sync`).
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    let part = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().next_back().or(out.chars().next_back());
+        let after = rest[i + word.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if part(before) || part(after) {
+            out.push_str(word);
+        } else {
+            out.push_str(with);
+        }
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The tokens that are the route's own.
@@ -258,6 +285,7 @@ async fn every_route_answers_each_token_as_its_scope_says_on_both_databases() {
             "entity",
             "org_rule",
             "tenant_rule",
+            "user_rule",
             "my_rule",
             "token",
             "tenant_event",

@@ -612,6 +612,75 @@ async fn a_tenant_is_declared_imported_given_rules_and_switched_through_the_api(
         assert_eq!(st, 200, "{body}");
         assert_eq!(body["removed"], tenant_rule);
 
+        // A user's level, set by the org's admin: listed there only, removed only there; a user
+        // the tenant does not have is named.
+        let user = upns[0].to_ascii_lowercase();
+        let user_path = format!("/api/orgs/acme/tenants/second/users/{user}/rules");
+        let (st, added) = api
+            .call(
+                Method::POST,
+                &user_path,
+                Some(&acme_admin),
+                Some(json!({"effect": "include", "target": "sender", "pattern": "*@marketweekly.example"})),
+            )
+            .await;
+        assert_eq!(st, 201, "{added}");
+        assert!(
+            added["level"].as_str().unwrap().starts_with("user "),
+            "{added}"
+        );
+        let user_rule = added["id"].as_i64().unwrap();
+        let (_, listed) = api
+            .call(Method::GET, &user_path, Some(&acme_admin), None)
+            .await;
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(listed[0]["id"], user_rule);
+        assert_eq!(listed[0]["spec"]["effect"], "include");
+        let (_, listed) = api
+            .call(
+                Method::GET,
+                "/api/orgs/acme/tenants/second/rules",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+        let (st, body) = api
+            .call(
+                Method::DELETE,
+                &format!("/api/orgs/acme/tenants/second/rules/{user_rule}"),
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(
+            st, 404,
+            "a user's rule is not the tenant's to remove: {body}"
+        );
+        let (st, body) = api
+            .call(
+                Method::GET,
+                "/api/orgs/acme/tenants/second/users/nobody@contoso.example/rules",
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 404, "{body}");
+        assert!(
+            body.to_string().contains("nobody@contoso.example"),
+            "{body}"
+        );
+        let (st, body) = api
+            .call(
+                Method::DELETE,
+                &format!("{user_path}/{user_rule}"),
+                Some(&acme_admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["removed"], user_rule);
+
         // A mailbox switched off and on again, as the CLI does it.
         let bob = upns[1].to_ascii_lowercase();
         let path = |act: &str| format!("/api/tenants/acme/second/mailboxes/{bob}/{act}");

@@ -1716,7 +1716,7 @@ function importStep(org, t, mailboxesPath) {
     out);
 }
 
-/** Step 4: exclusion rules at the org's and the tenant's level (users add their own). */
+/** Step 4: exclusion rules at the org's, the tenant's and a user's level. */
 function rulesStep(org, t) {
   const state = stepState("rules");
   const counts = { org: null, tenant: null };
@@ -1734,7 +1734,33 @@ function rulesStep(org, t) {
     ...orgRules.parts,
     h("h3", {}, "For " + t.name + " only"),
     ...tenantRules.parts,
-    h("p", { class: "muted" }, "Each user adds personal rules under My exclusion rules; the most specific level wins."));
+    h("h3", {}, "For one user of " + t.name),
+    userRules(org, t),
+    h("p", { class: "muted" }, "Users also add their own under My exclusion rules; the most specific level wins: a user's rules over the tenant's over the org's."));
+}
+
+/** A user's exclusion rules as the org's admin sets them: the user named by address, then the
+ * same editor as the other levels over /api/orgs/ORG/tenants/T/users/USER/rules. */
+function userRules(org, t) {
+  const user = h("input", { id: "user-rules-user", name: "user", type: "email", required: true, placeholder: "alice@firm.com" });
+  const box = h("div", { id: "user-rules-box" });
+  const form = h(
+    "form",
+    {
+      class: "inline",
+      id: "user-rules-pick",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const who = user.value.trim().toLowerCase();
+        const editor = rulesEditor("/api/orgs/" + enc(org) + "/tenants/" + enc(t.name) + "/users/" + enc(who) + "/rules", "user-", "No rules for " + who + " yet.");
+        box.replaceChildren(h("p", {}, "Rules of " + who + ":"), ...editor.parts);
+        await editor.load();
+      },
+    },
+    h("label", { for: "user-rules-user" }, "User (mailbox address)", user),
+    h("button", { type: "submit", class: "secondary" }, "Show the user's rules")
+  );
+  return h("div", {}, form, box);
 }
 
 /** Step 5: the plugins in force for the org's default and this tenant. */

@@ -1,5 +1,5 @@
 //! Where an exclusion rule applies (E6), from the names an admin gives: the org, a tenant of
-//! it, or one of its users. `m365sync rules` and the console's org and tenant rules
+//! it, or one of its users. `m365sync rules` and the console's org, tenant and user rules
 //! (`/api/orgs/{org}/rules`, `/api/orgs/{org}/tenants/{t}/rules`) resolve their level here.
 
 use m365sync_store::rules::RuleScope;

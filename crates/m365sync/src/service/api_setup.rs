@@ -167,38 +167,49 @@ async fn level(
     shared: &Shared,
     org: &str,
     tenant: Option<&str>,
+    user: Option<&str>,
 ) -> Result<(m365sync_store::rules::RuleScope, String), AccessError> {
-    let scope = rule_scope(&shared.env.store, org, tenant, None).await?;
-    let words = match tenant {
-        Some(t) => format!("tenant {org}/{t}"),
-        None => format!("org {org}"),
+    let scope = rule_scope(&shared.env.store, org, tenant, user).await?;
+    let words = match (tenant, user) {
+        (Some(t), Some(u)) => format!("user {u} of tenant {org}/{t}"),
+        (Some(t), None) => format!("tenant {org}/{t}"),
+        _ => format!("org {org}"),
     };
     Ok((scope, words))
 }
 
-/// The exclusion rules defined at the org's level, or the tenant's (`tenant`), as
-/// `/api/me/rules` lists a user's: `[{"id", "scope", "spec": {"effect", "target", "pattern"}}]`.
-pub(super) async fn list_rules(shared: &Shared, org: &str, tenant: Option<&str>) -> Handled {
-    let (scope, _) = level(shared, org, tenant).await?;
+/// The exclusion rules defined at the org's level, the tenant's (`tenant`) or one of its users'
+/// (`user`, E6's user level as an admin sets it), as `/api/me/rules` lists a user's own:
+/// `[{"id", "scope", "spec": {"effect", "target", "pattern"}}]`.
+pub(super) async fn list_rules(
+    shared: &Shared,
+    org: &str,
+    tenant: Option<&str>,
+    user: Option<&str>,
+) -> Handled {
+    let (scope, _) = level(shared, org, tenant, user).await?;
     ok(json!(shared.env.store.rules_at(scope).await?))
 }
 
-/// Adds a rule at the org's or the tenant's level: 201 with its id. It acts on syncs after now.
+/// Adds a rule at the org's, the tenant's or a user's level: 201 with its id. It acts on syncs
+/// after now.
 pub(super) async fn add_rule(
     shared: &Shared,
     org: &str,
     tenant: Option<&str>,
+    user: Option<&str>,
     body: &Bytes,
 ) -> Handled {
     let spec: RuleSpec = super::api_crm::parse_json(
         body,
         "{\"effect\": \"exclude\"|\"include\", \"target\": \"any_address\"|\"sender\"|\"recipient\"|\"subject\", \"pattern\": \"...\"}",
     )?;
-    let (scope, words) = level(shared, org, tenant).await?;
+    let (scope, words) = level(shared, org, tenant, user).await?;
     let id = shared.env.store.add_rule(scope, &spec).await?;
     tracing::info!(
         org,
         tenant,
+        user_level = user.is_some(),
         rule = id,
         "exclusion rule added through the API"
     );
@@ -211,10 +222,11 @@ pub(super) async fn remove_rule(
     shared: &Shared,
     org: &str,
     tenant: Option<&str>,
+    user: Option<&str>,
     rule: &str,
 ) -> Handled {
     let rule = id(rule, "rule")?;
-    let (scope, words) = level(shared, org, tenant).await?;
+    let (scope, words) = level(shared, org, tenant, user).await?;
     if shared.env.store.remove_rule_at(scope, rule).await? {
         ok(json!({ "removed": rule }))
     } else {
@@ -377,7 +389,7 @@ pub(super) async fn import_route(
 
 /// `GET /api/orgs/{org}/rules`: the org's rules.
 pub(super) async fn org_rules(State(shared): State<Arc<Shared>>, scope: OrgScope) -> Answer {
-    answer(list_rules(&shared, &scope.org, None).await)
+    answer(list_rules(&shared, &scope.org, None, None).await)
 }
 
 /// `POST /api/orgs/{org}/rules`.
@@ -386,7 +398,7 @@ pub(super) async fn add_org_rule(
     scope: OrgScope,
     Body(body): Body,
 ) -> Answer {
-    answer(add_rule(&shared, &scope.org, None, &body).await)
+    answer(add_rule(&shared, &scope.org, None, None, &body).await)
 }
 
 /// `DELETE /api/orgs/{org}/rules/{rule}`.
@@ -395,7 +407,7 @@ pub(super) async fn remove_org_rule(
     scope: OrgScope,
     Path((_, rule)): Path<(String, String)>,
 ) -> Answer {
-    answer(remove_rule(&shared, &scope.org, None, &rule).await)
+    answer(remove_rule(&shared, &scope.org, None, None, &rule).await)
 }
 
 /// `GET /api/orgs/{org}/tenants/{tenant}/rules`: the tenant's rules.
@@ -404,7 +416,7 @@ pub(super) async fn tenant_rules(
     scope: OrgScope,
     Path((_, tenant)): Path<(String, String)>,
 ) -> Answer {
-    answer(list_rules(&shared, &scope.org, Some(&tenant)).await)
+    answer(list_rules(&shared, &scope.org, Some(&tenant), None).await)
 }
 
 /// `POST /api/orgs/{org}/tenants/{tenant}/rules`.
@@ -414,7 +426,7 @@ pub(super) async fn add_tenant_rule(
     Path((_, tenant)): Path<(String, String)>,
     Body(body): Body,
 ) -> Answer {
-    answer(add_rule(&shared, &scope.org, Some(&tenant), &body).await)
+    answer(add_rule(&shared, &scope.org, Some(&tenant), None, &body).await)
 }
 
 /// `DELETE /api/orgs/{org}/tenants/{tenant}/rules/{rule}`.
@@ -423,7 +435,35 @@ pub(super) async fn remove_tenant_rule(
     scope: OrgScope,
     Path((_, tenant, rule)): Path<(String, String, String)>,
 ) -> Answer {
-    answer(remove_rule(&shared, &scope.org, Some(&tenant), &rule).await)
+    answer(remove_rule(&shared, &scope.org, Some(&tenant), None, &rule).await)
+}
+
+/// `GET /api/orgs/{org}/tenants/{tenant}/users/{user}/rules`.
+pub(super) async fn user_rules(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user)): Path<(String, String, String)>,
+) -> Answer {
+    answer(list_rules(&shared, &scope.org, Some(&tenant), Some(&user)).await)
+}
+
+/// `POST /api/orgs/{org}/tenants/{tenant}/users/{user}/rules`.
+pub(super) async fn add_user_rule(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user)): Path<(String, String, String)>,
+    Body(body): Body,
+) -> Answer {
+    answer(add_rule(&shared, &scope.org, Some(&tenant), Some(&user), &body).await)
+}
+
+/// `DELETE /api/orgs/{org}/tenants/{tenant}/users/{user}/rules/{rule}`.
+pub(super) async fn remove_user_rule(
+    State(shared): State<Arc<Shared>>,
+    scope: OrgScope,
+    Path((_, tenant, user, rule)): Path<(String, String, String, String)>,
+) -> Answer {
+    answer(remove_rule(&shared, &scope.org, Some(&tenant), Some(&user), &rule).await)
 }
 
 /// `POST /api/tenants/{org}/{tenant}/mailboxes/{address}/enable`.

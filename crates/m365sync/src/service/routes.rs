@@ -739,6 +739,20 @@ pub(super) fn table() -> Vec<Endpoint> {
         delete("/api/orgs/{org}/tenants/{tenant}/rules/{rule}", setup::remove_tenant_rule)
             .area(Setup)
             .says("A tenant-level exclusion rule removed"),
+        get("/api/orgs/{org}/tenants/{tenant}/users/{user}/rules", setup::user_rules)
+            .area(Setup)
+            .says("A user's own exclusion rules, as the org's admin sees them"),
+        post("/api/orgs/{org}/tenants/{tenant}/users/{user}/rules", setup::add_user_rule)
+            .area(Setup)
+            .body("application/json", "{effect: exclude|include, target: any_address|sender|recipient|subject, pattern}")
+            .says("An exclusion rule added at a user's level (it wins over the org's and the tenant's for that user's mail)")
+            .answers(201, "the rule's id"),
+        delete(
+            "/api/orgs/{org}/tenants/{tenant}/users/{user}/rules/{rule}",
+            setup::remove_user_rule,
+        )
+        .area(Setup)
+        .says("A user-level exclusion rule removed"),
         post("/api/tenants/{org}/{tenant}/mailboxes/{address}/enable", setup::enable_mailbox)
             .area(Tenants)
             .says("A mailbox enabled: synced again from its cursors"),
