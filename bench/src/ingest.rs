@@ -19,7 +19,7 @@ use m365sync_plugin::engine::{EngineConfig, PluginEngine};
 use m365sync_plugin::Kind;
 use m365sync_store::plugins::{NewPlugin, PluginScope};
 
-use super::child::{cpu_seconds, load_average, peak_rss_mib, run_child};
+use super::child::{cpu_seconds, load_average, peak_rss_mib, run_child, written_bytes};
 use super::db::{declare, BenchDb, DbKind, Declare, ORG};
 use super::host::SimHost;
 use super::BenchError;
@@ -77,6 +77,9 @@ pub struct IngestRun {
     pub cpu_seconds_per_1000: f64,
     /// The child's peak resident memory, MiB.
     pub peak_rss_mib: f64,
+    /// KiB the child wrote per message processed (the store's log and checkpoints, mostly).
+    #[serde(default)]
+    pub written_kib_per_message: f64,
     /// Time inside the exclusion and mapping stages, summed over mailboxes.
     pub stage_seconds: f64,
     /// `stage_seconds` as a share of the child's CPU seconds, percent.
@@ -182,9 +185,11 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         )),
     };
     let cpu_before = cpu_seconds();
+    let written_before = written_bytes();
     let report = run_mailboxes_with(&env, &tenant, mailboxes, "bench", &opts).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
+    let written = written_bytes().saturating_sub(written_before);
     if !report.mailbox_errors.is_empty() {
         return Err(BenchError::Setup(format!(
             "mailboxes failed: {:?}",
@@ -224,6 +229,7 @@ pub async fn child_ingest(c: &ChildIngest) -> Result<IngestRun, BenchError> {
         cpu_seconds: cpu,
         cpu_seconds_per_1000: cpu * 1000.0 / (report.processed.max(1) as f64),
         peak_rss_mib: peak_rss_mib(),
+        written_kib_per_message: written as f64 / 1024.0 / (report.processed.max(1) as f64),
         stage_seconds,
         stage_cpu_percent: 100.0 * stage_seconds / cpu.max(1e-9),
         attachment_mib,

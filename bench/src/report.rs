@@ -67,12 +67,12 @@ pub fn ingest_markdown(opts: &BenchOptions, runs: &[IngestRun]) -> String {
     ));
     md.push_str(
         "| db | variant | messages read | emails stored | seconds | messages/s | CPU s per 1,000 | \
-         peak RSS MiB | in plugin stages | attachments MiB | simulator CPU s | load avg |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         written KiB per message | peak RSS MiB | in plugin stages | attachments MiB | simulator CPU s | load avg |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in runs {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {} | {:.3} | {:.0} | {:.2} s, {:.1}% of CPU | {:.0} | {:.1} | {:.2} |\n",
+            "| {} | {} | {} | {} | {:.1} | {} | {:.3} | {:.1} | {:.0} | {:.2} s, {:.1}% of CPU | {:.0} | {:.1} | {:.2} |\n",
             r.db,
             r.variant.name(),
             thousands(r.processed),
@@ -80,6 +80,7 @@ pub fn ingest_markdown(opts: &BenchOptions, runs: &[IngestRun]) -> String {
             r.seconds,
             thousands(r.messages_per_second.round() as u64),
             r.cpu_seconds_per_1000,
+            r.written_kib_per_message,
             r.peak_rss_mib,
             r.stage_seconds,
             r.stage_cpu_percent,

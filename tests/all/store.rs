@@ -453,3 +453,57 @@ async fn postgres_over_tls_with_sslmode_require() {
     let _ = std::fs::remove_file(wrong);
     db.drop_db().await;
 }
+
+/// The write-ahead log's first salt (bytes 16..20 of its header, big-endian): random when the
+/// log is created, and one more each time the log starts over from its beginning.
+fn wal_salt(db_file: &str) -> u32 {
+    let bytes = std::fs::read(format!("{db_file}-wal")).unwrap();
+    u32::from_be_bytes(bytes[16..20].try_into().unwrap())
+}
+
+#[tokio::test]
+async fn sqlite_log_starts_over_under_continuous_page_commits_and_a_busy_reader() {
+    use m365sync_store::wal::RESTART_EVERY;
+    let db = TestDb::sqlite().await;
+    let s = &db.store;
+    let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+    let alice = mailbox(s, t.id, "alice@contoso.example").await;
+    let file = db.url.trim_start_matches("sqlite://").to_string();
+    let salt_before = wal_salt(&file);
+    // A reader that never pauses, as the console and the other workers are: a passive
+    // checkpoint alone would never find the log unused.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.email_count(t.id).await.unwrap();
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let commits = 6 * RESTART_EVERY;
+    for n in 0..commits {
+        let mut p = page(t.org_id, t.id, alice, "inbox", &format!("next-{n}"));
+        p.upserts = (0..50)
+            .map(|i| email(&format!("G{n}-{i}"), &format!("<m{n}-{i}@acme>")))
+            .collect();
+        s.commit_page(&p).await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    // Each RESTART_EVERY-th commit restarted the log (the last one's takes effect at the next
+    // write); without them nothing would have: the automatic checkpoint's interval is far
+    // beyond this test's writes, and a passive checkpoint never restarts the log itself.
+    let restarts = wal_salt(&file).wrapping_sub(salt_before);
+    eprintln!("log restarts: {restarts}");
+    assert!((4..=6).contains(&restarts), "restarts: {restarts}");
+    assert_eq!(
+        s.email_count(t.id).await.unwrap(),
+        (commits * 50) as i64,
+        "every committed email is there"
+    );
+    db.drop_db().await;
+}

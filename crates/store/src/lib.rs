@@ -27,7 +27,8 @@
 //!   leave on mailboxes, the rounds they start, and the cross-process wake (LISTEN/NOTIFY);
 //! - [`sync`]: cursors, runs, and the per-page commit of a mail folder's delta;
 //! - [`tenants`]: orgs, tenants, their secrets and settings;
-//! - [`tokens`]: the admin API's tokens for org admins and CRM users.
+//! - [`tokens`]: the admin API's tokens for org admins and CRM users;
+//! - [`wal`]: keeping SQLite's write-ahead log short under continuous writes.
 //!
 //! This file holds the [`Store`] handle, opening and migrating a database, and [`StoreError`].
 
@@ -57,13 +58,16 @@ pub mod subscriptions;
 pub mod sync;
 pub mod tenants;
 pub mod tokens;
+pub mod wal;
 
-use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor};
 
 pub use secrets::{SecretKey, SecretKeyError};
@@ -127,6 +131,8 @@ pub struct Store {
     key: SecretKey,
     /// The URL the store was opened with, for PostgreSQL's LISTEN connection (never logged).
     url: String,
+    /// Heavy commits so far, for the write-ahead log's restarts ([`wal`]).
+    commits: wal::CommitCounter,
 }
 
 impl std::fmt::Debug for Store {
@@ -243,30 +249,40 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
 ];
 
-fn migrator(backend: Backend) -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|(version, name, sqlite, postgres)| {
-            let sql = match backend {
-                Backend::Sqlite => sqlite,
-                Backend::Postgres => postgres,
-            };
-            Migration::new(
-                *version,
-                (*name).into(),
-                MigrationType::Simple,
-                (*sql).into(),
-                false,
-            )
-        })
-        .collect();
-    // The fields are public for sqlx's own macro; the version is pinned in Cargo.lock.
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ignore_missing: false,
-        locking: true,
-        no_tx: false,
+/// The embedded migrations of one backend, as sqlx's public [`MigrationSource`]: the SQL is
+/// compiled into the binary (no `migrations/` directory at run time) and each backend reads
+/// its own dialect of every version.
+#[derive(Debug, Clone, Copy)]
+struct Embedded(Backend);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sqlite, postgres)| {
+                let sql = match self.0 {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    (*sql).into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
     }
+}
+
+/// sqlx's migrator over [`Embedded`], built through its public constructor (locking on, so
+/// processes starting together on one PostgreSQL migrate once).
+async fn migrator(backend: Backend) -> Result<Migrator, StoreError> {
+    Ok(Migrator::new(Embedded(backend)).await?)
 }
 
 impl Store {
@@ -295,8 +311,9 @@ impl Store {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the one writer; NORMAL sync is durable
-                        // across process crashes; foreign keys are off in SQLite by default.
-                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;").await?;
+                        // across process crashes; foreign keys are off in SQLite by default; the
+                        // log is kept short under continuous writes ([`wal`]).
+                        conn.execute(&*format!("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA journal_size_limit={}; PRAGMA wal_autocheckpoint={};", wal::SIZE_LIMIT, wal::AUTOCHECKPOINT_PAGES)).await?;
                     }
                     Ok(())
                 })
@@ -304,12 +321,13 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| connect_error(url, backend, &e))?;
-        migrator(backend).run(&pool).await?;
+        migrator(backend).await?.run(&pool).await?;
         Ok(Store {
             pool,
             backend,
             key,
             url: connect_url,
+            commits: wal::CommitCounter::default(),
         })
     }
 

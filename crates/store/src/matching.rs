@@ -683,6 +683,7 @@ impl Store {
         tally.matched(decided_by, matched_records, rows.len() as i64);
         tally.write(&mut tx, tenant_id).await?;
         tx.commit().await?;
+        self.after_heavy_commit().await;
         Ok(())
     }
 

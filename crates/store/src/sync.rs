@@ -459,6 +459,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.after_heavy_commit().await;
         Ok(())
     }
 

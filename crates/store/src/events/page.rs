@@ -91,6 +91,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.after_heavy_commit().await;
         Ok(out)
     }
 }
