@@ -243,9 +243,19 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
             let (store, scope) = scope(config, &org, None).await?;
             let rows = m365sync::admin::plugins::in_force(&store, &org, scope.org_id).await?;
             let engine = PluginEngine::new(ServiceConfig::load(config)?.engine_config())?;
+            // Each component once, however many levels run it.
+            let mut known = std::collections::HashMap::new();
             let mut rows_out = Vec::new();
             for row in rows {
-                let speaks = speaks(&store, &engine, &row.slot, &row.digest).await?;
+                let key = (row.slot.clone(), row.digest.clone());
+                let speaks = match known.get(&key) {
+                    Some(s) => Speaks::clone(s),
+                    None => {
+                        let s = speaks(&store, &engine, &row.slot, &row.digest).await?;
+                        known.insert(key, s.clone());
+                        s
+                    }
+                };
                 rows_out.push(ListRow { row, speaks });
             }
             if json {
@@ -309,7 +319,7 @@ pub(crate) use m365sync::admin::plugins::{place, short};
 
 /// The contract a component speaks and, for 0.2, the parts of a record it reads
 /// (`describe().fields`); `plugin list` shows both.
-#[derive(serde::Serialize)]
+#[derive(Clone, serde::Serialize)]
 struct Speaks {
     /// `0.1` or `0.2`.
     contract: String,
