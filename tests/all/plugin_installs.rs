@@ -276,9 +276,76 @@ async fn uninstall_returns_the_tenant_to_the_org_default_and_list_shows_what_is_
             find("tenant us", "matching"),
             ("contact-matching".into(), "built-in".into())
         );
-        let (ok, table) = cli(&dir, &db, &["plugin", "list", "--org", "acme"]);
+        // The contract each speaks and, for 0.2, the parts it declared.
+        let speaks = |level: &str, slot: &str| -> (String, Value) {
+            let r = rows
+                .iter()
+                .find(|r| r["level"] == level && r["slot"] == slot)
+                .unwrap();
+            (
+                r["contract"].as_str().unwrap().to_string(),
+                r["reads"].clone(),
+            )
+        };
+        assert_eq!(
+            speaks("tenant eu", "exclusion"),
+            ("0.1".into(), Value::Null)
+        );
+        assert_eq!(
+            speaks("tenant us", "exclusion"),
+            (
+                "0.2".into(),
+                serde_json::json!(["user", "addresses", "subject"])
+            )
+        );
+        assert_eq!(
+            speaks("org default", "matching"),
+            ("0.2".into(), serde_json::json!([]))
+        );
+        let listed = command(&dir, &db, &["plugin", "list", "--org", "acme"]);
+        let table = String::from_utf8_lossy(&listed.stdout).into_owned();
         assert!(
-            ok && table.contains("tenant eu") && table.contains("built-in"),
+            listed.status.success() && table.contains("tenant eu") && table.contains("built-in"),
+            "{table}{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        // The table: one line per row, each value starting under its column's heading.
+        let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+        let col = |name: &str| {
+            lines[0]
+                .find(name)
+                .unwrap_or_else(|| panic!("no {name} column: {table}"))
+        };
+        let (contract, reads, source) = (col("CONTRACT"), col("READS"), col("SOURCE"));
+        assert_eq!(lines.len(), 10, "{table}");
+        for line in &lines[1..] {
+            assert!(
+                ["0.1 ", "0.2 "]
+                    .iter()
+                    .any(|c| line[contract..].starts_with(c))
+                    && ["installed ", "org default ", "built-in "]
+                        .iter()
+                        .any(|s| line[source..].starts_with(s)),
+                "misaligned: {line}\n{table}"
+            );
+        }
+        let line = |level: &str, slot: &str| {
+            *lines
+                .iter()
+                .find(|l| l.starts_with(level) && l.contains(slot))
+                .unwrap_or_else(|| panic!("no line for {level} {slot}: {table}"))
+        };
+        assert!(
+            line("tenant eu", "exclusion")[contract..].starts_with("0.1")
+                && line("tenant eu", "exclusion")[reads..].starts_with("all (whole records) "),
+            "{table}"
+        );
+        assert!(
+            line("tenant us", "exclusion")[reads..].starts_with("user,addresses,subject "),
+            "{table}"
+        );
+        assert!(
+            line("org default", "matching")[reads..].starts_with("ids and flags only "),
             "{table}"
         );
 

@@ -242,31 +242,26 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
         PluginCommand::List { org, json } => {
             let (store, scope) = scope(config, &org, None).await?;
             let rows = m365sync::admin::plugins::in_force(&store, &org, scope.org_id).await?;
+            let engine = PluginEngine::new(ServiceConfig::load(config)?.engine_config())?;
+            // Each component once, however many levels run it.
+            let mut known = std::collections::HashMap::new();
+            let mut rows_out = Vec::new();
+            for row in rows {
+                let key = (row.slot.clone(), row.digest.clone());
+                let speaks = match known.get(&key) {
+                    Some(s) => Speaks::clone(s),
+                    None => {
+                        let s = speaks(&store, &engine, &row.slot, &row.digest).await?;
+                        known.insert(key, s.clone());
+                        s
+                    }
+                };
+                rows_out.push(ListRow { row, speaks });
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!("{}", serde_json::to_string_pretty(&rows_out)?);
             } else {
-                println!(
-                    "{:<20} {:<10} {:<24} {:<14} {:<12} {:<16} SHADOW",
-                    "LEVEL", "SLOT", "NAME", "VERSION", "SOURCE", "SHA256"
-                );
-                for r in rows {
-                    let shadow = match &r.shadow {
-                        Some(s) => format!(
-                            "{} {} ({}): {} agreed, {} disagreed, {} failed",
-                            s.name, s.version, s.source, s.agreed, s.disagreed, s.failed
-                        ),
-                        None => "-".into(),
-                    };
-                    println!(
-                        "{:<20} {:<10} {:<24} {:<14} {:<12} {:<16} {shadow}",
-                        r.level,
-                        r.slot,
-                        r.name,
-                        r.version,
-                        r.source,
-                        short(&r.digest)
-                    );
-                }
+                print!("{}", list_table(&rows_out));
             }
             Ok(())
         }
@@ -321,6 +316,96 @@ pub async fn run(cmd: PluginCommand, config: Option<&Path>) -> anyhow::Result<()
 }
 
 pub(crate) use m365sync::admin::plugins::{place, short};
+
+/// The contract a component speaks and, for 0.2, the parts of a record it reads
+/// (`describe().fields`); `plugin list` shows both.
+#[derive(Clone, serde::Serialize)]
+struct Speaks {
+    /// `0.1` or `0.2`.
+    contract: String,
+    /// The parts it declared (0.2); none for 0.1, whose plugins receive whole records.
+    reads: Option<Vec<&'static str>>,
+}
+
+impl Speaks {
+    /// What the READS column says.
+    fn reads_text(&self) -> String {
+        match &self.reads {
+            None => "all (whole records)".into(),
+            Some(r) if r.is_empty() => "ids and flags only".into(),
+            Some(r) => r.join(","),
+        }
+    }
+}
+
+/// A row of `plugin list`: the version in force, and the contract it speaks.
+#[derive(serde::Serialize)]
+struct ListRow {
+    #[serde(flatten)]
+    row: m365sync::admin::plugins::InForce,
+    #[serde(flatten)]
+    speaks: Speaks,
+}
+
+/// The contract of the component `digest` in `slot` and what it reads, from its `describe()`:
+/// a built-in's bytes are in the binary, an installed one's in the store. Loading uses the
+/// service's artifact cache, so it compiles only a component no service has run yet.
+async fn speaks(
+    store: &Store,
+    engine: &PluginEngine,
+    slot: &str,
+    digest: &str,
+) -> anyhow::Result<Speaks> {
+    let kind: Kind = slot.parse().map_err(anyhow::Error::msg)?;
+    let builtin = builtin::builtin(kind);
+    let bytes = if m365sync_plugin::cache::digest(builtin.wasm) == digest {
+        builtin.wasm.to_vec()
+    } else {
+        store.plugin_wasm(digest).await?
+    };
+    let plugin = Plugin::load(engine, kind, &bytes).map_err(|e| {
+        load_error(
+            e,
+            format!("cannot load the {slot} plugin {}", short(digest)),
+        )
+    })?;
+    Ok(Speaks {
+        contract: plugin.contract().to_string(),
+        reads: (plugin.contract() != Contract::V0_1)
+            .then(|| m365sync_plugin::lean::field_names(plugin.fields())),
+    })
+}
+
+/// `plugin list`'s table, its columns as wide as their widest cell.
+fn list_table(rows: &[ListRow]) -> String {
+    let reads: Vec<String> = rows.iter().map(|r| r.speaks.reads_text()).collect();
+    let w = reads.iter().map(String::len).chain([5]).max().unwrap_or(5);
+    let mut out = format!(
+        "{:<20} {:<10} {:<24} {:<14} {:<8} {:<w$} {:<12} {:<16} SHADOW\n",
+        "LEVEL", "SLOT", "NAME", "VERSION", "CONTRACT", "READS", "SOURCE", "SHA256"
+    );
+    for (ListRow { row: r, speaks }, reads) in rows.iter().zip(&reads) {
+        let shadow = match &r.shadow {
+            Some(s) => format!(
+                "{} {} ({}): {} agreed, {} disagreed, {} failed",
+                s.name, s.version, s.source, s.agreed, s.disagreed, s.failed
+            ),
+            None => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<20} {:<10} {:<24} {:<14} {:<8} {:<w$} {:<12} {:<16} {shadow}\n",
+            r.level,
+            r.slot,
+            r.name,
+            r.version,
+            speaks.contract,
+            reads,
+            r.source,
+            short(&r.digest)
+        ));
+    }
+    out
+}
 
 fn builtin_label(slot: Kind) -> String {
     format!("the built-in {}", builtin::builtin(slot).name)

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
+use wasmtime::component::InstancePre;
+
 use super::bindings::exclusion::ExclusionPre;
-use super::bindings::lean::exclusion::ExclusionPre as LeanExclusionPre;
-use super::bindings::lean::mapping::MappingPre as LeanMappingPre;
-use super::bindings::lean::matching::MatchingPre as LeanMatchingPre;
+use super::bindings::lean::{exclusion_plugin, mapping_plugin, matching_plugin};
 use super::bindings::mapping::MappingPre;
 use super::bindings::matching::MatchingPre;
 use super::bindings::types::{
@@ -145,14 +145,47 @@ pub struct BatchOutcome<T> {
     pub instances: usize,
 }
 
-/// The pre-linked component, by slot and contract version (0.2's calls take lean records).
+/// The pre-linked component, by slot and contract version (0.2's calls take lean records; a
+/// 0.2 component's export is found per interface, `crate::bindings::lean`).
 enum Pre {
     Exclusion(ExclusionPre<HostState>),
     Mapping(MappingPre<HostState>),
     Matching(MatchingPre<HostState>),
-    LeanExclusion(LeanExclusionPre<HostState>),
-    LeanMapping(LeanMappingPre<HostState>),
-    LeanMatching(LeanMatchingPre<HostState>),
+    LeanExclusion(InstancePre<HostState>, exclusion_plugin::GuestIndices),
+    LeanMapping(InstancePre<HostState>, mapping_plugin::GuestIndices),
+    LeanMatching(InstancePre<HostState>, matching_plugin::GuestIndices),
+}
+
+impl Pre {
+    /// A fresh instance of a 0.2 exclusion component in `store`, its interface loaded.
+    fn lean_exclusion(
+        pre: &InstancePre<HostState>,
+        idx: &exclusion_plugin::GuestIndices,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<exclusion_plugin::Guest> {
+        let instance = pre.instantiate(&mut *store)?;
+        idx.load(&mut *store, &instance)
+    }
+
+    /// A fresh instance of a 0.2 mapping component in `store`, its interface loaded.
+    fn lean_mapping(
+        pre: &InstancePre<HostState>,
+        idx: &mapping_plugin::GuestIndices,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<mapping_plugin::Guest> {
+        let instance = pre.instantiate(&mut *store)?;
+        idx.load(&mut *store, &instance)
+    }
+
+    /// A fresh instance of a 0.2 matching component in `store`, its interface loaded.
+    fn lean_matching(
+        pre: &InstancePre<HostState>,
+        idx: &matching_plugin::GuestIndices,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<matching_plugin::Guest> {
+        let instance = pre.instantiate(&mut *store)?;
+        idx.load(&mut *store, &instance)
+    }
 }
 
 /// A loaded, checked plugin, ready to be called any number of times from any thread.
@@ -267,13 +300,16 @@ impl Plugin {
                 Pre::Matching(MatchingPre::new(instance_pre).map_err(inst)?)
             }
             (Kind::Exclusion, Contract::V0_2) => {
-                Pre::LeanExclusion(LeanExclusionPre::new(instance_pre).map_err(inst)?)
+                let idx = exclusion_plugin::GuestIndices::new(&instance_pre).map_err(inst)?;
+                Pre::LeanExclusion(instance_pre, idx)
             }
             (Kind::Mapping, Contract::V0_2) => {
-                Pre::LeanMapping(LeanMappingPre::new(instance_pre).map_err(inst)?)
+                let idx = mapping_plugin::GuestIndices::new(&instance_pre).map_err(inst)?;
+                Pre::LeanMapping(instance_pre, idx)
             }
             (Kind::Matching, Contract::V0_2) => {
-                Pre::LeanMatching(LeanMatchingPre::new(instance_pre).map_err(inst)?)
+                let idx = matching_plugin::GuestIndices::new(&instance_pre).map_err(inst)?;
+                Pre::LeanMatching(instance_pre, idx)
             }
         };
         let mut plugin = Plugin {
@@ -456,21 +492,12 @@ impl Plugin {
                     .call_describe(&mut store)
                     .map(all)
             }),
-            Pre::LeanExclusion(pre) => pre.instantiate(&mut store).and_then(|i| {
-                i.m365sync_plugin_exclusion_plugin()
-                    .call_describe(&mut store)
-                    .map(lean::descriptor)
-            }),
-            Pre::LeanMapping(pre) => pre.instantiate(&mut store).and_then(|i| {
-                i.m365sync_plugin_mapping_plugin()
-                    .call_describe(&mut store)
-                    .map(lean::descriptor)
-            }),
-            Pre::LeanMatching(pre) => pre.instantiate(&mut store).and_then(|i| {
-                i.m365sync_plugin_matching_plugin()
-                    .call_describe(&mut store)
-                    .map(lean::descriptor)
-            }),
+            Pre::LeanExclusion(pre, idx) => Pre::lean_exclusion(pre, idx, &mut store)
+                .and_then(|g| g.call_describe(&mut store).map(lean::descriptor)),
+            Pre::LeanMapping(pre, idx) => Pre::lean_mapping(pre, idx, &mut store)
+                .and_then(|g| g.call_describe(&mut store).map(lean::descriptor)),
+            Pre::LeanMatching(pre, idx) => Pre::lean_matching(pre, idx, &mut store)
+                .and_then(|g| g.call_describe(&mut store).map(lean::descriptor)),
         };
         let (descriptor, fields) = result.map_err(|e| Self::classify(ctx, &store, e))?;
         let bytes = descriptor.weigh();
@@ -490,9 +517,9 @@ impl Plugin {
             Pre::Exclusion(pre) => pre.instantiate(&mut store).map(drop),
             Pre::Mapping(pre) => pre.instantiate(&mut store).map(drop),
             Pre::Matching(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::LeanExclusion(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::LeanMapping(pre) => pre.instantiate(&mut store).map(drop),
-            Pre::LeanMatching(pre) => pre.instantiate(&mut store).map(drop),
+            Pre::LeanExclusion(pre, _) | Pre::LeanMapping(pre, _) | Pre::LeanMatching(pre, _) => {
+                pre.instantiate(&mut store).map(drop)
+            }
         };
         r.map_err(|e| RecordError::Instantiate {
             message: format!("{e:#}"),
@@ -633,12 +660,12 @@ impl Plugin {
                 i.m365sync_plugin_exclusion_plugin()
                     .call_exclude_emails(&mut *store, items)
             }),
-            Pre::LeanExclusion(pre) => self.run(ctx, batch, |store, items| {
-                let lean: Vec<_> = items.iter().map(|e| lean::email(e, f)).collect();
-                let i = pre.instantiate(&mut *store)?;
-                i.m365sync_plugin_exclusion_plugin()
-                    .call_exclude_emails(&mut *store, &lean)
-                    .map(answers)
+            Pre::LeanExclusion(pre, idx) => self.run(ctx, batch, |store, items| {
+                let guest = Pre::lean_exclusion(pre, idx, store)?;
+                lean::with_emails(items, f, |lean| {
+                    guest.call_exclude_emails(&mut *store, lean)
+                })
+                .map(answers)
             }),
             _ => self.wrong_kind(Kind::Exclusion, batch.len()),
         }
@@ -653,12 +680,12 @@ impl Plugin {
                 i.m365sync_plugin_exclusion_plugin()
                     .call_exclude_events(&mut *store, items)
             }),
-            Pre::LeanExclusion(pre) => self.run(ctx, batch, |store, items| {
-                let lean: Vec<_> = items.iter().map(|e| lean::event(e, f)).collect();
-                let i = pre.instantiate(&mut *store)?;
-                i.m365sync_plugin_exclusion_plugin()
-                    .call_exclude_events(&mut *store, &lean)
-                    .map(answers)
+            Pre::LeanExclusion(pre, idx) => self.run(ctx, batch, |store, items| {
+                let guest = Pre::lean_exclusion(pre, idx, store)?;
+                lean::with_events(items, f, |lean| {
+                    guest.call_exclude_events(&mut *store, lean)
+                })
+                .map(answers)
             }),
             _ => self.wrong_kind(Kind::Exclusion, batch.len()),
         }
@@ -673,11 +700,9 @@ impl Plugin {
                 i.m365sync_plugin_mapping_plugin()
                     .call_map_emails(&mut *store, items)
             }),
-            Pre::LeanMapping(pre) => self.run(ctx, batch, |store, items| {
-                let lean: Vec<_> = items.iter().map(|e| lean::email(e, f)).collect();
-                let i = pre.instantiate(&mut *store)?;
-                i.m365sync_plugin_mapping_plugin()
-                    .call_map_emails(&mut *store, &lean)
+            Pre::LeanMapping(pre, idx) => self.run(ctx, batch, |store, items| {
+                let guest = Pre::lean_mapping(pre, idx, store)?;
+                lean::with_emails(items, f, |lean| guest.call_map_emails(&mut *store, lean))
                     .map(answers)
             }),
             _ => self.wrong_kind(Kind::Mapping, batch.len()),
@@ -693,11 +718,9 @@ impl Plugin {
                 i.m365sync_plugin_mapping_plugin()
                     .call_map_events(&mut *store, items)
             }),
-            Pre::LeanMapping(pre) => self.run(ctx, batch, |store, items| {
-                let lean: Vec<_> = items.iter().map(|e| lean::event(e, f)).collect();
-                let i = pre.instantiate(&mut *store)?;
-                i.m365sync_plugin_mapping_plugin()
-                    .call_map_events(&mut *store, &lean)
+            Pre::LeanMapping(pre, idx) => self.run(ctx, batch, |store, items| {
+                let guest = Pre::lean_mapping(pre, idx, store)?;
+                lean::with_events(items, f, |lean| guest.call_map_events(&mut *store, lean))
                     .map(answers)
             }),
             _ => self.wrong_kind(Kind::Mapping, batch.len()),
@@ -717,12 +740,12 @@ impl Plugin {
                 i.m365sync_plugin_matching_plugin()
                     .call_match_records(&mut *store, items)
             }),
-            Pre::LeanMatching(pre) => self.run(ctx, batch, |store, items| {
-                let lean: Vec<_> = items.iter().map(|m| lean::match_input(m, f)).collect();
-                let i = pre.instantiate(&mut *store)?;
-                i.m365sync_plugin_matching_plugin()
-                    .call_match_records(&mut *store, &lean)
-                    .map(answers)
+            Pre::LeanMatching(pre, idx) => self.run(ctx, batch, |store, items| {
+                let guest = Pre::lean_matching(pre, idx, store)?;
+                lean::with_match_inputs(items, f, |lean| {
+                    guest.call_match_records(&mut *store, lean)
+                })
+                .map(answers)
             }),
             _ => self.wrong_kind(Kind::Matching, batch.len()),
         }

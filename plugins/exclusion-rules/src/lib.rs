@@ -11,14 +11,21 @@ mod bindings {
     wit_bindgen::generate!({ world: "exclusion", path: "../../wit" });
 }
 
+#[cfg(target_arch = "wasm32")]
+mod bump;
 pub mod rules;
+
+/// A bump allocator: each call runs on a fresh instance, so nothing needs freeing (bump.rs).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 use bindings::exports::m365sync::plugin::exclusion_plugin::Guest;
 use bindings::m365sync::plugin::host;
 use bindings::m365sync::plugin::types::{
     ConfigOption, Decision, Descriptor, Email, Event, Fields, PluginKind, Verdict,
 };
-use rules::{Compiled, Outcome, RecordView};
+use rules::{Compiled, Outcome, RecordView, Role, Subject};
 
 struct Plugin;
 
@@ -47,22 +54,24 @@ impl RuleCache {
         }
     }
 
-    fn for_user(&mut self, user: &Option<String>) -> &Compiled {
-        let at = match self.sets.iter().position(|(u, _)| u == user) {
+    /// The index of `user`'s rule set, asked of the host the first time.
+    fn for_user(&mut self, user: &Option<String>) -> usize {
+        match self.sets.iter().position(|(u, _)| u == user) {
             Some(i) => i,
             None => {
                 let rules = host::rules(user.as_deref());
                 self.sets.push((user.clone(), Compiled::new(&rules)));
                 self.sets.len() - 1
             }
-        };
-        &self.sets[at].1
+        }
     }
 
-    fn decide(&mut self, user: &Option<String>, view: &RecordView<'_>) -> Verdict {
-        let internal = self.internal_only && view.all_internal(&self.internal);
-        match self.for_user(user).decide(view) {
-            Outcome::NoRule if internal => Outcome::InternalOnly.verdict(),
+    fn decide(&mut self, user: &Option<String>, view: &RecordView<'_, '_>) -> Verdict {
+        let at = self.for_user(user);
+        match self.sets[at].1.decide(view) {
+            Outcome::NoRule if self.internal_only && view.all_internal(&self.internal) => {
+                Outcome::InternalOnly.verdict()
+            }
             other => other.verdict(),
         }
     }
@@ -71,17 +80,14 @@ impl RuleCache {
 impl Outcome<'_> {
     fn verdict(self) -> Verdict {
         match self {
-            Outcome::Rule(rule, level) => {
-                let (decision, word) = match rule.effect {
-                    rules::Effect::Include => (Decision::Keep, "include"),
-                    rules::Effect::Exclude => (Decision::Drop, "exclude"),
-                };
-                Verdict {
-                    decision,
-                    rule: Some(rule.id.clone()),
-                    reason: format!("{level} {word} rule {} matched", rule.id),
-                }
-            }
+            Outcome::Rule(rule, reason) => Verdict {
+                decision: match rule.effect {
+                    rules::Effect::Include => Decision::Keep,
+                    rules::Effect::Exclude => Decision::Drop,
+                },
+                rule: Some(rule.id.clone()),
+                reason: reason.into(),
+            },
             Outcome::InternalOnly => Verdict {
                 decision: Decision::Drop,
                 rule: Some("internal-only".into()),
@@ -116,16 +122,22 @@ impl Guest for Plugin {
 
     fn exclude_emails(batch: Vec<Email>) -> Vec<Result<Verdict, String>> {
         let mut cache = RuleCache::new();
+        // One buffer for every record's addresses: no allocation per record.
+        let mut addresses = Vec::new();
         batch
             .iter()
             .map(|e| {
-                let view = RecordView::new(
-                    e.subject.as_deref().unwrap_or_default(),
+                addresses.clear();
+                addresses.extend(
                     e.addresses
                         .iter()
                         .flatten()
-                        .map(|a| (rules::role_of(a.role), &*a.email)),
+                        .map(|a| (rules::role_of(a.role), rules::address(&a.email))),
                 );
+                let view = RecordView {
+                    subject: Subject::new(e.subject.as_deref().unwrap_or_default()),
+                    addresses: &addresses,
+                };
                 Ok(cache.decide(&e.user, &view))
             })
             .collect()
@@ -133,19 +145,26 @@ impl Guest for Plugin {
 
     fn exclude_events(batch: Vec<Event>) -> Vec<Result<Verdict, String>> {
         let mut cache = RuleCache::new();
+        let mut addresses = Vec::new();
         batch
             .iter()
             .map(|e| {
-                let organizer = e.organizer.iter().map(|o| (rules::Role::Sender, &*o.email));
+                addresses.clear();
+                let organizer = e.organizer.iter().map(|o| (Role::Sender, &*o.email));
                 let attendees = e
                     .attendees
                     .iter()
                     .flatten()
-                    .map(|a| (rules::Role::Recipient, &*a.email));
-                let view = RecordView::new(
-                    e.subject.as_deref().unwrap_or_default(),
-                    organizer.chain(attendees),
+                    .map(|a| (Role::Recipient, &*a.email));
+                addresses.extend(
+                    organizer
+                        .chain(attendees)
+                        .map(|(r, a)| (r, rules::address(a))),
                 );
+                let view = RecordView {
+                    subject: Subject::new(e.subject.as_deref().unwrap_or_default()),
+                    addresses: &addresses,
+                };
                 Ok(cache.decide(&e.user, &view))
             })
             .collect()

@@ -21,30 +21,57 @@ pub fn role_of(role: AddressRole) -> Role {
     }
 }
 
-/// What the rules look at in a record: lower-cased addresses with their side, and the subject.
-pub struct RecordView<'a> {
-    subject: String,
-    addresses: Vec<(Role, std::borrow::Cow<'a, str>)>,
+/// A subject as the subject rules compare it: case-insensitively, without a lower-cased copy
+/// when it is ASCII (nearly always), lower-cased once when it is not.
+pub enum Subject<'a> {
+    /// ASCII: compared with ASCII case folding, which is `to_lowercase` for ASCII text.
+    Ascii(&'a str),
+    /// Anything else, lower-cased (Unicode) once.
+    Lowered(String),
 }
 
-impl<'a> RecordView<'a> {
-    pub fn new(subject: &str, addresses: impl Iterator<Item = (Role, &'a str)>) -> Self {
-        RecordView {
-            subject: subject.to_lowercase(),
-            addresses: addresses
-                .map(|(r, a)| {
-                    let a = a.trim();
-                    let a = if a.bytes().any(|b| b.is_ascii_uppercase()) {
-                        a.to_ascii_lowercase().into()
-                    } else {
-                        a.into()
-                    };
-                    (r, a)
-                })
-                .collect(),
+impl<'a> Subject<'a> {
+    pub fn new(subject: &'a str) -> Self {
+        if subject.is_ascii() {
+            Subject::Ascii(subject)
+        } else {
+            Subject::Lowered(subject.to_lowercase())
         }
     }
 
+    /// Whether the subject contains `text` (lower-case, not empty), ignoring case.
+    fn contains(&self, text: &str) -> bool {
+        match self {
+            Subject::Lowered(s) => s.contains(text),
+            Subject::Ascii(s) => {
+                let (hay, needle) = (s.as_bytes(), text.as_bytes());
+                needle.len() <= hay.len()
+                    && hay
+                        .windows(needle.len())
+                        .any(|w| w.eq_ignore_ascii_case(needle))
+            }
+        }
+    }
+}
+
+/// An address as the rules compare it: trimmed, lower-case (the host sends lower-case
+/// addresses, so this is a copy only for a host that did not).
+pub fn address(a: &str) -> std::borrow::Cow<'_, str> {
+    let a = a.trim();
+    if a.bytes().any(|b| b.is_ascii_uppercase()) {
+        a.to_ascii_lowercase().into()
+    } else {
+        a.into()
+    }
+}
+
+/// What the rules look at in a record: its addresses with their side, and the subject.
+pub struct RecordView<'v, 'a> {
+    pub subject: Subject<'a>,
+    pub addresses: &'v [(Role, std::borrow::Cow<'a, str>)],
+}
+
+impl RecordView<'_, '_> {
     /// E7: at least one address, and every one in `domains`.
     pub fn all_internal(&self, domains: &[String]) -> bool {
         !self.addresses.is_empty()
@@ -68,6 +95,8 @@ enum Pattern {
 struct CompiledRule {
     rule: Rule,
     pattern: Pattern,
+    /// The verdict's reason when this rule decides, made once.
+    reason: String,
 }
 
 /// The rules of one user with their patterns prepared, ordered by level, most specific first.
@@ -75,15 +104,15 @@ pub struct Compiled {
     rules: Vec<CompiledRule>,
 }
 
-/// Which rule decided, if any.
+/// Which rule decided, if any: the rule and its verdict's reason.
 pub enum Outcome<'r> {
-    Rule(&'r Rule, LevelName),
+    Rule(&'r Rule, &'r str),
     InternalOnly,
     NoRule,
 }
 
 /// A level's name for messages.
-pub struct LevelName(Level);
+struct LevelName(Level);
 
 impl fmt::Display for LevelName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,7 +167,7 @@ fn glob(parts: &[String], text: &str) -> bool {
 }
 
 impl CompiledRule {
-    fn matches(&self, view: &RecordView<'_>) -> bool {
+    fn matches(&self, view: &RecordView<'_, '_>) -> bool {
         let wanted = |role: Role| match self.rule.target {
             RuleTarget::AnyAddress => true,
             RuleTarget::Sender => role == Role::Sender,
@@ -146,7 +175,7 @@ impl CompiledRule {
             RuleTarget::Subject => false,
         };
         match &self.pattern {
-            Pattern::Contains(text) => !text.is_empty() && view.subject.contains(text.as_str()),
+            Pattern::Contains(text) => !text.is_empty() && view.subject.contains(text),
             Pattern::Domain(domain) => view.addresses.iter().any(|(r, a)| {
                 wanted(*r)
                     && a.rsplit_once('@').is_some_and(|(_, d)| {
@@ -167,9 +196,16 @@ impl Compiled {
     pub fn new(rules: &[Rule]) -> Self {
         let mut rules: Vec<CompiledRule> = rules
             .iter()
-            .map(|r| CompiledRule {
-                pattern: compile(r),
-                rule: r.clone(),
+            .map(|r| {
+                let word = match r.effect {
+                    Effect::Include => "include",
+                    Effect::Exclude => "exclude",
+                };
+                CompiledRule {
+                    pattern: compile(r),
+                    reason: format!("{} {word} rule {} matched", LevelName(r.level), r.id),
+                    rule: r.clone(),
+                }
             })
             .collect();
         rules.sort_by_key(|r| rank(r.rule.level));
@@ -177,24 +213,24 @@ impl Compiled {
     }
 
     /// The deciding rule: the most specific level with a match decides; within it, include wins.
-    pub fn decide(&self, view: &RecordView<'_>) -> Outcome<'_> {
-        let mut decided: Option<&Rule> = None;
+    pub fn decide(&self, view: &RecordView<'_, '_>) -> Outcome<'_> {
+        let mut decided: Option<&CompiledRule> = None;
         for compiled in &self.rules {
             let rule = &compiled.rule;
             if let Some(d) = decided {
-                if rank(rule.level) > rank(d.level) {
+                if rank(rule.level) > rank(d.rule.level) {
                     break;
                 }
-                if d.effect == Effect::Include {
+                if d.rule.effect == Effect::Include {
                     continue;
                 }
             }
             if compiled.matches(view) {
-                decided = Some(rule);
+                decided = Some(compiled);
             }
         }
         match decided {
-            Some(rule) => Outcome::Rule(rule, LevelName(rule.level)),
+            Some(c) => Outcome::Rule(&c.rule, &c.reason),
             None => Outcome::NoRule,
         }
     }
@@ -206,6 +242,16 @@ mod tests {
 
     fn parts(p: &str) -> Vec<String> {
         p.split('*').map(str::to_string).collect()
+    }
+
+    #[test]
+    fn subjects_compare_ignoring_case() {
+        assert!(Subject::new("Monthly NEWSLETTER").contains("newsletter"));
+        assert!(Subject::new("newsletter").contains("newsletter"));
+        assert!(!Subject::new("news").contains("newsletter"));
+        assert!(Subject::new("Été NEWSLETTER").contains("newsletter"));
+        assert!(Subject::new("ÉTÉ").contains("été"));
+        assert!(!Subject::new("ETE").contains("été"));
     }
 
     #[test]

@@ -309,13 +309,21 @@ async fn match_batch(
             }
             Err(e) => {
                 report.failed += 1;
-                tracing::warn!(tenant = %tenant.name, record = candidate.id, "matching failed: {e}");
+                tracing::warn!(
+                    tenant = %tenant.name,
+                    record = candidate.id,
+                    plugin = %decided_by,
+                    "matching failed: {e}"
+                );
             }
         }
+        // The failure row names the plugin version that failed (`name version sha256:...`),
+        // as a failed email names its stage's plugin: `match_failures` has no column of its
+        // own for it, so it leads the error.
         outcomes.push(MatchOutcome {
             record_id: candidate.id,
             occurred_ms: candidate.occurred_ms,
-            result,
+            result: result.map_err(|e| format!("{decided_by}: {e}")),
         });
     }
     // Records queued but no longer stored leave the queue too.
