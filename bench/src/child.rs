@@ -10,45 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::BenchError;
 
-/// User plus system CPU seconds of this process so far (0 where /proc is missing).
-pub fn cpu_seconds() -> f64 {
-    crate::sync_backfill::cpu_seconds()
-}
-
-/// This process's peak resident memory (VmHWM) in MiB (0 where /proc is missing).
-pub fn peak_rss_mib() -> f64 {
-    crate::sync_backfill::peak_rss_mib()
-}
-
-/// This process's resident memory now (VmRSS) in MiB (0 where /proc is missing).
-pub fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// Bytes this process has handed to `write`-family calls so far (`wchar` of /proc/self/io;
-/// 0 where /proc is missing). For a store's child it is the database's own write volume:
-/// SQLite's log frames and checkpoints, which a profile of the ingest showed as its largest
-/// kernel cost.
-pub fn written_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("wchar:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
+pub use crate::procfs::{cpu_seconds, peak_rss_mib, rss_mib, written_bytes};
 
 /// The 1-minute load average, recorded beside every figure (these machines are shared).
 pub fn load_average() -> f64 {

@@ -27,6 +27,7 @@ pub mod ingest;
 pub mod match_job;
 pub mod peer;
 pub mod plugin_calls;
+pub mod procfs;
 pub mod report;
 pub mod scale;
 pub mod serve_child;

@@ -39,19 +39,7 @@ pub struct DeltaBench {
     pub peak_rss_mib: f64,
 }
 
-/// Peak resident set size of this process in MiB (Linux `VmHWM`).
-pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
+pub use crate::procfs::peak_rss_mib;
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]

@@ -76,17 +76,7 @@ pub struct SyncBenchReport {
     pub stage_cpu_percent: f64,
 }
 
-/// User plus system CPU seconds of this process so far (0 where /proc is missing).
-pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
+pub use crate::procfs::{cpu_seconds, peak_rss_mib};
 
 /// Why the benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -102,20 +92,6 @@ pub enum SyncBenchError {
 
 fn setup<E: std::fmt::Display>(e: E) -> SyncBenchError {
     SyncBenchError::Setup(e.to_string())
-}
-
-/// Peak resident memory of this process, from /proc (0 where there is none).
-pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 /// Generates the tenant, then times one backfill of every mailbox.
