@@ -507,3 +507,58 @@ async fn sqlite_log_starts_over_under_continuous_page_commits_and_a_busy_reader(
     );
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn sqlite_writers_go_on_beside_a_long_reader_and_the_log_restarts_after_it() {
+    use m365sync_store::wal::RESTART_EVERY;
+    use sqlx::Connection;
+    let db = TestDb::sqlite().await;
+    let s = &db.store;
+    let t = s.upsert_tenant(&tenant("main")).await.unwrap();
+    let alice = mailbox(s, t.id, "alice@contoso.example").await;
+    let file = db.url.trim_start_matches("sqlite://").to_string();
+    let commit = |n: u64| {
+        let mut p = page(t.org_id, t.id, alice, "inbox", &format!("next-{n}"));
+        p.upserts = (0..20)
+            .map(|i| email(&format!("G{n}-{i}"), &format!("<m{n}-{i}@acme>")))
+            .collect();
+        p
+    };
+    // A reader holding one snapshot open (an export, a long console read) across two restart
+    // turns: the log cannot start over under it, and no writer may fail or wait for it.
+    let mut reader = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM emails")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    let salt_held = wal_salt(&file);
+    for n in 0..2 * RESTART_EVERY {
+        s.commit_page(&commit(n)).await.unwrap();
+    }
+    assert_eq!(
+        wal_salt(&file),
+        salt_held,
+        "no restart under the open snapshot"
+    );
+    let still: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM emails")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(still, seen, "the reader's snapshot is intact");
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    reader.close().await.unwrap();
+    // The reader gone, the next turns restart the log again.
+    for n in 2 * RESTART_EVERY..4 * RESTART_EVERY + 1 {
+        s.commit_page(&commit(n)).await.unwrap();
+    }
+    assert!(
+        wal_salt(&file) != salt_held,
+        "the log restarted once the reader left"
+    );
+    assert_eq!(
+        s.email_count(t.id).await.unwrap(),
+        (20 * (4 * RESTART_EVERY + 1)) as i64
+    );
+    db.drop_db().await;
+}

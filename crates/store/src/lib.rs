@@ -72,6 +72,9 @@ use sqlx::{AnyPool, Executor};
 
 pub use secrets::{SecretKey, SecretKeyError};
 
+/// How long a SQLite statement waits for a lock another connection holds, in ms.
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 10_000;
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -313,7 +316,7 @@ impl Store {
                         // WAL lets readers run beside the one writer; NORMAL sync is durable
                         // across process crashes; foreign keys are off in SQLite by default; the
                         // log is kept short under continuous writes ([`wal`]).
-                        conn.execute(&*format!("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; PRAGMA journal_size_limit={}; PRAGMA wal_autocheckpoint={};", wal::SIZE_LIMIT, wal::AUTOCHECKPOINT_PAGES)).await?;
+                        conn.execute(&*format!("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={}; PRAGMA journal_size_limit={}; PRAGMA wal_autocheckpoint={};", BUSY_TIMEOUT_MS, wal::SIZE_LIMIT, wal::AUTOCHECKPOINT_PAGES)).await?;
                     }
                     Ok(())
                 })

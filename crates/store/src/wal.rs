@@ -1,18 +1,18 @@
 //! Keeping SQLite's write-ahead log short while the sync writes without pause.
 //!
-//! SQLite checkpoints the log by itself every 1,000 pages (`wal_autocheckpoint`), but that
-//! checkpoint is passive: it copies what no reader still needs and never waits. The log only
+//! SQLite checkpoints the log by itself every so many pages (`wal_autocheckpoint`, 1,000 by
+//! default; [`AUTOCHECKPOINT_PAGES`] here), but that checkpoint is passive: it copies what no reader still needs and never waits. The log only
 //! starts over from its beginning when a checkpoint has copied *everything* and no reader is
 //! inside it, and under a backfill another page commit has always appended frames by the time
 //! a passive checkpoint ends. Measured with `bench ingest` (20 x 5,000 messages), the log grew
-//! to 1.2 GB beside a 229 MB database: every frame went to fresh file pages (block allocation,
+//! to 0.6-1.8 GB beside a 229 MB database: every frame went to fresh file pages (block allocation,
 //! zeroed page cache), checkpoints re-read a log far larger than the cache, and the disk held
 //! five times the store.
 //!
 //! So the heavy writers (the mail and calendar page commits and the matching job's batches)
 //! count their commits here, and every [`RESTART_EVERY`]th one runs a `RESTART` checkpoint:
-//! it waits (through `busy_timeout`) for readers on old frames, copies the rest and makes the
-//! next writer start the log from its beginning. `journal_size_limit` then cuts the file back.
+//! it waits (a quarter of a second at most) for readers on old frames, copies the rest and makes
+//! the next writer start the log from its beginning. `journal_size_limit` then cuts the file back.
 //! PostgreSQL has nothing to do here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,9 @@ use crate::{Backend, Store};
 /// Commits between two `RESTART` checkpoints: about 10 MB of log at a page commit's usual
 /// 100 messages, small enough to stay in the page cache, rare enough that the waits are noise.
 pub const RESTART_EVERY: u64 = 32;
+
+/// How long a restart waits for readers and the current writer, in ms.
+pub const RESTART_WAIT_MS: u64 = 250;
 
 /// Pages of log after which SQLite checkpoints by itself (`PRAGMA wal_autocheckpoint`; its
 /// default is 1,000). The restarts above do the regular work: a checkpoint copies each page
@@ -47,15 +50,34 @@ impl CommitCounter {
 
 impl Store {
     /// Called by a heavy writer after its transaction committed: on SQLite, every
-    /// [`RESTART_EVERY`]th call checkpoints and restarts the log. A checkpoint that cannot
-    /// finish (a reader outlasting `busy_timeout`) is not an error of the write that already
-    /// committed, and loses nothing: the log stays longer until the next one.
+    /// [`RESTART_EVERY`]th call checkpoints and restarts the log.
+    ///
+    /// A `RESTART` checkpoint holds the write lock while it waits for readers on old frames,
+    /// so it waits at most [`RESTART_WAIT_MS`] (its own connection's `busy_timeout`, put back
+    /// afterwards): a long reader (an export, a large console read) then costs the writers a
+    /// quarter of a second, not the store's whole 10 s timeout, and the log restarts at a
+    /// later turn. A checkpoint that cannot finish is not an error of the write that already
+    /// committed, and loses nothing: the log stays longer until the next one. A connection
+    /// whose timeout could not be put back is closed rather than returned to the pool.
     pub(crate) async fn after_heavy_commit(&self) {
         if self.backend() != Backend::Sqlite || !self.commits.due() {
             return;
         }
-        let _ = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-            .fetch_all(self.pool())
+        let Ok(mut conn) = self.pool().acquire().await else {
+            return;
+        };
+        let _ = sqlx::query(&format!("PRAGMA busy_timeout={RESTART_WAIT_MS}"))
+            .execute(&mut *conn)
             .await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .fetch_all(&mut *conn)
+            .await;
+        if sqlx::query(&format!("PRAGMA busy_timeout={}", crate::BUSY_TIMEOUT_MS))
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            let _ = conn.close().await;
+        }
     }
 }
