@@ -461,14 +461,35 @@ fn wal_salt(db_file: &str) -> u32 {
     u32::from_be_bytes(bytes[16..20].try_into().unwrap())
 }
 
+/// A SQLite store with one tenant and one mailbox, for the log's tests: the store, the
+/// tenant, the mailbox and the database file's path.
+async fn log_test_store() -> (TestDb, m365sync_store::tenants::Tenant, i64, String) {
+    let db = TestDb::sqlite().await;
+    let t = db.store.upsert_tenant(&tenant("main")).await.unwrap();
+    let alice = mailbox(&db.store, t.id, "alice@contoso.example").await;
+    let file = db.url.trim_start_matches("sqlite://").to_string();
+    (db, t, alice, file)
+}
+
+/// Page `n` of a backfill: `emails` new emails, ids numbered by the page.
+fn numbered_page(
+    t: &m365sync_store::tenants::Tenant,
+    mailbox: i64,
+    n: u64,
+    emails: u64,
+) -> PageCommit {
+    let mut p = page(t.org_id, t.id, mailbox, "inbox", &format!("next-{n}"));
+    p.upserts = (0..emails)
+        .map(|i| email(&format!("G{n}-{i}"), &format!("<m{n}-{i}@acme>")))
+        .collect();
+    p
+}
+
 #[tokio::test]
 async fn sqlite_log_starts_over_under_continuous_page_commits_and_a_busy_reader() {
     use m365sync_store::wal::RESTART_EVERY;
-    let db = TestDb::sqlite().await;
+    let (db, t, alice, file) = log_test_store().await;
     let s = &db.store;
-    let t = s.upsert_tenant(&tenant("main")).await.unwrap();
-    let alice = mailbox(s, t.id, "alice@contoso.example").await;
-    let file = db.url.trim_start_matches("sqlite://").to_string();
     let salt_before = wal_salt(&file);
     // A reader that never pauses, as the console and the other workers are: a passive
     // checkpoint alone would never find the log unused.
@@ -486,11 +507,9 @@ async fn sqlite_log_starts_over_under_continuous_page_commits_and_a_busy_reader(
     };
     let commits = 6 * RESTART_EVERY;
     for n in 0..commits {
-        let mut p = page(t.org_id, t.id, alice, "inbox", &format!("next-{n}"));
-        p.upserts = (0..50)
-            .map(|i| email(&format!("G{n}-{i}"), &format!("<m{n}-{i}@acme>")))
-            .collect();
-        s.commit_page(&p).await.unwrap();
+        s.commit_page(&numbered_page(&t, alice, n, 50))
+            .await
+            .unwrap();
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(reader.await.unwrap() > 0);
@@ -498,7 +517,6 @@ async fn sqlite_log_starts_over_under_continuous_page_commits_and_a_busy_reader(
     // write); without them nothing would have: the automatic checkpoint's interval is far
     // beyond this test's writes, and a passive checkpoint never restarts the log itself.
     let restarts = wal_salt(&file).wrapping_sub(salt_before);
-    eprintln!("log restarts: {restarts}");
     assert!((4..=6).contains(&restarts), "restarts: {restarts}");
     assert_eq!(
         s.email_count(t.id).await.unwrap(),
@@ -512,18 +530,9 @@ async fn sqlite_log_starts_over_under_continuous_page_commits_and_a_busy_reader(
 async fn sqlite_writers_go_on_beside_a_long_reader_and_the_log_restarts_after_it() {
     use m365sync_store::wal::RESTART_EVERY;
     use sqlx::Connection;
-    let db = TestDb::sqlite().await;
+    let (db, t, alice, file) = log_test_store().await;
     let s = &db.store;
-    let t = s.upsert_tenant(&tenant("main")).await.unwrap();
-    let alice = mailbox(s, t.id, "alice@contoso.example").await;
-    let file = db.url.trim_start_matches("sqlite://").to_string();
-    let commit = |n: u64| {
-        let mut p = page(t.org_id, t.id, alice, "inbox", &format!("next-{n}"));
-        p.upserts = (0..20)
-            .map(|i| email(&format!("G{n}-{i}"), &format!("<m{n}-{i}@acme>")))
-            .collect();
-        p
-    };
+    let commit = |n: u64| numbered_page(&t, alice, n, 20);
     // A reader holding one snapshot open (an export, a long console read) across two restart
     // turns: the log cannot start over under it, and no writer may fail or wait for it.
     let mut reader = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
