@@ -28,8 +28,9 @@ pub struct Decisions {
     pub matched: i64,
     /// Matching: the contact links it made.
     pub linked: i64,
-    /// Records waiting in failed records whose failure names this version (not a counter:
-    /// read from `failed_records.plugin`, which holds only what is still failing).
+    /// Records still failing whose failure names this version (not a counter: read from
+    /// `failed_records.plugin` and `match_failures.plugin`, which hold only what is still
+    /// failing).
     pub failed: i64,
 }
 
@@ -160,11 +161,16 @@ impl Store {
             .add(&d);
         }
         // A failure's stage says the slot: the exclusion's or the mapping's (the product's own
-        // stages, `convert` and `series`, name no plugin).
+        // stages, `convert` and `series`, name no plugin), or the matching plugin's (its
+        // failures are kept apart, in `match_failures`).
         let failed = sqlx::query(
             "SELECT m.tenant_id, f.stage, f.plugin, COUNT(*) AS n
              FROM failed_records f JOIN mailboxes m ON m.id = f.mailbox_id JOIN tenants t ON t.id = m.tenant_id
-             WHERE t.org_id = $1 AND f.plugin <> '' GROUP BY m.tenant_id, f.stage, f.plugin",
+             WHERE t.org_id = $1 AND f.plugin <> '' GROUP BY m.tenant_id, f.stage, f.plugin
+             UNION ALL
+             SELECT f.tenant_id, 'match' AS stage, f.plugin, COUNT(*) AS n
+             FROM match_failures f JOIN tenants t ON t.id = f.tenant_id
+             WHERE t.org_id = $1 AND f.plugin <> '' GROUP BY f.tenant_id, f.plugin",
         )
         .bind(org_id)
         .fetch_all(self.pool())
@@ -174,6 +180,7 @@ impl Store {
             let slot = match stage.as_str() {
                 "exclude" => "exclusion",
                 "map" => "mapping",
+                "match" => "matching",
                 _ => continue,
             };
             let plugin: String = r.try_get("plugin")?;

@@ -47,6 +47,7 @@ pub mod folders;
 pub mod logs;
 pub mod mail_outbox;
 pub mod mailboxes;
+pub mod match_failures;
 pub mod matching;
 pub mod plugins;
 pub mod review;
@@ -249,6 +250,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "plugin_decisions",
         include_str!("../migrations/sqlite/0018_plugin_decisions.sql"),
         include_str!("../migrations/postgres/0018_plugin_decisions.sql"),
+    ),
+    (
+        19,
+        "match_failure_plugin",
+        include_str!("../migrations/sqlite/0019_match_failure_plugin.sql"),
+        include_str!("../migrations/postgres/0019_match_failure_plugin.sql"),
     ),
 ];
 
@@ -479,7 +486,7 @@ mod tests {
                     "@ID@",
                 )
                 .replace("BYTEA", "@BIN@")
-                // A one-off backfill (0018) finds a substring: the same function, SQLite's
+                // One-off backfills (0018, 0019) find a substring: the same function, SQLite's
                 // `instr(haystack, needle)` and PostgreSQL's `strpos(haystack, needle)` (both
                 // 1-based, 0 when absent), never in the store's own SQL.
                 .replace("strpos(", "instr(");

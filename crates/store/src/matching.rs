@@ -516,8 +516,9 @@ impl Store {
     }
 
     /// Stores a batch's outcomes in one transaction: each matched record's plugin matches are
-    /// replaced (manual ones kept), each failed record is kept for a retry, and every record of
-    /// the batch leaves the queue.
+    /// replaced (manual ones kept), each failed record is kept for a retry with `decided_by`
+    /// (the plugin's stamp) as the version that failed it, and every record of the batch
+    /// leaves the queue.
     pub async fn save_matches(
         &self,
         tenant_id: i64,
@@ -615,13 +616,15 @@ impl Store {
         for o in outcomes {
             if let Err(error) = &o.result {
                 sqlx::query(
-                    "INSERT INTO match_failures (tenant_id, kind, record_id, error, attempts, at_ms) VALUES ($1, $2, $3, $4, 1, $5)
-                     ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET error = excluded.error,
-                         attempts = match_failures.attempts + 1, at_ms = excluded.at_ms",
+                    "INSERT INTO match_failures (tenant_id, kind, record_id, plugin, error, attempts, first_ms, at_ms)
+                     VALUES ($1, $2, $3, $4, $5, 1, $6, $6)
+                     ON CONFLICT (tenant_id, kind, record_id) DO UPDATE SET plugin = excluded.plugin,
+                         error = excluded.error, attempts = match_failures.attempts + 1, at_ms = excluded.at_ms",
                 )
                 .bind(tenant_id)
                 .bind(kind.as_str())
                 .bind(o.record_id)
+                .bind(decided_by)
                 .bind(error.as_str())
                 .bind(now)
                 .execute(&mut *tx)

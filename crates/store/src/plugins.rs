@@ -438,12 +438,15 @@ impl Store {
 
     /// Records failing now, by stage and by the stamp of the plugin that failed them
     /// (`name version sha256:digest`), across every tenant: the service's per-version failure
-    /// gauge. Records failed before stamps were kept (empty stamp) are left out.
+    /// gauge. The matching plugin's failures count under stage `match`. Records failed before
+    /// stamps were kept (empty stamp) are left out.
     pub async fn failing_records_by_plugin(
         &self,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT stage, plugin, COUNT(*) AS n FROM failed_records WHERE plugin <> '' GROUP BY stage, plugin ORDER BY stage, plugin",
+            "SELECT stage, plugin, COUNT(*) AS n FROM failed_records WHERE plugin <> '' GROUP BY stage, plugin
+             UNION ALL SELECT 'match' AS stage, plugin, COUNT(*) AS n FROM match_failures WHERE plugin <> '' GROUP BY plugin
+             ORDER BY stage, plugin",
         )
         .fetch_all(self.pool())
         .await?;

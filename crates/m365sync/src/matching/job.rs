@@ -317,13 +317,12 @@ async fn match_batch(
                 );
             }
         }
-        // The failure row names the plugin version that failed (`name version sha256:...`),
-        // as a failed email names its stage's plugin: `match_failures` has no column of its
-        // own for it, so it leads the error.
+        // A failure row names the plugin version that failed it (`save_matches` stores
+        // `decided_by` with it), as a failed email names its stage's plugin.
         outcomes.push(MatchOutcome {
             record_id: candidate.id,
             occurred_ms: candidate.occurred_ms,
-            result: result.map_err(|e| format!("{decided_by}: {e}")),
+            result,
         });
     }
     // Records queued but no longer stored leave the queue too.

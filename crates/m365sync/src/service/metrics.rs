@@ -340,7 +340,7 @@ impl Metrics {
         let failing = Family::<FailingLabels, Gauge>::default();
         r.register(
             "plugin_failing_records",
-            "Records failing now (kept and retried), by stage and the plugin version that failed them (all processes).",
+            "Records failing now (kept and retried), by stage (convert, series, exclude, map, match) and the plugin version that failed them (all processes).",
             failing.clone(),
         );
         r.register(
