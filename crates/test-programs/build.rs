@@ -6,7 +6,14 @@
 mod wasm_guests;
 
 /// Crates of `tests/plugins/`.
-const TEST_PLUGINS: &[&str] = &["hostile", "escape", "future-version", "remap", "noop"];
+const TEST_PLUGINS: &[&str] = &[
+    "hostile",
+    "escape",
+    "future-version",
+    "remap",
+    "noop",
+    "failmatch",
+];
 
 fn main() {
     let root = wasm_guests::repo_root();

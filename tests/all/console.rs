@@ -343,6 +343,19 @@ async fn the_console_signs_in_shows_health_and_runs_and_maps_review_mail() {
         listed[0]
     );
     b.screenshot("attachments").await;
+    // The failed-records page shows the stages' failures and the matching plugin's: the
+    // sandbox's default plugins fail on nothing, and the page says so for both.
+    let matching = json_of(
+        &serve,
+        Method::GET,
+        "/api/tenants/sandbox/contoso/match/failures",
+        &admin,
+    )
+    .await;
+    assert_eq!(matching["total"], 0, "{matching}");
+    b.goto(&format!("{base}/#/failures/sandbox/contoso")).await;
+    b.wait_text("#no-match-failures", "fails on no record")
+        .await;
     // The org's entities (the sandbox makes one company per client domain): the page lists
     // the API's first page, and a search by domain finds that company.
     let entities = json_of(

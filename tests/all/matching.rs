@@ -1093,3 +1093,238 @@ async fn a_batch_of_links_is_stored_whole_across_statement_sizes() {
         db.drop_db().await;
     }
 }
+
+/// Issue 18: a matching plugin that fails on records, installed as a firm would (CLI). Each
+/// failed record is kept with the plugin version that failed it and its error, listed by
+/// `match failures` (owner, subject, attempts), counted per plugin version for the failure
+/// gauge, kept out of the review list and retried by every job; once the tenant is back on the
+/// default plugin the next job matches them and the failures are gone. On both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_matching_plugin_keeps_each_record_named_with_its_version_until_a_fixed_one_matches(
+) {
+    use crate::plugin_installs::{cli, command, workdir};
+    use crate::plugin_support::FAILMATCH;
+
+    for db in TestDb::both().await {
+        let s = quiet_sim().await;
+        let (alice, _) = people(&s);
+        deliver(&s, "pat@client.example", &alice, "f1 from Pat", "conv-f1").await;
+        deliver(
+            &s,
+            "unmatchable@nowhere.example",
+            &alice,
+            "f2 the plugin cannot match",
+            "conv-f2",
+        )
+        .await;
+        deliver(
+            &s,
+            "stranger@nowhere.example",
+            &alice,
+            "f3 answered with a contact never shown",
+            "conv-f3",
+        )
+        .await;
+        let settings = TenantSettings {
+            commencement_ms: Some(0),
+            folders: vec!["inbox".into()],
+            ..TenantSettings::default()
+        };
+        let (tenant, _) = declare_with(&db.store, &s, &settings).await;
+        let report = run_tenant(&env(&db.store), &tenant, None, "manual")
+            .await
+            .unwrap();
+        assert!(
+            report.mailbox_errors.is_empty(),
+            "{:?}",
+            report.mailbox_errors
+        );
+        let pat = add_contact(
+            &db,
+            tenant.org_id,
+            "Pat Client",
+            Some("pat@client.example"),
+            None,
+            &[],
+        )
+        .await;
+        let email = emails_by_subject(&db, tenant.id).await;
+        let (f1, f2, f3) = (
+            email["f1 from Pat"],
+            email["f2 the plugin cannot match"],
+            email["f3 answered with a contact never shown"],
+        );
+        let (org, name) = (tenant.org.as_str(), tenant.name.as_str());
+
+        let dir = workdir(&db, "failmatch");
+        let (ok, out) = cli(
+            &dir,
+            &db,
+            &[
+                "plugin",
+                "install",
+                FAILMATCH,
+                "--org",
+                org,
+                "--tenant",
+                name,
+                "--slot",
+                "matching",
+                "--no-cases",
+            ],
+        );
+        assert!(ok, "{out}");
+        // A command's `--json` answer (stdout only: the log goes to stderr).
+        let json = |args: &[&str]| -> serde_json::Value {
+            let out = command(&dir, &db, args);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{args:?}: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: {e}: {text}"))
+        };
+        let run = || json(&["match", "run", "--org", org, "--json"]);
+        let failures = || {
+            json(&[
+                "match", "failures", "--org", org, "--tenant", name, "--json",
+            ])
+        };
+
+        // The failing version decides: two records fail, the third matches nothing.
+        let first = run();
+        assert_eq!(first["records"], 3, "{first}");
+        assert_eq!(first["failed"], 2, "{first}");
+        assert_eq!(first["unmatched"], 1, "{first}");
+        let listed = failures();
+        assert_eq!(listed["total"], 2, "{listed}");
+        let rows = listed["failures"].as_array().unwrap();
+        let by_id = |id: i64| {
+            rows.iter()
+                .find(|r| r["record_id"] == id)
+                .unwrap_or_else(|| panic!("record {id} is not listed: {listed}"))
+        };
+        let stamp = by_id(f2)["plugin"].as_str().unwrap().to_string();
+        assert!(
+            stamp.starts_with("failmatch 0.0.1 sha256:")
+                && stamp.len() == "failmatch 0.0.1 sha256:".len() + 64,
+            "the failure names the plugin version: {stamp}"
+        );
+        assert_eq!(
+            by_id(f2)["error"],
+            "the plugin refused the record: failmatch cannot match unmatchable@nowhere.example",
+            "the plugin's own error, its version in a column of its own: {listed}"
+        );
+        assert_eq!(by_id(f3)["plugin"], stamp.as_str());
+        assert!(
+            by_id(f3)["error"]
+                .as_str()
+                .unwrap()
+                .contains("contact 999999999, which it was not shown"),
+            "{listed}"
+        );
+        for (id, subject) in [
+            (f2, "f2 the plugin cannot match"),
+            (f3, "f3 answered with a contact never shown"),
+        ] {
+            let row = by_id(id);
+            assert_eq!(row["kind"], "email");
+            assert_eq!(row["subject"], subject);
+            assert_eq!(row["owner"], alice.as_str());
+            assert_eq!(row["attempts"], 1);
+            assert_eq!(row["tenant"], name);
+        }
+        // The failure gauge counts them under stage `match` and the version.
+        let failing = db.store.failing_records_by_plugin().await.unwrap();
+        assert!(
+            failing.contains(&("match".to_string(), stamp.clone(), 2)),
+            "{failing:?}"
+        );
+        // The Plugins page counts them against the version that failed them.
+        let digest = stamp.rsplit("sha256:").next().unwrap().to_string();
+        let decided = db.store.plugin_decisions(tenant.org_id).await.unwrap();
+        assert_eq!(
+            decided[&(tenant.id, "matching".to_string(), digest)].failed,
+            2,
+            "{decided:?}"
+        );
+        // Failed records are not offered for manual mapping; the unmatched one is.
+        let alice_id = db.store.user_id(tenant.id, &alice).await.unwrap().unwrap();
+        let review: Vec<i64> = db
+            .store
+            .review_list(
+                alice_id,
+                &ReviewFilter {
+                    since_ms: None,
+                    until_ms: None,
+                    sender_domain: None,
+                    before: None,
+                    limit: 50,
+                },
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.email_id)
+            .collect();
+        assert_eq!(
+            review,
+            vec![f1],
+            "only the unmatched record is up for review"
+        );
+
+        // Every job retries them.
+        let second = run();
+        assert_eq!(second["failed"], 2, "{second}");
+        let listed = failures();
+        assert!(
+            listed["failures"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["attempts"] == 2),
+            "{listed}"
+        );
+
+        // Back on the default plugin (and Pat's email re-queued by a contact change), the
+        // next job matches what it can and nothing fails any more.
+        let (ok, out) = cli(
+            &dir,
+            &db,
+            &[
+                "plugin",
+                "uninstall",
+                "--org",
+                org,
+                "--tenant",
+                name,
+                "--slot",
+                "matching",
+            ],
+        );
+        assert!(ok, "{out}");
+        db.store
+            .queue_for_matching(
+                tenant.id,
+                m365sync_store::matching::ActivityKind::Email,
+                &[f1],
+            )
+            .await
+            .unwrap();
+        let fixed = run();
+        assert_eq!(fixed["failed"], 0, "{fixed}");
+        assert_eq!(failures()["total"], 0);
+        let linked = links(&db).await;
+        assert!(linked.contains_key(&(f1, pat)), "{linked:?}");
+        assert!(
+            !db.store
+                .failing_records_by_plugin()
+                .await
+                .unwrap()
+                .iter()
+                .any(|(stage, _, _)| stage == "match"),
+            "the gauge no longer counts them"
+        );
+    }
+}

@@ -32,7 +32,7 @@ fn tenant(name: &str) -> NewTenant {
 }
 
 /// A scratch directory with a config pointing at `db`.
-fn workdir(db: &TestDb, test: &str) -> PathBuf {
+pub fn workdir(db: &TestDb, test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("installs-{test}-{}", db.store.backend() as u8));
     let _ = std::fs::remove_dir_all(&dir);
@@ -46,7 +46,7 @@ fn workdir(db: &TestDb, test: &str) -> PathBuf {
 }
 
 /// Runs the CLI in `dir`: (success, stdout and stderr).
-fn cli(dir: &Path, db: &TestDb, args: &[&str]) -> (bool, String) {
+pub fn cli(dir: &Path, db: &TestDb, args: &[&str]) -> (bool, String) {
     let out = command(dir, db, args);
     (
         out.status.success(),
@@ -54,7 +54,7 @@ fn cli(dir: &Path, db: &TestDb, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn command(dir: &Path, db: &TestDb, args: &[&str]) -> std::process::Output {
+pub fn command(dir: &Path, db: &TestDb, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .current_dir(dir)
         .env("M365SYNC_SECRET_KEY", &db.key_base64)

@@ -16,7 +16,7 @@ pub fn engine() -> &'static PluginEngine {
 }
 
 /// The components crates/test-programs built from tests/plugins/.
-pub use m365sync_test_programs::{ESCAPE, FUTURE_VERSION, HOSTILE, NOOP_V0_2, REMAP};
+pub use m365sync_test_programs::{ESCAPE, FAILMATCH, FUTURE_VERSION, HOSTILE, NOOP_V0_2, REMAP};
 
 pub fn load(kind: Kind, path: &str) -> Plugin {
     Plugin::load_file(engine(), kind, std::path::Path::new(path)).expect("the plugin loads")

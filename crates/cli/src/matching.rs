@@ -29,6 +29,23 @@ pub enum MatchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The records the matching plugin failed on: each with its owner, the plugin version
+    /// that failed it and the error. They are kept out of review lists and retried by every
+    /// later job (after a fixed plugin is installed, the next `match run` retries them).
+    Failures {
+        /// The org (the firm), as declared with `m365sync apply` or `tenant add`.
+        #[arg(long)]
+        org: String,
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// At most this many, most recently failed first.
+        #[arg(long, default_value_t = 200)]
+        limit: i64,
+        /// Print JSON (`failures` and `total`) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the matching job: generated emails against generated contacts in a scratch
     /// SQLite (or `--database-url`) store, then the cost of a re-match after one new contact.
     Bench {
@@ -153,6 +170,48 @@ pub async fn run_match(config: Option<&Path>, cmd: MatchCommand) -> anyhow::Resu
                     println!("warning: {w}");
                 }
             }
+            Ok(())
+        }
+        MatchCommand::Failures {
+            org,
+            tenant,
+            limit,
+            json,
+        } => {
+            let (_, store) = open(config).await?;
+            let org_id = store.org_id(&org).await?;
+            let tenant_id = match &tenant {
+                Some(t) => Some(store.tenant(&org, t).await?.id),
+                None => None,
+            };
+            let (failures, total) = store.match_failure_list(org_id, tenant_id, limit).await?;
+            if json {
+                let out = serde_json::json!({ "failures": failures, "total": total });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(());
+            }
+            if failures.is_empty() {
+                println!("org {org}: the matching plugin fails on no record");
+                return Ok(());
+            }
+            for f in &failures {
+                println!(
+                    "{org}/{} {} {} of {} {:?}",
+                    f.tenant, f.kind, f.record_id, f.owner, f.subject
+                );
+                println!(
+                    "    by {}, {} attempt(s), first {} last {}: {}",
+                    f.plugin,
+                    f.attempts,
+                    when(f.first_ms),
+                    when(f.last_ms),
+                    f.error
+                );
+            }
+            println!(
+                "{} of {total} record(s); each is retried by the next `m365sync match run` (the service runs it after every sync run)",
+                failures.len()
+            );
             Ok(())
         }
         MatchCommand::Bench {

@@ -825,6 +825,7 @@ async function runPage(id) {
 async function failuresPage(org, tenant) {
   await page("Failed records of " + org + "/" + tenant, async () => {
     const items = await api("GET", "/api/tenants/" + enc(org) + "/" + enc(tenant) + "/failures?limit=200");
+    const matches = await api("GET", "/api/tenants/" + enc(org) + "/" + enc(tenant) + "/match/failures?limit=200");
     return [
       h("p", { class: "muted" }, "Records a stage failed on (up to 200, newest first), with the plugin version that failed and its error. Runs retry them; parked ones only on request."),
       items.length
@@ -836,6 +837,21 @@ async function failuresPage(org, tenant) {
             { id: "failures" }
           )
         : h("p", {}, "No failed records."),
+      h("h2", {}, "Matching failures"),
+      matches.failures.length
+        ? h(
+            "div",
+            {},
+            h("p", { class: "muted" }, "Records the matching plugin failed on (" + matches.failures.length + " of " + matches.total.toLocaleString("en") + ", newest first). They stay out of review lists; every matching job retries them."),
+            table(
+              ["Kind", "Owner", "Subject", "Plugin", "Error", "Attempts", "Last failed"],
+              matches.failures.map((f) =>
+                h("tr", {}, h("td", {}, f.kind), h("td", {}, f.owner || "–"), h("td", {}, f.subject), h("td", {}, f.plugin || "–"), h("td", {}, f.error), num(f.attempts), h("td", {}, when(f.last_ms)))
+              ),
+              { id: "match-failures" }
+            )
+          )
+        : h("p", { id: "no-match-failures" }, "The matching plugin fails on no record."),
     ];
   });
 }

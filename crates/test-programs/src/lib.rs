@@ -17,3 +17,7 @@ pub const REMAP: &str = env!("M365SYNC_WASM_REMAP");
 /// An exclusion plugin of contract 0.2 that declares no fields and keeps everything
 /// (`tests/plugins/noop`): the 0.2 side of the tests that run both contract versions.
 pub const NOOP_V0_2: &str = env!("M365SYNC_WASM_NOOP");
+/// A matching plugin of contract 0.2 that fails on purpose (`tests/plugins/failmatch`): an
+/// address containing `unmatchable` is its record's error, one containing `stranger` is
+/// answered with a contact the host never showed; every other record matches nothing.
+pub const FAILMATCH: &str = env!("M365SYNC_WASM_FAILMATCH");

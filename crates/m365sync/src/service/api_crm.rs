@@ -392,6 +392,32 @@ pub(super) async fn org_match(State(shared): State<Arc<Shared>>, scope: OrgScope
     )
 }
 
+/// `GET /api/tenants/{org}/{tenant}/match/failures[?limit=]`: the tenant's records the
+/// matching plugin failed on, most recent first, with the total (the console shows them
+/// beside the tenant's failed records).
+pub(super) async fn match_failures(
+    State(shared): State<Arc<Shared>>,
+    Caller(actor): Caller,
+    Path((org, tenant)): Path<(String, String)>,
+    Q(q): Q,
+) -> Answer {
+    let t = match super::api::tenant_of(&shared, &actor, &org, &tenant).await {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    answer(
+        async {
+            let (failures, total) = shared
+                .env
+                .store
+                .match_failure_list(t.org_id, Some(t.id), limit(&q))
+                .await?;
+            ok(json!({ "failures": failures, "total": total }))
+        }
+        .await,
+    )
+}
+
 /// `GET /api/orgs/{org}/contacts[?limit=&after=&filter=]`.
 pub(super) async fn list_contacts(
     State(shared): State<Arc<Shared>>,

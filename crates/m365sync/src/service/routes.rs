@@ -423,6 +423,10 @@ pub(super) fn table() -> Vec<Endpoint> {
         post("/api/orgs/{org}/match", crm::org_match)
             .area(Crm)
             .says("The org's matching job, now, waited for (up to 60 s)"),
+        get("/api/tenants/{org}/{tenant}/match/failures", crm::match_failures)
+            .area(Crm)
+            .query(&[("limit", "how many, most recently failed first (50 by default, at most 1000)")])
+            .says("The records the matching plugin failed on, each with the plugin version that failed it: {failures, total}"),
         get("/api/orgs/{org}/contacts", crm::list_contacts)
             .area(Crm)
             .query(LISTING)
