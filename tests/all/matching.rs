@@ -141,6 +141,20 @@ pub struct World {
     pub email: BTreeMap<String, i64>,
 }
 
+/// The simulator's tenant declared with `settings` and its delivered mail synced once.
+async fn declared_and_synced(db: &TestDb, s: &TestSim, settings: &TenantSettings) -> Tenant {
+    let (tenant, _) = declare_with(&db.store, s, settings).await;
+    let report = run_tenant(&env(&db.store), &tenant, None, "manual")
+        .await
+        .unwrap();
+    assert!(
+        report.mailbox_errors.is_empty(),
+        "{:?}",
+        report.mailbox_errors
+    );
+    tenant
+}
+
 pub async fn world(db: &TestDb) -> World {
     let s = quiet_sim().await;
     let (alice, bob) = people(&s);
@@ -203,15 +217,7 @@ pub async fn world(db: &TestDb) -> World {
         skip_internal_only: false,
         ..TenantSettings::default()
     };
-    let (tenant, _) = declare_with(&db.store, &s, &settings).await;
-    let report = run_tenant(&env(&db.store), &tenant, None, "manual")
-        .await
-        .unwrap();
-    assert!(
-        report.mailbox_errors.is_empty(),
-        "{:?}",
-        report.mailbox_errors
-    );
+    let tenant = declared_and_synced(db, &s, &settings).await;
     let org_id = tenant.org_id;
     let pat = add_contact(
         db,
@@ -1130,15 +1136,7 @@ async fn a_failing_matching_plugin_keeps_each_record_named_with_its_version_unti
             folders: vec!["inbox".into()],
             ..TenantSettings::default()
         };
-        let (tenant, _) = declare_with(&db.store, &s, &settings).await;
-        let report = run_tenant(&env(&db.store), &tenant, None, "manual")
-            .await
-            .unwrap();
-        assert!(
-            report.mailbox_errors.is_empty(),
-            "{:?}",
-            report.mailbox_errors
-        );
+        let tenant = declared_and_synced(&db, &s, &settings).await;
         let pat = add_contact(
             &db,
             tenant.org_id,
@@ -1287,8 +1285,8 @@ async fn a_failing_matching_plugin_keeps_each_record_named_with_its_version_unti
             "{listed}"
         );
 
-        // Back on the default plugin (and Pat's email re-queued by a contact change), the
-        // next job matches what it can and nothing fails any more.
+        // Back on the default plugin (and Pat's email queued again, as a contact change
+        // would), the next job matches what it can and nothing fails any more.
         let (ok, out) = cli(
             &dir,
             &db,
