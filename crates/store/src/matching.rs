@@ -159,6 +159,20 @@ pub struct StoredMatch {
     pub reason: String,
 }
 
+/// A direct match stored for one email of a thread, as [`Store::thread_matches`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadLink {
+    /// The email linked.
+    pub record_id: i64,
+    /// The email's sent time: the thread's order.
+    pub sent_ms: i64,
+    /// Made by a person from the review list (`source = 'manual'`): kept when the email is
+    /// matched again.
+    pub manual: bool,
+    /// The link.
+    pub link: StoredMatch,
+}
+
 /// What one record's pass produced: its matches, or the plugin's error for it.
 #[derive(Debug, Clone)]
 pub struct MatchOutcome {
@@ -482,20 +496,21 @@ impl Store {
 
     /// The direct matches (by an address, or made by a person; never ones inherited from a
     /// thread, so links cannot feed on each other) stored for the emails of each of
-    /// `conversations` (a tenant's threads), with the email each belongs to.
+    /// `conversations` (a tenant's threads), with the email each belongs to, in the thread's
+    /// order (by the email's sent time, then the contact).
     pub async fn thread_matches(
         &self,
         tenant_id: i64,
         conversations: &[String],
-    ) -> Result<HashMap<String, Vec<(i64, StoredMatch)>>, StoreError> {
+    ) -> Result<HashMap<String, Vec<ThreadLink>>, StoreError> {
         let b = self.backend();
-        let mut out: HashMap<String, Vec<(i64, StoredMatch)>> = HashMap::new();
+        let mut out: HashMap<String, Vec<ThreadLink>> = HashMap::new();
         for chunk in conversations.chunks(IN_CHUNK) {
             let (tenant, list) = (marker(b, 1), in_list(b, 2, chunk.len()));
             let sql = match b {
                 // CROSS JOIN: SQLite joins in the order written (the threads' emails first).
                 super::Backend::Sqlite => format!(
-                    "SELECT e.conversation_id, m.record_id, m.contact_id, m.entity_id, m.address, m.field, m.reason
+                    "SELECT e.conversation_id, m.record_id, e.sent_ms, m.source, m.contact_id, m.entity_id, m.address, m.field, m.reason
                      FROM emails e CROSS JOIN activity_matches m
                      WHERE m.kind = 'email' AND m.record_id = e.id
                        AND e.tenant_id = {tenant} AND m.field <> 'thread' AND e.conversation_id IN ({list})
@@ -507,9 +522,9 @@ impl Store {
                 // (quadratic: 32 of 41 s at 100k emails). A LATERAL subquery that cannot be
                 // flattened (OFFSET 0) is probed once per email of the threads, by key.
                 super::Backend::Postgres => format!(
-                    "SELECT e.conversation_id, m.record_id, m.contact_id, m.entity_id, m.address, m.field, m.reason
+                    "SELECT e.conversation_id, m.record_id, e.sent_ms, m.source, m.contact_id, m.entity_id, m.address, m.field, m.reason
                      FROM emails e CROSS JOIN LATERAL
-                         (SELECT m.record_id, m.contact_id, m.entity_id, m.address, m.field, m.reason
+                         (SELECT m.record_id, m.source, m.contact_id, m.entity_id, m.address, m.field, m.reason
                           FROM activity_matches m
                           WHERE m.kind = 'email' AND m.record_id = e.id AND m.field <> 'thread' OFFSET 0) m
                      WHERE e.tenant_id = {tenant} AND e.conversation_id IN ({list})
@@ -521,16 +536,20 @@ impl Store {
                 q = q.bind(c.as_str());
             }
             for r in q.fetch_all(self.pool()).await? {
-                out.entry(r.try_get("conversation_id")?).or_default().push((
-                    r.try_get("record_id")?,
-                    StoredMatch {
-                        contact_id: r.try_get("contact_id")?,
-                        entity_id: r.try_get("entity_id")?,
-                        address: r.try_get("address")?,
-                        field: r.try_get("field")?,
-                        reason: r.try_get("reason")?,
-                    },
-                ));
+                out.entry(r.try_get("conversation_id")?)
+                    .or_default()
+                    .push(ThreadLink {
+                        record_id: r.try_get("record_id")?,
+                        sent_ms: r.try_get("sent_ms")?,
+                        manual: r.try_get::<String, _>("source")? == "manual",
+                        link: StoredMatch {
+                            contact_id: r.try_get("contact_id")?,
+                            entity_id: r.try_get("entity_id")?,
+                            address: r.try_get("address")?,
+                            field: r.try_get("field")?,
+                            reason: r.try_get("reason")?,
+                        },
+                    });
             }
         }
         Ok(out)

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::input::{accept, batch_conversations, match_inputs, tenant_view};
+use super::input::{
+    accept, batch_conversations, carry_thread_links, contacts_for, match_inputs, tenant_view,
+};
 use crate::sync::error::SyncError;
 use crate::sync::stages::load_plugin;
 use crate::sync::stages::stamp;
@@ -24,8 +26,11 @@ use m365sync_store::matching::{ActivityKind, MatchCandidate, MatchContact, Match
 use m365sync_store::tenants::Tenant;
 use m365sync_store::{Store, StoreError};
 
-/// Records per plugin call and per transaction.
-const BATCH: i64 = 500;
+/// Records read, stored and taken off the queue per transaction.
+const BATCH: i64 = 1000;
+/// Records per plugin call: a batch goes through the plugin in parts of this size, each shown
+/// what a batch of its own would show it.
+const PLUGIN_BATCH: usize = 500;
 /// How long a job's hold on its org lasts without renewal (renewed every batch).
 const LEASE_MS: i64 = 60_000;
 
@@ -247,7 +252,8 @@ async fn drain_tenant(
     Ok(())
 }
 
-/// One batch through the plugin, its matches stored.
+/// One batch through the plugin in parts of [`PLUGIN_BATCH`], its matches stored in one
+/// transaction.
 async fn match_batch(
     job: &TenantJob<'_>,
     decided_by: &str,
@@ -262,7 +268,7 @@ async fn match_batch(
         ..
     } = current;
     let read_started = Instant::now();
-    let threads = match job.kind {
+    let mut threads = match job.kind {
         ActivityKind::Email => {
             store
                 .thread_matches(tenant.id, &batch_conversations(&batch))
@@ -270,60 +276,77 @@ async fn match_batch(
         }
         ActivityKind::Event => HashMap::new(),
     };
-    // What the plugin may name: the batch's contacts and the threads' (with their entity).
-    let mut shown: HashMap<i64, Option<i64>> =
-        contacts.iter().map(|c| (c.id, c.entity_id)).collect();
-    for (_, m) in threads.values().flatten() {
-        shown.entry(m.contact_id).or_insert(m.entity_id);
-    }
-    let inputs = match_inputs(&batch, &threads);
-    let ctx = CallContext::new(
-        tenant_view(&tenant.org, &tenant.name, &contacts, sync_users),
-        BTreeMap::new(),
-    );
-    let plugin_started = Instant::now();
-    report.read_ms += (plugin_started - read_started).as_millis() as u64;
-    let call_plugin = plugin.clone();
-    let outcome = tokio::task::spawn_blocking(move || call_plugin.match_records(&ctx, &inputs))
-        .await
-        .map_err(|e| MatchError::Plugin {
-            org: tenant.org.clone(),
-            message: format!("the matching plugin's call panicked: {e}"),
-        })?;
-    for line in outcome.log {
-        if report.warnings.len() < 100 && !report.warnings.contains(&line.message) {
-            tracing::warn!(tenant = %tenant.name, "matching plugin: {}", line.message);
-            report.warnings.push(line.message);
-        }
-    }
+    report.read_ms += read_started.elapsed().as_millis() as u64;
     let mut outcomes = Vec::with_capacity(ids.len());
-    for (candidate, answer) in batch.iter().zip(outcome.results) {
-        let result = answer
-            .map_err(|e| e.to_string())
-            .and_then(|ms| accept(ms, &shown));
-        match &result {
-            Ok(ms) if ms.is_empty() => report.unmatched += 1,
-            Ok(ms) => {
-                report.matched += 1;
-                report.links += ms.len() as u64;
-            }
-            Err(e) => {
-                report.failed += 1;
-                tracing::warn!(
-                    tenant = %tenant.name,
-                    record = candidate.id,
-                    plugin = %decided_by,
-                    "matching failed: {e}"
-                );
+    // The plugin is called per PLUGIN_BATCH records, each part shown exactly what it would
+    // have been shown as a batch of its own read after the parts before it were stored: the
+    // contacts its addresses reach, and its threads' links with the earlier parts' outcomes
+    // carried in (a thread's inheritance depends on where batches end).
+    for part in batch.chunks(PLUGIN_BATCH) {
+        let prepare_started = Instant::now();
+        let part_contacts = contacts_for(part, &contacts);
+        // What the plugin may name: the part's contacts and its threads' (with their entity).
+        let mut shown: HashMap<i64, Option<i64>> =
+            part_contacts.iter().map(|c| (c.id, c.entity_id)).collect();
+        for conversation in batch_conversations(part) {
+            for t in threads.get(&conversation).into_iter().flatten() {
+                shown.entry(t.link.contact_id).or_insert(t.link.entity_id);
             }
         }
+        let inputs = match_inputs(part, &threads);
+        let ctx = CallContext::new(
+            tenant_view(&tenant.org, &tenant.name, &part_contacts, sync_users),
+            BTreeMap::new(),
+        );
+        let plugin_started = Instant::now();
+        report.read_ms += (plugin_started - prepare_started).as_millis() as u64;
+        let call_plugin = plugin.clone();
+        let outcome = tokio::task::spawn_blocking(move || call_plugin.match_records(&ctx, &inputs))
+            .await
+            .map_err(|e| MatchError::Plugin {
+                org: tenant.org.clone(),
+                message: format!("the matching plugin's call panicked: {e}"),
+            })?;
+        for line in outcome.log {
+            if report.warnings.len() < 100 && !report.warnings.contains(&line.message) {
+                tracing::warn!(tenant = %tenant.name, "matching plugin: {}", line.message);
+                report.warnings.push(line.message);
+            }
+        }
+        let mut results = Vec::with_capacity(part.len());
+        for (candidate, answer) in part.iter().zip(outcome.results) {
+            let result = answer
+                .map_err(|e| e.to_string())
+                .and_then(|ms| accept(ms, &shown));
+            match &result {
+                Ok(ms) if ms.is_empty() => report.unmatched += 1,
+                Ok(ms) => {
+                    report.matched += 1;
+                    report.links += ms.len() as u64;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(
+                        tenant = %tenant.name,
+                        record = candidate.id,
+                        plugin = %decided_by,
+                        "matching failed: {e}"
+                    );
+                }
+            }
+            results.push(result);
+        }
+        carry_thread_links(&mut threads, part, &results);
         // A failure row names the plugin version that failed it (`save_matches` stores
         // `decided_by` with it), as a failed email names its stage's plugin.
-        outcomes.push(MatchOutcome {
-            record_id: candidate.id,
-            occurred_ms: candidate.occurred_ms,
-            result,
-        });
+        for (candidate, result) in part.iter().zip(results) {
+            outcomes.push(MatchOutcome {
+                record_id: candidate.id,
+                occurred_ms: candidate.occurred_ms,
+                result,
+            });
+        }
+        report.plugin_ms += plugin_started.elapsed().as_millis() as u64;
     }
     // Records queued but no longer stored leave the queue too.
     let stored: HashSet<i64> = batch.iter().map(|c| c.id).collect();
@@ -336,7 +359,6 @@ async fn match_batch(
     }
     report.records += batch.len() as u64;
     let write_started = Instant::now();
-    report.plugin_ms += (write_started - plugin_started).as_millis() as u64;
     store
         .save_matches(
             tenant.id,
