@@ -1324,5 +1324,6 @@ async fn a_failing_matching_plugin_keeps_each_record_named_with_its_version_unti
                 .any(|(stage, _, _)| stage == "match"),
             "the gauge no longer counts them"
         );
+        db.drop_db().await;
     }
 }
